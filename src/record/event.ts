@@ -1,0 +1,111 @@
+/**
+ * The events a trace is made of, as the client sees them after decoding the
+ * helper's record stream (see docs/record-stream.md). This is also the shape
+ * of `-o json` lines and of saved trace files (`--output-file`), so it is a
+ * public, versioned schema: add fields freely, never change or remove one
+ * without bumping TRACE_SCHEMA_VERSION. Documented in docs/json-schema.md.
+ */
+
+export const TRACE_SCHEMA_VERSION = 1;
+
+export type ProbeKind = 'kprobe' | 'kprobe-multi' | 'tracepoint';
+
+export interface Tuple {
+  /** 4 or 6 */
+  family: 4 | 6;
+  /** 'TCP', 'UDP', 'ICMP', 'ICMPv6' or the protocol number as a string. */
+  proto: string;
+  src: string;
+  dst: string;
+  /** Ports for TCP and UDP, absent otherwise. */
+  sport?: number;
+  dport?: number;
+  /** ICMP type and code, absent otherwise. */
+  icmpType?: number;
+  icmpCode?: number;
+  /** TCP flags in tcpdump's letters, e.g. "S", "S.", "F.", "R." (absent for non-TCP). */
+  tcpFlags?: string;
+}
+
+/** One step of one packet: a kernel function or tracepoint it passed. */
+export interface TraceEvent {
+  type: 'event';
+  /** Schema version of this line. */
+  v: number;
+  /** Kernel monotonic time of the step, nanoseconds, as a decimal string (exceeds 2^53). */
+  ts: string;
+  /** Wall-clock time of the step (ISO 8601), derived from ts and the trace's start. */
+  time: string;
+  /** Address of the struct sk_buff, hex: identifies the packet while it lives. */
+  skb: string;
+  /** Function or tracepoint name. */
+  func: string;
+  probe: ProbeKind;
+  /** Return address or drop location as "symbol+0xoff", when known. */
+  caller?: string;
+  cpu: number;
+  pid: number;
+  process: string;
+  /** Network namespace inode. */
+  netns: number;
+  mark: number;
+  ifindex: number;
+  /** Interface name ('' when the skb has no device yet). */
+  iface: string;
+  /** skb->protocol as a name ('IPv4', 'IPv6', 'ARP') or hex ('0x88cc'). */
+  l3proto: string;
+  mtu: number;
+  len: number;
+  /** Linux packet type: 'host', 'broadcast', 'multicast', 'otherhost', 'outgoing', 'loopback', ... */
+  pktType: string;
+  tuple?: Tuple;
+  /** Set on the step where the kernel dropped the packet. */
+  drop?: {
+    /** The kernel's name without the SKB_DROP_REASON_ prefix, e.g. 'NETFILTER_DROP'; 'UNKNOWN' before 5.17. */
+    reason: string;
+    /** Raw enum value, when the kernel reported one. */
+    code?: number;
+  };
+  /** The skb was freed here (consumed after delivery, or dropped). */
+  freed?: boolean;
+  /** Shown only because the skb matched earlier (--filter-track-skb). */
+  tracked?: boolean;
+  /** Kernel stack, innermost first, when --output-stack was given. */
+  stack?: string[];
+  /** Node name, in Kubernetes mode. */
+  node?: string;
+}
+
+/** Describes the trace as a whole; the first line of a saved trace file. */
+export interface TraceHeader {
+  type: 'header';
+  v: number;
+  tool: 'kubectl-pwru';
+  toolVersion: string;
+  /** Kernel release of the traced host (per node in Kubernetes mode). */
+  kernel: string;
+  node?: string;
+  backend: ProbeKind;
+  probes: number;
+  attachMs: number;
+  filter: string;
+  startedAt: string;
+  /** Drop reason names by code, as read from the kernel's BTF. */
+  dropReasons: Record<string, string>;
+}
+
+/** Counters the helper reports periodically and at the end. */
+export interface TraceStats {
+  type: 'stats';
+  v: number;
+  node?: string;
+  /** Probe hits before filtering. */
+  seen: number;
+  /** Events delivered. */
+  events: number;
+  /** Events the kernel could not deliver (ring buffer full). */
+  lost: number;
+  final: boolean;
+}
+
+export type TraceLine = TraceEvent | TraceHeader | TraceStats;
