@@ -60,4 +60,33 @@ enum pwru_counter {
 	PWRU_CNT_MAX = 3,
 };
 
+
+/*
+ * The helper's record stream (stdout), read by src/record/decode.ts:
+ * a sequence of frames, each a header followed by its payload. Integers are
+ * little-endian. EVENT payloads are a struct pwru_event; every other payload
+ * is one JSON object (UTF-8, no trailing newline). The first frame is always
+ * HELLO. See docs/record-stream.md.
+ */
+#define PWRU_STREAM_VERSION 1
+
+struct pwru_frame_header {
+	__u32 len;	/* payload length in bytes */
+	__u16 type;	/* enum pwru_frame_type */
+	__u16 reserved;
+};
+
+enum pwru_frame_type {
+	PWRU_FRAME_HELLO = 1,	 /* {stream, event_version, event_size, helper, kernel, arch, hostname} */
+	PWRU_FRAME_PROGRESS = 2, /* {phase, done, total, message} */
+	PWRU_FRAME_READY = 3,	 /* {backend, probes:[{id,name,kind}], attached, attach_ms, drop_reasons, filter, ...} */
+	PWRU_FRAME_EVENT = 4,	 /* struct pwru_event */
+	PWRU_FRAME_STATS = 5,	 /* {seen, emitted, lost, final} */
+	PWRU_FRAME_ERROR = 6,	 /* {code, message}: the helper exits non-zero after it */
+	PWRU_FRAME_END = 7,	 /* {reason, events, lost} */
+	PWRU_FRAME_SYMBOL = 8,	 /* {addr, name}: a kernel address seen in a later event's caller */
+	PWRU_FRAME_STACK = 9,	 /* {id, frames:[name]}: a stack id seen in a later event */
+	PWRU_FRAME_WARNING = 10, /* {code, message} */
+};
+
 #endif

@@ -1,0 +1,51 @@
+/**
+ * A trace request: everything the user asked for, in one value, built by the
+ * trace command (Complete), checked (Validate), then handed to a local or a
+ * Kubernetes session (Run). helperArgs() is the one translation into the
+ * helper's command line, used by the local runner and by the in-pod runner.
+ */
+
+export type Backend = 'auto' | 'kprobe-multi' | 'kprobe' | 'tracepoint';
+export const BACKENDS: readonly Backend[] = ['auto', 'kprobe-multi', 'kprobe', 'tracepoint'];
+
+export type OutputFormat = 'text' | 'wide' | 'json';
+
+export interface TraceRequest {
+  /** Full pcap-filter expression, flags and positional part already combined; '' traces everything. */
+  pcapFilter: string;
+  backend: Backend;
+  /** POSIX extended regex on function names (kprobe backends) or tracepoint names. */
+  filterFunc?: string;
+  /** Network namespace: inode number or a path such as /proc/PID/ns/net or /run/netns/NAME. */
+  filterNetns?: string;
+  /** MARK or MARK/MASK, decimal or 0x hex. */
+  filterMark?: string;
+  filterIfname?: string;
+  trackSkb: boolean;
+  allKmods: boolean;
+  outputStack: boolean;
+  /** Stop after this many seconds. */
+  durationSec?: number;
+  /** Stop after this many events. */
+  maxEvents?: number;
+  /** Ring buffer size in bytes (power of two). */
+  ringbufBytes?: number;
+}
+
+/** The helper's argv (without the program name) for a request. */
+export function helperArgs(req: TraceRequest): string[] {
+  const args = ['--backend', req.backend];
+  if (req.filterFunc) args.push('--filter-func', req.filterFunc);
+  if (req.filterNetns) args.push('--filter-netns', req.filterNetns);
+  if (req.filterMark) args.push('--filter-mark', req.filterMark);
+  if (req.filterIfname) args.push('--filter-ifname', req.filterIfname);
+  if (req.trackSkb) args.push('--filter-track-skb');
+  if (req.allKmods) args.push('--all-kmods');
+  if (req.outputStack) args.push('--output-stack');
+  if (req.durationSec !== undefined) args.push('--duration', String(req.durationSec));
+  if (req.maxEvents !== undefined) args.push('--max-events', String(req.maxEvents));
+  if (req.ringbufBytes !== undefined) args.push('--ringbuf-size', String(req.ringbufBytes));
+  // "--" so that a filter starting with "-" is never taken for an option.
+  if (req.pcapFilter) args.push('--', req.pcapFilter);
+  return args;
+}
