@@ -1,0 +1,19 @@
+/**
+ * Where a running trace goes. A local session and every per-node Kubernetes
+ * session feed the same sink; the sink decides how it looks (text, wide,
+ * JSON lines, a file, a summary). Progress and warnings are for people and go
+ * to stderr, so that stdout stays machine-clean.
+ */
+import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
+
+export interface TraceSink {
+  /** A long step is under way: scheduling a pod, pulling an image, attaching probes. */
+  progress(message: string): void;
+  /** A trace (one node's, in Kubernetes mode) is ready: probes attached. */
+  header(header: TraceHeader): void;
+  event(event: TraceEvent): void;
+  stats(stats: TraceStats): void;
+  warning(message: string): void;
+  /** All sessions ended; flush files and print the closing summary. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,102 @@
+/**
+ * Connects one helper's record stream to a sink: the piece shared by the local
+ * session and each Kubernetes node session. It turns helper frames into trace
+ * lines and remembers how the helper ended, so that the session can report a
+ * helper error or a helper that vanished.
+ */
+import { type HelloInfo, RecordDecoder } from '../record/decode';
+import { TRACE_SCHEMA_VERSION } from '../record/event';
+import type { TraceSink } from '../output/sink';
+import { TOOL_VERSION } from '../version';
+
+/** The helper refused or failed; message is the helper's own words. */
+export class HelperError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface HelperOutcome {
+  /** The helper's ERROR frame, if it sent one. */
+  error?: HelperError;
+  /** Why it stopped, from its END frame: 'signal', 'stdin', 'duration', 'max-events'. */
+  endReason?: string;
+  events: number;
+  lost: number;
+  ready: boolean;
+}
+
+export class HelperStream {
+  readonly decoder: RecordDecoder;
+  readonly outcome: HelperOutcome = { events: 0, lost: 0, ready: false };
+  private hello?: HelloInfo;
+
+  constructor(
+    private readonly sink: TraceSink,
+    private readonly node?: string,
+    /** Called once when probes are attached and events may flow. */
+    private readonly onReady?: () => void,
+  ) {
+    const where = node ? `${node}: ` : '';
+    this.decoder = new RecordDecoder(
+      {
+        hello: (hello) => {
+          this.hello = hello;
+        },
+        progress: (p) => {
+          const count = p.total > 0 ? ` ${p.done}/${p.total}` : '';
+          sink.progress(`${where}${p.message}${count}`);
+        },
+        ready: (r) => {
+          this.outcome.ready = true;
+          sink.header({
+            type: 'header',
+            v: TRACE_SCHEMA_VERSION,
+            tool: 'kubectl-pwru',
+            toolVersion: TOOL_VERSION,
+            kernel: this.hello?.kernel ?? '',
+            ...(node !== undefined ? { node } : {}),
+            backend: r.backend,
+            probes: r.attached,
+            attachMs: r.attach_ms,
+            filter: r.filter,
+            startedAt: new Date().toISOString(),
+            dropReasons: r.drop_reasons,
+          });
+          this.onReady?.();
+        },
+        event: (e) => {
+          this.outcome.events++;
+          sink.event(e);
+        },
+        stats: (s) => {
+          this.outcome.lost = s.lost;
+          sink.stats({
+            type: 'stats',
+            v: TRACE_SCHEMA_VERSION,
+            ...(node !== undefined ? { node } : {}),
+            seen: s.seen,
+            events: s.emitted,
+            lost: s.lost,
+            final: s.final,
+          });
+        },
+        warning: (w) => sink.warning(`${where}${w.message}`),
+        error: (e) => {
+          this.outcome.error = new HelperError(e.code, e.message);
+        },
+        end: (e) => {
+          this.outcome.endReason = e.reason;
+        },
+      },
+      node,
+    );
+  }
+
+  push(chunk: Buffer): void {
+    this.decoder.push(chunk);
+  }
+}
