@@ -1,0 +1,314 @@
+/**
+ * Boots one Debian kernel under qemu (TCG) with a test initramfs, and reads
+ * back what the guest reported on its second serial port: timings, each
+ * helper run's exit code, record stream (decoded with the project's own
+ * decoder) and stderr. See guest/init.sh for the guest's side.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  type EndInfo,
+  type HelperMessage,
+  type ReadyInfo,
+  RecordDecoder,
+  type StatsInfo,
+} from '../../src/record/decode';
+import type { TraceEvent } from '../../src/record/event';
+
+/** The repository's root: scripts are found from here, not from dist/. */
+export function repoRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).name === 'kubectl-pwru') return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`no kubectl-pwru package.json above ${__dirname}`);
+    dir = up;
+  }
+}
+
+export const CACHE = process.env.KERNEL_MATRIX_CACHE ?? '/var/cache/kubectl-pwru/kernel-matrix';
+const PREPARE_HINT = 'run `bash test/kernel-matrix/prepare.sh` (as root) first';
+
+export function qemuBinary(): string {
+  const bin = path.join(CACHE, 'qemu/usr/bin/qemu-system-x86_64');
+  if (!existsSync(bin)) throw new Error(`qemu 10 is not in ${CACHE}/qemu: ${PREPARE_HINT}`);
+  return bin;
+}
+
+export function kernelDir(label: string): string {
+  const dir = path.join(CACHE, 'kernels', label);
+  if (!existsSync(path.join(dir, 'ok'))) throw new Error(`kernel ${label} is not in ${dir}: ${PREPARE_HINT}`);
+  return dir;
+}
+
+/** One helper invocation in the guest: see run_case in guest/init.sh. */
+export interface CaseSpec {
+  name: string;
+  /** 'full': noise to :7777, delivered to :9000, dropped to :9001; 'noise': only :7777; 'none'. */
+  traffic: 'full' | 'noise' | 'none';
+  /** Seconds to wait for READY. */
+  readyTimeout: number;
+  args: string[];
+}
+
+export interface CaseResult {
+  name: string;
+  /** 'ready', 'exited' (before READY) or 'timeout'. */
+  state: string;
+  /** Guest seconds from start to READY (or giving up). */
+  readySeconds: number;
+  /** Guest seconds from SIGINT to exit: mostly detaching. */
+  stopSeconds: number;
+  exitCode: number;
+  ready?: ReadyInfo;
+  events: TraceEvent[];
+  stats: StatsInfo[];
+  errors: HelperMessage[];
+  warnings: HelperMessage[];
+  end?: EndInfo;
+  decodeError?: string;
+  stderr: string;
+}
+
+export interface GuestRun {
+  kernel: string;
+  release: string;
+  /** Kernel uptime when /init started, seconds. */
+  bootSeconds: number;
+  /** Kernel uptime when the network was set up, seconds. */
+  setupSeconds: number;
+  /** Host wall-clock seconds for the whole qemu run. */
+  wallSeconds: number;
+  info: Record<string, string>;
+  cases: Map<string, CaseResult>;
+  counters: string;
+  fatal?: string;
+  console: string;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export function planScript(cases: CaseSpec[]): string {
+  return cases
+    .map((c) => ['run_case', c.name, c.traffic, String(c.readyTimeout), ...c.args].map(shellQuote).join(' '))
+    .join('\n')
+    .concat('\n');
+}
+
+function decodeStream(result: CaseResult, stream: Buffer): void {
+  const decoder = new RecordDecoder({
+    ready: (r) => {
+      result.ready = r;
+    },
+    event: (e) => {
+      result.events.push(e);
+    },
+    stats: (s) => {
+      result.stats.push(s);
+    },
+    error: (e) => {
+      result.errors.push(e);
+    },
+    warning: (w) => {
+      result.warnings.push(w);
+    },
+    end: (e) => {
+      result.end = e;
+    },
+  });
+  try {
+    decoder.push(stream);
+    decoder.finish();
+  } catch (err) {
+    result.decodeError = (err as Error).message;
+  }
+}
+
+/** Parses the guest's ttyS1 transcript. */
+export function parseTranscript(kernel: string, text: string, consoleLog: string, wall: number): GuestRun {
+  const run: GuestRun = {
+    kernel,
+    release: '',
+    bootSeconds: Number.NaN,
+    setupSeconds: Number.NaN,
+    wallSeconds: wall,
+    info: {},
+    cases: new Map(),
+    counters: '',
+    console: consoleLog,
+  };
+  const lines = text.replace(/\r/g, '').split('\n');
+  let current: CaseResult | undefined;
+  let file: { label: string; size: number; chunks: string[] } | undefined;
+  for (const line of lines) {
+    if (file) {
+      if (line.startsWith('@@ file-end ')) {
+        const data = Buffer.from(file.chunks.join(''), 'base64');
+        if (data.length !== file.size) {
+          throw new Error(`${kernel}: ${file.label} arrived with ${data.length} of ${file.size} bytes`);
+        }
+        if (current && file.label === `${current.name}.out`) decodeStream(current, data);
+        if (current && file.label === `${current.name}.err`) current.stderr = data.toString('utf8');
+        file = undefined;
+      } else {
+        file.chunks.push(line.trim());
+      }
+      continue;
+    }
+    if (!line.startsWith('@@ ')) continue;
+    const [tag, ...rest] = line.slice(3).split(' ');
+    switch (tag) {
+      case 'boot':
+        run.bootSeconds = Number(rest[0]);
+        run.release = rest[1] ?? '';
+        break;
+      case 'ready':
+        run.setupSeconds = Number(rest[0]);
+        break;
+      case 'info':
+        run.info[rest[0]] = rest.slice(1).join(' ');
+        break;
+      case 'fatal':
+        run.fatal = rest.join(' ');
+        break;
+      case 'counters':
+        run.counters = rest.join(' ').replace(/\|/g, '\n');
+        break;
+      case 'case-begin':
+        current = {
+          name: rest[0],
+          state: 'unknown',
+          readySeconds: Number.NaN,
+          stopSeconds: Number.NaN,
+          exitCode: Number.NaN,
+          events: [],
+          stats: [],
+          errors: [],
+          warnings: [],
+          stderr: '',
+        };
+        run.cases.set(current.name, current);
+        break;
+      case 'case-ready':
+        if (current) {
+          current.state = rest[1];
+          current.readySeconds = Number(rest[3]) - Number(rest[2]);
+        }
+        break;
+      case 'case-exit':
+        if (current) {
+          current.exitCode = Number(rest[1]);
+          current.stopSeconds = Number(rest[3]) - Number(rest[2]);
+        }
+        break;
+      case 'file-begin':
+        file = { label: rest[0], size: Number(rest[1]), chunks: [] };
+        break;
+      default:
+        break;
+    }
+  }
+  return run;
+}
+
+export interface BootOptions {
+  kernel: string;
+  helper: string;
+  cases: CaseSpec[];
+  /** Host-side limit for the whole guest, ms. */
+  timeoutMs: number;
+}
+
+/** Builds the initramfs, boots the kernel, waits for the guest to power off. */
+export async function bootGuest(opts: BootOptions): Promise<GuestRun> {
+  const root = repoRoot();
+  const qemu = qemuBinary();
+  const kdir = kernelDir(opts.kernel);
+  const work = mkdtempSync(path.join(tmpdir(), `kernel-matrix-${opts.kernel}-`));
+  try {
+    const plan = path.join(work, 'plan.sh');
+    writeFileSync(plan, planScript(opts.cases));
+    const initrd = path.join(work, 'initrd.cpio');
+    const build = spawnSync(
+      'bash',
+      [path.join(root, 'test/kernel-matrix/build-initramfs.sh'), kdir, opts.helper, plan, initrd],
+      { encoding: 'utf8' },
+    );
+    if (build.status !== 0) {
+      throw new Error(`build-initramfs.sh failed for ${opts.kernel}: ${build.stderr}${build.error ?? ''}`);
+    }
+    const consolePath = path.join(work, 'console.log');
+    const outPath = path.join(work, 'results.log');
+    const qemuShare = path.join(CACHE, 'qemu/usr/share');
+    const args = [
+      '-L',
+      path.join(qemuShare, 'qemu'),
+      '-L',
+      path.join(qemuShare, 'seabios'),
+      '-accel',
+      'tcg,thread=multi',
+      '-cpu',
+      'max',
+      '-m',
+      '2G',
+      '-smp',
+      '2',
+      '-nographic',
+      '-no-reboot',
+      '-nodefaults',
+      '-monitor',
+      'none',
+      '-kernel',
+      path.join(kdir, 'vmlinuz'),
+      '-initrd',
+      initrd,
+      '-append',
+      'console=ttyS0 panic=-1 quiet mitigations=off',
+      // ttyS0: the kernel's console; ttyS1: the test's own report.
+      '-serial',
+      `file:${consolePath}`,
+      '-serial',
+      `file:${outPath}`,
+    ];
+    const started = process.hrtime.bigint();
+    const status = await new Promise<string>((resolve, reject) => {
+      const child = spawn(qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve(`timed out after ${opts.timeoutMs / 1000} s`);
+      }, opts.timeoutMs);
+      child.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve(code === 0 ? 'ok' : `qemu exited with ${code ?? signal}: ${stderr.trim()}`);
+      });
+    });
+    const wall = Number(process.hrtime.bigint() - started) / 1e9;
+    const consoleLog = existsSync(consolePath) ? readFileSync(consolePath, 'latin1') : '';
+    const transcript = existsSync(outPath) ? readFileSync(outPath, 'latin1') : '';
+    const run = parseTranscript(opts.kernel, transcript, consoleLog, wall);
+    if (status !== 'ok' || !transcript.includes('@@ done')) {
+      const tail = consoleLog.replace(/\r/g, '').split('\n').slice(-30).join('\n');
+      throw new Error(
+        `guest ${opts.kernel} did not finish (${status}); fatal: ${run.fatal ?? '-'}\n` +
+          `last report lines:\n${transcript.replace(/\r/g, '').split('\n').slice(-10).join('\n')}\n` +
+          `console tail:\n${tail}`,
+      );
+    }
+    return run;
+  } finally {
+    if (!process.env.KERNEL_MATRIX_KEEP) rmSync(work, { recursive: true, force: true });
+  }
+}

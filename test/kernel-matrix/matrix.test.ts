@@ -1,0 +1,244 @@
+/**
+ * The qemu kernel matrix: the real helper against real traffic in Debian's own
+ * 5.10, 6.1 and 6.12 kernels, booted under software emulation (the machines
+ * here have no kprobes; users' nodes do). Needs `bash test/kernel-matrix/prepare.sh`
+ * and `make -C helper`; skips only when the helper has not been built.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import type { ProbeKind, TraceEvent } from '../../src/record/event';
+import { bootGuest, type CaseResult, type CaseSpec, type GuestRun, repoRoot } from './guest';
+
+interface KernelSpec {
+  label: string;
+  /** Backends the kernel offers, best first: what `auto` must pick is the first. */
+  backends: ProbeKind[];
+  /** What the drop of the :9001 packet must say. */
+  dropReason: string;
+}
+
+const KERNELS: KernelSpec[] = [
+  // 5.10: no drop reasons (5.17+), no fprobe (5.18+).
+  { label: '5.10', backends: ['kprobe', 'tracepoint'], dropReason: 'UNKNOWN' },
+  // Debian's 6.1 is built without CONFIG_FPROBE.
+  { label: '6.1', backends: ['kprobe', 'tracepoint'], dropReason: 'NETFILTER_DROP' },
+  { label: '6.12', backends: ['kprobe-multi', 'kprobe', 'tracepoint'], dropReason: 'NETFILTER_DROP' },
+];
+
+/** The flow under test, in pcap words: delivered to :9000, dropped by iptables at :9001. */
+const FILTER = 'udp and (dst port 9000 or dst port 9001)';
+const PASS_PORT = 9000;
+const DROP_PORT = 9001;
+const NOISE_PORT = 7777;
+const NOISE_PACKETS = 20;
+
+/**
+ * Functions on the UDP path, for the kprobe backends: plain kprobes attach and
+ * detach slowly under emulation, so functional runs use this small set.
+ */
+const PATH_FUNCS = [
+  'ip_output',
+  'ip_finish_output',
+  'ip_finish_output2',
+  '__dev_queue_xmit',
+  'veth_xmit',
+  '__netif_receive_skb_core',
+  'ip_rcv',
+  'ip_rcv_core',
+  'ip_rcv_finish',
+  'nf_hook_slow',
+  'ip_local_deliver',
+  'ip_local_deliver_finish',
+  'udp_rcv',
+  '__udp4_lib_rcv',
+  'udp_queue_rcv_skb',
+];
+const PATH_REGEX = `^(${PATH_FUNCS.join('|')})$`;
+/** Functions a kprobe trace of the delivered packet must pass through, on every kernel here. */
+const EXPECTED_KPROBE_PATH = ['ip_output', 'ip_rcv', 'ip_local_deliver', 'udp_rcv'];
+/**
+ * The kprobe attach-time run: a few hundred functions, not all of them (some
+ * thousand), which would take minutes to detach under TCG.
+ */
+const KPROBE_TIMING_REGEX = '^(ip|udp|nf|netif|__netif|dev|__dev)_';
+
+function plan(k: KernelSpec): CaseSpec[] {
+  const cases: CaseSpec[] = [];
+  const funcsFor = (b: ProbeKind) => (b === 'tracepoint' ? [] : ['--filter-func', PATH_REGEX]);
+  cases.push({
+    name: 'auto',
+    traffic: 'full',
+    readyTimeout: 120,
+    args: ['--backend', 'auto', '--filter-func', PATH_REGEX, '--', FILTER],
+  });
+  for (const b of k.backends) {
+    cases.push({
+      name: `trace-${b}`,
+      traffic: 'full',
+      readyTimeout: 120,
+      args: ['--backend', b, ...funcsFor(b), '--', FILTER],
+    });
+  }
+  cases.push({
+    name: 'noise',
+    traffic: 'noise',
+    readyTimeout: 120,
+    args: ['--backend', k.backends[0], ...funcsFor(k.backends[0]), '--', FILTER],
+  });
+  if (!k.backends.includes('kprobe-multi')) {
+    cases.push({
+      name: 'force-kprobe-multi',
+      traffic: 'none',
+      readyTimeout: 120,
+      args: ['--backend', 'kprobe-multi'],
+    });
+  }
+  for (const b of k.backends) {
+    const funcs = b === 'kprobe' ? ['--filter-func', KPROBE_TIMING_REGEX] : [];
+    cases.push({ name: `attach-${b}`, traffic: 'none', readyTimeout: 240, args: ['--backend', b, ...funcs] });
+  }
+  return cases;
+}
+
+function helperPath(): string {
+  return path.join(repoRoot(), 'helper/build/amd64/pwru-helper');
+}
+
+function describeCase(c: CaseResult): string {
+  return [
+    `case ${c.name}: state=${c.state} exit=${c.exitCode} backend=${c.ready?.backend ?? '-'}`,
+    `attached=${c.ready?.attached ?? '-'} events=${c.events.length}`,
+    `stats=${JSON.stringify(c.stats.at(-1) ?? null)} errors=${JSON.stringify(c.errors)}`,
+    c.decodeError ? `decode error: ${c.decodeError}` : '',
+    `stderr:\n${c.stderr.trim().split('\n').slice(-15).join('\n')}`,
+  ].join(' ');
+}
+
+function getCase(run: GuestRun, name: string): CaseResult {
+  const c = run.cases.get(name);
+  assert.ok(c, `kernel ${run.kernel}: case ${name} did not run (fatal: ${run.fatal ?? '-'})`);
+  return c;
+}
+
+/** A run that must have attached, traced, and exited cleanly. */
+function assertClean(c: CaseResult): void {
+  assert.equal(c.decodeError, undefined, describeCase(c));
+  assert.equal(c.state, 'ready', describeCase(c));
+  assert.equal(c.errors.length, 0, describeCase(c));
+  assert.equal(c.exitCode, 0, describeCase(c));
+  assert.ok(c.ready, describeCase(c));
+}
+
+function eventsTo(c: CaseResult, port: number): TraceEvent[] {
+  return c.events.filter((e) => e.tuple?.proto === 'UDP' && e.tuple.dport === port);
+}
+
+function finalStats(c: CaseResult) {
+  const s = c.stats.find((x) => x.final) ?? c.stats.at(-1);
+  assert.ok(s, `${describeCase(c)}: no STATS frame`);
+  return s;
+}
+
+function report(run: GuestRun): string {
+  const rows = [...run.cases.values()].map((c) =>
+    [
+      c.name.padEnd(20),
+      (c.ready?.backend ?? c.state).padEnd(13),
+      String(c.ready?.attached ?? '-').padStart(5),
+      String(c.ready?.attach_ms ?? '-').padStart(8),
+      c.readySeconds.toFixed(1).padStart(7),
+      c.stopSeconds.toFixed(1).padStart(7),
+      String(c.events.length).padStart(6),
+      String(c.exitCode).padStart(4),
+    ].join(' '),
+  );
+  return [
+    `kernel ${run.kernel} (${run.release}): /init at ${run.bootSeconds.toFixed(2)} s, network ready at ${run.setupSeconds.toFixed(2)} s, qemu wall ${run.wallSeconds.toFixed(1)} s`,
+    `${'case'.padEnd(20)} ${'backend'.padEnd(13)} probes attachms ready_s  stop_s events exit`,
+    ...rows,
+  ].join('\n');
+}
+
+for (const k of KERNELS) {
+  test(`kernel ${k.label} under qemu`, { timeout: 12 * 60_000 }, async (t) => {
+    const helper = helperPath();
+    if (!existsSync(helper)) {
+      t.skip(`the helper is not built (${helper}): run make -C helper`);
+      return;
+    }
+    const run = await bootGuest({ kernel: k.label, helper, cases: plan(k), timeoutMs: 11 * 60_000 });
+    const summary = report(run);
+    t.diagnostic(summary);
+    console.log(summary);
+    assert.equal(run.fatal, undefined, `guest setup failed: ${run.fatal}`);
+
+    await t.test(`auto picks ${k.backends[0]}`, () => {
+      const c = getCase(run, 'auto');
+      assertClean(c);
+      assert.equal(c.ready?.backend, k.backends[0], describeCase(c));
+    });
+
+    for (const b of k.backends) {
+      await t.test(`${b}: traces the UDP flow and the iptables drop`, () => {
+        const c = getCase(run, `trace-${b}`);
+        assertClean(c);
+        assert.equal(c.ready?.backend, b, describeCase(c));
+        assert.ok((c.ready?.attached ?? 0) > 0, describeCase(c));
+
+        const delivered = eventsTo(c, PASS_PORT);
+        assert.ok(delivered.length > 0, `no events for the delivered packets: ${describeCase(c)}`);
+        const funcs = new Set(delivered.map((e) => e.func));
+        if (b !== 'tracepoint') {
+          for (const f of EXPECTED_KPROBE_PATH) {
+            assert.ok(
+              funcs.has(f),
+              `${f} missing from the delivered packet's path: ${[...funcs].join(', ')}`,
+            );
+          }
+        }
+        for (const e of delivered) assert.equal(e.drop, undefined, `delivered packet dropped at ${e.func}`);
+
+        const drops = eventsTo(c, DROP_PORT).filter((e) => e.drop);
+        assert.ok(drops.length > 0, `no drop reported for :${DROP_PORT}: ${describeCase(c)}`);
+        for (const d of drops) assert.equal(d.drop?.reason, k.dropReason, JSON.stringify(d));
+      });
+
+      await t.test(`${b}: the pcap filter keeps other traffic out in the kernel`, () => {
+        const c = getCase(run, `trace-${b}`);
+        const noise = c.events.filter((e) => e.tuple?.sport === NOISE_PORT || e.tuple?.dport === NOISE_PORT);
+        assert.equal(noise.length, 0, `events for :${NOISE_PORT}: ${JSON.stringify(noise[0])}`);
+        const s = finalStats(c);
+        assert.ok(s.seen > s.emitted, `seen ${s.seen} should exceed emitted ${s.emitted}`);
+        assert.equal(s.emitted, c.events.length + s.lost, JSON.stringify(s));
+      });
+    }
+
+    await t.test('only non-matching traffic: probes are hit, nothing is emitted', () => {
+      const c = getCase(run, 'noise');
+      assertClean(c);
+      const s = finalStats(c);
+      assert.equal(c.events.length, 0, `events: ${JSON.stringify(c.events[0])}`);
+      assert.equal(s.emitted, 0, JSON.stringify(s));
+      assert.ok(s.seen >= NOISE_PACKETS, `seen ${s.seen}: the probes should have seen the noise`);
+    });
+
+    if (!k.backends.includes('kprobe-multi')) {
+      await t.test('forcing kprobe-multi fails with an error the user can read', () => {
+        const c = getCase(run, 'force-kprobe-multi');
+        assert.notEqual(c.exitCode, 0, describeCase(c));
+        assert.ok(c.errors.length > 0 || c.stderr.trim() !== '', describeCase(c));
+      });
+    }
+
+    for (const b of k.backends) {
+      await t.test(`${b}: attaches its probe set (timing is reported, not asserted)`, () => {
+        const c = getCase(run, `attach-${b}`);
+        assertClean(c);
+        assert.equal(c.ready?.backend, b, describeCase(c));
+        assert.ok((c.ready?.attached ?? 0) > 0, describeCase(c));
+      });
+    }
+  });
+}
