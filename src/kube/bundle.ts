@@ -1,0 +1,56 @@
+/**
+ * What travels to each node over the attach stream: a tar of the runner (one
+ * dependency-free file), the helper for the node's architecture, and the
+ * request. The pod's bootstrap (manifests/debug-pod.yaml) unpacks it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pack } from 'tar-stream';
+import type { RunnerRequest } from '../../runner/runner';
+import { UserError } from '../errors';
+import { packageRoot } from './debug-pod';
+
+/** Heartbeats every HEARTBEAT_MS; the runner gives up after HEARTBEAT_TIMEOUT_SEC of silence. */
+export const HEARTBEAT_MS = 2000;
+export const HEARTBEAT_TIMEOUT_SEC = 10;
+
+export function helperPath(arch: string): string {
+  return join(packageRoot(), 'helper', 'build', arch, 'pwru-helper');
+}
+
+export function runnerPath(): string {
+  return join(packageRoot(), 'dist', 'runner', 'runner.js');
+}
+
+/** Node architectures (node.status.nodeInfo.architecture) we ship a helper for. */
+export const ARCHES = ['amd64', 'arm64'];
+
+export function checkArch(node: string, arch: string): void {
+  if (!ARCHES.includes(arch)) {
+    throw new UserError(
+      `node "${node}" runs on ${arch || 'an unknown architecture'}; kubectl-pwru ships helpers for ${ARCHES.join(' and ')} only`,
+    );
+  }
+  if (!existsSync(helperPath(arch))) {
+    throw new UserError(
+      `no helper built for ${arch} (node "${node}"): expected ${helperPath(arch)}; run make -C helper`,
+    );
+  }
+}
+
+export async function buildBundle(arch: string, request: RunnerRequest): Promise<Buffer> {
+  const tar = pack();
+  const chunks: Buffer[] = [];
+  tar.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const done = new Promise<void>((resolve, reject) => {
+    tar.on('end', resolve);
+    tar.on('error', reject);
+  });
+  const mtime = new Date();
+  tar.entry({ name: 'runner.js', mode: 0o644, mtime }, readFileSync(runnerPath()));
+  tar.entry({ name: 'request.json', mode: 0o644, mtime }, JSON.stringify(request));
+  tar.entry({ name: 'pwru-helper', mode: 0o755, mtime }, readFileSync(helperPath(arch)));
+  tar.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}

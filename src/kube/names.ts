@@ -1,0 +1,65 @@
+/**
+ * Addresses → "namespace/name" of the pod or service that owns them, looked
+ * up once per run, so that a trace says shop/web-0 instead of 10.244.1.7.
+ * Names ride along in the tuple (srcName, dstName); they are a comfort: when
+ * the user may not list pods or services cluster-wide the trace goes on
+ * without them.
+ */
+
+import type { TraceSink } from '../output/sink';
+import type { TraceEvent, Tuple } from '../record/event';
+import type { Cluster } from './client';
+
+/** A tuple with the owners of its addresses, when known. */
+export type NamedTuple = Tuple & { srcName?: string; dstName?: string };
+
+export async function lookupNames(cluster: Cluster): Promise<Map<string, string>> {
+  const names = new Map<string, string>();
+  const [pods, services] = await Promise.allSettled([
+    cluster.core.listPodForAllNamespaces({}),
+    cluster.core.listServiceForAllNamespaces({}),
+  ]);
+  if (pods.status === 'fulfilled') {
+    for (const pod of pods.value.items) {
+      // Host-network pods share the node's address: naming it after one of them would mislead.
+      if (pod.spec?.hostNetwork) continue;
+      const phase = pod.status?.phase;
+      if (phase === 'Succeeded' || phase === 'Failed') continue;
+      const id = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+      for (const ip of pod.status?.podIPs ?? []) if (ip.ip) names.set(ip.ip, id);
+      if (pod.status?.podIP) names.set(pod.status.podIP, id);
+    }
+  }
+  if (services.status === 'fulfilled') {
+    for (const svc of services.value.items) {
+      const id = `svc/${svc.metadata?.namespace}/${svc.metadata?.name}`;
+      for (const ip of svc.spec?.clusterIPs ?? []) if (ip !== 'None') names.set(ip, id);
+    }
+  }
+  return names;
+}
+
+export function nameTuple(tuple: Tuple, names: Map<string, string>): NamedTuple {
+  const named: NamedTuple = tuple;
+  const src = names.get(tuple.src);
+  const dst = names.get(tuple.dst);
+  if (src) named.srcName = src;
+  if (dst) named.dstName = dst;
+  return named;
+}
+
+/** A sink that names tuple addresses before passing events on. */
+export function withNames(sink: TraceSink, names: Map<string, string>): TraceSink {
+  if (names.size === 0) return sink;
+  return {
+    progress: (m) => sink.progress(m),
+    header: (h) => sink.header(h),
+    event: (e: TraceEvent) => {
+      if (e.tuple) e.tuple = nameTuple(e.tuple, names);
+      sink.event(e);
+    },
+    stats: (s) => sink.stats(s),
+    warning: (m) => sink.warning(m),
+    close: () => sink.close(),
+  };
+}
