@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "attach.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "pwru.skel.h"
+
+const char *backend_name(enum backend b)
+{
+	switch (b) {
+	case BACKEND_KPROBE_MULTI:
+		return "kprobe-multi";
+	case BACKEND_KPROBE:
+		return "kprobe";
+	case BACKEND_TRACEPOINT:
+		return "tracepoint";
+	default:
+		return "auto";
+	}
+}
+
+int backend_parse(const char *s, enum backend *out)
+{
+	static const enum backend all[] = { BACKEND_AUTO, BACKEND_KPROBE_MULTI, BACKEND_KPROBE, BACKEND_TRACEPOINT };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (strcmp(s, backend_name(all[i])) == 0) {
+			*out = all[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* r0 = 0; exit */
+static const struct bpf_insn trivial_prog[] = {
+	{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+	{ .code = BPF_JMP | BPF_EXIT },
+};
+
+static void detect_kprobe_multi(struct backend_support *s, const char *func)
+{
+	LIBBPF_OPTS(bpf_prog_load_opts, popts, .expected_attach_type = BPF_TRACE_KPROBE_MULTI);
+	LIBBPF_OPTS(bpf_link_create_opts, lopts);
+	const char *syms[1] = { func };
+	int prog, link;
+
+	prog = bpf_prog_load(BPF_PROG_TYPE_KPROBE, "pwru_probe", "GPL", trivial_prog, 2, &popts);
+	if (prog < 0) {
+		snprintf(s->kprobe_multi_why, sizeof(s->kprobe_multi_why), "loading a kprobe-multi program: %s",
+			 strerror(errno));
+		return;
+	}
+	lopts.kprobe_multi.syms = syms;
+	lopts.kprobe_multi.cnt = 1;
+	link = bpf_link_create(prog, 0, BPF_TRACE_KPROBE_MULTI, &lopts);
+	if (link < 0) {
+		snprintf(s->kprobe_multi_why, sizeof(s->kprobe_multi_why), "attaching kprobe-multi to %s: %s%s", func,
+			 strerror(errno), errno == EOPNOTSUPP ? " (kernel without CONFIG_FPROBE)" : "");
+	} else {
+		s->kprobe_multi = true;
+		close(link);
+	}
+	close(prog);
+}
+
+static void detect_kprobe(struct backend_support *s, const char *func)
+{
+	struct perf_event_attr attr = { .size = sizeof(attr) };
+	char buf[32] = { 0 };
+	int fd, type;
+
+	fd = open("/sys/bus/event_source/devices/kprobe/type", O_RDONLY);
+	if (fd < 0) {
+		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "no kprobe PMU (kernel without CONFIG_KPROBES?)");
+		return;
+	}
+	if (read(fd, buf, sizeof(buf) - 1) <= 0) {
+		close(fd);
+		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "cannot read the kprobe PMU type");
+		return;
+	}
+	close(fd);
+	type = atoi(buf);
+	attr.type = type;
+	attr.config1 = (__u64)(unsigned long)func;
+	attr.config2 = 0;
+	fd = syscall(__NR_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) {
+		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "creating a kprobe on %s: %s", func, strerror(errno));
+		return;
+	}
+	close(fd);
+	s->kprobe = true;
+}
+
+static void detect_tracepoint(struct backend_support *s)
+{
+	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+		snprintf(s->tracepoint_why, sizeof(s->tracepoint_why), "no kernel BTF (/sys/kernel/btf/vmlinux)");
+		return;
+	}
+	s->tracepoint = true;
+}
+
+void backends_detect(struct backend_support *s, const char *probe_func)
+{
+	memset(s, 0, sizeof(*s));
+	detect_tracepoint(s);
+	if (probe_func) {
+		detect_kprobe_multi(s, probe_func);
+		detect_kprobe(s, probe_func);
+	} else {
+		snprintf(s->kprobe_multi_why, sizeof(s->kprobe_multi_why), "no probeable function found");
+		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "no probeable function found");
+	}
+	s->func_ip = libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_func_ip, NULL) > 0;
+}
+
+static int add_link(struct attachment *att, struct bpf_link *link)
+{
+	if (att->nlinks == att->cap) {
+		size_t cap = att->cap ? att->cap * 2 : 64;
+		struct bpf_link **v = realloc(att->links, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		att->links = v;
+		att->cap = cap;
+	}
+	att->links[att->nlinks++] = link;
+	return 0;
+}
+
+static int add_raw(struct attachment *att, int fd)
+{
+	if (att->nraw == att->raw_cap) {
+		size_t cap = att->raw_cap ? att->raw_cap * 2 : 64;
+		int *v = realloc(att->raw_fds, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		att->raw_fds = v;
+		att->raw_cap = cap;
+	}
+	att->raw_fds[att->nraw++] = fd;
+	return 0;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Reports progress at most every 100 ms, and at the end. */
+static void report(attach_progress_fn progress, const char *phase, size_t done, size_t total)
+{
+	static double last;
+	double t = now_ms();
+
+	if (!progress || (done != total && t - last < 100))
+		return;
+	last = t;
+	progress(phase, done, total);
+}
+
+static int attach_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
+			      attach_progress_fn progress, size_t total, size_t *done, char *err, size_t errlen)
+{
+	for (size_t id = 0; id < probes->cnt; id++) {
+		struct probe *p = &probes->v[id];
+
+		if (p->kind != PROBE_TRACEPOINT)
+			continue;
+		int fd = loader_tracepoint_fd(skel, probes, id, err, errlen);
+		if (fd < 0)
+			return fd;
+		int link = bpf_raw_tracepoint_open(NULL, fd);
+		if (link < 0) {
+			/* Some tracepoints exist in BTF but are compiled out: skip those. */
+			att->skipped++;
+		} else {
+			if (add_raw(att, link) < 0) {
+				close(link);
+				return -ENOMEM;
+			}
+			p->attached = true;
+			att->attached++;
+		}
+		report(progress, "attach", ++*done, total);
+	}
+	return 0;
+}
+
+/* Attaches one kprobe-multi link over syms; on refusal halves the set to skip what cannot be traced. */
+static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const char **syms, size_t n,
+			      struct attachment *att, attach_progress_fn progress, size_t total, size_t *done)
+{
+	LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = syms, .cnt = n);
+	struct bpf_link *link;
+
+	if (n == 0)
+		return 0;
+	link = bpf_program__attach_kprobe_multi_opts(prog, NULL, &opts);
+	if (link) {
+		if (add_link(att, link) < 0)
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++)
+			ps[i]->attached = true;
+		att->attached += n;
+		*done += n;
+		report(progress, "attach", *done, total);
+		return 0;
+	}
+	if (n == 1) {
+		att->skipped++;
+		++*done;
+		return 0;
+	}
+	int ret = attach_multi_range(prog, ps, syms, n / 2, att, progress, total, done);
+	if (ret)
+		return ret;
+	return attach_multi_range(prog, ps + n / 2, syms + n / 2, n - n / 2, att, progress, total, done);
+}
+
+static int attach_functions_multi(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
+				  attach_progress_fn progress, size_t total, size_t *done)
+{
+	const char **syms = calloc(probes->cnt, sizeof(*syms));
+	struct probe **ps = calloc(probes->cnt, sizeof(*ps));
+	int ret = 0;
+
+	if (!syms || !ps) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (int pos = 1; pos <= MAX_SKB_POS && !ret; pos++) {
+		struct bpf_program *prog = NULL;
+		size_t n = 0;
+
+		for (size_t id = 0; id < probes->cnt; id++) {
+			struct probe *p = &probes->v[id];
+
+			if (p->kind != PROBE_FUNC || p->skb_pos != pos)
+				continue;
+			prog = loader_program_for(skel, BACKEND_KPROBE_MULTI, p);
+			syms[n] = p->name;
+			ps[n++] = p;
+		}
+		if (prog)
+			ret = attach_multi_range(prog, ps, syms, n, att, progress, total, done);
+	}
+out:
+	free(syms);
+	free(ps);
+	return ret;
+}
+
+static int attach_functions_kprobe(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
+				   attach_progress_fn progress, size_t total, size_t *done)
+{
+	for (size_t id = 0; id < probes->cnt; id++) {
+		struct probe *p = &probes->v[id];
+
+		if (p->kind != PROBE_FUNC)
+			continue;
+		struct bpf_link *link =
+			bpf_program__attach_kprobe(loader_program_for(skel, BACKEND_KPROBE, p), false, p->name);
+		if (!link) {
+			att->skipped++; /* blacklisted or notrace */
+		} else {
+			if (add_link(att, link) < 0)
+				return -ENOMEM;
+			p->attached = true;
+			att->attached++;
+		}
+		report(progress, "attach", ++*done, total);
+	}
+	return 0;
+}
+
+int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *probes, struct attachment *att,
+	       attach_progress_fn progress, char *err, size_t errlen)
+{
+	size_t done = 0;
+	int ret;
+
+	memset(att, 0, sizeof(*att));
+	err[0] = 0;
+	ret = attach_tracepoints(skel, probes, att, progress, probes->cnt, &done, err, errlen);
+	if (!ret && backend == BACKEND_KPROBE_MULTI)
+		ret = attach_functions_multi(skel, probes, att, progress, probes->cnt, &done);
+	else if (!ret && backend == BACKEND_KPROBE)
+		ret = attach_functions_kprobe(skel, probes, att, progress, probes->cnt, &done);
+	if (ret) {
+		if (!err[0])
+			snprintf(err, errlen, "attaching probes: %s", strerror(-ret));
+		return ret;
+	}
+	if (att->attached == 0) {
+		snprintf(err, errlen, "the kernel refused all %zu probes", probes->cnt);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+void attach_detach(struct attachment *att, attach_progress_fn progress)
+{
+	size_t total = att->nlinks + att->nraw, done = 0;
+
+	for (size_t i = 0; i < att->nraw; i++) {
+		close(att->raw_fds[i]);
+		report(progress, "detach", ++done, total);
+	}
+	for (size_t i = 0; i < att->nlinks; i++) {
+		bpf_link__destroy(att->links[i]);
+		report(progress, "detach", ++done, total);
+	}
+	free(att->links);
+	free(att->raw_fds);
+	memset(att, 0, sizeof(*att));
+}

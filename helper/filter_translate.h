@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Classic BPF (from libpcap) to eBPF, as the body of the probe program's filter stub. */
+#ifndef PWRU_FILTER_TRANSLATE_H
+#define PWRU_FILTER_TRANSLATE_H
+
+#include <linux/bpf.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "pcap_compile.h"
+
+struct pcap_filter {
+	struct bpf_insn *insns; /* the whole stub body, ready to splice */
+	size_t cnt;
+	bool l3;		/* an L3 (raw IP) form exists */
+	bool l2;		/* an L2 (Ethernet) form exists */
+};
+
+/*
+ * Compiles EXPR with libpcap for raw IP and for Ethernet and translates what
+ * compiles into one eBPF function with the stub's signature:
+ *   int f(u64 data, u32 linear_len, u32 pkt_len, u32 mode)  (mode 0 = L3, 1 = L2)
+ * Packet bytes are read with bpf_probe_read_kernel, because probes see the
+ * skb, not a packet context. Returns -1 with libpcap's message if neither
+ * form compiles.
+ */
+int pcap_filter_build(const char *expr, struct pcap_filter *out, char *err, size_t errlen);
+
+/* The stub body when there is no filter: match everything. */
+void pcap_filter_match_all(struct pcap_filter *out);
+
+void pcap_filter_free(struct pcap_filter *f);
+
+/* Exposed for tests: translate one classic program; 0 on success. */
+int cbpf_translate(const struct cbpf_insn *in, size_t n, struct bpf_insn **out, size_t *out_cnt, char *err,
+		   size_t errlen);
+
+#endif

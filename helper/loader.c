@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "loader.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "pwru.skel.h"
+
+/* Must match PROBE_ID_MARKER in bpf/pwru.bpf.c. */
+#define PROBE_ID_MARKER 0x7e57ab1e
+#define MAX_PROGS 32
+
+/* What the load callback needs; libbpf's callback has no user pointer. */
+struct prog_state {
+	const struct bpf_program *prog;
+	int probe_id;		   /* probe id patched into the marker, -1 if none */
+	size_t marker;		   /* index of the marker instruction */
+	bool has_marker;
+	struct bpf_prog_load_opts opts; /* what libbpf loaded it with, for copies */
+	bool loaded;
+};
+
+static struct {
+	const struct pcap_filter *filter;
+	struct prog_state progs[MAX_PROGS];
+	size_t nprogs;
+	int *clone_fds;
+	size_t nclones;
+	char err[512];
+} st;
+
+static struct prog_state *state_of(const struct bpf_program *prog)
+{
+	for (size_t i = 0; i < st.nprogs; i++)
+		if (st.progs[i].prog == prog)
+			return &st.progs[i];
+	return NULL;
+}
+
+static bool is_pseudo_call(const struct bpf_insn *in)
+{
+	return in->code == (BPF_JMP | BPF_CALL) && in->src_reg == BPF_PSEUDO_CALL;
+}
+
+static bool is_marker(const struct bpf_insn *in)
+{
+	return in->code == (BPF_ALU64 | BPF_MOV | BPF_K) && in->imm == PROBE_ID_MARKER;
+}
+
+/*
+ * Called by libbpf after relocation, before the kernel sees the program. The
+ * filter stub is the program's only subprogram, so libbpf appended it last:
+ * everything from its first instruction on is replaced by the filter.
+ */
+static int prepare_load(struct bpf_program *prog, struct bpf_prog_load_opts *opts, long cookie)
+{
+	const struct bpf_insn *insns = bpf_program__insns(prog);
+	size_t cnt = bpf_program__insn_cnt(prog);
+	struct prog_state *ps = state_of(prog);
+	size_t stub = SIZE_MAX;
+	struct bpf_insn *out;
+	size_t out_cnt;
+
+	(void)cookie;
+	if (!ps) {
+		snprintf(st.err, sizeof(st.err), "program %s was not configured", bpf_program__name(prog));
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		if (!is_pseudo_call(&insns[i]))
+			continue;
+		size_t target = i + 1 + insns[i].imm;
+		if (stub != SIZE_MAX && stub != target) {
+			snprintf(st.err, sizeof(st.err), "program %s calls more than the filter stub",
+				 bpf_program__name(prog));
+			return -EINVAL;
+		}
+		stub = target;
+	}
+	if (stub == SIZE_MAX)
+		stub = cnt; /* filtering compiled out: nothing to replace */
+	for (size_t i = stub; i < cnt; i++) {
+		if (is_pseudo_call(&insns[i])) {
+			snprintf(st.err, sizeof(st.err), "filter stub of %s is not the last function",
+				 bpf_program__name(prog));
+			return -EINVAL;
+		}
+	}
+
+	out_cnt = stub + (stub < cnt ? st.filter->cnt : 0);
+	out = malloc(out_cnt * sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	memcpy(out, insns, stub * sizeof(*out));
+	if (stub < cnt)
+		memcpy(out + stub, st.filter->insns, st.filter->cnt * sizeof(*out));
+
+	ps->has_marker = false;
+	for (size_t i = 0; i < stub; i++) {
+		if (is_marker(&out[i])) {
+			out[i].imm = ps->probe_id;
+			ps->marker = i;
+			ps->has_marker = true;
+		}
+	}
+
+	/* Line info inside the stub describes its old code: keep only its first line (the kernel wants one per function). */
+	if (opts->line_info && opts->line_info_rec_size) {
+		const struct bpf_line_info *li = opts->line_info;
+		__u32 keep = 0;
+
+		while (keep < opts->line_info_cnt &&
+		       ((const struct bpf_line_info *)((const char *)li + keep * opts->line_info_rec_size))
+				       ->insn_off <= stub)
+			keep++;
+		opts->line_info_cnt = keep;
+	}
+
+	int ret = bpf_program__set_insns(prog, out, out_cnt);
+	free(out);
+	if (ret)
+		return ret;
+	ps->opts = *opts;
+	ps->loaded = true;
+	return 0;
+}
+
+int loader_init(void)
+{
+	LIBBPF_OPTS(libbpf_prog_handler_opts, opts, .prog_prepare_load_fn = prepare_load);
+	int ret;
+
+	ret = libbpf_register_prog_handler("kprobe", BPF_PROG_TYPE_KPROBE, 0, &opts);
+	if (ret < 0)
+		return ret;
+	ret = libbpf_register_prog_handler("kprobe.multi", BPF_PROG_TYPE_KPROBE, BPF_TRACE_KPROBE_MULTI, &opts);
+	if (ret < 0)
+		return ret;
+	ret = libbpf_register_prog_handler("tp_btf", BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, &opts);
+	return ret < 0 ? ret : 0;
+}
+
+struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backend, const struct probe *p)
+{
+	struct bpf_program *kprobe[] = { skel->progs.kprobe_skb_1, skel->progs.kprobe_skb_2, skel->progs.kprobe_skb_3,
+					 skel->progs.kprobe_skb_4, skel->progs.kprobe_skb_5 };
+	struct bpf_program *kmulti[] = { skel->progs.kmulti_skb_1, skel->progs.kmulti_skb_2, skel->progs.kmulti_skb_3,
+					 skel->progs.kmulti_skb_4, skel->progs.kmulti_skb_5 };
+	struct bpf_program *tp[] = { skel->progs.tp_skb_1, skel->progs.tp_skb_2, skel->progs.tp_skb_3,
+				     skel->progs.tp_skb_4, skel->progs.tp_skb_5 };
+	int i = p->skb_pos - 1;
+
+	if (i < 0 || i >= MAX_SKB_POS)
+		return NULL;
+	if (p->kind == PROBE_FUNC)
+		return backend == BACKEND_KPROBE_MULTI ? kmulti[i] : kprobe[i];
+	switch (p->role) {
+	case TP_KFREE_SKB:
+		return skel->progs.tp_kfree_skb;
+	case TP_KFREE_SKB_REASON:
+		return skel->progs.tp_kfree_skb_reason;
+	case TP_CONSUME_SKB:
+		return skel->progs.tp_consume_skb;
+	default:
+		return tp[i];
+	}
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* Warnings carry the verifier's log when a load fails: worth showing. */
+	if (level == LIBBPF_DEBUG || getenv("PWRU_QUIET_LIBBPF"))
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_set *probes, char *err,
+			     size_t errlen)
+{
+	struct pwru_bpf *skel;
+	struct bpf_program *prog;
+	int ret;
+
+	libbpf_set_print(libbpf_print);
+	st.filter = cfg->filter;
+	st.nprogs = 0;
+	skel = pwru_bpf__open();
+	if (!skel) {
+		snprintf(err, errlen, "cannot open the BPF object: %s", strerror(errno));
+		return NULL;
+	}
+
+	skel->rodata->cfg_netns = cfg->netns;
+	skel->rodata->cfg_mark = cfg->mark;
+	skel->rodata->cfg_mark_mask = cfg->mark_mask;
+	if (cfg->ifname) {
+		strncpy((char *)skel->rodata->cfg_ifname, cfg->ifname, sizeof(skel->rodata->cfg_ifname) - 1);
+		skel->rodata->cfg_filter_ifname = true;
+	}
+	skel->rodata->cfg_track_skb = cfg->track_skb;
+	skel->rodata->cfg_output_stack = cfg->output_stack;
+	skel->rodata->cfg_pcap_l3 = cfg->has_filter && cfg->filter->l3;
+	skel->rodata->cfg_pcap_l2 = cfg->has_filter && cfg->filter->l2;
+	skel->rodata->cfg_has_func_ip = cfg->has_func_ip;
+	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);
+	if (cfg->output_stack)
+		bpf_map__set_max_entries(skel->maps.stacks, 16384);
+
+	/* Load only the programs some probe needs; the first probe of each names a tp_btf target. */
+	bpf_object__for_each_program(prog, skel->obj) bpf_program__set_autoload(prog, false);
+	for (size_t id = 0; id < probes->cnt; id++) {
+		const struct probe *p = &probes->v[id];
+
+		prog = loader_program_for(skel, cfg->backend, p);
+		if (!prog || state_of(prog))
+			continue;
+		if (st.nprogs == MAX_PROGS) {
+			snprintf(err, errlen, "too many programs");
+			goto fail;
+		}
+		st.progs[st.nprogs++] = (struct prog_state){ .prog = prog, .probe_id = (int)id };
+		bpf_program__set_autoload(prog, true);
+		if (p->kind == PROBE_TRACEPOINT) {
+			ret = bpf_program__set_attach_target(prog, 0, p->name);
+			if (ret) {
+				snprintf(err, errlen, "tracepoint %s: %s", p->name, strerror(-ret));
+				goto fail;
+			}
+		}
+	}
+
+	st.err[0] = 0;
+	ret = pwru_bpf__load(skel);
+	if (ret) {
+		snprintf(err, errlen, "loading the BPF programs failed: %s%s%s", strerror(-ret), st.err[0] ? ": " : "",
+			 st.err);
+		goto fail;
+	}
+	return skel;
+fail:
+	pwru_bpf__destroy(skel);
+	return NULL;
+}
+
+int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, size_t id, char *err,
+			 size_t errlen)
+{
+	const struct probe *p = &probes->v[id];
+	struct bpf_program *prog = loader_program_for(skel, BACKEND_TRACEPOINT, p);
+	struct prog_state *ps = prog ? state_of(prog) : NULL;
+	struct bpf_insn *insns;
+	size_t cnt;
+	int fd;
+
+	if (!ps || !ps->loaded) {
+		snprintf(err, errlen, "no program loaded for tracepoint %s", p->name);
+		return -ENOENT;
+	}
+	if (ps->probe_id == (int)id)
+		return bpf_program__fd(prog);
+
+	cnt = bpf_program__insn_cnt(prog);
+	insns = malloc(cnt * sizeof(*insns));
+	if (!insns)
+		return -ENOMEM;
+	memcpy(insns, bpf_program__insns(prog), cnt * sizeof(*insns));
+	if (ps->has_marker)
+		insns[ps->marker].imm = (int)id;
+
+	LIBBPF_OPTS(bpf_prog_load_opts, opts);
+	opts = ps->opts;
+	opts.attach_btf_id = p->btf_id;
+	opts.attach_btf_obj_fd = 0;
+	opts.log_buf = NULL;
+	opts.log_size = 0;
+	opts.log_level = 0;
+	fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, bpf_program__name(prog), "Dual BSD/GPL", insns, cnt, &opts);
+	if (fd < 0) {
+		int saved = errno;
+		char *log = malloc(1 << 16);
+
+		/* Load again with the verifier's log to say why. */
+		if (log) {
+			log[0] = 0;
+			opts.log_buf = log;
+			opts.log_size = 1 << 16;
+			opts.log_level = 1;
+			int again = bpf_prog_load(BPF_PROG_TYPE_TRACING, bpf_program__name(prog), "Dual BSD/GPL", insns,
+						  cnt, &opts);
+			if (again >= 0)
+				close(again);
+			size_t len = strlen(log);
+			snprintf(err, errlen, "tracepoint %s: %s%s%s", p->name, strerror(saved), len ? ": " : "",
+				 len > 300 ? log + len - 300 : log);
+			free(log);
+		}
+		free(insns);
+		return -saved;
+	}
+	free(insns);
+	int *fds = realloc(st.clone_fds, (st.nclones + 1) * sizeof(*fds));
+	if (!fds) {
+		close(fd);
+		return -ENOMEM;
+	}
+	st.clone_fds = fds;
+	st.clone_fds[st.nclones++] = fd;
+	return fd;
+}
+
+void loader_destroy(struct pwru_bpf *skel)
+{
+	for (size_t i = 0; i < st.nclones; i++)
+		close(st.clone_fds[i]);
+	free(st.clone_fds);
+	st.clone_fds = NULL;
+	st.nclones = 0;
+	pwru_bpf__destroy(skel);
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Loads the probe programs: opens the embedded BPF object, sets its read-only
+ * configuration, splices the compiled packet filter into every program, and
+ * loads one copy of a tracepoint program per tracepoint.
+ */
+#ifndef PWRU_LOADER_H
+#define PWRU_LOADER_H
+
+#include <bpf/libbpf.h>
+#include <stdbool.h>
+
+#include "filter_translate.h"
+#include "probes.h"
+
+struct pwru_bpf;
+
+enum backend { BACKEND_AUTO, BACKEND_KPROBE_MULTI, BACKEND_KPROBE, BACKEND_TRACEPOINT };
+
+struct load_config {
+	enum backend backend; /* resolved, never AUTO */
+	const struct pcap_filter *filter;
+	bool has_filter;
+	unsigned int netns;
+	unsigned int mark, mark_mask;
+	const char *ifname;
+	bool track_skb;
+	bool output_stack;
+	bool has_func_ip;
+	unsigned int ringbuf_bytes;
+};
+
+/* Registers the program handlers; call before any BPF object is opened. */
+int loader_init(void);
+
+/* Opens and loads. probes[i] gets probe id i; programs are chosen for the probes present. */
+struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_set *probes, char *err,
+			     size_t errlen);
+
+/* The program that serves a probe under the configured backend. */
+struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backend, const struct probe *p);
+
+/*
+ * A file descriptor of a loaded program for tracepoint probe id: the program
+ * itself for the first tracepoint of its kind, a fresh copy otherwise (tp_btf
+ * programs are bound to one tracepoint at load). Copies are closed by
+ * loader_destroy(). Returns -errno.
+ */
+int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, size_t id, char *err,
+			 size_t errlen);
+
+void loader_destroy(struct pwru_bpf *skel);
+
+#endif

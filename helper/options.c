@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "attach.h"
+#include "version.h"
+
+static const char usage[] =
+	"Usage: pwru-helper [OPTIONS] [--] [PCAP-FILTER]\n"
+	"Traces the kernel path of packets matching PCAP-FILTER and writes the\n"
+	"binary record stream described in docs/record-stream.md to stdout.\n"
+	"Meant to be run by kubectl-pwru; see `kubectl pwru --help`.\n"
+	"\n"
+	"  --backend auto|kprobe-multi|kprobe|tracepoint   how to probe (default auto)\n"
+	"  --filter-func REGEX      only functions/tracepoints whose name matches\n"
+	"  --filter-netns NS        inode number, or a path like /proc/PID/ns/net\n"
+	"  --filter-mark MARK[/MASK]\n"
+	"  --filter-ifname NAME\n"
+	"  --filter-track-skb       keep following an skb once it matched\n"
+	"  --all-kmods              also probe functions of kernel modules\n"
+	"  --output-stack           collect the kernel stack of each event\n"
+	"  --duration SECONDS       stop after this long\n"
+	"  --max-events N           stop after N events\n"
+	"  --ringbuf-size BYTES     ring buffer size, a power of two (default 8 MiB)\n";
+
+enum {
+	OPT_BACKEND = 256,
+	OPT_FILTER_FUNC,
+	OPT_FILTER_NETNS,
+	OPT_FILTER_MARK,
+	OPT_FILTER_IFNAME,
+	OPT_TRACK_SKB,
+	OPT_ALL_KMODS,
+	OPT_OUTPUT_STACK,
+	OPT_DURATION,
+	OPT_MAX_EVENTS,
+	OPT_RINGBUF,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+	{ "backend", required_argument, NULL, OPT_BACKEND },
+	{ "filter-func", required_argument, NULL, OPT_FILTER_FUNC },
+	{ "filter-netns", required_argument, NULL, OPT_FILTER_NETNS },
+	{ "filter-mark", required_argument, NULL, OPT_FILTER_MARK },
+	{ "filter-ifname", required_argument, NULL, OPT_FILTER_IFNAME },
+	{ "filter-track-skb", no_argument, NULL, OPT_TRACK_SKB },
+	{ "all-kmods", no_argument, NULL, OPT_ALL_KMODS },
+	{ "output-stack", no_argument, NULL, OPT_OUTPUT_STACK },
+	{ "duration", required_argument, NULL, OPT_DURATION },
+	{ "max-events", required_argument, NULL, OPT_MAX_EVENTS },
+	{ "ringbuf-size", required_argument, NULL, OPT_RINGBUF },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ 0 },
+};
+
+static int parse_u64(const char *s, unsigned long long *v)
+{
+	char *end;
+
+	errno = 0;
+	if (!*s || *s == '-')
+		return -1;
+	*v = strtoull(s, &end, 0);
+	return errno || *end ? -1 : 0;
+}
+
+static int parse_netns(struct options *o, char *err, size_t errlen)
+{
+	unsigned long long v;
+	struct stat sb;
+
+	if (parse_u64(o->filter_netns, &v) == 0) {
+		if (v == 0 || v > UINT32_MAX) {
+			snprintf(err, errlen, "--filter-netns %s: not a namespace inode number", o->filter_netns);
+			return -1;
+		}
+		o->netns_inode = (unsigned int)v;
+		return 0;
+	}
+	if (stat(o->filter_netns, &sb) != 0) {
+		snprintf(err, errlen, "--filter-netns %s: %s (give an inode number or a path like /proc/PID/ns/net)",
+			 o->filter_netns, strerror(errno));
+		return -1;
+	}
+	o->netns_inode = (unsigned int)sb.st_ino;
+	return 0;
+}
+
+static int parse_mark(struct options *o, const char *arg, char *err, size_t errlen)
+{
+	char buf[64];
+	unsigned long long mark, mask = 0xffffffffULL;
+	char *slash;
+
+	snprintf(buf, sizeof(buf), "%s", arg);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash++ = 0;
+	if (parse_u64(buf, &mark) || mark > UINT32_MAX || (slash && (parse_u64(slash, &mask) || mask > UINT32_MAX)) ||
+	    mask == 0) {
+		snprintf(err, errlen, "--filter-mark %s: expected MARK or MARK/MASK, 32-bit numbers, mask not 0", arg);
+		return -1;
+	}
+	o->mark = (unsigned int)(mark & mask);
+	o->mark_mask = (unsigned int)mask;
+	return 0;
+}
+
+static char *join_args(int argc, char **argv)
+{
+	size_t len = 1;
+	char *s;
+
+	for (int i = 0; i < argc; i++)
+		len += strlen(argv[i]) + 1;
+	s = calloc(1, len);
+	if (!s)
+		return NULL;
+	for (int i = 0; i < argc; i++) {
+		if (i)
+			strcat(s, " ");
+		strcat(s, argv[i]);
+	}
+	return s;
+}
+
+int options_parse(int argc, char **argv, struct options *o, char *err, size_t errlen)
+{
+	unsigned long long v;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->backend = BACKEND_AUTO;
+	o->ringbuf_bytes = 8 << 20;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_BACKEND:
+			if (backend_parse(optarg, &o->backend)) {
+				snprintf(err, errlen, "--backend %s: expected auto, kprobe-multi, kprobe or tracepoint",
+					 optarg);
+				return -1;
+			}
+			break;
+		case OPT_FILTER_FUNC:
+			o->filter_func = optarg;
+			break;
+		case OPT_FILTER_NETNS:
+			o->filter_netns = optarg;
+			if (parse_netns(o, err, errlen))
+				return -1;
+			break;
+		case OPT_FILTER_MARK:
+			if (parse_mark(o, optarg, err, errlen))
+				return -1;
+			break;
+		case OPT_FILTER_IFNAME:
+			if (strlen(optarg) == 0 || strlen(optarg) > 15) {
+				snprintf(err, errlen, "--filter-ifname %s: interface names are 1 to 15 characters", optarg);
+				return -1;
+			}
+			o->filter_ifname = optarg;
+			break;
+		case OPT_TRACK_SKB:
+			o->track_skb = true;
+			break;
+		case OPT_ALL_KMODS:
+			o->all_kmods = true;
+			break;
+		case OPT_OUTPUT_STACK:
+			o->output_stack = true;
+			break;
+		case OPT_DURATION: {
+			char *end;
+
+			o->duration_sec = strtod(optarg, &end);
+			if (*end || !(o->duration_sec > 0)) {
+				snprintf(err, errlen, "--duration %s: expected a positive number of seconds", optarg);
+				return -1;
+			}
+			break;
+		}
+		case OPT_MAX_EVENTS:
+			if (parse_u64(optarg, &v) || v == 0) {
+				snprintf(err, errlen, "--max-events %s: expected a positive whole number", optarg);
+				return -1;
+			}
+			o->max_events = v;
+			break;
+		case OPT_RINGBUF:
+			if (parse_u64(optarg, &v) || v < 4096 || v > (1ULL << 30) || (v & (v - 1))) {
+				snprintf(err, errlen, "--ringbuf-size %s: expected a power of two from 4096 to 1073741824",
+					 optarg);
+				return -1;
+			}
+			o->ringbuf_bytes = (unsigned int)v;
+			break;
+		case 'h':
+		case OPT_HELP:
+			fputs(usage, stdout);
+			exit(0);
+		case OPT_VERSION:
+			printf("pwru-helper %s\n", PWRU_HELPER_VERSION);
+			exit(0);
+		default:
+			snprintf(err, errlen, "unknown or incomplete option %s (see --help)", argv[optind - 1]);
+			return -1;
+		}
+	}
+	o->pcap_filter = join_args(argc - optind, argv + optind);
+	if (!o->pcap_filter) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}

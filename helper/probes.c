@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "probes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TP_PREFIX "btf_trace_"
+
+struct probe *probes_add(struct probe_set *set, const char *name)
+{
+	if (set->cnt == set->cap) {
+		size_t cap = set->cap ? set->cap * 2 : 256;
+		struct probe *v = realloc(set->v, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		set->v = v;
+		set->cap = cap;
+	}
+	struct probe *p = &set->v[set->cnt];
+	memset(p, 0, sizeof(*p));
+	p->name = strdup(name);
+	if (!p->name)
+		return NULL;
+	set->cnt++;
+	return p;
+}
+
+void probes_free(struct probe_set *set)
+{
+	for (size_t i = 0; i < set->cnt; i++)
+		free(set->v[i].name);
+	free(set->v);
+	memset(set, 0, sizeof(*set));
+}
+
+static const struct btf_type *skip_mods(const struct btf *btf, __u32 id)
+{
+	const struct btf_type *t = btf__type_by_id(btf, id);
+
+	while (t && (btf_is_mod(t) || btf_is_typedef(t)))
+		t = btf__type_by_id(btf, t->type);
+	return t;
+}
+
+static bool is_skb_ptr(const struct btf *btf, __u32 id)
+{
+	const struct btf_type *t = skip_mods(btf, id);
+
+	if (!t || !btf_is_ptr(t))
+		return false;
+	t = skip_mods(btf, t->type);
+	return t && btf_is_struct(t) && strcmp(btf__name_by_offset(btf, t->name_off), "sk_buff") == 0;
+}
+
+static bool is_enum_named(const struct btf *btf, __u32 id, const char *name)
+{
+	const struct btf_type *t = skip_mods(btf, id);
+
+	return t && (btf_is_enum(t) || btf_is_enum64(t)) &&
+	       strcmp(btf__name_by_offset(btf, t->name_off), name) == 0;
+}
+
+/* 1-based position of the first skb parameter among params [first, first + 5), or 0. */
+static int skb_position(const struct btf *btf, const struct btf_type *proto, int first)
+{
+	const struct btf_param *params = btf_params(proto);
+	int n = btf_vlen(proto);
+
+	for (int i = first; i < n && i < first + MAX_SKB_POS; i++)
+		if (is_skb_ptr(btf, params[i].type))
+			return i - first + 1;
+	return 0;
+}
+
+static bool wanted(const regex_t *re, const char *name)
+{
+	return !re || regexec(re, name, 0, NULL, 0) == 0;
+}
+
+int probes_find_tracepoints(const struct btf *btf, const regex_t *re, struct probe_set *out)
+{
+	__u32 n = btf__type_cnt(btf);
+
+	for (__u32 id = 1; id < n; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const char *name;
+
+		if (!btf_is_typedef(t))
+			continue;
+		name = btf__name_by_offset(btf, t->name_off);
+		if (strncmp(name, TP_PREFIX, sizeof(TP_PREFIX) - 1) != 0)
+			continue;
+		name += sizeof(TP_PREFIX) - 1;
+		const struct btf_type *ptr = btf__type_by_id(btf, t->type);
+		if (!ptr || !btf_is_ptr(ptr))
+			continue;
+		const struct btf_type *proto = btf__type_by_id(btf, ptr->type);
+		if (!proto || !btf_is_func_proto(proto))
+			continue;
+		/* Parameter 0 is the tracepoint's private data pointer. */
+		int pos = skb_position(btf, proto, 1);
+		if (!pos)
+			continue;
+
+		enum tp_role role = TP_GENERIC;
+		if (strcmp(name, "kfree_skb") == 0 && pos == 1) {
+			const struct btf_param *params = btf_params(proto);
+
+			role = btf_vlen(proto) >= 4 && is_enum_named(btf, params[3].type, "skb_drop_reason")
+				       ? TP_KFREE_SKB_REASON
+				       : TP_KFREE_SKB;
+		} else if (strcmp(name, "consume_skb") == 0 && pos == 1) {
+			role = TP_CONSUME_SKB;
+		}
+		/* The drop and free tracepoints are always on: they end every packet's path. */
+		if (role == TP_GENERIC && !wanted(re, name))
+			continue;
+		struct probe *p = probes_add(out, name);
+		if (!p)
+			return -ENOMEM;
+		p->kind = PROBE_TRACEPOINT;
+		p->skb_pos = pos;
+		p->btf_id = id;
+		p->role = role;
+	}
+	return 0;
+}
+
+/*
+ * Functions the kernel can trace. When tracefs is readable its list is the
+ * truth; otherwise kallsyms (inlined functions have no symbol) is the best
+ * guess, and attach failures are handled by the backend.
+ */
+struct name_list {
+	char **v;
+	size_t cnt;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void traceable_load(struct name_list *l)
+{
+	static const char *paths[] = { "/sys/kernel/tracing/available_filter_functions",
+				       "/sys/kernel/debug/tracing/available_filter_functions" };
+	size_t cap = 0;
+	char line[512];
+
+	memset(l, 0, sizeof(*l));
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		FILE *f = fopen(paths[i], "r");
+
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			line[strcspn(line, " \t\n")] = 0;
+			if (l->cnt == cap) {
+				cap = cap ? cap * 2 : 65536;
+				char **v = realloc(l->v, cap * sizeof(*v));
+				if (!v)
+					break;
+				l->v = v;
+			}
+			l->v[l->cnt] = strdup(line);
+			if (l->v[l->cnt])
+				l->cnt++;
+		}
+		fclose(f);
+		if (l->cnt)
+			break;
+	}
+	qsort(l->v, l->cnt, sizeof(*l->v), cmp_str);
+}
+
+static bool traceable_has(const struct name_list *l, const char *name)
+{
+	return bsearch(&name, l->v, l->cnt, sizeof(*l->v), cmp_str) != NULL;
+}
+
+static void traceable_free(struct name_list *l)
+{
+	for (size_t i = 0; i < l->cnt; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, const regex_t *re,
+			  struct probe_set *out)
+{
+	__u32 n = btf__type_cnt(btf);
+	struct name_list traceable;
+	int ret = 0;
+
+	traceable_load(&traceable);
+	/* Split BTF (a module's) starts after vmlinux's ids. */
+	for (__u32 id = 1; id < n; id++) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const char *name;
+		const struct ksym *sym;
+
+		if (!btf_is_func(t))
+			continue;
+		name = btf__name_by_offset(btf, t->name_off);
+		const struct btf_type *proto = btf__type_by_id(btf, t->type);
+		if (!proto || !btf_is_func_proto(proto))
+			continue;
+		int pos = skb_position(btf, proto, 0);
+		if (!pos || !wanted(re, name))
+			continue;
+		sym = kallsyms_by_name(ks, name);
+		if (!sym)
+			continue; /* inlined everywhere: nothing to probe */
+		if (traceable.cnt && !traceable_has(&traceable, name))
+			continue;
+		struct probe *p = probes_add(out, name);
+		if (!p) {
+			ret = -ENOMEM;
+			break;
+		}
+		p->kind = PROBE_FUNC;
+		p->skb_pos = pos;
+		p->btf_id = id;
+		p->addr = sym->addr;
+	}
+	traceable_free(&traceable);
+	return ret;
+}
+
+int drop_reasons_read(const struct btf *btf, struct drop_reason **out, size_t *cnt)
+{
+	static const char prefix[] = "SKB_DROP_REASON_";
+	__s32 id = btf__find_by_name_kind(btf, "skb_drop_reason", BTF_KIND_ENUM);
+
+	*out = NULL;
+	*cnt = 0;
+	if (id < 0)
+		return 0;
+	const struct btf_type *t = btf__type_by_id(btf, id);
+	const struct btf_enum *e = btf_enum(t);
+	int n = btf_vlen(t);
+
+	*out = calloc(n, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		const char *name = btf__name_by_offset(btf, e[i].name_off);
+
+		if (strncmp(name, prefix, sizeof(prefix) - 1) == 0)
+			name += sizeof(prefix) - 1;
+		else if (strncmp(name, "SKB_", 4) == 0)
+			name += 4; /* SKB_CONSUMED, SKB_NOT_DROPPED_YET */
+		(*out)[i].value = (uint32_t)e[i].val;
+		(*out)[i].name = name;
+	}
+	*cnt = n;
+	return 0;
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What to probe: kernel functions and tracepoints that take a struct sk_buff *, found in BTF. */
+#ifndef PWRU_PROBES_H
+#define PWRU_PROBES_H
+
+#include <bpf/btf.h>
+#include <regex.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kallsyms.h"
+
+#define MAX_SKB_POS 5
+
+enum probe_kind { PROBE_FUNC, PROBE_TRACEPOINT };
+
+/* Tracepoints the program treats specially. */
+enum tp_role {
+	TP_GENERIC,
+	TP_KFREE_SKB,	     /* skb:kfree_skb(skb, location): a drop, no reason (before 5.17) */
+	TP_KFREE_SKB_REASON, /* skb:kfree_skb(skb, location, reason, ...) */
+	TP_CONSUME_SKB,	     /* skb:consume_skb(skb, ...): freed after normal use */
+};
+
+struct probe {
+	char *name;
+	enum probe_kind kind;
+	int skb_pos;	  /* 1-based argument position of the skb */
+	uint32_t btf_id;  /* FUNC id, or the btf_trace_<name> typedef id */
+	enum tp_role role;
+	uint64_t addr;	  /* function address from kallsyms */
+	bool attached;
+};
+
+struct probe_set {
+	struct probe *v;
+	size_t cnt, cap;
+};
+
+/* Every tracepoint whose prototype takes a struct sk_buff * in its first five arguments. */
+int probes_find_tracepoints(const struct btf *vmlinux, const regex_t *re, struct probe_set *out);
+
+/* Every function with a struct sk_buff * among its first five parameters that can be probed. */
+int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, const regex_t *re,
+			  struct probe_set *out);
+
+struct probe *probes_add(struct probe_set *set, const char *name);
+void probes_free(struct probe_set *set);
+
+/* Name of an enum skb_drop_reason value, without the SKB_DROP_REASON_ prefix. */
+struct drop_reason {
+	uint32_t value;
+	const char *name;
+};
+/* Reads enum skb_drop_reason from BTF; *cnt = 0 on kernels before 5.17. */
+int drop_reasons_read(const struct btf *vmlinux, struct drop_reason **out, size_t *cnt);
+
+#endif
