@@ -19,12 +19,12 @@ import type { TraceEvent } from '../../src/record/event';
 
 /** The repository's root: scripts are found from here, not from dist/. */
 export function repoRoot(): string {
+  // dist/ may hold a copy of package.json, so look for this stage's own scripts.
   let dir = __dirname;
   for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).name === 'kubectl-pwru') return dir;
+    if (existsSync(path.join(dir, 'test/kernel-matrix/build-initramfs.sh'))) return dir;
     const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no kubectl-pwru package.json above ${__dirname}`);
+    if (up === dir) throw new Error(`no test/kernel-matrix/build-initramfs.sh above ${__dirname}`);
     dir = up;
   }
 }
