@@ -92,6 +92,8 @@ export interface ProbeInfo {
 
 export interface ReadyInfo {
   backend: ProbeKind;
+  /** How the backend was chosen, e.g. "auto chose tracepoint (available: tracepoint)". */
+  backend_note: string;
   probes: ProbeInfo[];
   attached: number;
   attach_ms: number;
@@ -134,7 +136,7 @@ export interface RecordListener {
 export class StreamError extends Error {}
 
 const PKT_TYPES = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing', 'loopback', 'user', 'kernel'];
-const L3_NAMES: Record<number, string> = { 0x0800: 'IPv4', 0x86dd: 'IPv6', 0x0806: 'ARP', 0x8100: '802.1Q' };
+const L3_NAMES: Record<number, string> = { 2048: 'IPv4', 34525: 'IPv6', 2054: 'ARP', 33024: '802.1Q' };
 const L4_NAMES: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
 
 /** TCP flags as tcpdump writes them: "S", "S.", "P.", "F.", "R". */
@@ -196,7 +198,8 @@ export class RecordDecoder {
     while (buf.length - pos >= FRAME_HEADER_SIZE) {
       const len = buf.readUInt32LE(pos);
       const type = buf.readUInt16LE(pos + 4);
-      if (len > MAX_FRAME) throw new StreamError(`corrupt record stream at byte ${this.offset}: frame of ${len} bytes`);
+      if (len > MAX_FRAME)
+        throw new StreamError(`corrupt record stream at byte ${this.offset}: frame of ${len} bytes`);
       if (buf.length - pos - FRAME_HEADER_SIZE < len) break;
       const start = pos + FRAME_HEADER_SIZE;
       this.frame(type, buf, start, len);
@@ -223,7 +226,9 @@ export class RecordDecoder {
     try {
       return JSON.parse(text) as T;
     } catch {
-      throw new StreamError(`corrupt record stream at byte ${this.offset}: bad JSON frame ${text.slice(0, 80)}`);
+      throw new StreamError(
+        `corrupt record stream at byte ${this.offset}: bad JSON frame ${text.slice(0, 80)}`,
+      );
     }
   }
 
@@ -254,7 +259,9 @@ export class RecordDecoder {
         return;
       case FrameType.Ready: {
         const ready = this.json<ReadyInfo>(buf, start, len);
-        this.probes = ready.probes;
+        // Ids are sparse when the kernel refused some probes.
+        this.probes = [];
+        for (const probe of ready.probes) this.probes[probe.id] = probe;
         this.dropReasons = ready.drop_reasons;
         this.listener.ready?.(ready);
         return;

@@ -74,6 +74,14 @@ export interface TraceEvent {
   stack?: string[];
   /** Node name, in Kubernetes mode. */
   node?: string;
+  /**
+   * Added by the client's views, never by the helper: which packet of the
+   * trace this step belongs to (1-based; an skb address reused after a free
+   * is a new packet). Readers of saved traces recompute it.
+   */
+  packet?: number;
+  /** Added by the client's views: what differs from this packet's previous step (NAT, device, netns, mark). */
+  changes?: { field: string; from: string; to: string }[];
 }
 
 /** Describes the trace as a whole; the first line of a saved trace file. */

@@ -4,9 +4,10 @@
  * lines and remembers how the helper ended, so that the session can report a
  * helper error or a helper that vanished.
  */
+
+import type { TraceSink } from '../output/sink';
 import { type HelloInfo, RecordDecoder } from '../record/decode';
 import { TRACE_SCHEMA_VERSION } from '../record/event';
-import type { TraceSink } from '../output/sink';
 import { TOOL_VERSION } from '../version';
 
 /** The helper refused or failed; message is the helper's own words. */
@@ -35,10 +36,10 @@ export class HelperStream {
   private hello?: HelloInfo;
 
   constructor(
-    private readonly sink: TraceSink,
-    private readonly node?: string,
+    sink: TraceSink,
+    node?: string,
     /** Called once when probes are attached and events may flow. */
-    private readonly onReady?: () => void,
+    onReady?: () => void,
   ) {
     const where = node ? `${node}: ` : '';
     this.decoder = new RecordDecoder(
@@ -52,6 +53,7 @@ export class HelperStream {
         },
         ready: (r) => {
           this.outcome.ready = true;
+          sink.progress(`${where}backend ${r.backend}: ${r.backend_note}`);
           sink.header({
             type: 'header',
             v: TRACE_SCHEMA_VERSION,
@@ -66,7 +68,7 @@ export class HelperStream {
             startedAt: new Date().toISOString(),
             dropReasons: r.drop_reasons,
           });
-          this.onReady?.();
+          onReady?.();
         },
         event: (e) => {
           this.outcome.events++;

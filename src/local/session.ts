@@ -1,0 +1,69 @@
+/**
+ * Local mode: runs the helper on this host and feeds its record stream to the
+ * sink. Stops it by closing its stdin (it detaches and says goodbye), and if
+ * it lingers, by SIGINT and then SIGKILL.
+ */
+import { spawn } from 'node:child_process';
+import { UserError } from '../errors';
+import type { TraceSink } from '../output/sink';
+import { HelperStream } from '../trace/helper-stream';
+import { helperArgs, type TraceRequest } from '../trace/request';
+
+/** Helper codes that mean the user's input was wrong (exit code 2). */
+const BAD_INPUT = new Set(['usage', 'bad_filter', 'bad_regex', 'no_match', 'backend_unavailable']);
+const STDERR_KEEP = 8192;
+
+export async function runLocalTrace(
+  request: TraceRequest,
+  sink: TraceSink,
+  signal: AbortSignal,
+  helper: string,
+): Promise<void> {
+  const child = spawn(helper, helperArgs(request), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const stream = new HelperStream(sink);
+  let stderr = '';
+  let streamError: Error | undefined;
+
+  child.stdout.on('data', (chunk: Buffer) => {
+    if (streamError) return;
+    try {
+      stream.push(chunk);
+    } catch (err) {
+      streamError = err as Error;
+      child.kill('SIGINT');
+    }
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-STDERR_KEEP);
+  });
+  child.stdin.on('error', () => {}); // the helper may exit before reading stdin
+
+  const stop = () => {
+    child.stdin.end();
+    // A helper that does not stop on EOF within 5 s is asked again, then killed.
+    setTimeout(() => child.kill('SIGINT'), 5000).unref();
+    setTimeout(() => child.kill('SIGKILL'), 15000).unref();
+  };
+  if (signal.aborted) stop();
+  else signal.addEventListener('abort', stop, { once: true });
+
+  const [code, killedBy] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.on('error', (err) => reject(new UserError(`cannot start the helper ${helper}: ${err.message}`)));
+    child.on('close', (c, s) => resolve([c, s]));
+  });
+  signal.removeEventListener('abort', stop);
+
+  if (streamError) throw new UserError(`the helper's output could not be read: ${streamError.message}`);
+  stream.decoder.finish();
+  const { error } = stream.outcome;
+  if (error) throw new UserError(error.message, BAD_INPUT.has(error.code) ? 2 : 1);
+  if (killedBy) {
+    throw new UserError(`the helper was killed by ${killedBy} before it finished${tail(stderr)}`);
+  }
+  if (code !== 0) throw new UserError(`the helper exited with code ${code}${tail(stderr)}`);
+}
+
+function tail(stderr: string): string {
+  const text = stderr.trim();
+  return text ? `; its last words:\n${text}` : '';
+}
