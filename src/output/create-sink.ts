@@ -1,8 +1,22 @@
-/** Builds the sink for the chosen view: text or JSON lines, optionally a file too. */
-import { createWriteStream } from 'node:fs';
+/**
+ * Builds the sink for the chosen view. Every view follows packets the same
+ * way (src/reading/packets.ts), so the line stream, the closing verdict
+ * tables and --fail-on-drop agree. The same sink renders a live trace and a
+ * saved one (`show` replays the file into it), so both look alike.
+ *
+ * stdout carries only the view (for `-o json`: JSON lines and nothing else);
+ * progress, warnings and, in JSON mode, the human summary go to stderr.
+ */
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { PacketTracker } from '../reading/packets';
+import { summarize } from '../reading/summary';
 import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import { Painter } from './ansi';
+import { annotatedEvent, jsonLine } from './json';
 import type { TraceSink } from './sink';
-import { formatTextLine, TEXT_HEADER } from './text';
+import { renderSummary } from './summary-view';
+import { formatTextLine, TextLayout, textHeader } from './text';
+import { formatWideLine, WideLayout, wideHeader } from './wide';
 
 export interface SinkOptions {
   format: 'text' | 'wide' | 'json';
@@ -14,55 +28,121 @@ export interface SinkOptions {
   stderr: NodeJS.WritableStream;
 }
 
-export function createSink(opts: SinkOptions): TraceSink & { dropped(): boolean } {
-  const file = opts.outputFile ? createWriteStream(opts.outputFile) : undefined;
-  let anyDropped = false;
+export type ReadingSink = TraceSink & {
+  /** Any packet dropped (for --fail-on-drop). */
+  dropped(): boolean;
+};
+
+/** Opened up front, so that a bad path fails before any probe is attached. */
+function openFile(path: string): WriteStream {
+  let fd: number;
+  try {
+    fd = openSync(path, 'w');
+  } catch (e) {
+    throw new Error(`cannot write the trace to ${path}: ${(e as Error).message}`);
+  }
+  return createWriteStream(path, { fd });
+}
+
+export function createSink(opts: SinkOptions): ReadingSink {
+  const paint = new Painter(opts.color);
+  const errPaint = new Painter(opts.color && Boolean((opts.stderr as NodeJS.WriteStream).isTTY));
+  const tracker = new PacketTracker();
+  const stats: TraceStats[] = [];
+  const lostByNode = new Map<string, number>();
+  const file = opts.outputFile ? openFile(opts.outputFile) : undefined;
+  let fileError: Error | undefined;
+  file?.on('error', (err) => {
+    fileError = err;
+  });
+  const text = new TextLayout();
+  const wide = new WideLayout();
+  const lines = !opts.summary;
   let headerPrinted = false;
-  let last: TraceStats | undefined;
-  const json = opts.format === 'json';
+  let anyDropped = false;
+
+  const out = (s: string) => opts.stdout.write(`${s}\n`);
+  const err = (s: string) => opts.stderr.write(`${s}\n`);
+
   return {
     progress(message: string) {
-      opts.stderr.write(`${message}\n`);
+      err(errPaint.paint(message, 'dim'));
     },
+
     header(h: TraceHeader) {
-      const line = JSON.stringify(h);
-      file?.write(`${line}\n`);
-      if (json) opts.stdout.write(`${line}\n`);
-      opts.stderr.write(
-        `tracing with ${h.backend}: ${h.probes} probes attached in ${h.attachMs} ms${h.node ? ` on ${h.node}` : ''}\n`,
+      file?.write(`${jsonLine(h)}\n`);
+      const where = h.node ? ` on ${h.node}` : '';
+      err(
+        errPaint.paint(
+          `tracing${where} with ${h.backend}: ${h.probes} probes attached in ${h.attachMs} ms`,
+          'dim',
+        ),
       );
-      if (!json && !headerPrinted) {
-        opts.stdout.write(`${TEXT_HEADER}\n`);
+      if (!lines) return;
+      if (opts.format === 'json') {
+        out(jsonLine(h));
+      } else if (!headerPrinted) {
         headerPrinted = true;
+        const head =
+          opts.format === 'wide' ? wideHeader(wide, opts.showNode) : textHeader(text, opts.showNode);
+        out(paint.paint(head, 'bold'));
       }
     },
+
     event(e: TraceEvent) {
+      const o = tracker.observe(e);
       if (e.drop) anyDropped = true;
-      if (json || file) {
-        const line = JSON.stringify(e);
-        file?.write(`${line}\n`);
-        if (json) {
-          opts.stdout.write(`${line}\n`);
-          return;
-        }
-      }
-      opts.stdout.write(`${formatTextLine(e, opts.showNode)}\n`);
+      const annotated = opts.format === 'json' || file ? jsonLine(annotatedEvent(o)) : '';
+      file?.write(`${annotated}\n`);
+      if (!lines) return;
+      if (opts.format === 'json') out(annotated);
+      else if (opts.format === 'wide') out(formatWideLine(o, wide, opts.showNode, paint));
+      else out(formatTextLine(o, text, opts.showNode, paint));
     },
+
     stats(s: TraceStats) {
-      last = s;
-      if (s.final) {
-        const line = JSON.stringify(s);
-        file?.write(`${line}\n`);
-        if (json) opts.stdout.write(`${line}\n`);
+      stats.push(s);
+      const node = s.node ?? '';
+      const before = lostByNode.get(node) ?? 0;
+      if (s.lost > before) {
+        lostByNode.set(node, s.lost);
+        const where = s.node ? `${s.node}: ` : '';
+        err(
+          errPaint.paint(
+            `warning: ${where}${s.lost} events lost so far (ring buffer full): some packets' paths are incomplete; narrow the filter`,
+            'yellow',
+          ),
+        );
+      }
+      if (!s.final) return;
+      file?.write(`${jsonLine(s)}\n`);
+      if (lines && opts.format === 'json') out(jsonLine(s));
+    },
+
+    warning(message: string) {
+      err(errPaint.paint(`warning: ${message}`, 'yellow'));
+    },
+
+    async close() {
+      const summary = summarize(tracker.packets(), stats);
+      if (opts.summary && opts.format === 'json') {
+        out(JSON.stringify(summary));
+      } else {
+        const human = opts.format === 'json' ? errPaint : paint;
+        const view = renderSummary(summary, {
+          paint: human,
+          showNode: opts.showNode,
+          functions: opts.summary,
+        });
+        if (opts.format === 'json') opts.stderr.write(view);
+        else opts.stdout.write(`${lines && summary.packets.length ? '\n' : ''}${view}`);
+      }
+      if (file) {
+        await new Promise<void>((resolve) => file.end(() => resolve()));
+        if (fileError) throw new Error(`could not write ${opts.outputFile}: ${fileError.message}`);
       }
     },
-    warning(message: string) {
-      opts.stderr.write(`warning: ${message}\n`);
-    },
-    async close() {
-      if (last) opts.stderr.write(`${last.events} events, ${last.lost} lost (ring buffer full)\n`);
-      if (file) await new Promise<void>((resolve) => file.end(resolve));
-    },
+
     dropped: () => anyDropped,
   };
 }

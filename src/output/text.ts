@@ -1,39 +1,91 @@
-/** pwru-style text lines: one per step of a matching packet. */
-import type { TraceEvent, Tuple } from '../record/event';
+/**
+ * pwru-compatible text lines: SKB CPU PROCESS NETNS MARK/x IFACE PROTO MTU LEN
+ * TUPLE FUNC, laid out as cilium/pwru does with --output-meta --output-tuple,
+ * so that habits and scripts built on pwru carry over. What pwru does not
+ * have goes at the end of the line, in brackets: what NAT or forwarding
+ * changed at this step, and on a drop line what the reason means.
+ */
 
-export const TEXT_HEADER = 'SKB                CPU PROCESS              NETNS      MARK/x     IFACE            PROTO  MTU   LEN   TUPLE FUNC';
+import { explainDropReason } from '../reading/drop-reasons';
+import { describeChanges, formatTuple, type Observed } from '../reading/packets';
+import type { TraceEvent } from '../record/event';
+import type { Painter } from './ansi';
 
-function formatTuple(t: Tuple | undefined): string {
-  if (!t) return '';
-  const wrap = (a: string) => (t.family === 6 ? `[${a}]` : a);
-  const proto = t.proto.toLowerCase();
-  if (t.sport !== undefined) {
-    const flags = t.tcpFlags ? `:${t.tcpFlags}` : '';
-    return `${wrap(t.src)}:${t.sport}->${wrap(t.dst)}:${t.dport}(${proto}${flags})`;
-  }
-  if (t.icmpType !== undefined) return `${t.src}->${t.dst}(${proto} ${t.icmpType}/${t.icmpCode})`;
-  return `${t.src}->${t.dst}(${proto})`;
+/** pwru's PROTO column is the EtherType in hex. */
+const ETHERTYPES: Record<string, number> = { IPv4: 0x0800, IPv6: 0x86dd, ARP: 0x0806, '802.1Q': 0x8100 };
+
+export function etherType(l3proto: string): string {
+  const n = ETHERTYPES[l3proto];
+  if (n !== undefined) return `0x${n.toString(16).padStart(4, '0')}`;
+  return /^0x[0-9a-f]+$/i.test(l3proto) ? l3proto : l3proto || '0x0000';
+}
+
+function center(s: string, width: number): string {
+  if (s.length >= width) return s;
+  const left = Math.floor((width - s.length) / 2);
+  return ' '.repeat(left) + s + ' '.repeat(width - s.length - left);
 }
 
 export function formatFunc(e: TraceEvent): string {
   return e.drop ? `${e.func}(${e.drop.reason})` : e.func;
 }
 
-export function formatTextLine(e: TraceEvent, showNode: boolean): string {
-  const iface = e.ifindex ? `${e.iface}:${e.ifindex}` : '';
+export function ifaceLabel(e: TraceEvent): string {
+  if (!e.ifindex) return e.iface;
+  return `${e.iface}:${e.ifindex}`;
+}
+
+/** The bracketed notes after FUNC: changes at this step, and a drop's meaning. */
+export function annotations(o: Observed, paint: Painter): string {
+  let out = '';
+  if (o.step.changes.length) out += `  ${paint.paint(`[${describeChanges(o.step.changes)}]`, 'yellow')}`;
+  const drop = o.step.event.drop;
+  if (drop) out += `  ${paint.paint(`[${explainDropReason(drop.reason).text}]`, 'red')}`;
+  return out;
+}
+
+/** Widths that grow with what has been seen, like pwru's tuple column. */
+export class TextLayout {
+  tupleWidth = 40;
+  processWidth = 16;
+}
+
+export function textHeader(layout: TextLayout, showNode: boolean): string {
+  const cols = [
+    'SKB'.padEnd(18),
+    'CPU',
+    'PROCESS'.padEnd(layout.processWidth),
+    'NETNS'.padEnd(10),
+    'MARK/x'.padEnd(8),
+    center('IFACE', 16),
+    'PROTO '.padEnd(6),
+    'MTU'.padEnd(5),
+    'LEN'.padEnd(5),
+    'TUPLE'.padEnd(layout.tupleWidth),
+    'FUNC',
+  ];
+  const line = cols.join(' ');
+  return showNode ? `${'NODE'.padEnd(16)} ${line}` : line;
+}
+
+export function formatTextLine(o: Observed, layout: TextLayout, showNode: boolean, paint: Painter): string {
+  const e = o.step.event;
+  const tuple = formatTuple(e.tuple);
+  if (tuple.length > layout.tupleWidth) layout.tupleWidth = tuple.length;
+  const process = `[${e.process}]`;
   const fields = [
-    e.skb.padEnd(18),
+    paint.packet(o.packet.id, e.skb.padEnd(18)),
     String(e.cpu).padEnd(3),
-    `[${e.process}]`.padEnd(20),
+    process.padEnd(layout.processWidth),
     String(e.netns).padEnd(10),
-    `0x${e.mark.toString(16)}`.padEnd(10),
-    iface.padEnd(16),
-    e.l3proto.padEnd(6),
+    e.mark.toString(16).padEnd(8),
+    center(ifaceLabel(e), 16),
+    etherType(e.l3proto).padEnd(6),
     String(e.mtu).padEnd(5),
     String(e.len).padEnd(5),
-    formatTuple(e.tuple),
-    formatFunc(e),
+    tuple.padEnd(layout.tupleWidth),
+    e.drop ? paint.paint(formatFunc(e), 'red', 'bold') : formatFunc(e),
   ];
-  const line = fields.join(' ');
-  return showNode && e.node ? `${e.node} ${line}` : line;
+  const line = fields.join(' ') + annotations(o, paint);
+  return showNode ? `${(e.node ?? '').padEnd(16)} ${line}` : line;
 }

@@ -1,0 +1,96 @@
+import { Args, Command, Flags } from '@oclif/core';
+import { Painter, shouldColor } from '../output/ansi';
+import { diffJson, renderDiff } from '../output/diff-view';
+import { diffPackets, pickBad, pickGood } from '../reading/diff';
+import type { Packet } from '../reading/packets';
+import { loadPackets } from '../reading/replay';
+import { TraceFileError } from '../reading/trace-file';
+import { EXIT_BAD_TRACE_FILE } from './show';
+
+export default class Diff extends Command {
+  static override summary =
+    'Line up a working packet path against a failing one and show where they part ways.';
+
+  static override description =
+    `Takes two saved traces (--output-file or -o json), picks a packet from each (by default the
+first packet that was not dropped from GOOD and the first dropped one from BAD), aligns their steps
+function by function, prints them side by side with the first difference marked, and states the
+difference in one sentence: a different path, a different NAT rewrite at the same step, or a
+different ending.`;
+
+  static override examples = [
+    'kubectl pwru diff good.jsonl bad.jsonl',
+    'kubectl pwru diff good.jsonl bad.jsonl --bad-packet 3',
+    'kubectl pwru diff good.jsonl bad.jsonl -o json | jq -r .sentence',
+  ];
+
+  static override args = {
+    good: Args.string({ description: 'trace of the working flow', required: true }),
+    bad: Args.string({ description: 'trace of the failing flow', required: true }),
+  };
+
+  static override flags = {
+    'good-packet': Flags.integer({
+      description: 'packet number in GOOD (as `show --summary` lists them)',
+      min: 1,
+    }),
+    'bad-packet': Flags.integer({
+      description: 'packet number in BAD (as `show --summary` lists them)',
+      min: 1,
+    }),
+    output: Flags.string({
+      char: 'o',
+      options: ['text', 'json'],
+      default: 'text',
+      description: 'side by side, or JSON',
+    }),
+    'no-color': Flags.boolean({ description: 'no colours even on a terminal (NO_COLOR works too)' }),
+  };
+
+  private async load(file: string): Promise<Packet[]> {
+    try {
+      const packets = await loadPackets(file);
+      if (packets.length === 0)
+        this.error(`${file}: no packets in this trace (did the filter match?)`, { exit: 1 });
+      return packets;
+    } catch (err) {
+      if (err instanceof TraceFileError) this.error(err.message, { exit: EXIT_BAD_TRACE_FILE });
+      throw err;
+    }
+  }
+
+  private pick(
+    file: string,
+    packets: Packet[],
+    n: number | undefined,
+    auto: (p: Packet[]) => Packet | undefined,
+  ) {
+    if (n === undefined) return auto(packets) as Packet;
+    const p = packets.find((x) => x.id === n);
+    if (!p) this.error(`${file} has packets #1 to #${packets.length}; there is no #${n}`, { exit: 1 });
+    return p;
+  }
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Diff);
+    const goods = await this.load(args.good);
+    const bads = await this.load(args.bad);
+    const good = this.pick(args.good, goods, flags['good-packet'], pickGood);
+    const bad = this.pick(args.bad, bads, flags['bad-packet'], pickBad);
+    const d = diffPackets(good, bad);
+    if (flags.output === 'json') {
+      process.stdout.write(`${JSON.stringify(diffJson(d, args.good, args.bad))}\n`);
+      return;
+    }
+    process.stdout.write(
+      renderDiff(d, {
+        paint: new Painter(shouldColor(process.stdout, flags['no-color'])),
+        goodFile: args.good,
+        badFile: args.bad,
+        goodCount: goods.length,
+        badCount: bads.length,
+        columns: process.stdout.columns,
+      }),
+    );
+  }
+}

@@ -1,0 +1,65 @@
+import { Args, Command, Flags } from '@oclif/core';
+import { shouldColor } from '../output/ansi';
+import { createSink } from '../output/create-sink';
+import { hasNodes, replay } from '../reading/replay';
+import { loadTraceFile, TraceFileError } from '../reading/trace-file';
+
+export const EXIT_DROPPED = 3;
+export const EXIT_BAD_TRACE_FILE = 4;
+
+export default class Show extends Command {
+  static override summary = 'Re-render a saved trace: lines, wide lines, JSON, or the verdict summary.';
+
+  static override description =
+    `Reads a trace saved with --output-file (or \`-o json\` redirected to a file) and shows it
+offline with the same views as a live trace: pwru-style lines with NAT markers, -o wide, -o json,
+or --summary (one row per packet with its verdict, counts per drop reason and per function).`;
+
+  static override examples = [
+    'kubectl pwru show trace.jsonl',
+    'kubectl pwru show trace.jsonl --summary',
+    'kubectl pwru show trace.jsonl -o wide | less -R',
+    'kubectl pwru show trace.jsonl --fail-on-drop >/dev/null || echo "a packet was dropped"',
+  ];
+
+  static override args = {
+    file: Args.string({ description: 'saved trace (JSON lines)', required: true }),
+  };
+
+  static override flags = {
+    output: Flags.string({
+      char: 'o',
+      description:
+        'view: pwru-style text, wide (timestamps, packet ids, caller), or json (one object per line)',
+      options: ['text', 'wide', 'json'],
+      default: 'text',
+    }),
+    summary: Flags.boolean({ description: 'only the verdict per packet and the counts, not every step' }),
+    'fail-on-drop': Flags.boolean({
+      description: `exit with ${EXIT_DROPPED} when any packet in the trace was dropped`,
+    }),
+    'no-color': Flags.boolean({ description: 'no colours even on a terminal (NO_COLOR works too)' }),
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Show);
+    let lines: Awaited<ReturnType<typeof loadTraceFile>>;
+    try {
+      lines = await loadTraceFile(args.file);
+    } catch (err) {
+      if (err instanceof TraceFileError) this.error(err.message, { exit: EXIT_BAD_TRACE_FILE });
+      throw err;
+    }
+    const sink = createSink({
+      format: flags.output as 'text' | 'wide' | 'json',
+      summary: flags.summary,
+      color: shouldColor(process.stdout, flags['no-color']),
+      showNode: hasNodes(lines),
+      stdout: process.stdout,
+      stderr: process.stderr,
+    });
+    await replay(lines, sink);
+    await sink.close();
+    if (flags['fail-on-drop'] && sink.dropped()) this.exit(EXIT_DROPPED);
+  }
+}

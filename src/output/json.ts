@@ -1,0 +1,20 @@
+/**
+ * `-o json` and saved traces: one TraceLine per line (src/record/event.ts,
+ * docs/json-schema.md). Events carry two client annotations, `packet` and
+ * `changes`, recomputed from scratch when a saved trace is read back, so that
+ * `show -o json` of a saved trace reproduces it line for line.
+ */
+
+import type { Observed } from '../reading/packets';
+import type { TraceEvent, TraceLine } from '../record/event';
+
+export function annotatedEvent(o: Observed): TraceEvent {
+  const { packet: _p, changes: _c, ...e } = o.step.event;
+  const out: TraceEvent = { ...e, packet: o.packet.id };
+  if (o.step.changes.length) out.changes = o.step.changes.map((c) => ({ ...c }));
+  return out;
+}
+
+export function jsonLine(line: TraceLine): string {
+  return JSON.stringify(line);
+}

@@ -1,0 +1,103 @@
+/**
+ * The closing tables: each packet's (or flow's) verdict, the drop reasons in
+ * plain words with what to check, and, in --summary mode, the busiest
+ * functions.
+ */
+import Table from 'cli-table3';
+import { explainDropReason } from '../reading/drop-reasons';
+import { type TraceSummary, totalsLine } from '../reading/summary';
+import type { Painter } from './ansi';
+
+export interface SummaryViewOptions {
+  paint: Painter;
+  showNode: boolean;
+  /** Show the per-function counts (the --summary view). */
+  functions: boolean;
+  /** Above this many packets, one row per flow instead. */
+  maxPacketRows?: number;
+}
+
+function table(head: string[], paint: Painter): Table.Table {
+  return new Table({
+    head: head.map((h) => paint.paint(h, 'bold')),
+    style: { head: [], border: [] },
+    wordWrap: true,
+  });
+}
+
+function verdictCell(label: string, kind: string, paint: Painter): string {
+  if (kind === 'dropped') return paint.paint(label, 'red', 'bold');
+  if (kind === 'delivered' || kind === 'sent') return paint.paint(label, 'green');
+  return paint.paint(label, 'yellow');
+}
+
+export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string {
+  const { paint } = opts;
+  const out: string[] = [];
+  const max = opts.maxPacketRows ?? 40;
+  const node = opts.showNode;
+  if (s.packets.length === 0) {
+    out.push('No packet matched the filter.');
+  } else if (s.packets.length <= max) {
+    const t = table(
+      [...(node ? ['NODE'] : []), 'PKT', 'TUPLE', 'FIRST STEP', 'LAST STEP', 'STEPS', 'VERDICT'],
+      paint,
+    );
+    for (const r of s.packets) {
+      const tuple = r.finalTuple ? `${r.flow}\nlast: ${r.finalTuple}` : r.flow;
+      t.push([
+        ...(node ? [r.node ?? ''] : []),
+        paint.packet(r.id, `#${r.id}`),
+        tuple,
+        r.first,
+        r.last,
+        String(r.steps),
+        verdictCell(r.label, r.verdict.kind, paint),
+      ]);
+    }
+    out.push(t.toString());
+  } else {
+    out.push(`${s.packets.length} packets, one row per flow:`);
+    const t = table(
+      [...(node ? ['NODE'] : []), 'FLOW', 'PACKETS', 'FIRST STEP', 'LAST STEP', 'VERDICTS'],
+      paint,
+    );
+    for (const f of s.flows) {
+      const verdicts = Object.entries(f.verdicts)
+        .sort((a, b) => b[1] - a[1])
+        .map(([label, n]) => `${n} × ${label}`)
+        .join('\n');
+      t.push([...(node ? [f.node ?? ''] : []), f.flow, String(f.packets), f.first, f.last, verdicts]);
+    }
+    out.push(t.toString());
+  }
+  const changed = s.packets.filter((r) => r.changes.length);
+  if (changed.length && s.packets.length <= max) {
+    out.push('Rewrites along the way:');
+    for (const r of changed) for (const c of r.changes) out.push(`  ${paint.packet(r.id, `#${r.id}`)} ${c}`);
+  }
+  if (s.dropReasons.length) {
+    const t = table(['DROP REASON', 'PACKETS', 'WHERE', 'WHAT IT MEANS'], paint);
+    for (const r of s.dropReasons) {
+      const where = Object.entries(r.at)
+        .map(([f, n]) => (Object.keys(r.at).length > 1 ? `${f} (${n})` : f))
+        .join('\n');
+      t.push([paint.paint(r.reason, 'red'), String(r.count), where, r.text]);
+    }
+    out.push(t.toString());
+    for (const r of s.dropReasons) {
+      const info = explainDropReason(r.reason);
+      if (!info.cause && !info.check) continue;
+      out.push(`${paint.paint(r.reason, 'bold')}:${info.cause ? ` ${info.cause}` : ''}`);
+      for (const c of info.check ?? []) out.push(`  - check ${c}`);
+    }
+  }
+  if (opts.functions && s.functions.length) {
+    const t = table(['FUNCTION', 'HITS'], paint);
+    for (const f of s.functions.slice(0, 15)) t.push([f.func, String(f.count)]);
+    if (s.functions.length > 15) t.push([`… ${s.functions.length - 15} more`, '']);
+    out.push(t.toString());
+  }
+  out.push(totalsLine(s));
+  return `${out.join('\n')}\n`;
+}

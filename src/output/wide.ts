@@ -1,0 +1,90 @@
+/**
+ * `-o wide`: the text columns plus when (wall clock, and time since the
+ * packet's first step), which packet (#n, stable per skb lifetime), the
+ * process id, the packet type, and the caller (the drop location on a drop).
+ */
+import { formatTuple, type Observed } from '../reading/packets';
+import type { Painter } from './ansi';
+import { annotations, etherType, formatFunc, ifaceLabel } from './text';
+
+export class WideLayout {
+  tupleWidth = 40;
+  funcWidth = 28;
+  processWidth = 20;
+  ifaceWidth = 14;
+}
+
+function clock(time: string): string {
+  // ISO 8601 → HH:MM:SS.mmm; saved traces from hand-written fixtures may lack it.
+  const m = /T(\d\d:\d\d:\d\d(?:\.\d+)?)/.exec(time);
+  return (m ? m[1] : '').slice(0, 12).padEnd(12);
+}
+
+/** Microseconds since the packet's first step: "+0.0" for the first. */
+export function sinceFirst(o: Observed): string {
+  try {
+    const first = BigInt(o.packet.steps[0].event.ts);
+    const now = BigInt(o.step.event.ts);
+    const ns = now - first;
+    const us = Number(ns) / 1000;
+    return `+${us.toFixed(1)}µs`;
+  } catch {
+    return '';
+  }
+}
+
+export function wideHeader(layout: WideLayout, showNode: boolean): string {
+  const cols = [
+    'TIME'.padEnd(12),
+    'SINCE'.padEnd(10),
+    'PKT'.padEnd(5),
+    'SKB'.padEnd(18),
+    'CPU',
+    'PROCESS'.padEnd(layout.processWidth),
+    'NETNS'.padEnd(10),
+    'MARK/x'.padEnd(8),
+    'IFACE'.padEnd(layout.ifaceWidth),
+    'PROTO '.padEnd(6),
+    'MTU'.padEnd(5),
+    'LEN'.padEnd(5),
+    'TYPE'.padEnd(9),
+    'TUPLE'.padEnd(layout.tupleWidth),
+    'FUNC'.padEnd(layout.funcWidth),
+    'CALLER',
+  ];
+  const line = cols.join(' ');
+  return showNode ? `${'NODE'.padEnd(16)} ${line}` : line;
+}
+
+export function formatWideLine(o: Observed, layout: WideLayout, showNode: boolean, paint: Painter): string {
+  const e = o.step.event;
+  const tuple = formatTuple(e.tuple);
+  const func = formatFunc(e);
+  const process = `${e.process}:${e.pid}`;
+  const iface = ifaceLabel(e);
+  layout.tupleWidth = Math.max(layout.tupleWidth, tuple.length);
+  layout.funcWidth = Math.max(layout.funcWidth, func.length);
+  layout.processWidth = Math.max(layout.processWidth, process.length);
+  layout.ifaceWidth = Math.max(layout.ifaceWidth, iface.length);
+  const fields = [
+    clock(e.time),
+    sinceFirst(o).padEnd(10),
+    paint.packet(o.packet.id, `#${o.packet.id}`.padEnd(5)),
+    paint.packet(o.packet.id, e.skb.padEnd(18)),
+    String(e.cpu).padEnd(3),
+    process.padEnd(layout.processWidth),
+    String(e.netns).padEnd(10),
+    e.mark.toString(16).padEnd(8),
+    iface.padEnd(layout.ifaceWidth),
+    etherType(e.l3proto).padEnd(6),
+    String(e.mtu).padEnd(5),
+    String(e.len).padEnd(5),
+    e.pktType.padEnd(9),
+    tuple.padEnd(layout.tupleWidth),
+    e.drop ? paint.paint(func.padEnd(layout.funcWidth), 'red', 'bold') : func.padEnd(layout.funcWidth),
+    e.caller ?? '',
+  ];
+  let line = fields.join(' ').trimEnd() + annotations(o, paint);
+  if (e.stack?.length) line += `\n${e.stack.map((f) => `    ${f}`).join('\n')}`;
+  return showNode ? `${(e.node ?? '').padEnd(16)} ${line}` : line;
+}

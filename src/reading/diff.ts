@@ -1,0 +1,222 @@
+/**
+ * Lines up the path of a working packet against a failing one and says where
+ * and how they part ways. Steps are aligned by function (a longest common
+ * subsequence, as diff(1) does with lines); steps both packets pass are then
+ * compared on what changed there (NAT source or destination, device, mark),
+ * because the story this tool exists for is exactly that: same path, but
+ * masquerade picked another source address, and the reverse-path filter
+ * dropped the packet two hops later.
+ */
+import { droppedBy } from './drop-reasons';
+import {
+  baseFunc,
+  type Change,
+  describeChanges,
+  describeVerdict,
+  type Packet,
+  type Step,
+  type Verdict,
+  verdictOf,
+} from './packets';
+
+export type RowKind = 'same' | 'differs' | 'good-only' | 'bad-only' | 'replaced';
+
+export interface DiffRow {
+  kind: RowKind;
+  good?: Step;
+  bad?: Step;
+}
+
+export interface PathDiff {
+  good: Packet;
+  bad: Packet;
+  goodVerdict: Verdict;
+  badVerdict: Verdict;
+  rows: DiffRow[];
+  /** Index in rows of the first row that is not 'same'; -1 when the paths agree. */
+  divergence: number;
+  /** The difference in one sentence. */
+  sentence: string;
+}
+
+/** What identifies a step for alignment: the function, and whether it dropped. */
+export function stepKey(s: Step): string {
+  const f = baseFunc(s.event.func);
+  return s.event.drop ? `${f}(drop)` : f;
+}
+
+/**
+ * Longest-common-subsequence alignment of two key sequences. Returns pairs of
+ * indices; -1 on one side marks a step only the other path has.
+ */
+export function align(a: string[], b: string[]): [number, number][] {
+  const n = a.length;
+  const m = b.length;
+  // lcs[i][j] = LCS length of a[i..] and b[j..]
+  const lcs: Uint32Array[] = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    }
+  }
+  const out: [number, number][] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n && j < m) {
+    if (a[i] === b[j]) {
+      out.push([i++, j++]);
+    } else if (lcs[i + 1][j] >= lcs[i][j + 1]) {
+      out.push([i++, -1]);
+    } else {
+      out.push([-1, j++]);
+    }
+  }
+  while (i < n) out.push([i++, -1]);
+  while (j < m) out.push([-1, j++]);
+  return out;
+}
+
+/**
+ * Changes that matter when comparing two packets at the same step: which
+ * fields were rewritten, and for addresses, devices and marks, to what.
+ * Port numbers and namespace inodes legitimately differ between two
+ * recordings, so only their presence counts.
+ */
+function changeSignature(changes: Change[]): string {
+  return changes
+    .map((c) =>
+      c.field === 'sport' || c.field === 'dport' || c.field === 'netns' ? c.field : `${c.field}=${c.to}`,
+    )
+    .sort()
+    .join(' ');
+}
+
+/** Pairs runs of one-sided rows so that side-by-side output reads as "this instead of that". */
+function pairRuns(rows: DiffRow[]): DiffRow[] {
+  const out: DiffRow[] = [];
+  let i = 0;
+  while (i < rows.length) {
+    if (rows[i].kind !== 'good-only' && rows[i].kind !== 'bad-only') {
+      out.push(rows[i++]);
+      continue;
+    }
+    const goods: Step[] = [];
+    const bads: Step[] = [];
+    while (i < rows.length && (rows[i].kind === 'good-only' || rows[i].kind === 'bad-only')) {
+      const r = rows[i++];
+      if (r.good) goods.push(r.good);
+      if (r.bad) bads.push(r.bad);
+    }
+    const n = Math.max(goods.length, bads.length);
+    for (let k = 0; k < n; k++) {
+      const g = goods[k];
+      const b = bads[k];
+      if (g && b) out.push({ kind: 'replaced', good: g, bad: b });
+      else if (g) out.push({ kind: 'good-only', good: g });
+      else out.push({ kind: 'bad-only', bad: b });
+    }
+  }
+  return out;
+}
+
+const FIELD_WORDS: Record<string, string> = {
+  src: 'source',
+  dst: 'destination',
+  iface: 'device',
+  mark: 'mark',
+  proto: 'protocol',
+  l3proto: 'protocol',
+};
+
+/** "has source 192.168.50.1 instead of 10.0.0.1" for the first field that differs. */
+function explainChangeDifference(good: Change[], bad: Change[]): string {
+  for (const field of ['src', 'dst', 'proto', 'l3proto', 'iface', 'mark'] as const) {
+    const g = good.find((c) => c.field === field);
+    const b = bad.find((c) => c.field === field);
+    const word = FIELD_WORDS[field];
+    if (g && b && g.to !== b.to) return `leaves with ${word} ${b.to} instead of ${g.to}`;
+    if (b && !g) return `is rewritten to ${word} ${b.to} where the working one is not`;
+    if (g && !b) return `keeps ${word} ${g.from} where the working one gets ${g.to}`;
+  }
+  const gd = describeChanges(good) || 'no rewrite';
+  const bd = describeChanges(bad) || 'no rewrite';
+  return `shows ${bd} where the working one shows ${gd}`;
+}
+
+function endPhrase(v: Verdict): string {
+  if (v.kind === 'dropped') return `is dropped by ${droppedBy(v.reason)} at ${v.func} (${v.reason})`;
+  return `is ${describeVerdict(v)}`;
+}
+
+function sentenceFor(d: Omit<PathDiff, 'sentence'>): string {
+  const { rows, divergence, goodVerdict: gv, badVerdict: bv } = d;
+  const fn = (s?: Step) => (s ? baseFunc(s.event.func) : '');
+  if (divergence < 0) {
+    const same = gv.kind === bv.kind;
+    return same
+      ? `Both packets take the same ${rows.length}-step path and both ${endPhrase(gv).replace(/^is /, 'are ')}.`
+      : `Both packets take the same path, but the working one ${endPhrase(gv)} and the failing one ${endPhrase(bv)}.`;
+  }
+  const lastSame = [...rows.slice(0, divergence)]
+    .reverse()
+    .find((r) => r.kind === 'same' || r.kind === 'differs');
+  const row = rows[divergence];
+  let what: string;
+  let lead: string;
+  if (row.kind === 'differs' && row.good && row.bad) {
+    lead = `both pass ${fn(row.good)}`;
+    what = `the failing one ${explainChangeDifference(row.good.changes, row.bad.changes)}`;
+  } else {
+    lead = lastSame ? `both pass ${fn(lastSame.good)}` : 'the paths differ from the first step';
+    if (row.kind === 'replaced')
+      what = `then the failing one goes to ${fn(row.bad)} instead of ${fn(row.good)}`;
+    else if (row.kind === 'bad-only') what = `then the failing one also passes ${fn(row.bad)}`;
+    else {
+      const badGoesOn = rows.slice(divergence).some((r) => r.bad);
+      what = badGoesOn
+        ? `then the failing one skips ${fn(row.good)}`
+        : `then the failing one stops where the working one goes on to ${fn(row.good)}`;
+    }
+  }
+  const verdictsDiffer =
+    gv.kind !== bv.kind || (gv.kind === 'dropped' && bv.kind === 'dropped' && gv.reason !== bv.reason);
+  const end = verdictsDiffer ? ` and ${endPhrase(bv)}` : `; both ${endPhrase(gv).replace(/^is /, 'are ')}`;
+  const s = `${lead}; ${what}${end}.`;
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+export function diffPackets(good: Packet, bad: Packet): PathDiff {
+  const pairs = align(good.steps.map(stepKey), bad.steps.map(stepKey));
+  const raw: DiffRow[] = pairs.map(([i, j]) => {
+    const g = i >= 0 ? good.steps[i] : undefined;
+    const b = j >= 0 ? bad.steps[j] : undefined;
+    if (g && b) {
+      const same = changeSignature(g.changes) === changeSignature(b.changes);
+      return { kind: same ? 'same' : 'differs', good: g, bad: b };
+    }
+    return g ? { kind: 'good-only', good: g } : { kind: 'bad-only', bad: b };
+  });
+  const rows = pairRuns(raw);
+  const divergence = rows.findIndex((r) => r.kind !== 'same');
+  const partial = { good, bad, goodVerdict: verdictOf(good), badVerdict: verdictOf(bad), rows, divergence };
+  return { ...partial, sentence: sentenceFor(partial) };
+}
+
+/**
+ * The packet to compare from a working trace: of those not dropped, the one
+ * with the longest path (the first of equals), so that a lone free of an
+ * earlier packet at the start of a trace is not taken for the flow.
+ */
+export function pickGood(packets: Packet[]): Packet | undefined {
+  let best: Packet | undefined;
+  for (const p of packets) {
+    if (verdictOf(p).kind === 'dropped') continue;
+    if (!best || p.steps.length > best.steps.length) best = p;
+  }
+  return best ?? packets[0];
+}
+
+/** The packet to compare from a failing trace: the first one that was dropped. */
+export function pickBad(packets: Packet[]): Packet | undefined {
+  return packets.find((p) => verdictOf(p).kind === 'dropped') ?? packets[0];
+}

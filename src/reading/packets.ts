@@ -1,0 +1,410 @@
+/**
+ * Turns a stream of trace events into packets: each packet's steps, what
+ * changed between two steps (NAT, a new device, a mark), and how it ended.
+ *
+ * An skb address names a packet only while the packet lives: after a step
+ * that freed it, the same address (on the same node) is a new packet.
+ */
+import type { TraceEvent, Tuple } from '../record/event';
+import { droppedBy } from './drop-reasons';
+
+export type ChangeField =
+  | 'src'
+  | 'dst'
+  | 'sport'
+  | 'dport'
+  | 'proto'
+  | 'iface'
+  | 'netns'
+  | 'mark'
+  | 'l3proto';
+
+export interface Change {
+  field: ChangeField;
+  from: string;
+  to: string;
+}
+
+/** What a set of changes at one step amounts to, in the usual words. */
+export type ChangeKind = 'SNAT' | 'DNAT' | 'encap' | 'decap' | 'device' | 'netns' | 'mark';
+
+export interface Step {
+  event: TraceEvent;
+  /** 0-based position in the packet's path. */
+  index: number;
+  /** What differs from the packet's previous step (empty for the first). */
+  changes: Change[];
+}
+
+export type Verdict =
+  | { kind: 'dropped'; func: string; reason: string; step: number }
+  | { kind: 'delivered'; func: string; socket: boolean; step: number }
+  | { kind: 'sent'; iface: string; func: string; step: number }
+  | { kind: 'consumed'; func: string; step: number }
+  | { kind: 'in-flight'; func: string; step: number; iface?: string };
+
+export interface Packet {
+  /** 1-based, in order of first appearance in the trace. */
+  id: number;
+  node?: string;
+  skb: string;
+  steps: Step[];
+  /** The first tuple seen (before any NAT). */
+  tuple?: Tuple;
+  /** A step freed it: the trace saw its whole life. */
+  freed: boolean;
+}
+
+/** Packet state the change detector compares against: the last value seen of each field. */
+interface Last {
+  tuple?: Tuple;
+  iface?: string;
+  netns?: number;
+  mark?: number;
+  l3proto?: string;
+}
+
+const ENCAP_PROTOS = new Set(['GRE', '4', '47', '50', 'ESP', '41']);
+const ENCAP_UDP_PORTS = new Set([4789, 8472, 6081, 51820]);
+
+function isEncapTuple(t: Tuple): boolean {
+  if (ENCAP_PROTOS.has(t.proto)) return true;
+  return t.proto === 'UDP' && (ENCAP_UDP_PORTS.has(t.dport ?? -1) || ENCAP_UDP_PORTS.has(t.sport ?? -1));
+}
+
+export function detectChanges(last: Last, e: TraceEvent): Change[] {
+  const out: Change[] = [];
+  const t = e.tuple;
+  if (t && last.tuple) {
+    const p = last.tuple;
+    if (p.proto !== t.proto) out.push({ field: 'proto', from: p.proto, to: t.proto });
+    if (p.src !== t.src) out.push({ field: 'src', from: p.src, to: t.src });
+    if (p.sport !== t.sport && p.sport !== undefined && t.sport !== undefined)
+      out.push({ field: 'sport', from: String(p.sport), to: String(t.sport) });
+    if (p.dst !== t.dst) out.push({ field: 'dst', from: p.dst, to: t.dst });
+    if (p.dport !== t.dport && p.dport !== undefined && t.dport !== undefined)
+      out.push({ field: 'dport', from: String(p.dport), to: String(t.dport) });
+  }
+  // A step with no device yet (local output before routing) is not a change.
+  if (e.iface && last.iface && e.iface !== last.iface)
+    out.push({ field: 'iface', from: last.iface, to: e.iface });
+  if (last.netns !== undefined && e.netns && e.netns !== last.netns)
+    out.push({ field: 'netns', from: String(last.netns), to: String(e.netns) });
+  if (last.mark !== undefined && e.mark !== last.mark)
+    out.push({ field: 'mark', from: `0x${last.mark.toString(16)}`, to: `0x${e.mark.toString(16)}` });
+  if (last.l3proto && e.l3proto && e.l3proto !== last.l3proto)
+    out.push({ field: 'l3proto', from: last.l3proto, to: e.l3proto });
+  return out;
+}
+
+function update(last: Last, e: TraceEvent): void {
+  if (e.tuple) last.tuple = e.tuple;
+  if (e.iface) last.iface = e.iface;
+  if (e.netns) last.netns = e.netns;
+  last.mark = e.mark;
+  if (e.l3proto) last.l3proto = e.l3proto;
+}
+
+/** Groups a change set into what a person would call it. */
+export function classifyChanges(changes: Change[], before?: Tuple, after?: Tuple): ChangeKind[] {
+  const fields = new Set(changes.map((c) => c.field));
+  const kinds: ChangeKind[] = [];
+  const addrBoth = fields.has('src') && fields.has('dst');
+  if (before && after && (fields.has('proto') || addrBoth) && (isEncapTuple(after) || isEncapTuple(before))) {
+    kinds.push(isEncapTuple(after) ? 'encap' : 'decap');
+  } else {
+    if (fields.has('src') || fields.has('sport')) kinds.push('SNAT');
+    if (fields.has('dst') || fields.has('dport')) kinds.push('DNAT');
+  }
+  if (fields.has('iface')) kinds.push('device');
+  if (fields.has('netns')) kinds.push('netns');
+  if (fields.has('mark')) kinds.push('mark');
+  return kinds;
+}
+
+/** "SNAT src 10.244.0.5 → 192.168.50.1, iface rs → s0". */
+export function describeChanges(changes: Change[]): string {
+  const parts: string[] = [];
+  const has = (f: ChangeField) => changes.find((c) => c.field === f);
+  const src = has('src');
+  const dst = has('dst');
+  const sport = has('sport');
+  const dport = has('dport');
+  const proto = has('proto');
+  if (proto) parts.push(`proto ${proto.from} → ${proto.to}`);
+  if (src || sport) {
+    const label = proto || (src && dst) ? 'src' : 'SNAT src';
+    if (src) parts.push(`${label} ${src.from} → ${src.to}`);
+    if (sport) parts.push(`sport ${sport.from} → ${sport.to}`);
+  }
+  if (dst || dport) {
+    const label = proto || (src && dst) ? 'dst' : 'DNAT dst';
+    if (dst) parts.push(`${label} ${dst.from} → ${dst.to}`);
+    if (dport) parts.push(`dport ${dport.from} → ${dport.to}`);
+  }
+  for (const f of ['iface', 'netns', 'mark', 'l3proto'] as const) {
+    const c = has(f);
+    if (c) parts.push(`${f} ${c.from} → ${c.to}`);
+  }
+  return parts.join(', ');
+}
+
+/** Strips a tracepoint's "category:" and a symbol's "+0xoff" / ".isra.0" suffixes. */
+export function baseFunc(name: string): string {
+  const noCat = name.includes(':') ? name.slice(name.lastIndexOf(':') + 1) : name;
+  return noCat
+    .replace(/\+0x[0-9a-f]+(\/0x[0-9a-f]+)?$/i, '')
+    .replace(/\.(isra|constprop|part|cold)\.\d+$/, '');
+}
+
+/** Functions that hand a packet to a socket (or read it out of one). */
+const SOCKET_FUNCS = new Set([
+  'tcp_v4_do_rcv',
+  'tcp_v6_do_rcv',
+  'tcp_rcv_established',
+  'tcp_rcv_state_process',
+  'tcp_data_queue',
+  'tcp_queue_rcv',
+  'tcp_child_process',
+  'udp_queue_rcv_skb',
+  'udp_queue_rcv_one_skb',
+  'udpv6_queue_rcv_skb',
+  'udpv6_queue_rcv_one_skb',
+  '__udp_enqueue_schedule_skb',
+  'sock_queue_rcv_skb',
+  'sock_queue_rcv_skb_reason',
+  '__sock_queue_rcv_skb',
+  'raw_rcv',
+  'rawv6_rcv',
+  'ping_rcv',
+  'ping_queue_rcv_skb',
+  'skb_copy_datagram_iovec',
+  'skb_consume_udp',
+  '__skb_recv_udp',
+  '__skb_try_recv_datagram',
+  'skb_recv_datagram',
+  'unix_stream_recvmsg',
+]);
+
+/** The local IP stack: the packet was for this host (socket not yet known). */
+const LOCAL_FUNCS = new Set([
+  'ip_local_deliver',
+  'ip_local_deliver_finish',
+  'ip_protocol_deliver_rcu',
+  'ip6_input',
+  'ip6_input_finish',
+  'ip6_protocol_deliver_rcu',
+  'tcp_v4_rcv',
+  'tcp_v6_rcv',
+  'udp_rcv',
+  '__udp4_lib_rcv',
+  'udp_unicast_rcv_skb',
+  'udpv6_rcv',
+  '__udp6_lib_rcv',
+  'icmp_rcv',
+  'icmpv6_rcv',
+  'igmp_rcv',
+]);
+
+/** Handing the packet to a device driver to send. */
+const XMIT_FUNCS = new Set([
+  'net_dev_xmit',
+  'net_dev_start_xmit',
+  'dev_hard_start_xmit',
+  'xmit_one',
+  'netdev_start_xmit',
+  'sch_direct_xmit',
+]);
+
+/** Receiving from a device: after these, the packet is inside a (maybe other) host again. */
+const RECV_FUNCS = new Set([
+  'netif_rx',
+  'netif_rx_internal',
+  '__netif_rx',
+  'netif_receive_skb',
+  'netif_receive_skb_entry',
+  '__netif_receive_skb',
+  '__netif_receive_skb_core',
+  '__netif_receive_skb_one_core',
+  'napi_gro_receive',
+  'napi_gro_receive_entry',
+  'netif_receive_skb_list_entry',
+  'ip_rcv',
+  'ip_rcv_core',
+  'ipv6_rcv',
+  'veth_forward_skb',
+  'dev_forward_skb',
+  '__dev_forward_skb',
+]);
+
+export type StepRole = 'socket' | 'local' | 'xmit' | 'recv' | 'other';
+
+export function stepRole(func: string): StepRole {
+  const f = baseFunc(func);
+  if (SOCKET_FUNCS.has(f)) return 'socket';
+  if (LOCAL_FUNCS.has(f)) return 'local';
+  if (XMIT_FUNCS.has(f) || /_xmit$/.test(f)) return 'xmit';
+  if (RECV_FUNCS.has(f)) return 'recv';
+  return 'other';
+}
+
+/** Where the drop happened: the caller (kfree_skb's location) when known, else the step before. */
+export function dropLocation(p: Packet, index: number): string {
+  const e = p.steps[index].event;
+  if (e.caller) return baseFunc(e.caller);
+  const before = p.steps[index - 1];
+  return before ? baseFunc(before.event.func) : baseFunc(e.func);
+}
+
+export function verdictOf(p: Packet): Verdict {
+  const steps = p.steps;
+  const dropIndex = steps.findIndex((s) => s.event.drop);
+  if (dropIndex >= 0) {
+    const drop = steps[dropIndex].event.drop;
+    return {
+      kind: 'dropped',
+      func: dropLocation(p, dropIndex),
+      reason: drop?.reason ?? 'UNKNOWN',
+      step: dropIndex,
+    };
+  }
+  let lastXmit = -1;
+  let lastRecv = -1;
+  let lastSocket = -1;
+  let lastLocal = -1;
+  steps.forEach((s, i) => {
+    const role = stepRole(s.event.func);
+    if (role === 'xmit') lastXmit = i;
+    else if (role === 'recv') lastRecv = i;
+    else if (role === 'socket') lastSocket = i;
+    else if (role === 'local') lastLocal = i;
+  });
+  const sinceOut = Math.max(lastXmit, lastRecv);
+  if (lastSocket >= 0 && lastSocket > lastXmit) {
+    return {
+      kind: 'delivered',
+      func: baseFunc(steps[lastSocket].event.func),
+      socket: true,
+      step: lastSocket,
+    };
+  }
+  if (lastLocal >= 0 && lastLocal > sinceOut) {
+    return { kind: 'delivered', func: baseFunc(steps[lastLocal].event.func), socket: false, step: lastLocal };
+  }
+  if (lastXmit >= 0 && lastXmit > lastRecv) {
+    const e = steps[lastXmit].event;
+    return { kind: 'sent', iface: e.iface, func: baseFunc(e.func), step: lastXmit };
+  }
+  const last = steps.length - 1;
+  const lastEvent = steps[last].event;
+  const func = baseFunc(lastEvent.func);
+  if (p.freed && last > 0 && lastRecv >= 0 && lastRecv > lastXmit) {
+    // Freed without a drop after it was received and not sent on: this host
+    // used it. With tracepoints only, the socket functions are invisible, but
+    // a free with no device left means the socket layer had taken it over.
+    return { kind: 'delivered', func, socket: lastEvent.iface === '' && !lastEvent.ifindex, step: last };
+  }
+  if (p.freed) return { kind: 'consumed', func, step: last };
+  return { kind: 'in-flight', func, step: last, ...(lastEvent.iface ? { iface: lastEvent.iface } : {}) };
+}
+
+/** The verdict in words: "dropped at ip_rcv_finish_core by the reverse-path filter (IP_RPFILTER)". */
+export function describeVerdict(v: Verdict): string {
+  switch (v.kind) {
+    case 'dropped':
+      return `dropped at ${v.func} by ${droppedBy(v.reason)} (${v.reason})`;
+    case 'delivered':
+      return v.socket
+        ? `delivered to a local socket (${v.func})`
+        : `delivered to the local stack (${v.func})`;
+    case 'sent':
+      return `sent out of ${v.iface || 'an interface'} (${v.func})`;
+    case 'consumed':
+      return `freed without a drop at ${v.func}`;
+    case 'in-flight':
+      return v.iface
+        ? `not freed when the trace ended: last seen at ${v.func} on ${v.iface} (queued or still in flight)`
+        : `not freed when the trace ended: last seen at ${v.func} (queued or still in flight)`;
+  }
+}
+
+/** Short form for tables: "dropped: IP_RPFILTER at ip_rcv_finish_core". */
+export function verdictLabel(v: Verdict): string {
+  switch (v.kind) {
+    case 'dropped':
+      return `dropped at ${v.func}: ${v.reason}`;
+    case 'delivered':
+      return v.socket ? 'delivered to socket' : `delivered locally (${v.func})`;
+    case 'sent':
+      return `sent out of ${v.iface || '?'}`;
+    case 'consumed':
+      return `freed at ${v.func}`;
+    case 'in-flight':
+      return v.iface ? `in flight (last: ${v.func} on ${v.iface})` : `in flight (last: ${v.func})`;
+  }
+}
+
+export function formatTuple(t: Tuple | undefined): string {
+  if (!t) return '';
+  const wrap = (a: string) => (t.family === 6 ? `[${a}]` : a);
+  const proto = t.proto.toLowerCase();
+  if (t.sport !== undefined || t.dport !== undefined) {
+    const flags = t.tcpFlags ? `:${t.tcpFlags}` : '';
+    return `${wrap(t.src)}:${t.sport ?? 0}->${wrap(t.dst)}:${t.dport ?? 0}(${proto}${flags})`;
+  }
+  return `${t.src}->${t.dst}(${proto})`;
+}
+
+/** The packet's flow: its first tuple without TCP flags. */
+export function flowKey(p: Packet): string {
+  if (!p.tuple) return '(no IP tuple)';
+  const { tcpFlags: _flags, ...t } = p.tuple;
+  return formatTuple(t);
+}
+
+export interface Observed {
+  packet: Packet;
+  step: Step;
+}
+
+/** Follows packets through a trace, one event at a time. */
+export class PacketTracker {
+  private readonly live = new Map<string, { packet: Packet; last: Last }>();
+  private readonly all: Packet[] = [];
+
+  observe(e: TraceEvent): Observed {
+    const key = `${e.node ?? ''}/${e.skb}`;
+    let entry = this.live.get(key);
+    if (!entry) {
+      const packet: Packet = { id: this.all.length + 1, skb: e.skb, steps: [], freed: false };
+      if (e.node !== undefined) packet.node = e.node;
+      entry = { packet, last: {} };
+      this.live.set(key, entry);
+      this.all.push(packet);
+    }
+    const { packet, last } = entry;
+    const step: Step = {
+      event: e,
+      index: packet.steps.length,
+      changes: packet.steps.length ? detectChanges(last, e) : [],
+    };
+    packet.steps.push(step);
+    if (!packet.tuple && e.tuple) packet.tuple = e.tuple;
+    update(last, e);
+    if (e.freed || e.drop) {
+      packet.freed = true;
+      this.live.delete(key);
+    }
+    return { packet, step };
+  }
+
+  packets(): Packet[] {
+    return this.all;
+  }
+}
+
+export function trackAll(events: Iterable<TraceEvent>): Packet[] {
+  const tracker = new PacketTracker();
+  for (const e of events) tracker.observe(e);
+  return tracker.packets();
+}

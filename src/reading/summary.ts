@@ -1,0 +1,180 @@
+/**
+ * What a trace amounts to: one row per packet (or per flow, when there are
+ * many) with its path's ends and its verdict, plus counts per drop reason and
+ * per function. The same data feeds the tables (src/output/summary-view.ts)
+ * and the `-o json --summary` object.
+ */
+import { TRACE_SCHEMA_VERSION, type TraceStats } from '../record/event';
+import { explainDropReason } from './drop-reasons';
+import {
+  baseFunc,
+  classifyChanges,
+  describeChanges,
+  describeVerdict,
+  flowKey,
+  formatTuple,
+  type Packet,
+  type Verdict,
+  verdictLabel,
+  verdictOf,
+} from './packets';
+
+export interface PacketRow {
+  id: number;
+  node?: string;
+  skb: string;
+  flow: string;
+  /** The tuple at the last step, when NAT or encapsulation changed it. */
+  finalTuple?: string;
+  first: string;
+  last: string;
+  steps: number;
+  verdict: Verdict;
+  /** Short label for tables. */
+  label: string;
+  /** The verdict as a sentence. */
+  text: string;
+  /** Every change along the way: "nf_nat_ipv4_out: SNAT src 10.244.0.5 → 192.168.50.1". */
+  changes: string[];
+}
+
+export interface FlowRow {
+  flow: string;
+  node?: string;
+  packets: number;
+  first: string;
+  last: string;
+  /** Verdict labels and how many packets of the flow got each. */
+  verdicts: Record<string, number>;
+}
+
+export interface ReasonCount {
+  reason: string;
+  count: number;
+  text: string;
+  known: boolean;
+  /** Where the kernel dropped packets for this reason, with counts. */
+  at: Record<string, number>;
+}
+
+export interface TraceSummary {
+  type: 'summary';
+  v: number;
+  packets: PacketRow[];
+  flows: FlowRow[];
+  dropReasons: ReasonCount[];
+  functions: { func: string; count: number }[];
+  verdicts: Record<Verdict['kind'], number>;
+  events: number;
+  lost: number;
+}
+
+export function packetRow(p: Packet): PacketRow {
+  const verdict = verdictOf(p);
+  const first = p.steps[0].event;
+  const lastStep = p.steps[p.steps.length - 1].event;
+  const lastTuple = [...p.steps].reverse().find((s) => s.event.tuple)?.event.tuple;
+  const flow = flowKey(p);
+  const row: PacketRow = {
+    id: p.id,
+    skb: p.skb,
+    flow,
+    first: baseFunc(first.func),
+    last: lastStep.drop ? `${baseFunc(lastStep.func)}(${lastStep.drop.reason})` : baseFunc(lastStep.func),
+    steps: p.steps.length,
+    verdict,
+    label: verdictLabel(verdict),
+    text: describeVerdict(verdict),
+    changes: [],
+  };
+  if (p.node !== undefined) row.node = p.node;
+  if (lastTuple && p.tuple) {
+    const { tcpFlags: _a, ...a } = p.tuple;
+    const { tcpFlags: _b, ...b } = lastTuple;
+    const fin = formatTuple(b);
+    if (fin !== formatTuple(a)) row.finalTuple = fin;
+  }
+  let before = p.tuple;
+  for (const s of p.steps) {
+    if (s.changes.length) {
+      const kinds = classifyChanges(s.changes, before, s.event.tuple);
+      const addressy = kinds.filter((k) => k === 'SNAT' || k === 'DNAT' || k === 'encap' || k === 'decap');
+      if (addressy.length || s.changes.some((c) => c.field === 'mark'))
+        row.changes.push(`${baseFunc(s.event.func)}: ${describeChanges(s.changes)}`);
+    }
+    if (s.event.tuple) before = s.event.tuple;
+  }
+  return row;
+}
+
+export function summarize(packets: Packet[], stats: TraceStats[] = []): TraceSummary {
+  const rows = packets.map(packetRow);
+  const flows = new Map<string, FlowRow>();
+  const reasons = new Map<string, ReasonCount>();
+  const funcs = new Map<string, number>();
+  const verdicts: Record<Verdict['kind'], number> = {
+    dropped: 0,
+    delivered: 0,
+    sent: 0,
+    consumed: 0,
+    'in-flight': 0,
+  };
+  let events = 0;
+  for (const [i, p] of packets.entries()) {
+    const row = rows[i];
+    verdicts[row.verdict.kind]++;
+    const key = `${row.node ?? ''}\u0000${row.flow}`;
+    let f = flows.get(key);
+    if (!f) {
+      f = { flow: row.flow, packets: 0, first: row.first, last: row.last, verdicts: {} };
+      if (row.node !== undefined) f.node = row.node;
+      flows.set(key, f);
+    }
+    f.packets++;
+    f.verdicts[row.label] = (f.verdicts[row.label] ?? 0) + 1;
+    for (const s of p.steps) {
+      events++;
+      const fn = baseFunc(s.event.func);
+      funcs.set(fn, (funcs.get(fn) ?? 0) + 1);
+    }
+    if (row.verdict.kind === 'dropped') {
+      const name = row.verdict.reason;
+      let r = reasons.get(name);
+      if (!r) {
+        const info = explainDropReason(name);
+        r = { reason: name, count: 0, text: info.text, known: info.known, at: {} };
+        reasons.set(name, r);
+      }
+      r.count++;
+      r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + 1;
+    }
+  }
+  // Per node, the last stats line is the final word on lost events.
+  const lastByNode = new Map<string, TraceStats>();
+  for (const s of stats) lastByNode.set(s.node ?? '', s);
+  const lost = [...lastByNode.values()].reduce((n, s) => n + s.lost, 0);
+  return {
+    type: 'summary',
+    v: TRACE_SCHEMA_VERSION,
+    packets: rows,
+    flows: [...flows.values()],
+    dropReasons: [...reasons.values()].sort((a, b) => b.count - a.count),
+    functions: [...funcs.entries()]
+      .map(([func, count]) => ({ func, count }))
+      .sort((a, b) => b.count - a.count),
+    verdicts,
+    events,
+    lost,
+  };
+}
+
+/** "3 packets: 2 delivered, 1 dropped. 41 events, 0 lost." */
+export function totalsLine(s: TraceSummary): string {
+  const n = s.packets.length;
+  const parts = (Object.entries(s.verdicts) as [Verdict['kind'], number][])
+    .filter(([, c]) => c > 0)
+    .map(([k, c]) => `${c} ${k === 'consumed' ? 'freed' : k}`);
+  const lost =
+    s.lost > 0 ? `, ${s.lost} LOST (ring buffer full: some packets' paths are incomplete)` : ', 0 lost';
+  return `${n} packet${n === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}. ${s.events} events${lost}.`;
+}

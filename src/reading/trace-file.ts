@@ -1,0 +1,184 @@
+/**
+ * Reads saved traces (`--output-file`, or `-o json` redirected to a file):
+ * JSON lines of the schema in src/record/event.ts. Every line is checked, and
+ * a bad one is reported with its file and line number, so that a truncated or
+ * hand-edited file gives an error a person can act on instead of a crash.
+ */
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { TRACE_SCHEMA_VERSION, type TraceEvent, type TraceLine } from '../record/event';
+
+export class TraceFileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number | undefined,
+    readonly reason: string,
+  ) {
+    super(line === undefined ? `${file}: ${reason}` : `${file}:${line}: ${reason}`);
+    this.name = 'TraceFileError';
+  }
+}
+
+type Check = 'string' | 'number' | 'boolean' | 'object';
+
+const EVENT_FIELDS: Record<string, Check> = {
+  ts: 'string',
+  skb: 'string',
+  func: 'string',
+  cpu: 'number',
+  netns: 'number',
+  mark: 'number',
+  ifindex: 'number',
+  iface: 'string',
+  len: 'number',
+};
+const EVENT_OPTIONAL: Record<string, Check> = {
+  time: 'string',
+  probe: 'string',
+  caller: 'string',
+  pid: 'number',
+  process: 'string',
+  l3proto: 'string',
+  mtu: 'number',
+  pktType: 'string',
+  tuple: 'object',
+  drop: 'object',
+  freed: 'boolean',
+  tracked: 'boolean',
+  node: 'string',
+};
+const HEADER_FIELDS: Record<string, Check> = { backend: 'string', filter: 'string', dropReasons: 'object' };
+const STATS_FIELDS: Record<string, Check> = { seen: 'number', events: 'number', lost: 'number' };
+
+function typeOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+function checkFields(
+  o: Record<string, unknown>,
+  fields: Record<string, Check>,
+  required: boolean,
+): string | undefined {
+  for (const [name, want] of Object.entries(fields)) {
+    const v = o[name];
+    if (v === undefined) {
+      if (required) return `"${name}" is missing`;
+      continue;
+    }
+    if (typeOf(v) !== want) return `"${name}" should be a ${want}, found ${typeOf(v)}`;
+  }
+  return undefined;
+}
+
+/** Parses and checks one line; throws TraceFileError naming the line. */
+export function parseTraceLine(text: string, file: string, line: number): TraceLine | undefined {
+  if (text.trim() === '') return undefined;
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch (err) {
+    const why = (err as Error).message;
+    throw new TraceFileError(
+      file,
+      line,
+      `not valid JSON (${why}); is the file truncated or not a kubectl-pwru trace?`,
+    );
+  }
+  if (typeOf(o) !== 'object')
+    throw new TraceFileError(file, line, `expected a JSON object, found ${typeOf(o)}`);
+  const rec = o as Record<string, unknown>;
+  const v = rec.v;
+  if (typeof v !== 'number')
+    throw new TraceFileError(file, line, 'no schema version ("v"): not a kubectl-pwru trace line');
+  if (v > TRACE_SCHEMA_VERSION) {
+    throw new TraceFileError(
+      file,
+      line,
+      `written with trace schema v${v}; this kubectl-pwru reads up to v${TRACE_SCHEMA_VERSION}: upgrade it`,
+    );
+  }
+  let problem: string | undefined;
+  switch (rec.type) {
+    case 'event':
+      problem = checkFields(rec, EVENT_FIELDS, true) ?? checkFields(rec, EVENT_OPTIONAL, false);
+      if (!problem && rec.drop && typeof (rec.drop as Record<string, unknown>).reason !== 'string')
+        problem = '"drop.reason" should be a string';
+      if (!problem && rec.tuple)
+        problem = checkFields(
+          rec.tuple as Record<string, unknown>,
+          { src: 'string', dst: 'string', proto: 'string' },
+          true,
+        );
+      break;
+    case 'header':
+      problem = checkFields(rec, HEADER_FIELDS, true);
+      break;
+    case 'stats':
+      problem = checkFields(rec, STATS_FIELDS, true);
+      break;
+    default:
+      problem = `unknown line type ${JSON.stringify(rec.type)} (expected "header", "event" or "stats")`;
+  }
+  if (problem) throw new TraceFileError(file, line, problem);
+  return fillDefaults(rec as unknown as TraceLine);
+}
+
+/** Older or hand-written lines may lack optional display fields; give them neutral values. */
+function fillDefaults(l: TraceLine): TraceLine {
+  if (l.type !== 'event') return l;
+  const e: TraceEvent = { ...l };
+  e.process ??= '';
+  e.pid ??= 0;
+  e.l3proto ??= '';
+  e.mtu ??= 0;
+  e.pktType ??= '';
+  e.time ??= '';
+  e.probe ??= 'tracepoint';
+  return e;
+}
+
+/** Parses a whole trace held in memory (tests, small files). */
+export function parseTrace(text: string, file = '<trace>'): TraceLine[] {
+  const out: TraceLine[] = [];
+  const lines = text.split('\n');
+  lines.forEach((t, i) => {
+    const l = parseTraceLine(t, file, i + 1);
+    if (l) out.push(l);
+  });
+  if (out.length === 0) throw new TraceFileError(file, undefined, 'empty: no trace lines');
+  return out;
+}
+
+/** Streams a trace file line by line, so large traces need not fit in memory twice. */
+export async function* readTraceFile(file: string): AsyncGenerator<TraceLine> {
+  const input = createReadStream(file, { encoding: 'utf8' });
+  const opened = new Promise<void>((resolve, reject) => {
+    input.once('open', () => resolve());
+    input.once('error', (err: NodeJS.ErrnoException) => {
+      const why =
+        err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+      reject(new TraceFileError(file, undefined, why));
+    });
+  });
+  await opened;
+  const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  let n = 0;
+  let any = false;
+  for await (const text of rl) {
+    n++;
+    const l = parseTraceLine(text, file, n);
+    if (l) {
+      any = true;
+      yield l;
+    }
+  }
+  if (!any) throw new TraceFileError(file, undefined, 'empty: no trace lines');
+}
+
+export async function loadTraceFile(file: string): Promise<TraceLine[]> {
+  const out: TraceLine[] = [];
+  for await (const l of readTraceFile(file)) out.push(l);
+  return out;
+}
