@@ -371,8 +371,13 @@ int main(int argc, char **argv)
 			add_module_functions(btf, &ks, rep, &functions);
 	}
 	backends_detect(&support, need_functions && ks.cnt ? probe_candidate(&functions, &ks) : NULL);
-	if (choose_backend(opts.backend, &support, &backend, note, sizeof(note), err, sizeof(err)))
+	if (opts.verify_only) {
+		/* The verifier accepts programs the kernel could never attach: check them anyway. */
+		backend = opts.backend;
+		snprintf(note, sizeof(note), "verify only");
+	} else if (choose_backend(opts.backend, &support, &backend, note, sizeof(note), err, sizeof(err))) {
 		return fail(EXIT_BAD_INPUT, "backend_unavailable", "%s", err);
+	}
 	if (backend != BACKEND_TRACEPOINT && ks.addrs_hidden)
 		return fail(EXIT_FAILED, "kallsyms_hidden", "%s",
 			    "kernel addresses are hidden in /proc/kallsyms (kernel.kptr_restrict=2): use "
@@ -431,6 +436,19 @@ int main(int argc, char **argv)
 	skel = loader_load(&lc, &probes, err, sizeof(err));
 	if (!skel)
 		return fail(EXIT_FAILED, "load_failed", "%s", err);
+	if (opts.verify_only) {
+		/* Tracepoint copies are loaded (verified) per tracepoint too. */
+		for (size_t id = 0; id < probes.cnt; id++) {
+			if (probes.v[id].kind == PROBE_TRACEPOINT && loader_tracepoint_fd(skel, &probes, id, err, sizeof(err)) < 0) {
+				loader_destroy(skel);
+				return fail(EXIT_FAILED, "load_failed", "%s", err);
+			}
+		}
+		res = (struct loop_result){ .reason = "verified" };
+		write_end(&res);
+		loader_destroy(skel);
+		return 0;
+	}
 	if (attach_all(skel, backend, &probes, &att, progress, err, sizeof(err))) {
 		attach_detach(&att, NULL);
 		loader_destroy(skel);

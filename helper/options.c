@@ -27,7 +27,9 @@ static const char usage[] =
 	"  --output-stack           collect the kernel stack of each event\n"
 	"  --duration SECONDS       stop after this long\n"
 	"  --max-events N           stop after N events\n"
-	"  --ringbuf-size BYTES     ring buffer size, a power of two (default 8 MiB)\n";
+	"  --ringbuf-size BYTES     ring buffer size, a power of two (default 8 MiB)\n"
+	"  --verify-only            load the programs of --backend (kernel verifier)\n"
+	"                           without attaching, even if the kernel cannot attach them\n";
 
 enum {
 	OPT_BACKEND = 256,
@@ -41,6 +43,7 @@ enum {
 	OPT_DURATION,
 	OPT_MAX_EVENTS,
 	OPT_RINGBUF,
+	OPT_VERIFY_ONLY,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -57,6 +60,7 @@ static const struct option long_opts[] = {
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "max-events", required_argument, NULL, OPT_MAX_EVENTS },
 	{ "ringbuf-size", required_argument, NULL, OPT_RINGBUF },
+	{ "verify-only", no_argument, NULL, OPT_VERIFY_ONLY },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -204,6 +208,9 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			}
 			o->ringbuf_bytes = (unsigned int)v;
 			break;
+		case OPT_VERIFY_ONLY:
+			o->verify_only = true;
+			break;
 		case 'h':
 		case OPT_HELP:
 			fputs(usage, stdout);
@@ -215,6 +222,10 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			snprintf(err, errlen, "unknown or incomplete option %s (see --help)", argv[optind - 1]);
 			return -1;
 		}
+	}
+	if (o->verify_only && o->backend == BACKEND_AUTO) {
+		snprintf(err, errlen, "--verify-only needs an explicit --backend");
+		return -1;
 	}
 	o->pcap_filter = join_args(argc - optind, argv + optind);
 	if (!o->pcap_filter) {

@@ -18,6 +18,7 @@ struct options {
 	bool track_skb;
 	bool all_kmods;
 	bool output_stack;
+	bool verify_only;	/* load (kernel verifier) without attaching, then exit */
 	double duration_sec;	/* 0 = until stopped */
 	uint64_t max_events;	/* 0 = unlimited */
 	unsigned int ringbuf_bytes;

@@ -1,0 +1,61 @@
+/**
+ * Sends or serves test traffic inside a network namespace (run through
+ * `ip netns exec`). One process per call, so the tests spawn few of them.
+ *   udp DST PORT COUNT [SRC]   send COUNT small UDP datagrams (optionally from SRC)
+ *   tcp DST PORT               connect, send a line, close (ok even if refused)
+ *   tcp-serve PORT             accept connections and read; prints "ready"
+ *   udp-serve PORT             receive datagrams; prints "ready"
+ */
+import dgram from 'node:dgram';
+import net, { isIPv6 } from 'node:net';
+
+const [mode, ...rest] = process.argv.slice(2);
+
+async function sendUdp(dst: string, port: number, count: number, src?: string): Promise<void> {
+  const sock = dgram.createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve) => (src ? sock.bind({ address: src }, resolve) : resolve()));
+  for (let i = 0; i < count; i++) {
+    await new Promise<void>((resolve) => sock.send(`pwru test ${i}`, port, dst, () => resolve()));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  sock.close();
+}
+
+async function connectTcp(dst: string, port: number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const sock = net.connect({ host: dst, port, timeout: 2000 }, () => {
+      sock.end('pwru test\n');
+    });
+    sock.on('close', () => resolve());
+    sock.on('error', () => resolve());
+    sock.on('timeout', () => sock.destroy());
+  });
+}
+
+async function main(): Promise<void> {
+  switch (mode) {
+    case 'udp':
+      await sendUdp(rest[0], Number(rest[1]), Number(rest[2]), rest[3]);
+      break;
+    case 'tcp':
+      await connectTcp(rest[0], Number(rest[1]));
+      break;
+    case 'tcp-serve': {
+      const server = net.createServer((s) => s.resume().on('error', () => {}));
+      server.listen(Number(rest[0]), '::', () => process.stdout.write('ready\n'));
+      break;
+    }
+    case 'udp-serve': {
+      const sock = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+      sock.bind(Number(rest[0]), '::', () => process.stdout.write('ready\n'));
+      break;
+    }
+    default:
+      throw new Error(`unknown mode ${mode}`);
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err}\n`);
+  process.exit(1);
+});
