@@ -158,5 +158,5 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
 export async function printManifest(opts: KubeTraceOptions): Promise<string> {
   const p = await plan(opts);
   const lib = k8sLib();
-  return p.nodes.map((n) => lib.dumpYaml(n.pod)).join('---\n');
+  return p.nodes.map((n) => lib.dumpYaml(n.pod, { lineWidth: -1, noRefs: true })).join('---\n');
 }
