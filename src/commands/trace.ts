@@ -202,7 +202,11 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
   }
 
   protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
-    if (err instanceof UserError) this.error(err.message, { exit: err.exitCode });
+    // Plain, unwrapped text as kubectl prints it: people read it, scripts grep it.
+    if (err instanceof UserError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      this.exit(err.exitCode);
+    }
     return super.catch(err);
   }
 }
