@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { createSink, type SinkOptions } from '../../../src/output/create-sink';
+import { replay } from '../../../src/reading/replay';
+import type { TraceSummary } from '../../../src/reading/summary';
+import { traceLines, traceText } from '../fixtures';
+import { Capture } from './capture';
+
+async function render(name: string, over: Partial<SinkOptions> = {}) {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const sink = createSink({
+    format: 'text',
+    summary: false,
+    color: false,
+    showNode: false,
+    stdout,
+    stderr,
+    ...over,
+  });
+  await replay(traceLines(name), sink);
+  await sink.close();
+  return { out: stdout.text, err: stderr.text, dropped: sink.dropped() };
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: looking for ANSI escapes
+const ESC = /\u001b\[/;
+
+test('show -o json of a trace recorded with -o json reproduces it line for line', async () => {
+  for (const name of ['bad-masquerade-rpfilter.jsonl', 'good-masquerade.jsonl', 'netfilter-drop.jsonl']) {
+    const { out, err } = await render(name, { format: 'json' });
+    assert.equal(out, traceText(name), name);
+    assert.match(err, /PKT/, 'the human summary goes to stderr in JSON mode');
+  }
+});
+
+test('show of a file saved with --output-file prints the same lines the live text view did', async () => {
+  const live = traceText('no-socket.txt');
+  const { out } = await render('no-socket.jsonl');
+  const stream = (s: string) => s.slice(0, s.indexOf('\n\n'));
+  assert.equal(stream(out), stream(live));
+});
+
+test('--output-file writes a header, the events and the final stats while the view prints', async () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'pwru-out-')), 'trace.jsonl');
+  const { out } = await render('bad-masquerade-rpfilter.jsonl', { format: 'wide', outputFile: file });
+  assert.equal(readFileSync(file, 'utf8'), traceText('bad-masquerade-rpfilter.jsonl'));
+  assert.match(out, /^TIME +SINCE +PKT +SKB/);
+});
+
+test('an output file that cannot be opened fails before anything is traced', () => {
+  assert.throws(
+    () =>
+      createSink({
+        format: 'text',
+        summary: false,
+        color: false,
+        showNode: false,
+        stdout: new Capture(),
+        stderr: new Capture(),
+        outputFile: '/nonexistent-dir/trace.jsonl',
+      }),
+    /cannot write the trace to \/nonexistent-dir\/trace\.jsonl: ENOENT/,
+  );
+});
+
+test('text view: pwru columns, the drop reason in FUNC, markers and the plain-words reason', async () => {
+  const { out, dropped } = await render('bad-masquerade-rpfilter.jsonl');
+  assert.equal(dropped, true);
+  const lines = out.split('\n');
+  assert.match(lines[0], /^SKB +CPU PROCESS +NETNS +MARK\/x +IFACE +PROTO +MTU +LEN +TUPLE +FUNC$/);
+  assert.match(
+    lines[1],
+    /^0xffff[0-9a-f]{12} +\d +\[python3\] +\d+ +0 +c0:2 +0x0800 1500 +48 +10\.244\.0\.5:\d+->10\.0\.0\.2:9000\(udp\) +net_dev_queue$/,
+  );
+  const snat = lines.find((l) => l.includes('SNAT'));
+  assert.match(
+    snat ?? '',
+    /192\.168\.50\.1:\d+->10\.0\.0\.2:9000\(udp\) +net_dev_queue +\[SNAT src 10\.244\.0\.5 → 192\.168\.50\.1, iface rc → rs\]$/,
+  );
+  const drop = lines.find((l) => l.includes('kfree_skb'));
+  assert.match(drop ?? '', /kfree_skb\(IP_RPFILTER\) +\[reverse-path filter: /);
+  assert.doesNotMatch(out, ESC);
+  // the closing tables
+  assert.match(
+    out,
+    /│ #1 +│ 10\.244\.0\.5:\d+->10\.0\.0\.2:9000\(udp\) +│ net_dev_queue │ kfree_skb\(IP_RPFILTER\) │ 13 +│ dropped at ip_rcv_finish_core: IP_RPFILTER/,
+  );
+  assert.match(out, /│ IP_RPFILTER │ 2 +│ ip_rcv_finish_core │ reverse-path filter/);
+  assert.match(out, /what to check:\n {2}- the packet's source address on the drop line/);
+  assert.match(out, /2 packets: 2 dropped\. 26 events, 0 lost\.\n$/);
+});
+
+test('colour only when asked: packet colours, red drops, yellow markers', async () => {
+  const { out } = await render('bad-masquerade-rpfilter.jsonl', { color: true });
+  const esc = '\u001b[';
+  assert.ok(out.includes(`${esc}31m${esc}1mkfree_skb(IP_RPFILTER)`));
+  assert.ok(out.includes(`${esc}33m[SNAT src`));
+  // two packets with the same address get different colours
+  assert.ok(out.includes(`${esc}36m0xffff`));
+  assert.ok(out.includes(`${esc}35m0xffff`));
+});
+
+test('wide view: packet numbers, time since the first step, and the drop location', async () => {
+  const { out } = await render('bad-masquerade-rpfilter.jsonl', { format: 'wide' });
+  const lines = out.split('\n');
+  assert.match(lines[1], /^\d\d:\d\d:\d\d\.\d{3} \+0\.0µs +#1 +0xffff/);
+  assert.ok(lines.some((l) => / #2 +0xffff/.test(l)));
+  assert.match(out, /kfree_skb\(IP_RPFILTER\) +ip_rcv_finish_core\+0x[0-9a-f]+/);
+});
+
+test('--summary: tables instead of the lines; -o json --summary is one summary object', async () => {
+  const { out } = await render('netfilter-drop.jsonl', { summary: true });
+  assert.doesNotMatch(out, /^SKB/m);
+  assert.match(out, /NETFILTER_DROP/);
+  assert.match(out, /│ FUNCTION +│ HITS │/);
+  const json = await render('netfilter-drop.jsonl', { summary: true, format: 'json' });
+  const lines = json.out.trimEnd().split('\n');
+  assert.equal(lines.length, 1);
+  const s = JSON.parse(lines[0]) as TraceSummary;
+  assert.equal(s.type, 'summary');
+  assert.equal(s.packets[0].verdict.kind, 'dropped');
+  assert.deepEqual(
+    s.dropReasons.map((r) => [r.reason, r.count, r.at]),
+    [['NETFILTER_DROP', 1, { nft_do_chain: 1 }]],
+  );
+});
+
+test('dropped() is false when nothing was dropped (for --fail-on-drop)', async () => {
+  assert.equal((await render('good-masquerade.jsonl')).dropped, false);
+  assert.equal((await render('no-socket.jsonl')).dropped, true);
+});
