@@ -88,8 +88,9 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
     for (const r of s.dropReasons) {
       const info = explainDropReason(r.reason);
       if (!info.cause && !info.check) continue;
-      out.push(`${paint.paint(r.reason, 'bold')}:${info.cause ? ` ${info.cause}` : ''}`);
-      for (const c of info.check ?? []) out.push(`  - check ${c}`);
+      out.push(`${paint.paint(r.reason, 'bold')}${info.cause ? ` (likely cause: ${info.cause})` : ''}`);
+      if (info.check?.length) out.push('  what to check:');
+      for (const c of info.check ?? []) out.push(`  - ${c}`);
     }
   }
   if (opts.functions && s.functions.length) {

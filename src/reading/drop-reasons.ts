@@ -38,7 +38,7 @@ const CATALOGUE: Record<string, Entry> = {
   },
   UNKNOWN: {
     text: 'dropped; the kernel is older than 5.17 and does not report drop reasons',
-    check: ['the function on the drop line and the step before it'],
+    check: ['the function on the drop line, and the step before it'],
   },
   NO_SOCKET: {
     text: 'no socket is listening for this packet (no established or listening socket matched)',
@@ -48,7 +48,7 @@ const CATALOGUE: Record<string, Entry> = {
     check: [
       'the destination port and address: is the server up and listening (ss -lntu in the right netns)?',
       'a DNAT or service rule that rewrote the port to one nothing listens on',
-      'for replies: the connection was already closed or the reply came back to the wrong host',
+      'for replies: was the connection already closed, or did the reply come back to the wrong host?',
     ],
   },
   SOCKET_CLOSE: { text: 'the receiving socket was being closed' },
