@@ -1,11 +1,11 @@
 import { Args, Command, Flags } from '@oclif/core';
+import { UserError } from '../errors';
 import { Painter, shouldColor } from '../output/ansi';
 import { diffJson, renderDiff } from '../output/diff-view';
+import { reportError } from '../reading/command-errors';
 import { diffPackets, pickBad, pickGood } from '../reading/diff';
 import type { Packet } from '../reading/packets';
 import { loadPackets } from '../reading/replay';
-import { TraceFileError } from '../reading/trace-file';
-import { EXIT_BAD_TRACE_FILE } from './show';
 
 export default class Diff extends Command {
   static override summary =
@@ -48,15 +48,10 @@ different ending.`;
   };
 
   private async load(file: string): Promise<Packet[]> {
-    try {
-      const packets = await loadPackets(file);
-      if (packets.length === 0)
-        this.error(`${file}: no packets in this trace (did the filter match?)`, { exit: 1 });
-      return packets;
-    } catch (err) {
-      if (err instanceof TraceFileError) this.error(err.message, { exit: EXIT_BAD_TRACE_FILE });
-      throw err;
-    }
+    const packets = await loadPackets(file);
+    if (packets.length === 0)
+      throw new UserError(`${file}: no packets in this trace (did the filter match anything?)`);
+    return packets;
   }
 
   private pick(
@@ -67,7 +62,7 @@ different ending.`;
   ) {
     if (n === undefined) return auto(packets) as Packet;
     const p = packets.find((x) => x.id === n);
-    if (!p) this.error(`${file} has packets #1 to #${packets.length}; there is no #${n}`, { exit: 1 });
+    if (!p) throw new UserError(`${file} has packets #1 to #${packets.length}; there is no #${n}`, 2);
     return p;
   }
 
@@ -92,5 +87,9 @@ different ending.`;
         columns: process.stdout.columns,
       }),
     );
+  }
+
+  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+    return reportError(this, err);
   }
 }

@@ -1,11 +1,9 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { shouldColor } from '../output/ansi';
 import { createSink } from '../output/create-sink';
+import { EXIT_DROPPED, reportError } from '../reading/command-errors';
 import { hasNodes, replay } from '../reading/replay';
-import { loadTraceFile, TraceFileError } from '../reading/trace-file';
-
-export const EXIT_DROPPED = 3;
-export const EXIT_BAD_TRACE_FILE = 4;
+import { loadTraceFile } from '../reading/trace-file';
 
 export default class Show extends Command {
   static override summary = 'Re-render a saved trace: lines, wide lines, JSON, or the verdict summary.';
@@ -43,13 +41,7 @@ or --summary (one row per packet with its verdict, counts per drop reason and pe
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Show);
-    let lines: Awaited<ReturnType<typeof loadTraceFile>>;
-    try {
-      lines = await loadTraceFile(args.file);
-    } catch (err) {
-      if (err instanceof TraceFileError) this.error(err.message, { exit: EXIT_BAD_TRACE_FILE });
-      throw err;
-    }
+    const lines = await loadTraceFile(args.file);
     const sink = createSink({
       format: flags.output as 'text' | 'wide' | 'json',
       summary: flags.summary,
@@ -61,5 +53,9 @@ or --summary (one row per packet with its verdict, counts per drop reason and pe
     await replay(lines, sink);
     await sink.close();
     if (flags['fail-on-drop'] && sink.dropped()) this.exit(EXIT_DROPPED);
+  }
+
+  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+    return reportError(this, err);
   }
 }

@@ -8,6 +8,7 @@
  * progress, warnings and, in JSON mode, the human summary go to stderr.
  */
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { UserError } from '../errors';
 import { PacketTracker } from '../reading/packets';
 import { summarize } from '../reading/summary';
 import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
@@ -39,7 +40,7 @@ function openFile(path: string): WriteStream {
   try {
     fd = openSync(path, 'w');
   } catch (e) {
-    throw new Error(`cannot write the trace to ${path}: ${(e as Error).message}`);
+    throw new UserError(`cannot write the trace to ${path}: ${(e as Error).message}`);
   }
   return createWriteStream(path, { fd });
 }
@@ -139,7 +140,8 @@ export function createSink(opts: SinkOptions): ReadingSink {
       }
       if (file) {
         await new Promise<void>((resolve) => file.end(() => resolve()));
-        if (fileError) throw new Error(`could not write ${opts.outputFile}: ${fileError.message}`);
+        if (fileError)
+          throw new UserError(`could not write the trace to ${opts.outputFile}: ${fileError.message}`);
       }
     },
 
