@@ -21,6 +21,8 @@ function table(head: string[], paint: Painter): Table.Table {
   return new Table({
     head: head.map((h) => paint.paint(h, 'bold')),
     style: { head: [], border: [] },
+    // Compact: no rule between rows, so a long trace's table stays readable.
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
     wordWrap: true,
   });
 }
@@ -88,7 +90,8 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
     for (const r of s.dropReasons) {
       const info = explainDropReason(r.reason);
       if (!info.cause && !info.check) continue;
-      out.push(`${paint.paint(r.reason, 'bold')}${info.cause ? ` (likely cause: ${info.cause})` : ''}`);
+      const cause = info.cause ? ` — likely cause: ${info.cause.charAt(0).toLowerCase()}${info.cause.slice(1)}` : '';
+      out.push(`${paint.paint(r.reason, 'bold')}${cause}`);
       if (info.check?.length) out.push('  what to check:');
       for (const c of info.check ?? []) out.push(`  - ${c}`);
     }
