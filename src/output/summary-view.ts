@@ -90,7 +90,9 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
     for (const r of s.dropReasons) {
       const info = explainDropReason(r.reason);
       if (!info.cause && !info.check) continue;
-      const cause = info.cause ? ` — likely cause: ${info.cause.charAt(0).toLowerCase()}${info.cause.slice(1)}` : '';
+      const cause = info.cause
+        ? ` — likely cause: ${info.cause.charAt(0).toLowerCase()}${info.cause.slice(1)}`
+        : '';
       out.push(`${paint.paint(r.reason, 'bold')}${cause}`);
       if (info.check?.length) out.push('  what to check:');
       for (const c of info.check ?? []) out.push(`  - ${c}`);
