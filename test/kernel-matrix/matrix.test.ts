@@ -209,7 +209,12 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
 
         const drops = eventsTo(c, DROP_PORT).filter((e) => e.drop);
         assert.ok(drops.length > 0, `no drop reported for :${DROP_PORT}: ${describeCase(c)}`);
-        for (const d of drops) assert.equal(d.drop?.reason, k.dropReason, JSON.stringify(d));
+        for (const d of drops) {
+          assert.equal(d.drop?.reason, k.dropReason, JSON.stringify(d));
+          // The drop tracepoint fires in the receiving namespace, where the rule is.
+          assert.equal(d.func, 'kfree_skb', JSON.stringify(d));
+          assert.equal(String(d.netns), run.info.netns_inode_ns2, JSON.stringify(d));
+        }
       });
 
       await t.test(`${b}: the pcap filter keeps other traffic out in the kernel`, () => {

@@ -50,8 +50,11 @@ apt_private() { # SUITE -> prints apt-get options
     -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o "Dir::Cache::archives=$dir/archives" \
     -o "APT::Get::List-Cleanup=0" -o "Acquire::Languages=none" -o "APT::Sandbox::User=root"
 }
-apt_update_private() { # SUITE
+updated=" "
+apt_update_private() { # SUITE (once per run)
   local suite=$1 dir="$CACHE/apt/$1"
+  case "$updated" in *" $suite "*) return ;; esac
+  updated="$updated$suite "
   mkdir -p "$dir/lists/partial" "$dir/cache" "$dir/archives/partial" "$dir/sources.list.d" "$dir/debs"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $suite main" >"$dir/sources.list"
   local opts
