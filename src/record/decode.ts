@@ -160,10 +160,53 @@ function cString(buf: Buffer, start: number, max: number): string {
   return buf.toString('latin1', start, end);
 }
 
+/** Hex of a little-endian u64; kernel addresses share their high half, so that part is cached. */
+const highHex = new Map<number, string>();
 function hex64(buf: Buffer, off: number): string {
   const lo = buf.readUInt32LE(off);
   const hi = buf.readUInt32LE(off + 4);
-  return hi === 0 ? `0x${lo.toString(16)}` : `0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')}`;
+  if (hi === 0) return `0x${lo.toString(16)}`;
+  let h = highHex.get(hi);
+  if (h === undefined) {
+    h = `0x${hi.toString(16)}`;
+    highHex.set(hi, h);
+  }
+  return h + lo.toString(16).padStart(8, '0');
+}
+
+/** Few distinct strings recur in a trace (addresses, names): decode each once. */
+class StringCache<K> {
+  private readonly map = new Map<K, string>();
+  get(key: K, make: () => string): string {
+    let v = this.map.get(key);
+    if (v === undefined) {
+      if (this.map.size > 4096) this.map.clear();
+      v = make();
+      this.map.set(key, v);
+    }
+    return v;
+  }
+}
+
+/** Strings made from 16 raw bytes (names, IPv6 addresses), looked up without allocating a key. */
+class ByteStringCache {
+  private readonly slots: ({ bytes: Buffer; text: string } | undefined)[] = new Array(1024);
+
+  constructor(private readonly make: (b: Buffer, off: number) => string) {}
+
+  get(b: Buffer, off: number): string {
+    const h =
+      (Math.imul(b.readUInt32LE(off), 0x9e3779b1) ^
+        Math.imul(b.readUInt32LE(off + 4), 0x85ebca6b) ^
+        Math.imul(b.readUInt32LE(off + 8), 0xc2b2ae35) ^
+        b.readUInt32LE(off + 12)) >>>
+      22;
+    const slot = this.slots[h];
+    if (slot && b.compare(slot.bytes, 0, 16, off, off + 16) === 0) return slot.text;
+    const text = this.make(b, off);
+    this.slots[h] = { bytes: Buffer.from(b.subarray(off, off + 16)), text };
+    return text;
+  }
 }
 
 /**
@@ -178,7 +221,13 @@ export class RecordDecoder {
   private readonly stacks = new Map<number, string[]>();
   /** realtime - monotonic, ms, to turn kernel timestamps into wall-clock times. */
   private monoToRealMs = 0;
-  private monoBase = 0n;
+  /** CLOCK_MONOTONIC at HELLO, ms (a double keeps sub-ms precision for years of uptime). */
+  private monoBaseMs = 0;
+  private lastMs = -1;
+  private lastTime = '';
+  private readonly v4Names = new StringCache<number>();
+  private readonly v6Names = new ByteStringCache((b, off) => formatAddress(6, b, off));
+  private readonly texts = new ByteStringCache((b, off) => cString(b, off, 16));
   private seenHello = false;
   private offset = 0;
 
@@ -193,7 +242,38 @@ export class RecordDecoder {
   }
 
   push(chunk: Buffer): void {
-    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    let buf = chunk;
+    if (this.pending) {
+      // Complete the split frame with just the bytes it lacks, then go on in place.
+      const joined = Buffer.concat([this.pending, chunk.subarray(0, this.missing(this.pending))]);
+      const used = joined.length - this.pending.length;
+      this.pending = null;
+      const rest = this.parse(joined);
+      if (rest < joined.length) {
+        this.pending = Buffer.from(joined.subarray(rest));
+        if (used >= chunk.length) return;
+        // Still short of a header: take the whole chunk.
+        this.pending = Buffer.concat([this.pending, chunk.subarray(used)]);
+        const again = this.pending;
+        this.pending = null;
+        const pos = this.parse(again);
+        if (pos < again.length) this.pending = Buffer.from(again.subarray(pos));
+        return;
+      }
+      buf = chunk.subarray(used);
+    }
+    const pos = this.parse(buf);
+    if (pos < buf.length) this.pending = Buffer.from(buf.subarray(pos));
+  }
+
+  /** Bytes needed to finish the frame that starts the pending data (a header's worth if unknown). */
+  private missing(pending: Buffer): number {
+    if (pending.length < FRAME_HEADER_SIZE) return FRAME_HEADER_SIZE - pending.length;
+    return Math.max(0, FRAME_HEADER_SIZE + pending.readUInt32LE(0) - pending.length);
+  }
+
+  /** Decodes the whole frames in buf; returns where the first incomplete one starts. */
+  private parse(buf: Buffer): number {
     let pos = 0;
     while (buf.length - pos >= FRAME_HEADER_SIZE) {
       const len = buf.readUInt32LE(pos);
@@ -206,12 +286,7 @@ export class RecordDecoder {
       pos = start + len;
       this.offset += FRAME_HEADER_SIZE + len;
     }
-    if (pos < buf.length) {
-      buf = buf.subarray(pos);
-      this.pending = Buffer.from(buf);
-    } else {
-      this.pending = null;
-    }
+    return pos;
   }
 
   /** Call when the stream ended: complains if it stopped inside a frame. */
@@ -249,7 +324,7 @@ export class RecordDecoder {
           );
         }
         this.seenHello = true;
-        this.monoBase = BigInt(hello.mono_ns);
+        this.monoBaseMs = Number(BigInt(hello.mono_ns) / 1000n) / 1000;
         this.monoToRealMs = Number(BigInt(hello.real_ns) / 1000000n);
         this.listener.hello?.(hello);
         return;
@@ -295,34 +370,39 @@ export class RecordDecoder {
   }
 
   private decodeEvent(b: Buffer, o: number): TraceEvent {
-    const probe = this.probes[b.readUInt32LE(o + OFF.probeId)];
+    const probeId = b.readUInt32LE(o + OFF.probeId);
+    const probe = this.probes[probeId];
     const tsLo = b.readUInt32LE(o + OFF.ts);
     const tsHi = b.readUInt32LE(o + OFF.ts + 4);
-    const ts = (BigInt(tsHi) << 32n) | BigInt(tsLo);
+    // Exact as a double below 2^53 ns (104 days of uptime); BigInt only beyond.
+    const tsExact = tsHi < 0x200000;
+    const tsNs = tsHi * 4294967296 + tsLo;
     const flags = b[o + OFF.flags];
     const protocol = b.readUInt16LE(o + OFF.protocol);
     const ev: TraceEvent = {
       type: 'event',
       v: TRACE_SCHEMA_VERSION,
-      ts: ts.toString(),
-      time: new Date(this.monoToRealMs + Number(ts - this.monoBase) / 1e6).toISOString(),
+      ts: tsExact ? String(tsNs) : ((BigInt(tsHi) << 32n) | BigInt(tsLo)).toString(),
+      time: this.wallClock(tsNs),
       skb: hex64(b, o + OFF.skb),
-      func: probe ? probe.name : `probe#${b.readUInt32LE(o + OFF.probeId)}`,
+      func: probe ? probe.name : `probe#${probeId}`,
       probe: probe ? probe.kind : 'tracepoint',
       cpu: b.readUInt32LE(o + OFF.cpu),
       pid: b.readUInt32LE(o + OFF.pid),
-      process: cString(b, o + OFF.comm, 16),
+      process: this.text(b, o + OFF.comm),
       netns: b.readUInt32LE(o + OFF.netns),
       mark: b.readUInt32LE(o + OFF.mark),
       ifindex: b.readUInt32LE(o + OFF.ifindex),
-      iface: cString(b, o + OFF.ifname, 16),
+      iface: this.text(b, o + OFF.ifname),
       l3proto: L3_NAMES[protocol] ?? `0x${protocol.toString(16).padStart(4, '0')}`,
       mtu: b.readUInt32LE(o + OFF.mtu),
       len: b.readUInt32LE(o + OFF.len),
       pktType: PKT_TYPES[b[o + OFF.pktType]] ?? String(b[o + OFF.pktType]),
     };
-    const caller = hex64(b, o + OFF.caller);
-    if (caller !== '0x0') ev.caller = this.symbols.get(caller) ?? caller;
+    if (b.readUInt32LE(o + OFF.caller) !== 0 || b.readUInt32LE(o + OFF.caller + 4) !== 0) {
+      const caller = hex64(b, o + OFF.caller);
+      ev.caller = this.symbols.get(caller) ?? caller;
+    }
     if (flags & F_HAS_TUPLE) ev.tuple = this.decodeTuple(b, o);
     if (flags & F_DROP) {
       if (flags & F_HAS_REASON) {
@@ -340,14 +420,29 @@ export class RecordDecoder {
     return ev;
   }
 
+  /** ISO time of a kernel timestamp; events come in bursts within one millisecond. */
+  private wallClock(tsNs: number): string {
+    const ms = Math.floor(this.monoToRealMs + (tsNs / 1e6 - this.monoBaseMs));
+    if (ms !== this.lastMs) {
+      this.lastMs = ms;
+      this.lastTime = new Date(ms).toISOString();
+    }
+    return this.lastTime;
+  }
+
+  /** A NUL-terminated 16-byte name (process, interface). */
+  private text(b: Buffer, off: number): string {
+    return this.texts.get(b, off);
+  }
+
   private decodeTuple(b: Buffer, o: number): Tuple {
     const family = b[o + OFF.l3] === 6 ? 6 : 4;
     const l4 = b[o + OFF.l4];
     const tuple: Tuple = {
       family,
       proto: L4_NAMES[l4] ?? String(l4),
-      src: formatAddress(family, b, o + OFF.saddr),
-      dst: formatAddress(family, b, o + OFF.daddr),
+      src: this.address(family, b, o + OFF.saddr),
+      dst: this.address(family, b, o + OFF.daddr),
     };
     if (l4 === 6 || l4 === 17 || l4 === 132) {
       tuple.sport = b.readUInt16LE(o + OFF.sport);
@@ -358,5 +453,10 @@ export class RecordDecoder {
       tuple.icmpCode = b[o + OFF.icmpCode];
     }
     return tuple;
+  }
+
+  private address(family: 4 | 6, b: Buffer, off: number): string {
+    if (family === 4) return this.v4Names.get(b.readUInt32LE(off), () => formatAddress(4, b, off));
+    return this.v6Names.get(b, off);
   }
 }
