@@ -39,7 +39,7 @@ static int build_hash(struct kallsyms *ks)
 				goto next;
 			slot = (slot + 1) & (ks->hash_cap - 1);
 		}
-		ks->hash[slot] = i + 1;
+		ks->hash[slot] = (uint32_t)(i + 1);
 next:;
 	}
 	return 0;

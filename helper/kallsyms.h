@@ -16,7 +16,7 @@ struct kallsyms {
 	struct ksym *syms; /* text symbols, sorted by address */
 	size_t cnt;
 	char *names;	   /* string pool */
-	size_t *hash;	   /* open addressing: index + 1 into syms, 0 = empty */
+	uint32_t *hash;	   /* open addressing: index + 1 into syms, 0 = empty */
 	size_t hash_cap;
 	bool addrs_hidden; /* kptr_restrict hides addresses */
 };

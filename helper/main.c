@@ -6,6 +6,7 @@
  * -> stream events until told to stop -> detach -> say goodbye.
  * Everything it reports goes to stdout as the record stream (bpf/event.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -121,13 +122,31 @@ static void progress(const char *phase, size_t done, size_t total)
 	out_flush();
 }
 
-static void write_ready(enum backend backend, const char *note, const struct probe_set *probes,
-			const struct attachment *att, double attach_ms, const char *filter, const struct btf *btf,
-			unsigned int ringbuf)
+/* {"code": "NAME", ...} of enum skb_drop_reason, read before the BTF is let go. */
+static char *drop_reasons_json(const struct btf *btf)
 {
 	struct drop_reason *reasons;
 	size_t nreasons;
 	char key[16];
+	struct json j;
+
+	json_init(&j);
+	json_begin_object(&j);
+	if (drop_reasons_read(btf, &reasons, &nreasons) == 0) {
+		for (size_t i = 0; i < nreasons; i++) {
+			snprintf(key, sizeof(key), "%u", reasons[i].value);
+			json_kv_string(&j, key, reasons[i].name);
+		}
+		free(reasons);
+	}
+	json_end_object(&j);
+	return j.buf;
+}
+
+static void write_ready(enum backend backend, const char *note, const struct probe_set *probes,
+			const struct attachment *att, double attach_ms, const char *filter, const char *drop_reasons,
+			unsigned int ringbuf)
+{
 	struct json j;
 
 	json_init(&j);
@@ -154,15 +173,7 @@ static void write_ready(enum backend backend, const char *note, const struct pro
 	json_kv_string(&j, "filter", filter);
 	json_kv_uint(&j, "ringbuf_bytes", ringbuf);
 	json_key(&j, "drop_reasons");
-	json_begin_object(&j);
-	if (drop_reasons_read(btf, &reasons, &nreasons) == 0) {
-		for (size_t i = 0; i < nreasons; i++) {
-			snprintf(key, sizeof(key), "%u", reasons[i].value);
-			json_kv_string(&j, key, reasons[i].name);
-		}
-		free(reasons);
-	}
-	json_end_object(&j);
+	json_raw_value(&j, drop_reasons);
 	json_end_object(&j);
 	out_json(PWRU_FRAME_READY, &j);
 	json_free(&j);
@@ -188,24 +199,23 @@ static void write_end(const struct loop_result *res)
 static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, const regex_t *re,
 				struct probe_set *probes)
 {
+	DIR *dir = opendir("/sys/kernel/btf");
+	struct dirent *de;
 	char path[300];
-	FILE *ls = popen("ls /sys/kernel/btf", "r");
-	char name[256];
 
-	if (!ls)
+	if (!dir)
 		return -errno;
-	while (fgets(name, sizeof(name), ls)) {
-		name[strcspn(name, "\n")] = 0;
-		if (strcmp(name, "vmlinux") == 0)
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] == '.' || strcmp(de->d_name, "vmlinux") == 0)
 			continue;
-		snprintf(path, sizeof(path), "/sys/kernel/btf/%s", name);
+		snprintf(path, sizeof(path), "/sys/kernel/btf/%s", de->d_name);
 		struct btf *mod = btf__parse_split(path, vmlinux);
 		if (!mod)
 			continue;
 		probes_find_functions(mod, ks, re, probes);
 		btf__free(mod);
 	}
-	pclose(ls);
+	closedir(dir);
 	return 0;
 }
 
@@ -416,6 +426,14 @@ int main(int argc, char **argv)
 		return fail(EXIT_BAD_INPUT, "no_match", "%s", err);
 	}
 
+	/* libbpf reads the kernel's BTF again for CO-RE: keep only one copy in memory at a time. */
+	char *drop_reasons = drop_reasons_json(btf);
+	btf__free(btf);
+	btf = NULL;
+	/* kallsyms is only needed again to name callers: it is reloaded lazily then. */
+	if (backend == BACKEND_TRACEPOINT)
+		kallsyms_free(&ks);
+
 	/* Load and attach. */
 	struct load_config lc = {
 		.backend = backend,
@@ -454,7 +472,8 @@ int main(int argc, char **argv)
 		loader_destroy(skel);
 		return fail(EXIT_FAILED, "attach_failed", "%s", err);
 	}
-	write_ready(backend, note, &probes, &att, mono_ms() - t0, opts.pcap_filter, btf, opts.ringbuf_bytes);
+	write_ready(backend, note, &probes, &att, mono_ms() - t0, opts.pcap_filter, drop_reasons, opts.ringbuf_bytes);
+	free(drop_reasons);
 
 	struct loop_config loop = {
 		.skel = skel,
@@ -476,7 +495,6 @@ int main(int argc, char **argv)
 	probes_free(&probes);
 	pcap_filter_free(&filter);
 	kallsyms_free(&ks);
-	btf__free(btf);
 	if (rep)
 		regfree(rep);
 	if (ret)

@@ -132,6 +132,12 @@ void json_bool(struct json *j, bool v)
 	json_raw(j, v ? "true" : "false", v ? 4 : 5);
 }
 
+void json_raw_value(struct json *j, const char *text)
+{
+	json_sep(j);
+	json_raw(j, text, strlen(text));
+}
+
 void json_kv_string(struct json *j, const char *key, const char *s)
 {
 	json_key(j, key);

@@ -24,6 +24,8 @@ void json_string(struct json *j, const char *s);
 void json_int(struct json *j, long long v);
 void json_uint(struct json *j, unsigned long long v);
 void json_bool(struct json *j, bool v);
+/* A value that is already JSON text. */
+void json_raw_value(struct json *j, const char *text);
 /* Shorthands for "key": value inside an object. */
 void json_kv_string(struct json *j, const char *key, const char *s);
 void json_kv_int(struct json *j, const char *key, long long v);
