@@ -1,0 +1,146 @@
+/**
+ * The benchmark's network: two network namespaces joined by one veth pair,
+ * an iperf3 server in one and the client in the other. All traffic stays on
+ * that veth pair; destroy() removes both namespaces (and with them the pair).
+ */
+import { type Proc, run, sleep, start } from './proc';
+
+export type Load = 'tcp' | 'udp64';
+
+export interface IperfResult {
+  load: Load;
+  seconds: number;
+  /** The headline figure: TCP bit/s received, or UDP packets/s sent (see BENCHMARKS.md). */
+  value: number;
+  /** UDP: packets/s the server received; TCP: segments are not counted. */
+  receivedPps?: number;
+  bitsPerSecond: number;
+}
+
+const PORT = 5301;
+
+export class BenchNet {
+  readonly client: string;
+  readonly server: string;
+  readonly clientIf: string;
+  readonly serverIf: string;
+  readonly clientIp: string;
+  readonly serverIp: string;
+  /** An address on the same subnet that nothing uses: filters on it match none of the traffic. */
+  readonly absentIp: string;
+  private iperfServer?: Proc;
+
+  constructor() {
+    const id = process.pid % 10000;
+    this.client = `pwb${id}c`;
+    this.server = `pwb${id}s`;
+    this.clientIf = `pwb${id}c0`;
+    this.serverIf = `pwb${id}s0`;
+    const octet = 10 + (process.pid % 200);
+    this.clientIp = `10.249.${octet}.1`;
+    this.serverIp = `10.249.${octet}.2`;
+    this.absentIp = `10.249.${octet}.77`;
+  }
+
+  async create(): Promise<void> {
+    this.destroy();
+    for (const ns of [this.client, this.server]) {
+      run('ip', ['netns', 'add', ns]);
+      run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    run('ip', [
+      'link',
+      'add',
+      this.clientIf,
+      'netns',
+      this.client,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      this.serverIf,
+      'netns',
+      this.server,
+    ]);
+    for (const [ns, dev, ip] of [
+      [this.client, this.clientIf, this.clientIp],
+      [this.server, this.serverIf, this.serverIp],
+    ]) {
+      run('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', dev]);
+      run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    }
+    this.iperfServer = start('ip', [
+      'netns',
+      'exec',
+      this.server,
+      'iperf3',
+      '-s',
+      '--forceflush',
+      '-p',
+      String(PORT),
+    ]);
+    await this.iperfServer.waitFor(/listening/i, 'stdout', 10000);
+    // One short run so that ARP and the first connection are out of the way.
+    await this.iperf('udp64', 1, 1000);
+  }
+
+  /** iperf3 from client to server, client on CPU 0 and server on CPU 1. */
+  async iperf(load: Load, seconds: number, packetsPerSecond?: number): Promise<IperfResult> {
+    const args = ['netns', 'exec', this.client, 'iperf3', '-c', this.serverIp, '-p', String(PORT)];
+    args.push('-t', String(seconds), '-J', '-A', '0,1');
+    if (load === 'udp64') {
+      const rate = packetsPerSecond ? String(packetsPerSecond * 64 * 8) : '0';
+      args.push('-u', '-l', '64', '-b', rate);
+    }
+    for (let attempt = 0; ; attempt++) {
+      const proc = start('ip', args);
+      const code = await proc.done;
+      // The server serves one test at a time; a busy answer means the last one is still closing.
+      if (code !== 0 && attempt < 5 && /busy|connect/i.test(proc.stdout + proc.stderr)) {
+        await sleep(500);
+        continue;
+      }
+      if (code !== 0) throw new Error(`iperf3 failed (${code}): ${proc.stdout.slice(-400)} ${proc.stderr}`);
+      return parseIperf(load, proc.stdout);
+    }
+  }
+
+  destroy(): void {
+    this.iperfServer?.signal('SIGKILL');
+    for (const ns of [this.client, this.server]) {
+      try {
+        run('ip', ['netns', 'del', ns]);
+      } catch {
+        // not there
+      }
+    }
+  }
+}
+
+interface IperfSum {
+  seconds: number;
+  bits_per_second: number;
+  packets?: number;
+  lost_packets?: number;
+}
+
+function parseIperf(load: Load, json: string): IperfResult {
+  const end = (JSON.parse(json) as { end: { sum_sent: IperfSum; sum_received: IperfSum } }).end;
+  const sent = end.sum_sent;
+  const received = end.sum_received;
+  if (load === 'tcp') {
+    return {
+      load,
+      seconds: received.seconds,
+      value: received.bits_per_second,
+      bitsPerSecond: received.bits_per_second,
+    };
+  }
+  return {
+    load,
+    seconds: sent.seconds,
+    value: (sent.packets ?? 0) / sent.seconds,
+    receivedPps: ((received.packets ?? 0) - (received.lost_packets ?? 0)) / received.seconds,
+    bitsPerSecond: sent.bits_per_second,
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * 2. The event pipeline: how many events per second reach the output with
+ * nothing lost. Small UDP packets at a paced rate (iperf3 -b), matching all,
+ * raised step by step until something is lost (in the kernel: the ring
+ * buffer was full; in user space: the kernel emitted an event that the file
+ * lacks); then the kernel's loss at twice the best loss-free rate. The same
+ * for the text view and for bpftrace printing the same fields.
+ */
+import { join } from 'node:path';
+import type { BenchContext } from './context';
+import { pct, rate } from './report';
+import { type Match, type RunningTracer, startBpftrace, startPwru, type TracerOutcome } from './tracers';
+
+interface Step {
+  pps: number;
+  /** Packets/s iperf3 actually sent. */
+  sentPps: number;
+  eventsPerSec: number;
+  outcome: TracerOutcome;
+  userLost: number;
+  clean: boolean;
+}
+
+type Start = (file: string) => Promise<RunningTracer>;
+
+/** Packet rates tried, lowest first. */
+const STEPS = [2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000, 64000, 96000, 128000, 192000];
+
+export async function pipeline(ctx: BenchContext): Promise<void> {
+  const match: Match = { proto: 'udp', host: ctx.net.serverIp };
+  const json = await ramp(ctx, 'json', (f) => startPwru({ match, format: 'json', outFile: f }));
+  const text = await ramp(ctx, 'text', (f) => startPwru({ match, format: 'text', outFile: f }));
+  const bpf = await ramp(ctx, 'bpftrace', (f) =>
+    startBpftrace({ match, tracepoints: ctx.tracepoints, outFile: f, scriptFile: join(ctx.work, 'ramp.bt') }),
+  );
+  const best = (r: Ramp) => r.best?.eventsPerSec ?? 0;
+  ctx.report.add({
+    section: '2 pipeline',
+    what: 'kubectl-pwru -o json > file: highest loss-free rate',
+    value: describe(json),
+    goal: `≥ 500k ev/s and ≥ 2× bpftrace (${rate(2 * best(bpf), 'ev/s')})`,
+    met: best(json) >= 500000 && best(json) >= 2 * best(bpf),
+  });
+  ctx.report.add({
+    section: '2 pipeline',
+    what: 'kubectl-pwru -o text > file: highest loss-free rate',
+    value: describe(text),
+  });
+  ctx.report.add({
+    section: '2 pipeline',
+    what: 'bpftrace printf > file: highest loss-free rate',
+    value: describe(bpf),
+  });
+  for (const [name, r] of [
+    ['kubectl-pwru -o json', json],
+    ['kubectl-pwru -o text', text],
+    ['bpftrace', bpf],
+  ] as const) {
+    if (!r.double) continue;
+    const o = r.double.outcome;
+    const offered = o.delivered + o.kernelLost + r.double.userLost;
+    ctx.report.add({
+      section: '2 pipeline',
+      what: `${name} at 2× that packet rate: kernel's lost events`,
+      value: `${o.kernelLost} of ${offered} (${pct(o.kernelLost / Math.max(1, offered))}); ${rate(
+        r.double.eventsPerSec,
+        'ev/s',
+      )} delivered at ${rate(r.double.sentPps, 'pkt/s')}${r.double.userLost ? `; ${r.double.userLost} lost in user space` : ''}`,
+    });
+  }
+}
+
+interface Ramp {
+  steps: Step[];
+  best?: Step;
+  /** The first step that lost events. */
+  firstLoss?: Step;
+  double?: Step;
+}
+
+function describe(r: Ramp): string {
+  const best = r.best ? `${rate(r.best.eventsPerSec, 'ev/s')} (at ${rate(r.best.sentPps, 'pkt/s')})` : 'none';
+  const loss = r.firstLoss
+    ? `; first loss at ${rate(r.firstLoss.sentPps, 'pkt/s')}: ${r.firstLoss.outcome.kernelLost} in the kernel, ${r.firstLoss.userLost} in user space, ${rate(r.firstLoss.eventsPerSec, 'ev/s')} delivered`
+    : '; no loss up to the highest rate tried';
+  return best + loss;
+}
+
+async function ramp(ctx: BenchContext, name: string, startTracer: Start): Promise<Ramp> {
+  const out: Ramp = { steps: [] };
+  const seconds = Math.max(2, Math.round(ctx.seconds * 0.75));
+  for (const pps of STEPS) {
+    const step = await measure(ctx, name, startTracer, pps, seconds);
+    out.steps.push(step);
+    process.stderr.write(
+      `bench: pipeline ${name}: ${rate(step.sentPps, 'pkt/s')} → ${rate(step.eventsPerSec, 'ev/s')}, lost ${step.outcome.kernelLost} kernel, ${step.userLost} user\n`,
+    );
+    if (!step.clean) {
+      out.firstLoss = step;
+      break;
+    }
+    out.best = step;
+    // The generator could not keep up: higher targets would measure the same thing.
+    if (step.sentPps < pps * 0.8) break;
+  }
+  if (out.best) out.double = await measure(ctx, name, startTracer, out.best.pps * 2, seconds);
+  return out;
+}
+
+async function measure(
+  ctx: BenchContext,
+  name: string,
+  startTracer: Start,
+  pps: number,
+  seconds: number,
+): Promise<Step> {
+  const tracer = await startTracer(join(ctx.work, `ramp-${name}-${pps}.out`));
+  let sentPps: number;
+  let wall: number;
+  try {
+    const r = await ctx.net.iperf('udp64', seconds, pps);
+    sentPps = r.value;
+    wall = r.seconds;
+  } catch (err) {
+    await tracer.stop().catch(() => undefined);
+    throw err;
+  }
+  const outcome = await tracer.stop();
+  // pwru -o json: the final STATS "events" is what the kernel put in the ring buffer.
+  // -o text: the client's own count (text output carries no kernel count).
+  const userLost = outcome.emitted !== undefined ? Math.max(0, outcome.emitted - outcome.delivered) : 0;
+  return {
+    pps,
+    sentPps,
+    eventsPerSec: outcome.delivered / wall,
+    outcome,
+    userLost,
+    clean: outcome.kernelLost === 0 && userLost === 0,
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * 3. Time to ready: from starting the command to its "tracing with ..." line
+ * (probes attached, events flow from here on). Local mode per backend this
+ * kernel offers, broken down into the helper's own share; Kubernetes mode
+ * against the stand-in API server in test/k8s-apiserver, whose "kubelet"
+ * runs the debug pod's real bootstrap, runner and helper as local processes.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BenchContext } from './context';
+import { helperReady } from './helper';
+import { start, stop } from './proc';
+import { median } from './report';
+import { BIN, type Match, pcapFilter, startPwru } from './tracers';
+
+const RUNS = 5;
+
+function ms(xs: number[]): string {
+  const s = [...xs].sort((a, b) => a - b);
+  return `${Math.round(median(s))} ms (median of ${s.length}; ${Math.round(s[0])}–${Math.round(s[s.length - 1])})`;
+}
+
+export async function ready(ctx: BenchContext): Promise<void> {
+  const none: Match = { proto: 'udp', host: ctx.net.absentIp };
+  const cli: number[] = [];
+  const attach: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t = await startPwru({ match: none, format: 'text', outFile: '/dev/null' });
+    cli.push(t.readyMs);
+    attach.push(t.attachMs ?? 0);
+    await t.stop();
+  }
+  const helper: number[] = [];
+  const hello: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const h = await helperReady(['--backend', 'tracepoint', '--', pcapFilter(none)]);
+    helper.push(h.readyMs);
+    hello.push(h.helloMs);
+  }
+  const total = median(cli);
+  ctx.report.add({
+    section: '3 ready',
+    what: 'local, tracepoint backend: command start → "tracing" line',
+    value: ms(cli),
+    goal: '≤ 0.5 s',
+    met: total <= 500,
+  });
+  ctx.report.add({
+    section: '3 ready',
+    what: '… of which the helper alone (spawn → READY frame)',
+    value: `${ms(helper)}; HELLO after ${Math.round(median(hello))} ms, attach_ms ${Math.round(median(attach))}`,
+  });
+  ctx.report.add({
+    section: '3 ready',
+    what: '… and the CLI (Node start, oclif, imports, spawning)',
+    value: `${Math.round(total - median(helper))} ms (difference of medians)`,
+  });
+  for (const backend of ['kprobe-multi', 'kprobe']) {
+    ctx.report.notMeasured(
+      '3 ready',
+      `local, ${backend} backend`,
+      'this kernel has no kprobes (see the kernel matrix figures below)',
+      '≤ 0.5 s',
+    );
+  }
+  await kubernetes(ctx);
+}
+
+async function kubernetes(ctx: BenchContext): Promise<void> {
+  const what = 'Kubernetes (stand-in API server): node/NAME → "tracing on NODE" line';
+  let server: { close(): Promise<void> } | undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'pwru-bench-k8s-'));
+  try {
+    const { StandInApiServer } = await import('../test/k8s-apiserver/server');
+    const s = new StandInApiServer({ user: 'bench' });
+    server = s;
+    await s.listen();
+    const kubeconfig = s.writeKubeconfig(join(dir, 'kubeconfig'));
+    s.put('namespaces', { metadata: { name: 'default' } });
+    s.put('nodes', { metadata: { name: 'bench-node' }, status: { nodeInfo: { architecture: 'amd64' } } });
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const p = start(
+        process.execPath,
+        [
+          BIN,
+          'node/bench-node',
+          '--backend',
+          'tracepoint',
+          '--duration',
+          '60s',
+          pcapFilter({ proto: 'udp', host: ctx.net.absentIp }),
+        ],
+        { cwd: dir, env: { ...process.env, KUBECONFIG: kubeconfig, NO_COLOR: '1' } },
+      );
+      try {
+        await p.waitFor(/tracing on bench-node with/, 'stderr', 60000);
+        times.push(performance.now() - t0);
+      } finally {
+        await stop(p, 20000);
+      }
+    }
+    ctx.report.add({ section: '3 ready', what, value: ms(times), goal: '≤ 3 s', met: median(times) <= 3000 });
+  } catch (err) {
+    ctx.report.notMeasured('3 ready', what, (err as Error).message.split('\n')[0].slice(0, 300), '≤ 3 s');
+  } finally {
+    await server?.close().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * npm run bench: what kubectl-pwru costs its users next to tcpdump and
+ * bpftrace, measured in one run on this machine, printed as a table of
+ * figures beside their goals and written into BENCHMARKS.md.
+ *
+ * It exits non-zero only when the benchmark itself could not run (not root,
+ * no network namespaces, a tool missing); a figure that misses its goal is
+ * a finding, reported in the table.
+ *
+ * BENCH_SECONDS (default 4): traffic per measurement.
+ * BENCH_ONLY=overhead,pipeline,ready,scaling: run some sections.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BenchContext } from './context';
+import { helperReady } from './helper';
+import { BenchNet } from './net';
+import { overhead } from './overhead';
+import { pipeline } from './pipeline';
+import { killStarted, run } from './proc';
+import { ready } from './ready';
+import { Report, writeResults } from './report';
+import { scaling } from './scaling';
+import { REPO } from './tracers';
+
+const SECTIONS: [string, string, (ctx: BenchContext) => Promise<void>][] = [
+  ['ready', '3 ready', ready],
+  ['overhead', '1 overhead', overhead],
+  ['pipeline', '2 pipeline', pipeline],
+  ['scaling', '5 scaling', scaling],
+];
+
+async function main(): Promise<number> {
+  const startedAt = new Date();
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (BPF, network namespaces)\n');
+    return 2;
+  }
+  run('sh', [join(REPO, 'bench', 'setup.sh')]);
+  const only = process.env.BENCH_ONLY?.split(',');
+  const seconds = Number(process.env.BENCH_SECONDS ?? 4);
+  const report = new Report();
+  const net = new BenchNet();
+  const work = mkdtempSync(join(tmpdir(), 'pwru-bench-'));
+  const cleanup = () => {
+    killStarted();
+    net.destroy();
+    rmSync(work, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  try {
+    await net.create();
+    const probe = await helperReady(['--backend', 'tracepoint', '--', `udp and host ${net.absentIp}`]);
+    const ctx: BenchContext = {
+      net,
+      report,
+      work,
+      seconds,
+      tracepoints: probe.ready.probes.map((p) => p.name),
+    };
+    for (const [key, section, fn] of SECTIONS) {
+      if (only && !only.includes(key)) continue;
+      process.stderr.write(`bench: ${section}\n`);
+      try {
+        await fn(ctx);
+      } catch (err) {
+        report.notMeasured(section, 'the rest of this section', (err as Error).message.slice(0, 400));
+      }
+    }
+  } catch (err) {
+    process.stderr.write(`bench: could not run: ${(err as Error).stack ?? err}\n`);
+    cleanup();
+    return 1;
+  }
+  cleanup();
+  const elapsed = (Date.now() - startedAt.getTime()) / 1000;
+  const command = `npm run bench${only ? ` (BENCH_ONLY=${only.join(',')})` : ''}${
+    process.env.BENCH_SECONDS ? ` (BENCH_SECONDS=${seconds})` : ''
+  }`;
+  process.stdout.write(`${report.table()}\n`);
+  writeResults(join(REPO, 'BENCHMARKS.md'), report.markdown(command, startedAt, elapsed));
+  process.stdout.write('results written to BENCHMARKS.md\n');
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
+    killStarted();
+    process.exit(1);
+  },
+);

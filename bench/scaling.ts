@@ -1,0 +1,38 @@
+/**
+ * 5. Scaling with the number of probes: the attach time and the cost on
+ * small-packet UDP of a filter that matches nothing (1a), for growing
+ * subsets of the tracepoints (--filter-func), in the helper's own order.
+ * The drop tracepoint is always attached, so the smallest set is one probe.
+ */
+import { join } from 'node:path';
+import type { BenchContext } from './context';
+import { median, pct, rate } from './report';
+import { type Match, startPwru } from './tracers';
+
+export async function scaling(ctx: BenchContext): Promise<void> {
+  const none: Match = { proto: 'udp', host: ctx.net.absentIp };
+  const names = ctx.tracepoints;
+  const sizes = [...new Set([1, 2, 4, 8, 16, names.length].filter((n) => n <= names.length))];
+  const baselines = [(await ctx.net.iperf('udp64', ctx.seconds)).value];
+  const rows: { size: number; probes: number; attachMs: number; readyMs: number; pps: number }[] = [];
+  for (const size of sizes) {
+    const regex = `^(${names.slice(0, size).join('|')})$`;
+    const t = await startPwru({
+      match: none,
+      format: 'text',
+      outFile: join(ctx.work, `scale-${size}.out`),
+      filterFunc: regex,
+    });
+    const r = await ctx.net.iperf('udp64', ctx.seconds).finally(() => t.stop());
+    rows.push({ size, probes: t.probes, attachMs: t.attachMs ?? 0, readyMs: t.readyMs, pps: r.value });
+  }
+  baselines.push((await ctx.net.iperf('udp64', ctx.seconds)).value);
+  const base = median(baselines);
+  for (const row of rows) {
+    ctx.report.add({
+      section: '5 scaling',
+      what: `${row.probes} tracepoints (first ${row.size} of the helper's list): attach; (1a) UDP 64 B`,
+      value: `attach ${row.attachMs} ms, ready ${Math.round(row.readyMs)} ms; ${pct(row.pps / base)} (${rate(row.pps, 'pkt/s')})`,
+    });
+  }
+}
