@@ -3,7 +3,7 @@ import { UserError } from '../errors';
 import { Painter, shouldColor } from '../output/ansi';
 import { diffJson, renderDiff } from '../output/diff-view';
 import { reportError } from '../reading/command-errors';
-import { diffPackets, pickBad, pickGood } from '../reading/diff';
+import { diffPackets, flowPath, pickBad, pickGood } from '../reading/diff';
 import type { Packet } from '../reading/packets';
 import { loadPackets } from '../reading/replay';
 
@@ -21,6 +21,7 @@ different ending.`;
   static override examples = [
     'kubectl pwru diff good.jsonl bad.jsonl',
     'kubectl pwru diff good.jsonl bad.jsonl --bad-packet 3',
+    'kubectl pwru diff good.jsonl bad.jsonl --flow',
     'kubectl pwru diff good.jsonl bad.jsonl -o json | jq -r .sentence',
   ];
 
@@ -37,6 +38,10 @@ different ending.`;
     'bad-packet': Flags.integer({
       description: 'packet number in BAD (as `show --summary` lists them)',
       min: 1,
+    }),
+    flow: Flags.boolean({
+      description:
+        "compare whole flows: the chosen packet's flow (same tuple) and its replies, all their steps in time order",
     }),
     output: Flags.string({
       char: 'o',
@@ -72,7 +77,7 @@ different ending.`;
     const bads = await this.load(args.bad);
     const good = this.pick(args.good, goods, flags['good-packet'], pickGood);
     const bad = this.pick(args.bad, bads, flags['bad-packet'], pickBad);
-    const d = diffPackets(good, bad);
+    const d = flags.flow ? diffPackets(flowPath(goods, good), flowPath(bads, bad)) : diffPackets(good, bad);
     if (flags.output === 'json') {
       process.stdout.write(`${JSON.stringify(diffJson(d, args.good, args.bad))}\n`);
       return;

@@ -9,6 +9,7 @@
  */
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { UserError } from '../errors';
+import { explainDropReason } from '../reading/drop-reasons';
 import { PacketTracker } from '../reading/packets';
 import { summarize } from '../reading/summary';
 import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
@@ -30,7 +31,7 @@ export interface SinkOptions {
 }
 
 export type ReadingSink = TraceSink & {
-  /** Any packet dropped (for --fail-on-drop). */
+  /** Any packet dropped, socket-teardown purges aside (for --fail-on-drop). */
   dropped(): boolean;
 };
 
@@ -92,7 +93,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
 
     event(e: TraceEvent) {
       const o = tracker.observe(e);
-      if (e.drop) anyDropped = true;
+      if (e.drop && !explainDropReason(e.drop.reason).housekeeping) anyDropped = true;
       const annotated = opts.format === 'json' || file ? jsonLine(annotatedEvent(o)) : '';
       file?.write(`${annotated}\n`);
       if (!lines) return;

@@ -25,6 +25,7 @@ function cell(s: Step | undefined, paint: Painter): string {
   if (!s) return '';
   const e = s.event;
   let t = baseFunc(e.func);
+  if (s.packet !== undefined) t = `#${s.packet}${s.reply ? ' ←' : ''} ${t}`;
   if (e.drop) t = paint.paint(`${t}(${e.drop.reason})`, 'red', 'bold');
   if (e.iface) t += paint.paint(` ${e.iface}`, 'dim');
   if (s.changes.length) t += ` ${paint.paint(`[${describeChanges(s.changes)}]`, 'yellow')}`;
@@ -32,6 +33,11 @@ function cell(s: Step | undefined, paint: Painter): string {
 }
 
 function title(label: string, file: string, p: Packet, count: number): string {
+  if (p.packets) {
+    const list = p.packets.map((n) => `#${n}`).join(', ');
+    const replies = p.steps.some((s) => s.reply) ? '; ← marks replies' : '';
+    return `${label}: ${file} flow of packet #${p.id} (packets ${list}${replies})  ${formatTuple(p.tuple)}`;
+  }
   const of = count > 1 ? ` of ${count}` : '';
   return `${label}: ${file} packet #${p.id}${of}  ${formatTuple(p.tuple)}`;
 }
@@ -86,14 +92,28 @@ export function diffJson(d: PathDiff, goodFile: string, badFile: string): object
   const side = (s?: Step) =>
     s && {
       step: s.index,
+      ...(s.packet !== undefined ? { packet: s.packet } : {}),
+      ...(s.reply ? { reply: true } : {}),
       func: s.event.func,
       ...(s.event.drop ? { drop: s.event.drop.reason } : {}),
       ...(s.changes.length ? { changes: s.changes } : {}),
     };
   return {
     type: 'diff',
-    good: { file: goodFile, packet: d.good.id, tuple: d.good.tuple, verdict: d.goodVerdict },
-    bad: { file: badFile, packet: d.bad.id, tuple: d.bad.tuple, verdict: d.badVerdict },
+    good: {
+      file: goodFile,
+      packet: d.good.id,
+      packets: d.good.packets,
+      tuple: d.good.tuple,
+      verdict: d.goodVerdict,
+    },
+    bad: {
+      file: badFile,
+      packet: d.bad.id,
+      packets: d.bad.packets,
+      tuple: d.bad.tuple,
+      verdict: d.badVerdict,
+    },
     divergence: d.divergence < 0 ? null : d.divergence,
     rows: d.rows.map((r) => ({ kind: r.kind, good: side(r.good), bad: side(r.bad) })),
     sentence: d.sentence,

@@ -46,7 +46,7 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
       paint,
     );
     for (const r of s.packets) {
-      const tuple = r.finalTuple ? `${r.flow}\nlast: ${r.finalTuple}` : r.flow;
+      const tuple = r.finalTuple ? `${r.tuple}\nlast: ${r.finalTuple}` : r.tuple;
       t.push([
         ...(node ? [r.node ?? ''] : []),
         paint.packet(r.id, `#${r.id}`),

@@ -7,7 +7,9 @@
  * masquerade picked another source address, and the reverse-path filter
  * dropped the packet two hops later.
  */
-import { droppedBy } from './drop-reasons';
+
+import type { Tuple } from '../record/event';
+import { droppedBy, explainDropReason } from './drop-reasons';
 import {
   baseFunc,
   type Change,
@@ -39,10 +41,11 @@ export interface PathDiff {
   sentence: string;
 }
 
-/** What identifies a step for alignment: the function, and whether it dropped. */
+/** What identifies a step for alignment: the function, whether it dropped, and in a flow, the direction. */
 export function stepKey(s: Step): string {
   const f = baseFunc(s.event.func);
-  return s.event.drop ? `${f}(drop)` : f;
+  const key = s.event.drop ? `${f}(drop:${s.event.drop.reason})` : f;
+  return s.reply ? `reply:${key}` : key;
 }
 
 /**
@@ -144,7 +147,8 @@ function explainChangeDifference(good: Change[], bad: Change[]): string {
 }
 
 function endPhrase(v: Verdict): string {
-  if (v.kind === 'dropped') return `is dropped by ${droppedBy(v.reason)} at ${v.func} (${v.reason})`;
+  if (v.kind === 'dropped' && explainDropReason(v.reason).by)
+    return `is dropped by ${droppedBy(v.reason)} at ${v.func} (${v.reason})`;
   return `is ${describeVerdict(v)}`;
 }
 
@@ -219,4 +223,62 @@ export function pickGood(packets: Packet[]): Packet | undefined {
 /** The packet to compare from a failing trace: the first one that was dropped. */
 export function pickBad(packets: Packet[]): Packet | undefined {
   return packets.find((p) => verdictOf(p).kind === 'dropped') ?? packets[0];
+}
+
+function endpoints(t: Tuple): string {
+  return `${t.proto} ${t.src}:${t.sport ?? ''} ${t.dst}:${t.dport ?? ''}`;
+}
+
+function reversed(t: Tuple): string {
+  return `${t.proto} ${t.dst}:${t.dport ?? ''} ${t.src}:${t.sport ?? ''}`;
+}
+
+/**
+ * A whole flow as one path, for `diff --flow`: every packet with the seed
+ * packet's tuple, and every reply (a packet whose tuple is the reverse of
+ * any tuple the flow had, so replies to a NATed address count), their steps
+ * merged in time order. Reply steps are marked so that alignment never pairs
+ * a request step with a reply step.
+ */
+export function flowPath(packets: Packet[], seed: Packet): Packet {
+  const forward = new Set<string>();
+  const members = new Map<Packet, boolean>();
+  const first = (p: Packet) => p.tuple && endpoints(p.tuple);
+  const seedKey = first(seed);
+  // A packet seen only being freed (its path happened before the trace, or
+  // out of the filter's sight) says nothing about the flow's path.
+  const onlyFreed = (p: Packet) => p !== seed && p.steps.length === 1 && p.freed;
+  for (const p of packets) {
+    if (onlyFreed(p)) continue;
+    if (p === seed || (seedKey !== undefined && first(p) === seedKey)) {
+      members.set(p, false);
+      for (const s of p.steps) if (s.event.tuple) forward.add(reversed(s.event.tuple));
+    }
+  }
+  for (const p of packets) {
+    if (members.has(p) || !p.tuple || onlyFreed(p)) continue;
+    if (forward.has(endpoints(p.tuple))) members.set(p, true);
+  }
+  const steps: Step[] = [];
+  for (const [p, reply] of members) {
+    for (const s of p.steps) steps.push({ ...s, packet: p.id, ...(reply ? { reply: true } : {}) });
+  }
+  steps.sort((a, b) => {
+    const d = BigInt(a.event.ts) - BigInt(b.event.ts);
+    return d < 0n ? -1 : d > 0n ? 1 : 0;
+  });
+  steps.forEach((s, i) => {
+    s.index = i;
+  });
+  const flow: Packet = {
+    id: seed.id,
+    skb: seed.skb,
+    steps,
+    freed: [...members.keys()].every((p) => p.freed),
+  };
+  if (seed.node !== undefined) flow.node = seed.node;
+  if (seed.tuple) flow.tuple = seed.tuple;
+  flow.packets = [...members.keys()].map((p) => p.id);
+  flow.seed = seed;
+  return flow;
 }

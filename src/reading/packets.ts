@@ -6,7 +6,7 @@
  * that freed it, the same address (on the same node) is a new packet.
  */
 import type { TraceEvent, Tuple } from '../record/event';
-import { droppedBy } from './drop-reasons';
+import { droppedBy, explainDropReason } from './drop-reasons';
 
 export type ChangeField =
   | 'src'
@@ -34,6 +34,9 @@ export interface Step {
   index: number;
   /** What differs from the packet's previous step (empty for the first). */
   changes: Change[];
+  /** In a merged flow path (diff --flow): the packet this step belongs to, and whether it is a reply. */
+  packet?: number;
+  reply?: boolean;
 }
 
 export type Verdict =
@@ -41,7 +44,7 @@ export type Verdict =
   | { kind: 'delivered'; func: string; socket: boolean; step: number }
   | { kind: 'sent'; iface: string; func: string; step: number }
   | { kind: 'consumed'; func: string; step: number }
-  | { kind: 'in-flight'; func: string; step: number; iface?: string };
+  | { kind: 'in-flight'; func: string; step: number; iface?: string; received?: boolean };
 
 export interface Packet {
   /** 1-based, in order of first appearance in the trace. */
@@ -53,6 +56,9 @@ export interface Packet {
   tuple?: Tuple;
   /** A step freed it: the trace saw its whole life. */
   freed: boolean;
+  /** For a merged flow path (diff --flow): the packets it is made of, and the one it was chosen by. */
+  packets?: number[];
+  seed?: Packet;
 }
 
 /** Packet state the change detector compares against: the last value seen of each field. */
@@ -179,6 +185,8 @@ const SOCKET_FUNCS = new Set([
   'ping_rcv',
   'ping_queue_rcv_skb',
   'skb_copy_datagram_iovec',
+  // tcp:tcp_probe fires as an established socket takes a segment in
+  'tcp_probe',
   'skb_consume_udp',
   '__skb_recv_udp',
   '__skb_try_recv_datagram',
@@ -218,6 +226,9 @@ const XMIT_FUNCS = new Set([
 
 /** Receiving from a device: after these, the packet is inside a (maybe other) host again. */
 const RECV_FUNCS = new Set([
+  'netif_rx_entry',
+  'netif_rx_ni_entry',
+  'napi_gro_frags_entry',
   'netif_rx',
   'netif_rx_internal',
   '__netif_rx',
@@ -236,6 +247,46 @@ const RECV_FUNCS = new Set([
   'dev_forward_skb',
   '__dev_forward_skb',
 ]);
+
+/** Where a packet starts down the transmit path: a socket or the forwarding code hands it to a device. */
+const TX_START_FUNCS = new Set([
+  'net_dev_queue',
+  'dev_queue_xmit',
+  '__dev_queue_xmit',
+  'ip_local_out',
+  '__ip_local_out',
+  'ip_output',
+  'ip6_local_out',
+  'ip6_output',
+  '__ip_queue_xmit',
+  'ip_queue_xmit',
+  'ip_send_skb',
+]);
+
+/**
+ * The kernel sometimes frees an skb without a tracepoint (__kfree_skb, the
+ * per-CPU caches), so a reused address may arrive with no free in between.
+ * A packet only changes network namespace by being received on the other
+ * side of a veth or tunnel; one that starts down the transmit path in
+ * another namespace is a new packet, and so is one whose tuple turned around.
+ */
+function startsNewPacket(last: Last, e: TraceEvent): boolean {
+  // NAT rewrites one end; a tuple turned around is the other direction's packet.
+  const a = last.tuple;
+  const b = e.tuple;
+  if (
+    a &&
+    b &&
+    a.src === b.dst &&
+    a.dst === b.src &&
+    a.sport === b.dport &&
+    a.dport === b.sport &&
+    a.src !== a.dst
+  )
+    return true;
+  if (!last.netns || !e.netns || e.netns === last.netns) return false;
+  return TX_START_FUNCS.has(baseFunc(e.func));
+}
 
 export type StepRole = 'socket' | 'local' | 'xmit' | 'recv' | 'other';
 
@@ -258,7 +309,13 @@ export function dropLocation(p: Packet, index: number): string {
 
 export function verdictOf(p: Packet): Verdict {
   const steps = p.steps;
-  const dropIndex = steps.findIndex((s) => s.event.drop);
+  // A socket-teardown purge is the verdict of a packet only when nothing else
+  // dropped it, and never of a whole flow (diff --flow) whose packets got through.
+  const drops = steps.map((s, i) => [s, i] as const).filter(([s]) => s.event.drop);
+  const real = drops.find(([s]) => !explainDropReason(s.event.drop?.reason ?? '').housekeeping);
+  const dropIndex = (real ?? (p.packets ? undefined : drops[0]))?.[1] ?? -1;
+  // A flow nothing dropped ends the way the packet it was chosen by ended.
+  if (dropIndex < 0 && p.seed) return verdictOf(p.seed);
   if (dropIndex >= 0) {
     const drop = steps[dropIndex].event.drop;
     return {
@@ -305,14 +362,23 @@ export function verdictOf(p: Packet): Verdict {
     return { kind: 'delivered', func, socket: lastEvent.iface === '' && !lastEvent.ifindex, step: last };
   }
   if (p.freed) return { kind: 'consumed', func, step: last };
-  return { kind: 'in-flight', func, step: last, ...(lastEvent.iface ? { iface: lastEvent.iface } : {}) };
+  return {
+    kind: 'in-flight',
+    func,
+    step: last,
+    ...(lastEvent.iface ? { iface: lastEvent.iface } : {}),
+    ...(stepRole(lastEvent.func) === 'recv' ? { received: true } : {}),
+  };
 }
 
 /** The verdict in words: "dropped at ip_rcv_finish_core by the reverse-path filter (IP_RPFILTER)". */
 export function describeVerdict(v: Verdict): string {
   switch (v.kind) {
-    case 'dropped':
-      return `dropped at ${v.func} by ${droppedBy(v.reason)} (${v.reason})`;
+    case 'dropped': {
+      const info = explainDropReason(v.reason);
+      if (info.by) return `dropped at ${v.func} by ${droppedBy(v.reason)} (${v.reason})`;
+      return `dropped at ${v.func} (${v.reason}: ${info.text})`;
+    }
     case 'delivered':
       return v.socket
         ? `delivered to a local socket (${v.func})`
@@ -322,6 +388,8 @@ export function describeVerdict(v: Verdict): string {
     case 'consumed':
       return `freed without a drop at ${v.func}`;
     case 'in-flight':
+      if (v.received)
+        return `received on ${v.iface || 'a device'} (${v.func}); its end was not traced (still queued, or freed by a path without a tracepoint)`;
       return v.iface
         ? `not freed when the trace ended: last seen at ${v.func} on ${v.iface} (queued or still in flight)`
         : `not freed when the trace ended: last seen at ${v.func} (queued or still in flight)`;
@@ -340,6 +408,7 @@ export function verdictLabel(v: Verdict): string {
     case 'consumed':
       return `freed at ${v.func}`;
     case 'in-flight':
+      if (v.received) return `received on ${v.iface || '?'}, end not traced`;
       return v.iface ? `in flight (last: ${v.func} on ${v.iface})` : `in flight (last: ${v.func})`;
   }
 }
@@ -375,6 +444,7 @@ export class PacketTracker {
   observe(e: TraceEvent): Observed {
     const key = `${e.node ?? ''}/${e.skb}`;
     let entry = this.live.get(key);
+    if (entry && startsNewPacket(entry.last, e)) entry = undefined;
     if (!entry) {
       const packet: Packet = { id: this.all.length + 1, skb: e.skb, steps: [], freed: false };
       if (e.node !== undefined) packet.node = e.node;

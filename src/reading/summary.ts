@@ -24,6 +24,8 @@ export interface PacketRow {
   node?: string;
   skb: string;
   flow: string;
+  /** The first tuple with TCP flags, for display. */
+  tuple: string;
   /** The tuple at the last step, when NAT or encapsulation changed it. */
   finalTuple?: string;
   first: string;
@@ -79,6 +81,7 @@ export function packetRow(p: Packet): PacketRow {
     id: p.id,
     skb: p.skb,
     flow,
+    tuple: formatTuple(p.tuple),
     first: baseFunc(first.func),
     last: lastStep.drop ? `${baseFunc(lastStep.func)}(${lastStep.drop.reason})` : baseFunc(lastStep.func),
     steps: p.steps.length,
