@@ -6,8 +6,10 @@
  * lacks); then the kernel's loss at twice the best loss-free rate. The same
  * for the text view and for bpftrace printing the same fields.
  */
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext } from './context';
+import { describeProfile, profileIn, summarizeProfile } from './profile';
 import { pct, rate } from './report';
 import { type Match, type RunningTracer, startBpftrace, startPwru, type TracerOutcome } from './tracers';
 
@@ -28,8 +30,8 @@ const STEPS = [2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000, 64000, 96000
 
 export async function pipeline(ctx: BenchContext): Promise<void> {
   const match: Match = { proto: 'udp', host: ctx.net.serverIp };
-  const json = await ramp(ctx, 'json', (f) => startPwru({ match, format: 'json', outFile: f }));
-  const text = await ramp(ctx, 'text', (f) => startPwru({ match, format: 'text', outFile: f }));
+  const json = await ramp(ctx, 'json', (f) => startPwru({ match, format: 'json', outFile: f, memory: true }));
+  const text = await ramp(ctx, 'text', (f) => startPwru({ match, format: 'text', outFile: f, memory: true }));
   const bpf = await ramp(ctx, 'bpftrace', (f) =>
     startBpftrace({ match, tracepoints: ctx.tracepoints, outFile: f, scriptFile: join(ctx.work, 'ramp.bt') }),
   );
@@ -51,6 +53,19 @@ export async function pipeline(ctx: BenchContext): Promise<void> {
     what: 'bpftrace printf > file: highest loss-free rate',
     value: describe(bpf),
   });
+  for (const [name, r] of [
+    ['-o json', json],
+    ['-o text', text],
+  ] as const) {
+    const at = r.firstLoss ?? r.best;
+    if (at)
+      ctx.report.add({
+        section: '2 pipeline',
+        what: `kubectl-pwru ${name}: CPU at ${rate(at.sentPps, 'pkt/s')}`,
+        value: cpuShare(at),
+      });
+  }
+  await profile(ctx, match, json.firstLoss ?? json.best);
   for (const [name, r] of [
     ['kubectl-pwru -o json', json],
     ['kubectl-pwru -o text', text],
@@ -137,4 +152,39 @@ async function measure(
     userLost,
     clean: outcome.kernelLost === 0 && userLost === 0,
   };
+}
+
+/** CPU each process used during a step, as a share of one core and per delivered event. */
+function cpuShare(step: Step): string {
+  const wall = step.outcome.delivered / Math.max(1, step.eventsPerSec);
+  const parts: string[] = [];
+  for (const [name, sec] of step.outcome.cpu ?? []) {
+    const perEvent = (sec * 1e6) / Math.max(1, step.outcome.delivered);
+    parts.push(`${name} ${pct(sec / wall)} of a core (${perEvent.toFixed(2)} µs/event)`);
+  }
+  return parts.join('; ') || 'not sampled';
+}
+
+/** One more JSON run at the rate where loss began, under the V8 profiler. */
+async function profile(ctx: BenchContext, match: Match, at: Step | undefined): Promise<void> {
+  if (!at) return;
+  try {
+    const dir = join(ctx.work, 'pipeline-profile');
+    mkdirSync(dir, { recursive: true });
+    const tracer = await startPwru({
+      match,
+      format: 'json',
+      outFile: join(ctx.work, 'pipeline-profile.out'),
+      nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir],
+    });
+    await ctx.net
+      .iperf('udp64', Math.max(2, Math.round(ctx.seconds * 0.75)), at.pps)
+      .finally(() => tracer.stop());
+    const p = summarizeProfile(profileIn(dir), 10);
+    ctx.report.notes.push(
+      `Event pipeline, -o json at ${rate(at.sentPps, 'pkt/s')}: the CLI under node --cpu-prof (${Math.round(p.totalMs)} ms profiled). Self time by package: ${describeProfile(p, 'byPackage')}. By function: ${describeProfile(p, 'byFunction')}.`,
+    );
+  } catch (err) {
+    ctx.report.notes.push(`Event pipeline: the profiled run failed: ${(err as Error).message}`);
+  }
 }

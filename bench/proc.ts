@@ -152,13 +152,27 @@ export function peakRssKiB(pid: number): number | undefined {
   }
 }
 
+/** CPU time (user + system) a process has used so far, in seconds. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat, in clock ticks (USER_HZ, 100 on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Samples VmHWM of a process and of its descendants, by command name, every
- * 100 ms until stopped. The kernel keeps the high-water mark itself, so a
- * sample shortly before exit is the process's peak.
+ * Samples VmHWM and CPU time of a process and of its descendants, by command
+ * name, every 100 ms until stopped. The kernel keeps the high-water mark
+ * itself, so a sample shortly before exit is the process's peak.
  */
 export class PeakMemory {
   private readonly peaks = new Map<string, number>();
+  /** CPU seconds by command name, as last sampled. */
+  readonly cpu = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -173,6 +187,8 @@ export class PeakMemory {
     const walk = (pid: number, name: string) => {
       const kib = peakRssKiB(pid);
       if (kib !== undefined) this.peaks.set(name, Math.max(this.peaks.get(name) ?? 0, kib));
+      const cpu = cpuSeconds(pid);
+      if (cpu !== undefined) this.cpu.set(name, Math.max(this.cpu.get(name) ?? 0, cpu));
       for (const c of childrenOf(pid)) walk(c, comm(c));
     };
     walk(this.root, this.rootName);

@@ -41,6 +41,8 @@ export interface TracerOutcome {
   emitted?: number;
   /** Peak RSS in KiB by process name, when asked for. */
   memory?: Map<string, number>;
+  /** CPU seconds used by process name, when memory was asked for. */
+  cpu?: Map<string, number>;
   /** pwru: the stderr text, for the record. */
   stderr: string;
   outputBytes: number;
@@ -102,8 +104,19 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
       const code = await stop(proc);
       const mem = memory?.finish();
       if (code !== 0) throw new Error(`kubectl-pwru exited with ${code}: ${proc.stderr.slice(-500)}`);
-      const counted = o.format === 'json' ? countJson(o.outFile) : countText(o.outFile);
-      return { ...counted, memory: mem, stderr: proc.stderr, outputBytes: statSync(o.outFile).size };
+      const counted =
+        o.outFile === '/dev/null'
+          ? { delivered: 0, kernelLost: 0 }
+          : o.format === 'json'
+            ? countJson(o.outFile)
+            : countText(o.outFile);
+      return {
+        ...counted,
+        memory: mem,
+        cpu: memory?.cpu,
+        stderr: proc.stderr,
+        outputBytes: statSync(o.outFile).size,
+      };
     },
   };
 }
