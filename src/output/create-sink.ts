@@ -11,7 +11,7 @@ import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { UserError } from '../errors';
 import { explainDropReason } from '../reading/drop-reasons';
 import { PacketTracker } from '../reading/packets';
-import { summarize } from '../reading/summary';
+import { SummaryBuilder } from '../reading/summary';
 import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
 import { annotatedEvent, jsonLine } from './json';
@@ -49,7 +49,10 @@ function openFile(path: string): WriteStream {
 export function createSink(opts: SinkOptions): ReadingSink {
   const paint = new Painter(opts.color);
   const errPaint = new Painter(opts.color && Boolean((opts.stderr as NodeJS.WriteStream).isTTY));
-  const tracker = new PacketTracker();
+  // Finished packets are reduced to summary rows at once: a long trace keeps
+  // only the packets still in flight, not every step it printed.
+  const summary = new SummaryBuilder();
+  const tracker = new PacketTracker({ retain: false, onDone: (p) => summary.packet(p) });
   const stats: TraceStats[] = [];
   const lostByNode = new Map<string, number>();
   const file = opts.outputFile ? openFile(opts.outputFile) : undefined;
@@ -93,6 +96,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
 
     event(e: TraceEvent) {
       const o = tracker.observe(e);
+      summary.step(o.step);
       if (e.drop && !explainDropReason(e.drop.reason).housekeeping) anyDropped = true;
       const annotated = opts.format === 'json' || file ? jsonLine(annotatedEvent(o)) : '';
       file?.write(`${annotated}\n`);
@@ -126,18 +130,18 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     async close() {
-      const summary = summarize(tracker.packets(), stats);
+      const result = summary.build(tracker.open(), stats);
       if (opts.summary && opts.format === 'json') {
-        out(JSON.stringify(summary));
+        out(JSON.stringify(result));
       } else {
         const human = opts.format === 'json' ? errPaint : paint;
-        const view = renderSummary(summary, {
+        const view = renderSummary(result, {
           paint: human,
           showNode: opts.showNode,
           functions: opts.summary,
         });
         if (opts.format === 'json') opts.stderr.write(view);
-        else opts.stdout.write(`${lines && summary.packets.length ? '\n' : ''}${view}`);
+        else opts.stdout.write(`${lines && result.packets.length ? '\n' : ''}${view}`);
       }
       if (file) {
         await new Promise<void>((resolve) => file.end(() => resolve()));

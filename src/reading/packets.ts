@@ -437,20 +437,41 @@ export interface Observed {
 }
 
 /** Follows packets through a trace, one event at a time. */
+export interface TrackerOptions {
+  /**
+   * Keep finished packets (default). A live sink passes false and an onDone
+   * that reduces each finished packet to a summary row, so memory stays
+   * bounded by the packets in flight.
+   */
+  retain?: boolean;
+  /** Called once per packet when it is finished: freed, or its address reused. */
+  onDone?: (packet: Packet) => void;
+}
+
 export class PacketTracker {
   private readonly live = new Map<string, { packet: Packet; last: Last }>();
   private readonly all: Packet[] = [];
+  private count = 0;
+
+  constructor(private readonly options: TrackerOptions = {}) {}
+
+  private done(packet: Packet): void {
+    this.options.onDone?.(packet);
+  }
 
   observe(e: TraceEvent): Observed {
     const key = `${e.node ?? ''}/${e.skb}`;
     let entry = this.live.get(key);
-    if (entry && startsNewPacket(entry.last, e)) entry = undefined;
+    if (entry && startsNewPacket(entry.last, e)) {
+      this.done(entry.packet);
+      entry = undefined;
+    }
     if (!entry) {
-      const packet: Packet = { id: this.all.length + 1, skb: e.skb, steps: [], freed: false };
+      const packet: Packet = { id: ++this.count, skb: e.skb, steps: [], freed: false };
       if (e.node !== undefined) packet.node = e.node;
       entry = { packet, last: {} };
       this.live.set(key, entry);
-      this.all.push(packet);
+      if (this.options.retain !== false) this.all.push(packet);
     }
     const { packet, last } = entry;
     const step: Step = {
@@ -464,12 +485,19 @@ export class PacketTracker {
     if (e.freed || e.drop) {
       packet.freed = true;
       this.live.delete(key);
+      this.done(packet);
     }
     return { packet, step };
   }
 
+  /** Every packet, in order of appearance (when retained). */
   packets(): Packet[] {
     return this.all;
+  }
+
+  /** Packets not finished yet: not freed when the trace ended. */
+  open(): Packet[] {
+    return [...this.live.values()].map((e) => e.packet);
   }
 }
 

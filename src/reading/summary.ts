@@ -14,6 +14,7 @@ import {
   flowKey,
   formatTuple,
   type Packet,
+  type Step,
   type Verdict,
   verdictLabel,
   verdictOf,
@@ -110,65 +111,88 @@ export function packetRow(p: Packet): PacketRow {
   return row;
 }
 
-export function summarize(packets: Packet[], stats: TraceStats[] = []): TraceSummary {
-  const rows = packets.map(packetRow);
-  const flows = new Map<string, FlowRow>();
-  const reasons = new Map<string, ReasonCount>();
-  const funcs = new Map<string, number>();
-  const verdicts: Record<Verdict['kind'], number> = {
-    dropped: 0,
-    delivered: 0,
-    sent: 0,
-    consumed: 0,
-    'in-flight': 0,
-  };
-  let events = 0;
-  for (const [i, p] of packets.entries()) {
-    const row = rows[i];
-    verdicts[row.verdict.kind]++;
-    const key = `${row.node ?? ''}\u0000${row.flow}`;
-    let f = flows.get(key);
-    if (!f) {
-      f = { flow: row.flow, packets: 0, first: row.first, last: row.last, verdicts: {} };
-      if (row.node !== undefined) f.node = row.node;
-      flows.set(key, f);
-    }
-    f.packets++;
-    f.verdicts[row.label] = (f.verdicts[row.label] ?? 0) + 1;
-    for (const s of p.steps) {
-      events++;
-      const fn = baseFunc(s.event.func);
-      funcs.set(fn, (funcs.get(fn) ?? 0) + 1);
-    }
-    if (row.verdict.kind === 'dropped') {
-      const name = row.verdict.reason;
-      let r = reasons.get(name);
-      if (!r) {
-        const info = explainDropReason(name);
-        r = { reason: name, count: 0, text: info.text, known: info.known, at: {} };
-        reasons.set(name, r);
-      }
-      r.count++;
-      r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + 1;
-    }
+/**
+ * Builds a summary as a trace goes, so that a long trace need not keep every
+ * step of every packet: a finished packet is reduced to its row at once.
+ */
+export class SummaryBuilder {
+  private readonly rows: PacketRow[] = [];
+  private readonly funcs = new Map<string, number>();
+  private events = 0;
+
+  step(s: Step): void {
+    this.events++;
+    const fn = baseFunc(s.event.func);
+    this.funcs.set(fn, (this.funcs.get(fn) ?? 0) + 1);
   }
-  // Per node, the last stats line is the final word on lost events.
-  const lastByNode = new Map<string, TraceStats>();
-  for (const s of stats) lastByNode.set(s.node ?? '', s);
-  const lost = [...lastByNode.values()].reduce((n, s) => n + s.lost, 0);
-  return {
-    type: 'summary',
-    v: TRACE_SCHEMA_VERSION,
-    packets: rows,
-    flows: [...flows.values()],
-    dropReasons: [...reasons.values()].sort((a, b) => b.count - a.count),
-    functions: [...funcs.entries()]
-      .map(([func, count]) => ({ func, count }))
-      .sort((a, b) => b.count - a.count),
-    verdicts,
-    events,
-    lost,
-  };
+
+  /** A packet whose path is complete (freed), or every packet at the end. */
+  packet(p: Packet): void {
+    this.rows.push(packetRow(p));
+  }
+
+  /** The summary, with the packets still open when the trace ended. */
+  build(open: Packet[], stats: TraceStats[] = []): TraceSummary {
+    const rows = [...this.rows, ...open.map(packetRow)].sort((a, b) => a.id - b.id);
+    const flows = new Map<string, FlowRow>();
+    const reasons = new Map<string, ReasonCount>();
+    const verdicts: Record<Verdict['kind'], number> = {
+      dropped: 0,
+      delivered: 0,
+      sent: 0,
+      consumed: 0,
+      'in-flight': 0,
+    };
+    for (const row of rows) {
+      verdicts[row.verdict.kind]++;
+      const key = `${row.node ?? ''}\u0000${row.flow}`;
+      let f = flows.get(key);
+      if (!f) {
+        f = { flow: row.flow, packets: 0, first: row.first, last: row.last, verdicts: {} };
+        if (row.node !== undefined) f.node = row.node;
+        flows.set(key, f);
+      }
+      f.packets++;
+      f.verdicts[row.label] = (f.verdicts[row.label] ?? 0) + 1;
+      if (row.verdict.kind === 'dropped') {
+        const name = row.verdict.reason;
+        let r = reasons.get(name);
+        if (!r) {
+          const info = explainDropReason(name);
+          r = { reason: name, count: 0, text: info.text, known: info.known, at: {} };
+          reasons.set(name, r);
+        }
+        r.count++;
+        r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + 1;
+      }
+    }
+    // Per node, the last stats line is the final word on lost events.
+    const lastByNode = new Map<string, TraceStats>();
+    for (const s of stats) lastByNode.set(s.node ?? '', s);
+    const lost = [...lastByNode.values()].reduce((n, s) => n + s.lost, 0);
+    return {
+      type: 'summary',
+      v: TRACE_SCHEMA_VERSION,
+      packets: rows,
+      flows: [...flows.values()],
+      dropReasons: [...reasons.values()].sort((a, b) => b.count - a.count),
+      functions: [...this.funcs.entries()]
+        .map(([func, count]) => ({ func, count }))
+        .sort((a, b) => b.count - a.count),
+      verdicts,
+      events: this.events,
+      lost,
+    };
+  }
+}
+
+export function summarize(packets: Packet[], stats: TraceStats[] = []): TraceSummary {
+  const b = new SummaryBuilder();
+  for (const p of packets) {
+    for (const s of p.steps) b.step(s);
+    b.packet(p);
+  }
+  return b.build([], stats);
 }
 
 /** "3 packets: 2 delivered, 1 dropped. 41 events, 0 lost." */

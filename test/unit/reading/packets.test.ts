@@ -151,3 +151,21 @@ test('function names: tracepoint categories and symbol offsets are stripped', ()
   assert.equal(baseFunc('ip_rcv_finish_core.isra.0+0x1a5'), 'ip_rcv_finish_core');
   assert.equal(baseFunc('nft_do_chain+0x3c2/0x5c0'), 'nft_do_chain');
 });
+
+test('a live tracker hands finished packets on and keeps only those in flight', () => {
+  const done: number[] = [];
+  const t = new PacketTracker({ retain: false, onDone: (p) => done.push(p.id) });
+  t.observe(event({ skb: '0x1', func: 'net_dev_queue' }));
+  t.observe(event({ skb: '0x2', func: 'net_dev_queue' }));
+  t.observe(event({ skb: '0x1', func: 'kfree_skb', drop: { reason: 'NO_SOCKET' }, freed: true }));
+  // 0x2 comes back turned around without a traced free: the old packet is finished
+  const back = event({ skb: '0x2', func: 'net_dev_queue' });
+  back.tuple = { family: 4, proto: 'UDP', src: '10.0.0.2', dst: '10.0.0.1', sport: 53, dport: 1000 };
+  t.observe(back);
+  assert.deepEqual(done, [1, 2]);
+  assert.deepEqual(t.packets(), []);
+  assert.deepEqual(
+    t.open().map((p) => p.id),
+    [3],
+  );
+});
