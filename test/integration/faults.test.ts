@@ -4,16 +4,57 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { run } from './netlab';
 import { CLI, HELPER, RunningTrace, runCli, startTrace } from './tracer';
 
-/** Names of our BPF programs still loaded in the kernel. */
-function ourPrograms(): string[] {
-  const progs = JSON.parse(run('bpftool', ['-j', 'prog', 'show'])) as { name?: string }[];
-  return progs
-    .map((p) => p.name ?? '')
-    .filter((n) => /^(tp_skb_|tp_kfree_skb|tp_consume_skb|kprobe_skb_|kmulti_skb_)/.test(n));
+const OUR_PROGRAM = /^(tp_skb_|tp_kfree_skb|tp_consume_skb|kprobe_skb_|kmulti_skb_)/;
+
+/** Our programs loaded in the kernel, by id. */
+function ourPrograms(): Map<number, string> {
+  const progs = JSON.parse(run('bpftool', ['-j', 'prog', 'show'])) as { id: number; name?: string }[];
+  return new Map(progs.filter((p) => OUR_PROGRAM.test(p.name ?? '')).map((p) => [p.id, p.name ?? '']));
+}
+
+/** Which processes hold which programs (prog and link fds say "prog_id:" in their fdinfo). */
+function programHolders(): Map<number, number[]> {
+  const holders = new Map<number, number[]>();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fdinfo`);
+    } catch {
+      continue; // gone, or a kernel thread
+    }
+    for (const fd of fds) {
+      let info = '';
+      try {
+        info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+      } catch {
+        continue;
+      }
+      const m = /^prog_id:\s*(\d+)/m.exec(info);
+      if (m) holders.set(Number(m[1]), [...(holders.get(Number(m[1])) ?? []), Number(pid)]);
+    }
+  }
+  return holders;
+}
+
+/**
+ * Our programs that no process holds: left attached in the kernel by a helper
+ * that is gone. Other tracers running at the same time hold theirs, so this
+ * does not depend on what else runs on the machine.
+ */
+function orphanPrograms(): string[] {
+  const holders = programHolders();
+  return [...ourPrograms()].filter(([id]) => !holders.has(id)).map(([, name]) => name);
+}
+
+/** Our programs held by one process. */
+function programsOf(pid: number): string[] {
+  const holders = programHolders();
+  return [...ourPrograms()].filter(([id]) => holders.get(id)?.includes(pid)).map(([, name]) => name);
 }
 
 function spawnCli(wrapper: string[], args: string[]): Promise<{ code: number | null; stderr: string }> {
@@ -24,12 +65,11 @@ function spawnCli(wrapper: string[], args: string[]): Promise<{ code: number | n
 
 describe('bad input and faults', () => {
   test('an invalid pcap expression: libpcap says why, exit 2, nothing loaded', async () => {
-    const before = ourPrograms().length;
     const r = await runCli(['--local', 'udp and hst 10.0.0.1']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /invalid pcap filter: .*syntax error/);
     assert.doesNotMatch(r.stderr, /attaching probes/);
-    assert.equal(ourPrograms().length, before);
+    assert.deepEqual(orphanPrograms(), []);
   });
 
   test('a bad flag value is refused before anything runs', async () => {
@@ -98,21 +138,26 @@ describe('bad input and faults', () => {
     const pid = execFileSync('pgrep', ['-P', String(trace.child.pid), '-f', 'pwru-helper'], {
       encoding: 'utf8',
     }).trim();
+    assert.ok(programsOf(Number(pid)).length > 0, 'the helper holds its programs while tracing');
     process.kill(Number(pid), 'SIGKILL');
     const r = await trace.finished();
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /the helper was killed by SIGKILL/);
-    assert.deepEqual(ourPrograms(), []);
+    assert.deepEqual(orphanPrograms(), []);
   });
 
   test('Ctrl-C stops cleanly: exit 0, final counts, no program left in the kernel', async () => {
     const trace = startTrace(['udp']);
     await trace.ready();
-    assert.ok(ourPrograms().length > 0, 'programs are loaded while tracing');
+    const pid = Number(
+      execFileSync('pgrep', ['-P', String(trace.child.pid), '-f', 'pwru-helper'], { encoding: 'utf8' }),
+    );
+    assert.ok(programsOf(pid).length > 0, 'programs are loaded while tracing');
     const r = await trace.stop();
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.lines.some((l) => l.type === 'stats' && l.final));
-    assert.deepEqual(ourPrograms(), []);
+    assert.deepEqual(programsOf(pid), []);
+    assert.deepEqual(orphanPrograms(), []);
   });
 
   test('works without raising RLIMIT_MEMLOCK and without CAP_SYS_RESOURCE', async () => {
