@@ -84,6 +84,20 @@ function plan(k: KernelSpec): CaseSpec[] {
     });
   }
   cases.push({
+    name: 'netns',
+    traffic: 'full',
+    readyTimeout: 120,
+    args: [
+      '--backend',
+      k.backends[0],
+      ...funcsFor(k.backends[0]),
+      '--filter-netns',
+      '/run/netns/ns2',
+      '--',
+      FILTER,
+    ],
+  });
+  cases.push({
     name: 'noise',
     traffic: 'noise',
     readyTimeout: 120,
@@ -153,6 +167,9 @@ function report(run: GuestRun): string {
       c.readySeconds.toFixed(1).padStart(7),
       c.stopSeconds.toFixed(1).padStart(7),
       String(c.events.length).padStart(6),
+      `${c.stats.at(-1)?.seen ?? '-'}/${c.stats.at(-1)?.emitted ?? '-'}/${c.stats.at(-1)?.lost ?? '-'}`.padStart(
+        15,
+      ),
       String(c.exitCode).padStart(4),
     ].join(' '),
   );
@@ -161,7 +178,7 @@ function report(run: GuestRun): string {
   );
   return [
     `kernel ${run.kernel} (${run.release}): /init at ${run.bootSeconds.toFixed(2)} s, network ready at ${run.setupSeconds.toFixed(2)} s, qemu wall ${run.wallSeconds.toFixed(1)} s`,
-    `${'case'.padEnd(20)} ${'backend'.padEnd(13)} probes attachms ready_s  stop_s events exit`,
+    `${'case'.padEnd(20)} ${'backend'.padEnd(13)} probes attachms ready_s  stop_s events seen/emit/lost exit`,
     ...rows,
     ...notes,
   ].join('\n');
@@ -236,6 +253,17 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
       assert.ok(s.seen >= NOISE_PACKETS, `seen ${s.seen}: the probes should have seen the noise`);
     });
 
+    await t.test('--filter-netns keeps only the receiving namespace', () => {
+      const c = getCase(run, 'netns');
+      assertClean(c);
+      assert.ok(c.events.length > 0, describeCase(c));
+      const elsewhere = c.events.filter((e) => String(e.netns) !== run.info.netns_inode_ns2);
+      assert.equal(elsewhere.length, 0, `events outside ns2: ${JSON.stringify(elsewhere[0])}`);
+      const funcs = new Set(c.events.map((e) => e.func));
+      assert.ok(funcs.has('ip_rcv'), `ip_rcv (in ns2) missing: ${[...funcs].join(', ')}`);
+      assert.ok(!funcs.has('ip_output'), 'ip_output runs in ns1 and must be filtered out');
+    });
+
     if (!k.backends.includes('kprobe-multi')) {
       await t.test('forcing kprobe-multi fails with an error the user can read', () => {
         const c = getCase(run, 'force-kprobe-multi');
@@ -252,5 +280,20 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
         assert.ok((c.ready?.attached ?? 0) > 0, describeCase(c));
       });
     }
+
+    // Known helper issue (reported to the lead): events that reach the ring
+    // buffer while plain kprobes detach (tens of seconds under TCG) are counted
+    // in the final STATS' emitted but never delivered, nor counted as lost.
+    await t.test(
+      'final STATS agree with the events delivered, even during a slow detach',
+      { todo: 'helper does not drain the ring buffer after detaching' },
+      () => {
+        for (const c of run.cases.values()) {
+          if (c.state !== 'ready' || c.stats.length === 0) continue;
+          const s = finalStats(c);
+          assert.equal(s.emitted, c.events.length + s.lost, `${c.name}: ${JSON.stringify(s)}`);
+        }
+      },
+    );
   });
 }
