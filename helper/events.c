@@ -130,6 +130,18 @@ static void write_symbol(uint64_t addr)
 	json_free(&j);
 }
 
+/* The tracing machinery's own frames at the top of a stack: not what the user asked about. */
+static bool is_tracer_frame(const char *name)
+{
+	static const char *prefixes[] = { "bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_", "kprobe_",
+					  "fprobe_", "__kprobe", "bpf_get_stack", "ftrace_" };
+
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
 static void write_stack(int32_t id)
 {
 	__u64 ips[STACK_DEPTH] = { 0 };
@@ -148,11 +160,15 @@ static void write_stack(int32_t id)
 	json_kv_int(&j, "id", id);
 	json_key(&j, "frames");
 	json_begin_array(&j);
+	bool top = true;
 	for (int i = 0; i < STACK_DEPTH && ips[i]; i++) {
 		if (ks)
 			kallsyms_describe(ks, ips[i], name, sizeof(name));
 		else
 			snprintf(name, sizeof(name), "0x%llx", (unsigned long long)ips[i]);
+		if (top && is_tracer_frame(name))
+			continue;
+		top = false;
 		json_string(&j, name);
 	}
 	json_end_array(&j);
