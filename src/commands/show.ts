@@ -49,6 +49,7 @@ or --summary (one row per packet with its verdict, counts per drop reason and pe
       showNode: hasNodes(lines),
       stdout: process.stdout,
       stderr: process.stderr,
+      replay: true,
     });
     await replay(lines, sink);
     await sink.close();

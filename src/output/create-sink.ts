@@ -28,6 +28,8 @@ export interface SinkOptions {
   showNode: boolean;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Rendering a saved trace (`show`): describe the recording instead of announcing a live one. */
+  replay?: boolean;
 }
 
 export type ReadingSink = TraceSink & {
@@ -77,9 +79,12 @@ export function createSink(opts: SinkOptions): ReadingSink {
     header(h: TraceHeader) {
       file?.write(`${jsonLine(h)}\n`);
       const where = h.node ? ` on ${h.node}` : '';
+      const filter = h.filter ? `, filter '${h.filter}'` : '';
       err(
         errPaint.paint(
-          `tracing${where} with ${h.backend}: ${h.probes} probes attached in ${h.attachMs} ms`,
+          opts.replay
+            ? `recorded ${h.startedAt}${where} (kernel ${h.kernel}) with ${h.backend}: ${h.probes} probes${filter}`
+            : `tracing${where} with ${h.backend}: ${h.probes} probes attached in ${h.attachMs} ms`,
           'dim',
         ),
       );

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createSink, type SinkOptions } from '../../../src/output/create-sink';
-import { replay } from '../../../src/reading/replay';
+import { hasNodes, replay } from '../../../src/reading/replay';
 import type { TraceSummary } from '../../../src/reading/summary';
 import { traceLines, traceText } from '../fixtures';
 import { Capture } from './capture';
@@ -132,4 +132,30 @@ test('--summary: tables instead of the lines; -o json --summary is one summary o
 test('dropped() is false when nothing was dropped (for --fail-on-drop)', async () => {
   assert.equal((await render('good-masquerade.jsonl')).dropped, false);
   assert.equal((await render('no-socket.jsonl')).dropped, true);
+});
+
+test('Kubernetes traces: a NODE column, and one packet per node even when addresses coincide', async () => {
+  const lines = traceLines('netfilter-drop.jsonl').flatMap((l) =>
+    ['worker-1', 'worker-2'].map((node) => ({ ...l, node })),
+  );
+  assert.equal(hasNodes(lines), true);
+  const stdout = new Capture();
+  const sink = createSink({
+    format: 'text',
+    summary: false,
+    color: false,
+    showNode: true,
+    stdout,
+    stderr: new Capture(),
+    replay: true,
+  });
+  await replay(lines, sink);
+  await sink.close();
+  const out = stdout.text.split('\n');
+  assert.match(out[0], /^NODE +SKB +CPU/);
+  assert.match(out[1], /^worker-1 +0xffff/);
+  assert.match(out[2], /^worker-2 +0xffff/);
+  assert.match(stdout.text, /│ NODE +│ PKT │/);
+  assert.match(stdout.text, /│ worker-2 │ #2 +│/);
+  assert.match(stdout.text, /2 packets: 2 dropped/);
 });
