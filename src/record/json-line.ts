@@ -1,0 +1,35 @@
+/**
+ * One trace event as a JSON line, byte for byte what JSON.stringify() makes
+ * of it, about twice as fast: `-o json` and `--output-file` write every event,
+ * hundreds of thousands a second. Keys come in TraceEvent's declared order;
+ * strings that may hold anything (names, symbols) go through JSON.stringify.
+ * test/unit/record/json-line.test.ts holds it equal to JSON.stringify for an
+ * event with every field set: a field added to TraceEvent must be added here.
+ */
+import type { TraceEvent } from './event';
+
+const q = JSON.stringify;
+
+export function eventJson(e: TraceEvent): string {
+  let s = `{"type":"event","v":${e.v},"ts":${q(e.ts)},"time":${q(e.time)},"skb":${q(e.skb)},"func":${q(e.func)},"probe":${q(e.probe)}`;
+  if (e.caller !== undefined) s += `,"caller":${q(e.caller)}`;
+  s += `,"cpu":${e.cpu},"pid":${e.pid},"process":${q(e.process)},"netns":${e.netns},"mark":${e.mark},"ifindex":${e.ifindex},"iface":${q(e.iface)},"l3proto":${q(e.l3proto)},"mtu":${e.mtu},"len":${e.len},"pktType":${q(e.pktType)}`;
+  const t = e.tuple;
+  if (t !== undefined) {
+    s += `,"tuple":{"family":${t.family},"proto":${q(t.proto)},"src":${q(t.src)},"dst":${q(t.dst)}`;
+    if (t.sport !== undefined) s += `,"sport":${t.sport}`;
+    if (t.dport !== undefined) s += `,"dport":${t.dport}`;
+    if (t.icmpType !== undefined) s += `,"icmpType":${t.icmpType}`;
+    if (t.icmpCode !== undefined) s += `,"icmpCode":${t.icmpCode}`;
+    if (t.tcpFlags !== undefined) s += `,"tcpFlags":${q(t.tcpFlags)}`;
+    s += '}';
+  }
+  if (e.drop !== undefined) s += `,"drop":${q(e.drop)}`;
+  if (e.freed !== undefined) s += `,"freed":${e.freed}`;
+  if (e.tracked !== undefined) s += `,"tracked":${e.tracked}`;
+  if (e.stack !== undefined) s += `,"stack":${q(e.stack)}`;
+  if (e.node !== undefined) s += `,"node":${q(e.node)}`;
+  if (e.packet !== undefined) s += `,"packet":${e.packet}`;
+  if (e.changes !== undefined) s += `,"changes":${q(e.changes)}`;
+  return `${s}}`;
+}
