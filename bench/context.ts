@@ -9,6 +9,8 @@ export interface BenchContext {
   work: string;
   /** Seconds of traffic per measurement (BENCH_SECONDS). */
   seconds: number;
+  /** Paired baseline/traced runs per throughput figure (BENCH_REPEAT). */
+  repeat: number;
   /** Names of the tracepoints kubectl-pwru attaches here, from the helper's READY frame. */
   tracepoints: string[];
 }

@@ -134,7 +134,7 @@ export function childrenOf(pid: number): number[] {
   return out;
 }
 
-function comm(pid: number): string {
+export function comm(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
   } catch {

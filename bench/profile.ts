@@ -46,6 +46,8 @@ export function summarizeProfile(file: string, top = 8): ProfileSummary {
   p.samples.forEach((id, i) => {
     selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
   });
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const fn = new Map<string, number>();
   const pkg = new Map<string, number>();
   for (const [id, us] of selfUs) {
@@ -54,7 +56,19 @@ export function summarizeProfile(file: string, top = 8): ProfileSummary {
     const where = owner(n.callFrame.url);
     const name = `${n.callFrame.functionName || '(anonymous)'} (${where}${n.callFrame.url ? `:${n.callFrame.lineNumber + 1}` : ''})`;
     fn.set(name, (fn.get(name) ?? 0) + us / 1000);
-    pkg.set(where, (pkg.get(where) ?? 0) + us / 1000);
+    // Time in node's internals (module loading, streams, fs) counts for the package that called them.
+    let caller: ProfileNode | undefined = n;
+    while (caller && (!caller.callFrame.url || caller.callFrame.url.startsWith('node:'))) {
+      const up = parent.get(caller.id);
+      caller = up === undefined ? undefined : byId.get(up);
+    }
+    const leaf = n.callFrame.functionName;
+    const account = caller
+      ? owner(caller.callFrame.url)
+      : /^\((idle|garbage collector|program)\)$/.test(leaf)
+        ? leaf
+        : '(node start-up and internals)';
+    pkg.set(account, (pkg.get(account) ?? 0) + us / 1000);
   }
   const sorted = (m: Map<string, number>) =>
     [...m.entries()]

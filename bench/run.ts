@@ -7,7 +7,8 @@
  * no network namespaces, a tool missing); a figure that misses its goal is
  * a finding, reported in the table.
  *
- * BENCH_SECONDS (default 4): traffic per measurement.
+ * BENCH_SECONDS (default 3): traffic per measurement.
+ * BENCH_REPEAT (default 3): baseline/traced pairs per throughput ratio.
  * BENCH_ONLY=overhead,pipeline,ready,scaling: run some sections.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -39,7 +40,8 @@ async function main(): Promise<number> {
   }
   run('sh', [join(REPO, 'bench', 'setup.sh')]);
   const only = process.env.BENCH_ONLY?.split(',');
-  const seconds = Number(process.env.BENCH_SECONDS ?? 4);
+  const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+  const repeat = Number(process.env.BENCH_REPEAT ?? 3);
   const report = new Report();
   const net = new BenchNet();
   const work = mkdtempSync(join(tmpdir(), 'pwru-bench-'));
@@ -60,6 +62,7 @@ async function main(): Promise<number> {
       report,
       work,
       seconds,
+      repeat,
       tracepoints: probe.ready.probes.map((p) => p.name),
     };
     for (const [key, section, fn] of SECTIONS) {
@@ -80,7 +83,7 @@ async function main(): Promise<number> {
   const elapsed = (Date.now() - startedAt.getTime()) / 1000;
   const command = `npm run bench${only ? ` (BENCH_ONLY=${only.join(',')})` : ''}${
     process.env.BENCH_SECONDS ? ` (BENCH_SECONDS=${seconds})` : ''
-  }`;
+  }${process.env.BENCH_REPEAT ? ` (BENCH_REPEAT=${repeat})` : ''}`;
   process.stdout.write(`${report.table()}\n`);
   writeResults(join(REPO, 'BENCHMARKS.md'), report.markdown(command, startedAt, elapsed));
   process.stdout.write('results written to BENCHMARKS.md\n');

@@ -16,7 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { PeakMemory, type Proc, sleep, start, stop } from './proc';
+import { childrenOf, comm, PeakMemory, type Proc, sleep, start, stop } from './proc';
 
 export const REPO = join(__dirname, '..', '..');
 export const BIN = join(REPO, 'bin', 'kubectl-pwru');
@@ -53,6 +53,8 @@ export interface RunningTracer {
   readyMs: number;
   probes: number;
   attachMs?: number;
+  /** The process that holds the BPF programs (for their run-time statistics). */
+  bpfPid?(): number | undefined;
   stop(): Promise<TracerOutcome>;
 }
 
@@ -100,6 +102,7 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
     readyMs,
     probes: Number(m[2]),
     attachMs: Number(m[3]),
+    bpfPid: () => childrenOf(proc.pid).find((c) => comm(c) === 'pwru-helper'),
     async stop() {
       const code = await stop(proc);
       const mem = memory?.finish();
@@ -248,6 +251,7 @@ export async function startBpftrace(o: BpftraceOptions): Promise<RunningTracer> 
   return {
     readyMs,
     probes: probes.length,
+    bpfPid: () => proc.pid,
     async stop() {
       await stop(proc);
       let delivered = 0;
