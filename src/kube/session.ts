@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { HelperStream } from '../trace/helper-stream';
-import { HEARTBEAT_MS } from './bundle';
+import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_SEC } from './bundle';
 import { type Cluster, call, explain, k8sLib, type Step } from './client';
 import { CONTAINER } from './debug-pod';
 
@@ -31,6 +31,12 @@ const FATAL_WAITING = new Set([
   'RunContainerError',
   'CrashLoopBackOff',
 ]);
+
+/**
+ * Helper ERROR codes that mean the request cannot work as given: exit code 2,
+ * as in local mode (src/local/session.ts keeps the same list).
+ */
+const HELPER_BAD_INPUT = new Set(['usage', 'bad_filter', 'bad_regex', 'no_match', 'backend_unavailable']);
 
 /** What the API server sends on the error channel when the container's stream ends. */
 interface ChannelStatus {
@@ -130,6 +136,9 @@ export class NodeSession {
     const name = this.podName ?? '';
     const ns = this.namespace;
     const aborts: AbortController[] = [];
+    let finished = false;
+    // A watch that opens after we stopped waiting must be closed at once, or it keeps the process alive.
+    const keep = (a: AbortController) => (finished ? a.abort() : aborts.push(a));
     const seenEvents = new Set<string>();
     let lastEvent = '';
     if (this.o.signal.aborted) throw new AbortedError();
@@ -182,7 +191,7 @@ export class NodeSession {
         };
         watch
           .watch(`/api/v1/namespaces/${ns}/pods`, { fieldSelector: `metadata.name=${name}` }, onPod, onDone)
-          .then((a) => aborts.push(a), fail);
+          .then(keep, fail);
         // Events are a comfort, not a need: a user who may not watch them still gets the trace.
         watch
           .watch(
@@ -191,12 +200,10 @@ export class NodeSession {
             onEvent,
             () => {},
           )
-          .then(
-            (a) => aborts.push(a),
-            () => {},
-          );
+          .then(keep, () => {});
       });
     } finally {
+      finished = true;
       for (const a of aborts) a.abort();
     }
     this.progress(`debug pod ${ns}/${name} is running; sending the helper and attaching probes`);
@@ -300,20 +307,42 @@ export class NodeSession {
     }
 
     const outcome = this.stream.outcome;
-    if (outcome.error) throw outcome.error;
-    if (this.o.signal.aborted) return;
-    if (status?.status === 'Success') return;
-    if (status?.status === 'Failure') {
-      const exit = status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message;
+    if (outcome.error) {
+      // The helper's own words, verbatim (prefixed with the node when several are traced).
       throw new UserError(
-        `the runner on node ${this.o.node} failed${exit ? ` (exit code ${exit})` : ''}: ${status.message ?? ''}${this.tail()}`,
+        `${this.where}${outcome.error.message}`,
+        HELPER_BAD_INPUT.has(outcome.error.code) ? 2 : 1,
       );
     }
+    if (this.o.signal.aborted) return;
     if (outcome.endReason) return;
+    if (status?.status === 'Success' || status?.status === 'Failure') {
+      // The container ended without the helper's END frame: the pod says why.
+      throw new UserError(
+        `the runner on node ${this.o.node} ended before the trace did${await this.termination()}${this.tail()}`,
+      );
+    }
     throw new UserError(
       `the connection to the API server dropped during the trace on node ${this.o.node} (websocket closed, code ${code}); ` +
-        `the debug pod stops its probes by itself within seconds${this.tail()}`,
+        `the debug pod stops its probes by itself within ${HEARTBEAT_TIMEOUT_SEC} s${this.tail()}`,
     );
+  }
+
+  /** " (exit code N: reason)" from the pod's container status, when it has ended; "" otherwise. */
+  private async termination(): Promise<string> {
+    const name = this.podName ?? '';
+    for (let i = 0; i < 10; i++) {
+      try {
+        const pod = await this.o.cluster.core.readNamespacedPod({ name, namespace: this.namespace });
+        const t = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER)?.state?.terminated;
+        if (t)
+          return ` (exit code ${t.exitCode}${t.reason ? `, ${t.reason}` : ''}${t.message ? `: ${t.message}` : ''})`;
+      } catch {
+        return '';
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return '';
   }
 
   private stderr(data: Buffer): void {

@@ -603,6 +603,11 @@ export class StandInApiServer {
     this.put('pods', pod);
   }
 
+  /** The network drops: every attach connection is cut without a close handshake. */
+  dropConnections(): void {
+    for (const ws of this.wss.clients) ws.terminate();
+  }
+
   private kill(uid: string, signal: NodeJS.Signals): void {
     this.running.get(uid)?.proc.kill(signal);
   }

@@ -1,0 +1,83 @@
+/**
+ * The shipped manifests against the real Kubernetes OpenAPI schema
+ * (kubernetes-models: validators generated from the upstream spec), and the
+ * properties the debug pod must have.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import { Pod } from 'kubernetes-models/v1/Pod';
+import { k8sLib } from '../../src/kube/client';
+import { buildDebugPod, loadTemplate } from '../../src/kube/debug-pod';
+import { REPO } from './harness';
+
+function docs(file: string): Record<string, never>[] {
+  return k8sLib().loadAllYaml(readFileSync(join(REPO, 'manifests', file), 'utf8')) as Record<string, never>[];
+}
+
+test('the schema check catches a broken pod (so the checks below can fail)', () => {
+  const pod = structuredClone(loadTemplate()) as unknown as {
+    spec: { containers: { securityContext: unknown }[] };
+  };
+  pod.spec.containers[0].securityContext = { privileged: 'yes' };
+  assert.throws(() => new Pod(pod as never).validate(), /privileged must be boolean/);
+});
+
+test('manifests/debug-pod.yaml is a valid Pod, and so is every filled-in pod', () => {
+  for (const doc of docs('debug-pod.yaml')) new Pod(doc).validate();
+  const filled = buildDebugPod({
+    node: 'Worker_3.example.com',
+    namespace: 'kube-system',
+    image: 'node:22-slim',
+    session: 'abc',
+    target: 'pod/shop/web-0',
+    filter: '(host 10.0.0.1) and (tcp port 443)',
+    durationSec: 30,
+  });
+  new Pod(filled as never).validate();
+  assert.equal(filled.metadata?.generateName, 'pwru-worker-3-example-com-');
+  assert.equal(filled.spec?.nodeName, 'Worker_3.example.com');
+  assert.equal(filled.spec?.activeDeadlineSeconds, 150);
+});
+
+test('the debug pod has what tracing needs and nothing more', () => {
+  const pod = JSON.parse(JSON.stringify(loadTemplate())) as ReturnType<typeof loadTemplate>;
+  const spec = pod.spec;
+  assert.ok(spec);
+  assert.equal(spec.hostPID, true);
+  assert.equal(spec.hostNetwork, true);
+  assert.equal(spec.restartPolicy, 'Never');
+  assert.equal(spec.automountServiceAccountToken, false);
+  assert.deepEqual(spec.tolerations, [{ operator: 'Exists' }]);
+  assert.ok((spec.activeDeadlineSeconds ?? 0) > 0);
+  const c = spec.containers[0];
+  assert.equal(c.securityContext?.privileged, true);
+  assert.equal(c.imagePullPolicy, 'IfNotPresent');
+  assert.equal(c.stdin, true);
+  assert.equal(c.stdinOnce, true);
+  assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory);
+  assert.equal(pod.metadata?.labels?.['app.kubernetes.io/managed-by'], 'kubectl-pwru');
+  assert.ok(pod.metadata?.annotations?.['pwru.kubectl.io/reason']);
+});
+
+test('manifests/rbac.yaml: valid ClusterRoles, least privilege', () => {
+  const roles = docs('rbac.yaml');
+  assert.equal(roles.length, 2);
+  for (const r of roles) new ClusterRole(r).validate();
+  const rules = roles.flatMap(
+    (r) => (r as unknown as { rules: { resources: string[]; verbs: string[] }[] }).rules,
+  );
+  const verbs = (res: string) =>
+    rules
+      .filter((r) => r.resources.includes(res))
+      .flatMap((r) => r.verbs)
+      .sort();
+  assert.deepEqual(verbs('pods'), ['create', 'delete', 'get', 'list', 'watch']);
+  assert.deepEqual(verbs('pods/attach'), ['create', 'get']);
+  assert.deepEqual(verbs('nodes'), ['get']);
+  assert.deepEqual(verbs('pods/exec'), [], 'exec is not needed');
+  assert.deepEqual(verbs('secrets'), [], 'secrets are never needed');
+  for (const r of rules) assert.ok(!r.verbs.includes('*') && !r.resources.includes('*'), 'no wildcards');
+});
