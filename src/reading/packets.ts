@@ -128,7 +128,29 @@ export function classifyChanges(changes: Change[], before?: Tuple, after?: Tuple
   return kinds;
 }
 
-/** "SNAT src 10.244.0.5 → 192.168.50.1, iface rs → s0". */
+const TUNNEL_PORTS: Record<string, string> = {
+  '4789': 'VXLAN',
+  '8472': 'VXLAN',
+  '6081': 'Geneve',
+  '51820': 'WireGuard',
+};
+const TUNNEL_PROTOS: Record<string, string> = {
+  GRE: 'GRE',
+  '47': 'GRE',
+  '4': 'IPIP',
+  '41': 'IPv6-in-IPv4',
+  ESP: 'IPsec ESP',
+  '50': 'IPsec ESP',
+};
+
+function tunnelOf(port?: string, proto?: string): string | undefined {
+  return (proto && TUNNEL_PROTOS[proto]) || (port ? TUNNEL_PORTS[port] : undefined);
+}
+
+/**
+ * "SNAT src 10.244.0.5 → 192.168.50.1, iface rs → s0", or for a tunnel
+ * "VXLAN encap, outer 192.168.1.1:50480 → 192.168.1.2:4789, iface vx0 → ua".
+ */
 export function describeChanges(changes: Change[]): string {
   const parts: string[] = [];
   const has = (f: ChangeField) => changes.find((c) => c.field === f);
@@ -137,16 +159,28 @@ export function describeChanges(changes: Change[]): string {
   const sport = has('sport');
   const dport = has('dport');
   const proto = has('proto');
-  if (proto) parts.push(`proto ${proto.from} → ${proto.to}`);
-  if (src || sport) {
-    const label = proto || (src && dst) ? 'src' : 'SNAT src';
-    if (src) parts.push(`${label} ${src.from} → ${src.to}`);
-    if (sport) parts.push(`sport ${sport.from} → ${sport.to}`);
-  }
-  if (dst || dport) {
-    const label = proto || (src && dst) ? 'dst' : 'DNAT dst';
-    if (dst) parts.push(`${label} ${dst.from} → ${dst.to}`);
-    if (dport) parts.push(`dport ${dport.from} → ${dport.to}`);
+  const encap = (src && dst) || proto ? tunnelOf(dport?.to, proto?.to) : undefined;
+  const decap = !encap && ((src && dst) || proto) ? tunnelOf(dport?.from, proto?.from) : undefined;
+  if (encap || decap) {
+    const side = encap ? 'to' : 'from';
+    const other = encap ? 'from' : 'to';
+    const end = (a?: Change, port?: Change) =>
+      `${a?.[encap ? side : other] ?? '?'}${port ? `:${port[encap ? side : other]}` : ''}`;
+    parts.push(
+      `${encap ?? decap} ${encap ? 'encap, outer' : 'decap, inner'} ${end(src, sport)} → ${end(dst, dport)}`,
+    );
+  } else {
+    if (proto) parts.push(`proto ${proto.from} → ${proto.to}`);
+    if (src || sport) {
+      const label = proto || (src && dst) ? 'src' : 'SNAT src';
+      if (src) parts.push(`${label} ${src.from} → ${src.to}`);
+      if (sport) parts.push(`sport ${sport.from} → ${sport.to}`);
+    }
+    if (dst || dport) {
+      const label = proto || (src && dst) ? 'dst' : 'DNAT dst';
+      if (dst) parts.push(`${label} ${dst.from} → ${dst.to}`);
+      if (dport) parts.push(`dport ${dport.from} → ${dport.to}`);
+    }
   }
   for (const f of ['iface', 'netns', 'mark', 'l3proto'] as const) {
     const c = has(f);

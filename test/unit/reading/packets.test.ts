@@ -169,3 +169,19 @@ test('a live tracker hands finished packets on and keeps only those in flight', 
     [3],
   );
 });
+
+test('VXLAN: the encapsulation and the decapsulation say so, with the outer and inner tuples', () => {
+  const packets = tracePackets('vxlan.jsonl');
+  const p = packets.find((x) => x.steps.some((s) => s.changes.length));
+  assert.ok(p);
+  const notes = p.steps
+    .filter((s) => s.changes.some((c) => c.field === 'dst'))
+    .map((s) => describeChanges(s.changes));
+  assert.equal(notes.length, 2);
+  assert.match(notes[0], /^VXLAN encap, outer 192\.168\.1\.1:\d+ → 192\.168\.1\.2:4789, iface vx0 → ua$/);
+  assert.match(notes[1], /^VXLAN decap, inner 10\.10\.0\.1:\d+ → 10\.10\.0\.2:9000, iface ub → vx0$/);
+  const [enc, dec] = p.steps.filter((s) => s.changes.some((c) => c.field === 'dst'));
+  assert.deepEqual(classifyChanges(enc.changes, p.tuple, enc.event.tuple), ['encap', 'device']);
+  assert.deepEqual(classifyChanges(dec.changes, enc.event.tuple, dec.event.tuple), ['decap', 'device']);
+  assert.equal(verdictOf(p).kind, 'delivered');
+});
