@@ -26,7 +26,9 @@ interface Step {
 type Start = (file: string) => Promise<RunningTracer>;
 
 /** Packet rates tried, lowest first. */
-const STEPS = [2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000, 64000, 96000, 128000, 192000];
+const STEPS = [
+  2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000, 24000, 32000, 48000, 64000, 96000, 128000,
+];
 
 export async function pipeline(ctx: BenchContext): Promise<void> {
   const match: Match = { proto: 'udp', host: ctx.net.serverIp };

@@ -99,11 +99,16 @@ async function kubernetes(ctx: BenchContext): Promise<void> {
     s.put('namespaces', { metadata: { name: 'default' } });
     s.put('nodes', { metadata: { name: 'bench-node' }, status: { nodeInfo: { architecture: 'amd64' } } });
     const times: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    const profileDir = join(dir, 'profile');
+    mkdirSync(profileDir);
+    for (let i = 0; i < 4; i++) {
+      // The last run is under the V8 profiler, for where the time goes; it is not timed.
+      const profiled = i === 3;
       const t0 = performance.now();
       const p = start(
         process.execPath,
         [
+          ...(profiled ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
           BIN,
           'node/bench-node',
           '--backend',
@@ -116,12 +121,16 @@ async function kubernetes(ctx: BenchContext): Promise<void> {
       );
       try {
         await p.waitFor(/tracing(?: on bench-node)? with/, 'stderr', 60000);
-        times.push(performance.now() - t0);
+        if (!profiled) times.push(performance.now() - t0);
       } finally {
         await stop(p, 20000);
       }
     }
     ctx.report.add({ section: '3 ready', what, value: ms(times), goal: '≤ 3 s', met: median(times) <= 3000 });
+    const prof = summarizeProfile(profileIn(profileDir), 8);
+    ctx.report.notes.push(
+      `Time to ready, Kubernetes mode: the CLI under node --cpu-prof (one run against the stand-in, ${Math.round(prof.totalMs)} ms profiled), self time by package: ${describeProfile(prof, 'byPackage')}.`,
+    );
   } catch (err) {
     ctx.report.notMeasured('3 ready', what, (err as Error).message.split('\n')[0].slice(0, 300), '≤ 3 s');
   } finally {
