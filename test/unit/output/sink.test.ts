@@ -159,3 +159,35 @@ test('Kubernetes traces: a NODE column, and one packet per node even when addres
   assert.match(stdout.text, /│ worker-2 │ #2 +│/);
   assert.match(stdout.text, /2 packets: 2 dropped/);
 });
+
+test('many packets: one row per flow with verdict counts', async () => {
+  // 60 copies of the iptables-DROP packet, each with its own address, in 3 flows
+  const base = traceLines('netfilter-drop.jsonl');
+  const lines = [base[0]];
+  for (let i = 0; i < 60; i++) {
+    for (const l of base) {
+      if (l.type !== 'event') continue;
+      const tuple = l.tuple && { ...l.tuple, sport: 40000 + (i % 3) };
+      lines.push({ ...l, skb: `0xffff0000${String(i).padStart(8, '0')}`, ...(tuple ? { tuple } : {}) });
+    }
+  }
+  const stdout = new Capture();
+  const sink = createSink({
+    format: 'text',
+    summary: true,
+    color: false,
+    showNode: false,
+    stdout,
+    stderr: new Capture(),
+  });
+  await replay(lines, sink);
+  await sink.close();
+  assert.match(stdout.text, /^60 packets, one row per flow:/m);
+  assert.match(stdout.text, /│ FLOW +│ PACKETS │ FIRST STEP +│ LAST STEP +│ VERDICTS/);
+  const rows = stdout.text
+    .split('\n')
+    .filter((l) => /│ 10\.244\.0\.5:4000\d->10\.0\.0\.2:9001\(udp\) +│ 20 /.test(l));
+  assert.equal(rows.length, 3);
+  assert.match(rows[0], /20 × dropped at nft_do_chain: NETFILTER_DROP/);
+  assert.match(stdout.text, /│ NETFILTER_DROP │ 60 +│ nft_do_chain │/);
+});
