@@ -101,18 +101,20 @@ if [ ! -x "$QEMU/usr/bin/qemu-system-x86_64" ] || [ "$REFRESH" = 1 ]; then
 fi
 # qemu's shared libraries come from the host's suite (bookworm has every one the
 # backport needs): install the library packages its control file names.
-if ldd "$QEMU/usr/bin/qemu-system-x86_64" | grep -q 'not found'; then
+qemu_missing_libs() { { ldd "$QEMU/usr/bin/qemu-system-x86_64" || true; } | awk '/not found/ {print $1}'; }
+if [ -n "$(qemu_missing_libs)" ]; then
   deb=$(ls "$CACHE/apt/bookworm-backports/debs/"qemu-system-x86_*.deb 2>/dev/null | head -1)
-  [ -n "$deb" ] || deb=$(download bookworm-backports qemu-system-x86/bookworm-backports)
+  if [ -z "$deb" ]; then
+    apt_update_private bookworm-backports
+    deb=$(download bookworm-backports qemu-system-x86/bookworm-backports)
+  fi
   mapfile -t libs < <(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/^ *//; s/[ (].*//' | grep -E '^(lib|zlib)' |
     while read -r p; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
   log "installing qemu's libraries on the host: ${libs[*]}"
   apt-get update -qq || die "apt-get update failed"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${libs[@]}" >/dev/null ||
     die "apt-get install of qemu's libraries failed: ${libs[*]}"
-  if ldd "$QEMU/usr/bin/qemu-system-x86_64" | grep -q 'not found'; then
-    die "qemu-system-x86_64 still misses libraries: $(ldd "$QEMU/usr/bin/qemu-system-x86_64" | grep 'not found' | tr -s ' \t\n' ' ')"
-  fi
+  [ -z "$(qemu_missing_libs)" ] || die "qemu-system-x86_64 still misses libraries: $(qemu_missing_libs | tr '\n' ' ')"
 fi
 "$QEMU/usr/bin/qemu-system-x86_64" --version | head -1 >&2
 
