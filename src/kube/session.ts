@@ -17,6 +17,8 @@ import { CONTAINER } from './debug-pod';
 export const START_TIMEOUT_MS = 120_000;
 /** After asking the runner to stop, wait this long for its last records. */
 const STOP_WAIT_MS = 6000;
+/** After asking the runner to stop, delete the pod anyway after this long (its SIGTERM stops the helper too). */
+const EARLY_DELETE_MS = 1500;
 
 const CHANNEL = { stdin: 0, stdout: 1, stderr: 2, error: 3, close: 255 } as const;
 
@@ -285,6 +287,7 @@ export class NodeSession {
     const heartbeat = setInterval(() => send(CHANNEL.stdin, Buffer.from('.')), HEARTBEAT_MS);
 
     let stopTimer: NodeJS.Timeout | undefined;
+    let deleteTimer: NodeJS.Timeout | undefined;
     const stop = () => {
       // Ask the runner to stop by closing its stdin; it stops the helper, which
       // writes its final stats and END before the stream closes.
@@ -292,6 +295,10 @@ export class NodeSession {
       if (v5) send(CHANNEL.close, Buffer.from([CHANNEL.stdin]));
       else ws.close(1000);
       stopTimer = setTimeout(() => ws.terminate(), STOP_WAIT_MS);
+      // A second Ctrl-C exits 3 s after the first: by then the pod's deletion
+      // must be under way even if the helper is still detaching.
+      // The grace period leaves the helper time to detach and report.
+      deleteTimer = setTimeout(() => void this.delete(10), EARLY_DELETE_MS);
     };
     if (this.o.signal.aborted) stop();
     else this.o.signal.addEventListener('abort', stop, { once: true });
@@ -299,6 +306,7 @@ export class NodeSession {
     const { code } = await closed;
     clearInterval(heartbeat);
     if (stopTimer) clearTimeout(stopTimer);
+    if (deleteTimer) clearTimeout(deleteTimer);
     this.o.signal.removeEventListener('abort', stop);
     try {
       this.stream.decoder.finish();
@@ -356,15 +364,23 @@ export class NodeSession {
     return this.stderrTail.length ? `\n${this.stderrTail.map((l) => `  ${l}`).join('\n')}` : '';
   }
 
+  private deleting?: Promise<void>;
   /** Deletes the pod; never throws: a failure is reported with what to do about it. */
-  async delete(): Promise<void> {
+  delete(graceSec = 1): Promise<void> {
+    this.deleting ??= this.deleteOnce(graceSec).finally(() => {
+      this.deleting = undefined;
+    });
+    return this.deleting;
+  }
+
+  private async deleteOnce(graceSec: number): Promise<void> {
     if (!this.podName) return;
     const name = this.podName;
     try {
       await this.o.cluster.core.deleteNamespacedPod({
         name,
         namespace: this.namespace,
-        gracePeriodSeconds: 1,
+        gracePeriodSeconds: graceSec,
       });
       this.podName = undefined;
     } catch (err) {

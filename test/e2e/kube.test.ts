@@ -41,6 +41,7 @@ afterEach(async () => {
   world.server.config.forbid = [];
   world.server.config.podSecurity = {};
   world.server.config.unpullable = [];
+  world.server.config.channelProtocols = undefined;
   // Every run, whatever its ending, must leave nothing behind.
   const left = await eventually(() => leftovers(world), 15000);
   assert.deepEqual(left, [], 'a debug pod, process or BPF link was left behind');
@@ -143,6 +144,26 @@ describe('targets', () => {
     assert.equal(headers[0].filter, '(host 10.213.1.2 or host 10.213.2.2) and (udp)');
   });
 
+  test('-l SELECTOR alone: matching pods in the namespace', async () => {
+    const r = await runCli(world, [
+      '-l',
+      'app in (web)',
+      '-n',
+      'shop',
+      ...TRACE,
+      '--max-events',
+      '4',
+      '-o',
+      'json',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const headers = jsonLines(r.stdout).filter((l) => l.type === 'header');
+    assert.deepEqual(headers.map((h) => h.node).sort(), ['node-a', 'node-b']);
+    const none = await runCli(world, ['-l', 'app=nothing', '-n', 'shop', ...TRACE]);
+    assert.notEqual(none.code, 0);
+    assert.match(none.stderr, /-l app=nothing in namespace "shop" selects no pods/);
+  });
+
   test('--kubeconfig and --context select the cluster; KUBECONFIG is not needed', async () => {
     const r = await runCli(
       world,
@@ -234,6 +255,29 @@ describe('stopping', () => {
     );
     run.child.kill('SIGTERM');
     assert.equal(await run.done, 0, run.stderr);
+    assert.deepEqual(debugPods(world), []);
+  });
+
+  test('a second Ctrl-C exits at once, and the pod is still deleted', async () => {
+    const run = startCli(world, ['pod/web-0', '-n', 'shop', ...TRACE]);
+    await run.waitForStderr(/tracing with/);
+    run.child.kill('SIGINT');
+    run.child.kill('SIGINT');
+    const started = Date.now();
+    await run.done;
+    assert.ok(Date.now() - started < 4000, `took ${Date.now() - started} ms`);
+    assert.deepEqual(debugPods(world), []);
+  });
+
+  test('an API server that speaks only v4.channel.k8s.io: Ctrl-C still stops and cleans up', async () => {
+    world.server.config.channelProtocols = ['v4.channel.k8s.io'];
+    const run = startCli(world, ['pod/web-0', '-n', 'shop', ...TRACE]);
+    await run.waitForStderr(/tracing with/);
+    await new Promise((r) => setTimeout(r, 500));
+    run.child.kill('SIGINT');
+    assert.equal(await run.done, 0, run.stderr);
+    assert.match(run.stdout, /10\.213\.1\.2:9999/);
+    assert.ok(world.server.requests.some((q) => q.startsWith('UPGRADE')));
     assert.deepEqual(debugPods(world), []);
   });
 

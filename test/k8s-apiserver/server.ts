@@ -132,10 +132,12 @@ export class StandInApiServer {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
-    const protocols = config.channelProtocols ?? ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
     this.wss = new WebSocketServer({
       noServer: true,
-      handleProtocols: (offered) => protocols.find((p) => offered.has(p)) ?? false,
+      handleProtocols: (offered) =>
+        (this.config.channelProtocols ?? ['v5.channel.k8s.io', 'v4.channel.k8s.io']).find((p) =>
+          offered.has(p),
+        ) ?? false,
     });
     this.server.on('upgrade', (req, socket, head) => this.upgrade(req, socket as Socket, head));
   }
