@@ -38,6 +38,7 @@ static struct {
 	bool ksyms_tried;
 	uint64_t events;
 	bool max_reached;
+	struct ring_buffer *rb;
 } L;
 
 static double mono_s(void)
@@ -236,30 +237,27 @@ static bool stdin_closed(void)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
 }
 
-int events_loop(const struct loop_config *cfg, struct loop_result *res)
+int events_open(const struct loop_config *cfg)
 {
-	struct ring_buffer *rb;
-	double start = mono_s(), next_stats = start + 1;
-	int ret = 0;
-
 	memset(&L, 0, sizeof(L));
-	memset(res, 0, sizeof(*res));
 	L.cfg = cfg;
 	L.seen_callers = calloc(SEEN_ADDRS_CAP, sizeof(*L.seen_callers));
 	L.stacks_sent = calloc(MAX_STACK_IDS / 8, 1);
-	if (!L.seen_callers || !L.stacks_sent || (cfg->kprobe_backend && build_addr_map(cfg->probes))) {
-		res->reason = "error";
+	if (!L.seen_callers || !L.stacks_sent || (cfg->kprobe_backend && build_addr_map(cfg->probes)))
 		return -ENOMEM;
-	}
-	rb = ring_buffer__new(bpf_map__fd(cfg->skel->maps.events), on_event, NULL, NULL);
-	if (!rb) {
-		res->reason = "error";
-		ret = -errno;
-		goto out;
-	}
+	L.rb = ring_buffer__new(bpf_map__fd(cfg->skel->maps.events), on_event, NULL, NULL);
+	return L.rb ? 0 : -errno;
+}
 
+int events_loop(struct loop_result *res)
+{
+	const struct loop_config *cfg = L.cfg;
+	double start = mono_s(), next_stats = start + 1;
+	int ret = 0;
+
+	memset(res, 0, sizeof(*res));
 	struct pollfd fds[3] = {
-		{ .fd = ring_buffer__epoll_fd(rb), .events = POLLIN },
+		{ .fd = ring_buffer__epoll_fd(L.rb), .events = POLLIN },
 		{ .fd = cfg->signal_fd, .events = POLLIN },
 		{ .fd = cfg->watch_stdin ? 0 : -1, .events = POLLIN },
 	};
@@ -276,7 +274,7 @@ int events_loop(const struct loop_config *cfg, struct loop_result *res)
 			break;
 		}
 		/* Drain what the kernel has written so far, then hand it on. */
-		ring_buffer__consume(rb);
+		ring_buffer__consume(L.rb);
 		out_flush();
 
 		now = mono_s();
@@ -297,10 +295,27 @@ int events_loop(const struct loop_config *cfg, struct loop_result *res)
 		}
 	}
 	res->events = L.events;
-out:
-	ring_buffer__free(rb);
+	return ret;
+}
+
+void events_drain(void)
+{
+	if (!L.rb)
+		return;
+	ring_buffer__consume(L.rb);
+	out_flush();
+}
+
+uint64_t events_delivered(void)
+{
+	return L.events;
+}
+
+void events_close(void)
+{
+	ring_buffer__free(L.rb);
 	free(L.addrs);
 	free(L.seen_callers);
 	free(L.stacks_sent);
-	return ret;
+	memset(&L, 0, sizeof(L));
 }

@@ -28,7 +28,13 @@ struct loop_result {
 	uint64_t lost;
 };
 
-int events_loop(const struct loop_config *cfg, struct loop_result *res);
+/* Sets up the ring buffer reader; then events_loop() until told to stop, events_drain() after
+ * the probes are detached (what fired meanwhile is still delivered), events_close(). */
+int events_open(const struct loop_config *cfg);
+int events_loop(struct loop_result *res);
+void events_drain(void);
+uint64_t events_delivered(void);
+void events_close(void);
 
 /* Sums the per-CPU counters and writes a STATS frame. */
 void events_write_stats(struct pwru_bpf *skel, bool final, uint64_t *lost_out);

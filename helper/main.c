@@ -119,6 +119,8 @@ static void progress(const char *phase, size_t done, size_t total)
 	json_end_object(&j);
 	out_json(PWRU_FRAME_PROGRESS, &j);
 	json_free(&j);
+	/* A slow detach (plain kprobes) must not let the ring buffer overflow meanwhile. */
+	events_drain();
 	out_flush();
 }
 
@@ -485,10 +487,19 @@ int main(int argc, char **argv)
 		.signal_fd = signal_fd,
 		.watch_stdin = stdin_is_client(),
 	};
-	ret = events_loop(&loop, &res);
+	ret = events_open(&loop);
+	if (ret) {
+		attach_detach(&att, NULL);
+		loader_destroy(skel);
+		return fail(EXIT_FAILED, "ring_buffer", "cannot read the ring buffer: %s", strerror(-ret));
+	}
+	ret = events_loop(&res);
 
-	/* Detach before the last counters, so the final numbers are final. */
+	/* Detach, then deliver what fired meanwhile, so the final numbers are final. */
 	attach_detach(&att, out_broken() ? NULL : progress);
+	events_drain();
+	res.events = events_delivered();
+	events_close();
 	events_write_stats(skel, true, &res.lost);
 	write_end(&res);
 	loader_destroy(skel);
