@@ -4,7 +4,7 @@
  * properties the debug pod must have.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
@@ -80,4 +80,42 @@ test('manifests/rbac.yaml: valid ClusterRoles, least privilege', () => {
   assert.deepEqual(verbs('pods/exec'), [], 'exec is not needed');
   assert.deepEqual(verbs('secrets'), [], 'secrets are never needed');
   for (const r of rules) assert.ok(!r.verbs.includes('*') && !r.resources.includes('*'), 'no wildcards');
+});
+
+test('manifests/krew/pwru.yaml renders to a krew Plugin that points at this package', () => {
+  const text = readFileSync(join(REPO, 'manifests', 'krew', 'pwru.yaml'), 'utf8');
+  const values: Record<string, string> = {
+    VERSION: '0.1.0',
+    URI: 'https://releases.invalid/x.tar.gz',
+    SHA256: 'a'.repeat(64),
+  };
+  const filled = text.replace(/\$\{(VERSION|URI|SHA256)\}/g, (_, k: string) => values[k]);
+  assert.doesNotMatch(filled, /\$\{/, 'every field release.sh fills is one it knows');
+  const plugin = k8sLib().loadYaml(filled) as {
+    apiVersion: string;
+    kind: string;
+    metadata: { name: string };
+    spec: {
+      version: string;
+      shortDescription: string;
+      platforms: { uri: string; sha256: string; bin: string; selector: object }[];
+    };
+  };
+  assert.equal(plugin.apiVersion, 'krew.googlecontainertools.github.com/v1alpha2');
+  assert.equal(plugin.kind, 'Plugin');
+  assert.equal(
+    plugin.metadata.name,
+    'pwru',
+    'krew names the plugin after the file and calls it as kubectl pwru',
+  );
+  assert.match(plugin.spec.version, /^v\d+\.\d+\.\d+$/);
+  assert.ok(plugin.spec.shortDescription.length <= 70);
+  for (const p of plugin.spec.platforms) {
+    assert.match(p.sha256, /^[0-9a-f]{64}$/);
+    assert.ok(p.selector);
+    assert.deepEqual(p.files, [{ from: 'kubectl-pwru-0.1.0/*', to: '.' }]);
+    // The archive holds the package in kubectl-pwru-VERSION/, which files: moves to the root bin is relative to.
+    assert.ok(existsSync(join(REPO, p.bin)), `${p.bin} is in the package`);
+  }
+  assert.ok(existsSync(join(REPO, 'manifests', 'krew', 'release.sh')));
 });
