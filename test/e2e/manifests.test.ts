@@ -98,7 +98,13 @@ test('manifests/krew/pwru.yaml renders to a krew Plugin that points at this pack
     spec: {
       version: string;
       shortDescription: string;
-      platforms: { uri: string; sha256: string; bin: string; selector: object }[];
+      platforms: {
+        uri: string;
+        sha256: string;
+        bin: string;
+        selector: object;
+        files: { from: string; to: string }[];
+      }[];
     };
   };
   assert.equal(plugin.apiVersion, 'krew.googlecontainertools.github.com/v1alpha2');
