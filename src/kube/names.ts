@@ -13,6 +13,7 @@ import type { Cluster } from './client';
 /** A tuple with the owners of its addresses, when known. */
 export type NamedTuple = Tuple & { srcName?: string; dstName?: string };
 
+/** Never rejects: names are a comfort. */
 export async function lookupNames(cluster: Cluster): Promise<Map<string, string>> {
   const names = new Map<string, string>();
   const [pods, services] = await Promise.allSettled([
@@ -48,9 +49,8 @@ export function nameTuple(tuple: Tuple, names: Map<string, string>): NamedTuple 
   return named;
 }
 
-/** A sink that names tuple addresses before passing events on. */
+/** A sink that names tuple addresses before passing events on; `names` may fill in while it runs. */
 export function withNames(sink: TraceSink, names: Map<string, string>): TraceSink {
-  if (names.size === 0) return sink;
   return {
     progress: (m) => sink.progress(m),
     header: (h) => sink.header(h),

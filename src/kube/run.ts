@@ -50,8 +50,7 @@ interface Plan {
 }
 
 /** Complete + Validate: everything derived, nothing created. */
-async function plan(opts: KubeTraceOptions): Promise<Plan> {
-  const cluster = connect(opts);
+async function plan(opts: KubeTraceOptions, cluster: Cluster): Promise<Plan> {
   const resolved = await resolveTarget(cluster, opts.target, opts.selector);
   for (const w of resolved.warnings) opts.sink.warning(w);
 
@@ -80,13 +79,19 @@ async function plan(opts: KubeTraceOptions): Promise<Plan> {
   const session = newSessionId();
   const template = loadTemplate();
   const nodes: PlannedNode[] = [];
-  for (const target of resolved.nodes) {
-    const node = await call(
-      { verb: 'get', resource: 'nodes', name: target.node },
-      () => cluster.core.readNode({ name: target.node }),
-      cluster.server,
-    );
-    const arch = node.status?.nodeInfo?.architecture ?? '';
+  // Nodes are read in parallel: a service may span many.
+  const archs = await Promise.all(
+    resolved.nodes.map(async (target) => {
+      const node = await call(
+        { verb: 'get', resource: 'nodes', name: target.node },
+        () => cluster.core.readNode({ name: target.node }),
+        cluster.server,
+      );
+      return node.status?.nodeInfo?.architecture ?? '';
+    }),
+  );
+  resolved.nodes.forEach((target, i) => {
+    const arch = archs[i];
     checkArch(target.node, arch);
     const pod = buildDebugPod(
       {
@@ -103,13 +108,18 @@ async function plan(opts: KubeTraceOptions): Promise<Plan> {
     const runner: RunnerRequest = { args, heartbeatTimeoutSec: HEARTBEAT_TIMEOUT_SEC };
     if (opts.podNetnsOnly) runner.netnsContainerIds = target.pods.flatMap((p) => p.containerIds);
     nodes.push({ target, arch, pod, runner });
-  }
+  });
   return { cluster, resolved, filter, nodes };
 }
 
 export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
-  const p = await plan(opts);
-  const names = await lookupNames(p.cluster);
+  const cluster = connect(opts);
+  // Names are looked up while the pods start: listing a big cluster takes a while.
+  const names = new Map<string, string>();
+  const lookup = lookupNames(cluster).then((found) => {
+    for (const [ip, name] of found) names.set(ip, name);
+  });
+  const p = await plan(opts, cluster);
   const sink = withNames(opts.sink, names);
   const bundles = new Map<string, Buffer>();
   for (const n of p.nodes) {
@@ -147,6 +157,7 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
     ),
   );
   opts.signal.removeEventListener('abort', onAbort);
+  await lookup;
   const failures = results
     .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
     .map((r) => r.reason as Error)
@@ -156,7 +167,7 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
 
 /** The pods a run would create, as YAML (one document per node); creates nothing. */
 export async function printManifest(opts: KubeTraceOptions): Promise<string> {
-  const p = await plan(opts);
+  const p = await plan(opts, connect(opts));
   const lib = k8sLib();
   return p.nodes.map((n) => lib.dumpYaml(n.pod, { lineWidth: -1, noRefs: true })).join('---\n');
 }
