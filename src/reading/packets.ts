@@ -170,14 +170,15 @@ export function describeChanges(changes: Change[]): string {
       `${encap ?? decap} ${encap ? 'encap, outer' : 'decap, inner'} ${end(src, sport)} → ${end(dst, dport)}`,
     );
   } else {
+    // A protocol change that is no known tunnel: say what changed, without calling it NAT.
     if (proto) parts.push(`proto ${proto.from} → ${proto.to}`);
     if (src || sport) {
-      const label = proto || (src && dst) ? 'src' : 'SNAT src';
+      const label = proto ? 'src' : 'SNAT src';
       if (src) parts.push(`${label} ${src.from} → ${src.to}`);
       if (sport) parts.push(`sport ${sport.from} → ${sport.to}`);
     }
     if (dst || dport) {
-      const label = proto || (src && dst) ? 'dst' : 'DNAT dst';
+      const label = proto ? 'dst' : 'DNAT dst';
       if (dst) parts.push(`${label} ${dst.from} → ${dst.to}`);
       if (dport) parts.push(`dport ${dport.from} → ${dport.to}`);
     }

@@ -5,6 +5,7 @@ import {
   classifyChanges,
   describeChanges,
   describeVerdict,
+  formatTuple,
   PacketTracker,
   trackAll,
   verdictOf,
@@ -184,4 +185,17 @@ test('VXLAN: the encapsulation and the decapsulation say so, with the outer and 
   assert.deepEqual(classifyChanges(enc.changes, p.tuple, enc.event.tuple), ['encap', 'device']);
   assert.deepEqual(classifyChanges(dec.changes, enc.event.tuple, dec.event.tuple), ['decap', 'device']);
   assert.equal(verdictOf(p).kind, 'delivered');
+});
+
+test('service DNAT and masquerade at one hop: both rewrites on the step after them', () => {
+  const [p] = tracePackets('dnat.jsonl');
+  assert.match(formatTuple(p.tuple), /^10\.244\.0\.5:\d+->10\.0\.0\.100:80\(udp\)$/);
+  const step = p.steps.find((s) => s.changes.some((c) => c.field === 'dst'));
+  assert.ok(step);
+  assert.equal(baseFunc(step.event.func), 'net_dev_queue');
+  assert.equal(
+    describeChanges(step.changes),
+    'SNAT src 10.244.0.5 → 10.0.0.1, DNAT dst 10.0.0.100 → 10.0.0.2, dport 80 → 9000, iface rc → rs',
+  );
+  assert.deepEqual(classifyChanges(step.changes, p.tuple, step.event.tuple), ['SNAT', 'DNAT', 'device']);
 });
