@@ -86,6 +86,9 @@ export function formatTextLine(o: Observed, layout: TextLayout, showNode: boolea
     tuple.padEnd(layout.tupleWidth),
     e.drop ? paint.paint(formatFunc(e), 'red', 'bold') : formatFunc(e),
   ];
-  const line = fields.join(' ') + annotations(o, paint);
-  return showNode ? `${(e.node ?? '').padEnd(16)} ${line}` : line;
+  let line = fields.join(' ') + annotations(o, paint);
+  if (showNode) line = `${(e.node ?? '').padEnd(16)} ${line}`;
+  // --output-stack: the kernel stack under the line, innermost first, as pwru prints it
+  if (e.stack?.length) line += `\n${e.stack.map((f) => `    ${f}`).join('\n')}`;
+  return line;
 }

@@ -85,6 +85,7 @@ export function formatWideLine(o: Observed, layout: WideLayout, showNode: boolea
     e.caller ?? '',
   ];
   let line = fields.join(' ').trimEnd() + annotations(o, paint);
+  if (showNode) line = `${(e.node ?? '').padEnd(16)} ${line}`;
   if (e.stack?.length) line += `\n${e.stack.map((f) => `    ${f}`).join('\n')}`;
-  return showNode ? `${(e.node ?? '').padEnd(16)} ${line}` : line;
+  return line;
 }

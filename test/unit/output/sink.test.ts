@@ -191,3 +191,21 @@ test('many packets: one row per flow with verdict counts', async () => {
   assert.match(rows[0], /20 × dropped at nft_do_chain: NETFILTER_DROP/);
   assert.match(stdout.text, /│ NETFILTER_DROP │ 60 +│ nft_do_chain │/);
 });
+
+test('lost events: a warning on stderr as they happen, and in the totals', async () => {
+  const lines = traceLines('netfilter-drop.jsonl').map((l) => (l.type === 'stats' ? { ...l, lost: 7 } : l));
+  const withStack = lines.map((l) =>
+    l.type === 'event' && l.drop ? { ...l, stack: ['kfree_skb_reason+0x5', 'nft_do_chain+0x3c2'] } : l,
+  );
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const sink = createSink({ format: 'text', summary: false, color: false, showNode: false, stdout, stderr });
+  await replay(withStack, sink);
+  await sink.close();
+  assert.match(stderr.text, /warning: 7 events lost so far \(ring buffer full\)/);
+  assert.match(stdout.text, /1 packet: 1 dropped\. 13 events, 7 LOST \(ring buffer full/);
+  assert.match(
+    stdout.text,
+    /kfree_skb\(NETFILTER_DROP\).*\n {4}kfree_skb_reason\+0x5\n {4}nft_do_chain\+0x3c2\n/,
+  );
+});
