@@ -189,7 +189,11 @@ export class PeakMemory {
       if (kib !== undefined) this.peaks.set(name, Math.max(this.peaks.get(name) ?? 0, kib));
       const cpu = cpuSeconds(pid);
       if (cpu !== undefined) this.cpu.set(name, Math.max(this.cpu.get(name) ?? 0, cpu));
-      for (const c of childrenOf(pid)) walk(c, comm(c));
+      for (const c of childrenOf(pid)) {
+        const name = comm(c);
+        // Between fork and exec a child still carries its parent's name and image: not yet itself.
+        if (name !== 'node') walk(c, name);
+      }
     };
     walk(this.root, this.rootName);
   }
