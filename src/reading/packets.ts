@@ -70,12 +70,29 @@ interface Last {
   l3proto?: string;
 }
 
-const ENCAP_PROTOS = new Set(['GRE', '4', '47', '50', 'ESP', '41']);
-const ENCAP_UDP_PORTS = new Set([4789, 8472, 6081, 51820]);
+/** Tunnels by UDP port or IP protocol, to tell encapsulation from NAT. */
+const TUNNEL_PORTS: Record<string, string> = {
+  '4789': 'VXLAN',
+  '8472': 'VXLAN',
+  '6081': 'Geneve',
+  '51820': 'WireGuard',
+};
+const TUNNEL_PROTOS: Record<string, string> = {
+  GRE: 'GRE',
+  '47': 'GRE',
+  '4': 'IPIP',
+  '41': 'IPv6-in-IPv4',
+  ESP: 'IPsec ESP',
+  '50': 'IPsec ESP',
+};
+
+function tunnelOf(port?: string, proto?: string): string | undefined {
+  return (proto && TUNNEL_PROTOS[proto]) || (port ? TUNNEL_PORTS[port] : undefined);
+}
 
 function isEncapTuple(t: Tuple): boolean {
-  if (ENCAP_PROTOS.has(t.proto)) return true;
-  return t.proto === 'UDP' && (ENCAP_UDP_PORTS.has(t.dport ?? -1) || ENCAP_UDP_PORTS.has(t.sport ?? -1));
+  if (tunnelOf(undefined, t.proto)) return true;
+  return t.proto === 'UDP' && Boolean(tunnelOf(String(t.dport)) ?? tunnelOf(String(t.sport)));
 }
 
 export function detectChanges(last: Last, e: TraceEvent): Change[] {
@@ -126,25 +143,6 @@ export function classifyChanges(changes: Change[], before?: Tuple, after?: Tuple
   if (fields.has('netns')) kinds.push('netns');
   if (fields.has('mark')) kinds.push('mark');
   return kinds;
-}
-
-const TUNNEL_PORTS: Record<string, string> = {
-  '4789': 'VXLAN',
-  '8472': 'VXLAN',
-  '6081': 'Geneve',
-  '51820': 'WireGuard',
-};
-const TUNNEL_PROTOS: Record<string, string> = {
-  GRE: 'GRE',
-  '47': 'GRE',
-  '4': 'IPIP',
-  '41': 'IPv6-in-IPv4',
-  ESP: 'IPsec ESP',
-  '50': 'IPsec ESP',
-};
-
-function tunnelOf(port?: string, proto?: string): string | undefined {
-  return (proto && TUNNEL_PROTOS[proto]) || (port ? TUNNEL_PORTS[port] : undefined);
 }
 
 /**
