@@ -136,6 +136,11 @@ export function explain(err: unknown, step: Step, server?: string): Error {
   if (status.code === 401) {
     return new UserError(`unauthorized: the API server did not accept your credentials (${status.message})`);
   }
+  if (status.code === 404 && /^namespaces "/.test(status.message)) {
+    return new UserError(
+      `${status.message.replace(/^namespaces "/, 'namespace "')}: check -n/--namespace and --debug-namespace`,
+    );
+  }
   if (status.code === 404) {
     return new UserError(
       `${step.resource} ${step.name ? `"${step.name}" ` : ''}not found${step.namespace ? ` in namespace "${step.namespace}"` : ''}`,

@@ -131,6 +131,7 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
   const stopAll = new AbortController();
   const onAbort = () => stopAll.abort();
   opts.signal.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal.aborted) stopAll.abort();
   const many = p.nodes.length > 1;
   if (many)
     opts.sink.progress(

@@ -332,6 +332,8 @@ describe('refusals and faults', () => {
     assert.match(r.stderr, /services "nope" not found in namespace "shop"/);
     r = await runCli(world, ['node/nope', ...TRACE]);
     assert.match(r.stderr, /nodes "nope" not found/);
+    r = await runCli(world, ['pod/web-0', '-n', 'shop', '--debug-namespace', 'nosuch', ...TRACE]);
+    assert.match(r.stderr, /namespace "nosuch" not found: check -n\/--namespace and --debug-namespace/);
     r = await runCli(world, ['rs/web', '-n', 'shop', ...TRACE]);
     assert.match(r.stderr, /unknown target kind "rs"/);
     assert.equal(
