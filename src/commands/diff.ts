@@ -5,7 +5,7 @@ import { diffJson, renderDiff } from '../output/diff-view';
 import { reportError } from '../reading/command-errors';
 import { diffPackets, flowPath, pickBad, pickGood } from '../reading/diff';
 import type { Packet } from '../reading/packets';
-import { loadPackets } from '../reading/replay';
+import { exitQuietlyOnClosedPipe, loadPackets } from '../reading/replay';
 
 export default class Diff extends Command {
   static override summary =
@@ -73,6 +73,7 @@ different ending.`;
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Diff);
+    exitQuietlyOnClosedPipe();
     const goods = await this.load(args.good);
     const bads = await this.load(args.bad);
     const good = this.pick(args.good, goods, flags['good-packet'], pickGood);

@@ -1,9 +1,9 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { shouldColor } from '../output/ansi';
-import { createSink } from '../output/create-sink';
+import { createSink, type ReadingSink } from '../output/create-sink';
 import { EXIT_DROPPED, reportError } from '../reading/command-errors';
-import { hasNodes, replay } from '../reading/replay';
-import { loadTraceFile } from '../reading/trace-file';
+import { exitQuietlyOnClosedPipe, feed } from '../reading/replay';
+import { readTraceFile } from '../reading/trace-file';
 
 export default class Show extends Command {
   static override summary = 'Re-render a saved trace: lines, wide lines, JSON, or the verdict summary.';
@@ -41,17 +41,24 @@ or --summary (one row per packet with its verdict, counts per drop reason and pe
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Show);
-    const lines = await loadTraceFile(args.file);
-    const sink = createSink({
-      format: flags.output as 'text' | 'wide' | 'json',
-      summary: flags.summary,
-      color: shouldColor(process.stdout, flags['no-color']),
-      showNode: hasNodes(lines),
-      stdout: process.stdout,
-      stderr: process.stderr,
-      replay: true,
-    });
-    await replay(lines, sink);
+    exitQuietlyOnClosedPipe();
+    // Streamed: a saved trace of any size renders in bounded memory. The
+    // first line (a header, in Kubernetes mode naming its node) says whether
+    // lines need a NODE column.
+    let sink: ReadingSink | undefined;
+    for await (const line of readTraceFile(args.file)) {
+      sink ??= createSink({
+        format: flags.output as 'text' | 'wide' | 'json',
+        summary: flags.summary,
+        color: shouldColor(process.stdout, flags['no-color']),
+        showNode: line.type !== 'stats' && line.node !== undefined,
+        stdout: process.stdout,
+        stderr: process.stderr,
+        replay: true,
+      });
+      feed(sink, line);
+    }
+    if (!sink) return;
     await sink.close();
     if (flags['fail-on-drop'] && sink.dropped()) this.exit(EXIT_DROPPED);
   }

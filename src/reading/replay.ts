@@ -7,15 +7,25 @@ import type { TraceEvent, TraceLine } from '../record/event';
 import { type Packet, PacketTracker } from './packets';
 import { readTraceFile } from './trace-file';
 
+export function feed(sink: TraceSink, l: TraceLine): void {
+  if (l.type === 'header') sink.header(l);
+  else if (l.type === 'event') sink.event(l);
+  else sink.stats(l);
+}
+
 export async function replay(
   lines: AsyncIterable<TraceLine> | Iterable<TraceLine>,
   sink: TraceSink,
 ): Promise<void> {
-  for await (const l of lines) {
-    if (l.type === 'header') sink.header(l);
-    else if (l.type === 'event') sink.event(l);
-    else sink.stats(l);
-  }
+  for await (const l of lines) feed(sink, l);
+}
+
+/** `show … | head`: a reader that stops early is not an error. */
+export function exitQuietlyOnClosedPipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
 }
 
 /** Does any event carry a node name (a Kubernetes-mode trace)? */
