@@ -103,6 +103,13 @@ function plan(k: KernelSpec): CaseSpec[] {
     readyTimeout: 120,
     args: ['--backend', k.backends[0], ...funcsFor(k.backends[0]), '--', FILTER],
   });
+  // veth is a module on Debian: its functions are only probed with --all-kmods (module BTF).
+  cases.push({
+    name: 'kmods',
+    traffic: 'full',
+    readyTimeout: 120,
+    args: ['--backend', 'kprobe', '--all-kmods', '--filter-func', '^(veth_xmit|ip_rcv)$', '--', FILTER],
+  });
   if (!k.backends.includes('kprobe-multi')) {
     cases.push({
       name: 'force-kprobe-multi',
@@ -214,13 +221,8 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
         const delivered = eventsTo(c, PASS_PORT);
         assert.ok(delivered.length > 0, `no events for the delivered packets: ${describeCase(c)}`);
         const funcs = new Set(delivered.map((e) => e.func));
-        if (b !== 'tracepoint') {
-          for (const f of EXPECTED_KPROBE_PATH) {
-            assert.ok(
-              funcs.has(f),
-              `${f} missing from the delivered packet's path: ${[...funcs].join(', ')}`,
-            );
-          }
+        for (const f of b === 'tracepoint' ? EXPECTED_TRACEPOINT_PATH : EXPECTED_KPROBE_PATH) {
+          assert.ok(funcs.has(f), `${f} missing from the delivered packet's path: ${[...funcs].join(', ')}`);
         }
         for (const e of delivered) assert.equal(e.drop, undefined, `delivered packet dropped at ${e.func}`);
 
@@ -251,6 +253,14 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
       assert.equal(c.events.length, 0, `events: ${JSON.stringify(c.events[0])}`);
       assert.equal(s.emitted, 0, JSON.stringify(s));
       assert.ok(s.seen >= NOISE_PACKETS, `seen ${s.seen}: the probes should have seen the noise`);
+    });
+
+    await t.test('--all-kmods probes functions of modules (veth) from their BTF', () => {
+      const c = getCase(run, 'kmods');
+      assertClean(c);
+      const funcs = new Set(eventsTo(c, PASS_PORT).map((e) => e.func));
+      assert.ok(funcs.has('veth_xmit'), `veth_xmit missing: ${[...funcs].join(', ')}; ${describeCase(c)}`);
+      assert.ok(funcs.has('ip_rcv'), `ip_rcv missing: ${[...funcs].join(', ')}`);
     });
 
     await t.test('--filter-netns keeps only the receiving namespace', () => {
