@@ -242,6 +242,7 @@ export class NodeSession {
     const ns = this.namespace;
     const name = this.podName ?? '';
     let status: ChannelStatus | undefined;
+    let readError: Error | undefined;
     const path =
       `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}/attach` +
       `?container=${CONTAINER}&stdin=true&stdout=true&stderr=true&tty=false`;
@@ -256,8 +257,16 @@ export class NodeSession {
       if (data.length === 0) return;
       const channel = data[0];
       const payload = data.subarray(1);
-      if (channel === CHANNEL.stdout) this.stream.push(payload);
-      else if (channel === CHANNEL.stderr) this.stderr(payload);
+      if (channel === CHANNEL.stdout) {
+        if (readError) return;
+        try {
+          this.stream.push(payload);
+        } catch (err) {
+          // A corrupt stream (or a sink that cannot write): stop this node's trace, keep the reason.
+          readError = err as Error;
+          ws.terminate();
+        }
+      } else if (channel === CHANNEL.stderr) this.stderr(payload);
       else if (channel === CHANNEL.error) {
         try {
           status = JSON.parse(payload.toString('utf8')) as ChannelStatus;
@@ -314,6 +323,11 @@ export class NodeSession {
       // A cut-off last frame after an interrupt is expected; the records before it were shown.
     }
 
+    if (readError) {
+      throw new UserError(
+        `the trace from node ${this.o.node} could not be read: ${readError.message}${this.tail()}`,
+      );
+    }
     const outcome = this.stream.outcome;
     if (outcome.error) {
       // The helper's own words, verbatim (prefixed with the node when several are traced).
