@@ -55,8 +55,15 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster): Promise<Plan> {
   for (const w of resolved.warnings) opts.sink.warning(w);
 
   if (opts.podNetnsOnly) {
-    if (resolved.kind === 'node')
+    if (resolved.kind === 'node') {
       throw new UserError('--pod-netns-only needs a pod target: a node has no pod netns');
+    }
+    if (opts.request.filterNetns) {
+      throw new UserError(
+        '--pod-netns-only picks the netns itself: drop --filter-netns, or drop --pod-netns-only',
+        2,
+      );
+    }
     for (const n of resolved.nodes) {
       const withIds = n.pods.filter((p) => p.containerIds.length > 0);
       if (withIds.length === 0) {
