@@ -6,9 +6,10 @@
  * small-packet UDP (many skbs).
  *
  * The machine is shared, so its speed drifts by tens of percent within a
- * minute: every traced run is paired with a baseline run just before it,
+ * minute: every traced run is paired with a baseline run next to it
+ * (before it, then after it, alternately, so that a steady drift cancels),
  * each pair gives a ratio, and the figure is the median ratio of
- * BENCH_REPEAT pairs (the spread is shown). The BPF programs' own run time
+ * BENCH_REPEAT pairs (each pair's ratio is shown). The BPF programs' own run time
  * (kernel.bpf_stats_enabled), which does not drift with load, is measured
  * separately at a fixed packet rate, so the statistics' own cost stays out
  * of the ratios.
@@ -61,7 +62,9 @@ export async function overhead(ctx: BenchContext): Promise<void> {
     for (const variant of ['a', 'b'] as Variant[]) {
       for (const tool of ['kubectl-pwru', 'bpftrace', 'tcpdump'] as Tool[]) {
         const pairs: Pair[] = [];
-        for (let i = 0; i < ctx.repeat; i++) pairs.push(await pair(ctx, load, tool, match[variant], variant));
+        for (let i = 0; i < ctx.repeat; i++) {
+          pairs.push(await pair(ctx, load, tool, match[variant], variant, i % 2 === 1));
+        }
         const rs = pairs.map((p) => p.traced.value / p.base.value);
         bases.push(...pairs.map((p) => p.base.value));
         const r = median(rs);
@@ -138,15 +141,16 @@ export async function overhead(ctx: BenchContext): Promise<void> {
   await programCost(ctx);
 }
 
-/** A baseline run, then the same load with the tool attached. */
+/** A baseline run and the same load with the tool attached; baseline first, or last when tracedFirst. */
 async function pair(
   ctx: BenchContext,
   load: Load,
   tool: Tool,
   match: Match,
   variant: Variant,
+  tracedFirst: boolean,
 ): Promise<Pair> {
-  const base = await ctx.net.iperf(load, ctx.seconds);
+  const early = tracedFirst ? undefined : await ctx.net.iperf(load, ctx.seconds);
   const tracer = await startTool(ctx, tool, match, `${load}-${variant}`, variant === 'b');
   let traced: IperfResult;
   try {
@@ -155,7 +159,9 @@ async function pair(
     await tracer.stop().catch(() => undefined);
     throw err;
   }
-  return { base, traced, outcome: await tracer.stop() };
+  const outcome = await tracer.stop();
+  const base = early ?? (await ctx.net.iperf(load, ctx.seconds));
+  return { base, traced, outcome };
 }
 
 function startTool(

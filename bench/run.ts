@@ -8,7 +8,7 @@
  * a finding, reported in the table.
  *
  * BENCH_SECONDS (default 3): traffic per measurement.
- * BENCH_REPEAT (default 3): baseline/traced pairs per throughput ratio.
+ * BENCH_REPEAT (default 5): baseline/traced pairs per throughput ratio.
  * BENCH_ONLY=overhead,pipeline,ready,scaling: run some sections.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -41,7 +41,7 @@ async function main(): Promise<number> {
   run('sh', [join(REPO, 'bench', 'setup.sh')]);
   const only = process.env.BENCH_ONLY?.split(',');
   const seconds = Number(process.env.BENCH_SECONDS ?? 3);
-  const repeat = Number(process.env.BENCH_REPEAT ?? 3);
+  const repeat = Number(process.env.BENCH_REPEAT ?? 5);
   const report = new Report();
   const net = new BenchNet();
   const work = mkdtempSync(join(tmpdir(), 'pwru-bench-'));
