@@ -14,7 +14,7 @@ import { PacketTracker } from '../reading/packets';
 import { SummaryBuilder } from '../reading/summary';
 import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
-import { annotatedEvent, jsonLine } from './json';
+import { annotatedEventLine, jsonLine } from './json';
 import type { TraceSink } from './sink';
 import { renderSummary } from './summary-view';
 import { formatTextLine, TextLayout, textHeader } from './text';
@@ -103,7 +103,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
       const o = tracker.observe(e);
       summary.step(o.step);
       if (e.drop && !explainDropReason(e.drop.reason).housekeeping) anyDropped = true;
-      const annotated = opts.format === 'json' || file ? jsonLine(annotatedEvent(o)) : '';
+      const annotated = opts.format === 'json' || file ? annotatedEventLine(o) : '';
       file?.write(`${annotated}\n`);
       if (!lines) return;
       if (opts.format === 'json') out(annotated);

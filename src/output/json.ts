@@ -15,6 +15,19 @@ export function annotatedEvent(o: Observed): TraceEvent {
   return out;
 }
 
+/**
+ * The annotated event as a JSON line. Live events have no annotations yet,
+ * so they are appended to the event's own JSON without copying the object
+ * (this runs once per event); same text as JSON.stringify(annotatedEvent(o)).
+ */
+export function annotatedEventLine(o: Observed): string {
+  const e = o.step.event;
+  if (e.packet !== undefined || e.changes !== undefined) return JSON.stringify(annotatedEvent(o));
+  const base = JSON.stringify(e);
+  const changes = o.step.changes.length ? `,"changes":${JSON.stringify(o.step.changes)}` : '';
+  return `${base.slice(0, -1)},"packet":${o.packet.id}${changes}}`;
+}
+
 export function jsonLine(line: TraceLine): string {
   return JSON.stringify(line);
 }

@@ -209,3 +209,25 @@ test('lost events: a warning on stderr as they happen, and in the totals', async
     /kfree_skb\(NETFILTER_DROP\).*\n {4}kfree_skb_reason\+0x5\n {4}nft_do_chain\+0x3c2\n/,
   );
 });
+
+test('live events (no annotations yet) come out exactly as the recorded -o json lines', async () => {
+  for (const name of ['tcp-good.jsonl', 'vxlan.jsonl', 'dnat.jsonl']) {
+    const bare = traceLines(name).map((l) => {
+      if (l.type !== 'event') return l;
+      const { packet: _p, changes: _c, ...e } = l;
+      return e;
+    });
+    const stdout = new Capture();
+    const sink = createSink({
+      format: 'json',
+      summary: false,
+      color: false,
+      showNode: false,
+      stdout,
+      stderr: new Capture(),
+    });
+    await replay(bare, sink);
+    await sink.close();
+    assert.equal(stdout.text, traceText(name), name);
+  }
+});
