@@ -7,12 +7,15 @@ export default class Cleanup extends Command {
 Every debug pod carries the label app.kubernetes.io/managed-by=kubectl-pwru.
 A run deletes its own pods when it ends, even on Ctrl-C; a run that was
 killed outright leaves pods that stop their probes and end by themselves,
-and this removes what is left of them.`;
+and this removes what is left of them. A pod that is still running and was
+started by someone else may be their trace in progress: it is listed but kept,
+unless --all.`;
 
   static override examples = [
     'kubectl pwru cleanup',
     'kubectl pwru cleanup -n kube-system',
     'kubectl pwru cleanup --dry-run',
+    'kubectl pwru cleanup --all',
   ];
 
   static override flags = {
@@ -25,6 +28,9 @@ and this removes what is left of them.`;
       description: 'path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)',
     }),
     'dry-run': Flags.boolean({ description: 'list the pods that would be deleted, delete nothing' }),
+    all: Flags.boolean({
+      description: 'also delete running debug pods that someone else started (their traces end)',
+    }),
   };
 
   async run(): Promise<void> {
@@ -36,13 +42,15 @@ and this removes what is left of them.`;
       kubeconfig: flags.kubeconfig,
       namespaceOnly: flags.namespace !== undefined,
       dryRun: flags['dry-run'],
+      all: flags.all,
     });
     const verb = flags['dry-run'] ? 'would delete' : 'deleted';
     for (const p of pods) {
       const who = p.startedBy ? `, started by ${p.startedBy}` : '';
       const what = p.target ? ` tracing ${p.target}` : '';
+      const action = p.skipped ? 'kept (may be a trace in progress; --all deletes it)' : verb;
       this.log(
-        `${verb} pod ${p.namespace}/${p.name} (node ${p.node || '?'}, ${p.phase || 'unknown phase'}${who}${what})`,
+        `${action} pod ${p.namespace}/${p.name} (node ${p.node || '?'}, ${p.phase || 'unknown phase'}${who}${what})`,
       );
     }
     if (pods.length === 0) this.log('no kubectl-pwru debug pods found');

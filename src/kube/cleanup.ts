@@ -1,15 +1,19 @@
 /**
  * Finds and deletes debug pods that a killed run left behind, by the label
- * every debug pod carries (manifests/debug-pod.yaml).
+ * every debug pod carries (manifests/debug-pod.yaml). A pod that is still
+ * running and was started by someone else may be a colleague's trace in
+ * progress: it is left alone unless --all says otherwise.
  */
 import type * as k8s from '@kubernetes/client-node';
 import { type ConnectOptions, call, connect } from './client';
-import { ANNOTATIONS, MANAGED_BY_SELECTOR } from './debug-pod';
+import { ANNOTATIONS, MANAGED_BY_SELECTOR, startedBy } from './debug-pod';
 
 export interface CleanupOptions extends ConnectOptions {
   /** Only this namespace; otherwise all namespaces. */
   namespaceOnly: boolean;
   dryRun: boolean;
+  /** Also delete running pods that someone else started. */
+  all: boolean;
 }
 
 export interface CleanedPod {
@@ -19,6 +23,8 @@ export interface CleanedPod {
   phase: string;
   startedBy: string;
   target: string;
+  /** Left alone: running, and started by someone else. */
+  skipped: boolean;
 }
 
 export async function cleanupDebugPods(opts: CleanupOptions): Promise<CleanedPod[]> {
@@ -36,11 +42,14 @@ export async function cleanupDebugPods(opts: CleanupOptions): Promise<CleanedPod
         cluster.server,
       );
   const cleaned: CleanedPod[] = [];
+  const me = startedBy();
   for (const pod of list.items) {
     const name = pod.metadata?.name ?? '';
     const namespace = pod.metadata?.namespace ?? ns;
     const a = pod.metadata?.annotations ?? {};
-    if (!opts.dryRun) {
+    const running = pod.status?.phase === 'Running' || pod.status?.phase === 'Pending';
+    const skipped = running && !opts.all && a[ANNOTATIONS.startedBy] !== me;
+    if (!opts.dryRun && !skipped) {
       try {
         await call(
           { verb: 'delete', resource: 'pods', namespace, name },
@@ -58,6 +67,7 @@ export async function cleanupDebugPods(opts: CleanupOptions): Promise<CleanedPod
       phase: pod.status?.phase ?? '',
       startedBy: a[ANNOTATIONS.startedBy] ?? '',
       target: a[ANNOTATIONS.target] ?? '',
+      skipped,
     });
   }
   return cleaned;

@@ -456,4 +456,27 @@ describe('manifests', () => {
     r = await runCli(world, ['cleanup']);
     assert.match(r.stdout, /no kubectl-pwru debug pods found/);
   });
+
+  test("cleanup keeps someone else's running debug pod unless --all", async () => {
+    world.server.put('pods', {
+      metadata: {
+        name: 'pwru-node-b-busy1',
+        namespace: 'default',
+        labels: { 'app.kubernetes.io/managed-by': 'kubectl-pwru' },
+        annotations: { 'pwru.kubectl.io/started-by': 'carol@elsewhere' },
+      },
+      spec: { nodeName: 'node-b', containers: [{ name: 'pwru', image: 'node:20-bookworm-slim' }] },
+      status: { phase: 'Running' },
+    });
+    let r = await runCli(world, ['cleanup']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /kept \(may be a trace in progress; --all deletes it\) pod default\/pwru-node-b-busy1/,
+    );
+    assert.equal(debugPods(world).length, 1);
+    r = await runCli(world, ['cleanup', '--all']);
+    assert.match(r.stdout, /deleted pod default\/pwru-node-b-busy1/);
+    assert.deepEqual(debugPods(world), []);
+  });
 });
