@@ -21,34 +21,49 @@ export class TraceFileError extends Error {
 
 type Check = 'string' | 'number' | 'boolean' | 'object';
 
-const EVENT_FIELDS: Record<string, Check> = {
-  ts: 'string',
-  skb: 'string',
-  func: 'string',
-  cpu: 'number',
-  netns: 'number',
-  mark: 'number',
-  ifindex: 'number',
-  iface: 'string',
-  len: 'number',
-};
-const EVENT_OPTIONAL: Record<string, Check> = {
-  time: 'string',
-  probe: 'string',
-  caller: 'string',
-  pid: 'number',
-  process: 'string',
-  l3proto: 'string',
-  mtu: 'number',
-  pktType: 'string',
-  tuple: 'object',
-  drop: 'object',
-  freed: 'boolean',
-  tracked: 'boolean',
-  node: 'string',
-};
-const HEADER_FIELDS: Record<string, Check> = { backend: 'string', filter: 'string', dropReasons: 'object' };
-const STATS_FIELDS: Record<string, Check> = { seen: 'number', events: 'number', lost: 'number' };
+type Fields = readonly (readonly [string, Check])[];
+
+const EVENT_FIELDS: Fields = [
+  ['ts', 'string'],
+  ['skb', 'string'],
+  ['func', 'string'],
+  ['cpu', 'number'],
+  ['netns', 'number'],
+  ['mark', 'number'],
+  ['ifindex', 'number'],
+  ['iface', 'string'],
+  ['len', 'number'],
+];
+const EVENT_OPTIONAL: Fields = [
+  ['time', 'string'],
+  ['probe', 'string'],
+  ['caller', 'string'],
+  ['pid', 'number'],
+  ['process', 'string'],
+  ['l3proto', 'string'],
+  ['mtu', 'number'],
+  ['pktType', 'string'],
+  ['tuple', 'object'],
+  ['drop', 'object'],
+  ['freed', 'boolean'],
+  ['tracked', 'boolean'],
+  ['node', 'string'],
+];
+const HEADER_FIELDS: Fields = [
+  ['backend', 'string'],
+  ['filter', 'string'],
+  ['dropReasons', 'object'],
+];
+const STATS_FIELDS: Fields = [
+  ['seen', 'number'],
+  ['events', 'number'],
+  ['lost', 'number'],
+];
+const TUPLE_FIELDS: Fields = [
+  ['src', 'string'],
+  ['dst', 'string'],
+  ['proto', 'string'],
+];
 
 function typeOf(v: unknown): string {
   if (v === null) return 'null';
@@ -56,18 +71,17 @@ function typeOf(v: unknown): string {
   return typeof v;
 }
 
-function checkFields(
-  o: Record<string, unknown>,
-  fields: Record<string, Check>,
-  required: boolean,
-): string | undefined {
-  for (const [name, want] of Object.entries(fields)) {
+// Runs for every line of a saved trace, so a plain loop over a fixed list.
+function checkFields(o: Record<string, unknown>, fields: Fields, required: boolean): string | undefined {
+  for (const [name, want] of fields) {
     const v = o[name];
     if (v === undefined) {
       if (required) return `"${name}" is missing`;
       continue;
     }
-    if (typeOf(v) !== want) return `"${name}" should be a ${want}, found ${typeOf(v)}`;
+    if (typeof v !== want || v === null || Array.isArray(v)) {
+      if (typeOf(v) !== want) return `"${name}" should be a ${want}, found ${typeOf(v)}`;
+    }
   }
   return undefined;
 }
@@ -106,11 +120,7 @@ export function parseTraceLine(text: string, file: string, line: number): TraceL
       if (!problem && rec.drop && typeof (rec.drop as Record<string, unknown>).reason !== 'string')
         problem = '"drop.reason" should be a string';
       if (!problem && rec.tuple)
-        problem = checkFields(
-          rec.tuple as Record<string, unknown>,
-          { src: 'string', dst: 'string', proto: 'string' },
-          true,
-        );
+        problem = checkFields(rec.tuple as Record<string, unknown>, TUPLE_FIELDS, true);
       break;
     case 'header':
       problem = checkFields(rec, HEADER_FIELDS, true);
