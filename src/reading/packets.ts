@@ -43,7 +43,7 @@ export type Verdict =
   | { kind: 'dropped'; func: string; reason: string; step: number }
   | { kind: 'delivered'; func: string; socket: boolean; step: number }
   | { kind: 'sent'; iface: string; func: string; step: number }
-  | { kind: 'consumed'; func: string; step: number }
+  | { kind: 'consumed'; func: string; step: number; replacedBy?: number }
   | { kind: 'in-flight'; func: string; step: number; iface?: string; received?: boolean };
 
 export interface Packet {
@@ -56,6 +56,12 @@ export interface Packet {
   tuple?: Tuple;
   /** A step freed it: the trace saw its whole life. */
   freed: boolean;
+  /**
+   * Seen only being freed, right before a packet with the same tuple started
+   * on the same CPU: the kernel swapped the skb for a copy (e.g. to make room
+   * for headers) and the path goes on as that packet.
+   */
+  replacedBy?: number;
   /** For a merged flow path (diff --flow): the packets it is made of, and the one it was chosen by. */
   packets?: number[];
   seed?: Packet;
@@ -394,7 +400,8 @@ export function verdictOf(p: Packet): Verdict {
     // a free with no device left means the socket layer had taken it over.
     return { kind: 'delivered', func, socket: lastEvent.iface === '' && !lastEvent.ifindex, step: last };
   }
-  if (p.freed) return { kind: 'consumed', func, step: last };
+  if (p.freed)
+    return { kind: 'consumed', func, step: last, ...(p.replacedBy ? { replacedBy: p.replacedBy } : {}) };
   return {
     kind: 'in-flight',
     func,
@@ -419,6 +426,8 @@ export function describeVerdict(v: Verdict): string {
     case 'sent':
       return `sent out of ${v.iface || 'an interface'} (${v.func})`;
     case 'consumed':
+      if (v.replacedBy)
+        return `freed at ${v.func} as the kernel went on with a copy of it (packet #${v.replacedBy})`;
       return `freed without a drop at ${v.func}`;
     case 'in-flight':
       if (v.received)
@@ -439,7 +448,7 @@ export function verdictLabel(v: Verdict): string {
     case 'sent':
       return `sent out of ${v.iface || '?'}`;
     case 'consumed':
-      return `freed at ${v.func}`;
+      return v.replacedBy ? `replaced by a copy: #${v.replacedBy}` : `freed at ${v.func}`;
     case 'in-flight':
       if (v.received) return `received on ${v.iface || '?'}, end not traced`;
       return v.iface ? `in flight (last: ${v.func} on ${v.iface})` : `in flight (last: ${v.func})`;
@@ -481,15 +490,62 @@ export interface TrackerOptions {
   onDone?: (packet: Packet) => void;
 }
 
+/** How soon after a lone free a copy must start to count as its replacement. */
+const REPLACEMENT_WINDOW_NS = 1_000_000n;
+
+function sameFlow(a?: Tuple, b?: Tuple): boolean {
+  return Boolean(
+    a &&
+      b &&
+      a.src === b.src &&
+      a.dst === b.dst &&
+      a.sport === b.sport &&
+      a.dport === b.dport &&
+      a.proto === b.proto,
+  );
+}
+
 export class PacketTracker {
   private readonly live = new Map<string, { packet: Packet; last: Last }>();
   private readonly all: Packet[] = [];
   private count = 0;
+  /** The last packet seen only being freed, held back until we know whether a copy follows. */
+  private lone?: { packet: Packet; ts: bigint; cpu: number };
 
   constructor(private readonly options: TrackerOptions = {}) {}
 
   private done(packet: Packet): void {
+    if (packet.steps.length === 1 && packet.freed && !packet.steps[0].event.drop) {
+      // Hold it: the next new packet may be its copy.
+      this.flushLone();
+      const e = packet.steps[0].event;
+      this.lone = { packet, ts: toBig(e.ts), cpu: e.cpu };
+      return;
+    }
     this.options.onDone?.(packet);
+  }
+
+  private flushLone(): void {
+    if (!this.lone) return;
+    const { packet } = this.lone;
+    this.lone = undefined;
+    this.options.onDone?.(packet);
+  }
+
+  /** A new packet starts: if a lone free just before it on the same CPU had its tuple, that was its original. */
+  private started(packet: Packet, e: TraceEvent): void {
+    const lone = this.lone;
+    if (!lone) return;
+    const gap = toBig(e.ts) - lone.ts;
+    if (
+      lone.cpu === e.cpu &&
+      gap >= 0n &&
+      gap <= REPLACEMENT_WINDOW_NS &&
+      sameFlow(lone.packet.tuple, e.tuple)
+    ) {
+      lone.packet.replacedBy = packet.id;
+    }
+    this.flushLone();
   }
 
   observe(e: TraceEvent): Observed {
@@ -505,6 +561,7 @@ export class PacketTracker {
       entry = { packet, last: {} };
       this.live.set(key, entry);
       if (this.options.retain !== false) this.all.push(packet);
+      this.started(packet, e);
     }
     const { packet, last } = entry;
     const step: Step = {
@@ -528,9 +585,18 @@ export class PacketTracker {
     return this.all;
   }
 
-  /** Packets not finished yet: not freed when the trace ended. */
+  /** Packets not finished yet: not freed when the trace ended (hands on a held-back lone free first). */
   open(): Packet[] {
+    this.flushLone();
     return [...this.live.values()].map((e) => e.packet);
+  }
+}
+
+function toBig(ts: string): bigint {
+  try {
+    return BigInt(ts);
+  } catch {
+    return 0n;
   }
 }
 

@@ -72,3 +72,18 @@ test('diff --flow: the working connection with its replies against SYNs the reve
   const ts = gf.steps.map((s) => BigInt(s.event.ts));
   assert.ok(ts.every((t, i) => i === 0 || t >= ts[i - 1]));
 });
+
+test('a lone free right before a packet with its tuple on the same CPU is that packet swapped for a copy', () => {
+  const [first, second] = tracePackets('tcp-good.jsonl');
+  assert.equal(first.steps.length, 1);
+  assert.deepEqual(verdictOf(first), {
+    kind: 'consumed',
+    func: 'consume_skb',
+    step: 0,
+    replacedBy: second.id,
+  });
+  assert.equal(second.steps.length > 10, true);
+  // a packet of another flow in between is no replacement
+  const [nf] = tracePackets('netfilter-drop.jsonl');
+  assert.equal(nf.replacedBy, undefined);
+});
