@@ -12,11 +12,7 @@ export default class Diff extends Command {
     'Line up a working packet path against a failing one and show where they part ways.';
 
   static override description =
-    `Takes two saved traces (--output-file or -o json), picks a packet from each (by default the
-first packet that was not dropped from GOOD and the first dropped one from BAD), aligns their steps
-function by function, prints them side by side with the first difference marked, and states the
-difference in one sentence: a different path, a different NAT rewrite at the same step, or a
-different ending.`;
+    'Takes two saved traces (--output-file, or -o json redirected to a file) and picks a packet from each: from GOOD the longest one that was not dropped, from BAD the first dropped one (or the ones you name). It aligns their steps function by function, prints them side by side with the first difference marked, and states the difference in one sentence: a different path, a different NAT rewrite at the same step, or a different ending. With --flow it compares whole flows, replies included.';
 
   static override examples = [
     'kubectl pwru diff good.jsonl bad.jsonl',

@@ -9,9 +9,7 @@ export default class Show extends Command {
   static override summary = 'Re-render a saved trace: lines, wide lines, JSON, or the verdict summary.';
 
   static override description =
-    `Reads a trace saved with --output-file (or \`-o json\` redirected to a file) and shows it
-offline with the same views as a live trace: pwru-style lines with NAT markers, -o wide, -o json,
-or --summary (one row per packet with its verdict, counts per drop reason and per function).`;
+    'Reads a trace saved with --output-file (or -o json redirected to a file) and shows it offline with the same views as a live trace: pwru-style lines with NAT markers, -o wide, -o json, or --summary (one row per packet with its verdict, counts per drop reason and per function).';
 
   static override examples = [
     'kubectl pwru show trace.jsonl',
