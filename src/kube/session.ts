@@ -232,7 +232,12 @@ export class NodeSession {
       const why = terminated
         ? `${terminated.reason ?? 'terminated'} (exit code ${terminated.exitCode})${terminated.message ? `: ${terminated.message}` : ''}`
         : `${status?.reason ?? status?.phase}${status?.message ? `: ${status.message}` : ''}`;
-      return new UserError(`${id} ended before the trace started: ${why}`);
+      const image = pod.spec?.containers.find((c) => c.name === CONTAINER)?.image ?? '';
+      const noNode = terminated?.reason === 'StartError' || terminated?.exitCode === 127;
+      return new UserError(
+        `${id} ended before the trace started: ${why}` +
+          (noNode ? `\nthe image ${image} must have node on its PATH: pass --image with one that does` : ''),
+      );
     }
     if (status?.phase === 'Running' && cs?.state?.running) return 'running';
     return 'waiting';

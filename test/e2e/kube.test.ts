@@ -41,6 +41,7 @@ afterEach(async () => {
   world.server.config.forbid = [];
   world.server.config.podSecurity = {};
   world.server.config.unpullable = [];
+  world.server.config.withoutNode = [];
   world.server.config.channelProtocols = undefined;
   // Every run, whatever its ending, must leave nothing behind.
   const left = await eventually(() => leftovers(world), 15000);
@@ -393,6 +394,17 @@ describe('refusals and faults', () => {
     assert.ok(r.ms < 10000, `took ${r.ms} ms`);
     assert.match(r.stderr, /cannot start: ErrImagePull: Failed to pull image "registry.invalid\/nope:1"/);
     assert.match(r.stderr, /--image/);
+  });
+
+  test('an image without node: the container cannot start, and the message says what to pass', async () => {
+    world.server.config.withoutNode = ['busybox:1.36'];
+    const r = await runCli(world, ['pod/web-0', '-n', 'shop', '--image', 'busybox:1.36', ...TRACE]);
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.stderr,
+      /ended before the trace started: StartError \(exit code 128\): .*exec: "node": executable file not found in \$PATH/,
+    );
+    assert.match(r.stderr, /the image busybox:1.36 must have node on its PATH: pass --image/);
   });
 
   test('the helper refuses (no such backend on this kernel): its message, verbatim', async () => {

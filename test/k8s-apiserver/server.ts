@@ -32,6 +32,8 @@ export interface StandInConfig {
   podSecurity?: Record<string, 'baseline' | 'restricted'>;
   /** Images the "kubelet" cannot pull. */
   unpullable?: string[];
+  /** Images that have no `node` on their PATH: a container running node there fails to start. */
+  withoutNode?: string[];
   /** Attach subprotocols offered, best first (default v5 then v4). */
   channelProtocols?: string[];
 }
@@ -515,6 +517,27 @@ export class StandInApiServer {
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOSTNAME: node };
     for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
     this.event(pod, 'Normal', 'Created', `Created container ${c.name}`);
+    if ((this.config.withoutNode ?? []).includes(c.image) && command[0] === 'node') {
+      // What containerd reports when the image lacks the command.
+      const message =
+        'failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: ' +
+        'unable to start container process: exec: "node": executable file not found in $PATH: unknown';
+      rmSync(root, { recursive: true, force: true });
+      this.event(pod, 'Warning', 'Failed', `Error: ${message}`);
+      pod.status = {
+        ...pod.status,
+        phase: 'Failed',
+        containerStatuses: [
+          {
+            ...base,
+            containerID: containerId,
+            state: { terminated: { exitCode: 128, reason: 'StartError', message, containerID: containerId } },
+          },
+        ],
+      };
+      this.put('pods', pod);
+      return;
+    }
     const proc = spawn(exe, command.slice(1), {
       cwd,
       env,
@@ -663,6 +686,18 @@ export class StandInApiServer {
         400,
         'BadRequest',
         `pod ${r.name} is not running (phase ${pod.status.phase})`,
+      );
+    }
+    const container = url.searchParams.get('container') ?? pod.spec.containers[0].name;
+    const spec = pod.spec.containers.find((c: Obj) => c.name === container);
+    if (!spec)
+      return this.reject(socket, 400, 'BadRequest', `container ${container} is not valid for pod ${r.name}`);
+    if (url.searchParams.get('stdin') === 'true' && !spec.stdin) {
+      return this.reject(
+        socket,
+        400,
+        'BadRequest',
+        `stdin is not enabled for container ${container} of pod ${r.name}`,
       );
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
