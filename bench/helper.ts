@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ReadyInfo, RecordDecoder, type StatsInfo } from '../src/record/decode';
 import { PeakMemory, start, stop } from './proc';
-import { HELPER, REPO } from './tracers';
+import { helperBinary, REPO } from './tracers';
 
 export interface HelperReady {
   /** ms from spawn to the READY frame. */
@@ -30,7 +30,7 @@ export interface HelperReady {
 /** Starts the helper with args, waits for READY, then stops it (stdin EOF). */
 export async function helperReady(args: string[]): Promise<HelperReady> {
   const t0 = performance.now();
-  const proc = start(HELPER, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = start(helperBinary(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let helloMs = 0;
   const ready = await new Promise<ReadyInfo>((resolve, reject) => {
     const decoder = new RecordDecoder({
@@ -60,7 +60,7 @@ export async function startRunner(
   outFile: string,
 ): Promise<{ stop(): Promise<{ memory: Map<string, number>; stats?: StatsInfo }> }> {
   const dir = mkdtempSync(join(tmpdir(), 'pwru-bench-runner-'));
-  symlinkSync(HELPER, join(dir, 'pwru-helper'));
+  symlinkSync(helperBinary(), join(dir, 'pwru-helper'));
   writeFileSync(join(dir, 'request.json'), JSON.stringify({ args, heartbeatTimeoutSec: 600 }));
   const runner = join(REPO, 'dist', 'runner', 'runner.js');
   const fd = openSync(outFile, 'w');

@@ -11,7 +11,7 @@
  * BENCH_REPEAT (default 5): baseline/traced pairs per throughput ratio.
  * BENCH_ONLY=overhead,pipeline,ready,scaling: run some sections.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchContext } from './context';
@@ -23,7 +23,7 @@ import { killStarted, run } from './proc';
 import { ready } from './ready';
 import { Report, writeResults } from './report';
 import { scaling } from './scaling';
-import { REPO } from './tracers';
+import { BUILT_HELPER, REPO } from './tracers';
 
 const SECTIONS: [string, string, (ctx: BenchContext) => Promise<void>][] = [
   ['ready', '3 ready', ready],
@@ -55,6 +55,12 @@ async function main(): Promise<number> {
     process.exit(130);
   });
   try {
+    // Others may rebuild the helper while this runs: measure one binary throughout.
+    const helper = join(work, 'pwru-helper');
+    copyFileSync(BUILT_HELPER, helper);
+    chmodSync(helper, 0o755);
+    process.env.PWRU_HELPER = helper;
+    report.notes.push(`Tree: ${describeTree()}.`);
     await net.create();
     const probe = await helperReady(['--backend', 'tracepoint', '--', `udp and host ${net.absentIp}`]);
     const ctx: BenchContext = {
@@ -88,6 +94,19 @@ async function main(): Promise<number> {
   writeResults(join(REPO, 'BENCHMARKS.md'), report.markdown(command, startedAt, elapsed));
   process.stdout.write('results written to BENCHMARKS.md\n');
   return 0;
+}
+
+/** The commit measured, and whether the product's files differ from it. */
+function describeTree(): string {
+  try {
+    const head = run('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']).trim();
+    const dirty = run('git', ['-C', REPO, 'status', '--porcelain', '--', 'src', 'helper', 'bpf', 'runner'])
+      .split('\n')
+      .filter(Boolean).length;
+    return `commit ${head}${dirty ? `, with ${dirty} uncommitted changes in src/ helper/ bpf/ runner/` : ''}`;
+  } catch {
+    return 'not a git checkout';
+  }
 }
 
 main().then(

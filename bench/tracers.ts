@@ -20,7 +20,12 @@ import { childrenOf, comm, PeakMemory, type Proc, sleep, start, stop } from './p
 
 export const REPO = join(__dirname, '..', '..');
 export const BIN = join(REPO, 'bin', 'kubectl-pwru');
-export const HELPER = join(REPO, 'helper', 'build', 'amd64', 'pwru-helper');
+export const BUILT_HELPER = join(REPO, 'helper', 'build', 'amd64', 'pwru-helper');
+
+/** The helper under test: the CLI's own PWRU_HELPER override, which run.ts points at a private copy. */
+export function helperBinary(): string {
+  return process.env.PWRU_HELPER || BUILT_HELPER;
+}
 
 /** What every tracer is asked to match: one protocol between one address and anything. */
 export interface Match {
