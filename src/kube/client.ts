@@ -53,6 +53,16 @@ export function connect(opts: ConnectOptions): Cluster {
     kc.setCurrentContext(opts.context);
   }
   const cluster = kc.getCurrentCluster();
+  // loadFromDefault's last resort when it found no kubeconfig and is not in a pod.
+  if (
+    !opts.kubeconfig &&
+    cluster?.server === 'http://localhost:8080' &&
+    kc.getCurrentContext() === 'loaded-context'
+  ) {
+    throw new UserError(
+      'no kubeconfig found ($KUBECONFIG, ~/.kube/config) and not running in a pod: pass --kubeconfig or set KUBECONFIG',
+    );
+  }
   if (!cluster) {
     throw new UserError(
       'no cluster configured: set KUBECONFIG, pass --kubeconfig, or run inside a pod with a service account',
@@ -112,6 +122,11 @@ function describe(step: Step): string {
 export function explain(err: unknown, step: Step, server?: string): Error {
   if (err instanceof UserError) return err;
   const status = apiStatus(err);
+  if (!status && /HTTP protocol is not allowed/.test((err as Error)?.message ?? '')) {
+    return new UserError(
+      `the kubeconfig's server ${server ?? ''} is plain http: allow it with insecure-skip-tls-verify: true in its cluster entry, or use https`,
+    );
+  }
   if (!status) {
     const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
     const code = e?.code ?? e?.cause?.code;

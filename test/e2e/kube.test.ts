@@ -5,7 +5,8 @@
  * network namespaces that stand for the target pods.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { k8sLib } from '../../src/kube/client';
@@ -339,6 +340,26 @@ describe('refusals and faults', () => {
     r = await runCli(world, ['rs/web', '-n', 'shop', ...TRACE]);
     assert.match(r.stderr, /unknown target kind "rs"/);
     assert.equal(world.server.createdPods.length, created, 'no pod is created for bad input');
+  });
+
+  test('no kubeconfig, an unreachable API server: what to fix', async () => {
+    let r = await runCli(world, ['pod/web-0', ...TRACE], { KUBECONFIG: '', HOME: world.dir });
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.stderr,
+      /no kubeconfig found \(\$KUBECONFIG, ~\/\.kube\/config\) and not running in a pod/,
+    );
+    const dead = join(world.dir, 'dead-kubeconfig');
+    writeFileSync(
+      dead,
+      readFileSync(world.kubeconfig, 'utf8').replace(world.server.url, 'http://127.0.0.1:9'),
+    );
+    r = await runCli(world, ['pod/web-0', '-n', 'shop', '--kubeconfig', dead, ...TRACE]);
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.stderr,
+      /cannot reach the Kubernetes API at http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\) while trying to get pods "web-0"/,
+    );
   });
 
   test('pod not scheduled yet, pod already finished', async () => {
