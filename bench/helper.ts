@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ReadyInfo, RecordDecoder, type StatsInfo } from '../src/record/decode';
 import { PeakMemory, start, stop } from './proc';
+import type { RunningTracer } from './tracers';
 import { helperBinary, REPO } from './tracers';
 
 export interface HelperReady {
@@ -133,4 +134,62 @@ export function finalStats(file: string): StatsInfo | undefined {
     closeSync(fd);
   }
   return last;
+}
+
+/**
+ * The helper alone writing its record stream to a file, no client: how many
+ * events the C side delivers, for comparison with the whole pipeline.
+ */
+export async function startHelperToFile(args: string[], outFile: string): Promise<RunningTracer> {
+  const fd = openSync(outFile, 'w');
+  const t0 = performance.now();
+  let proc: ReturnType<typeof start>;
+  try {
+    proc = start(helperBinary(), args, { stdio: ['pipe', fd, 'pipe'] });
+  } finally {
+    closeSync(fd);
+  }
+  const until = Date.now() + 30000;
+  while (!readyInFile(outFile)) {
+    if (Date.now() > until || proc.child.exitCode !== null) {
+      await stop(proc, 2000);
+      throw new Error(`the helper never said READY: ${proc.stderr.slice(-400)}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const readyMs = performance.now() - t0;
+  return {
+    readyMs,
+    probes: 0,
+    bpfPid: () => proc.pid,
+    async stop() {
+      proc.child.stdin?.end();
+      const timer = setTimeout(() => proc.signal('SIGKILL'), 15000);
+      await proc.done;
+      clearTimeout(timer);
+      let delivered = 0;
+      let last: StatsInfo | undefined;
+      const decoder = new RecordDecoder({
+        event: () => {
+          delivered++;
+        },
+        stats: (st) => {
+          last = st;
+        },
+      });
+      const rfd = openSync(outFile, 'r');
+      const buf = Buffer.alloc(8 << 20);
+      try {
+        for (;;) {
+          const n = readSync(rfd, buf, 0, buf.length, null);
+          if (n === 0) break;
+          decoder.push(Buffer.from(buf.subarray(0, n)));
+        }
+      } finally {
+        closeSync(rfd);
+      }
+      if (!last) throw new Error(`no STATS frame in ${outFile}`);
+      return { delivered, kernelLost: last.lost, emitted: last.emitted, stderr: proc.stderr, outputBytes: 0 };
+    },
+  };
 }

@@ -9,9 +9,17 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext } from './context';
+import { startHelperToFile } from './helper';
 import { describeProfile, profileIn, summarizeProfile } from './profile';
 import { pct, rate } from './report';
-import { type Match, type RunningTracer, startBpftrace, startPwru, type TracerOutcome } from './tracers';
+import {
+  type Match,
+  pcapFilter,
+  type RunningTracer,
+  startBpftrace,
+  startPwru,
+  type TracerOutcome,
+} from './tracers';
 
 interface Step {
   pps: number;
@@ -37,6 +45,9 @@ export async function pipeline(ctx: BenchContext): Promise<void> {
   const bpf = await ramp(ctx, 'bpftrace', (f) =>
     startBpftrace({ match, tracepoints: ctx.tracepoints, outFile: f, scriptFile: join(ctx.work, 'ramp.bt') }),
   );
+  const helperOnly = await ramp(ctx, 'helper', (f) =>
+    startHelperToFile(['--backend', 'tracepoint', '--', pcapFilter(match)], f),
+  );
   const best = (r: Ramp) => r.best?.eventsPerSec ?? 0;
   ctx.report.add({
     section: '2 pipeline',
@@ -55,6 +66,11 @@ export async function pipeline(ctx: BenchContext): Promise<void> {
     what: 'bpftrace printf > file: highest loss-free rate',
     value: describe(bpf),
   });
+  ctx.report.add({
+    section: '2 pipeline',
+    what: 'for comparison: the helper alone > file (binary record stream, no client)',
+    value: describe(helperOnly),
+  });
   for (const [name, r] of [
     ['-o json', json],
     ['-o text', text],
@@ -72,6 +88,7 @@ export async function pipeline(ctx: BenchContext): Promise<void> {
     ['kubectl-pwru -o json', json],
     ['kubectl-pwru -o text', text],
     ['bpftrace', bpf],
+    ['the helper alone', helperOnly],
   ] as const) {
     if (!r.double) continue;
     const o = r.double.outcome;
