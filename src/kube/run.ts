@@ -94,6 +94,13 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster): Promise<Plan> {
         () => cluster.core.readNode({ name: target.node }),
         cluster.server,
       );
+      const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+      if (ready && ready.status !== 'True') {
+        // Still worth a try: a node whose pod network is down runs host-network pods like ours.
+        opts.sink.warning(
+          `node ${target.node} is NotReady (${ready.reason ?? 'no reason given'}: ${ready.message ?? ''}): the debug pod may not start`,
+        );
+      }
       return node.status?.nodeInfo?.architecture ?? '';
     }),
   );
