@@ -5,7 +5,7 @@
  * and a way to run the real CLI (bin/kubectl-pwru) as a child process.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Obj, StandInApiServer } from '../k8s-apiserver/server';
@@ -195,7 +195,9 @@ export function jsonLines(stdout: string): Obj[] {
  * --pod-netns-only.
  */
 export function fakeContainer(netns: string, containerId: string): { stop(): void } {
-  const cgroup = `/sys/fs/cgroup/pids/pwru-e2e/pod-test/${containerId}`;
+  // cgroup v1 (a pids hierarchy) or v2 (unified at the root): either way the path names the container.
+  const base = existsSync('/sys/fs/cgroup/pids/cgroup.procs') ? '/sys/fs/cgroup/pids' : '/sys/fs/cgroup';
+  const cgroup = `${base}/pwru-e2e/pod-test/${containerId}`;
   mkdirSync(cgroup, { recursive: true });
   const child = spawn('ip', ['netns', 'exec', netns, 'sleep', '600'], { stdio: 'ignore' });
   writeFileSync(join(cgroup, 'cgroup.procs'), String(child.pid));
