@@ -10,7 +10,7 @@ import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { HelperStream } from '../trace/helper-stream';
 import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_SEC } from './bundle';
-import { type Cluster, call, explain, k8sLib, type Step } from './client';
+import { apiStatus, type Cluster, call, explain, k8sLib, type Step } from './client';
 import { CONTAINER } from './debug-pod';
 
 /** Give up waiting for the pod to run after this long. */
@@ -183,13 +183,27 @@ export class NodeSession {
           this.progress(`${ev.type === 'Warning' ? 'warning: ' : ''}${ev.reason}: ${ev.message}`);
         };
         const onDone = (err: unknown) => {
-          if (err && !this.o.signal.aborted) {
-            const e = err as Error;
-            if (e.name === 'AbortError') return;
+          if (finished || this.o.signal.aborted) return;
+          if (err) {
+            if ((err as Error).name === 'AbortError') return;
             fail(
               explain(err, { verb: 'watch', resource: 'pods', namespace: ns, name }, this.o.cluster.server),
             );
+            return;
           }
+          // The server (or a proxy) ended the watch early: look every second instead.
+          const poll = setInterval(() => {
+            if (finished) {
+              clearInterval(poll);
+              return;
+            }
+            this.o.cluster.core.readNamespacedPod({ name, namespace: ns }).then(
+              (pod) => onPod('MODIFIED', pod),
+              (e) => {
+                if (apiStatus(e)?.code === 404) onPod('DELETED', {});
+              },
+            );
+          }, 1000);
         };
         watch
           .watch(`/api/v1/namespaces/${ns}/pods`, { fieldSelector: `metadata.name=${name}` }, onPod, onDone)

@@ -43,6 +43,7 @@ afterEach(async () => {
   world.server.config.podSecurity = {};
   world.server.config.unpullable = [];
   world.server.config.withoutNode = [];
+  world.server.config.watchTimeoutMs = undefined;
   world.server.config.channelProtocols = undefined;
   // Every run, whatever its ending, must leave nothing behind.
   const left = await eventually(() => leftovers(world), 15000);
@@ -164,6 +165,18 @@ describe('targets', () => {
     const none = await runCli(world, ['-l', 'app=nothing', '-n', 'shop', ...TRACE]);
     assert.notEqual(none.code, 0);
     assert.match(none.stderr, /-l app=nothing in namespace "shop" selects no pods/);
+  });
+
+  test('watches that the server ends early: the wait for the pod goes on by polling', async () => {
+    world.server.config.watchTimeoutMs = 0;
+    const seen = world.server.requests.length;
+    const r = await runCli(world, ['pod/web-0', '-n', 'shop', ...TRACE, '--max-events', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /10\.213\.1\.2:9999/);
+    const polls = world.server.requests
+      .slice(seen)
+      .filter((q) => /^GET \/api\/v1\/namespaces\/shop\/pods\/pwru-/.test(q));
+    assert.ok(polls.length >= 1, 'the debug pod was polled');
   });
 
   test('--kubeconfig and --context select the cluster; KUBECONFIG is not needed', async () => {

@@ -34,6 +34,8 @@ export interface StandInConfig {
   unpullable?: string[];
   /** Images that have no `node` on their PATH: a container running node there fails to start. */
   withoutNode?: string[];
+  /** End every watch this long after it starts (real servers end them after a timeout). */
+  watchTimeoutMs?: number;
   /** Attach subprotocols offered, best first (default v5 then v4). */
   channelProtocols?: string[];
 }
@@ -365,6 +367,12 @@ export class StandInApiServer {
       if (!q.get('resourceVersion'))
         for (const o of items) res.write(`${JSON.stringify({ type: 'ADDED', object: o })}\n`);
       req.on('close', () => this.watchers.delete(w));
+      if (this.config.watchTimeoutMs !== undefined) {
+        setTimeout(() => {
+          this.watchers.delete(w);
+          res.end();
+        }, this.config.watchTimeoutMs);
+      }
       return;
     }
     if (verb === 'create' && r.resource === 'pods' && r.namespace) {
