@@ -44,6 +44,7 @@ afterEach(async () => {
   world.server.config.unpullable = [];
   world.server.config.withoutNode = [];
   world.server.config.watchTimeoutMs = undefined;
+  world.server.config.kubeletDelayMs = undefined;
   world.server.config.channelProtocols = undefined;
   // Every run, whatever its ending, must leave nothing behind.
   const left = await eventually(() => leftovers(world), 15000);
@@ -169,6 +170,7 @@ describe('targets', () => {
 
   test('watches that the server ends early: the wait for the pod goes on by polling', async () => {
     world.server.config.watchTimeoutMs = 0;
+    world.server.config.kubeletDelayMs = 1500; // still Pending when the watches end
     const seen = world.server.requests.length;
     const r = await runCli(world, ['pod/web-0', '-n', 'shop', ...TRACE, '--max-events', '2']);
     assert.equal(r.code, 0, r.stderr);

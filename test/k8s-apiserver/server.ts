@@ -34,6 +34,8 @@ export interface StandInConfig {
   unpullable?: string[];
   /** Images that have no `node` on their PATH: a container running node there fails to start. */
   withoutNode?: string[];
+  /** How long the "kubelet" takes to pick up a new pod (default 20 ms). */
+  kubeletDelayMs?: number;
   /** End every watch this long after it starts (real servers end them after a timeout). */
   watchTimeoutMs?: number;
   /** Attach subprotocols offered, best first (default v5 then v4). */
@@ -457,7 +459,7 @@ export class StandInApiServer {
     this.createdPods.push(structuredClone(pod));
     this.put('pods', pod);
     this.send(res, 201, pod);
-    setTimeout(() => this.kubelet(pod), 20);
+    setTimeout(() => this.kubelet(pod), this.config.kubeletDelayMs ?? 20);
   }
 
   private event(pod: Obj, type: 'Normal' | 'Warning', reason: string, message: string): void {
