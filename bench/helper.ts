@@ -16,7 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ReadyInfo, RecordDecoder, type StatsInfo } from '../src/record/decode';
-import { PeakMemory, start, stop } from './proc';
+import { PeakMemory, start, stop, treeCpu } from './proc';
 import type { RunningTracer } from './tracers';
 import { helperBinary, REPO } from './tracers';
 
@@ -162,6 +162,7 @@ export async function startHelperToFile(args: string[], outFile: string): Promis
     readyMs,
     probes: 0,
     bpfPid: () => proc.pid,
+    cpuNow: () => treeCpu(proc.pid),
     async stop() {
       proc.child.stdin?.end();
       const timer = setTimeout(() => proc.signal('SIGKILL'), 15000);

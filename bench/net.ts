@@ -15,6 +15,10 @@ export interface IperfResult {
   /** UDP: packets/s the server received; TCP: segments are not counted. */
   receivedPps?: number;
   bitsPerSecond: number;
+  /** CPU seconds iperf3's client and server used (getrusage: with tick accounting it includes the softirq work done in their context). */
+  cpuSeconds: number;
+  /** Packets (UDP) or megabytes (TCP) carried. */
+  units: number;
 }
 
 const PORT = 5301;
@@ -125,15 +129,27 @@ interface IperfSum {
 }
 
 function parseIperf(load: Load, json: string): IperfResult {
-  const end = (JSON.parse(json) as { end: { sum_sent: IperfSum; sum_received: IperfSum } }).end;
+  const end = (
+    JSON.parse(json) as {
+      end: {
+        sum_sent: IperfSum;
+        sum_received: IperfSum;
+        cpu_utilization_percent?: { host_total: number; remote_total: number };
+      };
+    }
+  ).end;
   const sent = end.sum_sent;
   const received = end.sum_received;
+  const cpu = end.cpu_utilization_percent;
+  const cpuSeconds = cpu ? ((cpu.host_total + cpu.remote_total) / 100) * sent.seconds : 0;
   if (load === 'tcp') {
     return {
       load,
       seconds: received.seconds,
       value: received.bits_per_second,
       bitsPerSecond: received.bits_per_second,
+      cpuSeconds,
+      units: (received.bits_per_second * received.seconds) / 8e6,
     };
   }
   return {
@@ -142,5 +158,7 @@ function parseIperf(load: Load, json: string): IperfResult {
     value: (sent.packets ?? 0) / sent.seconds,
     receivedPps: ((received.packets ?? 0) - (received.lost_packets ?? 0)) / received.seconds,
     bitsPerSecond: sent.bits_per_second,
+    cpuSeconds,
+    units: sent.packets ?? 0,
   };
 }

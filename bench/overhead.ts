@@ -12,7 +12,8 @@
  * BENCH_REPEAT pairs (each pair's ratio is shown). The BPF programs' own run time
  * (kernel.bpf_stats_enabled), which does not drift with load, is measured
  * separately at a fixed packet rate, so the statistics' own cost stays out
- * of the ratios.
+ * of the ratios. Each ratio is also given in CPU per unit of traffic (see
+ * cpuRatio), which drifts much less.
  */
 import { join } from 'node:path';
 import { enableBpfStats, progStats } from './bpfstats';
@@ -37,6 +38,20 @@ interface Pair {
   base: IperfResult;
   traced: IperfResult;
   outcome: TracerOutcome;
+  /** CPU seconds the tracer's own processes used during the traced run. */
+  tracerCpu: number;
+}
+
+/**
+ * The same comparison in CPU instead of time: what carrying one unit of
+ * traffic costs in CPU (iperf3's processes, with the kernel work done in
+ * their context, plus the tracer's processes), baseline over traced. On a
+ * CPU-bound sender this is the throughput ratio without the machine's drift.
+ */
+function cpuRatio(p: Pair): number {
+  const base = p.base.cpuSeconds / p.base.units;
+  const traced = (p.traced.cpuSeconds + p.tracerCpu) / p.traced.units;
+  return base / traced;
 }
 
 const LOAD_NAME: Record<Load, string> = {
@@ -70,7 +85,8 @@ export async function overhead(ctx: BenchContext): Promise<void> {
         const r = median(rs);
         ratios.set(`${tool} ${variant}`, r);
         const spread = rs.length > 1 ? ` (${rs.map(pct).join(', ')})` : '';
-        const value = `${pct(r)}${spread}, ${show(load, median(pairs.map((p) => p.traced.value)))}`;
+        const cpu = median(pairs.map(cpuRatio));
+        const value = `${pct(r)}${spread}, ${show(load, median(pairs.map((p) => p.traced.value)))}; by CPU per ${load === 'tcp' ? 'MB' : 'packet'}: ${pct(cpu)}`;
         if (variant === 'a') {
           const goal = tool === 'kubectl-pwru' ? '≥ 97% of baseline' : undefined;
           ctx.report.add({
@@ -153,15 +169,18 @@ async function pair(
   const early = tracedFirst ? undefined : await ctx.net.iperf(load, ctx.seconds);
   const tracer = await startTool(ctx, tool, match, `${load}-${variant}`, variant === 'b');
   let traced: IperfResult;
+  let tracerCpu = 0;
   try {
+    const before = tracer.cpuNow();
     traced = await ctx.net.iperf(load, ctx.seconds);
+    tracerCpu = tracer.cpuNow() - before;
   } catch (err) {
     await tracer.stop().catch(() => undefined);
     throw err;
   }
   const outcome = await tracer.stop();
   const base = early ?? (await ctx.net.iperf(load, ctx.seconds));
-  return { base, traced, outcome };
+  return { base, traced, outcome, tracerCpu };
 }
 
 function startTool(

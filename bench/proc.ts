@@ -205,3 +205,10 @@ export class PeakMemory {
     return this.peaks;
   }
 }
+
+/** CPU seconds used so far by a process and all its descendants. */
+export function treeCpu(pid: number): number {
+  let total = cpuSeconds(pid) ?? 0;
+  for (const c of childrenOf(pid)) total += treeCpu(c);
+  return total;
+}

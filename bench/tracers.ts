@@ -16,7 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { childrenOf, comm, PeakMemory, type Proc, sleep, start, stop } from './proc';
+import { childrenOf, comm, PeakMemory, type Proc, sleep, start, stop, treeCpu } from './proc';
 
 export const REPO = join(__dirname, '..', '..');
 export const BIN = join(REPO, 'bin', 'kubectl-pwru');
@@ -60,6 +60,8 @@ export interface RunningTracer {
   attachMs?: number;
   /** The process that holds the BPF programs (for their run-time statistics). */
   bpfPid?(): number | undefined;
+  /** CPU seconds the tracer's processes have used so far. */
+  cpuNow(): number;
   stop(): Promise<TracerOutcome>;
 }
 
@@ -108,6 +110,7 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
     probes: Number(m[2]),
     attachMs: Number(m[3]),
     bpfPid: () => childrenOf(proc.pid).find((c) => comm(c) === 'pwru-helper'),
+    cpuNow: () => treeCpu(proc.pid),
     async stop() {
       const code = await stop(proc);
       const mem = memory?.finish();
@@ -257,6 +260,7 @@ export async function startBpftrace(o: BpftraceOptions): Promise<RunningTracer> 
     readyMs,
     probes: probes.length,
     bpfPid: () => proc.pid,
+    cpuNow: () => treeCpu(proc.pid),
     async stop() {
       await stop(proc);
       let delivered = 0;
@@ -311,6 +315,7 @@ export async function startTcpdump(o: TcpdumpOptions): Promise<RunningTracer> {
   return {
     readyMs,
     probes: 1,
+    cpuNow: () => treeCpu(proc.pid),
     async stop() {
       await stop(proc);
       const captured = proc.stderr.match(/(\d+) packets? captured/);
