@@ -11,7 +11,7 @@
  * BENCH_REPEAT (default 5): baseline/traced pairs per throughput ratio.
  * BENCH_ONLY=overhead,pipeline,ready,scaling: run some sections.
  */
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchContext } from './context';
@@ -19,7 +19,7 @@ import { helperReady } from './helper';
 import { BenchNet } from './net';
 import { overhead } from './overhead';
 import { pipeline } from './pipeline';
-import { killStarted, run } from './proc';
+import { killStarted, run, sleep } from './proc';
 import { ready } from './ready';
 import { Report, writeResults } from './report';
 import { scaling } from './scaling';
@@ -57,6 +57,7 @@ async function main(): Promise<number> {
   try {
     // Others may rebuild the helper while this runs: measure one binary throughout.
     const helper = join(work, 'pwru-helper');
+    for (let i = 0; !existsSync(BUILT_HELPER) && i < 120; i++) await sleep(500); // being rebuilt
     copyFileSync(BUILT_HELPER, helper);
     chmodSync(helper, 0o755);
     process.env.PWRU_HELPER = helper;
