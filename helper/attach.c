@@ -114,17 +114,24 @@ static void detect_tracepoint(struct backend_support *s)
 	s->tracepoint = true;
 }
 
-void backends_detect(struct backend_support *s, const char *probe_func)
+/* Functions every kernel with networking has, to try a test attach on. */
+static const char *const known_funcs[] = { "kfree_skbmem", "__kfree_skb", "ip_rcv", "netif_receive_skb" };
+#define N_KNOWN (sizeof(known_funcs) / sizeof(known_funcs[0]))
+
+void backends_detect(struct backend_support *s, bool try_kprobes)
 {
 	memset(s, 0, sizeof(*s));
 	detect_tracepoint(s);
-	if (probe_func) {
-		detect_kprobe_multi(s, probe_func);
-		detect_kprobe(s, probe_func);
-	} else {
-		snprintf(s->kprobe_multi_why, sizeof(s->kprobe_multi_why), "no probeable function found");
-		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "no probeable function found");
+	if (!try_kprobes) {
+		snprintf(s->kprobe_multi_why, sizeof(s->kprobe_multi_why), "not tried");
+		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "not tried");
+		return;
 	}
+	/* A function may be missing or untraceable on some kernel: one success is enough. */
+	for (size_t i = 0; i < N_KNOWN && !s->kprobe_multi; i++)
+		detect_kprobe_multi(s, known_funcs[i]);
+	for (size_t i = 0; i < N_KNOWN && !s->kprobe; i++)
+		detect_kprobe(s, known_funcs[i]);
 	s->func_ip = libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_func_ip, NULL) > 0;
 }
 
@@ -166,6 +173,13 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static bool (*should_stop)(void);
+
+static bool stopping(void)
+{
+	return should_stop && should_stop();
+}
+
 /* Reports progress at most every 100 ms, and at the end. */
 static void report(attach_progress_fn progress, const char *phase, size_t done, size_t total)
 {
@@ -186,6 +200,8 @@ static int attach_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, s
 
 		if (p->kind != PROBE_TRACEPOINT)
 			continue;
+		if (stopping())
+			return -EINTR;
 		int fd = loader_tracepoint_fd(skel, probes, id, err, errlen);
 		if (fd < 0)
 			return fd;
@@ -215,6 +231,8 @@ static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const
 
 	if (n == 0)
 		return 0;
+	if (stopping())
+		return -EINTR;
 	link = bpf_program__attach_kprobe_multi_opts(prog, NULL, &opts);
 	if (link) {
 		if (add_link(att, link) < 0)
@@ -278,6 +296,8 @@ static int attach_functions_kprobe(struct pwru_bpf *skel, struct probe_set *prob
 
 		if (p->kind != PROBE_FUNC)
 			continue;
+		if (stopping())
+			return -EINTR;
 		struct bpf_link *link =
 			bpf_program__attach_kprobe(loader_program_for(skel, BACKEND_KPROBE, p), false, p->name);
 		if (!link) {
@@ -294,11 +314,12 @@ static int attach_functions_kprobe(struct pwru_bpf *skel, struct probe_set *prob
 }
 
 int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *probes, struct attachment *att,
-	       attach_progress_fn progress, char *err, size_t errlen)
+	       attach_progress_fn progress, bool (*stop)(void), char *err, size_t errlen)
 {
 	size_t done = 0;
 	int ret;
 
+	should_stop = stop;
 	memset(att, 0, sizeof(*att));
 	err[0] = 0;
 	ret = attach_tracepoints(skel, probes, att, progress, probes->cnt, &done, err, errlen);
@@ -307,7 +328,9 @@ int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *pr
 	else if (!ret && backend == BACKEND_KPROBE)
 		ret = attach_functions_kprobe(skel, probes, att, progress, probes->cnt, &done);
 	if (ret) {
-		if (!err[0])
+		if (ret == -EINTR)
+			snprintf(err, errlen, "stopped while attaching probes");
+		else if (!err[0])
 			snprintf(err, errlen, "attaching probes: %s", strerror(-ret));
 		return ret;
 	}

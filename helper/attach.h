@@ -22,8 +22,8 @@ struct backend_support {
 const char *backend_name(enum backend b);
 int backend_parse(const char *s, enum backend *out);
 
-/* Probes the running kernel; probe_func is a function known to exist (for test attaches). */
-void backends_detect(struct backend_support *s, const char *probe_func);
+/* Probes the running kernel (the kprobe backends only when try_kprobes: it costs a test attach). */
+void backends_detect(struct backend_support *s, bool try_kprobes);
 
 /* Progress callback: phase, done, total. */
 typedef void (*attach_progress_fn)(const char *phase, size_t done, size_t total);
@@ -37,9 +37,10 @@ struct attachment {
 	size_t skipped;   /* probes the kernel refused (not traceable) */
 };
 
-/* Attaches every probe (marks probe->attached); returns -errno with a message when nothing could be. */
+/* Attaches every probe (marks probe->attached); returns -errno with a message when nothing could be,
+ * -EINTR when stop() said to give up (a signal during a slow attach). */
 int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *probes, struct attachment *att,
-	       attach_progress_fn progress, char *err, size_t errlen);
+	       attach_progress_fn progress, bool (*stop)(void), char *err, size_t errlen);
 
 void attach_detach(struct attachment *att, attach_progress_fn progress);
 

@@ -18,7 +18,7 @@ struct loop_config {
 	bool kprobe_backend;	/* events carry function addresses to map to probe ids */
 	double duration_sec;
 	uint64_t max_events;
-	int signal_fd;
+	int signal_fd;	/* readable when a stop signal arrived */
 	bool watch_stdin;
 };
 

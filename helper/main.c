@@ -6,6 +6,7 @@
  * -> stream events until told to stop -> detach -> say goodbye.
  * Everything it reports goes to stdout as the record stream (bpf/event.h).
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -221,20 +221,6 @@ static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, 
 	return 0;
 }
 
-/* The first probeable function, to try the kprobe backends on. */
-static const char *probe_candidate(const struct probe_set *probes, const struct kallsyms *ks)
-{
-	static const char *known[] = { "kfree_skbmem", "__kfree_skb", "ip_rcv", "netif_receive_skb" };
-
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (kallsyms_by_name(ks, known[i]))
-			return known[i];
-	for (size_t i = 0; i < probes->cnt; i++)
-		if (probes->v[i].kind == PROBE_FUNC)
-			return probes->v[i].name;
-	return NULL;
-}
-
 static int choose_backend(enum backend asked, const struct backend_support *bs, enum backend *chosen, char *note,
 			  size_t notelen, char *err, size_t errlen)
 {
@@ -293,18 +279,44 @@ static int choose_backend(enum backend asked, const struct backend_support *bs, 
 	return 0;
 }
 
-/* Stop on signals via a signalfd, so the loop sees them between batches. */
+/*
+ * Stop on signals. The handler only notes the signal and wakes the loop
+ * through a pipe; it is installed without SA_RESTART so that a write to a
+ * reader that stopped reading is interrupted instead of blocking forever.
+ */
+static int signal_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	char c = (char)sig;
+
+	stop_signal = sig;
+	if (write(signal_pipe[1], &c, 1) < 0) {
+		/* the pipe is full: the loop is already being woken */
+	}
+	errno = saved;
+}
+
+static bool stop_requested(void)
+{
+	return stop_signal != 0;
+}
+
 static int setup_signals(void)
 {
-	sigset_t set;
+	struct sigaction sa = { .sa_handler = on_signal };
 
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		return -1;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	out_set_abort_check(stop_requested);
+	return signal_pipe[0];
 }
 
 /* Only a pipe, socket or terminal on stdin means "a client that can go away". */
@@ -369,20 +381,8 @@ int main(int argc, char **argv)
 		rep = &re;
 	}
 
-	/* Find what could be probed, then what this kernel can probe it with. */
-	bool need_functions = opts.backend != BACKEND_TRACEPOINT;
-	if (need_functions) {
-		ret = kallsyms_load(&ks);
-		if (ret && opts.backend != BACKEND_AUTO)
-			return fail(EXIT_FAILED, "no_kallsyms", "cannot read /proc/kallsyms: %s", strerror(-ret));
-	}
-	struct probe_set functions = { 0 };
-	if (need_functions && ks.cnt) {
-		probes_find_functions(btf, &ks, rep, &functions);
-		if (opts.all_kmods)
-			add_module_functions(btf, &ks, rep, &functions);
-	}
-	backends_detect(&support, need_functions && ks.cnt ? probe_candidate(&functions, &ks) : NULL);
+	/* What this kernel can probe with, then what there is to probe. */
+	backends_detect(&support, opts.backend != BACKEND_TRACEPOINT);
 	if (opts.verify_only) {
 		/* The verifier accepts programs the kernel could never attach: check them anyway. */
 		backend = opts.backend;
@@ -390,10 +390,19 @@ int main(int argc, char **argv)
 	} else if (choose_backend(opts.backend, &support, &backend, note, sizeof(note), err, sizeof(err))) {
 		return fail(EXIT_BAD_INPUT, "backend_unavailable", "%s", err);
 	}
-	if (backend != BACKEND_TRACEPOINT && ks.addrs_hidden)
-		return fail(EXIT_FAILED, "kallsyms_hidden", "%s",
-			    "kernel addresses are hidden in /proc/kallsyms (kernel.kptr_restrict=2): use "
-			    "--backend tracepoint or set kernel.kptr_restrict=1");
+	struct probe_set functions = { 0 };
+	if (backend != BACKEND_TRACEPOINT) {
+		ret = kallsyms_load(&ks);
+		if (ret)
+			return fail(EXIT_FAILED, "no_kallsyms", "cannot read /proc/kallsyms: %s", strerror(-ret));
+		if (ks.addrs_hidden)
+			return fail(EXIT_FAILED, "kallsyms_hidden", "%s",
+				    "kernel addresses are hidden in /proc/kallsyms (kernel.kptr_restrict=2): use "
+				    "--backend tracepoint or set kernel.kptr_restrict=1");
+		probes_find_functions(btf, &ks, rep, &functions);
+		if (opts.all_kmods)
+			add_module_functions(btf, &ks, rep, &functions);
+	}
 
 	/* Tracepoints first (ids are stable), then functions for the kprobe backends. */
 	if (backend == BACKEND_TRACEPOINT) {
@@ -469,9 +478,16 @@ int main(int argc, char **argv)
 		loader_destroy(skel);
 		return 0;
 	}
-	if (attach_all(skel, backend, &probes, &att, progress, err, sizeof(err))) {
+	ret = attach_all(skel, backend, &probes, &att, progress, stop_requested, err, sizeof(err));
+	if (ret) {
 		attach_detach(&att, NULL);
 		loader_destroy(skel);
+		if (ret == -EINTR) {
+			/* Asked to stop before tracing began: not a failure. */
+			res = (struct loop_result){ .reason = "signal" };
+			write_end(&res);
+			return 0;
+		}
 		return fail(EXIT_FAILED, "attach_failed", "%s", err);
 	}
 	write_ready(backend, note, &probes, &att, mono_ms() - t0, opts.pcap_filter, drop_reasons, opts.ringbuf_bytes);

@@ -171,7 +171,13 @@ static struct {
 	char *buf;
 	size_t len;
 	bool broken;
+	bool (*abort_check)(void);
 } out = { .fd = 1 };
+
+void out_set_abort_check(bool (*check)(void))
+{
+	out.abort_check = check;
+}
 
 void out_init(int fd)
 {
@@ -190,7 +196,8 @@ void out_flush(void)
 	while (off < out.len && !out.broken) {
 		ssize_t n = write(out.fd, out.buf + off, out.len - off);
 		if (n < 0) {
-			if (errno == EINTR)
+			/* A reader that stopped reading must not keep us from stopping. */
+			if (errno == EINTR && !(out.abort_check && out.abort_check()))
 				continue;
 			out.broken = true; /* EPIPE: the reader is gone */
 			break;

@@ -39,6 +39,8 @@ void *out_reserve(uint16_t type, uint32_t len);
 void out_frame(uint16_t type, const void *payload, uint32_t len);
 void out_json(uint16_t type, const struct json *j);
 void out_flush(void);
+/* When a write is interrupted and check() says so, the rest is dropped and the stream marked broken. */
+void out_set_abort_check(bool (*check)(void));
 bool out_broken(void);
 
 /* A {code, message} frame (ERROR or WARNING), also written to stderr for people. */

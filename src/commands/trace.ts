@@ -147,7 +147,6 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
         );
       }
     }
-    const { runKubeTrace, printManifest } = await import('../kube/run');
     const controller = new AbortController();
     const sink = createSink({
       format: flags.output as 'text' | 'wide' | 'json',
@@ -171,8 +170,10 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
       sink,
       signal: controller.signal,
     };
-    if (flags['print-manifest']) {
-      process.stdout.write(await printManifest(kubeOptions));
+    // The Kubernetes client is heavy to load: --local never pays for it.
+    const kube = local ? undefined : await import('../kube/run');
+    if (kube && flags['print-manifest']) {
+      process.stdout.write(await kube.printManifest(kubeOptions));
       return;
     }
 
@@ -191,8 +192,8 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-      if (local) await runLocalTrace(request, sink, controller.signal, helper);
-      else await runKubeTrace(kubeOptions);
+      if (kube) await kube.runKubeTrace(kubeOptions);
+      else await runLocalTrace(request, sink, controller.signal, helper);
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

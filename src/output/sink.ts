@@ -14,6 +14,11 @@ export interface TraceSink {
   event(event: TraceEvent): void;
   stats(stats: TraceStats): void;
   warning(message: string): void;
+  /**
+   * A batch of events has been handed over (one chunk of the helper's
+   * stream): a good moment to write what the sink buffered.
+   */
+  flush?(): void;
   /** All sessions ended; flush files and print the closing summary. */
   close(): Promise<void>;
 }

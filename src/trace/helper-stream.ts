@@ -36,7 +36,7 @@ export class HelperStream {
   private hello?: HelloInfo;
 
   constructor(
-    sink: TraceSink,
+    private readonly sink: TraceSink,
     node?: string,
     /** Called once when probes are attached and events may flow. */
     onReady?: () => void,
@@ -100,5 +100,6 @@ export class HelperStream {
 
   push(chunk: Buffer): void {
     this.decoder.push(chunk);
+    this.sink.flush?.();
   }
 }

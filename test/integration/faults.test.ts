@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { run } from './netlab';
+import { NetLab, run } from './netlab';
 import { CLI, HELPER, RunningTrace, runCli, startTrace } from './tracer';
 
 const OUR_PROGRAM = /^(tp_skb_|tp_kfree_skb|tp_consume_skb|kprobe_skb_|kmulti_skb_)/;
@@ -158,6 +158,41 @@ describe('bad input and faults', () => {
     assert.ok(r.lines.some((l) => l.type === 'stats' && l.final));
     assert.deepEqual(programsOf(pid), []);
     assert.deepEqual(orphanPrograms(), []);
+  });
+
+  test('a reader that stops reading cannot keep the helper from stopping on SIGTERM', async () => {
+    const lab = new NetLab();
+    try {
+      const a = lab.ns('a');
+      const b = lab.ns('b');
+      lab.link(a, b, 1);
+      const helper = spawn(HELPER, ['--backend', 'tracepoint', '--', `host ${lab.v4(1, 2)}`], {
+        stdio: ['pipe', 'pipe', 'ignore'],
+      });
+      let seen = '';
+      await new Promise<void>((resolve) => {
+        const onData = (d: Buffer) => {
+          seen += d.toString('latin1');
+          if (seen.includes('attach_ms')) {
+            helper.stdout.off('data', onData);
+            helper.stdout.pause(); // stop reading: the pipe fills up
+            resolve();
+          }
+        };
+        helper.stdout.on('data', onData);
+      });
+      for (let i = 0; i < 3; i++) lab.traffic(a, ['udp', lab.v4(1, 2), '6500', '400']);
+      const exited = new Promise<number | null>((resolve) => helper.on('exit', (code) => resolve(code)));
+      helper.kill('SIGTERM');
+      const code = await Promise.race([
+        exited,
+        new Promise<string>((r) => setTimeout(() => r('stuck'), 5000)),
+      ]);
+      if (code === 'stuck') helper.kill('SIGKILL');
+      assert.equal(code, 0, 'the helper must stop within 5 s');
+    } finally {
+      lab.destroy();
+    }
   });
 
   test('works without raising RLIMIT_MEMLOCK and without CAP_SYS_RESOURCE', async () => {
