@@ -59,6 +59,7 @@ export function withNames(sink: TraceSink, names: Map<string, string>): TraceSin
       sink.event(e);
     },
     stats: (s) => sink.stats(s),
+    flush: () => sink.flush?.(),
     warning: (m) => sink.warning(m),
     close: () => sink.close(),
   };
