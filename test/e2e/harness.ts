@@ -100,6 +100,8 @@ export interface CliRun {
   done: Promise<number | string>;
   /** Resolves when stderr matches re; rejects after timeoutMs or if the CLI ends first. */
   waitForStderr(re: RegExp, timeoutMs?: number): Promise<void>;
+  /** The same for stdout: trace lines must show while the trace runs, not at its end. */
+  waitForStdout(re: RegExp, timeoutMs?: number): Promise<void>;
 }
 
 export function startCli(world: World, args: string[], env: Record<string, string> = {}): CliRun {
@@ -113,27 +115,30 @@ export function startCli(world: World, args: string[], env: Record<string, strin
     stdout: '',
     stderr: '',
     done: new Promise((resolve) => child.once('close', (code, signal) => resolve(code ?? signal ?? -1))),
-    waitForStderr(re, timeoutMs = 15000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (re.test(run.stderr)) {
-            clearTimeout(timer);
-            child.stderr?.off('data', check);
-            resolve();
-          }
-        };
-        const timer = setTimeout(
-          () => reject(new Error(`stderr never matched ${re} within ${timeoutMs} ms:\n${run.stderr}`)),
-          timeoutMs,
-        );
-        child.stderr?.on('data', check);
-        run.done.then(() =>
-          setTimeout(() => reject(new Error(`CLI ended before stderr matched ${re}:\n${run.stderr}`)), 50),
-        );
-        check();
-      });
-    },
+    waitForStderr: (re, timeoutMs = 15000) => waitFor('stderr', re, timeoutMs),
+    waitForStdout: (re, timeoutMs = 15000) => waitFor('stdout', re, timeoutMs),
   };
+  function waitFor(which: 'stdout' | 'stderr', re: RegExp, timeoutMs: number): Promise<void> {
+    const stream = which === 'stdout' ? child.stdout : child.stderr;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (re.test(run[which])) {
+          clearTimeout(timer);
+          stream?.off('data', check);
+          resolve();
+        }
+      };
+      const timer = setTimeout(
+        () => reject(new Error(`${which} never matched ${re} within ${timeoutMs} ms:\n${run.stderr}`)),
+        timeoutMs,
+      );
+      stream?.on('data', check);
+      run.done.then(() =>
+        setTimeout(() => reject(new Error(`CLI ended before ${which} matched ${re}:\n${run.stderr}`)), 50),
+      );
+      check();
+    });
+  }
   child.stdout?.on('data', (c: Buffer) => {
     run.stdout += c.toString();
   });
