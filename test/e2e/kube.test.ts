@@ -148,6 +148,17 @@ describe('targets', () => {
     assert.equal(headers[0].filter, '(host 10.213.1.2 or host 10.213.2.2) and (udp)');
   });
 
+  test('--duration: the helper stops itself, the pod gets a matching deadline', async () => {
+    const before = world.server.createdPods.length;
+    const r = await runCli(world, ['pod/web-0', '-n', 'shop', ...TRACE, '--duration', '2s', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.ms < 15000, `took ${r.ms} ms`);
+    const stats = jsonLines(r.stdout).filter((l) => l.type === 'stats' && l.final);
+    assert.equal(stats.length, 1, r.stdout);
+    assert.ok(stats[0].events > 0, 'traffic flowed during the 2 s');
+    assert.equal(world.server.createdPods[before].spec.activeDeadlineSeconds, 122);
+  });
+
   test('-l SELECTOR alone: matching pods in the namespace', async () => {
     const r = await runCli(world, [
       '-l',
