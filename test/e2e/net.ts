@@ -71,16 +71,45 @@ export function udpStream(addr: string, port: number, gapMs = 100): { stop(): vo
   };
 }
 
+/**
+ * Which processes hold each BPF link, from /proc/PID/fdinfo ("link_id:"):
+ * bpftool here is built without the pids column.
+ */
+export function linkHolders(): Map<number, number[]> {
+  const holders = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${entry}/fd/${fd}`) !== 'anon_inode:bpf_link') continue;
+        const m = /^link_id:\s+(\d+)$/m.exec(readFileSync(`/proc/${entry}/fdinfo/${fd}`, 'utf8'));
+        if (!m) continue;
+        const id = Number(m[1]);
+        holders.set(id, [...(holders.get(id) ?? []), Number(entry)]);
+      } catch {}
+    }
+  }
+  return holders;
+}
+
 /** BPF links (bpftool link show) held by a process whose cwd is under one of `roots`. */
 export function linksUnder(roots: string[]): string[] {
   const out = execFileSync('bpftool', ['link', 'show', '-j'], { encoding: 'utf8' });
-  const links = JSON.parse(out || '[]') as { id: number; pids?: { pid: number; comm: string }[] }[];
+  const links = JSON.parse(out || '[]') as { id: number; type: string; tp_name?: string }[];
+  const holders = linkHolders();
   const found: string[] = [];
   for (const link of links) {
-    for (const p of link.pids ?? []) {
-      const cwd = cwdOf(p.pid);
-      if (cwd && roots.some((r) => cwd.startsWith(r)))
-        found.push(`link ${link.id} held by ${p.comm}(${p.pid}) in ${cwd}`);
+    for (const pid of holders.get(link.id) ?? []) {
+      const cwd = cwdOf(pid);
+      if (cwd && roots.some((r) => cwd.startsWith(r))) {
+        found.push(`link ${link.id} (${link.type} ${link.tp_name ?? ''}) held by pid ${pid} in ${cwd}`);
+      }
     }
   }
   return found;
