@@ -114,6 +114,14 @@ export function matchFields(selector: string, o: Obj): boolean {
     });
 }
 
+function killGroup(proc: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (proc.pid) process.kill(-proc.pid, signal);
+  } catch {
+    // The group is gone already.
+  }
+}
+
 export class StandInApiServer {
   readonly server: Server;
   private readonly objects = new Map<string, Obj>();
@@ -552,6 +560,8 @@ export class StandInApiServer {
       cwd,
       env,
       stdio: [c.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      // Its own process group: SIGKILL reaches every process of the "container", as the runtime's does.
+      detached: true,
     });
     const run: Running = {
       proc,
@@ -616,7 +626,7 @@ export class StandInApiServer {
         pod.status.reason = 'DeadlineExceeded';
         pod.status.message = `Pod was active on the node longer than the specified deadline`;
         this.event(pod, 'Normal', 'DeadlineExceeded', pod.status.message);
-        proc.kill('SIGKILL');
+        killGroup(proc, 'SIGKILL');
       }, pod.spec.activeDeadlineSeconds * 1000);
     }
     this.event(pod, 'Normal', 'Started', `Started container ${c.name}`);
@@ -644,7 +654,8 @@ export class StandInApiServer {
   }
 
   private kill(uid: string, signal: NodeJS.Signals): void {
-    this.running.get(uid)?.proc.kill(signal);
+    const run = this.running.get(uid);
+    if (run) killGroup(run.proc, signal);
   }
 
   private deletePod(pod: Obj, grace: number): void {
@@ -658,7 +669,8 @@ export class StandInApiServer {
     pod.metadata.deletionGracePeriodSeconds = grace;
     this.put('pods', pod);
     run.proc.kill('SIGTERM');
-    setTimeout(() => run.proc.kill('SIGKILL'), Math.max(grace, 0) * 1000).unref();
+    // SIGTERM goes to the container's main process; at the end of the grace period every process gets SIGKILL.
+    setTimeout(() => killGroup(run.proc, 'SIGKILL'), Math.max(grace, 0) * 1000).unref();
   }
 
   // ---- attach ---------------------------------------------------------------
