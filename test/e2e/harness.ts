@@ -218,6 +218,11 @@ export function fakeContainer(netns: string, containerId: string): { stop(): voi
           execFileSync('sleep', ['0.1']);
         }
       }
+      for (const dir of [`${base}/pwru-e2e/pod-test`, `${base}/pwru-e2e`]) {
+        try {
+          rmdirSync(dir);
+        } catch {}
+      }
     },
   };
 }
