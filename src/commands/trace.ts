@@ -191,12 +191,20 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // `kubectl pwru … | head`: a reader that went away ends the trace like Ctrl-C (pods still deleted).
+    const onOutputError = (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') controller.abort();
+    };
+    process.stdout.on('error', onOutputError);
+    process.stderr.on('error', onOutputError);
     try {
       if (kube) await kube.runKubeTrace(kubeOptions);
       else await runLocalTrace(request, sink, controller.signal, helper);
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.stdout.off('error', onOutputError);
+      process.stderr.off('error', onOutputError);
       await sink.close();
     }
     if (flags['fail-on-drop'] && sink.dropped()) this.exit(EXIT_DROPPED);

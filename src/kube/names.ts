@@ -10,9 +10,6 @@ import type { TraceSink } from '../output/sink';
 import type { TraceEvent, Tuple } from '../record/event';
 import type { Cluster } from './client';
 
-/** A tuple with the owners of its addresses, when known. */
-export type NamedTuple = Tuple & { srcName?: string; dstName?: string };
-
 /** Never rejects: names are a comfort. */
 export async function lookupNames(cluster: Cluster): Promise<Map<string, string>> {
   const names = new Map<string, string>();
@@ -40,13 +37,13 @@ export async function lookupNames(cluster: Cluster): Promise<Map<string, string>
   return names;
 }
 
-export function nameTuple(tuple: Tuple, names: Map<string, string>): NamedTuple {
-  const named: NamedTuple = tuple;
+/** Sets the tuple's srcName/dstName where the address is known. */
+export function nameTuple(tuple: Tuple, names: Map<string, string>): Tuple {
   const src = names.get(tuple.src);
   const dst = names.get(tuple.dst);
-  if (src) named.srcName = src;
-  if (dst) named.dstName = dst;
-  return named;
+  if (src) tuple.srcName = src;
+  if (dst) tuple.dstName = dst;
+  return tuple;
 }
 
 /** A sink that names tuple addresses before passing events on; `names` may fill in while it runs. */

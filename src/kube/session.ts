@@ -8,7 +8,7 @@ import type * as k8s from '@kubernetes/client-node';
 import WebSocket from 'ws';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
-import { HelperStream } from '../trace/helper-stream';
+import { HelperStream, helperExitCode } from '../trace/helper-stream';
 import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_SEC } from './bundle';
 import { apiStatus, type Cluster, call, explain, k8sLib, type Step } from './client';
 import { CONTAINER } from './debug-pod';
@@ -38,7 +38,6 @@ const FATAL_WAITING = new Set([
  * Helper ERROR codes that mean the request cannot work as given: exit code 2,
  * as in local mode (src/local/session.ts keeps the same list).
  */
-const HELPER_BAD_INPUT = new Set(['usage', 'bad_filter', 'bad_regex', 'no_match', 'backend_unavailable']);
 
 /** What the API server sends on the error channel when the container's stream ends. */
 interface ChannelStatus {
@@ -350,10 +349,7 @@ export class NodeSession {
     const outcome = this.stream.outcome;
     if (outcome.error) {
       // The helper's own words, verbatim (prefixed with the node when several are traced).
-      throw new UserError(
-        `${this.where}${outcome.error.message}`,
-        HELPER_BAD_INPUT.has(outcome.error.code) ? 2 : 1,
-      );
+      throw new UserError(`${this.where}${outcome.error.message}`, helperExitCode(outcome.error.code));
     }
     if (this.o.signal.aborted) return;
     if (outcome.endReason) return;

@@ -6,11 +6,9 @@
 import { spawn } from 'node:child_process';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
-import { HelperStream } from '../trace/helper-stream';
+import { HelperStream, helperExitCode } from '../trace/helper-stream';
 import { helperArgs, type TraceRequest } from '../trace/request';
 
-/** Helper codes that mean the user's input was wrong (exit code 2). */
-const BAD_INPUT = new Set(['usage', 'bad_filter', 'bad_regex', 'no_match', 'backend_unavailable']);
 const STDERR_KEEP = 8192;
 
 export async function runLocalTrace(
@@ -56,7 +54,7 @@ export async function runLocalTrace(
   if (streamError) throw new UserError(`the helper's output could not be read: ${streamError.message}`);
   stream.decoder.finish();
   const { error } = stream.outcome;
-  if (error) throw new UserError(error.message, BAD_INPUT.has(error.code) ? 2 : 1);
+  if (error) throw new UserError(error.message, helperExitCode(error.code));
   if (killedBy) {
     throw new UserError(`the helper was killed by ${killedBy} before it finished${tail(stderr)}`);
   }

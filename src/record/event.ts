@@ -25,6 +25,9 @@ export interface Tuple {
   icmpCode?: number;
   /** TCP flags in tcpdump's letters, e.g. "S", "S.", "F.", "R." (absent for non-TCP). */
   tcpFlags?: string;
+  /** Kubernetes mode: who src/dst belong to, "namespace/pod" or "svc/namespace/name". */
+  srcName?: string;
+  dstName?: string;
 }
 
 /** One step of one packet: a kernel function or tracepoint it passed. */

@@ -22,6 +22,8 @@ export function eventJson(e: TraceEvent): string {
     if (t.icmpType !== undefined) s += `,"icmpType":${t.icmpType}`;
     if (t.icmpCode !== undefined) s += `,"icmpCode":${t.icmpCode}`;
     if (t.tcpFlags !== undefined) s += `,"tcpFlags":${q(t.tcpFlags)}`;
+    if (t.srcName !== undefined) s += `,"srcName":${q(t.srcName)}`;
+    if (t.dstName !== undefined) s += `,"dstName":${q(t.dstName)}`;
     s += '}';
   }
   if (e.drop !== undefined) s += `,"drop":${q(e.drop)}`;

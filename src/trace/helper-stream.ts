@@ -10,6 +10,20 @@ import { type HelloInfo, RecordDecoder } from '../record/decode';
 import { TRACE_SCHEMA_VERSION } from '../record/event';
 import { TOOL_VERSION } from '../version';
 
+/** Helper error codes that mean the user's input was wrong: exit code 2 (docs/exit-codes.md). */
+export const HELPER_BAD_INPUT: ReadonlySet<string> = new Set([
+  'usage',
+  'bad_filter',
+  'bad_regex',
+  'no_match',
+  'backend_unavailable',
+]);
+
+/** The exit code for a helper's error: 2 for bad input, 1 otherwise. */
+export function helperExitCode(code: string): number {
+  return HELPER_BAD_INPUT.has(code) ? 2 : 1;
+}
+
 /** The helper refused or failed; message is the helper's own words. */
 export class HelperError extends Error {
   constructor(

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { TraceEvent } from '../../../src/record/event';
+import type { TraceEvent, Tuple } from '../../../src/record/event';
 import { eventJson } from '../../../src/record/json-line';
 
 /** Every field TraceEvent declares, in declaration order, with awkward strings. */
@@ -34,6 +34,8 @@ const full: Required<TraceEvent> = {
     icmpType: 3,
     icmpCode: 4,
     tcpFlags: 'S.',
+    srcName: 'shop/web-0',
+    dstName: 'svc/shop/api',
   },
   drop: { reason: 'NETFILTER_DROP', code: 12 },
   freed: true,
@@ -61,4 +63,6 @@ test('optional fields left out are left out', () => {
 test('the field list here is the full TraceEvent (a new field fails this until eventJson knows it)', () => {
   // Required<TraceEvent> above does not compile without every field; this checks the order too.
   assert.deepEqual(Object.keys(JSON.parse(eventJson(full))), Object.keys(full));
+  const tuple: Required<Tuple> = full.tuple as Required<Tuple>;
+  assert.deepEqual(Object.keys(JSON.parse(eventJson(full)).tuple), Object.keys(tuple));
 });
