@@ -109,6 +109,8 @@ interface Ramp {
   best?: Step;
   /** The first step that lost events. */
   firstLoss?: Step;
+  /** The ramp ended because the sender fell short of the asked rate (the tracer slowed it). */
+  shortOf?: Step;
   double?: Step;
 }
 
@@ -116,7 +118,9 @@ function describe(r: Ramp): string {
   const best = r.best ? `${rate(r.best.eventsPerSec, 'ev/s')} (at ${rate(r.best.sentPps, 'pkt/s')})` : 'none';
   const loss = r.firstLoss
     ? `; first loss at ${rate(r.firstLoss.sentPps, 'pkt/s')}: ${r.firstLoss.outcome.kernelLost} in the kernel, ${r.firstLoss.userLost} in user space, ${rate(r.firstLoss.eventsPerSec, 'ev/s')} delivered`
-    : '; no loss up to the highest rate tried';
+    : r.shortOf
+      ? `; no loss, but the sender managed only ${rate(r.shortOf.sentPps, 'pkt/s')} of the ${rate(r.shortOf.pps, 'pkt/s')} asked with this tracer attached`
+      : '; no loss up to the highest rate tried';
   return best + loss;
 }
 
@@ -135,7 +139,10 @@ async function ramp(ctx: BenchContext, name: string, startTracer: Start): Promis
     }
     out.best = step;
     // The generator could not keep up: higher targets would measure the same thing.
-    if (step.sentPps < pps * 0.8) break;
+    if (step.sentPps < pps * 0.8) {
+      out.shortOf = step;
+      break;
+    }
   }
   if (out.best) out.double = await measure(ctx, name, startTracer, out.best.pps * 2, seconds);
   return out;
