@@ -65,10 +65,13 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
       paint,
     );
     for (const f of s.flows) {
-      const verdicts = Object.entries(f.verdicts)
-        .sort((a, b) => b[1] - a[1])
-        .map(([label, n]) => `${n} × ${label}`)
-        .join('\n');
+      const sorted = Object.entries(f.verdicts).sort((a, b) => b[1] - a[1]);
+      const shown = sorted.slice(0, 6).map(([label, n]) => `${n} × ${label}`);
+      if (sorted.length > 6) {
+        const rest = sorted.slice(6).reduce((sum, [, n]) => sum + n, 0);
+        shown.push(`${rest} × ${sorted.length - 6} other outcomes`);
+      }
+      const verdicts = shown.join('\n');
       t.push([...(node ? [f.node ?? ''] : []), f.flow, String(f.packets), f.first, f.last, verdicts]);
     }
     out.push(t.toString());

@@ -153,7 +153,10 @@ export class SummaryBuilder {
         flows.set(key, f);
       }
       f.packets++;
-      f.verdicts[row.label] = (f.verdicts[row.label] ?? 0) + 1;
+      // Grouped by what happened, not by which packet: "replaced by a copy", not "… #17".
+      const group =
+        row.verdict.kind === 'consumed' && row.verdict.replacedBy ? 'replaced by a copy' : row.label;
+      f.verdicts[group] = (f.verdicts[group] ?? 0) + 1;
       if (row.verdict.kind === 'dropped') {
         const name = row.verdict.reason;
         let r = reasons.get(name);

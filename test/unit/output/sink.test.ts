@@ -231,3 +231,29 @@ test('live events (no annotations yet) come out exactly as the recorded -o json 
     assert.equal(stdout.text, traceText(name), name);
   }
 });
+
+test('a big trace summarizes quickly: per-flow cells stay short whatever the packet count', async () => {
+  const base = traceLines('tcp-good.jsonl').filter((l) => l.type === 'event');
+  const lines = [traceLines('tcp-good.jsonl')[0]];
+  for (let i = 0; i < 150; i++) {
+    for (const l of base)
+      lines.push({ ...l, skb: `${l.skb.slice(0, -6)}${i.toString(16).padStart(6, '0')}` });
+  }
+  const stdout = new Capture();
+  const started = Date.now();
+  const sink = createSink({
+    format: 'text',
+    summary: true,
+    color: false,
+    showNode: false,
+    stdout,
+    stderr: new Capture(),
+  });
+  await replay(lines, sink);
+  await sink.close();
+  assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+  assert.match(stdout.text, /│ 150 × replaced by a copy +│/);
+  assert.doesNotMatch(stdout.text, /replaced by a copy: #/);
+  const tableLines = stdout.text.split('\n').filter((l) => l.startsWith('│'));
+  assert.ok(tableLines.length < 40, `${tableLines.length} table lines`);
+});
