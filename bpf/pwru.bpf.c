@@ -86,17 +86,26 @@ static __noinline int pwru_pcap_filter(__u64 data, __u32 linear_len, __u32 pkt_l
 	return match;
 }
 
-static __always_inline bool match_pcap(struct sk_buff *skb)
-{
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 mh = BPF_CORE_READ(skb, mac_header);
-	__u32 tail = BPF_CORE_READ(skb, tail);
-	__u32 len = BPF_CORE_READ(skb, len);
-	__u32 data_off = BPF_CORE_READ(skb, data) - head;
+/*
+ * Reads a field of the skb. tp_btf programs get a typed pointer and may load
+ * directly (no helper call: this runs for every packet the filter rejects);
+ * kprobe programs only have a number and must use probe reads. "direct" is a
+ * constant in every program, so the other branch is compiled out.
+ */
+#define SKB_READ(direct, skb, field) ((direct) ? (skb)->field : BPF_CORE_READ(skb, field))
 
+static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
+{
 	if (!cfg_pcap_l3 && !cfg_pcap_l2)
 		return true;
+
+	unsigned char *head = SKB_READ(direct, skb, head);
+	__u16 nh = SKB_READ(direct, skb, network_header);
+	__u16 mh = SKB_READ(direct, skb, mac_header);
+	__u32 tail = SKB_READ(direct, skb, tail);
+	__u32 len = SKB_READ(direct, skb, len);
+	__u32 data_off = SKB_READ(direct, skb, data) - head;
+
 	/* Prefer L3: on transmit the Ethernet header is not built until late. */
 	if (cfg_pcap_l3 && nh != 0 && nh != 0xffff && nh < tail)
 		return pwru_pcap_filter((__u64)(head + nh), tail - nh, len + data_off - nh, PCAP_MODE_L3) != 0;
@@ -236,7 +245,7 @@ struct probe_hit {
 	__u8 flags;
 };
 
-static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct probe_hit *hit)
+static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct probe_hit *hit, bool direct)
 {
 	__u64 key = (__u64)skb;
 	bool tracked = false;
@@ -249,7 +258,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	if (cfg_track_skb && bpf_map_lookup_elem(&tracked_skbs, &key))
 		tracked = true;
 	if (!tracked) {
-		if (!match_meta(skb) || !match_pcap(skb))
+		if (!match_meta(skb) || !match_pcap(skb, direct))
 			return 0;
 		if (cfg_track_skb && !(hit->flags & PWRU_F_FREED)) {
 			__u8 one = 1;
@@ -317,7 +326,7 @@ static __always_inline __u64 kprobe_caller(struct pt_regs *ctx)
 			.addr = cfg_has_func_ip ? bpf_get_func_ip(ctx) : PT_REGS_IP(ctx), \
 			.caller = kprobe_caller(ctx),                          \
 		};                                                             \
-		return handle_skb(ctx, (struct sk_buff *)PT_REGS_PARM##N(ctx), &hit); \
+		return handle_skb(ctx, (struct sk_buff *)PT_REGS_PARM##N(ctx), &hit, false); \
 	}
 
 KPROBE_SKB(1)
@@ -336,7 +345,7 @@ KPROBE_SKB(5)
 			.addr = bpf_get_func_ip(ctx),                          \
 			.caller = kprobe_caller(ctx),                          \
 		};                                                             \
-		return handle_skb(ctx, (struct sk_buff *)PT_REGS_PARM##N(ctx), &hit); \
+		return handle_skb(ctx, (struct sk_buff *)PT_REGS_PARM##N(ctx), &hit, false); \
 	}
 
 KMULTI_SKB(1)
@@ -361,7 +370,7 @@ static __always_inline __u32 probe_id_marker(void)
 	int tp_skb_##N(__u64 *ctx)                                             \
 	{                                                                      \
 		struct probe_hit hit = { .probe_id = probe_id_marker() };      \
-		return handle_skb(ctx, (struct sk_buff *)ctx[N - 1], &hit);    \
+		return handle_skb(ctx, (struct sk_buff *)ctx[N - 1], &hit, true); \
 	}
 
 TP_SKB(1)
@@ -376,7 +385,7 @@ int tp_consume_skb(__u64 *ctx)
 {
 	struct probe_hit hit = { .probe_id = probe_id_marker(), .flags = PWRU_F_FREED };
 
-	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit);
+	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
 }
 
 /* skb:kfree_skb(skb, location, reason[, rx_sk]): kernels 5.17+ say why. */
@@ -393,7 +402,7 @@ int tp_kfree_skb_reason(__u64 *ctx)
 	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_CONSUMED) ||
 	    hit.drop_reason != bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
 		hit.flags |= PWRU_F_DROP;
-	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit);
+	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
 }
 
 /* skb:kfree_skb(skb, location) before 5.17: every call is a drop. */
@@ -406,5 +415,5 @@ int tp_kfree_skb(__u64 *ctx)
 		.flags = PWRU_F_FREED | PWRU_F_DROP,
 	};
 
-	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit);
+	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
 }
