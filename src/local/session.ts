@@ -29,6 +29,13 @@ export async function runLocalTrace(
     } catch (err) {
       streamError = err as Error;
       child.kill('SIGINT');
+      return;
+    }
+    // Output slower than the kernel: stop reading, so the helper's pipe and then the ring buffer fill.
+    const drained = sink.waitForDrain?.();
+    if (drained) {
+      child.stdout.pause();
+      drained.then(() => child.stdout.resume());
     }
   });
   child.stderr.on('data', (chunk: Buffer) => {

@@ -15,6 +15,7 @@ import { SummaryBuilder } from '../reading/summary';
 import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
 import { annotatedEventLine, jsonLine } from './json';
+import { LineBuffer } from './line-buffer';
 import type { TraceSink } from './sink';
 import { renderSummary } from './summary-view';
 import { formatTextLine, TextLayout, textHeader } from './text';
@@ -68,8 +69,18 @@ export function createSink(opts: SinkOptions): ReadingSink {
   let headerPrinted = false;
   let anyDropped = false;
 
-  const out = (s: string) => opts.stdout.write(`${s}\n`);
-  const err = (s: string) => opts.stderr.write(`${s}\n`);
+  const stdoutLines = new LineBuffer(opts.stdout);
+  const fileLines = file ? new LineBuffer(file) : undefined;
+  const flush = () => {
+    stdoutLines.flush();
+    fileLines?.flush();
+  };
+  const out = (s: string) => stdoutLines.push(s);
+  // stdout first, so that a warning lands after the lines it follows.
+  const err = (s: string) => {
+    stdoutLines.flush();
+    opts.stderr.write(`${s}\n`);
+  };
 
   return {
     progress(message: string) {
@@ -77,7 +88,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     header(h: TraceHeader) {
-      file?.write(`${jsonLine(h)}\n`);
+      fileLines?.push(jsonLine(h));
       const where = h.node ? ` on ${h.node}` : '';
       const filter = h.filter ? `, filter '${h.filter}'` : '';
       err(
@@ -104,7 +115,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
       summary.step(o.step);
       if (e.drop && !explainDropReason(e.drop.reason).housekeeping) anyDropped = true;
       const annotated = opts.format === 'json' || file ? annotatedEventLine(o) : '';
-      file?.write(`${annotated}\n`);
+      fileLines?.push(annotated);
       if (!lines) return;
       if (opts.format === 'json') out(annotated);
       else if (opts.format === 'wide') out(formatWideLine(o, wide, opts.showNode, paint));
@@ -126,7 +137,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
         );
       }
       if (!s.final) return;
-      file?.write(`${jsonLine(s)}\n`);
+      fileLines?.push(jsonLine(s));
       if (lines && opts.format === 'json') out(jsonLine(s));
     },
 
@@ -134,10 +145,18 @@ export function createSink(opts: SinkOptions): ReadingSink {
       err(errPaint.paint(`warning: ${message}`, 'yellow'));
     },
 
+    flush,
+
+    waitForDrain() {
+      const waits = [stdoutLines.drained(), fileLines?.drained()].filter((w) => w !== undefined);
+      return waits.length ? Promise.all(waits).then(() => undefined) : undefined;
+    },
+
     async close() {
+      flush();
       const result = summary.build(tracker.open(), stats);
       if (opts.summary && opts.format === 'json') {
-        out(JSON.stringify(result));
+        opts.stdout.write(`${JSON.stringify(result)}\n`);
       } else {
         const human = opts.format === 'json' ? errPaint : paint;
         const view = renderSummary(result, {

@@ -7,6 +7,7 @@
 
 import type { Observed } from '../reading/packets';
 import type { TraceEvent, TraceLine } from '../record/event';
+import { eventJson } from '../record/json-line';
 
 export function annotatedEvent(o: Observed): TraceEvent {
   const { packet: _p, changes: _c, ...e } = o.step.event;
@@ -23,7 +24,7 @@ export function annotatedEvent(o: Observed): TraceEvent {
 export function annotatedEventLine(o: Observed): string {
   const e = o.step.event;
   if (e.packet !== undefined || e.changes !== undefined) return JSON.stringify(annotatedEvent(o));
-  const base = JSON.stringify(e);
+  const base = eventJson(e);
   const changes = o.step.changes.length ? `,"changes":${JSON.stringify(o.step.changes)}` : '';
   return `${base.slice(0, -1)},"packet":${o.packet.id}${changes}}`;
 }

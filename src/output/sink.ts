@@ -19,6 +19,12 @@ export interface TraceSink {
    * stream): a good moment to write what the sink buffered.
    */
   flush?(): void;
+  /**
+   * When the output cannot keep up (a slow terminal or disk), a promise to
+   * wait for before handing over more: the producer pauses, and the kernel,
+   * not this process's memory, absorbs the excess (reported as lost events).
+   */
+  waitForDrain?(): Promise<void> | undefined;
   /** All sessions ended; flush files and print the closing summary. */
   close(): Promise<void>;
 }

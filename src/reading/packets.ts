@@ -195,11 +195,19 @@ export function describeChanges(changes: Change[]): string {
 }
 
 /** Strips a tracepoint's "category:" and a symbol's "+0xoff" / ".isra.0" suffixes. */
+const baseFuncs = new Map<string, string>();
+
 export function baseFunc(name: string): string {
-  const noCat = name.includes(':') ? name.slice(name.lastIndexOf(':') + 1) : name;
-  return noCat
-    .replace(/\+0x[0-9a-f]+(\/0x[0-9a-f]+)?$/i, '')
-    .replace(/\.(isra|constprop|part|cold)\.\d+$/, '');
+  // Called several times per event on a handful of distinct names: remember them.
+  let base = baseFuncs.get(name);
+  if (base === undefined) {
+    const noCat = name.includes(':') ? name.slice(name.lastIndexOf(':') + 1) : name;
+    base = noCat
+      .replace(/\+0x[0-9a-f]+(\/0x[0-9a-f]+)?$/i, '')
+      .replace(/\.(isra|constprop|part|cold)\.\d+$/, '');
+    if (baseFuncs.size < 65536) baseFuncs.set(name, base);
+  }
+  return base;
 }
 
 /** Functions that hand a packet to a socket (or read it out of one). */

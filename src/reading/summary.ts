@@ -4,7 +4,7 @@
  * per function. The same data feeds the tables (src/output/summary-view.ts)
  * and the `-o json --summary` object.
  */
-import { TRACE_SCHEMA_VERSION, type TraceStats } from '../record/event';
+import { TRACE_SCHEMA_VERSION, type TraceStats, type Tuple } from '../record/event';
 import { explainDropReason } from './drop-reasons';
 import {
   baseFunc,
@@ -76,7 +76,8 @@ export function packetRow(p: Packet): PacketRow {
   const verdict = verdictOf(p);
   const first = p.steps[0].event;
   const lastStep = p.steps[p.steps.length - 1].event;
-  const lastTuple = [...p.steps].reverse().find((s) => s.event.tuple)?.event.tuple;
+  let lastTuple: Tuple | undefined;
+  for (let i = p.steps.length - 1; i >= 0 && !lastTuple; i--) lastTuple = p.steps[i].event.tuple;
   const flow = flowKey(p);
   const row: PacketRow = {
     id: p.id,
