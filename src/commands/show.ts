@@ -44,21 +44,40 @@ export default class Show extends Command {
     // first line (a header, in Kubernetes mode naming its node) says whether
     // lines need a NODE column.
     let sink: ReadingSink | undefined;
-    for await (const line of readTraceFile(args.file)) {
-      sink ??= createSink({
-        format: flags.output as 'text' | 'wide' | 'json',
-        summary: flags.summary,
-        color: shouldColor(process.stdout, flags['no-color']),
-        showNode: line.type !== 'stats' && line.node !== undefined,
-        stdout: process.stdout,
-        stderr: process.stderr,
-        replay: true,
+    try {
+      await this.render(args.file, flags, (s) => {
+        sink = s;
       });
-      feed(sink, line);
+    } finally {
+      // A damaged line ends the file: what came before it is still shown.
+      sink?.flush?.();
     }
     if (!sink) return;
     await sink.close();
     if (flags['fail-on-drop'] && sink.dropped()) this.exit(EXIT_DROPPED);
+  }
+
+  private async render(
+    file: string,
+    flags: { output: string; summary: boolean; 'no-color': boolean },
+    started: (sink: ReadingSink) => void,
+  ): Promise<void> {
+    let sink: ReadingSink | undefined;
+    for await (const line of readTraceFile(file)) {
+      if (!sink) {
+        sink = createSink({
+          format: flags.output as 'text' | 'wide' | 'json',
+          summary: flags.summary,
+          color: shouldColor(process.stdout, flags['no-color']),
+          showNode: line.type !== 'stats' && line.node !== undefined,
+          stdout: process.stdout,
+          stderr: process.stderr,
+          replay: true,
+        });
+        started(sink);
+      }
+      feed(sink, line);
+    }
   }
 
   protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {

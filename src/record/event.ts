@@ -44,8 +44,6 @@ export interface TraceEvent {
   /** Function or tracepoint name. */
   func: string;
   probe: ProbeKind;
-  /** Return address or drop location as "symbol+0xoff", when known. */
-  caller?: string;
   cpu: number;
   pid: number;
   process: string;
@@ -61,6 +59,8 @@ export interface TraceEvent {
   len: number;
   /** Linux packet type: 'host', 'broadcast', 'multicast', 'otherhost', 'outgoing', 'loopback', ... */
   pktType: string;
+  /** Return address or drop location as "symbol+0xoff", when known. */
+  caller?: string;
   tuple?: Tuple;
   /** Set on the step where the kernel dropped the packet. */
   drop?: {

@@ -12,8 +12,8 @@ const q = JSON.stringify;
 
 export function eventJson(e: TraceEvent): string {
   let s = `{"type":"event","v":${e.v},"ts":${q(e.ts)},"time":${q(e.time)},"skb":${q(e.skb)},"func":${q(e.func)},"probe":${q(e.probe)}`;
-  if (e.caller !== undefined) s += `,"caller":${q(e.caller)}`;
   s += `,"cpu":${e.cpu},"pid":${e.pid},"process":${q(e.process)},"netns":${e.netns},"mark":${e.mark},"ifindex":${e.ifindex},"iface":${q(e.iface)},"l3proto":${q(e.l3proto)},"mtu":${e.mtu},"len":${e.len},"pktType":${q(e.pktType)}`;
+  if (e.caller !== undefined) s += `,"caller":${q(e.caller)}`;
   const t = e.tuple;
   if (t !== undefined) {
     s += `,"tuple":{"family":${t.family},"proto":${q(t.proto)},"src":${q(t.src)},"dst":${q(t.dst)}`;

@@ -12,7 +12,6 @@ const full: Required<TraceEvent> = {
   skb: '0xffff888100b84900',
   func: 'kfree_skb',
   probe: 'tracepoint',
-  caller: 'nf_hook_slow+0x10',
   cpu: 1,
   pid: 42,
   process: 'we"ird\\name\n',
@@ -24,6 +23,7 @@ const full: Required<TraceEvent> = {
   mtu: 1500,
   len: 84,
   pktType: 'host',
+  caller: 'nf_hook_slow+0x10',
   tuple: {
     family: 4,
     proto: 'TCP',
