@@ -379,11 +379,20 @@ TP_SKB(3)
 TP_SKB(4)
 TP_SKB(5)
 
-/* Same, for tracepoints that free the skb without dropping it (consume_skb). */
+/* skb:consume_skb(skb): freed after normal use, not dropped. */
 SEC("tp_btf")
 int tp_consume_skb(__u64 *ctx)
 {
 	struct probe_hit hit = { .probe_id = probe_id_marker(), .flags = PWRU_F_FREED };
+
+	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
+}
+
+/* skb:consume_skb(skb, location) on 6.3+: also says who freed it (e.g. the socket that read it). */
+SEC("tp_btf")
+int tp_consume_skb_location(__u64 *ctx)
+{
+	struct probe_hit hit = { .probe_id = probe_id_marker(), .caller = ctx[1], .flags = PWRU_F_FREED };
 
 	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
 }

@@ -166,6 +166,8 @@ struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backe
 		return skel->progs.tp_kfree_skb_reason;
 	case TP_CONSUME_SKB:
 		return skel->progs.tp_consume_skb;
+	case TP_CONSUME_SKB_LOCATION:
+		return skel->progs.tp_consume_skb_location;
 	default:
 		return tp[i];
 	}

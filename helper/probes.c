@@ -113,7 +113,9 @@ int probes_find_tracepoints(const struct btf *btf, const regex_t *re, struct pro
 				       ? TP_KFREE_SKB_REASON
 				       : TP_KFREE_SKB;
 		} else if (strcmp(name, "consume_skb") == 0 && pos == 1) {
-			role = TP_CONSUME_SKB;
+			const struct btf_type *loc = btf_vlen(proto) >= 3 ? skip_mods(btf, btf_params(proto)[2].type) : NULL;
+
+			role = loc && btf_is_ptr(loc) ? TP_CONSUME_SKB_LOCATION : TP_CONSUME_SKB;
 		}
 		/* The drop and free tracepoints are always on: they end every packet's path. */
 		if (role == TP_GENERIC && !wanted(re, name))

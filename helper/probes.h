@@ -19,7 +19,8 @@ enum tp_role {
 	TP_GENERIC,
 	TP_KFREE_SKB,	     /* skb:kfree_skb(skb, location): a drop, no reason (before 5.17) */
 	TP_KFREE_SKB_REASON, /* skb:kfree_skb(skb, location, reason, ...) */
-	TP_CONSUME_SKB,	     /* skb:consume_skb(skb, ...): freed after normal use */
+	TP_CONSUME_SKB,	     /* skb:consume_skb(skb): freed after normal use */
+	TP_CONSUME_SKB_LOCATION, /* skb:consume_skb(skb, location) (6.3+) */
 };
 
 struct probe {
