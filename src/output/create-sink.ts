@@ -67,6 +67,8 @@ export function createSink(opts: SinkOptions): ReadingSink {
   const wide = new WideLayout();
   const lines = !opts.summary;
   let headerPrinted = false;
+  let headerSeen = false;
+  let eventsSeen = 0;
   let anyDropped = false;
 
   const stdoutLines = new LineBuffer(opts.stdout);
@@ -88,6 +90,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     header(h: TraceHeader) {
+      headerSeen = true;
       fileLines?.push(jsonLine(h));
       const where = h.node ? ` on ${h.node}` : '';
       const filter = h.filter ? `, filter '${h.filter}'` : '';
@@ -111,6 +114,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     event(e: TraceEvent) {
+      eventsSeen++;
       const o = tracker.observe(e);
       summary.step(o.step);
       if (e.drop && !explainDropReason(e.drop.reason).housekeeping) anyDropped = true;
@@ -154,6 +158,11 @@ export function createSink(opts: SinkOptions): ReadingSink {
 
     async close() {
       flush();
+      // Nothing was traced (refused before the probes were attached): no summary to give.
+      if (!headerSeen && stats.length === 0 && eventsSeen === 0) {
+        if (file) await new Promise<void>((resolve) => file.end(() => resolve()));
+        return;
+      }
       const result = summary.build(tracker.open(), stats);
       if (opts.summary && opts.format === 'json') {
         opts.stdout.write(`${JSON.stringify(result)}\n`);

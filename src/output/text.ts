@@ -70,7 +70,7 @@ export function textHeader(layout: TextLayout, showNode: boolean): string {
 
 export function formatTextLine(o: Observed, layout: TextLayout, showNode: boolean, paint: Painter): string {
   const e = o.step.event;
-  const tuple = formatTuple(e.tuple);
+  const tuple = formatTuple(e.tuple, true);
   if (tuple.length > layout.tupleWidth) layout.tupleWidth = tuple.length;
   const process = `[${e.process}]`;
   const fields = [

@@ -58,7 +58,7 @@ export function wideHeader(layout: WideLayout, showNode: boolean): string {
 
 export function formatWideLine(o: Observed, layout: WideLayout, showNode: boolean, paint: Painter): string {
   const e = o.step.event;
-  const tuple = formatTuple(e.tuple);
+  const tuple = formatTuple(e.tuple, true);
   const func = formatFunc(e);
   const process = `${e.process}:${e.pid}`;
   const iface = ifaceLabel(e);

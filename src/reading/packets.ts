@@ -463,15 +463,17 @@ export function verdictLabel(v: Verdict): string {
   }
 }
 
-export function formatTuple(t: Tuple | undefined): string {
+/** "src:port->dst:port(proto:flags)"; with names, Kubernetes owners follow their addresses: 10.244.1.7(shop/web-0). */
+export function formatTuple(t: Tuple | undefined, names = false): string {
   if (!t) return '';
-  const wrap = (a: string) => (t.family === 6 ? `[${a}]` : a);
+  const named = (a: string, name?: string) => (names && name ? `${a}(${name})` : a);
+  const wrap = (a: string, name?: string) => named(t.family === 6 ? `[${a}]` : a, name);
   const proto = t.proto.toLowerCase();
   if (t.sport !== undefined || t.dport !== undefined) {
     const flags = t.tcpFlags ? `:${t.tcpFlags}` : '';
-    return `${wrap(t.src)}:${t.sport ?? 0}->${wrap(t.dst)}:${t.dport ?? 0}(${proto}${flags})`;
+    return `${wrap(t.src, t.srcName)}:${t.sport ?? 0}->${wrap(t.dst, t.dstName)}:${t.dport ?? 0}(${proto}${flags})`;
   }
-  return `${t.src}->${t.dst}(${proto})`;
+  return `${named(t.src, t.srcName)}->${named(t.dst, t.dstName)}(${proto})`;
 }
 
 /** The packet's flow: its first tuple without TCP flags. */
