@@ -2,6 +2,7 @@ import { Command, Flags } from '@oclif/core';
 import { UserError } from '../errors';
 import { localHelper } from '../local/helper-binary';
 import { runLocalTrace } from '../local/session';
+import { shouldColor } from '../output/ansi';
 import { createSink } from '../output/create-sink';
 import { parseDuration } from '../trace/duration';
 import { composeFilter, PROTO_NAMES } from '../trace/filter';
@@ -152,7 +153,7 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
       format: flags.output as 'text' | 'wide' | 'json',
       summary: flags.summary,
       outputFile: flags['output-file'],
-      color: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR && !flags['no-color'],
+      color: shouldColor(process.stdout, flags['no-color']),
       showNode: !local && !/^(pod|po|node|no)\//.test(target ?? '') && !(target && !target.includes('/')),
       stdout: process.stdout,
       stderr: process.stderr,
