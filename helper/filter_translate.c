@@ -2,7 +2,13 @@
 /*
  * Classic BPF to eBPF. Register use inside the stub:
  *   r6 = A, r7 = X, r8 = packet start, r9 = linear length,
- *   stack: [-4] packet length, [-8 - 4*i] scratch M[i], [-80..-72] load buffer.
+ *   stack: [-4] packet length, [-8 - 4*i] scratch M[i], [-80..-72] load buffer,
+ *          [-144..-81] the packet's first 64 bytes, [-148] how many of them are valid,
+ *          [-152] the mode argument, across the prefetch's helper call.
+ * The first 64 bytes are read once: loads at fixed offsets in them (all of
+ * "host", "udp", "port" on IPv4 headers...) cost no helper call, which matters
+ * because the filter runs for every packet every probe sees. Other loads read
+ * the packet with bpf_probe_read_kernel.
  * A classic program returns 0 on an out-of-bounds load; so does this one.
  */
 #include "filter_translate.h"
@@ -19,10 +25,14 @@
 #define OFF_PKTLEN (-4)
 #define OFF_MEM(i) (-8 - 4 * (i))
 #define OFF_LOADBUF (-80)
+#define PREFETCH 64
+#define OFF_PREFETCH (-144)
+#define OFF_PREFETCH_LEN (-148)
+#define OFF_MODE (-152)
 #define CBPF_MEMWORDS 16
 
 /* Jump targets not yet known while emitting: a classic index, or the exit paths. */
-enum target_kind { T_NONE, T_CBPF, T_REJECT, T_L2 };
+enum target_kind { T_NONE, T_CBPF, T_REJECT, T_L2, T_HERE /* an emitted position, set later */ };
 
 struct emitter {
 	struct bpf_insn *insns;
@@ -90,8 +100,44 @@ static void emit_read(struct emitter *e, int dst, int size)
 		emit(e, mk(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, size * 8));
 }
 
-/* dst = P[k:size] */
+/* dst = P[k:size] from the prefetched bytes, assembled big-endian byte by byte (stack loads must be aligned). */
+static void emit_prefetched(struct emitter *e, int dst, __u32 k, int size)
+{
+	emit(e, mk(BPF_LDX | BPF_MEM | BPF_B, dst, BPF_REG_10, OFF_PREFETCH + (int)k, 0));
+	for (int i = 1; i < size; i++) {
+		emit(e, mk(BPF_ALU | BPF_LSH | BPF_K, dst, 0, 0, 8));
+		emit(e, mk(BPF_LDX | BPF_MEM | BPF_B, BPF_REG_2, BPF_REG_10, OFF_PREFETCH + (int)k + i, 0));
+		emit(e, mk(BPF_ALU | BPF_OR | BPF_X, dst, BPF_REG_2, 0, 0));
+	}
+}
+
+static void emit_load_abs_slow(struct emitter *e, int dst, __u32 k, int size);
+
+/* dst = P[k:size]: from the prefetched bytes when they hold it, else read from the packet. */
 static void emit_load_abs(struct emitter *e, int dst, __u32 k, int size)
+{
+	size_t to_slow, to_done;
+
+	if (k + size > PREFETCH) {
+		emit_load_abs_slow(e, dst, k, size);
+		return;
+	}
+	emit(e, mk(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_1, BPF_REG_10, OFF_PREFETCH_LEN, 0));
+	to_slow = e->cnt;
+	emit_to(e, mk(BPF_JMP | BPF_JLT | BPF_K, BPF_REG_1, 0, 0, (__s32)(k + size)), T_HERE, 0);
+	emit_prefetched(e, dst, k, size);
+	to_done = e->cnt;
+	emit_to(e, mk(BPF_JMP | BPF_JA, 0, 0, 0, 0), T_HERE, 0);
+	if (e->oom)
+		return;
+	e->target[to_slow] = e->cnt;
+	emit_load_abs_slow(e, dst, k, size);
+	if (e->oom)
+		return;
+	e->target[to_done] = e->cnt;
+}
+
+static void emit_load_abs_slow(struct emitter *e, int dst, __u32 k, int size)
 {
 	/* r9 holds a u32: a 64-bit compare against k + size cannot wrap. */
 	emit_reject_if(e, mk(BPF_JMP | BPF_JLT | BPF_K, R_LINLEN, 0, 0, (__s32)(k + size)));
@@ -290,6 +336,8 @@ static int resolve_exit_jumps(struct emitter *e, size_t reject_pos, size_t l2_po
 			return -1;
 		if (e->kind[i] == T_L2 && set_offset(e, i, l2_pos, err, errlen) < 0)
 			return -1;
+		if (e->kind[i] == T_HERE && set_offset(e, i, e->target[i], err, errlen) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -304,6 +352,20 @@ static void emit_prologue(struct emitter *e)
 	/* Scratch memory starts zeroed, as the verifier wants it initialised. */
 	for (int i = 0; i < CBPF_MEMWORDS; i++)
 		emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, R_A, OFF_MEM(i), 0));
+	/* Prefetch: valid = read ok ? min(linear length, 64) : 0. */
+	emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, BPF_REG_4, OFF_MODE, 0));
+	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_10, 0, 0));
+	emit(e, mk(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, OFF_PREFETCH));
+	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_2, 0, 0, PREFETCH));
+	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_3, R_DATA, 0, 0));
+	emit(e, mk(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_probe_read_kernel));
+	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, 0));
+	emit(e, mk(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_0, 0, 3, 0)); /* failed: store 0 */
+	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, R_LINLEN, 0, 0));
+	emit(e, mk(BPF_JMP | BPF_JLE | BPF_K, BPF_REG_1, 0, 1, PREFETCH));
+	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, PREFETCH));
+	emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, BPF_REG_1, OFF_PREFETCH_LEN, 0));
+	emit(e, mk(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_4, BPF_REG_10, OFF_MODE, 0));
 }
 
 static void emit_reject(struct emitter *e)

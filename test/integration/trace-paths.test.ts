@@ -89,6 +89,20 @@ describe('tracing packets between namespaces', () => {
     assert.ok(events.every((e) => e.tuple?.proto === 'ICMP'));
   });
 
+  test('filters on payload bytes, near the start of the packet and far into it', async () => {
+    const dst = lab.v4(1, 2);
+    // "pwru" starts the payload at IP offset 28; byte 150 is padding ('A') only in the long datagrams.
+    const trace = startTrace([`udp and host ${dst} and ip[28:4] = 0x70777275 and ip[150] = 0x41`]);
+    await trace.ready();
+    lab.traffic(a, ['udp', dst, '6601', '2', '', '200']);
+    lab.traffic(a, ['udp', dst, '6602', '2', '', '100']);
+    const { events, code, stderr } = await trace.stop();
+
+    assert.equal(code, 0, stderr);
+    const ports = new Set(events.map((e) => e.tuple?.dport));
+    assert.deepEqual([...ports], [6601], 'only the datagrams long enough to have byte 150');
+  });
+
   test('compound filter: and/or/not with a port range, decided in the kernel', async () => {
     const dst = lab.v4(1, 2);
     const trace = startTrace([

@@ -1,7 +1,7 @@
 /**
  * Sends or serves test traffic inside a network namespace (run through
  * `ip netns exec`). One process per call, so the tests spawn few of them.
- *   udp DST PORT COUNT [SRC]   send COUNT small UDP datagrams (optionally from SRC)
+ *   udp DST PORT COUNT [SRC] [SIZE]   send COUNT UDP datagrams "pwru test N" (from SRC; padded with A to SIZE bytes)
  *   tcp DST PORT               connect, send a line, close (ok even if refused)
  *   tcp-serve PORT             accept connections and read; prints "ready"
  *   udp-serve PORT             receive datagrams; prints "ready"
@@ -11,11 +11,12 @@ import net, { isIPv6 } from 'node:net';
 
 const [mode, ...rest] = process.argv.slice(2);
 
-async function sendUdp(dst: string, port: number, count: number, src?: string): Promise<void> {
+async function sendUdp(dst: string, port: number, count: number, src?: string, size = 0): Promise<void> {
   const sock = dgram.createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
   await new Promise<void>((resolve) => (src ? sock.bind({ address: src }, resolve) : resolve()));
   for (let i = 0; i < count; i++) {
-    await new Promise<void>((resolve) => sock.send(`pwru test ${i}`, port, dst, () => resolve()));
+    const text = `pwru test ${i}`;
+    await new Promise<void>((resolve) => sock.send(text.padEnd(size, 'A'), port, dst, () => resolve()));
     await new Promise((r) => setTimeout(r, 20));
   }
   sock.close();
@@ -35,7 +36,7 @@ async function connectTcp(dst: string, port: number): Promise<void> {
 async function main(): Promise<void> {
   switch (mode) {
     case 'udp':
-      await sendUdp(rest[0], Number(rest[1]), Number(rest[2]), rest[3]);
+      await sendUdp(rest[0], Number(rest[1]), Number(rest[2]), rest[3] || undefined, Number(rest[4] ?? 0));
       break;
     case 'tcp':
       await connectTcp(rest[0], Number(rest[1]));
