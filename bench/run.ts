@@ -61,7 +61,8 @@ async function main(): Promise<number> {
     copyFileSync(BUILT_HELPER, helper);
     chmodSync(helper, 0o755);
     process.env.PWRU_HELPER = helper;
-    report.notes.push(`Tree: ${describeTree()}.`);
+    const treeAtStart = describeTree();
+    report.notes.push(`Tree: ${treeAtStart}.`);
     await net.create();
     const probe = await helperReady(['--backend', 'tracepoint', '--', `udp and host ${net.absentIp}`]);
     const ctx: BenchContext = {
@@ -87,6 +88,12 @@ async function main(): Promise<number> {
     return 1;
   }
   cleanup();
+  const treeAtEnd = describeTree();
+  if (!report.notes.includes(`Tree: ${treeAtEnd}.`)) {
+    report.notes.push(
+      `The tree changed during the run (others commit here): at the end, ${treeAtEnd}. The helper measured is the one copied at the start; the CLI is whatever dist/ held when each process started.`,
+    );
+  }
   const elapsed = (Date.now() - startedAt.getTime()) / 1000;
   const command = `npm run bench${only ? ` (BENCH_ONLY=${only.join(',')})` : ''}${
     process.env.BENCH_SECONDS ? ` (BENCH_SECONDS=${seconds})` : ''
