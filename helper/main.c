@@ -221,9 +221,29 @@ static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, 
 	return 0;
 }
 
+/* Whether the kernel offers a backend, and if not, why. */
+static bool backend_offered(const struct backend_support *bs, enum backend b, const char **why)
+{
+	switch (b) {
+	case BACKEND_KPROBE_MULTI:
+		*why = bs->kprobe_multi_why;
+		return bs->kprobe_multi;
+	case BACKEND_KPROBE:
+		*why = bs->kprobe_why;
+		return bs->kprobe;
+	case BACKEND_TRACEPOINT:
+		*why = bs->tracepoint_why;
+		return bs->tracepoint;
+	default:
+		*why = "";
+		return false;
+	}
+}
+
 static int choose_backend(enum backend asked, const struct backend_support *bs, enum backend *chosen, char *note,
 			  size_t notelen, char *err, size_t errlen)
 {
+	const char *why;
 	char have[64] = "";
 
 	if (bs->kprobe_multi)
@@ -252,24 +272,10 @@ static int choose_backend(enum backend asked, const struct backend_support *bs, 
 		}
 		snprintf(note, notelen, "auto chose %s (available: %s)", backend_name(*chosen), have);
 		return 0;
-	case BACKEND_KPROBE_MULTI:
-		if (!bs->kprobe_multi) {
-			snprintf(err, errlen, "backend kprobe-multi is not available on this kernel (%s); available: %s",
-				 bs->kprobe_multi_why, have);
-			return -1;
-		}
-		break;
-	case BACKEND_KPROBE:
-		if (!bs->kprobe) {
-			snprintf(err, errlen, "backend kprobe is not available on this kernel (%s); available: %s",
-				 bs->kprobe_why, have);
-			return -1;
-		}
-		break;
-	case BACKEND_TRACEPOINT:
-		if (!bs->tracepoint) {
-			snprintf(err, errlen, "backend tracepoint is not available on this kernel (%s); available: %s",
-				 bs->tracepoint_why, have);
+	default:
+		if (!backend_offered(bs, asked, &why)) {
+			snprintf(err, errlen, "backend %s is not available on this kernel (%s); available: %s",
+				 backend_name(asked), why, have);
 			return -1;
 		}
 		break;

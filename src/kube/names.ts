@@ -57,6 +57,7 @@ export function withNames(sink: TraceSink, names: Map<string, string>): TraceSin
     },
     stats: (s) => sink.stats(s),
     flush: () => sink.flush?.(),
+    waitForDrain: () => sink.waitForDrain?.(),
     warning: (m) => sink.warning(m),
     close: () => sink.close(),
   };

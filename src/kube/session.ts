@@ -283,6 +283,13 @@ export class NodeSession {
           // A corrupt stream (or a sink that cannot write): stop this node's trace, keep the reason.
           readError = err as Error;
           ws.terminate();
+          return;
+        }
+        // Output slower than the node: stop reading; the runner's pipe, then the kernel's ring buffer, absorb it.
+        const drained = this.o.sink.waitForDrain?.();
+        if (drained) {
+          ws.pause();
+          drained.then(() => ws.resume());
         }
       } else if (channel === CHANNEL.stderr) this.stderr(payload);
       else if (channel === CHANNEL.error) {
