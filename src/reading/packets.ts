@@ -463,17 +463,21 @@ export function verdictLabel(v: Verdict): string {
   }
 }
 
-/** "src:port->dst:port(proto:flags)"; with names, Kubernetes owners follow their addresses: 10.244.1.7(shop/web-0). */
+/**
+ * "src:port->dst:port(proto:flags)"; with names (Kubernetes mode), the owners
+ * of the addresses follow: "… [shop/web-1 → shop/web-0]", "?" for an address
+ * that belongs to no pod or service.
+ */
 export function formatTuple(t: Tuple | undefined, names = false): string {
   if (!t) return '';
-  const named = (a: string, name?: string) => (names && name ? `${a}(${name})` : a);
-  const wrap = (a: string, name?: string) => named(t.family === 6 ? `[${a}]` : a, name);
+  const wrap = (a: string) => (t.family === 6 ? `[${a}]` : a);
   const proto = t.proto.toLowerCase();
+  const owners = names && (t.srcName || t.dstName) ? ` [${t.srcName ?? '?'} → ${t.dstName ?? '?'}]` : '';
   if (t.sport !== undefined || t.dport !== undefined) {
     const flags = t.tcpFlags ? `:${t.tcpFlags}` : '';
-    return `${wrap(t.src, t.srcName)}:${t.sport ?? 0}->${wrap(t.dst, t.dstName)}:${t.dport ?? 0}(${proto}${flags})`;
+    return `${wrap(t.src)}:${t.sport ?? 0}->${wrap(t.dst)}:${t.dport ?? 0}(${proto}${flags})${owners}`;
   }
-  return `${named(t.src, t.srcName)}->${named(t.dst, t.dstName)}(${proto})`;
+  return `${t.src}->${t.dst}(${proto})${owners}`;
 }
 
 /** The packet's flow: its first tuple without TCP flags. */
