@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,6 @@ static struct {
 	uint64_t *seen_callers; /* open addressing set of symbolised caller addresses */
 	size_t nseen;
 	uint8_t *stacks_sent;	/* bitmap of stack ids already written */
-	bool ksyms_tried;
 	uint64_t events;
 	bool max_reached;
 	struct ring_buffer *rb;
@@ -88,14 +89,46 @@ static uint32_t probe_id_of(uint64_t addr)
 	return UINT32_MAX;
 }
 
+/*
+ * Symbols name callers and stacks. Reading /proc/kallsyms takes a few hundred
+ * milliseconds, too long to stall the event loop (the ring buffer would
+ * overflow at high rates): when the backend did not load them already, a
+ * thread loads them while events flow, and until it is done callers stay
+ * addresses (they are named the next time they are seen).
+ */
+static pthread_t ksyms_thread;
+static bool ksyms_thread_started;
+static _Atomic bool ksyms_ready;
+
+static void *load_ksyms(void *arg)
+{
+	struct kallsyms *ks = arg;
+
+	if (kallsyms_load(ks) == 0)
+		atomic_store_explicit(&ksyms_ready, true, memory_order_release);
+	return NULL;
+}
+
+static void ksyms_start(void)
+{
+	if (L.cfg->ksyms->cnt) {
+		atomic_store_explicit(&ksyms_ready, true, memory_order_release);
+		return;
+	}
+	ksyms_thread_started = pthread_create(&ksyms_thread, NULL, load_ksyms, L.cfg->ksyms) == 0;
+}
+
+static void ksyms_stop(void)
+{
+	if (ksyms_thread_started)
+		pthread_join(ksyms_thread, NULL);
+	ksyms_thread_started = false;
+	atomic_store_explicit(&ksyms_ready, false, memory_order_relaxed);
+}
+
 static struct kallsyms *ksyms(void)
 {
-	if (!L.ksyms_tried) {
-		L.ksyms_tried = true;
-		if (!L.cfg->ksyms->cnt && kallsyms_load(L.cfg->ksyms) != 0)
-			out_message(PWRU_FRAME_WARNING, "no_kallsyms", "cannot read /proc/kallsyms: callers stay addresses");
-	}
-	return L.cfg->ksyms->cnt ? L.cfg->ksyms : NULL;
+	return atomic_load_explicit(&ksyms_ready, memory_order_acquire) ? L.cfg->ksyms : NULL;
 }
 
 static void write_symbol(uint64_t addr)
@@ -106,6 +139,9 @@ static void write_symbol(uint64_t addr)
 
 	if (!addr)
 		return;
+	ks = ksyms();
+	if (!ks)
+		return; /* not loaded yet: name it next time */
 	size_t slot = (addr * 0x9E3779B97F4A7C15ULL >> 48) & (SEEN_ADDRS_CAP - 1);
 	while (L.seen_callers[slot]) {
 		if (L.seen_callers[slot] == addr)
@@ -116,9 +152,6 @@ static void write_symbol(uint64_t addr)
 		return; /* full: later callers stay addresses */
 	L.seen_callers[slot] = addr;
 	L.nseen++;
-	ks = ksyms();
-	if (!ks)
-		return;
 	kallsyms_describe(ks, addr, name, sizeof(name));
 	snprintf(hex, sizeof(hex), "0x%llx", (unsigned long long)addr);
 	json_init(&j);
@@ -151,10 +184,12 @@ static void write_stack(int32_t id)
 
 	if (id < 0 || id >= MAX_STACK_IDS || (L.stacks_sent[id / 8] & (1 << (id % 8))))
 		return;
-	L.stacks_sent[id / 8] |= 1 << (id % 8);
 	if (bpf_map_lookup_elem(bpf_map__fd(L.cfg->skel->maps.stacks), &id, ips) != 0)
 		return;
 	ks = ksyms();
+	/* Without symbols yet, send addresses now and names when the stack comes again. */
+	if (ks)
+		L.stacks_sent[id / 8] |= 1 << (id % 8);
 	json_init(&j);
 	json_begin_object(&j);
 	json_kv_int(&j, "id", id);
@@ -245,7 +280,10 @@ int events_open(const struct loop_config *cfg)
 	if (!L.seen_callers || !L.stacks_sent || (cfg->kprobe_backend && build_addr_map(cfg->probes)))
 		return -ENOMEM;
 	L.rb = ring_buffer__new(bpf_map__fd(cfg->skel->maps.events), on_event, NULL, NULL);
-	return L.rb ? 0 : -errno;
+	if (!L.rb)
+		return -errno;
+	ksyms_start();
+	return 0;
 }
 
 int events_loop(struct loop_result *res)
@@ -312,6 +350,7 @@ uint64_t events_delivered(void)
 
 void events_close(void)
 {
+	ksyms_stop();
 	ring_buffer__free(L.rb);
 	free(L.addrs);
 	free(L.seen_callers);
