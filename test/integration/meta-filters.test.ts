@@ -33,9 +33,10 @@ describe('metadata filters and stacks', () => {
   });
   after(() => lab.destroy());
 
-  async function traceUdp(args: string[], ports: string[]) {
+  async function traceUdp(args: string[], ports: string[], settleMs = 0) {
     const trace = startTrace([...args, `udp and host ${lab.v4(1, 2)}`]);
     await trace.ready();
+    await new Promise((r) => setTimeout(r, settleMs));
     for (const port of ports) lab.traffic(a, ['udp', lab.v4(1, 2), port, '2']);
     return trace.stop();
   }
@@ -62,7 +63,8 @@ describe('metadata filters and stacks', () => {
   });
 
   test("--output-stack gives each step its kernel stack, without the tracer's own frames", async () => {
-    const { events, code, stderr } = await traceUdp(['--output-stack'], ['6202']);
+    // Kernel symbols load in the background once probes are attached: give them a moment.
+    const { events, code, stderr } = await traceUdp(['--output-stack'], ['6202'], 1500);
     assert.equal(code, 0, stderr);
     assert.ok(events.length > 0);
     for (const e of events) {
