@@ -204,6 +204,7 @@ static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, 
 	DIR *dir = opendir("/sys/kernel/btf");
 	struct dirent *de;
 	char path[300];
+	int modules = 0;
 
 	if (!dir)
 		return -errno;
@@ -216,8 +217,13 @@ static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, 
 			continue;
 		probes_find_functions(mod, ks, re, probes);
 		btf__free(mod);
+		modules++;
 	}
 	closedir(dir);
+	if (modules == 0)
+		out_message(PWRU_FRAME_WARNING, "no_module_btf", "%s",
+			    "--all-kmods: this kernel has no module BTF (needs 5.11+ with "
+			    "CONFIG_DEBUG_INFO_BTF_MODULES=y): only built-in functions are probed");
 	return 0;
 }
 
