@@ -163,9 +163,7 @@ describe('bad input and faults', () => {
   test('a reader that stops reading cannot keep the helper from stopping on SIGTERM', async () => {
     const lab = new NetLab();
     try {
-      const a = lab.ns('a');
-      const b = lab.ns('b');
-      lab.link(a, b, 1);
+      const [a] = lab.pair();
       const helper = spawn(HELPER, ['--backend', 'tracepoint', '--', `host ${lab.v4(1, 2)}`], {
         stdio: ['pipe', 'pipe', 'ignore'],
       });

@@ -13,9 +13,7 @@ describe('metadata filters and stacks', () => {
   let b = '';
 
   before(() => {
-    a = lab.ns('a');
-    b = lab.ns('b');
-    lab.link(a, b, 1);
+    [a, b] = lab.pair();
     lab.exec(b, 'iptables', [
       '-t',
       'mangle',

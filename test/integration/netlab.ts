@@ -64,6 +64,14 @@ export class NetLab {
     }
   }
 
+  /** The usual pair of hosts: namespaces a and b joined on subnet 1 (a is .1, b is .2). */
+  pair(): [string, string] {
+    const a = this.ns('a');
+    const b = this.ns('b');
+    this.link(a, b, 1);
+    return [a, b];
+  }
+
   /** Network namespace inode, as the tracer reports it. */
   inode(ns: string): number {
     return Number(run('stat', ['-L', '-c', '%i', `/run/netns/${ns}`]).trim());

@@ -14,9 +14,7 @@ describe('tracing packets between namespaces', () => {
   let b = '';
 
   before(() => {
-    a = lab.ns('a');
-    b = lab.ns('b');
-    lab.link(a, b, 1);
+    [a, b] = lab.pair();
   });
   after(() => lab.destroy());
 

@@ -15,9 +15,7 @@ describe('following a packet through DNAT', () => {
   let backend = '';
 
   before(() => {
-    a = lab.ns('a');
-    b = lab.ns('b');
-    lab.link(a, b, 1);
+    [a, b] = lab.pair();
     service = lab.v4(9, 100);
     backend = lab.v4(1, 2);
     lab.exec(a, 'ip', ['route', 'add', `${lab.v4(9, 0)}/24`, 'via', backend]);
