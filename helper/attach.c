@@ -135,32 +135,33 @@ void backends_detect(struct backend_support *s, bool try_kprobes)
 	s->func_ip = libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_func_ip, NULL) > 0;
 }
 
+/* Makes room for one more element in a growing array. */
+static int reserve_one(void **v, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return 0;
+	size_t grown = *cap ? *cap * 2 : 64;
+	void *p = realloc(*v, grown * elem);
+
+	if (!p)
+		return -ENOMEM;
+	*v = p;
+	*cap = grown;
+	return 0;
+}
+
 static int add_link(struct attachment *att, struct bpf_link *link)
 {
-	if (att->nlinks == att->cap) {
-		size_t cap = att->cap ? att->cap * 2 : 64;
-		struct bpf_link **v = realloc(att->links, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		att->links = v;
-		att->cap = cap;
-	}
+	if (reserve_one((void **)&att->links, &att->cap, att->nlinks, sizeof(*att->links)))
+		return -ENOMEM;
 	att->links[att->nlinks++] = link;
 	return 0;
 }
 
 static int add_raw(struct attachment *att, int fd)
 {
-	if (att->nraw == att->raw_cap) {
-		size_t cap = att->raw_cap ? att->raw_cap * 2 : 64;
-		int *v = realloc(att->raw_fds, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		att->raw_fds = v;
-		att->raw_cap = cap;
-	}
+	if (reserve_one((void **)&att->raw_fds, &att->raw_cap, att->nraw, sizeof(*att->raw_fds)))
+		return -ENOMEM;
 	att->raw_fds[att->nraw++] = fd;
 	return 0;
 }
