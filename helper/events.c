@@ -16,7 +16,9 @@
 #include <linux/types.h>
 
 #include "../bpf/event.h"
+#include "event_json.h"
 #include "output.h"
+#include "packet_track.h"
 #include "pwru.skel.h"
 
 #define STACK_DEPTH 50
@@ -39,7 +41,23 @@ static struct {
 	uint64_t events;
 	bool max_reached;
 	struct ring_buffer *rb;
+	/* --emit json */
+	struct event_names names;
+	const char **probe_names, **probe_kinds;
+	bool *starts_tx;
+	uint64_t *hits;		/* by probe id, for the digest */
+	struct drop_count *drops;
+	size_t ndrops;
+	struct line_buf line;
 } L;
+
+/* Drops by reason and place, for the digest. */
+struct drop_count {
+	char reason[64];
+	char at[128];
+	uint64_t count;
+};
+#define MAX_DROP_KINDS 256
 
 static double mono_s(void)
 {
@@ -175,26 +193,20 @@ static bool is_tracer_frame(const char *name)
 	return false;
 }
 
-static void write_stack(int32_t id)
+/* The frames of a stack as a JSON array into j; false when the kernel has no such stack. */
+static bool stack_frames(int32_t id, struct json *j, bool *named)
 {
 	__u64 ips[STACK_DEPTH] = { 0 };
 	struct kallsyms *ks;
-	struct json j;
 	char name[300];
 
-	if (id < 0 || id >= MAX_STACK_IDS || (L.stacks_sent[id / 8] & (1 << (id % 8))))
-		return;
+	if (id < 0 || id >= MAX_STACK_IDS)
+		return false;
 	if (bpf_map_lookup_elem(bpf_map__fd(L.cfg->skel->maps.stacks), &id, ips) != 0)
-		return;
+		return false;
 	ks = ksyms();
-	/* Without symbols yet, send addresses now and names when the stack comes again. */
-	if (ks)
-		L.stacks_sent[id / 8] |= 1 << (id % 8);
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_int(&j, "id", id);
-	json_key(&j, "frames");
-	json_begin_array(&j);
+	*named = ks != NULL;
+	json_begin_array(j);
 	bool top = true;
 	for (int i = 0; i < STACK_DEPTH && ips[i]; i++) {
 		if (ks)
@@ -204,11 +216,211 @@ static void write_stack(int32_t id)
 		if (top && is_tracer_frame(name))
 			continue;
 		top = false;
-		json_string(&j, name);
+		json_string(j, name);
+	}
+	json_end_array(j);
+	return true;
+}
+
+static void write_stack(int32_t id)
+{
+	struct json j;
+	bool named;
+
+	if (id < 0 || id >= MAX_STACK_IDS || (L.stacks_sent[id / 8] & (1 << (id % 8))))
+		return;
+	json_init(&j);
+	json_begin_object(&j);
+	json_kv_int(&j, "id", id);
+	json_key(&j, "frames");
+	/* Without symbols yet, send addresses now and names when the stack comes again. */
+	if (stack_frames(id, &j, &named)) {
+		if (named)
+			L.stacks_sent[id / 8] |= 1 << (id % 8);
+		json_end_object(&j);
+		out_json(PWRU_FRAME_STACK, &j);
+	}
+	json_free(&j);
+}
+
+/* ---- --emit json ---- */
+
+static void describe_addr(uint64_t addr, char *buf, size_t len)
+{
+	struct kallsyms *ks = ksyms();
+
+	if (ks)
+		kallsyms_describe(ks, addr, buf, len);
+	else
+		snprintf(buf, len, "0x%llx", (unsigned long long)addr);
+}
+
+static int stack_line_json(int32_t id, struct line_buf *lb)
+{
+	struct json j;
+	bool named, ok;
+
+	json_init(&j);
+	ok = stack_frames(id, &j, &named);
+	if (ok)
+		line_buf_put(lb, j.buf, j.len);
+	json_free(&j);
+	return ok;
+}
+
+/* The name without a tracepoint's "category:" and a symbol's "+0xoff" (src/reading/packets.ts baseFunc). */
+static void base_name(const char *name, char *out, size_t len)
+{
+	const char *colon = strrchr(name, ':');
+
+	snprintf(out, len, "%s", colon ? colon + 1 : name);
+	char *plus = strstr(out, "+0x");
+	if (plus)
+		*plus = 0;
+}
+
+static bool in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+static int json_mode_open(const struct loop_config *cfg)
+{
+	size_t n = cfg->probes->cnt;
+	char base[256];
+
+	L.probe_names = calloc(n ? n : 1, sizeof(*L.probe_names));
+	L.probe_kinds = calloc(n ? n : 1, sizeof(*L.probe_kinds));
+	L.starts_tx = calloc(n ? n : 1, sizeof(*L.starts_tx));
+	L.hits = calloc(n ? n : 1, sizeof(*L.hits));
+	L.drops = calloc(MAX_DROP_KINDS, sizeof(*L.drops));
+	if (!L.probe_names || !L.probe_kinds || !L.starts_tx || !L.hits || !L.drops)
+		return -ENOMEM;
+	for (size_t id = 0; id < n; id++) {
+		const struct probe *p = &cfg->probes->v[id];
+
+		if (!p->attached)
+			continue; /* the client knows only attached probes (READY) */
+		L.probe_names[id] = p->name;
+		L.probe_kinds[id] = p->kind == PROBE_TRACEPOINT ? "tracepoint" : cfg->func_kind;
+		base_name(p->name, base, sizeof(base));
+		L.starts_tx[id] = in_list(cfg->packet_starts, base);
+	}
+	L.names = (struct event_names){
+		.probe_name = L.probe_names,
+		.probe_kind = L.probe_kinds,
+		.nprobes = (uint32_t)n,
+		.drop_reason = cfg->drop_reason_names,
+		.ndrop_reasons = cfg->ndrop_reasons,
+		.real_minus_mono_ns = cfg->real_minus_mono_ns,
+		.describe = describe_addr,
+		.stack_json = stack_line_json,
+	};
+	return packet_track_init(L.starts_tx, (uint32_t)n);
+}
+
+static struct drop_count *find_drop(const char *reason, const char *at)
+{
+	for (size_t i = 0; i < L.ndrops; i++)
+		if (strcmp(L.drops[i].reason, reason) == 0 && strcmp(L.drops[i].at, at) == 0)
+			return &L.drops[i];
+	return NULL;
+}
+
+/* Where the packet died: the drop's caller when known, else the step before (src/reading/packets.ts dropLocation). */
+static void count_drop(const struct pwru_event *ev, const struct step_info *step)
+{
+	char reason[64], at[128];
+	const char *name = NULL;
+
+	if (!(ev->flags & PWRU_F_HAS_REASON))
+		snprintf(reason, sizeof(reason), "UNKNOWN");
+	else if (ev->drop_reason < L.cfg->ndrop_reasons && (name = L.cfg->drop_reason_names[ev->drop_reason]))
+		snprintf(reason, sizeof(reason), "%s", name);
+	else
+		snprintf(reason, sizeof(reason), "REASON_%u", ev->drop_reason);
+	if (ev->caller) {
+		char sym[320];
+		describe_addr(ev->caller, sym, sizeof(sym));
+		base_name(sym, at, sizeof(at));
+	} else {
+		uint32_t probe = step->first ? ev->probe_id : step->prev_probe;
+		const char *func = probe < L.names.nprobes ? L.probe_names[probe] : NULL;
+		base_name(func ? func : "?", at, sizeof(at));
+	}
+	struct drop_count *d = find_drop(reason, at);
+
+	if (!d && L.ndrops == MAX_DROP_KINDS) {
+		/* More kinds than anyone reads: lump the rest together. */
+		snprintf(at, sizeof(at), "(other places)");
+		d = find_drop(reason, at);
+	}
+	if (!d && L.ndrops < MAX_DROP_KINDS) {
+		d = &L.drops[L.ndrops++];
+		snprintf(d->reason, sizeof(d->reason), "%s", reason);
+		snprintf(d->at, sizeof(d->at), "%s", at);
+	}
+	if (d)
+		d->count++;
+}
+
+static void write_line(const struct pwru_event *ev)
+{
+	struct step_info step;
+
+	packet_track_step(ev, &step);
+	if (ev->probe_id < L.names.nprobes)
+		L.hits[ev->probe_id]++;
+	if (ev->flags & PWRU_F_DROP)
+		count_drop(ev, &step);
+	L.line.len = 0;
+	event_json(&L.names, ev, &step, &L.line);
+	out_line(L.line.p, L.line.len);
+}
+
+void events_write_digest(void)
+{
+	struct json j;
+
+	if (!L.cfg || !L.cfg->emit_json)
+		return;
+	json_init(&j);
+	json_begin_object(&j);
+	json_kv_uint(&j, "packets", packet_track_count());
+	json_kv_uint(&j, "events", L.events);
+	json_key(&j, "functions");
+	json_begin_array(&j);
+	for (uint32_t id = 0; id < L.names.nprobes; id++) {
+		if (!L.hits[id])
+			continue;
+		json_begin_object(&j);
+		json_kv_string(&j, "func", L.probe_names[id]);
+		json_kv_uint(&j, "count", L.hits[id]);
+		json_end_object(&j);
+	}
+	json_end_array(&j);
+	json_key(&j, "drops");
+	json_begin_array(&j);
+	for (size_t i = 0; i < L.ndrops; i++) {
+		json_begin_object(&j);
+		json_kv_string(&j, "reason", L.drops[i].reason);
+		json_kv_string(&j, "at", L.drops[i].at);
+		json_kv_uint(&j, "count", L.drops[i].count);
+		json_end_object(&j);
 	}
 	json_end_array(&j);
 	json_end_object(&j);
-	out_json(PWRU_FRAME_STACK, &j);
+	out_json(PWRU_FRAME_DIGEST, &j);
 	json_free(&j);
 }
 
@@ -220,13 +432,21 @@ static int on_event(void *ctx, void *data, size_t len)
 	(void)ctx;
 	if (len < sizeof(*ev) || L.max_reached)
 		return 0;
-	write_symbol(in->caller);
-	if (in->stack_id >= 0)
-		write_stack(in->stack_id);
-	ev = out_reserve(PWRU_FRAME_EVENT, sizeof(*ev));
-	memcpy(ev, in, sizeof(*ev));
-	if (L.cfg->kprobe_backend && ev->addr)
-		ev->probe_id = probe_id_of(ev->addr);
+	if (L.cfg->emit_json) {
+		struct pwru_event copy = *in;
+
+		if (L.cfg->kprobe_backend && copy.addr)
+			copy.probe_id = probe_id_of(copy.addr);
+		write_line(&copy);
+	} else {
+		write_symbol(in->caller);
+		if (in->stack_id >= 0)
+			write_stack(in->stack_id);
+		ev = out_reserve(PWRU_FRAME_EVENT, sizeof(*ev));
+		memcpy(ev, in, sizeof(*ev));
+		if (L.cfg->kprobe_backend && ev->addr)
+			ev->probe_id = probe_id_of(ev->addr);
+	}
 	L.events++;
 	if (L.cfg->max_events && L.events >= L.cfg->max_events)
 		L.max_reached = true;
@@ -278,6 +498,8 @@ int events_open(const struct loop_config *cfg)
 	L.seen_callers = calloc(SEEN_ADDRS_CAP, sizeof(*L.seen_callers));
 	L.stacks_sent = calloc(MAX_STACK_IDS / 8, 1);
 	if (!L.seen_callers || !L.stacks_sent || (cfg->kprobe_backend && build_addr_map(cfg->probes)))
+		return -ENOMEM;
+	if (cfg->emit_json && json_mode_open(cfg))
 		return -ENOMEM;
 	L.rb = ring_buffer__new(bpf_map__fd(cfg->skel->maps.events), on_event, NULL, NULL);
 	if (!L.rb)
@@ -355,5 +577,12 @@ void events_close(void)
 	free(L.addrs);
 	free(L.seen_callers);
 	free(L.stacks_sent);
+	free(L.probe_names);
+	free(L.probe_kinds);
+	free(L.starts_tx);
+	free(L.hits);
+	free(L.drops);
+	line_buf_free(&L.line);
+	packet_track_free();
 	memset(&L, 0, sizeof(L));
 }

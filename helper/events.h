@@ -20,6 +20,13 @@ struct loop_config {
 	uint64_t max_events;
 	int signal_fd;	/* readable when a stop signal arrived */
 	bool watch_stdin;
+	/* --emit json: events as JSON lines (event_json.h) instead of binary records. */
+	bool emit_json;
+	const char *func_kind;		      /* "probe" of function probes: the backend's name */
+	const char *const *drop_reason_names; /* by enum skb_drop_reason value */
+	uint32_t ndrop_reasons;
+	int64_t real_minus_mono_ns;	      /* for the lines' wall-clock times */
+	const char *packet_starts;	      /* comma-separated functions where a packet starts (--packet-starts) */
 };
 
 struct loop_result {
@@ -35,6 +42,9 @@ int events_loop(struct loop_result *res);
 void events_drain(void);
 uint64_t events_delivered(void);
 void events_close(void);
+
+/* --emit json: what the summary needs of the events the client did not see (DIGEST frame). */
+void events_write_digest(void);
 
 /* Sums the per-CPU counters and writes a STATS frame. */
 void events_write_stats(struct pwru_bpf *skel, bool final, uint64_t *lost_out);

@@ -27,6 +27,7 @@
 
 #include "../bpf/event.h"
 #include "attach.h"
+#include "event_json.h"
 #include "events.h"
 #include "filter_translate.h"
 #include "kallsyms.h"
@@ -75,7 +76,8 @@ static bool privileged(void)
 	return (eff & CAP_BIT(CAP_SYS_ADMIN)) || ((eff & CAP_BIT(CAP_BPF)) && (eff & CAP_BIT(CAP_PERFMON)));
 }
 
-static void write_hello(void)
+/* Returns CLOCK_REALTIME - CLOCK_MONOTONIC as told to the client, ns. */
+static int64_t write_hello(void)
 {
 	struct utsname u;
 	struct timespec mono, real;
@@ -98,10 +100,12 @@ static void write_hello(void)
 	json_kv_string(&j, "mono_ns", num);
 	snprintf(num, sizeof(num), "%lld", (long long)real.tv_sec * 1000000000LL + real.tv_nsec);
 	json_kv_string(&j, "real_ns", num);
+	json_kv_int(&j, "json_schema", PWRU_JSON_SCHEMA_VERSION);
 	json_end_object(&j);
 	out_json(PWRU_FRAME_HELLO, &j);
 	json_free(&j);
 	out_flush();
+	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
 }
 
 static void progress(const char *phase, size_t done, size_t total)
@@ -122,6 +126,36 @@ static void progress(const char *phase, size_t done, size_t total)
 	/* A slow detach (plain kprobes) must not let the ring buffer overflow meanwhile. */
 	events_drain();
 	out_flush();
+}
+
+/* Names of enum skb_drop_reason by value (NULL where unnamed), copied out of the BTF for --emit json. */
+static char **drop_reason_names(const struct btf *btf, uint32_t *count)
+{
+	struct drop_reason *reasons;
+	size_t nreasons;
+	char **names = NULL;
+
+	*count = 0;
+	if (drop_reasons_read(btf, &reasons, &nreasons) != 0)
+		return NULL;
+	for (size_t i = 0; i < nreasons; i++)
+		if (reasons[i].value < 4096 && reasons[i].value >= *count)
+			*count = reasons[i].value + 1;
+	names = *count ? calloc(*count, sizeof(*names)) : NULL;
+	for (size_t i = 0; names && i < nreasons; i++)
+		if (reasons[i].value < *count)
+			names[reasons[i].value] = strdup(reasons[i].name);
+	if (!names)
+		*count = 0;
+	free(reasons);
+	return names;
+}
+
+static void free_names(char **names, uint32_t count)
+{
+	for (uint32_t i = 0; names && i < count; i++)
+		free(names[i]);
+	free(names);
 }
 
 /* {"code": "NAME", ...} of enum skb_drop_reason, read before the BTF is let go. */
@@ -365,7 +399,7 @@ int main(int argc, char **argv)
 	signal_fd = setup_signals();
 	if (options_parse(argc, argv, &opts, err, sizeof(err)))
 		return fail(EXIT_BAD_INPUT, "usage", "%s", err);
-	write_hello();
+	int64_t real_minus_mono_ns = write_hello();
 
 	if (!privileged())
 		return fail(EXIT_FAILED, "not_permitted", "%s",
@@ -451,6 +485,8 @@ int main(int argc, char **argv)
 
 	/* libbpf reads the kernel's BTF again for CO-RE: keep only one copy in memory at a time. */
 	char *drop_reasons = drop_reasons_json(btf);
+	uint32_t ndrop_names = 0;
+	char **drop_names = opts.emit_json ? drop_reason_names(btf, &ndrop_names) : NULL;
 	btf__free(btf);
 	btf = NULL;
 	/* kallsyms is only needed again to name callers: it is reloaded lazily then. */
@@ -514,6 +550,12 @@ int main(int argc, char **argv)
 		.max_events = opts.max_events,
 		.signal_fd = signal_fd,
 		.watch_stdin = stdin_is_client(),
+		.emit_json = opts.emit_json,
+		.func_kind = backend_name(backend),
+		.drop_reason_names = (const char *const *)drop_names,
+		.ndrop_reasons = ndrop_names,
+		.real_minus_mono_ns = real_minus_mono_ns,
+		.packet_starts = opts.packet_starts,
 	};
 	ret = events_open(&loop);
 	if (ret) {
@@ -527,7 +569,9 @@ int main(int argc, char **argv)
 	attach_detach(&att, out_broken() ? NULL : progress);
 	events_drain();
 	res.events = events_delivered();
+	events_write_digest();
 	events_close();
+	free_names(drop_names, ndrop_names);
 	events_write_stats(skel, true, &res.lost);
 	write_end(&res);
 	loader_destroy(skel);

@@ -28,6 +28,10 @@ static const char usage[] =
 	"  --duration SECONDS       stop after this long\n"
 	"  --max-events N           stop after N events\n"
 	"  --ringbuf-size BYTES     ring buffer size, a power of two (default 8 MiB)\n"
+	"  --emit binary|json       events as binary records (default) or as the\n"
+	"                           client's JSON lines (LINES frames)\n"
+	"  --packet-starts LIST     with --emit json: comma-separated functions where a\n"
+	"                           packet seen in another netns starts anew\n"
 	"  --verify-only            load the programs of --backend (kernel verifier)\n"
 	"                           without attaching, even if the kernel cannot attach them\n";
 
@@ -44,6 +48,8 @@ enum {
 	OPT_MAX_EVENTS,
 	OPT_RINGBUF,
 	OPT_VERIFY_ONLY,
+	OPT_EMIT,
+	OPT_PACKET_STARTS,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -61,6 +67,8 @@ static const struct option long_opts[] = {
 	{ "max-events", required_argument, NULL, OPT_MAX_EVENTS },
 	{ "ringbuf-size", required_argument, NULL, OPT_RINGBUF },
 	{ "verify-only", no_argument, NULL, OPT_VERIFY_ONLY },
+	{ "emit", required_argument, NULL, OPT_EMIT },
+	{ "packet-starts", required_argument, NULL, OPT_PACKET_STARTS },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -210,6 +218,16 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			break;
 		case OPT_VERIFY_ONLY:
 			o->verify_only = true;
+			break;
+		case OPT_EMIT:
+			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "binary") != 0) {
+				snprintf(err, errlen, "--emit %s: expected binary or json", optarg);
+				return -1;
+			}
+			o->emit_json = strcmp(optarg, "json") == 0;
+			break;
+		case OPT_PACKET_STARTS:
+			o->packet_starts = optarg;
 			break;
 		case 'h':
 		case OPT_HELP:

@@ -22,6 +22,8 @@ struct options {
 	double duration_sec;	/* 0 = until stopped */
 	uint64_t max_events;	/* 0 = unlimited */
 	unsigned int ringbuf_bytes;
+	bool emit_json;		/* --emit json: events as JSON lines */
+	const char *packet_starts; /* --packet-starts LIST */
 	char *pcap_filter;	/* the remaining arguments joined; "" = everything */
 };
 

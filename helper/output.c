@@ -172,7 +172,8 @@ static struct {
 	size_t len;
 	bool broken;
 	bool (*abort_check)(void);
-} out = { .fd = 1 };
+	size_t lines_at; /* offset of the open LINES frame's header, or SIZE_MAX */
+} out = { .fd = 1, .lines_at = SIZE_MAX };
 
 void out_set_abort_check(bool (*check)(void))
 {
@@ -205,6 +206,7 @@ void out_flush(void)
 		off += n;
 	}
 	out.len = 0;
+	out.lines_at = SIZE_MAX;
 }
 
 bool out_broken(void)
@@ -223,12 +225,31 @@ void *out_reserve(uint16_t type, uint32_t len)
 	}
 	if (out.len + need > OUT_BUF_SIZE)
 		out_flush();
+	out.lines_at = SIZE_MAX;
 	h = (struct pwru_frame_header *)(out.buf + out.len);
 	h->len = len;
 	h->type = type;
 	h->reserved = 0;
 	out.len += need;
 	return h + 1;
+}
+
+void out_line(const char *text, size_t len)
+{
+	struct pwru_frame_header *h;
+
+	if (len + sizeof(*h) > OUT_BUF_SIZE)
+		return; /* cannot happen: a line is a few KiB at most */
+	if (out.len + sizeof(*h) + len > OUT_BUF_SIZE)
+		out_flush();
+	if (out.lines_at == SIZE_MAX) {
+		out_reserve(PWRU_FRAME_LINES, 0);
+		out.lines_at = out.len - sizeof(*h);
+	}
+	h = (struct pwru_frame_header *)(out.buf + out.lines_at);
+	memcpy(out.buf + out.len, text, len);
+	out.len += len;
+	h->len += (uint32_t)len;
 }
 
 void out_frame(uint16_t type, const void *payload, uint32_t len)

@@ -1,0 +1,469 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "event_json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void reserve(struct line_buf *lb, size_t extra)
+{
+	if (lb->len + extra <= lb->cap)
+		return;
+	size_t cap = lb->cap ? lb->cap : 4096;
+	while (cap < lb->len + extra)
+		cap *= 2;
+	char *p = realloc(lb->p, cap);
+	if (!p) {
+		fprintf(stderr, "pwru-helper: out of memory\n");
+		exit(1);
+	}
+	lb->p = p;
+	lb->cap = cap;
+}
+
+void line_buf_put(struct line_buf *lb, const char *s, size_t n)
+{
+	reserve(lb, n);
+	memcpy(lb->p + lb->len, s, n);
+	lb->len += n;
+}
+
+void line_buf_free(struct line_buf *lb)
+{
+	free(lb->p);
+	memset(lb, 0, sizeof(*lb));
+}
+
+#define PUT(lb, lit) line_buf_put(lb, lit, sizeof(lit) - 1)
+
+static void put_u64(struct line_buf *lb, uint64_t v)
+{
+	char tmp[24];
+	int i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	line_buf_put(lb, tmp + i, sizeof(tmp) - i);
+}
+
+static void put_hex(struct line_buf *lb, uint64_t v)
+{
+	static const char digits[] = "0123456789abcdef";
+	char tmp[20];
+	int i = sizeof(tmp);
+
+	do {
+		tmp[--i] = digits[v & 0xf];
+		v >>= 4;
+	} while (v);
+	tmp[--i] = 'x';
+	tmp[--i] = '0';
+	line_buf_put(lb, tmp + i, sizeof(tmp) - i);
+}
+
+/* As JSON.stringify writes a string the client decoded as latin1 (names are raw kernel bytes). */
+void line_buf_str(struct line_buf *lb, const char *s, size_t max)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+
+	reserve(lb, 2 + 6 * max);
+	char *o = lb->p + lb->len;
+	*o++ = '"';
+	for (size_t i = 0; i < max && p[i]; i++) {
+		unsigned char c = p[i];
+
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+		} else if (c >= 0x20 && c < 0x80) {
+			*o++ = (char)c;
+		} else if (c >= 0x80) {
+			*o++ = (char)(0xc0 | (c >> 6));
+			*o++ = (char)(0x80 | (c & 0x3f));
+		} else {
+			const char *short_esc = c == '\b' ? "b" : c == '\f' ? "f" : c == '\n' ? "n" : c == '\r' ? "r"
+						: c == '\t' ? "t" : NULL;
+			*o++ = '\\';
+			if (short_esc) {
+				*o++ = *short_esc;
+			} else {
+				*o++ = 'u';
+				*o++ = '0';
+				*o++ = '0';
+				*o++ = hex[c >> 4];
+				*o++ = hex[c & 0xf];
+			}
+		}
+	}
+	*o++ = '"';
+	lb->len = (size_t)(o - lb->p);
+}
+
+static void put_cstr(struct line_buf *lb, const char *s)
+{
+	line_buf_str(lb, s, strlen(s));
+}
+
+/* src/record/address.ts: dotted quad, or RFC 5952 (longest run of two or more zero groups as "::"). */
+static void format_addr(uint8_t family, const uint8_t *b, char *out, size_t len)
+{
+	uint16_t g[8];
+	int best = -1, best_len = 1, n = 0;
+
+	if (family == 4) {
+		snprintf(out, len, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+		return;
+	}
+	for (int i = 0; i < 8; i++)
+		g[i] = (uint16_t)(b[2 * i] << 8 | b[2 * i + 1]);
+	if (!g[0] && !g[1] && !g[2] && !g[3] && !g[4] && g[5] == 0xffff) {
+		snprintf(out, len, "::ffff:%u.%u.%u.%u", b[12], b[13], b[14], b[15]);
+		return;
+	}
+	for (int i = 0; i < 8;) {
+		if (g[i]) {
+			i++;
+			continue;
+		}
+		int j = i;
+		while (j < 8 && !g[j])
+			j++;
+		if (j - i > best_len) {
+			best = i;
+			best_len = j - i;
+		}
+		i = j;
+	}
+	out[0] = 0;
+	for (int i = 0; i < 8; i++) {
+		if (i == best) {
+			n += snprintf(out + n, len - n, "::");
+			i += best_len - 1;
+			continue;
+		}
+		bool sep = i > 0 && i != best + best_len;
+		n += snprintf(out + n, len - n, "%s%x", sep ? ":" : "", g[i]);
+	}
+}
+
+/* IPv4 addresses repeat: remember the text of the last few. */
+static void put_addr(struct line_buf *lb, uint8_t family, const uint8_t *b)
+{
+	static struct {
+		uint32_t v4;
+		bool set;
+		char text[16];
+	} cache[256];
+	char text[48];
+
+	if (family == 4) {
+		uint32_t v;
+		memcpy(&v, b, 4);
+		unsigned slot = (v * 0x9E3779B1u) >> 24;
+		if (!cache[slot].set || cache[slot].v4 != v) {
+			format_addr(4, b, cache[slot].text, sizeof(cache[slot].text));
+			cache[slot].v4 = v;
+			cache[slot].set = true;
+		}
+		line_buf_str(lb, cache[slot].text, sizeof(cache[slot].text));
+		return;
+	}
+	format_addr(6, b, text, sizeof(text));
+	put_cstr(lb, text);
+}
+
+static const char *l4_name(uint8_t l4)
+{
+	switch (l4) {
+	case 1:
+		return "ICMP";
+	case 6:
+		return "TCP";
+	case 17:
+		return "UDP";
+	case 58:
+		return "ICMPv6";
+	case 132:
+		return "SCTP";
+	}
+	return NULL;
+}
+
+static void put_l4(struct line_buf *lb, uint8_t l4)
+{
+	const char *name = l4_name(l4);
+
+	if (name) {
+		put_cstr(lb, name);
+		return;
+	}
+	PUT(lb, "\"");
+	put_u64(lb, l4);
+	PUT(lb, "\"");
+}
+
+static void put_l3(struct line_buf *lb, uint16_t protocol)
+{
+	char hex[8];
+
+	switch (protocol) {
+	case 0x0800:
+		PUT(lb, "\"IPv4\"");
+		return;
+	case 0x86dd:
+		PUT(lb, "\"IPv6\"");
+		return;
+	case 0x0806:
+		PUT(lb, "\"ARP\"");
+		return;
+	case 0x8100:
+		PUT(lb, "\"802.1Q\"");
+		return;
+	}
+	snprintf(hex, sizeof(hex), "0x%04x", protocol);
+	put_cstr(lb, hex);
+}
+
+static void put_tcp_flags(struct line_buf *lb, uint8_t f)
+{
+	char s[10];
+	int n = 0;
+
+	if (f & 0x01)
+		s[n++] = 'F';
+	if (f & 0x02)
+		s[n++] = 'S';
+	if (f & 0x04)
+		s[n++] = 'R';
+	if (f & 0x08)
+		s[n++] = 'P';
+	if (f & 0x20)
+		s[n++] = 'U';
+	if (f & 0x40)
+		s[n++] = 'E';
+	if (f & 0x80)
+		s[n++] = 'W';
+	if (f & 0x10)
+		s[n++] = '.';
+	s[n] = 0;
+	put_cstr(lb, n ? s : "none");
+}
+
+/* new Date(ms).toISOString(): events come in bursts within one millisecond. */
+static void put_time(struct line_buf *lb, int64_t real_ns)
+{
+	static int64_t last_ms = -1, last_sec = -1;
+	static char text[32], day[24];
+	int64_t ms = real_ns >= 0 ? real_ns / 1000000 : -((-real_ns + 999999) / 1000000);
+
+	if (ms != last_ms) {
+		int64_t sec = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+		if (sec != last_sec) {
+			time_t t = (time_t)sec;
+			struct tm tm;
+			gmtime_r(&t, &tm);
+			strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+			last_sec = sec;
+		}
+		snprintf(text, sizeof(text), "\"%s.%03dZ\"", day, (int)(ms - sec * 1000));
+		last_ms = ms;
+	}
+	line_buf_put(lb, text, strlen(text));
+}
+
+static void put_pkt_type(struct line_buf *lb, uint8_t t)
+{
+	static const char *const names[] = { "host",	 "broadcast", "multicast", "otherhost",
+					     "outgoing", "loopback",  "user",	   "kernel" };
+
+	if (t < sizeof(names) / sizeof(names[0])) {
+		put_cstr(lb, names[t]);
+		return;
+	}
+	PUT(lb, "\"");
+	put_u64(lb, t);
+	PUT(lb, "\"");
+}
+
+/* A change's value on one side, as the reader writes it (src/reading/packets.ts detectChanges). */
+static void put_change_value(struct line_buf *lb, enum change_field f, const struct step_state *s)
+{
+	char hex[16];
+
+	switch (f) {
+	case CH_PROTO:
+		put_l4(lb, s->l4);
+		return;
+	case CH_SRC:
+		put_addr(lb, s->family, s->saddr);
+		return;
+	case CH_DST:
+		put_addr(lb, s->family, s->daddr);
+		return;
+	case CH_SPORT:
+	case CH_DPORT:
+		PUT(lb, "\"");
+		put_u64(lb, f == CH_SPORT ? s->sport : s->dport);
+		PUT(lb, "\"");
+		return;
+	case CH_IFACE:
+		line_buf_str(lb, s->iface, sizeof(s->iface));
+		return;
+	case CH_NETNS:
+		PUT(lb, "\"");
+		put_u64(lb, s->netns);
+		PUT(lb, "\"");
+		return;
+	case CH_MARK:
+		snprintf(hex, sizeof(hex), "0x%x", s->mark);
+		put_cstr(lb, hex);
+		return;
+	case CH_L3PROTO:
+		put_l3(lb, s->l3proto);
+		return;
+	}
+}
+
+static void put_changes(struct line_buf *lb, const struct step_info *step, const struct pwru_event *ev)
+{
+	static const char *const fields[] = { "proto", "src", "sport", "dst", "dport", "iface", "netns", "mark", "l3proto" };
+	struct step_state now;
+	bool first = true;
+
+	step_state_of(ev, &now);
+	PUT(lb, ",\"changes\":[");
+	for (int f = CH_PROTO; f <= CH_L3PROTO; f++) {
+		if (!(step->changes & (1u << f)))
+			continue;
+		if (!first)
+			PUT(lb, ",");
+		first = false;
+		PUT(lb, "{\"field\":");
+		put_cstr(lb, fields[f]);
+		PUT(lb, ",\"from\":");
+		put_change_value(lb, (enum change_field)f, &step->before);
+		PUT(lb, ",\"to\":");
+		put_change_value(lb, (enum change_field)f, &now);
+		PUT(lb, "}");
+	}
+	PUT(lb, "]");
+}
+
+void event_json(const struct event_names *n, const struct pwru_event *ev, const struct step_info *step,
+		struct line_buf *lb)
+{
+	const char *name = ev->probe_id < n->nprobes ? n->probe_name[ev->probe_id] : NULL;
+	char sym[320];
+
+	PUT(lb, "{\"type\":\"event\",\"v\":");
+	put_u64(lb, PWRU_JSON_SCHEMA_VERSION);
+	PUT(lb, ",\"ts\":\"");
+	put_u64(lb, ev->ts);
+	PUT(lb, "\",\"time\":");
+	put_time(lb, (int64_t)ev->ts + n->real_minus_mono_ns);
+	PUT(lb, ",\"skb\":\"");
+	put_hex(lb, ev->skb);
+	PUT(lb, "\",\"func\":");
+	if (name) {
+		put_cstr(lb, name);
+	} else {
+		PUT(lb, "\"probe#");
+		put_u64(lb, ev->probe_id);
+		PUT(lb, "\"");
+	}
+	PUT(lb, ",\"probe\":");
+	put_cstr(lb, name ? n->probe_kind[ev->probe_id] : "tracepoint");
+	PUT(lb, ",\"cpu\":");
+	put_u64(lb, ev->cpu);
+	PUT(lb, ",\"pid\":");
+	put_u64(lb, ev->pid);
+	PUT(lb, ",\"process\":");
+	line_buf_str(lb, ev->comm, sizeof(ev->comm));
+	PUT(lb, ",\"netns\":");
+	put_u64(lb, ev->netns);
+	PUT(lb, ",\"mark\":");
+	put_u64(lb, ev->mark);
+	PUT(lb, ",\"ifindex\":");
+	put_u64(lb, ev->ifindex);
+	PUT(lb, ",\"iface\":");
+	line_buf_str(lb, ev->ifname, sizeof(ev->ifname));
+	PUT(lb, ",\"l3proto\":");
+	put_l3(lb, ev->protocol);
+	PUT(lb, ",\"mtu\":");
+	put_u64(lb, ev->mtu);
+	PUT(lb, ",\"len\":");
+	put_u64(lb, ev->len);
+	PUT(lb, ",\"pktType\":");
+	put_pkt_type(lb, ev->pkt_type);
+	if (ev->caller) {
+		PUT(lb, ",\"caller\":");
+		n->describe(ev->caller, sym, sizeof(sym));
+		put_cstr(lb, sym);
+	}
+	if (ev->flags & PWRU_F_HAS_TUPLE) {
+		uint8_t family = ev->l3 == 6 ? 6 : 4;
+
+		PUT(lb, ",\"tuple\":{\"family\":");
+		put_u64(lb, family);
+		PUT(lb, ",\"proto\":");
+		put_l4(lb, ev->l4);
+		PUT(lb, ",\"src\":");
+		put_addr(lb, family, ev->saddr);
+		PUT(lb, ",\"dst\":");
+		put_addr(lb, family, ev->daddr);
+		if (ev->l4 == 6 || ev->l4 == 17 || ev->l4 == 132) {
+			PUT(lb, ",\"sport\":");
+			put_u64(lb, ev->sport);
+			PUT(lb, ",\"dport\":");
+			put_u64(lb, ev->dport);
+			if (ev->l4 == 6) {
+				PUT(lb, ",\"tcpFlags\":");
+				put_tcp_flags(lb, ev->tcp_flags);
+			}
+		} else if (ev->l4 == 1 || ev->l4 == 58) {
+			PUT(lb, ",\"icmpType\":");
+			put_u64(lb, ev->icmp_type);
+			PUT(lb, ",\"icmpCode\":");
+			put_u64(lb, ev->icmp_code);
+		}
+		PUT(lb, "}");
+	}
+	if (ev->flags & PWRU_F_DROP) {
+		if (ev->flags & PWRU_F_HAS_REASON) {
+			const char *reason =
+				ev->drop_reason < n->ndrop_reasons ? n->drop_reason[ev->drop_reason] : NULL;
+
+			PUT(lb, ",\"drop\":{\"reason\":");
+			if (reason) {
+				put_cstr(lb, reason);
+			} else {
+				PUT(lb, "\"REASON_");
+				put_u64(lb, ev->drop_reason);
+				PUT(lb, "\"");
+			}
+			PUT(lb, ",\"code\":");
+			put_u64(lb, ev->drop_reason);
+			PUT(lb, "}");
+		} else {
+			PUT(lb, ",\"drop\":{\"reason\":\"UNKNOWN\"}");
+		}
+	}
+	if (ev->flags & PWRU_F_FREED)
+		PUT(lb, ",\"freed\":true");
+	if (ev->flags & PWRU_F_TRACKED)
+		PUT(lb, ",\"tracked\":true");
+	if (ev->stack_id >= 0) {
+		PUT(lb, ",\"stack\":");
+		if (!n->stack_json(ev->stack_id, lb))
+			PUT(lb, "[]");
+	}
+	PUT(lb, ",\"packet\":");
+	put_u64(lb, step->packet);
+	if (step->changes)
+		put_changes(lb, step, ev);
+	PUT(lb, "}\n");
+}

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "packet_track.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct live {
+	uint64_t skb; /* 0 = empty slot */
+	uint32_t packet;
+	uint32_t last_probe;
+	struct step_state last;
+};
+
+static struct {
+	struct live *slots;
+	size_t cap, used;
+	uint32_t count;
+	const bool *starts_tx;
+	uint32_t nprobes;
+} T;
+
+static size_t slot_of(uint64_t skb)
+{
+	return (size_t)((skb * 0x9E3779B97F4A7C15ULL) >> 40) & (T.cap - 1);
+}
+
+static struct live *find(uint64_t skb)
+{
+	for (size_t i = slot_of(skb);; i = (i + 1) & (T.cap - 1)) {
+		if (T.slots[i].skb == skb)
+			return &T.slots[i];
+		if (!T.slots[i].skb)
+			return NULL;
+	}
+}
+
+static struct live *insert(uint64_t skb);
+
+static int grow(void)
+{
+	struct live *old = T.slots;
+	size_t old_cap = T.cap;
+
+	T.cap = old_cap ? old_cap * 2 : 4096;
+	T.slots = calloc(T.cap, sizeof(*T.slots));
+	if (!T.slots) {
+		T.slots = old;
+		T.cap = old_cap;
+		return -ENOMEM;
+	}
+	T.used = 0;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].skb)
+			*insert(old[i].skb) = old[i];
+	free(old);
+	return 0;
+}
+
+static struct live *insert(uint64_t skb)
+{
+	size_t i = slot_of(skb);
+
+	while (T.slots[i].skb)
+		i = (i + 1) & (T.cap - 1);
+	T.used++;
+	T.slots[i].skb = skb;
+	return &T.slots[i];
+}
+
+/* Linear probing without tombstones: pull later entries of the run back into the hole. */
+static void erase(struct live *e)
+{
+	size_t hole = (size_t)(e - T.slots);
+
+	memset(e, 0, sizeof(*e));
+	T.used--;
+	for (size_t i = (hole + 1) & (T.cap - 1); T.slots[i].skb; i = (i + 1) & (T.cap - 1)) {
+		size_t home = slot_of(T.slots[i].skb);
+
+		/* Movable when its home is not in (hole, i], cyclically. */
+		if ((i > hole && (home <= hole || home > i)) || (i < hole && home <= hole && home > i)) {
+			T.slots[hole] = T.slots[i];
+			memset(&T.slots[i], 0, sizeof(T.slots[i]));
+			hole = i;
+		}
+	}
+}
+
+int packet_track_init(const bool *starts_tx, uint32_t nprobes)
+{
+	memset(&T, 0, sizeof(T));
+	T.starts_tx = starts_tx;
+	T.nprobes = nprobes;
+	return grow();
+}
+
+void packet_track_free(void)
+{
+	free(T.slots);
+	memset(&T, 0, sizeof(T));
+}
+
+uint32_t packet_track_count(void)
+{
+	return T.count;
+}
+
+void step_state_of(const struct pwru_event *ev, struct step_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->has_tuple = ev->flags & PWRU_F_HAS_TUPLE;
+	st->family = ev->l3 == 6 ? 6 : 4;
+	st->l4 = ev->l4;
+	st->has_ports = ev->l4 == 6 || ev->l4 == 17 || ev->l4 == 132;
+	st->sport = ev->sport;
+	st->dport = ev->dport;
+	memcpy(st->saddr, ev->saddr, 16);
+	memcpy(st->daddr, ev->daddr, 16);
+	memcpy(st->iface, ev->ifname, sizeof(st->iface));
+	st->iface[sizeof(st->iface) - 1] = 0;
+	st->netns = ev->netns;
+	st->has_mark = true;
+	st->mark = ev->mark;
+	st->has_l3 = true;
+	st->l3proto = ev->protocol;
+}
+
+/* Two addresses print the same: same family, same bytes (IPv4: the first four). */
+static bool same_addr(uint8_t fa, const uint8_t *a, uint8_t fb, const uint8_t *b)
+{
+	return fa == fb && memcmp(a, b, fa == 4 ? 4 : 16) == 0;
+}
+
+/* Ports compare like the reader's optional numbers: both absent is equal. */
+static bool same_port(bool ha, uint16_t a, bool hb, uint16_t b)
+{
+	return ha == hb && (!ha || a == b);
+}
+
+/* A reused address: a reply (tuple turned around), or a new start down the transmit path in another netns. */
+static bool starts_new_packet(const struct step_state *last, const struct step_state *e, uint32_t probe)
+{
+	if (last->has_tuple && e->has_tuple && same_addr(last->family, last->saddr, e->family, e->daddr) &&
+	    same_addr(last->family, last->daddr, e->family, e->saddr) &&
+	    same_port(last->has_ports, last->sport, e->has_ports, e->dport) &&
+	    same_port(last->has_ports, last->dport, e->has_ports, e->sport) &&
+	    !same_addr(last->family, last->saddr, last->family, last->daddr))
+		return true;
+	if (!last->netns || !e->netns || e->netns == last->netns)
+		return false;
+	return probe < T.nprobes && T.starts_tx[probe];
+}
+
+static uint32_t changes_of(const struct step_state *last, const struct step_state *e)
+{
+	uint32_t c = 0;
+
+	if (e->has_tuple && last->has_tuple) {
+		if (last->l4 != e->l4)
+			c |= 1u << CH_PROTO;
+		if (!same_addr(last->family, last->saddr, e->family, e->saddr))
+			c |= 1u << CH_SRC;
+		if (last->has_ports && e->has_ports && last->sport != e->sport)
+			c |= 1u << CH_SPORT;
+		if (!same_addr(last->family, last->daddr, e->family, e->daddr))
+			c |= 1u << CH_DST;
+		if (last->has_ports && e->has_ports && last->dport != e->dport)
+			c |= 1u << CH_DPORT;
+	}
+	if (e->iface[0] && last->iface[0] && strcmp(e->iface, last->iface) != 0)
+		c |= 1u << CH_IFACE;
+	if (last->netns && e->netns && e->netns != last->netns)
+		c |= 1u << CH_NETNS;
+	if (last->has_mark && e->mark != last->mark)
+		c |= 1u << CH_MARK;
+	if (last->has_l3 && e->l3proto != last->l3proto)
+		c |= 1u << CH_L3PROTO;
+	return c;
+}
+
+/* What the packet remembers of a step: fields a step leaves unset keep their earlier value. */
+static void remember(struct step_state *last, const struct step_state *e)
+{
+	if (e->has_tuple) {
+		last->has_tuple = true;
+		last->family = e->family;
+		last->l4 = e->l4;
+		last->has_ports = e->has_ports;
+		last->sport = e->sport;
+		last->dport = e->dport;
+		memcpy(last->saddr, e->saddr, 16);
+		memcpy(last->daddr, e->daddr, 16);
+	}
+	if (e->iface[0])
+		memcpy(last->iface, e->iface, sizeof(last->iface));
+	if (e->netns)
+		last->netns = e->netns;
+	last->has_mark = true;
+	last->mark = e->mark;
+	last->has_l3 = true;
+	last->l3proto = e->l3proto;
+}
+
+void packet_track_step(const struct pwru_event *ev, struct step_info *out)
+{
+	struct step_state now;
+	struct live *e;
+
+	step_state_of(ev, &now);
+	memset(out, 0, sizeof(*out));
+	e = find(ev->skb);
+	if (e && starts_new_packet(&e->last, &now, ev->probe_id)) {
+		erase(e);
+		e = NULL;
+	}
+	if (!e) {
+		/* Out of memory: the packet still gets its number, it just is not followed. */
+		if (T.used + 1 > T.cap / 2)
+			grow();
+		e = T.used + 1 < T.cap ? insert(ev->skb) : NULL;
+		out->packet = ++T.count;
+		out->first = true;
+		if (e)
+			e->packet = out->packet;
+	} else {
+		out->packet = e->packet;
+		out->prev_probe = e->last_probe;
+		out->before = e->last;
+		out->changes = changes_of(&e->last, &now);
+	}
+	if (!e)
+		return;
+	remember(&e->last, &now);
+	e->last_probe = ev->probe_id;
+	if (ev->flags & (PWRU_F_FREED | PWRU_F_DROP))
+		erase(e);
+}
