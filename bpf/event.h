@@ -88,7 +88,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_STACK = 9,	 /* {id, frames:[name]}: a stack id seen in a later event */
 	PWRU_FRAME_WARNING = 10, /* {code, message} */
 	PWRU_FRAME_LINES = 11,	 /* --emit json: events as JSON lines, each ending in '\n' (docs/json-schema.md) */
-	PWRU_FRAME_DIGEST = 12,	 /* --emit json, before END: {packets, events, functions, drops} for the summary */
+	PWRU_FRAME_DIGEST = 12,	 /* --emit json, before END: {packets, events, drops:[{reason, at, count}]} */
 };
 
 #endif

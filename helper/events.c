@@ -45,7 +45,6 @@ static struct {
 	struct event_names names;
 	const char **probe_names, **probe_kinds;
 	bool *starts_tx;
-	uint64_t *hits;		/* by probe id, for the digest */
 	struct drop_count *drops;
 	size_t ndrops;
 	struct line_buf line;
@@ -302,9 +301,8 @@ static int json_mode_open(const struct loop_config *cfg)
 	L.probe_names = calloc(n ? n : 1, sizeof(*L.probe_names));
 	L.probe_kinds = calloc(n ? n : 1, sizeof(*L.probe_kinds));
 	L.starts_tx = calloc(n ? n : 1, sizeof(*L.starts_tx));
-	L.hits = calloc(n ? n : 1, sizeof(*L.hits));
 	L.drops = calloc(MAX_DROP_KINDS, sizeof(*L.drops));
-	if (!L.probe_names || !L.probe_kinds || !L.starts_tx || !L.hits || !L.drops)
+	if (!L.probe_names || !L.probe_kinds || !L.starts_tx || !L.drops)
 		return -ENOMEM;
 	for (size_t id = 0; id < n; id++) {
 		const struct probe *p = &cfg->probes->v[id];
@@ -379,8 +377,6 @@ static void write_line(const struct pwru_event *ev)
 	struct step_info step;
 
 	packet_track_step(ev, &step);
-	if (ev->probe_id < L.names.nprobes)
-		L.hits[ev->probe_id]++;
 	if (ev->flags & PWRU_F_DROP)
 		count_drop(ev, &step);
 	L.line.len = 0;
@@ -398,17 +394,6 @@ void events_write_digest(void)
 	json_begin_object(&j);
 	json_kv_uint(&j, "packets", packet_track_count());
 	json_kv_uint(&j, "events", L.events);
-	json_key(&j, "functions");
-	json_begin_array(&j);
-	for (uint32_t id = 0; id < L.names.nprobes; id++) {
-		if (!L.hits[id])
-			continue;
-		json_begin_object(&j);
-		json_kv_string(&j, "func", L.probe_names[id]);
-		json_kv_uint(&j, "count", L.hits[id]);
-		json_end_object(&j);
-	}
-	json_end_array(&j);
 	json_key(&j, "drops");
 	json_begin_array(&j);
 	for (size_t i = 0; i < L.ndrops; i++) {
@@ -580,7 +565,6 @@ void events_close(void)
 	free(L.probe_names);
 	free(L.probe_kinds);
 	free(L.starts_tx);
-	free(L.hits);
 	free(L.drops);
 	line_buf_free(&L.line);
 	packet_track_free();

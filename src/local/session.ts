@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
+import { TX_START_FUNCS } from '../reading/packets';
 import { HelperStream, helperExitCode } from '../trace/helper-stream';
 import { helperArgs, type TraceRequest } from '../trace/request';
 
@@ -17,7 +18,9 @@ export async function runLocalTrace(
   signal: AbortSignal,
   helper: string,
 ): Promise<void> {
-  const child = spawn(helper, helperArgs(request), { stdio: ['pipe', 'pipe', 'pipe'] });
+  // JSON lines and nothing else per event: the helper writes them, at rates decoding here could not follow.
+  const req = sink.acceptsLines ? { ...request, emitJson: { packetStarts: [...TX_START_FUNCS] } } : request;
+  const child = spawn(helper, helperArgs(req), { stdio: ['pipe', 'pipe', 'pipe'] });
   const stream = new HelperStream(sink);
   let stderr = '';
   let streamError: Error | undefined;

@@ -11,13 +11,13 @@ import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { UserError } from '../errors';
 import { explainDropReason } from '../reading/drop-reasons';
 import { PacketTracker } from '../reading/packets';
-import { SummaryBuilder } from '../reading/summary';
-import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import { SummaryBuilder, summarizeDigest } from '../reading/summary';
+import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
 import { annotatedEventLine, jsonLine } from './json';
 import { LineBuffer } from './line-buffer';
 import type { TraceSink } from './sink';
-import { renderSummary } from './summary-view';
+import { renderDigestSummary, renderSummary } from './summary-view';
 import { formatTextLine, TextLayout, textHeader } from './text';
 import { formatWideLine, WideLayout, wideHeader } from './wide';
 
@@ -70,6 +70,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
   let headerSeen = false;
   let eventsSeen = 0;
   let anyDropped = false;
+  let digest: TraceDigest | undefined;
 
   const stdoutLines = new LineBuffer(opts.stdout);
   const fileLines = file ? new LineBuffer(file) : undefined;
@@ -82,6 +83,13 @@ export function createSink(opts: SinkOptions): ReadingSink {
   const err = (s: string) => {
     stdoutLines.flush();
     opts.stderr.write(`${s}\n`);
+  };
+
+  const closeFile = async () => {
+    if (!file) return;
+    await new Promise<void>((resolve) => file.end(() => resolve()));
+    if (fileError)
+      throw new UserError(`could not write the trace to ${opts.outputFile}: ${fileError.message}`);
   };
 
   return {
@@ -145,6 +153,20 @@ export function createSink(opts: SinkOptions): ReadingSink {
       if (lines && opts.format === 'json') out(jsonLine(s));
     },
 
+    // Lines and nothing else per event: a live trace (not `show`) may take the helper's own.
+    acceptsLines: opts.format === 'json' && !opts.summary && !opts.replay,
+
+    lines(text: Buffer) {
+      eventsSeen++;
+      stdoutLines.pushText(text);
+      fileLines?.pushText(text);
+    },
+
+    digest(d: TraceDigest) {
+      digest = d;
+      if (d.drops.some((drop) => !explainDropReason(drop.reason).housekeeping)) anyDropped = true;
+    },
+
     warning(message: string) {
       err(errPaint.paint(`warning: ${message}`, 'yellow'));
     },
@@ -163,6 +185,11 @@ export function createSink(opts: SinkOptions): ReadingSink {
         if (file) await new Promise<void>((resolve) => file.end(() => resolve()));
         return;
       }
+      if (digest) {
+        opts.stderr.write(renderDigestSummary(summarizeDigest(digest, stats), errPaint, opts.outputFile));
+        await closeFile();
+        return;
+      }
       const result = summary.build(tracker.open(), stats);
       if (opts.summary && opts.format === 'json') {
         opts.stdout.write(`${JSON.stringify(result)}\n`);
@@ -176,11 +203,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
         if (opts.format === 'json') opts.stderr.write(view);
         else opts.stdout.write(`${lines && result.packets.length ? '\n' : ''}${view}`);
       }
-      if (file) {
-        await new Promise<void>((resolve) => file.end(() => resolve()));
-        if (fileError)
-          throw new UserError(`could not write the trace to ${opts.outputFile}: ${fileError.message}`);
-      }
+      await closeFile();
     },
 
     dropped: () => anyDropped,

@@ -4,7 +4,7 @@
  * JSON lines, a file, a summary). Progress and warnings are for people and go
  * to stderr, so that stdout stays machine-clean.
  */
-import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 
 export interface TraceSink {
   /** A long step is under way: scheduling a pod, pulling an image, attaching probes. */
@@ -12,6 +12,15 @@ export interface TraceSink {
   /** A trace (one node's, in Kubernetes mode) is ready: probes attached. */
   header(header: TraceHeader): void;
   event(event: TraceEvent): void;
+  /**
+   * The view is JSON lines and nothing else per event, so the helper may
+   * write the lines itself (--emit json): a firehose of events then reaches
+   * the output without being decoded here. lines() takes them verbatim and
+   * digest() the counts the closing summary is made of.
+   */
+  readonly acceptsLines?: boolean;
+  lines?(text: Buffer): void;
+  digest?(digest: TraceDigest): void;
   stats(stats: TraceStats): void;
   warning(message: string): void;
   /**

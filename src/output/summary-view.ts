@@ -5,7 +5,7 @@
  */
 import Table from 'cli-table3';
 import { explainDropReason } from '../reading/drop-reasons';
-import { type TraceSummary, totalsLine } from '../reading/summary';
+import { type DigestSummary, type ReasonCount, type TraceSummary, totalsLine } from '../reading/summary';
 import type { Painter } from './ansi';
 
 export interface SummaryViewOptions {
@@ -81,26 +81,7 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
     out.push('Rewrites along the way:');
     for (const r of changed) for (const c of r.changes) out.push(`  ${paint.packet(r.id, `#${r.id}`)} ${c}`);
   }
-  if (s.dropReasons.length) {
-    const t = table(['DROP REASON', 'PACKETS', 'WHERE', 'WHAT IT MEANS'], paint);
-    for (const r of s.dropReasons) {
-      const where = Object.entries(r.at)
-        .map(([f, n]) => (Object.keys(r.at).length > 1 ? `${f} (${n})` : f))
-        .join('\n');
-      t.push([paint.paint(r.reason, 'red'), String(r.count), where, r.text]);
-    }
-    out.push(t.toString());
-    for (const r of s.dropReasons) {
-      const info = explainDropReason(r.reason);
-      if (!info.cause && !info.check) continue;
-      const cause = info.cause
-        ? ` — likely cause: ${info.cause.charAt(0).toLowerCase()}${info.cause.slice(1)}`
-        : '';
-      out.push(`${paint.paint(r.reason, 'bold')}${cause}`);
-      if (info.check?.length) out.push('  what to check:');
-      for (const c of info.check ?? []) out.push(`  - ${c}`);
-    }
-  }
+  out.push(...dropReasonSection(s.dropReasons, paint));
   if (opts.functions && s.functions.length) {
     const t = table(['FUNCTION', 'HITS'], paint);
     for (const f of s.functions.slice(0, 15)) t.push([f.func, String(f.count)]);
@@ -108,5 +89,46 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
     out.push(t.toString());
   }
   out.push(totalsLine(s));
+  return `${out.join('\n')}\n`;
+}
+
+/** The drop reasons in plain words, with what to check. */
+function dropReasonSection(reasons: ReasonCount[], paint: Painter): string[] {
+  const out: string[] = [];
+  if (!reasons.length) return out;
+  const t = table(['DROP REASON', 'PACKETS', 'WHERE', 'WHAT IT MEANS'], paint);
+  for (const r of reasons) {
+    const where = Object.entries(r.at)
+      .map(([f, n]) => (Object.keys(r.at).length > 1 ? `${f} (${n})` : f))
+      .join('\n');
+    t.push([paint.paint(r.reason, 'red'), String(r.count), where, r.text]);
+  }
+  out.push(t.toString());
+  for (const r of reasons) {
+    const info = explainDropReason(r.reason);
+    if (!info.cause && !info.check) continue;
+    const cause = info.cause
+      ? ` — likely cause: ${info.cause.charAt(0).toLowerCase()}${info.cause.slice(1)}`
+      : '';
+    out.push(`${paint.paint(r.reason, 'bold')}${cause}`);
+    if (info.check?.length) out.push('  what to check:');
+    for (const c of info.check ?? []) out.push(`  - ${c}`);
+  }
+  return out;
+}
+
+/** The closing words when the helper wrote the JSON lines: its counts, and where the verdicts are. */
+export function renderDigestSummary(s: DigestSummary, paint: Painter, savedTo?: string): string {
+  const out = dropReasonSection(s.dropReasons, paint);
+  out.push(totalsLine(s));
+  if (s.packets > 0) {
+    const file = savedTo ?? 'FILE';
+    out.push(
+      paint.paint(
+        `Each packet's path and verdict: kubectl pwru show ${file} (add --summary for the table).`,
+        'dim',
+      ),
+    );
+  }
   return `${out.join('\n')}\n`;
 }

@@ -296,7 +296,7 @@ const RECV_FUNCS = new Set([
 ]);
 
 /** Where a packet starts down the transmit path: a socket or the forwarding code hands it to a device. */
-const TX_START_FUNCS = new Set([
+export const TX_START_FUNCS: ReadonlySet<string> = new Set([
   'net_dev_queue',
   'dev_queue_xmit',
   '__dev_queue_xmit',

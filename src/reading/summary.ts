@@ -4,7 +4,7 @@
  * per function. The same data feeds the tables (src/output/summary-view.ts)
  * and the `-o json --summary` object.
  */
-import { TRACE_SCHEMA_VERSION, type TraceStats, type Tuple } from '../record/event';
+import { TRACE_SCHEMA_VERSION, type TraceDigest, type TraceStats, type Tuple } from '../record/event';
 import { explainDropReason } from './drop-reasons';
 import {
   baseFunc,
@@ -170,10 +170,7 @@ export class SummaryBuilder {
         r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + 1;
       }
     }
-    // Per node, the last stats line is the final word on lost events.
-    const lastByNode = new Map<string, TraceStats>();
-    for (const s of stats) lastByNode.set(s.node ?? '', s);
-    const lost = [...lastByNode.values()].reduce((n, s) => n + s.lost, 0);
+    const lost = lostEvents(stats);
     return {
       type: 'summary',
       v: TRACE_SCHEMA_VERSION,
@@ -190,6 +187,50 @@ export class SummaryBuilder {
   }
 }
 
+/** Per node, the last stats line is the final word on lost events. */
+function lostEvents(stats: TraceStats[]): number {
+  const lastByNode = new Map<string, TraceStats>();
+  for (const s of stats) lastByNode.set(s.node ?? '', s);
+  return [...lastByNode.values()].reduce((n, s) => n + s.lost, 0);
+}
+
+/**
+ * What the helper's counts say when it wrote the JSON lines itself: packets,
+ * drops by reason and place, events. Each packet's path and verdict are in
+ * the lines (`show --summary FILE` reads them back).
+ */
+export interface DigestSummary {
+  packets: number;
+  dropped: number;
+  dropReasons: ReasonCount[];
+  events: number;
+  lost: number;
+}
+
+export function summarizeDigest(d: TraceDigest, stats: TraceStats[] = []): DigestSummary {
+  const reasons = new Map<string, ReasonCount>();
+  let dropped = 0;
+  for (const drop of d.drops) {
+    dropped += drop.count;
+    let r = reasons.get(drop.reason);
+    if (!r) {
+      const info = explainDropReason(drop.reason);
+      r = { reason: drop.reason, count: 0, text: info.text, known: info.known, at: {} };
+      reasons.set(drop.reason, r);
+    }
+    r.count += drop.count;
+    const at = baseFunc(drop.at);
+    r.at[at] = (r.at[at] ?? 0) + drop.count;
+  }
+  return {
+    packets: d.packets,
+    dropped,
+    dropReasons: [...reasons.values()].sort((a, b) => b.count - a.count),
+    events: d.events,
+    lost: lostEvents(stats),
+  };
+}
+
 export function summarize(packets: Packet[], stats: TraceStats[] = []): TraceSummary {
   const b = new SummaryBuilder();
   for (const p of packets) {
@@ -200,11 +241,11 @@ export function summarize(packets: Packet[], stats: TraceStats[] = []): TraceSum
 }
 
 /** "3 packets: 2 delivered, 1 dropped. 41 events, 0 lost." */
-export function totalsLine(s: TraceSummary): string {
-  const n = s.packets.length;
-  const parts = (Object.entries(s.verdicts) as [Verdict['kind'], number][])
-    .filter(([, c]) => c > 0)
-    .map(([k, c]) => `${c} ${k === 'consumed' ? 'freed' : k}`);
+export function totalsLine(s: TraceSummary | DigestSummary): string {
+  const n = typeof s.packets === 'number' ? s.packets : s.packets.length;
+  const counts: [string, number][] =
+    'verdicts' in s ? Object.entries(s.verdicts) : [['dropped', (s as DigestSummary).dropped]];
+  const parts = counts.filter(([, c]) => c > 0).map(([k, c]) => `${c} ${k === 'consumed' ? 'freed' : k}`);
   const lost =
     s.lost > 0 ? `, ${s.lost} LOST (ring buffer full: some packets' paths are incomplete)` : ', 0 lost';
   return `${n} packet${n === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}. ${s.events} events${lost}.`;

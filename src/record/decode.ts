@@ -4,7 +4,7 @@
  * header declares it, this file reads it.
  */
 import { formatAddress } from './address';
-import { type ProbeKind, TRACE_SCHEMA_VERSION, type TraceEvent, type Tuple } from './event';
+import { type ProbeKind, TRACE_SCHEMA_VERSION, type TraceDigest, type TraceEvent, type Tuple } from './event';
 
 export const STREAM_VERSION = 1;
 export const EVENT_VERSION = 1;
@@ -24,6 +24,8 @@ export const FrameType = {
   Symbol: 8,
   Stack: 9,
   Warning: 10,
+  Lines: 11,
+  Digest: 12,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -75,6 +77,8 @@ export interface HelloInfo {
   /** CLOCK_MONOTONIC and CLOCK_REALTIME read together, ns, as decimal strings. */
   mono_ns: string;
   real_ns: string;
+  /** The version of the JSON lines it writes with --emit json. */
+  json_schema?: number;
 }
 
 export interface ProgressInfo {
@@ -127,6 +131,9 @@ export interface RecordListener {
   progress?(progress: ProgressInfo): void;
   ready?(ready: ReadyInfo): void;
   event?(event: TraceEvent): void;
+  /** --emit json: whole JSON lines, each ending in a newline. */
+  lines?(text: Buffer): void;
+  digest?(digest: TraceDigest): void;
   stats?(stats: StatsInfo): void;
   warning?(warning: HelperMessage): void;
   error?(error: HelperMessage): void;
@@ -315,6 +322,13 @@ export class RecordDecoder {
       case FrameType.Event:
         if (len < EVENT_SIZE) throw new StreamError(`short event frame (${len} bytes)`);
         this.listener.event?.(this.decodeEvent(buf, start));
+        return;
+      case FrameType.Lines:
+        // A view, not a copy: stream chunks are fresh buffers that nothing writes to again.
+        this.listener.lines?.(buf.subarray(start, start + len));
+        return;
+      case FrameType.Digest:
+        this.listener.digest?.(this.json<TraceDigest>(buf, start, len));
         return;
       case FrameType.Hello: {
         const hello = this.json<HelloInfo>(buf, start, len);

@@ -119,4 +119,16 @@ export interface TraceStats {
   final: boolean;
 }
 
+/**
+ * What the closing summary needs of events the client did not read one by one
+ * (the helper wrote their JSON lines itself): counts made by the helper.
+ * Not a trace line: it is never written to the output.
+ */
+export interface TraceDigest {
+  packets: number;
+  events: number;
+  /** Drops by reason and place (the drop's caller, or the step before it). */
+  drops: { reason: string; at: string; count: number }[];
+}
+
 export type TraceLine = TraceEvent | TraceHeader | TraceStats;

@@ -88,6 +88,11 @@ export class HelperStream {
           this.outcome.events++;
           sink.event(e);
         },
+        lines: (text) => sink.lines?.(text),
+        digest: (d) => {
+          this.outcome.events += d.events;
+          sink.digest?.(d);
+        },
         stats: (s) => {
           this.outcome.lost = s.lost;
           sink.stats({

@@ -30,6 +30,12 @@ export interface TraceRequest {
   maxEvents?: number;
   /** Ring buffer size in bytes (power of two). */
   ringbufBytes?: number;
+  /**
+   * The helper writes the events as JSON lines itself (the sink's
+   * acceptsLines), following packets by these rules: functions where a packet
+   * seen in another network namespace starts anew (src/reading/packets.ts).
+   */
+  emitJson?: { packetStarts: readonly string[] };
 }
 
 /** The helper's argv (without the program name) for a request. */
@@ -45,6 +51,7 @@ export function helperArgs(req: TraceRequest): string[] {
   if (req.durationSec !== undefined) args.push('--duration', String(req.durationSec));
   if (req.maxEvents !== undefined) args.push('--max-events', String(req.maxEvents));
   if (req.ringbufBytes !== undefined) args.push('--ringbuf-size', String(req.ringbufBytes));
+  if (req.emitJson) args.push('--emit', 'json', '--packet-starts', req.emitJson.packetStarts.join(','));
   // "--" so that a filter starting with "-" is never taken for an option.
   if (req.pcapFilter) args.push('--', req.pcapFilter);
   return args;
