@@ -221,7 +221,9 @@ class ByteStringCache {
  * anywhere) and the listener hears each record in order.
  */
 export class RecordDecoder {
-  private pending: Buffer | null = null;
+  /** The start of a frame split across chunks. */
+  private parts: Buffer[] = [];
+  private partsLen = 0;
   private probes: ProbeInfo[] = [];
   private dropReasons: Record<string, string> = {};
   private readonly symbols = new Map<string, string>();
@@ -249,34 +251,36 @@ export class RecordDecoder {
   }
 
   push(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.pending) {
-      // Complete the split frame with just the bytes it lacks, then go on in place.
-      const joined = Buffer.concat([this.pending, chunk.subarray(0, this.missing(this.pending))]);
-      const used = joined.length - this.pending.length;
-      this.pending = null;
-      const rest = this.parse(joined);
-      if (rest < joined.length) {
-        this.pending = Buffer.from(joined.subarray(rest));
-        if (used >= chunk.length) return;
-        // Still short of a header: take the whole chunk.
-        this.pending = Buffer.concat([this.pending, chunk.subarray(used)]);
-        const again = this.pending;
-        this.pending = null;
-        const pos = this.parse(again);
-        if (pos < again.length) this.pending = Buffer.from(again.subarray(pos));
-        return;
-      }
-      buf = chunk.subarray(used);
+    if (this.partsLen === 0) {
+      const pos = this.parse(chunk);
+      if (pos < chunk.length) this.keep(chunk.subarray(pos));
+      return;
     }
-    const pos = this.parse(buf);
-    if (pos < buf.length) this.pending = Buffer.from(buf.subarray(pos));
+    // A frame split across chunks (LINES frames span many): gather its parts, join them once.
+    this.keep(chunk);
+    if (this.partsLen < this.needed()) return;
+    const all = Buffer.concat(this.parts, this.partsLen);
+    this.parts = [];
+    this.partsLen = 0;
+    const pos = this.parse(all);
+    if (pos < all.length) this.keep(all.subarray(pos));
   }
 
-  /** Bytes needed to finish the frame that starts the pending data (a header's worth if unknown). */
-  private missing(pending: Buffer): number {
-    if (pending.length < FRAME_HEADER_SIZE) return FRAME_HEADER_SIZE - pending.length;
-    return Math.max(0, FRAME_HEADER_SIZE + pending.readUInt32LE(0) - pending.length);
+  /** Views, not copies: stream chunks are fresh buffers that nothing writes to again. */
+  private keep(part: Buffer): void {
+    this.parts.push(part);
+    this.partsLen += part.length;
+  }
+
+  /** Bytes the first kept frame needs in all (a header's worth while its header is incomplete). */
+  private needed(): number {
+    if (this.partsLen < FRAME_HEADER_SIZE) return FRAME_HEADER_SIZE;
+    const first = this.parts[0];
+    const head = first.length >= FRAME_HEADER_SIZE ? first : Buffer.concat(this.parts, FRAME_HEADER_SIZE);
+    const len = head.readUInt32LE(0);
+    if (len > MAX_FRAME)
+      throw new StreamError(`corrupt record stream at byte ${this.offset}: frame of ${len} bytes`);
+    return FRAME_HEADER_SIZE + len;
   }
 
   /** Decodes the whole frames in buf; returns where the first incomplete one starts. */
@@ -298,8 +302,8 @@ export class RecordDecoder {
 
   /** Call when the stream ended: complains if it stopped inside a frame. */
   finish(): void {
-    if (this.pending && this.pending.length > 0) {
-      throw new StreamError(`record stream ended inside a frame (${this.pending.length} bytes left over)`);
+    if (this.partsLen > 0) {
+      throw new StreamError(`record stream ended inside a frame (${this.partsLen} bytes left over)`);
     }
   }
 
