@@ -35,8 +35,10 @@ type Start = (file: string) => Promise<RunningTracer>;
 
 /** Packet rates tried, lowest first. */
 const STEPS = [
-  2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000, 24000, 32000, 48000, 64000, 96000, 128000,
+  2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000, 24000, 32000, 48000, 64000, 80000, 96000, 128000,
 ];
+/** Halvings of the gap between the best clean step and the first lossy one. */
+const REFINE = 2;
 
 export async function pipeline(ctx: BenchContext): Promise<void> {
   const match: Match = { proto: 'udp', host: ctx.net.serverIp };
@@ -143,6 +145,17 @@ async function ramp(ctx: BenchContext, name: string, startTracer: Start): Promis
       out.shortOf = step;
       break;
     }
+  }
+  // The steps are coarse at the top: narrow down where loss begins.
+  for (let i = 0; i < REFINE && out.best && out.firstLoss; i++) {
+    const pps = Math.round((out.best.pps + out.firstLoss.pps) / 2);
+    const step = await measure(ctx, name, startTracer, pps, seconds);
+    out.steps.push(step);
+    process.stderr.write(
+      `bench: pipeline ${name}: ${rate(step.sentPps, 'pkt/s')} → ${rate(step.eventsPerSec, 'ev/s')}, lost ${step.outcome.kernelLost} kernel, ${step.userLost} user (refining)\n`,
+    );
+    if (step.clean) out.best = step;
+    else out.firstLoss = step;
   }
   if (out.best) out.double = await measure(ctx, name, startTracer, out.best.pps * 2, seconds);
   return out;
