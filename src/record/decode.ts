@@ -131,7 +131,11 @@ export interface RecordListener {
   progress?(progress: ProgressInfo): void;
   ready?(ready: ReadyInfo): void;
   event?(event: TraceEvent): void;
-  /** --emit json: whole JSON lines, each ending in a newline. */
+  /**
+   * --emit json: the text of whole JSON lines, each ending in a newline,
+   * handed on in pieces as the stream brings them (a piece may end mid-line;
+   * the next record comes only after the frame's last piece).
+   */
   lines?(text: Buffer): void;
   digest?(digest: TraceDigest): void;
   stats?(stats: StatsInfo): void;
@@ -224,6 +228,8 @@ export class RecordDecoder {
   /** The start of a frame split across chunks. */
   private parts: Buffer[] = [];
   private partsLen = 0;
+  /** Bytes of the current LINES frame still to come. */
+  private linesLeft = 0;
   private probes: ProbeInfo[] = [];
   private dropReasons: Record<string, string> = {};
   private readonly symbols = new Map<string, string>();
@@ -250,13 +256,20 @@ export class RecordDecoder {
     return this.offset;
   }
 
-  push(chunk: Buffer): void {
+  push(data: Buffer): void {
+    let chunk = data;
+    if (this.linesLeft > 0) {
+      const n = Math.min(this.linesLeft, chunk.length);
+      this.streamLines(chunk.subarray(0, n));
+      if (n === chunk.length) return;
+      chunk = chunk.subarray(n);
+    }
     if (this.partsLen === 0) {
       const pos = this.parse(chunk);
       if (pos < chunk.length) this.keep(chunk.subarray(pos));
       return;
     }
-    // A frame split across chunks (LINES frames span many): gather its parts, join them once.
+    // A frame split across chunks: gather its parts, join them once.
     this.keep(chunk);
     if (this.partsLen < this.needed()) return;
     const all = Buffer.concat(this.parts, this.partsLen);
@@ -280,7 +293,16 @@ export class RecordDecoder {
     const len = head.readUInt32LE(0);
     if (len > MAX_FRAME)
       throw new StreamError(`corrupt record stream at byte ${this.offset}: frame of ${len} bytes`);
+    // LINES go on as they come: the header is all that must be whole.
+    if (head.readUInt16LE(4) === FrameType.Lines && this.seenHello) return FRAME_HEADER_SIZE;
     return FRAME_HEADER_SIZE + len;
+  }
+
+  /** Part of a LINES frame's payload: handed on at once, in order (the sink copies bytes, it does not parse them). */
+  private streamLines(part: Buffer): void {
+    this.linesLeft -= part.length;
+    this.offset += part.length;
+    if (part.length) this.listener.lines?.(part);
   }
 
   /** Decodes the whole frames in buf; returns where the first incomplete one starts. */
@@ -291,7 +313,14 @@ export class RecordDecoder {
       const type = buf.readUInt16LE(pos + 4);
       if (len > MAX_FRAME)
         throw new StreamError(`corrupt record stream at byte ${this.offset}: frame of ${len} bytes`);
-      if (buf.length - pos - FRAME_HEADER_SIZE < len) break;
+      if (buf.length - pos - FRAME_HEADER_SIZE < len) {
+        if (type !== FrameType.Lines || !this.seenHello) break;
+        // A LINES frame (up to 1 MiB) spans many chunks: no need to gather it first.
+        this.offset += FRAME_HEADER_SIZE;
+        this.linesLeft = len;
+        this.streamLines(buf.subarray(pos + FRAME_HEADER_SIZE));
+        return buf.length;
+      }
       const start = pos + FRAME_HEADER_SIZE;
       this.frame(type, buf, start, len);
       pos = start + len;
@@ -302,8 +331,10 @@ export class RecordDecoder {
 
   /** Call when the stream ended: complains if it stopped inside a frame. */
   finish(): void {
-    if (this.partsLen > 0) {
-      throw new StreamError(`record stream ended inside a frame (${this.partsLen} bytes left over)`);
+    if (this.partsLen > 0 || this.linesLeft > 0) {
+      throw new StreamError(
+        `record stream ended inside a frame (${this.partsLen || this.linesLeft} bytes ${this.partsLen ? 'left over' : 'missing'})`,
+      );
     }
   }
 
