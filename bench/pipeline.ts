@@ -25,6 +25,10 @@ interface Step {
   pps: number;
   /** Packets/s iperf3 actually sent. */
   sentPps: number;
+  /** Seconds of traffic. */
+  wall: number;
+  /** CPU seconds per process during the traffic (kubectl-pwru runs only). */
+  cpu?: Map<string, number>;
   eventsPerSec: number;
   outcome: TracerOutcome;
   userLost: number;
@@ -171,10 +175,16 @@ async function measure(
   const tracer = await startTracer(join(ctx.work, `ramp-${name}-${pps}.out`));
   let sentPps: number;
   let wall: number;
+  // CPU during the traffic only: start-up (Node, oclif, BTF, attach) is section 3's business.
+  const cpuBefore = tracer.cpuByProcess?.();
+  let cpu: Map<string, number> | undefined;
   try {
     const r = await ctx.net.iperf('udp64', seconds, pps);
     sentPps = r.value;
     wall = r.seconds;
+    const cpuAfter = tracer.cpuByProcess?.();
+    if (cpuBefore && cpuAfter)
+      cpu = new Map([...cpuAfter].map(([n, sec]) => [n, sec - (cpuBefore.get(n) ?? 0)] as [string, number]));
   } catch (err) {
     await tracer.stop().catch(() => undefined);
     throw err;
@@ -186,6 +196,8 @@ async function measure(
   return {
     pps,
     sentPps,
+    wall,
+    cpu,
     eventsPerSec: outcome.delivered / wall,
     outcome,
     userLost,
@@ -193,14 +205,24 @@ async function measure(
   };
 }
 
-/** CPU each process used during a step, as a share of one core and per delivered event. */
+/**
+ * CPU each process used during a step, as a share of one core and per
+ * delivered event; and what their sum per event means for a core of its own
+ * (on this 2-core machine the traffic generator competes for the same cores).
+ */
 function cpuShare(step: Step): string {
-  const wall = step.outcome.delivered / Math.max(1, step.eventsPerSec);
+  const wall = step.wall;
   const parts: string[] = [];
-  for (const [name, sec] of step.outcome.cpu ?? []) {
+  let total = 0;
+  for (const [name, sec] of step.cpu ?? []) {
     const perEvent = (sec * 1e6) / Math.max(1, step.outcome.delivered);
+    total += perEvent;
     parts.push(`${name} ${pct(sec / wall)} of a core (${perEvent.toFixed(2)} µs/event)`);
   }
+  if (parts.length > 1 && total > 0)
+    parts.push(
+      `together ${total.toFixed(2)} µs/event: ${rate(1e6 / total, 'ev/s')} per core of user-space work`,
+    );
   return parts.join('; ') || 'not sampled';
 }
 

@@ -198,6 +198,12 @@ export class PeakMemory {
     walk(this.root, this.rootName);
   }
 
+  /** CPU seconds by command name right now. */
+  cpuNow(): Map<string, number> {
+    this.sample();
+    return new Map(this.cpu);
+  }
+
   /** Stops sampling; peak KiB by command name (the root under rootName). */
   finish(): Map<string, number> {
     this.sample();

@@ -62,6 +62,8 @@ export interface RunningTracer {
   bpfPid?(): number | undefined;
   /** CPU seconds the tracer's processes have used so far. */
   cpuNow(): number;
+  /** The same by process name (kubectl-pwru with memory sampling on). */
+  cpuByProcess?(): Map<string, number>;
   stop(): Promise<TracerOutcome>;
 }
 
@@ -111,6 +113,7 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
     attachMs: Number(m[3]),
     bpfPid: () => childrenOf(proc.pid).find((c) => comm(c) === 'pwru-helper'),
     cpuNow: () => treeCpu(proc.pid),
+    cpuByProcess: memory ? () => memory.cpuNow() : undefined,
     async stop() {
       const code = await stop(proc);
       const mem = memory?.finish();
