@@ -29,6 +29,20 @@ const volatile bool cfg_output_stack = false;
 const volatile bool cfg_pcap_l3 = false; /* an L3 (DLT_RAW) filter was injected */
 const volatile bool cfg_pcap_l2 = false; /* an L2 (DLT_EN10MB) filter was injected */
 const volatile bool cfg_has_func_ip = false; /* bpf_get_func_ip() works for kprobes */
+/*
+ * Ring buffer notifications (see "Waking the reader" in ARCHITECTURE.md):
+ * events are submitted without waking the reader, which polls with a short
+ * timeout; the reader is woken early once cfg_wakeup_bytes are pending,
+ * checked on every (cfg_wakeup_mask + 1)th event of a CPU. 0: wake on every
+ * event as the kernel does by default.
+ */
+const volatile __u32 cfg_wakeup_bytes = 0;
+const volatile __u32 cfg_wakeup_mask = 0;
+
+/* From the kernel's uapi (vmlinux_min.h declares only what it reads). */
+#define RB_NO_WAKEUP 1	  /* BPF_RB_NO_WAKEUP */
+#define RB_FORCE_WAKEUP 2 /* BPF_RB_FORCE_WAKEUP */
+#define RB_AVAIL_DATA 0	  /* BPF_RB_AVAIL_DATA */
 
 /* Marker the helper replaces with each tracepoint program's probe id. */
 #define PROBE_ID_MARKER 0x7e57ab1e
@@ -71,6 +85,16 @@ static __always_inline void count(__u32 slot)
 		*v += 1;
 }
 
+/* count() that also says this CPU's new total (0 if the slot is missing). */
+static __always_inline __u64 count_ret(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
+
+	if (!v)
+		return 0;
+	return ++*v;
+}
+
 /*
  * Replaced by the helper with the compiled pcap expression. Returns non-zero
  * when the packet at [data, data + linear_len) matches. pkt_len is the whole
@@ -90,9 +114,12 @@ static __noinline int pwru_pcap_filter(__u64 data, __u32 linear_len, __u32 pkt_l
  * Reads a field of the skb. tp_btf programs get a typed pointer and may load
  * directly (no helper call: this runs for every packet the filter rejects);
  * kprobe programs only have a number and must use probe reads. "direct" is a
- * constant in every program, so the other branch is compiled out.
+ * constant in every program, so the other branch is compiled out. Direct
+ * loads through a pointer the kernel cannot vouch for are probe loads (a bad
+ * address reads 0), which the verifier allows in tp_btf programs since 5.5.
  */
 #define SKB_READ(direct, skb, field) ((direct) ? (skb)->field : BPF_CORE_READ(skb, field))
+#define DEV_READ(direct, dev, field) ((direct) ? (dev)->field : BPF_CORE_READ(dev, field))
 
 static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 {
@@ -114,27 +141,46 @@ static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 	return false;
 }
 
-static __always_inline __u32 skb_netns(struct sk_buff *skb)
+static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *dev, bool direct)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (direct) {
+		struct sock *sk;
 
+		if (dev)
+			return dev->nd_net.net->ns.inum;
+		/* skb->sk is __rcu: the verifier wants it tested before use. */
+		sk = skb->sk;
+		return sk ? sk->__sk_common.skc_net.net->ns.inum : 0;
+	}
 	if (dev)
 		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
 	return BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum);
 }
 
-static __always_inline bool match_meta(struct sk_buff *skb)
+static __always_inline bool match_meta(struct sk_buff *skb, bool direct)
 {
-	if (cfg_netns && skb_netns(skb) != cfg_netns)
+	if (cfg_netns && skb_netns(skb, SKB_READ(direct, skb, dev), direct) != cfg_netns)
 		return false;
-	if (cfg_mark_mask && (BPF_CORE_READ(skb, mark) & cfg_mark_mask) != cfg_mark)
+	if (cfg_mark_mask && (SKB_READ(direct, skb, mark) & cfg_mark_mask) != cfg_mark)
 		return false;
 	if (cfg_filter_ifname) {
 		char name[16];
-		struct net_device *dev = BPF_CORE_READ(skb, dev);
+		struct net_device *dev = SKB_READ(direct, skb, dev);
 
 		if (!dev)
 			return false;
+		if (direct) {
+#pragma unroll
+			for (int i = 0; i < 16; i++) {
+				char c = dev->name[i];
+
+				if (c != cfg_ifname[i])
+					return false;
+				if (c == 0)
+					break;
+			}
+			return true;
+		}
 		BPF_CORE_READ_STR_INTO(&name, dev, name);
 #pragma unroll
 		for (int i = 0; i < 16; i++) {
@@ -145,6 +191,49 @@ static __always_inline bool match_meta(struct sk_buff *skb)
 		}
 	}
 	return true;
+}
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the ifname copy below assumes a little-endian BPF target"
+#endif
+
+/* Flags the NUL bytes of w: the lowest flag is its first NUL, 0 when it has none (little-endian). */
+static __always_inline __u64 nul_bytes(__u64 w)
+{
+	/* Above a NUL a borrow can flag more bytes, never below: only the lowest flag counts. */
+	return (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+}
+
+/* The bytes of w before the first NUL flagged in z, the rest zeroed. */
+static __always_inline __u64 before_nul(__u64 w, __u64 z)
+{
+	return z ? w & (((z & -z) >> 7) - 1) : w;
+}
+
+/*
+ * dev->name into the event as bpf_probe_read_kernel_str() puts it: up to the
+ * first NUL, at most 15 characters, the rest zero (a renamed device can keep
+ * bytes of its old name after the NUL). tp_btf programs load the two words
+ * directly (no helper call).
+ */
+static __always_inline void read_ifname(struct pwru_event *ev, struct net_device *dev, bool direct)
+{
+	if (!direct) {
+		BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
+		return;
+	}
+	__u64 lo = *(__u64 *)&dev->name[0];
+	__u64 hi = *(__u64 *)&dev->name[8] & 0x00ffffffffffffffULL;
+	__u64 z = nul_bytes(lo);
+
+	if (z) {
+		lo = before_nul(lo, z);
+		hi = 0;
+	} else {
+		hi = before_nul(hi, nul_bytes(hi));
+	}
+	__builtin_memcpy(&ev->ifname[0], &lo, 8);
+	__builtin_memcpy(&ev->ifname[8], &hi, 8);
 }
 
 struct wire_iphdr {
@@ -169,24 +258,41 @@ struct wire_ipv6hdr {
 	__u8 daddr[16];
 };
 
+/*
+ * The headers at the network header, read in one go: an IPv6 header or an
+ * option-less IPv4 header with the 14 bytes of TCP that are reported. The
+ * read cannot fail while nh < tail (skb_shared_info follows the data area);
+ * if it does, the headers are read one at a time as before.
+ */
+#define HDRS_READ 56
+
 /* Reads the IP and L4 headers the packet has at its network header, if set. */
-static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *skb)
+static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *skb, bool direct)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u32 tail = BPF_CORE_READ(skb, tail);
+	unsigned char *head = SKB_READ(direct, skb, head);
+	__u16 nh = SKB_READ(direct, skb, network_header);
+	__u32 tail = SKB_READ(direct, skb, tail);
+	__u8 hdrs[HDRS_READ];
+	__u32 have = HDRS_READ; /* bytes of hdrs that were read */
 	__u32 l4_off;
 	__u8 first;
 
 	if (nh == 0 || nh == 0xffff || nh >= tail)
 		return;
-	if (bpf_probe_read_kernel(&first, 1, head + nh))
-		return;
+	if (bpf_probe_read_kernel(hdrs, sizeof(hdrs), head + nh)) {
+		have = 0;
+		if (bpf_probe_read_kernel(hdrs, 1, head + nh))
+			return;
+	}
+	first = hdrs[0];
 	if ((first >> 4) == 4) {
 		struct wire_iphdr ip;
 
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+		if (have) {
+			__builtin_memcpy(&ip, hdrs, sizeof(ip));
+		} else if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh)) {
 			return;
+		}
 		ev->l3 = 4;
 		ev->l4 = ip.protocol;
 		__builtin_memcpy(ev->saddr, &ip.saddr, 4);
@@ -195,11 +301,17 @@ static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *sk
 		/* Later fragments carry no L4 header. */
 		if (bpf_ntohs(ip.frag_off) & 0x1fff)
 			goto done;
+		/* The L4 header is in hdrs only without IP options (a constant offset). */
+		if ((ip.ver_ihl & 0xf) != 5)
+			have = 0;
 	} else if ((first >> 4) == 6) {
 		struct wire_ipv6hdr ip6;
 
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+		if (have) {
+			__builtin_memcpy(&ip6, hdrs, sizeof(ip6));
+		} else if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh)) {
 			return;
+		}
 		ev->l3 = 6;
 		ev->l4 = ip6.nexthdr;
 		__builtin_memcpy(ev->saddr, ip6.saddr, 16);
@@ -210,10 +322,13 @@ static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *sk
 	}
 	if (l4_off + 4 > tail)
 		goto done;
+	/* In hdrs, the L4 header follows the fixed IP header. */
 	if (ev->l4 == 6 /* TCP */) {
 		__u8 tcp[14];
 
-		if (!bpf_probe_read_kernel(tcp, sizeof(tcp), head + l4_off)) {
+		if (have)
+			__builtin_memcpy(tcp, &hdrs[ev->l3 == 4 ? 20 : 40], sizeof(tcp));
+		if (have || !bpf_probe_read_kernel(tcp, sizeof(tcp), head + l4_off)) {
 			ev->sport = (tcp[0] << 8) | tcp[1];
 			ev->dport = (tcp[2] << 8) | tcp[3];
 			ev->tcp_flags = tcp[13];
@@ -221,14 +336,18 @@ static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *sk
 	} else if (ev->l4 == 17 /* UDP */) {
 		__u8 udp[4];
 
-		if (!bpf_probe_read_kernel(udp, sizeof(udp), head + l4_off)) {
+		if (have)
+			__builtin_memcpy(udp, &hdrs[ev->l3 == 4 ? 20 : 40], sizeof(udp));
+		if (have || !bpf_probe_read_kernel(udp, sizeof(udp), head + l4_off)) {
 			ev->sport = (udp[0] << 8) | udp[1];
 			ev->dport = (udp[2] << 8) | udp[3];
 		}
 	} else if (ev->l4 == 1 /* ICMP */ || ev->l4 == 58 /* ICMPv6 */) {
 		__u8 icmp[2];
 
-		if (!bpf_probe_read_kernel(icmp, sizeof(icmp), head + l4_off)) {
+		if (have)
+			__builtin_memcpy(icmp, &hdrs[ev->l3 == 4 ? 20 : 40], sizeof(icmp));
+		if (have || !bpf_probe_read_kernel(icmp, sizeof(icmp), head + l4_off)) {
 			ev->icmp_type = icmp[0];
 			ev->icmp_code = icmp[1];
 		}
@@ -245,8 +364,39 @@ struct probe_hit {
 	__u8 flags;
 };
 
-static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct probe_hit *hit, bool direct)
+/* Where a program's probe_hit comes from; a constant in every program. */
+enum hit_kind {
+	HIT_TP,	    /* tp_btf: the caller fills the hit; the skb is read directly */
+	HIT_KPROBE, /* kprobe: address and caller from the registers, after the filter */
+	HIT_KMULTI, /* kprobe-multi: likewise, the address from bpf_get_func_ip() */
+};
+
+/* The kprobe'd function's return address. */
+static __always_inline __u64 kprobe_caller(struct pt_regs *ctx)
 {
+	__u64 ret = 0;
+
+#if defined(__TARGET_ARCH_x86)
+	bpf_probe_read_kernel(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
+#elif defined(__TARGET_ARCH_arm64)
+	ret = ctx->regs[30];
+#endif
+	return ret;
+}
+
+/* The flags for bpf_ringbuf_submit(): see cfg_wakeup_bytes. */
+static __always_inline __u64 wakeup_flags(__u64 emitted)
+{
+	if (!cfg_wakeup_bytes)
+		return 0;
+	if ((emitted & cfg_wakeup_mask) == 0 && bpf_ringbuf_query(&events, RB_AVAIL_DATA) >= cfg_wakeup_bytes)
+		return RB_FORCE_WAKEUP;
+	return RB_NO_WAKEUP;
+}
+
+static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct probe_hit *hit, enum hit_kind kind)
+{
+	bool direct = kind == HIT_TP;
 	__u64 key = (__u64)skb;
 	bool tracked = false;
 	struct pwru_event *ev;
@@ -258,7 +408,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	if (cfg_track_skb && bpf_map_lookup_elem(&tracked_skbs, &key))
 		tracked = true;
 	if (!tracked) {
-		if (!match_meta(skb) || !match_pcap(skb, direct))
+		if (!match_meta(skb, direct) || !match_pcap(skb, direct))
 			return 0;
 		if (cfg_track_skb && !(hit->flags & PWRU_F_FREED)) {
 			__u8 one = 1;
@@ -275,6 +425,14 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 		count(PWRU_CNT_LOST);
 		return 0;
 	}
+	/* Only now, for a packet that is reported: kprobe_caller() is a probe read. */
+	if (kind == HIT_KPROBE) {
+		hit->addr = cfg_has_func_ip ? bpf_get_func_ip(ctx) : PT_REGS_IP((struct pt_regs *)ctx);
+		hit->caller = kprobe_caller(ctx);
+	} else if (kind == HIT_KMULTI) {
+		hit->addr = bpf_get_func_ip(ctx);
+		hit->caller = kprobe_caller(ctx);
+	}
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->ts = bpf_ktime_get_ns();
 	ev->skb = key;
@@ -286,47 +444,31 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	ev->cpu = bpf_get_smp_processor_id();
 	ev->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	ev->mark = BPF_CORE_READ(skb, mark);
-	ev->len = BPF_CORE_READ(skb, len);
-	ev->protocol = bpf_ntohs(BPF_CORE_READ(skb, protocol));
-	ev->pkt_type = BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
-	ev->netns = skb_netns(skb);
-	dev = BPF_CORE_READ(skb, dev);
+	ev->mark = SKB_READ(direct, skb, mark);
+	ev->len = SKB_READ(direct, skb, len);
+	ev->protocol = bpf_ntohs(SKB_READ(direct, skb, protocol));
+	ev->pkt_type = direct ? BPF_CORE_READ_BITFIELD(skb, pkt_type) : BPF_CORE_READ_BITFIELD_PROBED(skb, pkt_type);
+	dev = SKB_READ(direct, skb, dev);
+	ev->netns = skb_netns(skb, dev, direct);
 	if (dev) {
-		ev->ifindex = BPF_CORE_READ(dev, ifindex);
-		ev->mtu = BPF_CORE_READ(dev, mtu);
-		BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
+		ev->ifindex = DEV_READ(direct, dev, ifindex);
+		ev->mtu = DEV_READ(direct, dev, mtu);
+		read_ifname(ev, dev, direct);
 	}
-	fill_tuple(ev, skb);
+	fill_tuple(ev, skb, direct);
 	ev->stack_id = cfg_output_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
-	bpf_ringbuf_submit(ev, 0);
-	count(PWRU_CNT_EMITTED);
+	bpf_ringbuf_submit(ev, wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
 	return 0;
 }
 
 /* ---- kprobe backend: one link per function, address from the registers ---- */
 
-static __always_inline __u64 kprobe_caller(struct pt_regs *ctx)
-{
-	__u64 ret = 0;
-
-#if defined(__TARGET_ARCH_x86)
-	bpf_probe_read_kernel(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
-#elif defined(__TARGET_ARCH_arm64)
-	ret = ctx->regs[30];
-#endif
-	return ret;
-}
-
 #define KPROBE_SKB(N)                                                          \
 	SEC("kprobe")                                                          \
 	int kprobe_skb_##N(struct pt_regs *ctx)                                \
 	{                                                                      \
-		struct probe_hit hit = {                                       \
-			.addr = cfg_has_func_ip ? bpf_get_func_ip(ctx) : PT_REGS_IP(ctx), \
-			.caller = kprobe_caller(ctx),                          \
-		};                                                             \
-		return handle_skb(ctx, (struct sk_buff *)PT_REGS_PARM##N(ctx), &hit, false); \
+		struct probe_hit hit = {};                                     \
+		return handle_skb(ctx, (struct sk_buff *)PT_REGS_PARM##N(ctx), &hit, HIT_KPROBE); \
 	}
 
 KPROBE_SKB(1)
@@ -341,11 +483,8 @@ KPROBE_SKB(5)
 	SEC("kprobe.multi")                                                    \
 	int kmulti_skb_##N(struct pt_regs *ctx)                                \
 	{                                                                      \
-		struct probe_hit hit = {                                       \
-			.addr = bpf_get_func_ip(ctx),                          \
-			.caller = kprobe_caller(ctx),                          \
-		};                                                             \
-		return handle_skb(ctx, (struct sk_buff *)PT_REGS_PARM##N(ctx), &hit, false); \
+		struct probe_hit hit = {};                                     \
+		return handle_skb(ctx, (struct sk_buff *)PT_REGS_PARM##N(ctx), &hit, HIT_KMULTI); \
 	}
 
 KMULTI_SKB(1)
@@ -370,7 +509,7 @@ static __always_inline __u32 probe_id_marker(void)
 	int tp_skb_##N(__u64 *ctx)                                             \
 	{                                                                      \
 		struct probe_hit hit = { .probe_id = probe_id_marker() };      \
-		return handle_skb(ctx, (struct sk_buff *)ctx[N - 1], &hit, true); \
+		return handle_skb(ctx, (struct sk_buff *)ctx[N - 1], &hit, HIT_TP); \
 	}
 
 TP_SKB(1)
@@ -385,7 +524,7 @@ int tp_consume_skb(__u64 *ctx)
 {
 	struct probe_hit hit = { .probe_id = probe_id_marker(), .flags = PWRU_F_FREED };
 
-	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
+	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, HIT_TP);
 }
 
 /* skb:consume_skb(skb, location) on 6.3+: also says who freed it (e.g. the socket that read it). */
@@ -394,7 +533,7 @@ int tp_consume_skb_location(__u64 *ctx)
 {
 	struct probe_hit hit = { .probe_id = probe_id_marker(), .caller = ctx[1], .flags = PWRU_F_FREED };
 
-	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
+	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, HIT_TP);
 }
 
 /* skb:kfree_skb(skb, location, reason[, rx_sk]): kernels 5.17+ say why. */
@@ -411,7 +550,7 @@ int tp_kfree_skb_reason(__u64 *ctx)
 	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_CONSUMED) ||
 	    hit.drop_reason != bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
 		hit.flags |= PWRU_F_DROP;
-	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
+	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, HIT_TP);
 }
 
 /* skb:kfree_skb(skb, location) before 5.17: every call is a drop. */
@@ -424,5 +563,5 @@ int tp_kfree_skb(__u64 *ctx)
 		.flags = PWRU_F_FREED | PWRU_F_DROP,
 	};
 
-	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, true);
+	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, HIT_TP);
 }

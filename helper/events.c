@@ -493,6 +493,9 @@ int events_open(const struct loop_config *cfg)
 	return 0;
 }
 
+/* The longest an event waits in the ring buffer when the programs do not wake us. */
+#define READ_EVERY_MS 20
+
 int events_loop(struct loop_result *res)
 {
 	const struct loop_config *cfg = L.cfg;
@@ -512,6 +515,13 @@ int events_loop(struct loop_result *res)
 		if (cfg->duration_sec > 0 && start + cfg->duration_sec < wake)
 			wake = start + cfg->duration_sec;
 		int timeout = wake > now ? (int)((wake - now) * 1000) + 1 : 0;
+		/*
+		 * The programs wake us only once 1/16 of the ring is pending
+		 * (ARCHITECTURE.md, "Waking the reader"): look every
+		 * READ_EVERY_MS anyway, so that a few events wait no longer.
+		 */
+		if (timeout > READ_EVERY_MS)
+			timeout = READ_EVERY_MS;
 		if (poll(fds, 3, timeout) < 0 && errno != EINTR) {
 			ret = -errno;
 			res->reason = "error";

@@ -181,6 +181,22 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	return vfprintf(stderr, fmt, ap);
 }
 
+/*
+ * When the programs wake the reader (ARCHITECTURE.md, "Waking the reader"):
+ * once 1/16 of the ring is pending, looked at on every Nth event of a CPU,
+ * N a power of two up to 32 and small enough that N events stay well under
+ * that threshold on small rings. Events are 152 bytes + an 8-byte header.
+ */
+static void set_wakeup_policy(struct pwru_bpf *skel, unsigned int ringbuf_bytes)
+{
+	unsigned int wake = ringbuf_bytes / 16, every = 1;
+
+	while (every < 32 && (every * 2) * 160 * 4 <= wake)
+		every *= 2;
+	skel->rodata->cfg_wakeup_bytes = wake;
+	skel->rodata->cfg_wakeup_mask = every - 1;
+}
+
 struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_set *probes, char *err,
 			     size_t errlen)
 {
@@ -209,6 +225,7 @@ struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_s
 	skel->rodata->cfg_pcap_l3 = cfg->has_filter && cfg->filter->l3;
 	skel->rodata->cfg_pcap_l2 = cfg->has_filter && cfg->filter->l2;
 	skel->rodata->cfg_has_func_ip = cfg->has_func_ip;
+	set_wakeup_policy(skel, cfg->ringbuf_bytes);
 	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);
 	if (cfg->output_stack)
 		bpf_map__set_max_entries(skel->maps.stacks, 16384);
