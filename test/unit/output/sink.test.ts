@@ -257,3 +257,71 @@ test('a big trace summarizes quickly: per-flow cells stay short whatever the pac
   const tableLines = stdout.text.split('\n').filter((l) => l.startsWith('│'));
   assert.ok(tableLines.length < 40, `${tableLines.length} table lines`);
 });
+
+test('with the helper writing the JSON lines, the sink copies them and closes with its digest', async () => {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const file = join(mkdtempSync(join(tmpdir(), 'pwru-lines-')), 'trace.jsonl');
+  const sink = createSink({
+    format: 'json',
+    summary: false,
+    color: false,
+    showNode: false,
+    stdout,
+    stderr,
+    outputFile: file,
+  });
+  assert.equal(sink.acceptsLines, true);
+  const header = traceLines('netfilter-drop.jsonl')[0];
+  assert.equal(header.type, 'header');
+  if (header.type === 'header') sink.header(header);
+  const lines = '{"type":"event","packet":1}\n{"type":"event","packet":2}\n';
+  // Pieces may end mid-line: they are copied, not parsed.
+  sink.lines?.(Buffer.from(lines.slice(0, 20)));
+  sink.lines?.(Buffer.from(lines.slice(20)));
+  sink.stats({ type: 'stats', v: 1, seen: 9, events: 2, lost: 0, final: true });
+  sink.digest?.({
+    packets: 2,
+    events: 2,
+    drops: [
+      { reason: 'NETFILTER_DROP', at: 'nf_hook_slow+0x9e', count: 1 },
+      { reason: 'SOCKET_CLOSE', at: 'tcp_v4_rcv', count: 1 },
+    ],
+  });
+  await sink.close();
+  const stats = '{"type":"stats","v":1,"seen":9,"events":2,"lost":0,"final":true}\n';
+  assert.equal(stdout.text, `${JSON.stringify(header)}\n${lines}${stats}`);
+  assert.equal(readFileSync(file, 'utf8'), stdout.text);
+  assert.match(stderr.text, /NETFILTER_DROP +│ 1 +│ nf_hook_slow /);
+  assert.match(stderr.text, /2 packets: 2 dropped\. 2 events, 0 lost\./);
+  assert.match(stderr.text, new RegExp(`kubectl pwru show ${file}`));
+  assert.equal(sink.dropped(), true, 'NETFILTER_DROP is a real drop');
+});
+
+test('a digest with only socket-teardown purges is not a drop for --fail-on-drop', async () => {
+  const sink = createSink({
+    format: 'json',
+    summary: false,
+    color: false,
+    showNode: false,
+    stdout: new Capture(),
+    stderr: new Capture(),
+  });
+  sink.digest?.({ packets: 1, events: 3, drops: [{ reason: 'SOCKET_CLOSE', at: 'tcp_v4_rcv', count: 1 }] });
+  await sink.close();
+  assert.equal(sink.dropped(), false);
+});
+
+test('the text views and --summary take events, not lines', () => {
+  for (const over of [{ format: 'text' as const }, { format: 'json' as const, summary: true }]) {
+    const sink = createSink({
+      summary: false,
+      color: false,
+      showNode: false,
+      stdout: new Capture(),
+      stderr: new Capture(),
+      ...over,
+    });
+    assert.equal(sink.acceptsLines, false, JSON.stringify(over));
+  }
+});
