@@ -2,6 +2,11 @@
  * The benchmark's network: two network namespaces joined by one veth pair,
  * an iperf3 server in one and the client in the other. All traffic stays on
  * that veth pair; destroy() removes both namespaces (and with them the pair).
+ *
+ * For the event pipeline there is also a routed path: client → router → far
+ * host, over two more veth pairs. A packet there passes twice the devices and
+ * so makes ~2× the events for the same work of the sender, which on this
+ * 2-core machine is what keeps the sender from being the limit of the rate.
  */
 import { type Proc, run, sleep, start } from './proc';
 
@@ -32,7 +37,13 @@ export class BenchNet {
   readonly serverIp: string;
   /** An address on the same subnet that nothing uses: filters on it match none of the traffic. */
   readonly absentIp: string;
-  private iperfServer?: Proc;
+  /** The routed path: a router namespace and a host behind it. */
+  readonly router: string;
+  readonly far: string;
+  readonly farIp: string;
+  private readonly routerNearIp: string;
+  private readonly routerFarIp: string;
+  private readonly servers: Proc[] = [];
 
   constructor() {
     const id = process.pid % 10000;
@@ -44,6 +55,28 @@ export class BenchNet {
     this.clientIp = `10.249.${octet}.1`;
     this.serverIp = `10.249.${octet}.2`;
     this.absentIp = `10.249.${octet}.77`;
+    this.router = `pwb${id}r`;
+    this.far = `pwb${id}f`;
+    this.routerNearIp = `10.248.${octet}.2`;
+    this.routerFarIp = `10.247.${octet}.1`;
+    this.farIp = `10.247.${octet}.2`;
+  }
+
+  private veth(a: string, ifA: string, ipA: string, b: string, ifB: string, ipB: string): void {
+    run('ip', ['link', 'add', ifA, 'netns', a, 'type', 'veth', 'peer', 'name', ifB, 'netns', b]);
+    for (const [ns, dev, ip] of [
+      [a, ifA, ipA],
+      [b, ifB, ipB],
+    ]) {
+      run('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', dev]);
+      run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    }
+  }
+
+  private async iperfServerIn(ns: string): Promise<void> {
+    const server = start('ip', ['netns', 'exec', ns, 'iperf3', '-s', '--forceflush', '-p', String(PORT)]);
+    this.servers.push(server);
+    await server.waitFor(/listening/i, 'stdout', 10000);
   }
 
   async create(): Promise<void> {
@@ -52,45 +85,31 @@ export class BenchNet {
       run('ip', ['netns', 'add', ns]);
       run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     }
-    run('ip', [
-      'link',
-      'add',
-      this.clientIf,
-      'netns',
-      this.client,
-      'type',
-      'veth',
-      'peer',
-      'name',
-      this.serverIf,
-      'netns',
-      this.server,
-    ]);
-    for (const [ns, dev, ip] of [
-      [this.client, this.clientIf, this.clientIp],
-      [this.server, this.serverIf, this.serverIp],
-    ]) {
-      run('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', dev]);
-      run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+    this.veth(this.client, this.clientIf, this.clientIp, this.server, this.serverIf, this.serverIp);
+    // The routed path.
+    for (const ns of [this.router, this.far]) {
+      run('ip', ['netns', 'add', ns]);
+      run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     }
-    this.iperfServer = start('ip', [
-      'netns',
-      'exec',
-      this.server,
-      'iperf3',
-      '-s',
-      '--forceflush',
-      '-p',
-      String(PORT),
-    ]);
-    await this.iperfServer.waitFor(/listening/i, 'stdout', 10000);
-    // One short run so that ARP and the first connection are out of the way.
+    const octet = this.clientIp.split('.')[2];
+    this.veth(this.client, `${this.clientIf}r`, `10.248.${octet}.1`, this.router, 'rn', this.routerNearIp);
+    this.veth(this.router, 'rf', this.routerFarIp, this.far, `${this.serverIf}f`, this.farIp);
+    run('ip', ['netns', 'exec', this.router, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    run('ip', ['-n', this.client, 'route', 'add', `10.247.${octet}.0/24`, 'via', this.routerNearIp]);
+    run('ip', ['-n', this.far, 'route', 'add', 'default', 'via', this.routerFarIp]);
+    await this.iperfServerIn(this.server);
+    await this.iperfServerIn(this.far);
     await this.iperf('udp64', 1, 1000);
   }
 
-  /** iperf3 from client to server, client on CPU 0 and server on CPU 1. */
-  async iperf(load: Load, seconds: number, packetsPerSecond?: number): Promise<IperfResult> {
-    const args = ['netns', 'exec', this.client, 'iperf3', '-c', this.serverIp, '-p', String(PORT)];
+  /** iperf3 from client to server (or the far host), client on CPU 0 and server on CPU 1. */
+  async iperf(
+    load: Load,
+    seconds: number,
+    packetsPerSecond?: number,
+    to = this.serverIp,
+  ): Promise<IperfResult> {
+    const args = ['netns', 'exec', this.client, 'iperf3', '-c', to, '-p', String(PORT)];
     args.push('-t', String(seconds), '-J', '-A', '0,1');
     if (load === 'udp64') {
       const rate = packetsPerSecond ? String(packetsPerSecond * 64 * 8) : '0';
@@ -110,8 +129,8 @@ export class BenchNet {
   }
 
   destroy(): void {
-    this.iperfServer?.signal('SIGKILL');
-    for (const ns of [this.client, this.server]) {
+    for (const server of this.servers.splice(0)) server.signal('SIGKILL');
+    for (const ns of [this.client, this.server, this.router, this.far]) {
       try {
         run('ip', ['netns', 'del', ns]);
       } catch {

@@ -45,7 +45,8 @@ const STEPS = [
 const REFINE = 2;
 
 export async function pipeline(ctx: BenchContext): Promise<void> {
-  const match: Match = { proto: 'udp', host: ctx.net.serverIp };
+  // The routed path: twice the events per packet sent (bench/net.ts).
+  const match: Match = { proto: 'udp', host: ctx.net.farIp };
   const json = await ramp(ctx, 'json', (f) => startPwru({ match, format: 'json', outFile: f, memory: true }));
   const text = await ramp(ctx, 'text', (f) => startPwru({ match, format: 'text', outFile: f, memory: true }));
   const bpf = await ramp(ctx, 'bpftrace', (f) =>
@@ -179,7 +180,7 @@ async function measure(
   const cpuBefore = tracer.cpuByProcess?.();
   let cpu: Map<string, number> | undefined;
   try {
-    const r = await ctx.net.iperf('udp64', seconds, pps);
+    const r = await ctx.net.iperf('udp64', seconds, pps, ctx.net.farIp);
     sentPps = r.value;
     wall = r.seconds;
     const cpuAfter = tracer.cpuByProcess?.();
@@ -239,7 +240,7 @@ async function profile(ctx: BenchContext, match: Match, at: Step | undefined): P
       nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir],
     });
     await ctx.net
-      .iperf('udp64', Math.max(2, Math.round(ctx.seconds * 0.75)), at.pps)
+      .iperf('udp64', Math.max(2, Math.round(ctx.seconds * 0.75)), at.pps, ctx.net.farIp)
       .finally(() => tracer.stop());
     const p = summarizeProfile(profileIn(dir), 10);
     ctx.report.notes.push(
