@@ -114,12 +114,16 @@ static __noinline int pwru_pcap_filter(__u64 data, __u32 linear_len, __u32 pkt_l
  * Reads a field of the skb. tp_btf programs get a typed pointer and may load
  * directly (no helper call: this runs for every packet the filter rejects);
  * kprobe programs only have a number and must use probe reads. "direct" is a
- * constant in every program, so the other branch is compiled out. Direct
- * loads through a pointer the kernel cannot vouch for are probe loads (a bad
- * address reads 0), which the verifier allows in tp_btf programs since 5.5.
+ * constant in every program, so the other branch is compiled out.
+ *
+ * Only the skb itself is read directly, never through a pointer stored in it:
+ * skb->dev shares its storage with dev_scratch (UDP keeps sizes there while
+ * the skb waits in a socket) and skb->sk with ip_defrag_offset, so either can
+ * hold a value that is no address. A direct load from such a value faults,
+ * and on 5.10 the fault handling for BPF programs itself crashed the kernel
+ * (seen in the qemu kernel matrix). Probe reads fail cleanly instead.
  */
 #define SKB_READ(direct, skb, field) ((direct) ? (skb)->field : BPF_CORE_READ(skb, field))
-#define DEV_READ(direct, dev, field) ((direct) ? (dev)->field : BPF_CORE_READ(dev, field))
 
 static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 {
@@ -143,18 +147,12 @@ static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 
 static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *dev, bool direct)
 {
-	if (direct) {
-		struct sock *sk;
+	struct sock *sk;
 
-		if (dev)
-			return dev->nd_net.net->ns.inum;
-		/* skb->sk is __rcu: the verifier wants it tested before use. */
-		sk = skb->sk;
-		return sk ? sk->__sk_common.skc_net.net->ns.inum : 0;
-	}
 	if (dev)
 		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	return BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum);
+	sk = SKB_READ(direct, skb, sk);
+	return sk ? BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) : 0;
 }
 
 static __always_inline bool match_meta(struct sk_buff *skb, bool direct)
@@ -169,18 +167,6 @@ static __always_inline bool match_meta(struct sk_buff *skb, bool direct)
 
 		if (!dev)
 			return false;
-		if (direct) {
-#pragma unroll
-			for (int i = 0; i < 16; i++) {
-				char c = dev->name[i];
-
-				if (c != cfg_ifname[i])
-					return false;
-				if (c == 0)
-					break;
-			}
-			return true;
-		}
 		BPF_CORE_READ_STR_INTO(&name, dev, name);
 #pragma unroll
 		for (int i = 0; i < 16; i++) {
@@ -191,49 +177,6 @@ static __always_inline bool match_meta(struct sk_buff *skb, bool direct)
 		}
 	}
 	return true;
-}
-
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "the ifname copy below assumes a little-endian BPF target"
-#endif
-
-/* Flags the NUL bytes of w: the lowest flag is its first NUL, 0 when it has none (little-endian). */
-static __always_inline __u64 nul_bytes(__u64 w)
-{
-	/* Above a NUL a borrow can flag more bytes, never below: only the lowest flag counts. */
-	return (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
-}
-
-/* The bytes of w before the first NUL flagged in z, the rest zeroed. */
-static __always_inline __u64 before_nul(__u64 w, __u64 z)
-{
-	return z ? w & (((z & -z) >> 7) - 1) : w;
-}
-
-/*
- * dev->name into the event as bpf_probe_read_kernel_str() puts it: up to the
- * first NUL, at most 15 characters, the rest zero (a renamed device can keep
- * bytes of its old name after the NUL). tp_btf programs load the two words
- * directly (no helper call).
- */
-static __always_inline void read_ifname(struct pwru_event *ev, struct net_device *dev, bool direct)
-{
-	if (!direct) {
-		BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
-		return;
-	}
-	__u64 lo = *(__u64 *)&dev->name[0];
-	__u64 hi = *(__u64 *)&dev->name[8] & 0x00ffffffffffffffULL;
-	__u64 z = nul_bytes(lo);
-
-	if (z) {
-		lo = before_nul(lo, z);
-		hi = 0;
-	} else {
-		hi = before_nul(hi, nul_bytes(hi));
-	}
-	__builtin_memcpy(&ev->ifname[0], &lo, 8);
-	__builtin_memcpy(&ev->ifname[8], &hi, 8);
 }
 
 struct wire_iphdr {
@@ -451,9 +394,9 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	dev = SKB_READ(direct, skb, dev);
 	ev->netns = skb_netns(skb, dev, direct);
 	if (dev) {
-		ev->ifindex = DEV_READ(direct, dev, ifindex);
-		ev->mtu = DEV_READ(direct, dev, mtu);
-		read_ifname(ev, dev, direct);
+		ev->ifindex = BPF_CORE_READ(dev, ifindex);
+		ev->mtu = BPF_CORE_READ(dev, mtu);
+		BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
 	}
 	fill_tuple(ev, skb, direct);
 	ev->stack_id = cfg_output_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
