@@ -9,6 +9,7 @@
 #define _GNU_SOURCE /* pipe2 */
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <signal.h>
@@ -379,6 +380,35 @@ static bool stdin_is_client(void)
 	return false;
 }
 
+/*
+ * --lines-fd: the client writes the trace's header line to the same output
+ * first, then sends 'g' on stdin. Until then events wait in the ring buffer.
+ * Returns the reason to stop instead ("signal", "stdin"), or NULL to go on.
+ */
+static const char *wait_for_go(int signal_fd)
+{
+	struct pollfd fds[2] = { { .fd = 0, .events = POLLIN }, { .fd = signal_fd, .events = POLLIN } };
+
+	for (;;) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return "error";
+		}
+		if (fds[1].revents & POLLIN)
+			return "signal";
+		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			char c;
+			ssize_t n = read(0, &c, 1);
+
+			if (n == 1 && c == 'g')
+				return NULL;
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+				return "stdin";
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct options opts;
@@ -399,6 +429,9 @@ int main(int argc, char **argv)
 	signal_fd = setup_signals();
 	if (options_parse(argc, argv, &opts, err, sizeof(err)))
 		return fail(EXIT_BAD_INPUT, "usage", "%s", err);
+	for (int i = 0; i < opts.nline_fds; i++)
+		if (out_add_line_fd(opts.line_fds[i]))
+			return fail(EXIT_FAILED, "oom", "%s", "out of memory");
 	int64_t real_minus_mono_ns = write_hello();
 
 	if (!privileged())
@@ -563,7 +596,11 @@ int main(int argc, char **argv)
 		loader_destroy(skel);
 		return fail(EXIT_FAILED, "ring_buffer", "cannot read the ring buffer: %s", strerror(-ret));
 	}
-	ret = events_loop(&res);
+	const char *stop_early = loop.watch_stdin && out_lines_direct() ? wait_for_go(signal_fd) : NULL;
+	if (stop_early)
+		res = (struct loop_result){ .reason = stop_early };
+	else
+		ret = events_loop(&res);
 
 	/* Detach, then deliver what fired meanwhile, so the final numbers are final. */
 	attach_detach(&att, out_broken() ? NULL : progress);

@@ -32,6 +32,9 @@ static const char usage[] =
 	"                           client's JSON lines (LINES frames)\n"
 	"  --packet-starts LIST     with --emit json: comma-separated functions where a\n"
 	"                           packet seen in another netns starts anew\n"
+	"  --lines-fd N             with --emit json: write the lines to descriptor N\n"
+	"                           (up to twice) instead of LINES frames, once the\n"
+	"                           client sends 'g' on stdin after READY\n"
 	"  --verify-only            load the programs of --backend (kernel verifier)\n"
 	"                           without attaching, even if the kernel cannot attach them\n";
 
@@ -50,6 +53,7 @@ enum {
 	OPT_VERIFY_ONLY,
 	OPT_EMIT,
 	OPT_PACKET_STARTS,
+	OPT_LINES_FD,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -69,6 +73,7 @@ static const struct option long_opts[] = {
 	{ "verify-only", no_argument, NULL, OPT_VERIFY_ONLY },
 	{ "emit", required_argument, NULL, OPT_EMIT },
 	{ "packet-starts", required_argument, NULL, OPT_PACKET_STARTS },
+	{ "lines-fd", required_argument, NULL, OPT_LINES_FD },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -229,6 +234,17 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 		case OPT_PACKET_STARTS:
 			o->packet_starts = optarg;
 			break;
+		case OPT_LINES_FD: {
+			struct stat st;
+
+			if (parse_u64(optarg, &v) || v < 3 || v > 1024 || fstat((int)v, &st) != 0 || o->nline_fds == 2) {
+				snprintf(err, errlen, "--lines-fd %s: expected an open descriptor from 3 up, at most twice",
+					 optarg);
+				return -1;
+			}
+			o->line_fds[o->nline_fds++] = (int)v;
+			break;
+		}
 		case 'h':
 		case OPT_HELP:
 			fputs(usage, stdout);
@@ -240,6 +256,10 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			snprintf(err, errlen, "unknown or incomplete option %s (see --help)", argv[optind - 1]);
 			return -1;
 		}
+	}
+	if (o->nline_fds && !o->emit_json) {
+		snprintf(err, errlen, "--lines-fd needs --emit json");
+		return -1;
 	}
 	if (o->verify_only && o->backend == BACKEND_AUTO) {
 		snprintf(err, errlen, "--verify-only needs an explicit --backend");

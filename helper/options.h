@@ -24,6 +24,8 @@ struct options {
 	unsigned int ringbuf_bytes;
 	bool emit_json;		/* --emit json: events as JSON lines */
 	const char *packet_starts; /* --packet-starts LIST */
+	int line_fds[2];	   /* --lines-fd N (repeatable): JSON lines go straight there */
+	int nline_fds;
 	char *pcap_filter;	/* the remaining arguments joined; "" = everything */
 };
 

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
+#define _GNU_SOURCE /* F_SETPIPE_SZ */
 #include "output.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <linux/types.h>
@@ -173,6 +176,11 @@ static struct {
 	bool broken;
 	bool (*abort_check)(void);
 	size_t lines_at; /* offset of the open LINES frame's header, or SIZE_MAX */
+	/* --lines-fd: lines go straight to these, not into LINES frames. */
+	int line_fds[MAX_LINE_FDS];
+	int nline_fds;
+	char *lines;
+	size_t lines_len;
 } out = { .fd = 1, .lines_at = SIZE_MAX };
 
 void out_set_abort_check(bool (*check)(void))
@@ -182,31 +190,72 @@ void out_set_abort_check(bool (*check)(void))
 
 void out_init(int fd)
 {
+	struct stat st;
+
 	out.fd = fd;
 	out.buf = malloc(OUT_BUF_SIZE);
 	if (!out.buf) {
 		fprintf(stderr, "pwru-helper: out of memory\n");
 		exit(1);
 	}
+	/*
+	 * A reader that pauses (a garbage collection, a busy CPU) stalls us once
+	 * the pipe is full, and then the ring buffer fills: a pipe the size of
+	 * our own buffer absorbs such pauses. Best effort: the default stays.
+	 */
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		fcntl(fd, F_SETPIPE_SZ, OUT_BUF_SIZE);
 }
 
-void out_flush(void)
+/* Writes all of buf to fd; false when the reader is gone (EPIPE) or we were told to stop meanwhile. */
+static bool write_all(int fd, const char *buf, size_t len)
 {
 	size_t off = 0;
 
-	while (off < out.len && !out.broken) {
-		ssize_t n = write(out.fd, out.buf + off, out.len - off);
+	while (off < len) {
+		ssize_t n = write(fd, buf + off, len - off);
 		if (n < 0) {
 			/* A reader that stopped reading must not keep us from stopping. */
 			if (errno == EINTR && !(out.abort_check && out.abort_check()))
 				continue;
-			out.broken = true; /* EPIPE: the reader is gone */
-			break;
+			return false;
 		}
 		off += n;
 	}
+	return true;
+}
+
+static void flush_lines(void)
+{
+	for (int i = 0; i < out.nline_fds && out.lines_len && !out.broken; i++)
+		if (!write_all(out.line_fds[i], out.lines, out.lines_len))
+			out.broken = true;
+	out.lines_len = 0;
+}
+
+void out_flush(void)
+{
+	/* Lines first: the frames after them (STATS, END) tell the client they are written. */
+	flush_lines();
+	if (out.len && !out.broken && !write_all(out.fd, out.buf, out.len))
+		out.broken = true; /* EPIPE: the reader is gone */
 	out.len = 0;
 	out.lines_at = SIZE_MAX;
+}
+
+int out_add_line_fd(int fd)
+{
+	if (out.nline_fds == MAX_LINE_FDS)
+		return -1;
+	if (!out.lines && !(out.lines = malloc(OUT_BUF_SIZE)))
+		return -1;
+	out.line_fds[out.nline_fds++] = fd;
+	return 0;
+}
+
+bool out_lines_direct(void)
+{
+	return out.nline_fds > 0;
 }
 
 bool out_broken(void)
@@ -238,6 +287,15 @@ void out_line(const char *text, size_t len)
 {
 	struct pwru_frame_header *h;
 
+	if (out.nline_fds) {
+		if (out.lines_len + len > OUT_BUF_SIZE)
+			flush_lines();
+		if (len <= OUT_BUF_SIZE) {
+			memcpy(out.lines + out.lines_len, text, len);
+			out.lines_len += len;
+		}
+		return;
+	}
 	if (len + sizeof(*h) > OUT_BUF_SIZE)
 		return; /* cannot happen: a line is a few KiB at most */
 	if (out.len + sizeof(*h) + len > OUT_BUF_SIZE)

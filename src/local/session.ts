@@ -3,7 +3,7 @@
  * sink. Stops it by closing its stdin (it detaches and says goodbye), and if
  * it lingers, by SIGINT and then SIGKILL.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { TX_START_FUNCS } from '../reading/packets';
@@ -18,10 +18,20 @@ export async function runLocalTrace(
   signal: AbortSignal,
   helper: string,
 ): Promise<void> {
-  // JSON lines and nothing else per event: the helper writes them, at rates decoding here could not follow.
-  const req = sink.acceptsLines ? { ...request, emitJson: { packetStarts: [...TX_START_FUNCS] } } : request;
-  const child = spawn(helper, helperArgs(req), { stdio: ['pipe', 'pipe', 'pipe'] });
-  const stream = new HelperStream(sink);
+  // JSON lines and nothing else per event: the helper writes them, at rates decoding here could not
+  // follow; straight to our outputs when they are descriptors (fd 3, 4 in the helper), after the header.
+  const direct = sink.acceptsLines ? sink.lineOutputs?.() : undefined;
+  const lineFds = direct?.fds.map((_, i) => 3 + i);
+  const req = sink.acceptsLines
+    ? { ...request, emitJson: { packetStarts: [...TX_START_FUNCS], lineFds } }
+    : request;
+  // The first three are pipes whatever follows them.
+  const child = spawn(helper, helperArgs(req), {
+    stdio: ['pipe', 'pipe', 'pipe', ...(direct?.fds ?? [])],
+  }) as ChildProcessWithoutNullStreams;
+  const stream = new HelperStream(sink, undefined, () => {
+    direct?.ready().then(() => child.stdin.write('g'));
+  });
   let stderr = '';
   let streamError: Error | undefined;
 

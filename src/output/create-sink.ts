@@ -39,14 +39,19 @@ export type ReadingSink = TraceSink & {
 };
 
 /** Opened up front, so that a bad path fails before any probe is attached. */
-function openFile(path: string): WriteStream {
+function openFile(path: string): { stream: WriteStream; fd: number } {
   let fd: number;
   try {
     fd = openSync(path, 'w');
   } catch (e) {
     throw new UserError(`cannot write the trace to ${path}: ${(e as Error).message}`);
   }
-  return createWriteStream(path, { fd });
+  return { stream: createWriteStream(path, { fd }), fd };
+}
+
+/** Resolves once everything written to the stream so far is out. */
+function written(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => stream.write('', () => resolve()));
 }
 
 export function createSink(opts: SinkOptions): ReadingSink {
@@ -58,7 +63,8 @@ export function createSink(opts: SinkOptions): ReadingSink {
   const tracker = new PacketTracker({ retain: false, onDone: (p) => summary.packet(p) });
   const stats: TraceStats[] = [];
   const lostByNode = new Map<string, number>();
-  const file = opts.outputFile ? openFile(opts.outputFile) : undefined;
+  const opened = opts.outputFile ? openFile(opts.outputFile) : undefined;
+  const file = opened?.stream;
   let fileError: Error | undefined;
   file?.on('error', (err) => {
     fileError = err;
@@ -160,6 +166,21 @@ export function createSink(opts: SinkOptions): ReadingSink {
       eventsSeen++;
       stdoutLines.pushText(text);
       fileLines?.pushText(text);
+    },
+
+    lineOutputs() {
+      const stdoutFd = (opts.stdout as { fd?: unknown }).fd;
+      if (typeof stdoutFd !== 'number') return undefined;
+      const fds = opened ? [stdoutFd, opened.fd] : [stdoutFd];
+      return {
+        fds,
+        ready: () => {
+          flush();
+          return Promise.all([opts.stdout, file].filter((s) => s !== undefined).map(written)).then(
+            () => undefined,
+          );
+        },
+      };
     },
 
     digest(d: TraceDigest) {

@@ -20,6 +20,13 @@ export interface TraceSink {
    */
   readonly acceptsLines?: boolean;
   lines?(text: Buffer): void;
+  /**
+   * Better still, the helper writes the lines straight to the outputs:
+   * their descriptors, and a promise that resolves once what the sink wrote
+   * before them (the header line) is out. Undefined when an output has no
+   * descriptor of its own.
+   */
+  lineOutputs?(): { fds: number[]; ready(): Promise<void> } | undefined;
   digest?(digest: TraceDigest): void;
   stats(stats: TraceStats): void;
   warning(message: string): void;

@@ -35,7 +35,11 @@ export interface TraceRequest {
    * acceptsLines), following packets by these rules: functions where a packet
    * seen in another network namespace starts anew (src/reading/packets.ts).
    */
-  emitJson?: { packetStarts: readonly string[] };
+  emitJson?: {
+    packetStarts: readonly string[];
+    /** The helper's descriptors to write the lines to itself (else LINES frames on its stdout). */
+    lineFds?: readonly number[];
+  };
 }
 
 /** The helper's argv (without the program name) for a request. */
@@ -51,7 +55,10 @@ export function helperArgs(req: TraceRequest): string[] {
   if (req.durationSec !== undefined) args.push('--duration', String(req.durationSec));
   if (req.maxEvents !== undefined) args.push('--max-events', String(req.maxEvents));
   if (req.ringbufBytes !== undefined) args.push('--ringbuf-size', String(req.ringbufBytes));
-  if (req.emitJson) args.push('--emit', 'json', '--packet-starts', req.emitJson.packetStarts.join(','));
+  if (req.emitJson) {
+    args.push('--emit', 'json', '--packet-starts', req.emitJson.packetStarts.join(','));
+    for (const fd of req.emitJson.lineFds ?? []) args.push('--lines-fd', String(fd));
+  }
   // "--" so that a filter starting with "-" is never taken for an option.
   if (req.pcapFilter) args.push('--', req.pcapFilter);
   return args;
