@@ -1,12 +1,16 @@
-import { Command, Flags } from '@oclif/core';
 import { UserError } from '../errors';
 import { localHelper } from '../local/helper-binary';
 import { runLocalTrace } from '../local/session';
 import { shouldColor } from '../output/ansi';
 import { createSink } from '../output/create-sink';
+import { withEarlyHelper } from '../startup/early-helper';
 import { parseDuration } from '../trace/duration';
 import { composeFilter, PROTO_NAMES } from '../trace/filter';
 import { BACKENDS, type Backend, type TraceRequest } from '../trace/request';
+
+// oclif's own entry points, not its index: see src/cli.ts.
+const { Command } = require('@oclif/core/command') as typeof import('@oclif/core/lib/command');
+const Flags = require('@oclif/core/flags') as typeof import('@oclif/core/lib/flags');
 
 /** Exit code of --fail-on-drop when a matching packet was dropped (docs/exit-codes.md). */
 const EXIT_DROPPED = 3;
@@ -200,7 +204,8 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
     process.stderr.on('error', onOutputError);
     try {
       if (kube) await kube.runKubeTrace(kubeOptions);
-      else await runLocalTrace(request, sink, controller.signal, helper);
+      // The helper started before oclif loaded, if it runs exactly this (src/startup/early-helper.ts).
+      else await withEarlyHelper(() => runLocalTrace(request, sink, controller.signal, helper));
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

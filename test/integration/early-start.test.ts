@@ -1,0 +1,226 @@
+/**
+ * `--local` starts the real helper before oclif loads (src/startup/). On this
+ * kernel: the trace runs on that helper (one helper, the CLI's own child);
+ * an early helper that is not taken over (the command needs another one, the
+ * command fails, the CLI is stopped or killed while it loads) is gone soon
+ * after, and leaves nothing attached.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { discardEarlyHelper, startEarlyHelper, takeEarlyHelper } from '../../src/startup/early-helper';
+import { speculateHelperArgs } from '../../src/startup/speculate';
+import { NetLab, run } from './netlab';
+import { CLI, HELPER, RunningTrace } from './tracer';
+
+const OUR_PROGRAM = /^(tp_skb_|tp_kfree_skb|tp_consume_skb|kprobe_skb_|kmulti_skb_)/;
+
+/** Our programs loaded in the kernel, by id (as test/integration/faults.test.ts counts them). */
+function ourPrograms(): Map<number, string> {
+  const progs = JSON.parse(run('bpftool', ['-j', 'prog', 'show'])) as { id: number; name?: string }[];
+  return new Map(progs.filter((p) => OUR_PROGRAM.test(p.name ?? '')).map((p) => [p.id, p.name ?? '']));
+}
+
+/** Which processes hold which programs (prog and link fds say "prog_id:" in their fdinfo). */
+function programHolders(): Map<number, number[]> {
+  const holders = new Map<number, number[]>();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fdinfo`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      let info = '';
+      try {
+        info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+      } catch {
+        continue;
+      }
+      const m = /^prog_id:\s*(\d+)/m.exec(info);
+      if (m) holders.set(Number(m[1]), [...(holders.get(Number(m[1])) ?? []), Number(pid)]);
+    }
+  }
+  return holders;
+}
+
+/** Our programs that no process holds: left attached by a helper that is gone (others' tracers hold theirs). */
+function orphanPrograms(): string[] {
+  const holders = programHolders();
+  return [...ourPrograms()].filter(([id]) => !holders.has(id)).map(([, name]) => name);
+}
+
+function programsOf(pid: number): string[] {
+  const holders = programHolders();
+  return [...ourPrograms()].filter(([id]) => holders.get(id)?.includes(pid)).map(([, name]) => name);
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, cond: () => boolean, ms = 20000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Nothing left attached: a killed helper's programs go when the kernel has closed its links (not at once). */
+async function nothingLeftAttached(): Promise<void> {
+  const end = Date.now() + 20000;
+  let left = orphanPrograms();
+  while (left.length > 0 && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 200));
+    left = orphanPrograms();
+  }
+  assert.deepEqual(left, []);
+}
+
+let dir = '';
+/** The real helper behind a script that logs each start ("PID") first. */
+let wrapper = '';
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'pwru-early-it-'));
+  wrapper = join(dir, 'logging-helper');
+  writeFileSync(wrapper, `#!/bin/sh\necho "$$" >> "$STARTS_LOG"\nexec ${JSON.stringify(HELPER)} "$@"\n`);
+  chmodSync(wrapper, 0o755);
+});
+
+after(() => {
+  discardEarlyHelper();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function starts(log: string): number[] {
+  return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map(Number) : [];
+}
+
+describe('the early helper on this kernel', () => {
+  test('a --local trace runs on it: one helper, the CLI’s child; events flow; Ctrl-C detaches everything', async () => {
+    const lab = new NetLab();
+    try {
+      const [a] = lab.pair();
+      const dst = lab.v4(1, 2);
+      const log = join(dir, 'trace.log');
+      const args = ['--local', '--backend', 'tracepoint', '--duration', '60s', `udp and host ${dst}`];
+      assert.ok(speculateHelperArgs(['trace', ...args]), 'these flags are read early');
+      const trace = new RunningTrace(
+        spawn(process.execPath, [CLI, ...args], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, NO_COLOR: '1', PWRU_HELPER: wrapper, STARTS_LOG: log },
+        }),
+      );
+      await trace.ready();
+      const [helper] = starts(log);
+      assert.deepEqual(childrenOf(trace.child.pid ?? 0), [helper]);
+      assert.ok(programsOf(helper).length > 0, 'it holds the probes');
+      lab.traffic(a, ['udp', dst, '6601', '2']);
+      const r = await trace.stop();
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /:6601\(udp\)/, 'events reached the CLI');
+      assert.deepEqual(starts(log), [helper], 'no other helper was started');
+      await nothingLeftAttached();
+    } finally {
+      lab.destroy();
+    }
+  });
+
+  test('not taken (the command needs another command line): killed after it attached; nothing left', async () => {
+    startEarlyHelper(['trace', '--local', '--backend', 'tracepoint', 'udp and host 10.254.254.1']);
+    let pid = 0;
+    await until('the early helper started', () => {
+      pid = childrenOf(process.pid).find((c) => comm(c) === 'pwru-helper') ?? 0;
+      return pid > 0;
+    });
+    await until('it attached its probes', () => programsOf(pid).length > 0);
+    assert.equal(
+      takeEarlyHelper(HELPER, ['--backend', 'tracepoint', '--', 'udp and host 10.254.254.2']),
+      undefined,
+    );
+    await until('it is gone', () => !alive(pid));
+    await nothingLeftAttached();
+  });
+
+  test('the command fails after the early start (--output-file it cannot open): its error, the helper killed', async () => {
+    // Writable as far as access(2) can tell (root), refused by open(2): sysfs has no write for it.
+    const path = '/sys/kernel/notes';
+    if (!existsSync(path)) return;
+    const log = join(dir, 'fails.log');
+    const child = spawn(
+      process.execPath,
+      [CLI, '--local', '--backend', 'tracepoint', '--output-file', path, 'udp and host 10.254.254.3'],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PWRU_HELPER: wrapper, STARTS_LOG: log } },
+    );
+    const r = await new RunningTrace(child).finished();
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^error: cannot write the trace to \/sys\/kernel\/notes: EACCES/m);
+    assert.doesNotMatch(r.stderr, /tracing with/);
+    const started = starts(log);
+    assert.equal(started.length, 1, 'the early helper, and no other');
+    await until('it is gone', () => !alive(started[0]));
+    await nothingLeftAttached();
+  });
+
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
+    test(`the CLI gets ${signal} while it loads: the helper goes too; nothing left`, async () => {
+      const log = join(dir, `${signal}.log`);
+      const child = spawn(
+        process.execPath,
+        [CLI, '--local', '--backend', 'tracepoint', 'udp and host 10.254.254.4'],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, PWRU_HELPER: wrapper, STARTS_LOG: log },
+        },
+      );
+      const done = new RunningTrace(child).finished();
+      await until('the early helper started', () => starts(log).length === 1);
+      child.kill(signal);
+      const r = await done;
+      // Before the trace command runs: the signal's default action. After: a clean stop.
+      assert.ok(r.signal === signal || r.code === 0, `code ${r.code}, signal ${r.signal}: ${r.stderr}`);
+      const [helper] = starts(log);
+      await until('the helper is gone', () => !alive(helper));
+      assert.equal(starts(log).length, 1);
+      await nothingLeftAttached();
+    });
+  }
+});
