@@ -135,7 +135,9 @@ async function ramp(ctx: BenchContext, name: string, startTracer: Start): Promis
   const out: Ramp = { steps: [] };
   const seconds = Math.max(2, Math.round(ctx.seconds * 0.75));
   for (const pps of STEPS) {
-    const step = await measure(ctx, name, startTracer, pps, seconds);
+    let step = await measure(ctx, name, startTracer, pps, seconds);
+    // On a shared machine the sender sometimes falls short for a while: once more before believing it.
+    if (step.clean && step.sentPps < pps * 0.8) step = await measure(ctx, name, startTracer, pps, seconds);
     out.steps.push(step);
     process.stderr.write(
       `bench: pipeline ${name}: ${rate(step.sentPps, 'pkt/s')} → ${rate(step.eventsPerSec, 'ev/s')}, lost ${step.outcome.kernelLost} kernel, ${step.userLost} user\n`,
