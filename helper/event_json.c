@@ -22,11 +22,18 @@ static void reserve(struct line_buf *lb, size_t extra)
 	lb->cap = cap;
 }
 
-void line_buf_put(struct line_buf *lb, const char *s, size_t n)
+/* The hot path of every line: a few dozen small appends. */
+static inline void put(struct line_buf *lb, const char *s, size_t n)
 {
-	reserve(lb, n);
+	if (__builtin_expect(lb->len + n > lb->cap, 0))
+		reserve(lb, n);
 	memcpy(lb->p + lb->len, s, n);
 	lb->len += n;
+}
+
+void line_buf_put(struct line_buf *lb, const char *s, size_t n)
+{
+	put(lb, s, n);
 }
 
 void line_buf_free(struct line_buf *lb)
@@ -35,18 +42,33 @@ void line_buf_free(struct line_buf *lb)
 	memset(lb, 0, sizeof(*lb));
 }
 
-#define PUT(lb, lit) line_buf_put(lb, lit, sizeof(lit) - 1)
+#define PUT(lb, lit) put(lb, lit, sizeof(lit) - 1)
 
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+				  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+				  "8081828384858687888990919293949596979899";
+
+/* Decimal, two digits per step: a line has a dozen numbers, timestamps of 14 digits among them. */
 static void put_u64(struct line_buf *lb, uint64_t v)
 {
 	char tmp[24];
 	int i = sizeof(tmp);
 
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	line_buf_put(lb, tmp + i, sizeof(tmp) - i);
+	while (v >= 100) {
+		uint64_t q = v / 100;
+		unsigned r = (unsigned)(v - q * 100);
+
+		i -= 2;
+		memcpy(tmp + i, digit_pairs + 2 * r, 2);
+		v = q;
+	}
+	if (v >= 10) {
+		i -= 2;
+		memcpy(tmp + i, digit_pairs + 2 * v, 2);
+	} else {
+		tmp[--i] = (char)('0' + v);
+	}
+	put(lb, tmp + i, sizeof(tmp) - i);
 }
 
 static void put_hex(struct line_buf *lb, uint64_t v)
@@ -61,7 +83,7 @@ static void put_hex(struct line_buf *lb, uint64_t v)
 	} while (v);
 	tmp[--i] = 'x';
 	tmp[--i] = '0';
-	line_buf_put(lb, tmp + i, sizeof(tmp) - i);
+	put(lb, tmp + i, sizeof(tmp) - i);
 }
 
 /* As JSON.stringify writes a string the client decoded as latin1 (names are raw kernel bytes). */
@@ -70,16 +92,17 @@ void line_buf_str(struct line_buf *lb, const char *s, size_t max)
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s;
 
-	reserve(lb, 2 + 6 * max);
+	if (lb->len + 2 + 6 * max > lb->cap)
+		reserve(lb, 2 + 6 * max);
 	char *o = lb->p + lb->len;
 	*o++ = '"';
 	for (size_t i = 0; i < max && p[i]; i++) {
 		unsigned char c = p[i];
 
-		if (c == '"' || c == '\\') {
+		if (__builtin_expect(c >= 0x20 && c < 0x80 && c != '"' && c != '\\', 1)) {
+			*o++ = (char)c; /* names are plain ASCII nearly always */
+		} else if (c == '"' || c == '\\') {
 			*o++ = '\\';
-			*o++ = (char)c;
-		} else if (c >= 0x20 && c < 0x80) {
 			*o++ = (char)c;
 		} else if (c >= 0x80) {
 			*o++ = (char)(0xc0 | (c >> 6));
@@ -106,6 +129,29 @@ void line_buf_str(struct line_buf *lb, const char *s, size_t max)
 static void put_cstr(struct line_buf *lb, const char *s)
 {
 	line_buf_str(lb, s, strlen(s));
+}
+
+/* A string known to need no escaping (kernel identifiers, our own names): quoted and copied. */
+static void put_plain(struct line_buf *lb, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (lb->len + n + 2 > lb->cap)
+		reserve(lb, n + 2);
+	lb->p[lb->len] = '"';
+	memcpy(lb->p + lb->len + 1, s, n);
+	lb->p[lb->len + 1 + n] = '"';
+	lb->len += n + 2;
+}
+
+/* Identifier characters only: what BTF names of functions and tracepoints are made of. */
+static bool plain(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+		      *s == '.' || *s == ':' || *s == '+' || *s == '-'))
+			return false;
+	return true;
 }
 
 /* src/record/address.ts: dotted quad, or RFC 5952 (longest run of two or more zero groups as "::"). */
@@ -176,6 +222,20 @@ static void put_addr(struct line_buf *lb, uint8_t family, const uint8_t *b)
 	put_cstr(lb, text);
 }
 
+/* Events of a trace come from a handful of namespaces: remember the last one's digits. */
+static void put_netns(struct line_buf *lb, uint32_t netns)
+{
+	static uint32_t last;
+	static struct line_buf text;
+
+	if (netns != last || !text.len) {
+		text.len = 0;
+		put_u64(&text, netns);
+		last = netns;
+	}
+	put(lb, text.p, text.len);
+}
+
 static const char *l4_name(uint8_t l4)
 {
 	switch (l4) {
@@ -198,7 +258,7 @@ static void put_l4(struct line_buf *lb, uint8_t l4)
 	const char *name = l4_name(l4);
 
 	if (name) {
-		put_cstr(lb, name);
+		put_plain(lb, name);
 		return;
 	}
 	PUT(lb, "\"");
@@ -258,6 +318,7 @@ static void put_time(struct line_buf *lb, int64_t real_ns)
 {
 	static int64_t last_ms = -1, last_sec = -1;
 	static char text[32], day[24];
+	static size_t text_len;
 	int64_t ms = real_ns >= 0 ? real_ns / 1000000 : -((-real_ns + 999999) / 1000000);
 
 	if (ms != last_ms) {
@@ -269,10 +330,10 @@ static void put_time(struct line_buf *lb, int64_t real_ns)
 			strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
 			last_sec = sec;
 		}
-		snprintf(text, sizeof(text), "\"%s.%03dZ\"", day, (int)(ms - sec * 1000));
+		text_len = (size_t)snprintf(text, sizeof(text), "\"%s.%03dZ\"", day, (int)(ms - sec * 1000));
 		last_ms = ms;
 	}
-	line_buf_put(lb, text, strlen(text));
+	put(lb, text, text_len);
 }
 
 static void put_pkt_type(struct line_buf *lb, uint8_t t)
@@ -281,7 +342,7 @@ static void put_pkt_type(struct line_buf *lb, uint8_t t)
 					     "outgoing", "loopback",  "user",	   "kernel" };
 
 	if (t < sizeof(names) / sizeof(names[0])) {
-		put_cstr(lb, names[t]);
+		put_plain(lb, names[t]);
 		return;
 	}
 	PUT(lb, "\"");
@@ -369,14 +430,17 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 	put_hex(lb, ev->skb);
 	PUT(lb, "\",\"func\":");
 	if (name) {
-		put_cstr(lb, name);
+		if (plain(name))
+			put_plain(lb, name);
+		else
+			put_cstr(lb, name);
 	} else {
 		PUT(lb, "\"probe#");
 		put_u64(lb, ev->probe_id);
 		PUT(lb, "\"");
 	}
 	PUT(lb, ",\"probe\":");
-	put_cstr(lb, name ? n->probe_kind[ev->probe_id] : "tracepoint");
+	put_plain(lb, name ? n->probe_kind[ev->probe_id] : "tracepoint");
 	PUT(lb, ",\"cpu\":");
 	put_u64(lb, ev->cpu);
 	PUT(lb, ",\"pid\":");
@@ -384,7 +448,7 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 	PUT(lb, ",\"process\":");
 	line_buf_str(lb, ev->comm, sizeof(ev->comm));
 	PUT(lb, ",\"netns\":");
-	put_u64(lb, ev->netns);
+	put_netns(lb, ev->netns);
 	PUT(lb, ",\"mark\":");
 	put_u64(lb, ev->mark);
 	PUT(lb, ",\"ifindex\":");
