@@ -129,7 +129,15 @@ void step_state_of(const struct pwru_event *ev, struct step_state *st)
 /* Two addresses print the same: same family, same bytes (IPv4: the first four). */
 static bool same_addr(uint8_t fa, const uint8_t *a, uint8_t fb, const uint8_t *b)
 {
-	return fa == fb && memcmp(a, b, fa == 4 ? 4 : 16) == 0;
+	uint64_t x[2], y[2];
+
+	if (fa != fb)
+		return false;
+	memcpy(x, a, 16); /* fixed sizes: loads, not a call */
+	memcpy(y, b, 16);
+	if (fa == 4)
+		return (uint32_t)x[0] == (uint32_t)y[0];
+	return x[0] == y[0] && x[1] == y[1];
 }
 
 /* Ports compare like the reader's optional numbers: both absent is equal. */
