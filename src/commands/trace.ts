@@ -1,19 +1,11 @@
 import { UserError } from '../errors';
-import { localHelper } from '../local/helper-binary';
-import { runLocalTrace } from '../local/session';
-import { shouldColor } from '../output/ansi';
-import { createSink } from '../output/create-sink';
-import { withEarlyHelper } from '../startup/early-helper';
-import { parseDuration } from '../trace/duration';
-import { composeFilter, PROTO_NAMES } from '../trace/filter';
-import { BACKENDS, type Backend, type TraceRequest } from '../trace/request';
+import { PROTO_NAMES } from '../trace/filter';
+import { BACKENDS } from '../trace/request';
+import { EXIT_DROPPED, runTrace } from '../trace/run-trace';
 
 // oclif's own entry points, not its index: see src/cli.ts.
 const { Command } = require('@oclif/core/command') as typeof import('@oclif/core/lib/command');
 const Flags = require('@oclif/core/flags') as typeof import('@oclif/core/lib/flags');
-
-/** Exit code of --fail-on-drop when a matching packet was dropped (docs/exit-codes.md). */
-const EXIT_DROPPED = 3;
 
 export default class Trace extends Command {
   static override description = `Trace where matching packets go in the kernel, and why they die.
@@ -105,115 +97,9 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
 
   async run(): Promise<void> {
     const { flags, argv } = await this.parse(Trace);
-    const words = argv as string[];
-
-    // Complete: the target, the filter, the request.
-    const local = flags.local;
-    const target = local || (flags.selector !== undefined && words.length === 0) ? undefined : words[0];
-    const expression = (local || target === undefined ? words : words.slice(1)).join(' ');
-    if (!local && target === undefined && flags.selector === undefined) {
-      throw new UserError(
-        'give a TARGET (pod/NAME, node/NAME, svc/NAME, deploy/NAME, ...) or -l SELECTOR, or --local to trace this host; see --help',
-        2,
-      );
-    }
-    const request: TraceRequest = {
-      pcapFilter: composeFilter({ port: flags.port, host: flags.host, proto: flags.proto }, expression),
-      backend: flags.backend as Backend,
-      filterFunc: flags['filter-func'],
-      filterNetns: flags['filter-netns'],
-      filterMark: flags['filter-mark'],
-      filterIfname: flags['filter-ifname'],
-      trackSkb: flags['filter-track-skb'],
-      allKmods: flags['all-kmods'],
-      outputStack: flags['output-stack'],
-      durationSec: flags.duration !== undefined ? parseDuration('--duration', flags.duration) : undefined,
-      maxEvents: flags['max-events'],
-      ringbufBytes: flags['ringbuf-size'],
-    };
-
-    // Validate: what only makes sense in one mode.
-    if (local) {
-      for (const kubeFlag of [
-        'namespace',
-        'context',
-        'kubeconfig',
-        'selector',
-        'image',
-        'debug-namespace',
-      ] as const) {
-        if (flags[kubeFlag] !== undefined)
-          throw new UserError(`--${kubeFlag} is for Kubernetes targets, not --local`, 2);
-      }
-      if (flags['pod-netns-only'] || flags['print-manifest']) {
-        throw new UserError(
-          '--pod-netns-only and --print-manifest are for Kubernetes targets, not --local',
-          2,
-        );
-      }
-    }
-    const controller = new AbortController();
-    const sink = createSink({
-      format: flags.output as 'text' | 'wide' | 'json',
-      summary: flags.summary,
-      outputFile: flags['output-file'],
-      color: shouldColor(process.stdout, flags['no-color']),
-      showNode: !local && !/^(pod|po|node|no)\//.test(target ?? '') && !(target && !target.includes('/')),
-      stdout: process.stdout,
-      stderr: process.stderr,
-    });
-    const kubeOptions = {
-      target,
-      selector: flags.selector,
-      namespace: flags.namespace,
-      context: flags.context,
-      kubeconfig: flags.kubeconfig,
-      image: flags.image,
-      debugNamespace: flags['debug-namespace'],
-      podNetnsOnly: flags['pod-netns-only'],
-      request,
-      sink,
-      signal: controller.signal,
-    };
-    // The Kubernetes client is heavy to load: --local never pays for it.
-    const kube = local ? undefined : await import('../kube/run');
-    if (kube && flags['print-manifest']) {
-      process.stdout.write(await kube.printManifest(kubeOptions));
-      return;
-    }
-
-    // Run: first Ctrl-C/SIGTERM stops the trace cleanly; a second one forces exit soon after.
-    const helper = local ? localHelper() : '';
-    let interrupts = 0;
-    const onSignal = () => {
-      interrupts++;
-      if (interrupts === 1) {
-        process.stderr.write('stopping (Ctrl-C again to force)...\n');
-        controller.abort();
-      } else {
-        setTimeout(() => process.exit(130), 3000).unref();
-      }
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    // `kubectl pwru … | head`: a reader that went away ends the trace like Ctrl-C (pods still deleted).
-    const onOutputError = (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') controller.abort();
-    };
-    process.stdout.on('error', onOutputError);
-    process.stderr.on('error', onOutputError);
-    try {
-      if (kube) await kube.runKubeTrace(kubeOptions);
-      // The helper started before oclif loaded, if it runs exactly this (src/startup/early-helper.ts).
-      else await withEarlyHelper(() => runLocalTrace(request, sink, controller.signal, helper));
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      process.stdout.off('error', onOutputError);
-      process.stderr.off('error', onOutputError);
-      await sink.close();
-    }
-    if (flags['fail-on-drop'] && sink.dropped()) this.exit(EXIT_DROPPED);
+    // src/cli.ts runs the same for the --local command lines it reads without oclif.
+    const code = await runTrace(flags, argv as string[]);
+    if (code !== 0) this.exit(code);
   }
 
   protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {

@@ -1,33 +1,30 @@
 /**
- * The helper's command line for `trace --local`, read from the raw argv before
- * oclif has even loaded, so that the helper can start while Node loads the
- * rest of the CLI (src/startup/early-helper.ts).
+ * `trace --local` without oclif: src/cli.ts reads the command line with this
+ * and, when it answers, calls runTrace (src/trace/run-trace.ts) directly, so
+ * that a local trace does not wait for @oclif/core to load before its helper
+ * starts.
  *
- * This is a guess, never a decision: the trace command still parses its flags
- * with oclif and computes helperArgs() itself, and the early helper is used
- * only when both agree exactly. So this reader only has to be right when it
- * answers, and it answers only for input it fully understands and that oclif
- * and the trace command would accept: anything else (an unknown flag, --help,
- * a bad value, a Kubernetes-only flag, a form of writing a flag it does not
- * know) is `undefined`, and the CLI starts as it always did. Bad input then
- * gets oclif's or the command's own error, with nothing started.
+ * It answers only for input it fully understands, and then with exactly the
+ * flags and words oclif's parser would give the trace command: anything else
+ * (an unknown flag, --help, an option value oclif would refuse, a form of
+ * writing a flag it does not know, no --local) is `undefined`, and the CLI
+ * goes through oclif as always. So this reader only has to be right when it
+ * answers; what the command itself checks (the filter, --duration, flags that
+ * are for Kubernetes targets, --output-file) is runTrace's, on both paths.
  *
- * It reads flags as oclif's parser does (including its quirks: a positional
+ * It reads flags as oclif's parser does, including its quirks: a positional
  * word after a repeatable flag is taken as one more value of that flag, and
- * positional words are ordered by their first appearance in argv), and builds
- * the request with the same functions the trace command uses.
+ * positional words are ordered by their first appearance in argv.
+ * test/unit/commands/early-start.test.ts runs both on the same command lines.
  */
-import { accessSync, constants, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { parseDuration } from '../trace/duration';
-import { composeFilter } from '../trace/filter';
-import { BACKENDS, type Backend, helperArgs } from '../trace/request';
+import { BACKENDS } from '../trace/request';
+import type { TraceFlags } from '../trace/run-trace';
 
 /**
- * How each flag of the trace command is written, and what it means for the
- * helper. Kept in step with src/commands/trace.ts by a unit test
- * (test/unit/commands/early-start.test.ts): a flag missing here makes every
- * invocation using it start the slow way, never a wrong one.
+ * How each flag of the trace command is written. Kept in step with
+ * src/commands/trace.ts by a unit test (test/unit/commands/early-start.test.ts):
+ * a flag missing here sends every invocation using it through oclif, never a
+ * wrong way.
  */
 export interface FlagSpec {
   type: 'boolean' | 'option';
@@ -37,16 +34,14 @@ export interface FlagSpec {
   default?: string;
   /** oclif's Flags.integer, with its minimum. */
   integer?: { min?: number };
-  /** Only for Kubernetes targets: with --local the command refuses it, so nothing may start. */
-  kubeOnly?: boolean;
 }
 
 export const TRACE_FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   local: { type: 'boolean' },
-  namespace: { type: 'option', char: 'n', kubeOnly: true },
-  context: { type: 'option', kubeOnly: true },
-  kubeconfig: { type: 'option', kubeOnly: true },
-  selector: { type: 'option', char: 'l', kubeOnly: true },
+  namespace: { type: 'option', char: 'n' },
+  context: { type: 'option' },
+  kubeconfig: { type: 'option' },
+  selector: { type: 'option', char: 'l' },
   port: { type: 'option', multiple: true },
   host: { type: 'option', multiple: true },
   proto: { type: 'option' },
@@ -55,7 +50,7 @@ export const TRACE_FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'filter-mark': { type: 'option' },
   'filter-ifname': { type: 'option' },
   'filter-track-skb': { type: 'boolean' },
-  'pod-netns-only': { type: 'boolean', kubeOnly: true },
+  'pod-netns-only': { type: 'boolean' },
   backend: { type: 'option', options: BACKENDS, default: 'auto' },
   'all-kmods': { type: 'boolean' },
   'output-stack': { type: 'boolean' },
@@ -67,23 +62,35 @@ export const TRACE_FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   summary: { type: 'boolean' },
   'fail-on-drop': { type: 'boolean' },
   'no-color': { type: 'boolean' },
-  image: { type: 'option', kubeOnly: true },
-  'debug-namespace': { type: 'option', kubeOnly: true },
-  'print-manifest': { type: 'boolean', kubeOnly: true },
+  image: { type: 'option' },
+  'debug-namespace': { type: 'option' },
+  'print-manifest': { type: 'boolean' },
 };
 
-/** Not understood: start nothing early. */
+/** Not understood: oclif decides. */
 class Unsure extends Error {}
 
-function flagNamed(token: string): string | undefined {
+/** The trace command's flags and positional words, as oclif's parser would give them. */
+export interface SpeculatedTrace {
+  flags: TraceFlags;
+  words: string[];
+}
+
+/**
+ * A flag token as oclif reads it: `--name`, `-c`, and for option flags also
+ * `--name=VALUE`, `-cVALUE`, `-c=VALUE` (value inline). undefined: not a flag
+ * of the trace command.
+ */
+function flagToken(token: string): { name: string; inline?: string } | undefined {
   if (token.startsWith('--')) {
-    const name = token.slice(2);
-    return Object.hasOwn(TRACE_FLAG_SPECS, name) ? name : undefined;
+    const eq = token.indexOf('=');
+    const name = eq === -1 ? token.slice(2) : token.slice(2, eq);
+    if (!Object.hasOwn(TRACE_FLAG_SPECS, name)) return undefined;
+    return eq === -1 ? { name } : { name, inline: token.slice(eq + 1) };
   }
-  if (/^-[A-Za-z]$/.test(token)) {
-    return Object.keys(TRACE_FLAG_SPECS).find((k) => TRACE_FLAG_SPECS[k].char === token[1]);
-  }
-  return undefined;
+  const name = Object.keys(TRACE_FLAG_SPECS).find((k) => TRACE_FLAG_SPECS[k].char === token[1]);
+  if (name === undefined) return undefined;
+  return token.length === 2 ? { name } : { name, inline: token.slice(token[2] === '=' ? 3 : 2) };
 }
 
 /** oclif's Flags.integer. */
@@ -95,43 +102,22 @@ function integer(value: string, min: number | undefined): number {
 }
 
 /**
- * `--output-file` is opened before anything is attached; a path that cannot be
- * written must fail the same way, with nothing started.
+ * The trace command's flags and words for `argv` (the CLI's arguments, the
+ * command name first, as src/cli.ts passes them to oclif), or undefined when
+ * this is not a `trace --local` this reader is sure oclif would read so.
  */
-function writable(path: string): boolean {
-  try {
-    const full = resolve(path);
-    try {
-      if (statSync(full).isDirectory()) return false;
-      accessSync(full, constants.W_OK);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return false;
-    }
-    accessSync(dirname(full), constants.W_OK | constants.X_OK);
-    return statSync(dirname(full)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The helper's argv for `argv` (the CLI's arguments, the command name first,
- * as src/cli.ts passes them to oclif), or undefined when this is not a
- * `trace --local` this reader is sure the command would run as is.
- */
-export function speculateHelperArgs(argv: readonly string[]): string[] | undefined {
+export function speculateTrace(argv: readonly string[]): SpeculatedTrace | undefined {
   if (argv[0] !== 'trace') return undefined;
   try {
     return speculate(argv.slice(1));
-  } catch {
-    // Unsure, or the command's own checks (composeFilter, parseDuration) refused: the command will say so.
-    return undefined;
+  } catch (err) {
+    if (err instanceof Unsure) return undefined;
+    throw err;
   }
 }
 
-function speculate(argv: string[]): string[] | undefined {
-  const flags = new Map<string, string[]>();
+function speculate(argv: string[]): SpeculatedTrace | undefined {
+  const given = new Map<string, string[]>();
   const positional: string[] = [];
   let current: string | undefined; // the last option flag read: oclif's parser's currentFlag
   let parsingFlags = true;
@@ -142,62 +128,49 @@ function speculate(argv: string[]): string[] | undefined {
         parsingFlags = false;
         continue;
       }
-      // Not understood here: --help/-h (oclif shows help), unknown flags, `--flag=value`, `-ovalue`.
-      const name = flagNamed(token);
-      if (name === undefined) throw new Unsure();
+      // Not understood here: --help (oclif shows help), unknown flags (oclif passes them on as words),
+      // negative numbers (words to oclif).
+      const flag = flagToken(token);
+      if (flag === undefined) throw new Unsure();
+      const { name, inline } = flag;
       const spec = TRACE_FLAG_SPECS[name];
-      if (spec.kubeOnly) throw new Unsure();
+      if (given.has(name) && !(spec.type === 'option' && spec.multiple)) throw new Unsure(); // oclif refuses
       if (spec.type === 'boolean') {
-        if (flags.has(name)) throw new Unsure();
-        flags.set(name, []);
+        // `--local=true` leaves oclif a word "true"; `-xyz` is more flags.
+        if (inline !== undefined) throw new Unsure();
+        given.set(name, []);
         continue;
       }
-      const value = argv[i + 1];
-      if (value === undefined || value.startsWith('-')) throw new Unsure();
-      if (flags.has(name) && !spec.multiple) throw new Unsure();
+      const value = inline ?? argv[++i];
+      // Missing, empty, or possibly a flag: oclif refuses some of these and takes others as values.
+      if (value === undefined || value === '' || value.startsWith('-')) throw new Unsure();
       if (spec.options && !spec.options.includes(value)) throw new Unsure();
-      flags.set(name, [...(flags.get(name) ?? []), value]);
+      given.set(name, [...(given.get(name) ?? []), value]);
       current = name;
-      i++;
       continue;
     }
     if (parsingFlags && current !== undefined && TRACE_FLAG_SPECS[current].multiple) {
-      flags.set(current, [...(flags.get(current) ?? []), token]);
+      given.set(current, [...(given.get(current) ?? []), token]);
       continue;
     }
     positional.push(token);
   }
-  if (!flags.has('local')) return undefined;
+  if (!given.has('local')) return undefined;
 
-  const one = (name: string): string | undefined => flags.get(name)?.[0];
-  // -o json without --summary: the sink takes JSON lines from the helper (src/output/create-sink.ts,
-  // acceptsLines), and src/local/session.ts starts the helper for that with more than its command line
-  // (our output descriptors, opened with the sink). Not something to start before the sink exists.
-  if (one('output') === 'json' && !flags.has('summary')) return undefined;
-  const outputFile = one('output-file');
-  if (outputFile !== undefined && !writable(outputFile)) throw new Unsure();
+  const flags: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(TRACE_FLAG_SPECS)) {
+    const values = given.get(name);
+    if (values === undefined) {
+      if (spec.default !== undefined) flags[name] = spec.default;
+    } else if (spec.type === 'boolean') {
+      flags[name] = true;
+    } else if (spec.multiple) {
+      flags[name] = values;
+    } else {
+      flags[name] = spec.integer ? integer(values[0], spec.integer.min) : values[0];
+    }
+  }
   // oclif orders the positional words by where each first appears in argv.
   const words = [...positional].sort((a, b) => argv.indexOf(a) - argv.indexOf(b));
-  const duration = one('duration');
-  const maxEvents = one('max-events');
-  const ringbuf = one('ringbuf-size');
-  return helperArgs({
-    pcapFilter: composeFilter(
-      { port: flags.get('port'), host: flags.get('host'), proto: one('proto') },
-      words.join(' '),
-    ),
-    backend: (one('backend') ?? 'auto') as Backend,
-    filterFunc: one('filter-func'),
-    filterNetns: one('filter-netns'),
-    filterMark: one('filter-mark'),
-    filterIfname: one('filter-ifname'),
-    trackSkb: flags.has('filter-track-skb'),
-    allKmods: flags.has('all-kmods'),
-    outputStack: flags.has('output-stack'),
-    durationSec: duration !== undefined ? parseDuration('--duration', duration) : undefined,
-    maxEvents:
-      maxEvents !== undefined ? integer(maxEvents, TRACE_FLAG_SPECS['max-events'].integer?.min) : undefined,
-    ringbufBytes:
-      ringbuf !== undefined ? integer(ringbuf, TRACE_FLAG_SPECS['ringbuf-size'].integer?.min) : undefined,
-  });
+  return { flags: flags as unknown as TraceFlags, words };
 }

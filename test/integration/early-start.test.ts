@@ -1,9 +1,9 @@
 /**
- * `--local` starts the real helper before oclif loads (src/startup/). On this
- * kernel: the trace runs on that helper (one helper, the CLI's own child);
- * an early helper that is not taken over (the command needs another one, the
- * command fails, the CLI is stopped or killed while it loads) is gone soon
- * after, and leaves nothing attached.
+ * `--local` runs without oclif when the command line is read exactly as oclif
+ * would (src/startup/speculate.ts, src/cli.ts). On this kernel: the trace runs
+ * on one helper, the CLI's own child; a command that fails before tracing
+ * (an --output-file it cannot open) starts no helper; a CLI stopped or killed
+ * once its helper runs takes the helper with it, and leaves nothing attached.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -19,8 +19,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { discardEarlyHelper, startEarlyHelper, takeEarlyHelper } from '../../src/startup/early-helper';
-import { speculateHelperArgs } from '../../src/startup/speculate';
+import { speculateTrace } from '../../src/startup/speculate';
 import { NetLab, run } from './netlab';
 import { CLI, HELPER, RunningTrace } from './tracer';
 
@@ -79,14 +78,6 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-function comm(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
 function alive(pid: number): boolean {
   try {
     return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -126,7 +117,6 @@ before(() => {
 });
 
 after(() => {
-  discardEarlyHelper();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -134,7 +124,7 @@ function starts(log: string): number[] {
   return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map(Number) : [];
 }
 
-describe('the early helper on this kernel', () => {
+describe('--local without oclif on this kernel', () => {
   test('a --local trace runs on it: one helper, the CLI’s child; events flow; Ctrl-C detaches everything', async () => {
     const lab = new NetLab();
     try {
@@ -142,7 +132,7 @@ describe('the early helper on this kernel', () => {
       const dst = lab.v4(1, 2);
       const log = join(dir, 'trace.log');
       const args = ['--local', '--backend', 'tracepoint', '--duration', '60s', `udp and host ${dst}`];
-      assert.ok(speculateHelperArgs(['trace', ...args]), 'these flags are read early');
+      assert.ok(speculateTrace(['trace', ...args]), 'these flags are read without oclif');
       const trace = new RunningTrace(
         spawn(process.execPath, [CLI, ...args], {
           stdio: ['ignore', 'pipe', 'pipe'],
@@ -164,23 +154,7 @@ describe('the early helper on this kernel', () => {
     }
   });
 
-  test('not taken (the command needs another command line): killed after it attached; nothing left', async () => {
-    startEarlyHelper(['trace', '--local', '--backend', 'tracepoint', 'udp and host 10.254.254.1']);
-    let pid = 0;
-    await until('the early helper started', () => {
-      pid = childrenOf(process.pid).find((c) => comm(c) === 'pwru-helper') ?? 0;
-      return pid > 0;
-    });
-    await until('it attached its probes', () => programsOf(pid).length > 0);
-    assert.equal(
-      takeEarlyHelper(HELPER, ['--backend', 'tracepoint', '--', 'udp and host 10.254.254.2']),
-      undefined,
-    );
-    await until('it is gone', () => !alive(pid));
-    await nothingLeftAttached();
-  });
-
-  test('the command fails after the early start (--output-file it cannot open): its error, the helper killed', async (t) => {
+  test('the command fails before tracing (--output-file it cannot open): its error, no helper started', async (t) => {
     // Writable as far as access(2) can tell (root), refused by open(2): sysfs has no write for it.
     const path = '/sys/kernel/notes';
     if (!existsSync(path)) {
@@ -197,14 +171,13 @@ describe('the early helper on this kernel', () => {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^error: cannot write the trace to \/sys\/kernel\/notes: EACCES/m);
     assert.doesNotMatch(r.stderr, /tracing with/);
-    const started = starts(log);
-    assert.equal(started.length, 1, 'the early helper, and no other');
-    await until('it is gone', () => !alive(started[0]));
+    // The sink (and its file) comes first: nothing was started.
+    assert.deepEqual(starts(log), []);
     await nothingLeftAttached();
   });
 
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
-    test(`the CLI gets ${signal} while it loads: the helper goes too; nothing left`, async () => {
+    test(`the CLI gets ${signal} as soon as its helper runs: the helper goes too; nothing left`, async () => {
       const log = join(dir, `${signal}.log`);
       const child = spawn(
         process.execPath,
@@ -215,10 +188,11 @@ describe('the early helper on this kernel', () => {
         },
       );
       const done = new RunningTrace(child).finished();
-      await until('the early helper started', () => starts(log).length === 1);
+      await until('the helper started', () => starts(log).length === 1);
       child.kill(signal);
       const r = await done;
-      // Before the trace command runs: the signal's default action. After: a clean stop.
+      // The trace command handles SIGINT/SIGTERM before it starts the helper: a clean stop. SIGKILL: the
+      // helper sees its stdin close and stops.
       assert.ok(r.signal === signal || r.code === 0, `code ${r.code}, signal ${r.signal}: ${r.stderr}`);
       const [helper] = starts(log);
       await until('the helper is gone', () => !alive(helper));
