@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +122,9 @@ static _Atomic bool ksyms_ready;
 static void *load_ksyms(void *arg)
 {
 	struct kallsyms *ks = arg;
+
+	/* Reading the events comes first: symbols can wait a little on a busy machine. */
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
 
 	if (kallsyms_load(ks) == 0)
 		atomic_store_explicit(&ksyms_ready, true, memory_order_release);
