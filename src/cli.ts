@@ -53,6 +53,12 @@ export async function runWithOclif(args: string[]): Promise<void> {
 export async function runTraceDirectly({ flags, words }: SpeculatedTrace): Promise<void> {
   // Loaded here, not with this module: the other commands do not need it.
   const { runTrace } = require('./trace/run-trace') as typeof import('./trace/run-trace');
+  // As oclif's command module does when it loads: a stdout that broke (`| head`) is not an error, here or
+  // after runTrace has stopped listening (the summary written at the end).
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') return;
+    throw err;
+  });
   let code: number;
   try {
     code = await runTrace(flags, words);

@@ -589,6 +589,31 @@ describe('the CLI, fast path and oclif path', () => {
     }
   });
 
+  test('a reader that went away (`| head`): both paths end alike, without a stack trace', async () => {
+    const closedStdout = (argv: string[], oclif: boolean) =>
+      new Promise<[number | null, string | null, string]>((resolve) => {
+        const child = spawn(process.execPath, [oclif ? viaOclif : CLI, ...argv], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, PWRU_HELPER: dropping, FAKE_LOG: join(dir, 'epipe.log'), NO_COLOR: '1' },
+        });
+        child.stdout?.destroy();
+        let stderr = '';
+        child.stderr?.on('data', (d: Buffer) => {
+          stderr += d.toString();
+        });
+        child.on('close', (code, signal) => resolve([code, signal, stderr]));
+      });
+    for (const argv of [
+      ['--local', 'udp'],
+      ['--local', '--summary', 'udp'],
+      ['--local', '--fail-on-drop', 'udp'],
+    ]) {
+      const [fast, slow] = await Promise.all([closedStdout(argv, false), closedStdout(argv, true)]);
+      assert.doesNotMatch(fast[2], /\n {4}at /, `${argv.join(' ')}: ${fast[2]}`);
+      assert.deepEqual(fast, slow, argv.join(' '));
+    }
+  });
+
   test('the fast path never loads oclif; the others load it before starting anything', async () => {
     // A preload that logs, in order, each spawn and the first time anything of oclif is loaded.
     const probe = join(dir, 'order-probe.js');
