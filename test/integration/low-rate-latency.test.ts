@@ -70,7 +70,10 @@ describe('events at a low rate', () => {
         events.some((e) => e.tuple?.dport === port),
         `no event for the packet to :${port} at all: ${stderr}`,
       );
-      assert.ok(seenWhileRunning.has(port), `the packet to :${port} only showed up when the trace was stopped`);
+      assert.ok(
+        seenWhileRunning.has(port),
+        `the packet to :${port} only showed up when the trace was stopped`,
+      );
     }
     const shown = latencies.map((l) => `${Math.round(l)} ms`).join(', ');
     assert.ok(
