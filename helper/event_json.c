@@ -48,27 +48,33 @@ static const char digit_pairs[] = "000102030405060708091011121314151617181920212
 				  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
 				  "8081828384858687888990919293949596979899";
 
-/* Decimal, two digits per step: a line has a dozen numbers, timestamps of 14 digits among them. */
+/* Decimal, written in place two digits a step: a line has a dozen numbers, timestamps of 14 digits among them. */
 static void put_u64(struct line_buf *lb, uint64_t v)
 {
-	char tmp[24];
-	int i = sizeof(tmp);
+	int digits = 1;
 
+	for (uint64_t t = v; t >= 10; t /= 10)
+		digits++;
+	if (lb->len + 20 > lb->cap)
+		reserve(lb, 20);
+	char *end = lb->p + lb->len + digits, *o = end;
 	while (v >= 100) {
 		uint64_t q = v / 100;
 		unsigned r = (unsigned)(v - q * 100);
 
-		i -= 2;
-		memcpy(tmp + i, digit_pairs + 2 * r, 2);
+		o -= 2;
+		o[0] = digit_pairs[2 * r];
+		o[1] = digit_pairs[2 * r + 1];
 		v = q;
 	}
 	if (v >= 10) {
-		i -= 2;
-		memcpy(tmp + i, digit_pairs + 2 * v, 2);
+		o -= 2;
+		o[0] = digit_pairs[2 * v];
+		o[1] = digit_pairs[2 * v + 1];
 	} else {
-		tmp[--i] = (char)('0' + v);
+		*--o = (char)('0' + v);
 	}
-	put(lb, tmp + i, sizeof(tmp) - i);
+	lb->len += digits;
 }
 
 static void put_hex(struct line_buf *lb, uint64_t v)
@@ -124,6 +130,32 @@ void line_buf_str(struct line_buf *lb, const char *s, size_t max)
 	}
 	*o++ = '"';
 	lb->len = (size_t)(o - lb->p);
+}
+
+/* The JSON text of a 16-byte name (process, device), remembered: a trace names a few, over and over. */
+struct name_memo {
+	uint64_t key[2];
+	bool set;
+	uint8_t len;
+	char text[2 + 6 * 16];
+};
+
+static void put_name16(struct line_buf *lb, struct name_memo *memo, size_t nmemo, const char name[16])
+{
+	uint64_t key[2];
+	struct line_buf tmp = { 0 };
+
+	memcpy(key, name, 16);
+	struct name_memo *m = &memo[(key[0] ^ key[1] ^ (key[0] >> 29)) % nmemo];
+	if (!m->set || m->key[0] != key[0] || m->key[1] != key[1]) {
+		line_buf_str(&tmp, name, 16);
+		memcpy(m->text, tmp.p, tmp.len);
+		m->len = (uint8_t)tmp.len;
+		memcpy(m->key, key, 16);
+		m->set = true;
+		line_buf_free(&tmp);
+	}
+	put(lb, m->text, m->len);
 }
 
 static void put_cstr(struct line_buf *lb, const char *s)
@@ -196,13 +228,14 @@ static void format_addr(uint8_t family, const uint8_t *b, char *out, size_t len)
 	}
 }
 
-/* IPv4 addresses repeat: remember the text of the last few. */
+/* IPv4 addresses repeat: remember the JSON text of the last few. */
 static void put_addr(struct line_buf *lb, uint8_t family, const uint8_t *b)
 {
 	static struct {
 		uint32_t v4;
 		bool set;
-		char text[16];
+		uint8_t len;
+		char text[20];
 	} cache[256];
 	char text[48];
 
@@ -211,15 +244,16 @@ static void put_addr(struct line_buf *lb, uint8_t family, const uint8_t *b)
 		memcpy(&v, b, 4);
 		unsigned slot = (v * 0x9E3779B1u) >> 24;
 		if (!cache[slot].set || cache[slot].v4 != v) {
-			format_addr(4, b, cache[slot].text, sizeof(cache[slot].text));
+			format_addr(4, b, text, sizeof(text));
+			cache[slot].len = (uint8_t)snprintf(cache[slot].text, sizeof(cache[slot].text), "\"%s\"", text);
 			cache[slot].v4 = v;
 			cache[slot].set = true;
 		}
-		line_buf_str(lb, cache[slot].text, sizeof(cache[slot].text));
+		put(lb, cache[slot].text, cache[slot].len);
 		return;
 	}
 	format_addr(6, b, text, sizeof(text));
-	put_cstr(lb, text);
+	put_plain(lb, text);
 }
 
 /* Events of a trace come from a handful of namespaces: remember the last one's digits. */
@@ -414,6 +448,40 @@ static void put_changes(struct line_buf *lb, const struct step_info *step, const
 	PUT(lb, "]");
 }
 
+static struct name_memo comms[8], ifnames[16];
+static uint64_t last_skb;
+static struct line_buf skb_text;
+
+/* `","func":NAME,"probe":KIND` of each probe, made once. */
+static void put_probe(struct line_buf *lb, const struct event_names *n, uint32_t id, const char *name)
+{
+	static struct line_buf *texts;
+	static uint32_t ntexts;
+
+	if (!texts && n->nprobes) {
+		texts = calloc(n->nprobes, sizeof(*texts));
+		ntexts = texts ? n->nprobes : 0;
+	}
+	struct line_buf one = { 0 }, *t = id < ntexts ? &texts[id] : &one;
+	if (!t->len) {
+		PUT(t, "\",\"func\":");
+		if (name) {
+			if (plain(name))
+				put_plain(t, name);
+			else
+				put_cstr(t, name);
+		} else {
+			PUT(t, "\"probe#");
+			put_u64(t, id);
+			PUT(t, "\"");
+		}
+		PUT(t, ",\"probe\":");
+		put_plain(t, name ? n->probe_kind[id] : "tracepoint");
+	}
+	put(lb, t->p, t->len);
+	line_buf_free(&one);
+}
+
 void event_json(const struct event_names *n, const struct pwru_event *ev, const struct step_info *step,
 		struct line_buf *lb)
 {
@@ -427,26 +495,20 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 	PUT(lb, "\",\"time\":");
 	put_time(lb, (int64_t)ev->ts + n->real_minus_mono_ns);
 	PUT(lb, ",\"skb\":\"");
-	put_hex(lb, ev->skb);
-	PUT(lb, "\",\"func\":");
-	if (name) {
-		if (plain(name))
-			put_plain(lb, name);
-		else
-			put_cstr(lb, name);
-	} else {
-		PUT(lb, "\"probe#");
-		put_u64(lb, ev->probe_id);
-		PUT(lb, "\"");
+	/* Consecutive events are mostly the same packet's steps. */
+	if (ev->skb != last_skb || !skb_text.len) {
+		skb_text.len = 0;
+		put_hex(&skb_text, ev->skb);
+		last_skb = ev->skb;
 	}
-	PUT(lb, ",\"probe\":");
-	put_plain(lb, name ? n->probe_kind[ev->probe_id] : "tracepoint");
+	put(lb, skb_text.p, skb_text.len);
+	put_probe(lb, n, ev->probe_id, name);
 	PUT(lb, ",\"cpu\":");
 	put_u64(lb, ev->cpu);
 	PUT(lb, ",\"pid\":");
 	put_u64(lb, ev->pid);
 	PUT(lb, ",\"process\":");
-	line_buf_str(lb, ev->comm, sizeof(ev->comm));
+	put_name16(lb, comms, sizeof(comms) / sizeof(comms[0]), ev->comm);
 	PUT(lb, ",\"netns\":");
 	put_netns(lb, ev->netns);
 	PUT(lb, ",\"mark\":");
@@ -454,7 +516,7 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 	PUT(lb, ",\"ifindex\":");
 	put_u64(lb, ev->ifindex);
 	PUT(lb, ",\"iface\":");
-	line_buf_str(lb, ev->ifname, sizeof(ev->ifname));
+	put_name16(lb, ifnames, sizeof(ifnames) / sizeof(ifnames[0]), ev->ifname);
 	PUT(lb, ",\"l3proto\":");
 	put_l3(lb, ev->protocol);
 	PUT(lb, ",\"mtu\":");

@@ -6,7 +6,7 @@
  * Two tracers run at once over the same traffic: one of each kind.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +31,9 @@ describe('JSON lines written by the helper', () => {
   let clientRun: Awaited<ReturnType<RunningTrace['stop']>>;
 
   before(async () => {
+    // Everything on one CPU: each tracer's ring buffer orders the events of different CPUs as they
+    // happen to commit, so with two CPUs the two files could list the same events in another order.
+    execFileSync('taskset', ['-p', '-c', '0', String(process.pid)]);
     const [a, b] = lab.pair();
     const server = lab.v4(1, 2);
     const service = lab.v4(9, 100);
