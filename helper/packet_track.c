@@ -5,6 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Packets followed at once. Frees without a tracepoint (__kfree_skb, the
+ * per-CPU caches) leave addresses behind; past this many the tracker forgets
+ * them all, which bounds the helper's memory (~6 MiB). src/reading/packets.ts
+ * applies the same rule (MAX_LIVE_PACKETS), so both number packets alike.
+ */
+#define MAX_LIVE_PACKETS 32768
+
 struct live {
 	uint64_t skb; /* 0 = empty slot */
 	uint32_t packet;
@@ -223,6 +231,10 @@ void packet_track_step(const struct pwru_event *ev, struct step_info *out)
 		e = NULL;
 	}
 	if (!e) {
+		if (T.used >= MAX_LIVE_PACKETS) {
+			memset(T.slots, 0, T.cap * sizeof(*T.slots));
+			T.used = 0;
+		}
 		/* Out of memory: the packet still gets its number, it just is not followed. */
 		if (T.used + 1 > T.cap / 2)
 			grow();

@@ -504,6 +504,13 @@ export interface TrackerOptions {
   onDone?: (packet: Packet) => void;
 }
 
+/**
+ * Packets followed at once. Frees without a tracepoint leave addresses
+ * behind; past this many the tracker forgets them all (they end as they are).
+ * helper/packet_track.c numbers packets by the same rule.
+ */
+export const MAX_LIVE_PACKETS = 32768;
+
 /** How soon after a lone free a copy must start to count as its replacement. */
 const REPLACEMENT_WINDOW_NS = 1_000_000n;
 
@@ -570,6 +577,10 @@ export class PacketTracker {
       entry = undefined;
     }
     if (!entry) {
+      if (this.live.size >= MAX_LIVE_PACKETS) {
+        for (const stale of this.live.values()) this.done(stale.packet);
+        this.live.clear();
+      }
       const packet: Packet = { id: ++this.count, skb: e.skb, steps: [], freed: false };
       if (e.node !== undefined) packet.node = e.node;
       entry = { packet, last: {} };

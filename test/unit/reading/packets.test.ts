@@ -6,6 +6,7 @@ import {
   describeChanges,
   describeVerdict,
   formatTuple,
+  MAX_LIVE_PACKETS,
   PacketTracker,
   trackAll,
   verdictOf,
@@ -198,4 +199,16 @@ test('service DNAT and masquerade at one hop: both rewrites on the step after th
     'SNAT src 10.244.0.5 → 10.0.0.1, DNAT dst 10.0.0.100 → 10.0.0.2, dport 80 → 9000, iface rc → rs',
   );
   assert.deepEqual(classifyChanges(step.changes, p.tuple, step.event.tuple), ['SNAT', 'DNAT', 'device']);
+});
+
+test('past MAX_LIVE_PACKETS packets in flight the tracker forgets them all, as the helper does', () => {
+  const tracker = new PacketTracker({ retain: false });
+  const skb = (i: number) => `0xffff8880${i.toString(16).padStart(8, '0')}`;
+  for (let i = 0; i < MAX_LIVE_PACKETS; i++) tracker.observe(event({ skb: skb(i) }));
+  // Still followed: the same address continues its packet.
+  assert.equal(tracker.observe(event({ skb: skb(0), func: 'ip_rcv' })).packet.id, 1);
+  // One more address: all are forgotten, so the first one now starts a new packet.
+  assert.equal(tracker.observe(event({ skb: skb(MAX_LIVE_PACKETS) })).packet.id, MAX_LIVE_PACKETS + 1);
+  assert.equal(tracker.observe(event({ skb: skb(0), func: 'ip_rcv' })).packet.id, MAX_LIVE_PACKETS + 2);
+  assert.equal(tracker.open().length, 2);
 });
