@@ -8,10 +8,10 @@
 /*
  * Packets followed at once. Frees without a tracepoint (__kfree_skb, the
  * per-CPU caches) leave addresses behind; past this many the tracker forgets
- * them all, which bounds the helper's memory (~6 MiB). src/reading/packets.ts
+ * them all, which bounds the helper's memory (~1.5 MiB). src/reading/packets.ts
  * applies the same rule (MAX_LIVE_PACKETS), so both number packets alike.
  */
-#define MAX_LIVE_PACKETS 32768
+#define MAX_LIVE_PACKETS 8192
 
 struct live {
 	uint64_t skb; /* 0 = empty slot */

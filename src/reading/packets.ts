@@ -509,7 +509,7 @@ export interface TrackerOptions {
  * behind; past this many the tracker forgets them all (they end as they are).
  * helper/packet_track.c numbers packets by the same rule.
  */
-export const MAX_LIVE_PACKETS = 32768;
+export const MAX_LIVE_PACKETS = 8192;
 
 /** How soon after a lone free a copy must start to count as its replacement. */
 const REPLACEMENT_WINDOW_NS = 1_000_000n;
