@@ -16,11 +16,12 @@ import { after, before, describe, test } from 'node:test';
 import { Flags } from '@oclif/core';
 import { withDefaultCommand } from '../../../src/cli';
 import Trace from '../../../src/commands/trace';
-import { EVENT_SIZE, FrameType } from '../../../src/record/decode';
+import { FrameType } from '../../../src/record/decode';
 import { type SpeculatedTrace, speculateTrace, TRACE_FLAG_SPECS } from '../../../src/startup/speculate';
 import { helperArgs } from '../../../src/trace/request';
 import * as runTraceModule from '../../../src/trace/run-trace';
 import { ROOT } from '../fixtures';
+import { event, HELLO, json, READY } from '../record-stream';
 
 const CLI = join(ROOT, 'bin', 'kubectl-pwru');
 
@@ -75,65 +76,11 @@ after(() => {
 
 /** A helper's record stream (bpf/event.h): HELLO, READY, a packet received and then dropped, STATS, END. */
 function dropStream(): Buffer {
-  const frame = (type: number, payload: Buffer) => {
-    const h = Buffer.alloc(8);
-    h.writeUInt32LE(payload.length, 0);
-    h.writeUInt16LE(type, 4);
-    return Buffer.concat([h, payload]);
-  };
-  const json = (type: number, o: object) => frame(type, Buffer.from(JSON.stringify(o)));
-  const event = (probe: number, ts: bigint, drop: number) => {
-    const b = Buffer.alloc(EVENT_SIZE);
-    b.writeBigUInt64LE(ts, 0);
-    b.writeBigUInt64LE(0xffff888100b84900n, 8);
-    b.writeUInt32LE(probe, 32);
-    b.writeUInt32LE(4242, 40); // pid
-    b.writeUInt32LE(4026532176, 44); // netns
-    b.writeUInt32LE(2, 52); // ifindex
-    b.writeUInt32LE(1500, 56); // mtu
-    b.writeUInt32LE(84, 60); // len
-    b.writeUInt32LE(drop, 64);
-    b.writeInt32LE(-1, 68); // stack id
-    b.writeUInt16LE(0x0800, 72);
-    b.writeUInt16LE(40000, 74);
-    b.writeUInt16LE(53, 76);
-    b[78] = 4;
-    b[79] = 17; // UDP
-    b[81] = 0x08 | (drop ? 0x01 | 0x02 | 0x10 : 0);
-    Buffer.from([10, 0, 0, 1]).copy(b, 88);
-    Buffer.from([10, 0, 0, 2]).copy(b, 104);
-    b.write('dig', 120, 'latin1');
-    b.write('eth0', 136, 'latin1');
-    return frame(FrameType.Event, b);
-  };
   return Buffer.concat([
-    json(FrameType.Hello, {
-      stream: 1,
-      event_version: 1,
-      event_size: EVENT_SIZE,
-      helper: '0.1.0',
-      kernel: '6.18.0',
-      arch: 'x86_64',
-      hostname: 'node-1',
-      mono_ns: '1000000000',
-      real_ns: '1795565153000000000',
-    }),
-    json(FrameType.Ready, {
-      backend: 'tracepoint',
-      backend_note: 'as asked',
-      probes: [
-        { id: 0, name: 'kfree_skb', kind: 'tracepoint' },
-        { id: 7, name: 'netif_receive_skb', kind: 'tracepoint' },
-      ],
-      attached: 2,
-      skipped: 0,
-      attach_ms: 12,
-      filter: 'udp',
-      ringbuf_bytes: 8388608,
-      drop_reasons: { '12': 'NETFILTER_DROP' },
-    }),
-    event(7, 1_500_000_000n, 0),
-    event(0, 1_500_100_000n, 12),
+    json(FrameType.Hello, HELLO),
+    json(FrameType.Ready, READY),
+    event({ probe: 7, ts: 1_500_000_000n }),
+    event({ probe: 0, ts: 1_500_100_000n, drop: 12 }),
     json(FrameType.Stats, { seen: 2, emitted: 2, lost: 0, final: true }),
     json(FrameType.End, { reason: 'duration', events: 2, lost: 0 }),
   ]);
