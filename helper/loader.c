@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -181,6 +182,17 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	return vfprintf(stderr, fmt, ap);
 }
 
+/* Whether the running kernel is major.minor or later. */
+static bool kernel_at_least(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+		return false;
+	return ma > major || (ma == major && mi >= minor);
+}
+
 /*
  * When the programs wake the reader (ARCHITECTURE.md, "Waking the reader"):
  * once 1/16 of the ring is pending, looked at on every Nth event of a CPU,
@@ -225,6 +237,7 @@ struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_s
 	skel->rodata->cfg_pcap_l3 = cfg->has_filter && cfg->filter->l3;
 	skel->rodata->cfg_pcap_l2 = cfg->has_filter && cfg->filter->l2;
 	skel->rodata->cfg_has_func_ip = cfg->has_func_ip;
+	skel->rodata->cfg_direct_dev = kernel_at_least(6, 1);
 	set_wakeup_policy(skel, cfg->ringbuf_bytes);
 	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);
 	if (cfg->output_stack)
