@@ -15,11 +15,13 @@ import { UserError } from './errors';
 import { PACKAGE_ROOT } from './local/helper-binary';
 import { type SpeculatedTrace, speculateTrace } from './startup/speculate';
 
-const COMMANDS = new Set(['trace', 'show', 'diff', 'cleanup', 'help']);
+const COMMANDS = new Set(['trace', 'show', 'diff', 'cleanup']);
 const ROOT_FLAGS = new Set(['--help', '-h', '--version', '-v']);
 
 export function withDefaultCommand(argv: string[]): string[] {
   if (argv.length === 0) return ['trace'];
+  // `help trace` as git and kubectl read it (oclif alone would look for a command "help:trace").
+  if (argv[0] === 'help') return COMMANDS.has(argv[1]) ? [argv[1], '--help'] : ['--help'];
   if (COMMANDS.has(argv[0]) || (argv.length === 1 && ROOT_FLAGS.has(argv[0]))) return argv;
   return ['trace', ...argv];
 }

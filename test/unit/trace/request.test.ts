@@ -60,5 +60,8 @@ describe('the rest of a trace request', () => {
     assert.deepEqual(withDefaultCommand(['--help']), ['--help']);
     assert.deepEqual(withDefaultCommand(['--local', '--help']), ['trace', '--local', '--help']);
     assert.deepEqual(withDefaultCommand([]), ['trace']);
+    assert.deepEqual(withDefaultCommand(['help', 'show']), ['show', '--help']);
+    assert.deepEqual(withDefaultCommand(['help']), ['--help']);
+    assert.deepEqual(withDefaultCommand(['help', 'nonsense']), ['--help']);
   });
 });
