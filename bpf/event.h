@@ -64,8 +64,8 @@ enum pwru_counter {
 /*
  * The helper's record stream (stdout), read by src/record/decode.ts:
  * a sequence of frames, each a header followed by its payload. Integers are
- * little-endian. EVENT payloads are a struct pwru_event, LINES payloads are
- * text; every other payload is one JSON object (UTF-8, no trailing newline). The first frame is always
+ * little-endian. EVENT payloads are a struct pwru_event; every other payload
+ * is one JSON object (UTF-8, no trailing newline). The first frame is always
  * HELLO. See docs/record-stream.md.
  */
 #define PWRU_STREAM_VERSION 1
@@ -87,7 +87,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_SYMBOL = 8,	 /* {addr, name}: a kernel address seen in a later event's caller */
 	PWRU_FRAME_STACK = 9,	 /* {id, frames:[name]}: a stack id seen in a later event */
 	PWRU_FRAME_WARNING = 10, /* {code, message} */
-	PWRU_FRAME_LINES = 11,	 /* --emit json: events as JSON lines, each ending in '\n' (docs/json-schema.md) */
+	/* 11 was LINES: --emit json now writes its lines to the --lines-fd descriptors only. */
 	PWRU_FRAME_DIGEST = 12,	 /* --emit json, before END: {packets, events, drops:[{reason, at, count}]} */
 };
 

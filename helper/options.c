@@ -29,12 +29,12 @@ static const char usage[] =
 	"  --max-events N           stop after N events\n"
 	"  --ringbuf-size BYTES     ring buffer size, a power of two (default 8 MiB)\n"
 	"  --emit binary|json       events as binary records (default) or as the\n"
-	"                           client's JSON lines (LINES frames)\n"
+	"                           client's JSON lines, written to the --lines-fd\n"
 	"  --packet-starts LIST     with --emit json: comma-separated functions where a\n"
 	"                           packet seen in another netns starts anew\n"
 	"  --lines-fd N             with --emit json: write the lines to descriptor N\n"
-	"                           (up to twice) instead of LINES frames, once the\n"
-	"                           client sends 'g' on stdin after READY\n"
+	"                           (once or twice), once the client sends 'g' on\n"
+	"                           stdin after READY\n"
 	"  --verify-only            load the programs of --backend (kernel verifier)\n"
 	"                           without attaching, even if the kernel cannot attach them\n";
 
@@ -259,6 +259,10 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 	}
 	if (o->nline_fds && !o->emit_json) {
 		snprintf(err, errlen, "--lines-fd needs --emit json");
+		return -1;
+	}
+	if (o->emit_json && !o->nline_fds) {
+		snprintf(err, errlen, "--emit json needs --lines-fd");
 		return -1;
 	}
 	if (o->verify_only && o->backend == BACKEND_AUTO) {

@@ -175,13 +175,12 @@ static struct {
 	size_t len;
 	bool broken;
 	bool (*abort_check)(void);
-	size_t lines_at; /* offset of the open LINES frame's header, or SIZE_MAX */
-	/* --lines-fd: lines go straight to these, not into LINES frames. */
+	/* --lines-fd: the JSON lines go straight to these. */
 	int line_fds[MAX_LINE_FDS];
 	int nline_fds;
 	char *lines;
 	size_t lines_len;
-} out = { .fd = 1, .lines_at = SIZE_MAX };
+} out = { .fd = 1 };
 
 void out_set_abort_check(bool (*check)(void))
 {
@@ -240,7 +239,6 @@ void out_flush(void)
 	if (out.len && !out.broken && !write_all(out.fd, out.buf, out.len))
 		out.broken = true; /* EPIPE: the reader is gone */
 	out.len = 0;
-	out.lines_at = SIZE_MAX;
 }
 
 int out_add_line_fd(int fd)
@@ -274,7 +272,6 @@ void *out_reserve(uint16_t type, uint32_t len)
 	}
 	if (out.len + need > OUT_BUF_SIZE)
 		out_flush();
-	out.lines_at = SIZE_MAX;
 	h = (struct pwru_frame_header *)(out.buf + out.len);
 	h->len = len;
 	h->type = type;
@@ -285,29 +282,12 @@ void *out_reserve(uint16_t type, uint32_t len)
 
 void out_line(const char *text, size_t len)
 {
-	struct pwru_frame_header *h;
-
-	if (out.nline_fds) {
-		if (out.lines_len + len > OUT_BUF_SIZE)
-			flush_lines();
-		if (len <= OUT_BUF_SIZE) {
-			memcpy(out.lines + out.lines_len, text, len);
-			out.lines_len += len;
-		}
-		return;
-	}
-	if (len + sizeof(*h) > OUT_BUF_SIZE)
-		return; /* cannot happen: a line is a few KiB at most */
-	if (out.len + sizeof(*h) + len > OUT_BUF_SIZE)
-		out_flush();
-	if (out.lines_at == SIZE_MAX) {
-		out_reserve(PWRU_FRAME_LINES, 0);
-		out.lines_at = out.len - sizeof(*h);
-	}
-	h = (struct pwru_frame_header *)(out.buf + out.lines_at);
-	memcpy(out.buf + out.len, text, len);
-	out.len += len;
-	h->len += (uint32_t)len;
+	if (!out.nline_fds || len > OUT_BUF_SIZE)
+		return; /* --emit json comes with --lines-fd; a line is a few KiB at most */
+	if (out.lines_len + len > OUT_BUF_SIZE)
+		flush_lines();
+	memcpy(out.lines + out.lines_len, text, len);
+	out.lines_len += len;
 }
 
 void out_frame(uint16_t type, const void *payload, uint32_t len)

@@ -38,8 +38,7 @@ void out_init(int fd);
 void *out_reserve(uint16_t type, uint32_t len);
 void out_frame(uint16_t type, const void *payload, uint32_t len);
 void out_json(uint16_t type, const struct json *j);
-/* Appends complete text lines to the open LINES frame (a new one after any other frame or a flush),
- * or with --lines-fd to the lines written straight to those descriptors (before the frames, at each flush). */
+/* Appends complete text lines to those written to the --lines-fd descriptors (before the frames, at each flush). */
 void out_line(const char *text, size_t len);
 #define MAX_LINE_FDS 2
 int out_add_line_fd(int fd);

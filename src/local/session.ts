@@ -21,9 +21,11 @@ export async function runLocalTrace(
   // JSON lines and nothing else per event: the helper writes them, at rates decoding here could not
   // follow; straight to our outputs when they are descriptors (fd 3, 4 in the helper), after the header.
   const direct = sink.acceptsLines ? sink.lineOutputs?.() : undefined;
-  const lineFds = direct?.fds.map((_, i) => 3 + i);
-  const req = sink.acceptsLines
-    ? { ...request, emitJson: { packetStarts: [...TX_START_FUNCS], lineFds } }
+  const req = direct
+    ? {
+        ...request,
+        emitJson: { packetStarts: [...TX_START_FUNCS], lineFds: direct.fds.map((_, i) => 3 + i) },
+      }
     : request;
   // The first three are pipes whatever follows them.
   const child = spawn(helper, helperArgs(req), {

@@ -162,12 +162,6 @@ export function createSink(opts: SinkOptions): ReadingSink {
     // Lines and nothing else per event: a live trace (not `show`) may take the helper's own.
     acceptsLines: opts.format === 'json' && !opts.summary && !opts.replay,
 
-    lines(text: Buffer) {
-      eventsSeen++;
-      stdoutLines.pushText(text);
-      fileLines?.pushText(text);
-    },
-
     lineOutputs() {
       const stdoutFd = (opts.stdout as { fd?: unknown }).fd;
       if (typeof stdoutFd !== 'number') return undefined;

@@ -20,12 +20,6 @@ export class LineBuffer {
     if (this.size >= this.limit) this.flush();
   }
 
-  /** Text that is already whole lines (the helper's JSON lines): written as it is, in order. */
-  pushText(text: Buffer): void {
-    this.flush();
-    if (!this.stream.write(text)) this.backlogged = true;
-  }
-
   flush(): void {
     if (this.parts.length === 0) return;
     const ok = this.stream.write(`${this.parts.join('\n')}\n`);

@@ -14,17 +14,15 @@ export interface TraceSink {
   event(event: TraceEvent): void;
   /**
    * The view is JSON lines and nothing else per event, so the helper may
-   * write the lines itself (--emit json): a firehose of events then reaches
-   * the output without being decoded here. lines() takes them verbatim and
-   * digest() the counts the closing summary is made of.
+   * write the lines itself (--emit json), straight to the outputs: a firehose
+   * of events then reaches them without being decoded here, and digest()
+   * brings the counts the closing summary is made of.
    */
   readonly acceptsLines?: boolean;
-  lines?(text: Buffer): void;
   /**
-   * Better still, the helper writes the lines straight to the outputs:
-   * their descriptors, and a promise that resolves once what the sink wrote
-   * before them (the header line) is out. Undefined when an output has no
-   * descriptor of its own.
+   * The outputs' descriptors for the helper, and a promise that resolves
+   * once what the sink wrote before them (the header line) is out. Undefined
+   * when an output has no descriptor of its own: events are decoded here then.
    */
   lineOutputs?(): { fds: number[]; ready(): Promise<void> } | undefined;
   digest?(digest: TraceDigest): void;

@@ -24,7 +24,6 @@ export const FrameType = {
   Symbol: 8,
   Stack: 9,
   Warning: 10,
-  Lines: 11,
   Digest: 12,
 } as const;
 
@@ -131,12 +130,6 @@ export interface RecordListener {
   progress?(progress: ProgressInfo): void;
   ready?(ready: ReadyInfo): void;
   event?(event: TraceEvent): void;
-  /**
-   * --emit json: the text of whole JSON lines, each ending in a newline,
-   * handed on in pieces as the stream brings them (a piece may end mid-line;
-   * the next record comes only after the frame's last piece).
-   */
-  lines?(text: Buffer): void;
   digest?(digest: TraceDigest): void;
   stats?(stats: StatsInfo): void;
   warning?(warning: HelperMessage): void;
@@ -228,8 +221,6 @@ export class RecordDecoder {
   /** The start of a frame split across chunks. */
   private parts: Buffer[] = [];
   private partsLen = 0;
-  /** Bytes of the current LINES frame still to come. */
-  private linesLeft = 0;
   private probes: ProbeInfo[] = [];
   private dropReasons: Record<string, string> = {};
   private readonly symbols = new Map<string, string>();
@@ -256,14 +247,7 @@ export class RecordDecoder {
     return this.offset;
   }
 
-  push(data: Buffer): void {
-    let chunk = data;
-    if (this.linesLeft > 0) {
-      const n = Math.min(this.linesLeft, chunk.length);
-      this.streamLines(chunk.subarray(0, n));
-      if (n === chunk.length) return;
-      chunk = chunk.subarray(n);
-    }
+  push(chunk: Buffer): void {
     if (this.partsLen === 0) {
       const pos = this.parse(chunk);
       if (pos < chunk.length) this.keep(chunk.subarray(pos));
@@ -293,16 +277,7 @@ export class RecordDecoder {
     const len = head.readUInt32LE(0);
     if (len > MAX_FRAME)
       throw new StreamError(`corrupt record stream at byte ${this.offset}: frame of ${len} bytes`);
-    // LINES go on as they come: the header is all that must be whole.
-    if (head.readUInt16LE(4) === FrameType.Lines && this.seenHello) return FRAME_HEADER_SIZE;
     return FRAME_HEADER_SIZE + len;
-  }
-
-  /** Part of a LINES frame's payload: handed on at once, in order (the sink copies bytes, it does not parse them). */
-  private streamLines(part: Buffer): void {
-    this.linesLeft -= part.length;
-    this.offset += part.length;
-    if (part.length) this.listener.lines?.(part);
   }
 
   /** Decodes the whole frames in buf; returns where the first incomplete one starts. */
@@ -313,14 +288,7 @@ export class RecordDecoder {
       const type = buf.readUInt16LE(pos + 4);
       if (len > MAX_FRAME)
         throw new StreamError(`corrupt record stream at byte ${this.offset}: frame of ${len} bytes`);
-      if (buf.length - pos - FRAME_HEADER_SIZE < len) {
-        if (type !== FrameType.Lines || !this.seenHello) break;
-        // A LINES frame (up to 1 MiB) spans many chunks: no need to gather it first.
-        this.offset += FRAME_HEADER_SIZE;
-        this.linesLeft = len;
-        this.streamLines(buf.subarray(pos + FRAME_HEADER_SIZE));
-        return buf.length;
-      }
+      if (buf.length - pos - FRAME_HEADER_SIZE < len) break;
       const start = pos + FRAME_HEADER_SIZE;
       this.frame(type, buf, start, len);
       pos = start + len;
@@ -331,10 +299,8 @@ export class RecordDecoder {
 
   /** Call when the stream ended: complains if it stopped inside a frame. */
   finish(): void {
-    if (this.partsLen > 0 || this.linesLeft > 0) {
-      throw new StreamError(
-        `record stream ended inside a frame (${this.partsLen || this.linesLeft} bytes ${this.partsLen ? 'left over' : 'missing'})`,
-      );
+    if (this.partsLen > 0) {
+      throw new StreamError(`record stream ended inside a frame (${this.partsLen} bytes left over)`);
     }
   }
 
@@ -357,10 +323,6 @@ export class RecordDecoder {
       case FrameType.Event:
         if (len < EVENT_SIZE) throw new StreamError(`short event frame (${len} bytes)`);
         this.listener.event?.(this.decodeEvent(buf, start));
-        return;
-      case FrameType.Lines:
-        // A view, not a copy: stream chunks are fresh buffers that nothing writes to again.
-        this.listener.lines?.(buf.subarray(start, start + len));
         return;
       case FrameType.Digest:
         this.listener.digest?.(this.json<TraceDigest>(buf, start, len));

@@ -88,7 +88,6 @@ export class HelperStream {
           this.outcome.events++;
           sink.event(e);
         },
-        lines: (text) => sink.lines?.(text),
         digest: (d) => {
           this.outcome.events += d.events;
           sink.digest?.(d);

@@ -32,13 +32,13 @@ export interface TraceRequest {
   ringbufBytes?: number;
   /**
    * The helper writes the events as JSON lines itself (the sink's
-   * acceptsLines), following packets by these rules: functions where a packet
-   * seen in another network namespace starts anew (src/reading/packets.ts).
+   * acceptsLines) to its descriptors lineFds, following packets by these
+   * rules: functions where a packet seen in another network namespace starts
+   * anew (src/reading/packets.ts).
    */
   emitJson?: {
     packetStarts: readonly string[];
-    /** The helper's descriptors to write the lines to itself (else LINES frames on its stdout). */
-    lineFds?: readonly number[];
+    lineFds: readonly number[];
   };
 }
 
@@ -57,7 +57,7 @@ export function helperArgs(req: TraceRequest): string[] {
   if (req.ringbufBytes !== undefined) args.push('--ringbuf-size', String(req.ringbufBytes));
   if (req.emitJson) {
     args.push('--emit', 'json', '--packet-starts', req.emitJson.packetStarts.join(','));
-    for (const fd of req.emitJson.lineFds ?? []) args.push('--lines-fd', String(fd));
+    for (const fd of req.emitJson.lineFds) args.push('--lines-fd', String(fd));
   }
   // "--" so that a filter starting with "-" is never taken for an option.
   if (req.pcapFilter) args.push('--', req.pcapFilter);

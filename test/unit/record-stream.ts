@@ -4,7 +4,7 @@
  */
 import { EVENT_SIZE, FrameType } from '../../src/record/decode';
 
-export function frame(type: number, payload: Buffer): Buffer {
+function frame(type: number, payload: Buffer): Buffer {
   const h = Buffer.alloc(8);
   h.writeUInt32LE(payload.length, 0);
   h.writeUInt16LE(type, 4);

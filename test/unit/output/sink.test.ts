@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -258,10 +258,13 @@ test('a big trace summarizes quickly: per-flow cells stay short whatever the pac
   assert.ok(tableLines.length < 40, `${tableLines.length} table lines`);
 });
 
-test('with the helper writing the JSON lines, the sink copies them and closes with its digest', async () => {
-  const stdout = new Capture();
+test('with the helper writing the JSON lines to the outputs, they follow the header and the sink closes with its digest', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pwru-lines-'));
+  // A stdout with a descriptor, as process.stdout has: what goes through the stream is captured apart.
+  const stdoutFile = join(dir, 'stdout');
+  const stdout = Object.assign(new Capture(), { fd: openSync(stdoutFile, 'w') });
   const stderr = new Capture();
-  const file = join(mkdtempSync(join(tmpdir(), 'pwru-lines-')), 'trace.jsonl');
+  const file = join(dir, 'trace.jsonl');
   const sink = createSink({
     format: 'json',
     summary: false,
@@ -275,10 +278,13 @@ test('with the helper writing the JSON lines, the sink copies them and closes wi
   const header = traceLines('netfilter-drop.jsonl')[0];
   assert.equal(header.type, 'header');
   if (header.type === 'header') sink.header(header);
+  const outputs = sink.lineOutputs?.();
+  assert.ok(outputs, 'both outputs have descriptors');
+  assert.equal(outputs.fds.length, 2);
+  // What the helper does: wait for the header to be out, then write the lines to the descriptors.
+  await outputs.ready();
   const lines = '{"type":"event","packet":1}\n{"type":"event","packet":2}\n';
-  // Pieces may end mid-line: they are copied, not parsed.
-  sink.lines?.(Buffer.from(lines.slice(0, 20)));
-  sink.lines?.(Buffer.from(lines.slice(20)));
+  for (const fd of outputs.fds) writeSync(fd, lines);
   sink.stats({ type: 'stats', v: 1, seen: 9, events: 2, lost: 0, final: true });
   sink.digest?.({
     packets: 2,
@@ -290,8 +296,9 @@ test('with the helper writing the JSON lines, the sink copies them and closes wi
   });
   await sink.close();
   const stats = '{"type":"stats","v":1,"seen":9,"events":2,"lost":0,"final":true}\n';
-  assert.equal(stdout.text, `${JSON.stringify(header)}\n${lines}${stats}`);
-  assert.equal(readFileSync(file, 'utf8'), stdout.text);
+  assert.equal(stdout.text, `${JSON.stringify(header)}\n${stats}`);
+  assert.equal(readFileSync(stdoutFile, 'utf8'), lines);
+  assert.equal(readFileSync(file, 'utf8'), `${JSON.stringify(header)}\n${lines}${stats}`);
   assert.match(stderr.text, /NETFILTER_DROP +│ 1 +│ nf_hook_slow /);
   assert.match(stderr.text, /2 packets: 2 dropped\. 2 events, 0 lost\./);
   assert.match(stderr.text, new RegExp(`kubectl pwru show ${file}`));
@@ -310,6 +317,19 @@ test('a digest with only socket-teardown purges is not a drop for --fail-on-drop
   sink.digest?.({ packets: 1, events: 3, drops: [{ reason: 'SOCKET_CLOSE', at: 'tcp_v4_rcv', count: 1 }] });
   await sink.close();
   assert.equal(sink.dropped(), false);
+});
+
+test('an output without a descriptor takes events, decoded here', () => {
+  const sink = createSink({
+    format: 'json',
+    summary: false,
+    color: false,
+    showNode: false,
+    stdout: new Capture(),
+    stderr: new Capture(),
+  });
+  assert.equal(sink.acceptsLines, true);
+  assert.equal(sink.lineOutputs?.(), undefined);
 });
 
 test('the text views and --summary take events, not lines', () => {

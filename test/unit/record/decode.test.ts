@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FrameType, RecordDecoder, StreamError } from '../../../src/record/decode';
 import type { TraceEvent } from '../../../src/record/event';
-import { event, frame, HELLO, json, READY } from '../record-stream';
+import { event, HELLO, json, READY } from '../record-stream';
 
 function stream(): Buffer {
   return Buffer.concat([
@@ -84,38 +84,31 @@ describe('record stream decoder', () => {
     assert.throws(() => decodeAll([whole.subarray(0, whole.length - 3)]), StreamError);
   });
 
-  test('LINES (--emit json) come through byte for byte and in order, however the stream is split', () => {
-    const a = '{"type":"event","packet":1}\n{"type":"event","packet":2}\n';
-    const b = '{"type":"event","packet":3,"process":"caf\u00e9"}\n';
+  test('DIGEST (--emit json) comes through in order with the other frames, however the stream is split', () => {
     const whole = Buffer.concat([
       json(FrameType.Hello, HELLO),
       json(FrameType.Ready, READY),
-      frame(FrameType.Lines, Buffer.from(a)),
       json(FrameType.Stats, { seen: 9, emitted: 3, lost: 0, final: false }),
-      frame(FrameType.Lines, Buffer.from(b)),
       json(FrameType.Digest, { packets: 3, events: 3, drops: [] }),
       json(FrameType.End, { reason: 'signal', events: 3, lost: 0 }),
     ]);
     const run = (chunks: Buffer[]) => {
       const seen: string[] = [];
       const d = new RecordDecoder({
-        lines: (t) => seen.push(`L:${t.toString('latin1')}`),
         stats: (s) => seen.push(`S:${s.seen}`),
         digest: (g) => seen.push(`D:${g.packets}`),
         end: (e) => seen.push(`E:${e.reason}`),
       });
       for (const c of chunks) d.push(c);
       d.finish();
-      // Pieces of one frame are joined for the comparison: only their order and bytes matter.
-      return seen.join('').replace(/L:/g, '');
+      return seen.join(' ');
     };
-    const expected = `${Buffer.from(a).toString('latin1')}S:9${Buffer.from(b).toString('latin1')}D:3E:signal`;
+    const expected = 'S:9 D:3 E:signal';
     assert.equal(run([whole]), expected);
     for (let cut = 1; cut < whole.length; cut++) {
       assert.equal(run([whole.subarray(0, cut), whole.subarray(cut)]), expected, `split at byte ${cut}`);
     }
-    assert.equal(run([...whole].map((x) => Buffer.from([x]))), expected, 'one byte at a time');
-    assert.throws(() => run([whole.subarray(0, whole.length - 80)]), StreamError);
+    assert.throws(() => run([whole.subarray(0, whole.length - 20)]), StreamError);
   });
 
   test('refuses what is not a helper stream, and a helper of another version', () => {
