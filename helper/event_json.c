@@ -53,8 +53,14 @@ static void put_u64(struct line_buf *lb, uint64_t v)
 {
 	int digits = 1;
 
-	for (uint64_t t = v; t >= 10; t /= 10)
+	/* Four digits a step: the timestamps' 14 digits are most of the counting. */
+	for (uint64_t t = v; t >= 10; t /= 10) {
+		if (t >= 10000) {
+			t /= 1000;
+			digits += 3;
+		}
 		digits++;
+	}
 	if (lb->len + 20 > lb->cap)
 		reserve(lb, 20);
 	char *end = lb->p + lb->len + digits, *o = end;
