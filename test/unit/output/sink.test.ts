@@ -305,8 +305,9 @@ test('with the helper writing the JSON lines to the outputs, they follow the hea
   assert.equal(sink.dropped(), true, 'NETFILTER_DROP is a real drop');
 });
 
-test('a digest with only socket-teardown purges is not a drop for --fail-on-drop', async () => {
-  const sink = createSink({
+/** -o json to outputs that are streams only (no descriptor). */
+function streamJsonSink() {
+  return createSink({
     format: 'json',
     summary: false,
     color: false,
@@ -314,20 +315,17 @@ test('a digest with only socket-teardown purges is not a drop for --fail-on-drop
     stdout: new Capture(),
     stderr: new Capture(),
   });
+}
+
+test('a digest with only socket-teardown purges is not a drop for --fail-on-drop', async () => {
+  const sink = streamJsonSink();
   sink.digest?.({ packets: 1, events: 3, drops: [{ reason: 'SOCKET_CLOSE', at: 'tcp_v4_rcv', count: 1 }] });
   await sink.close();
   assert.equal(sink.dropped(), false);
 });
 
 test('an output without a descriptor takes events, decoded here', () => {
-  const sink = createSink({
-    format: 'json',
-    summary: false,
-    color: false,
-    showNode: false,
-    stdout: new Capture(),
-    stderr: new Capture(),
-  });
+  const sink = streamJsonSink();
   assert.equal(sink.acceptsLines, true);
   assert.equal(sink.lineOutputs?.(), undefined);
 });
