@@ -408,7 +408,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	if (dev) {
 		ev->ifindex = DEV_READ(direct, dev, ifindex);
 		ev->mtu = DEV_READ(direct, dev, mtu);
-		/* Both copy up to the NUL; the reader stops there. */
+		/* The copy takes all 16 bytes, the probe read stops at the NUL: readers stop there too. */
 		if (direct && cfg_direct_dev)
 			__builtin_memcpy(ev->ifname, dev->name, sizeof(ev->ifname));
 		else
