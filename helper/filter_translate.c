@@ -5,10 +5,12 @@
  *   stack: [-4] packet length, [-8 - 4*i] scratch M[i], [-80..-72] load buffer,
  *          [-144..-81] the packet's first 64 bytes, [-148] how many of them are valid,
  *          [-152] the mode argument, across the prefetch's helper call.
- * The first 64 bytes are read once: loads at fixed offsets in them (all of
- * "host", "udp", "port" on IPv4 headers...) cost no helper call, which matters
- * because the filter runs for every packet every probe sees. Other loads read
- * the packet with bpf_probe_read_kernel.
+ * The first bytes are read once, as many of the first 64 as the fixed-offset
+ * loads need (all of "host", "udp", "port" on IPv4 headers...): those loads
+ * then cost no helper call, which matters because the filter runs for every
+ * packet every probe sees. Other loads read the packet with
+ * bpf_probe_read_kernel. Likewise only the scratch words some load reads are
+ * zeroed first (the verifier wants them initialised).
  * A classic program returns 0 on an out-of-bounds load; so does this one.
  */
 #include "filter_translate.h"
@@ -41,6 +43,8 @@ struct emitter {
 	size_t cnt, cap;
 	size_t *cbpf_pos;	/* eBPF position of each classic insn of the current program */
 	bool oom;
+	__u32 prefetch;		/* bytes read ahead: the end of the furthest fixed-offset load, up to PREFETCH */
+	__u16 mem_read;		/* scratch words some load reads */
 };
 
 static struct bpf_insn mk(__u8 code, __u8 dst, __u8 src, __s16 off, __s32 imm)
@@ -118,7 +122,7 @@ static void emit_load_abs(struct emitter *e, int dst, __u32 k, int size)
 {
 	size_t to_slow, to_done;
 
-	if (k + size > PREFETCH) {
+	if (k + size > e->prefetch) {
 		emit_load_abs_slow(e, dst, k, size);
 		return;
 	}
@@ -342,6 +346,34 @@ static int resolve_exit_jumps(struct emitter *e, size_t reject_pos, size_t l2_po
 	return 0;
 }
 
+static bool jumps_to_reject(const struct emitter *e)
+{
+	for (size_t i = 0; i < e->cnt; i++)
+		if (e->kind[i] == T_REJECT)
+			return true;
+	return false;
+}
+
+/* What the prologue must prepare for a classic program: how far to read ahead, which scratch words to zero. */
+static void plan(struct emitter *e, const struct cbpf_insn *in, size_t n)
+{
+	for (size_t pc = 0; pc < n; pc++) {
+		__u16 code = in[pc].code;
+		__u32 k = in[pc].k, end = 0;
+
+		if (BPF_CLASS(code) != BPF_LD && BPF_CLASS(code) != BPF_LDX)
+			continue;
+		if (BPF_MODE(code) == BPF_ABS && k < PREFETCH)
+			end = k + size_of(code);
+		else if (BPF_MODE(code) == BPF_MSH && k < PREFETCH)
+			end = k + 1;
+		else if (BPF_MODE(code) == BPF_MEM && k < CBPF_MEMWORDS)
+			e->mem_read |= (__u16)(1u << k);
+		if (end <= PREFETCH && end > e->prefetch)
+			e->prefetch = end;
+	}
+}
+
 static void emit_prologue(struct emitter *e)
 {
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, R_DATA, BPF_REG_1, 0, 0));
@@ -349,21 +381,26 @@ static void emit_prologue(struct emitter *e)
 	emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, BPF_REG_3, OFF_PKTLEN, 0));
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, R_A, 0, 0, 0));
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, R_X, 0, 0, 0));
-	/* Scratch memory starts zeroed, as the verifier wants it initialised. */
+	/* Scratch memory starts zeroed, as classic BPF has it and the verifier wants it initialised. */
 	for (int i = 0; i < CBPF_MEMWORDS; i++)
-		emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, R_A, OFF_MEM(i), 0));
-	/* Prefetch: valid = read ok ? min(linear length, 64) : 0. */
+		if (e->mem_read & (1u << i))
+			emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, R_A, OFF_MEM(i), 0));
 	emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, BPF_REG_4, OFF_MODE, 0));
+	if (!e->prefetch) {
+		emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, R_A, OFF_PREFETCH_LEN, 0));
+		return;
+	}
+	/* Prefetch: valid = read ok ? min(linear length, prefetch) : 0. */
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_10, 0, 0));
 	emit(e, mk(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_1, 0, 0, OFF_PREFETCH));
-	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_2, 0, 0, PREFETCH));
+	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_2, 0, 0, (__s32)e->prefetch));
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_3, R_DATA, 0, 0));
 	emit(e, mk(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_probe_read_kernel));
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, 0));
 	emit(e, mk(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_0, 0, 3, 0)); /* failed: store 0 */
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, R_LINLEN, 0, 0));
-	emit(e, mk(BPF_JMP | BPF_JLE | BPF_K, BPF_REG_1, 0, 1, PREFETCH));
-	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, PREFETCH));
+	emit(e, mk(BPF_JMP | BPF_JLE | BPF_K, BPF_REG_1, 0, 1, (__s32)e->prefetch));
+	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_1, 0, 0, (__s32)e->prefetch));
 	emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, BPF_REG_1, OFF_PREFETCH_LEN, 0));
 	emit(e, mk(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_4, BPF_REG_10, OFF_MODE, 0));
 }
@@ -397,7 +434,7 @@ static int emit_form(struct emitter *e, const struct cbpf_insn *prog, size_t n, 
 	return ret;
 }
 
-/* Layout: prologue; if mode == L2 goto L2; L3 form; L2: L2 form; reject: r0 = 0, exit. */
+/* Layout: prologue; if mode == L2 goto L2; L3 form; L2: L2 form; reject: r0 = 0, exit (when a load can reject). */
 static int build(const struct cbpf_insn *l3, size_t n3, const struct cbpf_insn *l2, size_t n2,
 		 struct pcap_filter *out, char *err, size_t errlen)
 {
@@ -405,6 +442,8 @@ static int build(const struct cbpf_insn *l3, size_t n3, const struct cbpf_insn *
 	size_t l2_pos, reject_pos;
 	int ret = -1;
 
+	plan(&e, l3, l3 ? n3 : 0);
+	plan(&e, l2, l2 ? n2 : 0);
 	emit_prologue(&e);
 	emit_to(&e, mk(BPF_JMP32 | BPF_JEQ | BPF_K, BPF_REG_4, 0, 0, 1), T_L2, 0);
 	if (emit_form(&e, l3, n3, err, errlen) < 0)
@@ -413,7 +452,9 @@ static int build(const struct cbpf_insn *l3, size_t n3, const struct cbpf_insn *
 	if (emit_form(&e, l2, n2, err, errlen) < 0)
 		goto out;
 	reject_pos = e.cnt;
-	emit_reject(&e);
+	/* Only when some load can fail: the verifier refuses unreachable code ("len > 100" loads nothing). */
+	if (jumps_to_reject(&e))
+		emit_reject(&e);
 	if (e.oom) {
 		snprintf(err, errlen, "out of memory");
 		goto out;

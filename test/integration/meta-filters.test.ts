@@ -46,6 +46,19 @@ describe('metadata filters and stacks', () => {
     assert.ok(events.every((e) => e.netns === lab.inode(b)));
   });
 
+  test('a pcap filter that reads no packet bytes ("greater N") loads and keeps only the large packets', async () => {
+    // The namespace filter keeps the host's own traffic out of what "greater 900" alone would match.
+    const trace = startTrace(['--filter-netns', `/run/netns/${b}`, 'greater 900']);
+    await trace.ready();
+    lab.traffic(a, ['udp', lab.v4(1, 2), '6202', '2', '', '40']);
+    lab.traffic(a, ['udp', lab.v4(1, 2), '6203', '2', '', '1000']);
+    const { events, code, stderr } = await trace.stop();
+    assert.equal(code, 0, stderr);
+    const ports = new Set(events.map((e) => e.tuple?.dport));
+    assert.ok(ports.has(6203), `the 1000-byte datagrams are traced: ${[...ports]}`);
+    assert.ok(!ports.has(6202), 'the 40-byte datagrams are not');
+  });
+
   test('--filter-ifname keeps only steps on that interface', async () => {
     const { events, code, stderr } = await traceUdp(['--filter-ifname', 'va1'], ['6201']);
     assert.equal(code, 0, stderr);
