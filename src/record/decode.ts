@@ -329,9 +329,15 @@ export class RecordDecoder {
         return;
       case FrameType.Hello: {
         const hello = this.json<HelloInfo>(buf, start, len);
-        if (hello.stream !== STREAM_VERSION || hello.event_version !== EVENT_VERSION) {
+        // json_schema: the lines it would write with --emit json (a helper left from an older build).
+        const schema = hello.json_schema ?? TRACE_SCHEMA_VERSION;
+        if (
+          hello.stream !== STREAM_VERSION ||
+          hello.event_version !== EVENT_VERSION ||
+          schema !== TRACE_SCHEMA_VERSION
+        ) {
           throw new StreamError(
-            `helper speaks record stream v${hello.stream}/event v${hello.event_version}, this client reads v${STREAM_VERSION}/v${EVENT_VERSION}: use matching versions`,
+            `helper speaks record stream v${hello.stream}/event v${hello.event_version}/JSON lines v${schema}, this client reads v${STREAM_VERSION}/v${EVENT_VERSION}/v${TRACE_SCHEMA_VERSION}: use matching versions`,
           );
         }
         this.seenHello = true;

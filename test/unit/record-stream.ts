@@ -23,6 +23,7 @@ export const HELLO = {
   hostname: 'node-1',
   mono_ns: '1000000000',
   real_ns: '1795565153000000000',
+  json_schema: 1,
 };
 export const READY = {
   backend: 'tracepoint',

@@ -120,5 +120,6 @@ describe('record stream decoder', () => {
       () => decodeAll([json(FrameType.Hello, { ...HELLO, event_version: 99 })]),
       /matching versions/,
     );
+    assert.throws(() => decodeAll([json(FrameType.Hello, { ...HELLO, json_schema: 2 })]), /JSON lines v2/);
   });
 });
