@@ -133,7 +133,8 @@ static __noinline int pwru_pcap_filter(__u64 data, __u32 linear_len, __u32 pkt_l
  * and fixes up faults; the helper sets cfg_direct_dev), a few ns against the
  * tens of a probe read; probe reads elsewhere. Five of these per event.
  */
-#define DEV_READ(direct, dev, field) (((direct) && cfg_direct_dev) ? (dev)->field : BPF_CORE_READ(dev, field))
+#define DEV_DIRECT(direct) ((direct) && cfg_direct_dev)
+#define DEV_READ(direct, dev, field) (DEV_DIRECT(direct) ? (dev)->field : BPF_CORE_READ(dev, field))
 
 static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 {
@@ -159,7 +160,7 @@ static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *d
 {
 	struct sock *sk;
 
-	if (dev && direct && cfg_direct_dev)
+	if (dev && DEV_DIRECT(direct))
 		return dev->nd_net.net->ns.inum;
 	if (dev)
 		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
@@ -409,7 +410,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 		ev->ifindex = DEV_READ(direct, dev, ifindex);
 		ev->mtu = DEV_READ(direct, dev, mtu);
 		/* The copy takes all 16 bytes, the probe read stops at the NUL: readers stop there too. */
-		if (direct && cfg_direct_dev)
+		if (DEV_DIRECT(direct))
 			__builtin_memcpy(ev->ifname, dev->name, sizeof(ev->ifname));
 		else
 			BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
