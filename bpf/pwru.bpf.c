@@ -67,7 +67,7 @@ struct {
 /* skbs that matched once, followed regardless of later rewrites (--filter-track-skb). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 1); /* resized to 65536 with --filter-track-skb: preallocating it costs ~17 ms */
 	__type(key, __u64);
 	__type(value, __u8);
 } tracked_skbs SEC(".maps");
@@ -164,7 +164,12 @@ static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *d
 		return dev->nd_net.net->ns.inum;
 	if (dev)
 		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	sk = SKB_READ(direct, skb, sk);
+	/*
+	 * Only when the skb has no device yet: a probe read even for tp_btf, because
+	 * a direct load of a socket pointer from the skb costs each program load
+	 * ~1 ms in the verifier (it searches the kernel's BTF for trust annotations).
+	 */
+	sk = BPF_CORE_READ(skb, sk);
 	return sk ? BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) : 0;
 }
 

@@ -242,6 +242,8 @@ struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_s
 	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);
 	if (cfg->output_stack)
 		bpf_map__set_max_entries(skel->maps.stacks, 16384);
+	if (cfg->track_skb)
+		bpf_map__set_max_entries(skel->maps.tracked_skbs, 65536);
 
 	/* Load only the programs some probe needs; the first probe of each names a tp_btf target. */
 	bpf_object__for_each_program(prog, skel->obj) bpf_program__set_autoload(prog, false);

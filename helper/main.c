@@ -32,6 +32,7 @@
 #include "events.h"
 #include "filter_translate.h"
 #include "kallsyms.h"
+#include "kernel_btf.h"
 #include "loader.h"
 #include "options.h"
 #include "output.h"
@@ -437,7 +438,7 @@ int main(int argc, char **argv)
 	if (!privileged())
 		return fail(EXIT_FAILED, "not_permitted", "%s",
 			    "not permitted: tracing needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN before 5.8)");
-	btf = btf__load_vmlinux_btf();
+	btf = kernel_btf_load();
 	if (!btf)
 		return fail(EXIT_FAILED, "no_btf", "%s",
 			    "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): kubectl-pwru needs a kernel "
@@ -516,11 +517,11 @@ int main(int argc, char **argv)
 		return fail(EXIT_BAD_INPUT, "no_match", "%s", err);
 	}
 
-	/* libbpf reads the kernel's BTF again for CO-RE: keep only one copy in memory at a time. */
 	char *drop_reasons = drop_reasons_json(btf);
 	uint32_t ndrop_names = 0;
 	char **drop_names = opts.emit_json ? drop_reason_names(btf, &ndrop_names) : NULL;
-	btf__free(btf);
+	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
+	kernel_btf_give_to_libbpf(btf);
 	btf = NULL;
 	/* kallsyms is only needed again to name callers: it is reloaded lazily then. */
 	if (backend == BACKEND_TRACEPOINT)
