@@ -83,6 +83,37 @@ static void put_u64(struct line_buf *lb, uint64_t v)
 	lb->len += digits;
 }
 
+#define TEXT_OF(x) #x
+#define TEXT_OF_VALUE(x) TEXT_OF(x)
+#define JSON_SCHEMA_TEXT TEXT_OF_VALUE(PWRU_JSON_SCHEMA_VERSION)
+
+/* A timestamp: a run of events shares all but the last six digits, whose text is kept. */
+static void put_ts(struct line_buf *lb, uint64_t ts)
+{
+	static uint64_t last_high = UINT64_MAX;
+	static struct line_buf high_text;
+	uint64_t high = ts / 1000000;
+	unsigned low = (unsigned)(ts % 1000000);
+
+	if (!high) {
+		put_u64(lb, ts);
+		return;
+	}
+	if (high != last_high) {
+		high_text.len = 0;
+		put_u64(&high_text, high);
+		last_high = high;
+	}
+	put(lb, high_text.p, high_text.len);
+	if (lb->len + 6 > lb->cap)
+		reserve(lb, 6);
+	char *o = lb->p + lb->len;
+	memcpy(o, &digit_pairs[2 * (low / 10000)], 2);
+	memcpy(o + 2, &digit_pairs[2 * (low / 100 % 100)], 2);
+	memcpy(o + 4, &digit_pairs[2 * (low % 100)], 2);
+	lb->len += 6;
+}
+
 static void put_hex(struct line_buf *lb, uint64_t v)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -260,20 +291,6 @@ static void put_addr(struct line_buf *lb, uint8_t family, const uint8_t *b)
 	}
 	format_addr(6, b, text, sizeof(text));
 	put_plain(lb, text);
-}
-
-/* Events of a trace come from a handful of namespaces: remember the last one's digits. */
-static void put_netns(struct line_buf *lb, uint32_t netns)
-{
-	static uint32_t last;
-	static struct line_buf text;
-
-	if (netns != last || !text.len) {
-		text.len = 0;
-		put_u64(&text, netns);
-		last = netns;
-	}
-	put(lb, text.p, text.len);
 }
 
 static const char *l4_name(uint8_t l4)
@@ -488,27 +505,66 @@ static void put_probe(struct line_buf *lb, const struct event_names *n, uint32_t
 	line_buf_free(&one);
 }
 
-void event_json(const struct event_names *n, const struct pwru_event *ev, const struct step_info *step,
-		struct line_buf *lb)
-{
-	const char *name = ev->probe_id < n->nprobes ? n->probe_name[ev->probe_id] : NULL;
-	char sym[320];
+/*
+ * The text of a group of fields, kept with the event bytes it was made from:
+ * a packet's steps through one device, and the packets of one flow, repeat
+ * them event after event, and copying text is cheaper than making it again.
+ */
+struct group_memo {
+	uint8_t key[64];
+	bool set;
+	struct line_buf text;
+};
 
-	PUT(lb, "{\"type\":\"event\",\"v\":");
-	put_u64(lb, PWRU_JSON_SCHEMA_VERSION);
-	PUT(lb, ",\"ts\":\"");
-	put_u64(lb, ev->ts);
-	PUT(lb, "\",\"time\":");
-	put_time(lb, (int64_t)ev->ts + n->real_minus_mono_ns);
-	PUT(lb, ",\"skb\":\"");
-	/* Consecutive events are mostly the same packet's steps. */
-	if (ev->skb != last_skb || !skb_text.len) {
-		skb_text.len = 0;
-		put_hex(&skb_text, ev->skb);
-		last_skb = ev->skb;
-	}
-	put(lb, skb_text.p, skb_text.len);
-	put_probe(lb, n, ev->probe_id, name);
+/* Appends m's text when it was made from key. */
+static bool memo_put(struct group_memo *m, const void *key, size_t len, struct line_buf *lb)
+{
+	if (!m->set || memcmp(m->key, key, len) != 0)
+		return false;
+	put(lb, m->text.p, m->text.len);
+	return true;
+}
+
+/* Remembers lb's text from start on, made from key. */
+static void memo_keep(struct group_memo *m, const void *key, size_t len, const struct line_buf *lb, size_t start)
+{
+	memcpy(m->key, key, len);
+	m->text.len = 0;
+	put(&m->text, lb->p + start, lb->len - start);
+	m->set = true;
+}
+
+/* What "cpu" to "pktType" are made of (no padding: every byte is a field). */
+struct where_key {
+	uint32_t cpu, pid, netns, mark, ifindex, mtu, len;
+	uint16_t protocol;
+	uint8_t pkt_type, zero;
+	char comm[16], ifname[16];
+};
+
+/* What "tuple" is made of. */
+struct tuple_key {
+	uint8_t has_tuple, l3, l4, tcp_flags, icmp_type, icmp_code;
+	uint16_t sport, dport;
+	uint8_t saddr[16], daddr[16];
+};
+
+#define GROUP_MEMOS 8 /* by CPU: each CPU's events are a run of one packet's steps */
+static struct group_memo where_memos[GROUP_MEMOS], tuple_memos[GROUP_MEMOS];
+
+/* ,"cpu":…,"pktType":… */
+static void put_where(struct line_buf *lb, const struct pwru_event *ev)
+{
+	struct where_key k = { ev->cpu, ev->pid, ev->netns, ev->mark, ev->ifindex, ev->mtu, ev->len,
+			       ev->protocol, ev->pkt_type, 0, { 0 }, { 0 } };
+	struct group_memo *m = &where_memos[ev->cpu % GROUP_MEMOS];
+	size_t start = lb->len;
+
+	_Static_assert(sizeof(k) <= sizeof(m->key), "where_key fits the memo");
+	memcpy(k.comm, ev->comm, 16);
+	memcpy(k.ifname, ev->ifname, 16);
+	if (memo_put(m, &k, sizeof(k), lb))
+		return;
 	PUT(lb, ",\"cpu\":");
 	put_u64(lb, ev->cpu);
 	PUT(lb, ",\"pid\":");
@@ -516,7 +572,7 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 	PUT(lb, ",\"process\":");
 	put_name16(lb, comms, sizeof(comms) / sizeof(comms[0]), ev->comm);
 	PUT(lb, ",\"netns\":");
-	put_netns(lb, ev->netns);
+	put_u64(lb, ev->netns);
 	PUT(lb, ",\"mark\":");
 	put_u64(lb, ev->mark);
 	PUT(lb, ",\"ifindex\":");
@@ -531,39 +587,79 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 	put_u64(lb, ev->len);
 	PUT(lb, ",\"pktType\":");
 	put_pkt_type(lb, ev->pkt_type);
+	memo_keep(m, &k, sizeof(k), lb, start);
+}
+
+/* ,"tuple":{…} when the packet's addresses were read */
+static void put_tuple(struct line_buf *lb, const struct pwru_event *ev)
+{
+	if (!(ev->flags & PWRU_F_HAS_TUPLE))
+		return;
+
+	struct tuple_key k = { 1, ev->l3, ev->l4, ev->tcp_flags, ev->icmp_type, ev->icmp_code, ev->sport, ev->dport,
+			       { 0 }, { 0 } };
+	struct group_memo *m = &tuple_memos[ev->cpu % GROUP_MEMOS];
+	uint8_t family = ev->l3 == 6 ? 6 : 4;
+	size_t start = lb->len;
+
+	_Static_assert(sizeof(k) <= sizeof(m->key), "tuple_key fits the memo");
+	memcpy(k.saddr, ev->saddr, 16);
+	memcpy(k.daddr, ev->daddr, 16);
+	if (memo_put(m, &k, sizeof(k), lb))
+		return;
+	PUT(lb, ",\"tuple\":{\"family\":");
+	put_u64(lb, family);
+	PUT(lb, ",\"proto\":");
+	put_l4(lb, ev->l4);
+	PUT(lb, ",\"src\":");
+	put_addr(lb, family, ev->saddr);
+	PUT(lb, ",\"dst\":");
+	put_addr(lb, family, ev->daddr);
+	if (ev->l4 == 6 || ev->l4 == 17 || ev->l4 == 132) {
+		PUT(lb, ",\"sport\":");
+		put_u64(lb, ev->sport);
+		PUT(lb, ",\"dport\":");
+		put_u64(lb, ev->dport);
+		if (ev->l4 == 6) {
+			PUT(lb, ",\"tcpFlags\":");
+			put_tcp_flags(lb, ev->tcp_flags);
+		}
+	} else if (ev->l4 == 1 || ev->l4 == 58) {
+		PUT(lb, ",\"icmpType\":");
+		put_u64(lb, ev->icmp_type);
+		PUT(lb, ",\"icmpCode\":");
+		put_u64(lb, ev->icmp_code);
+	}
+	PUT(lb, "}");
+	memo_keep(m, &k, sizeof(k), lb, start);
+}
+
+void event_json(const struct event_names *n, const struct pwru_event *ev, const struct step_info *step,
+		struct line_buf *lb)
+{
+	const char *name = ev->probe_id < n->nprobes ? n->probe_name[ev->probe_id] : NULL;
+	char sym[320];
+
+	PUT(lb, "{\"type\":\"event\",\"v\":" JSON_SCHEMA_TEXT ",\"ts\":\"");
+	put_ts(lb, ev->ts);
+	PUT(lb, "\",\"time\":");
+	put_time(lb, (int64_t)ev->ts + n->real_minus_mono_ns);
+	PUT(lb, ",\"skb\":\"");
+	/* Consecutive events are mostly the same packet's steps. */
+	if (ev->skb != last_skb || !skb_text.len) {
+		skb_text.len = 0;
+		put_hex(&skb_text, ev->skb);
+		last_skb = ev->skb;
+	}
+	put(lb, skb_text.p, skb_text.len);
+	put_probe(lb, n, ev->probe_id, name);
+	put_where(lb, ev);
 	if (ev->caller) {
 		PUT(lb, ",\"caller\":");
 		n->describe(ev->caller, sym, sizeof(sym));
 		put_cstr(lb, sym);
 	}
-	if (ev->flags & PWRU_F_HAS_TUPLE) {
-		uint8_t family = ev->l3 == 6 ? 6 : 4;
-
-		PUT(lb, ",\"tuple\":{\"family\":");
-		put_u64(lb, family);
-		PUT(lb, ",\"proto\":");
-		put_l4(lb, ev->l4);
-		PUT(lb, ",\"src\":");
-		put_addr(lb, family, ev->saddr);
-		PUT(lb, ",\"dst\":");
-		put_addr(lb, family, ev->daddr);
-		if (ev->l4 == 6 || ev->l4 == 17 || ev->l4 == 132) {
-			PUT(lb, ",\"sport\":");
-			put_u64(lb, ev->sport);
-			PUT(lb, ",\"dport\":");
-			put_u64(lb, ev->dport);
-			if (ev->l4 == 6) {
-				PUT(lb, ",\"tcpFlags\":");
-				put_tcp_flags(lb, ev->tcp_flags);
-			}
-		} else if (ev->l4 == 1 || ev->l4 == 58) {
-			PUT(lb, ",\"icmpType\":");
-			put_u64(lb, ev->icmp_type);
-			PUT(lb, ",\"icmpCode\":");
-			put_u64(lb, ev->icmp_code);
-		}
-		PUT(lb, "}");
-	}
+	put_tuple(lb, ev);
 	if (ev->flags & PWRU_F_DROP) {
 		if (ev->flags & PWRU_F_HAS_REASON) {
 			const char *reason =
