@@ -169,30 +169,47 @@ void line_buf_str(struct line_buf *lb, const char *s, size_t max)
 	lb->len = (size_t)(o - lb->p);
 }
 
-/* The JSON text of a 16-byte name (process, device), remembered: a trace names a few, over and over. */
-struct name_memo {
-	uint64_t key[2];
+/*
+ * The text of a group of fields, kept with the event bytes it was made from:
+ * a packet's steps through one device, and the packets of one flow, repeat
+ * them event after event, and copying text is cheaper than making it again.
+ */
+struct group_memo {
+	uint8_t key[64];
 	bool set;
-	uint8_t len;
-	char text[2 + 6 * 16];
+	struct line_buf text;
 };
 
-static void put_name16(struct line_buf *lb, struct name_memo *memo, size_t nmemo, const char name[16])
+/* Appends m's text when it was made from key. */
+static bool memo_put(struct group_memo *m, const void *key, size_t len, struct line_buf *lb)
+{
+	if (!m->set || memcmp(m->key, key, len) != 0)
+		return false;
+	put(lb, m->text.p, m->text.len);
+	return true;
+}
+
+/* Remembers lb's text from start on, made from key. */
+static void memo_keep(struct group_memo *m, const void *key, size_t len, const struct line_buf *lb, size_t start)
+{
+	memcpy(m->key, key, len);
+	m->text.len = 0;
+	put(&m->text, lb->p + start, lb->len - start);
+	m->set = true;
+}
+
+/* A 16-byte name (process, device) as JSON text: a trace names a few, over and over. */
+static void put_name16(struct line_buf *lb, struct group_memo *memos, size_t nmemos, const char name[16])
 {
 	uint64_t key[2];
-	struct line_buf tmp = { 0 };
+	size_t start = lb->len;
 
 	memcpy(key, name, 16);
-	struct name_memo *m = &memo[(key[0] ^ key[1] ^ (key[0] >> 29)) % nmemo];
-	if (!m->set || m->key[0] != key[0] || m->key[1] != key[1]) {
-		line_buf_str(&tmp, name, 16);
-		memcpy(m->text, tmp.p, tmp.len);
-		m->len = (uint8_t)tmp.len;
-		memcpy(m->key, key, 16);
-		m->set = true;
-		line_buf_free(&tmp);
-	}
-	put(lb, m->text, m->len);
+	struct group_memo *m = &memos[((key[0] ^ (key[1] * 31)) * 0x9E3779B97F4A7C15ULL >> 40) % nmemos];
+	if (memo_put(m, key, sizeof(key), lb))
+		return;
+	line_buf_str(lb, name, 16);
+	memo_keep(m, key, sizeof(key), lb, start);
 }
 
 static void put_cstr(struct line_buf *lb, const char *s)
@@ -471,7 +488,7 @@ static void put_changes(struct line_buf *lb, const struct step_info *step, const
 	PUT(lb, "]");
 }
 
-static struct name_memo comms[8], ifnames[16];
+static struct group_memo comms[8], ifnames[16];
 static uint64_t last_skb;
 static struct line_buf skb_text;
 
@@ -503,35 +520,6 @@ static void put_probe(struct line_buf *lb, const struct event_names *n, uint32_t
 	}
 	put(lb, t->p, t->len);
 	line_buf_free(&one);
-}
-
-/*
- * The text of a group of fields, kept with the event bytes it was made from:
- * a packet's steps through one device, and the packets of one flow, repeat
- * them event after event, and copying text is cheaper than making it again.
- */
-struct group_memo {
-	uint8_t key[64];
-	bool set;
-	struct line_buf text;
-};
-
-/* Appends m's text when it was made from key. */
-static bool memo_put(struct group_memo *m, const void *key, size_t len, struct line_buf *lb)
-{
-	if (!m->set || memcmp(m->key, key, len) != 0)
-		return false;
-	put(lb, m->text.p, m->text.len);
-	return true;
-}
-
-/* Remembers lb's text from start on, made from key. */
-static void memo_keep(struct group_memo *m, const void *key, size_t len, const struct line_buf *lb, size_t start)
-{
-	memcpy(m->key, key, len);
-	m->text.len = 0;
-	put(&m->text, lb->p + start, lb->len - start);
-	m->set = true;
 }
 
 /* What "cpu" to "pktType" are made of (no padding: every byte is a field). */
@@ -590,6 +578,24 @@ static void put_where(struct line_buf *lb, const struct pwru_event *ev)
 	memo_keep(m, &k, sizeof(k), lb, start);
 }
 
+/* ,"caller":"name+0xoff": a trace sees a few callers (who frees, who drops) over and over. */
+static void put_caller(struct line_buf *lb, const struct event_names *n, uint64_t caller)
+{
+	static struct group_memo memos[16];
+	struct group_memo *m = &memos[(caller * 0x9E3779B97F4A7C15ULL) >> 60];
+	size_t start = lb->len;
+	char sym[320];
+
+	if (memo_put(m, &caller, sizeof(caller), lb))
+		return;
+	PUT(lb, ",\"caller\":");
+	n->describe(caller, sym, sizeof(sym));
+	put_cstr(lb, sym);
+	/* An address without its name (symbols still loading) is not kept: it is named when seen again. */
+	if (strncmp(sym, "0x", 2) != 0)
+		memo_keep(m, &caller, sizeof(caller), lb, start);
+}
+
 /* ,"tuple":{…} when the packet's addresses were read */
 static void put_tuple(struct line_buf *lb, const struct pwru_event *ev)
 {
@@ -638,7 +644,6 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 		struct line_buf *lb)
 {
 	const char *name = ev->probe_id < n->nprobes ? n->probe_name[ev->probe_id] : NULL;
-	char sym[320];
 
 	PUT(lb, "{\"type\":\"event\",\"v\":" JSON_SCHEMA_TEXT ",\"ts\":\"");
 	put_ts(lb, ev->ts);
@@ -654,11 +659,8 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 	put(lb, skb_text.p, skb_text.len);
 	put_probe(lb, n, ev->probe_id, name);
 	put_where(lb, ev);
-	if (ev->caller) {
-		PUT(lb, ",\"caller\":");
-		n->describe(ev->caller, sym, sizeof(sym));
-		put_cstr(lb, sym);
-	}
+	if (ev->caller)
+		put_caller(lb, n, ev->caller);
 	put_tuple(lb, ev);
 	if (ev->flags & PWRU_F_DROP) {
 		if (ev->flags & PWRU_F_HAS_REASON) {

@@ -168,6 +168,16 @@ static bool starts_new_packet(const struct step_state *last, const struct step_s
 	return probe < T.nprobes && T.starts_tx[probe];
 }
 
+/* Equal names: the same 16 bytes nearly always (the kernel pads them with zeros), else equal up to the NUL. */
+static bool same_name(const char a[16], const char b[16])
+{
+	uint64_t x[2], y[2];
+
+	memcpy(x, a, 16);
+	memcpy(y, b, 16);
+	return (x[0] == y[0] && x[1] == y[1]) || strcmp(a, b) == 0;
+}
+
 static uint32_t changes_of(const struct step_state *last, const struct step_state *e)
 {
 	uint32_t c = 0;
@@ -184,7 +194,7 @@ static uint32_t changes_of(const struct step_state *last, const struct step_stat
 		if (last->has_ports && e->has_ports && last->dport != e->dport)
 			c |= 1u << CH_DPORT;
 	}
-	if (e->iface[0] && last->iface[0] && strcmp(e->iface, last->iface) != 0)
+	if (e->iface[0] && last->iface[0] && !same_name(e->iface, last->iface))
 		c |= 1u << CH_IFACE;
 	if (last->netns && e->netns && e->netns != last->netns)
 		c |= 1u << CH_NETNS;
