@@ -32,6 +32,11 @@ const volatile bool cfg_has_func_ip = false; /* bpf_get_func_ip() works for kpro
 /* tp_btf may load through skb->dev directly (see DEV_READ): kernels 6.1 and later. */
 const volatile bool cfg_direct_dev = false;
 /*
+ * tp_btf may load packet bytes directly from skb->head (see PKT_DIRECT):
+ * kernels 6.17 and later; the helper's filter uses its direct form then.
+ */
+const volatile bool cfg_direct_pkt = false;
+/*
  * Ring buffer notifications (see "Waking the reader" in ARCHITECTURE.md):
  * events are submitted without waking the reader, which polls with a short
  * timeout; the reader is woken early once cfg_wakeup_bytes are pending,
@@ -136,6 +141,13 @@ static __noinline int pwru_pcap_filter(__u64 data, __u32 linear_len, __u32 pkt_l
 #define DEV_DIRECT(direct) ((direct) && cfg_direct_dev)
 #define DEV_READ(direct, dev, field) (DEV_DIRECT(direct) ? (dev)->field : BPF_CORE_READ(dev, field))
 
+/*
+ * Whether this program may load packet bytes from skb->head directly: the
+ * verifier of 6.17 and later types it as read-only untrusted memory, whose
+ * loads are fault-checked like probe reads at the cost of a plain load.
+ */
+#define PKT_DIRECT(direct) ((direct) && cfg_direct_pkt)
+
 static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 {
 	if (!cfg_pcap_l3 && !cfg_pcap_l2)
@@ -233,14 +245,19 @@ static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *sk
 	unsigned char *head = SKB_READ(direct, skb, head);
 	__u16 nh = SKB_READ(direct, skb, network_header);
 	__u32 tail = SKB_READ(direct, skb, tail);
-	__u8 hdrs[HDRS_READ];
+	__u8 hdrs[HDRS_READ] __attribute__((aligned(8)));
 	__u32 have = HDRS_READ; /* bytes of hdrs that were read */
 	__u32 l4_off;
 	__u8 first;
 
 	if (nh == 0 || nh == 0xffff || nh >= tail)
 		return;
-	if (bpf_probe_read_kernel(hdrs, sizeof(hdrs), head + nh)) {
+	if (PKT_DIRECT(direct)) {
+		/* Eight bytes a load (unaligned loads are fine where the kernel allows these). */
+#pragma unroll
+		for (int i = 0; i < HDRS_READ / 8; i++)
+			((__u64 *)hdrs)[i] = ((const __u64 *)(head + nh))[i];
+	} else if (bpf_probe_read_kernel(hdrs, sizeof(hdrs), head + nh)) {
 		have = 0;
 		if (bpf_probe_read_kernel(hdrs, 1, head + nh))
 			return;

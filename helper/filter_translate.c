@@ -12,6 +12,12 @@
  * bpf_probe_read_kernel. Likewise only the scratch words some load reads are
  * zeroed first (the verifier wants them initialised).
  * A classic program returns 0 on an out-of-bounds load; so does this one.
+ *
+ * The direct form (for tp_btf programs on kernels that allow it, see
+ * pcap_filter) gets the packet as a pointer the verifier lets it load from
+ * (skb->head is read-only untrusted memory there; a faulting load reads 0):
+ * no prefetch, no helper calls, each load one instruction after its bounds
+ * check.
  */
 #include "filter_translate.h"
 
@@ -45,6 +51,7 @@ struct emitter {
 	bool oom;
 	__u32 prefetch;		/* bytes read ahead: the end of the furthest fixed-offset load, up to PREFETCH */
 	__u16 mem_read;		/* scratch words some load reads */
+	bool direct;		/* loads straight from the packet pointer (the direct form) */
 };
 
 static struct bpf_insn mk(__u8 code, __u8 dst, __u8 src, __s16 off, __s32 imm)
@@ -104,6 +111,14 @@ static void emit_read(struct emitter *e, int dst, int size)
 		emit(e, mk(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, size * 8));
 }
 
+/* dst = big-endian load of size bytes at base + off, from the packet itself (the direct form). */
+static void emit_direct_read(struct emitter *e, int dst, int base, __s16 off, int size)
+{
+	emit(e, mk(BPF_LDX | BPF_MEM | (size == 1 ? BPF_B : size == 2 ? BPF_H : BPF_W), dst, base, off, 0));
+	if (size > 1)
+		emit(e, mk(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, size * 8));
+}
+
 /* dst = P[k:size] from the prefetched bytes, assembled big-endian byte by byte (stack loads must be aligned). */
 static void emit_prefetched(struct emitter *e, int dst, __u32 k, int size)
 {
@@ -122,6 +137,12 @@ static void emit_load_abs(struct emitter *e, int dst, __u32 k, int size)
 {
 	size_t to_slow, to_done;
 
+	if (e->direct) {
+		/* r9 holds a u32: a 64-bit compare against k + size cannot wrap. */
+		emit_reject_if(e, mk(BPF_JMP | BPF_JLT | BPF_K, R_LINLEN, 0, 0, (__s32)(k + size)));
+		emit_direct_read(e, dst, R_DATA, (__s16)k, size);
+		return;
+	}
 	if (k + size > e->prefetch) {
 		emit_load_abs_slow(e, dst, k, size);
 		return;
@@ -158,6 +179,13 @@ static void emit_load_ind(struct emitter *e, __u32 k, int size)
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, BPF_REG_3, 0, 0));
 	emit(e, mk(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_2, 0, 0, size));
 	emit_reject_if(e, mk(BPF_JMP | BPF_JGT | BPF_X, BPF_REG_2, R_LINLEN, 0, 0));
+	if (e->direct) {
+		/* pointer += offset: the verifier keeps the pointer's type only with the pointer on the left */
+		emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, R_DATA, 0, 0));
+		emit(e, mk(BPF_ALU64 | BPF_ADD | BPF_X, BPF_REG_2, BPF_REG_3, 0, 0));
+		emit_direct_read(e, R_A, BPF_REG_2, 0, size);
+		return;
+	}
 	emit(e, mk(BPF_ALU64 | BPF_ADD | BPF_X, BPF_REG_3, R_DATA, 0, 0));
 	emit_read(e, R_A, size);
 }
@@ -385,6 +413,8 @@ static void emit_prologue(struct emitter *e)
 	for (int i = 0; i < CBPF_MEMWORDS; i++)
 		if (e->mem_read & (1u << i))
 			emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, R_A, OFF_MEM(i), 0));
+	if (e->direct)
+		return; /* no helper call will clobber the mode in r4, and nothing is read ahead */
 	emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, BPF_REG_4, OFF_MODE, 0));
 	if (!e->prefetch) {
 		emit(e, mk(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, R_A, OFF_PREFETCH_LEN, 0));
@@ -435,10 +465,10 @@ static int emit_form(struct emitter *e, const struct cbpf_insn *prog, size_t n, 
 }
 
 /* Layout: prologue; if mode == L2 goto L2; L3 form; L2: L2 form; reject: r0 = 0, exit (when a load can reject). */
-static int build(const struct cbpf_insn *l3, size_t n3, const struct cbpf_insn *l2, size_t n2,
-		 struct pcap_filter *out, char *err, size_t errlen)
+static int build(const struct cbpf_insn *l3, size_t n3, const struct cbpf_insn *l2, size_t n2, bool direct,
+		 struct bpf_insn **out, size_t *out_cnt, char *err, size_t errlen)
 {
-	struct emitter e = { 0 };
+	struct emitter e = { .direct = direct };
 	size_t l2_pos, reject_pos;
 	int ret = -1;
 
@@ -461,8 +491,8 @@ static int build(const struct cbpf_insn *l3, size_t n3, const struct cbpf_insn *
 	}
 	if (resolve_exit_jumps(&e, reject_pos, l2_pos, err, errlen) < 0)
 		goto out;
-	out->insns = e.insns;
-	out->cnt = e.cnt;
+	*out = e.insns;
+	*out_cnt = e.cnt;
 	e.insns = NULL;
 	ret = 0;
 out:
@@ -470,18 +500,6 @@ out:
 	free(e.kind);
 	free(e.target);
 	return ret;
-}
-
-int cbpf_translate(const struct cbpf_insn *in, size_t n, struct bpf_insn **out, size_t *out_cnt, char *err,
-		   size_t errlen)
-{
-	struct pcap_filter f = { 0 };
-
-	if (build(in, n, NULL, 0, &f, err, errlen) < 0)
-		return -1;
-	*out = f.insns;
-	*out_cnt = f.cnt;
-	return 0;
 }
 
 int pcap_filter_build(const char *expr, struct pcap_filter *out, char *err, size_t errlen)
@@ -499,7 +517,9 @@ int pcap_filter_build(const char *expr, struct pcap_filter *out, char *err, size
 		snprintf(err, errlen, "%s", err2);
 		return -1;
 	}
-	ret = build(l3, n3, l2, n2, out, err, errlen);
+	ret = build(l3, n3, l2, n2, false, &out->insns, &out->cnt, err, errlen);
+	if (ret == 0)
+		ret = build(l3, n3, l2, n2, true, &out->direct_insns, &out->direct_cnt, err, errlen);
 	free(l3);
 	free(l2);
 	return ret;
@@ -514,14 +534,17 @@ void pcap_filter_match_all(struct pcap_filter *out)
 
 	memset(out, 0, sizeof(*out));
 	out->insns = malloc(sizeof(all));
-	if (out->insns) {
+	out->direct_insns = malloc(sizeof(all));
+	if (out->insns && out->direct_insns) {
 		memcpy(out->insns, all, sizeof(all));
-		out->cnt = 2;
+		memcpy(out->direct_insns, all, sizeof(all));
+		out->cnt = out->direct_cnt = 2;
 	}
 }
 
 void pcap_filter_free(struct pcap_filter *f)
 {
 	free(f->insns);
+	free(f->direct_insns);
 	memset(f, 0, sizeof(*f));
 }

@@ -12,6 +12,13 @@
 struct pcap_filter {
 	struct bpf_insn *insns; /* the whole stub body, ready to splice */
 	size_t cnt;
+	/*
+	 * The same reading the packet with plain loads: for tp_btf programs on
+	 * kernels whose verifier types skb->head as read-only untrusted memory
+	 * (6.17+), where a load costs one instruction instead of a helper call.
+	 */
+	struct bpf_insn *direct_insns;
+	size_t direct_cnt;
 	bool l3;		/* an L3 (raw IP) form exists */
 	bool l2;		/* an L2 (Ethernet) form exists */
 };
@@ -21,8 +28,8 @@ struct pcap_filter {
  * compiles into one eBPF function with the stub's signature:
  *   int f(u64 data, u32 linear_len, u32 pkt_len, u32 mode)  (mode 0 = L3, 1 = L2)
  * Packet bytes are read with bpf_probe_read_kernel, because probes see the
- * skb, not a packet context. Returns -1 with libpcap's message if neither
- * form compiles.
+ * skb, not a packet context (and, in direct_insns, with plain loads). Returns
+ * -1 with libpcap's message if neither form compiles.
  */
 int pcap_filter_build(const char *expr, struct pcap_filter *out, char *err, size_t errlen);
 
@@ -30,9 +37,5 @@ int pcap_filter_build(const char *expr, struct pcap_filter *out, char *err, size
 void pcap_filter_match_all(struct pcap_filter *out);
 
 void pcap_filter_free(struct pcap_filter *f);
-
-/* Exposed for tests: translate one classic program; 0 on success. */
-int cbpf_translate(const struct cbpf_insn *in, size_t n, struct bpf_insn **out, size_t *out_cnt, char *err,
-		   size_t errlen);
 
 #endif

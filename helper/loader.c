@@ -28,6 +28,8 @@ struct prog_state {
 
 static struct {
 	const struct pcap_filter *filter;
+	bool direct_packet; /* tp_btf programs get the filter's direct form (see pcap_filter) */
+	bool quiet;	    /* a load that may fail, with another way to go: its log is noise */
 	struct prog_state progs[MAX_PROGS];
 	size_t nprogs;
 	int *clone_fds;
@@ -93,13 +95,17 @@ static int prepare_load(struct bpf_program *prog, struct bpf_prog_load_opts *opt
 		}
 	}
 
-	out_cnt = stub + (stub < cnt ? st.filter->cnt : 0);
+	bool direct = st.direct_packet && bpf_program__type(prog) == BPF_PROG_TYPE_TRACING;
+	const struct bpf_insn *filter = direct ? st.filter->direct_insns : st.filter->insns;
+	size_t filter_cnt = direct ? st.filter->direct_cnt : st.filter->cnt;
+
+	out_cnt = stub + (stub < cnt ? filter_cnt : 0);
 	out = malloc(out_cnt * sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	memcpy(out, insns, stub * sizeof(*out));
 	if (stub < cnt)
-		memcpy(out + stub, st.filter->insns, st.filter->cnt * sizeof(*out));
+		memcpy(out + stub, filter, filter_cnt * sizeof(*out));
 
 	ps->has_marker = false;
 	for (size_t i = 0; i < stub; i++) {
@@ -177,7 +183,7 @@ struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backe
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	/* Warnings carry the verifier's log when a load fails: worth showing. */
-	if (level == LIBBPF_DEBUG || getenv("PWRU_QUIET_LIBBPF"))
+	if (level == LIBBPF_DEBUG || st.quiet || getenv("PWRU_QUIET_LIBBPF"))
 		return 0;
 	return vfprintf(stderr, fmt, ap);
 }
@@ -209,8 +215,8 @@ static void set_wakeup_policy(struct pwru_bpf *skel, unsigned int ringbuf_bytes)
 	skel->rodata->cfg_wakeup_mask = every - 1;
 }
 
-struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_set *probes, char *err,
-			     size_t errlen)
+static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struct probe_set *probes, char *err,
+				      size_t errlen)
 {
 	struct pwru_bpf *skel;
 	struct bpf_program *prog;
@@ -238,6 +244,7 @@ struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_s
 	skel->rodata->cfg_pcap_l2 = cfg->has_filter && cfg->filter->l2;
 	skel->rodata->cfg_has_func_ip = cfg->has_func_ip;
 	skel->rodata->cfg_direct_dev = kernel_at_least(6, 1);
+	skel->rodata->cfg_direct_pkt = st.direct_packet;
 	set_wakeup_policy(skel, cfg->ringbuf_bytes);
 	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);
 	if (cfg->output_stack)
@@ -279,6 +286,24 @@ struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_s
 fail:
 	pwru_bpf__destroy(skel);
 	return NULL;
+}
+
+struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_set *probes, char *err,
+			     size_t errlen)
+{
+	struct pwru_bpf *skel;
+
+	/* 6.17 types skb->head as read-only untrusted memory, which tp_btf programs may load from. */
+	st.direct_packet = kernel_at_least(6, 17);
+	st.quiet = st.direct_packet;
+	skel = open_and_load(cfg, probes, err, errlen);
+	st.quiet = false;
+	if (!skel && st.direct_packet) {
+		/* A kernel that says 6.17 and types it otherwise (a vendor's): probe reads, as before 6.17. */
+		st.direct_packet = false;
+		skel = open_and_load(cfg, probes, err, errlen);
+	}
+	return skel;
 }
 
 int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, size_t id, char *err,
