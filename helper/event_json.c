@@ -87,33 +87,6 @@ static void put_u64(struct line_buf *lb, uint64_t v)
 #define TEXT_OF_VALUE(x) TEXT_OF(x)
 #define JSON_SCHEMA_TEXT TEXT_OF_VALUE(PWRU_JSON_SCHEMA_VERSION)
 
-/* A timestamp: a run of events shares all but the last six digits, whose text is kept. */
-static void put_ts(struct line_buf *lb, uint64_t ts)
-{
-	static uint64_t last_high = UINT64_MAX;
-	static struct line_buf high_text;
-	uint64_t high = ts / 1000000;
-	unsigned low = (unsigned)(ts % 1000000);
-
-	if (!high) {
-		put_u64(lb, ts);
-		return;
-	}
-	if (high != last_high) {
-		high_text.len = 0;
-		put_u64(&high_text, high);
-		last_high = high;
-	}
-	put(lb, high_text.p, high_text.len);
-	if (lb->len + 6 > lb->cap)
-		reserve(lb, 6);
-	char *o = lb->p + lb->len;
-	memcpy(o, &digit_pairs[2 * (low / 10000)], 2);
-	memcpy(o + 2, &digit_pairs[2 * (low / 100 % 100)], 2);
-	memcpy(o + 4, &digit_pairs[2 * (low % 100)], 2);
-	lb->len += 6;
-}
-
 static void put_hex(struct line_buf *lb, uint64_t v)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -196,6 +169,31 @@ static void memo_keep(struct group_memo *m, const void *key, size_t len, const s
 	m->text.len = 0;
 	put(&m->text, lb->p + start, lb->len - start);
 	m->set = true;
+}
+
+/* A timestamp: a run of events shares all but the last six digits, whose text is kept. */
+static void put_ts(struct line_buf *lb, uint64_t ts)
+{
+	static struct group_memo high_memo;
+	uint64_t high = ts / 1000000;
+	unsigned low = (unsigned)(ts % 1000000);
+	size_t start = lb->len;
+
+	if (!high) {
+		put_u64(lb, ts);
+		return;
+	}
+	if (!memo_put(&high_memo, &high, sizeof(high), lb)) {
+		put_u64(lb, high);
+		memo_keep(&high_memo, &high, sizeof(high), lb, start);
+	}
+	if (lb->len + 6 > lb->cap)
+		reserve(lb, 6);
+	char *o = lb->p + lb->len;
+	memcpy(o, &digit_pairs[2 * (low / 10000)], 2);
+	memcpy(o + 2, &digit_pairs[2 * (low / 100 % 100)], 2);
+	memcpy(o + 4, &digit_pairs[2 * (low % 100)], 2);
+	lb->len += 6;
 }
 
 /* A 16-byte name (process, device) as JSON text: a trace names a few, over and over. */
@@ -489,8 +487,6 @@ static void put_changes(struct line_buf *lb, const struct step_info *step, const
 }
 
 static struct group_memo comms[8], ifnames[16];
-static uint64_t last_skb;
-static struct line_buf skb_text;
 
 /* `","func":NAME,"probe":KIND` of each probe, made once. */
 static void put_probe(struct line_buf *lb, const struct event_names *n, uint32_t id, const char *name)
@@ -539,6 +535,18 @@ struct tuple_key {
 
 #define GROUP_MEMOS 8 /* by CPU: each CPU's events are a run of one packet's steps */
 static struct group_memo where_memos[GROUP_MEMOS], tuple_memos[GROUP_MEMOS];
+
+/* The skb's address: consecutive events are mostly the same packet's steps. */
+static void put_skb(struct line_buf *lb, uint64_t skb)
+{
+	static struct group_memo memo;
+	size_t start = lb->len;
+
+	if (memo_put(&memo, &skb, sizeof(skb), lb))
+		return;
+	put_hex(lb, skb);
+	memo_keep(&memo, &skb, sizeof(skb), lb, start);
+}
 
 /* ,"cpu":…,"pktType":… */
 static void put_where(struct line_buf *lb, const struct pwru_event *ev)
@@ -650,13 +658,7 @@ void event_json(const struct event_names *n, const struct pwru_event *ev, const 
 	PUT(lb, "\",\"time\":");
 	put_time(lb, (int64_t)ev->ts + n->real_minus_mono_ns);
 	PUT(lb, ",\"skb\":\"");
-	/* Consecutive events are mostly the same packet's steps. */
-	if (ev->skb != last_skb || !skb_text.len) {
-		skb_text.len = 0;
-		put_hex(&skb_text, ev->skb);
-		last_skb = ev->skb;
-	}
-	put(lb, skb_text.p, skb_text.len);
+	put_skb(lb, ev->skb);
 	put_probe(lb, n, ev->probe_id, name);
 	put_where(lb, ev);
 	if (ev->caller)

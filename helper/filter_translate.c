@@ -97,7 +97,15 @@ static void emit_reject_if(struct emitter *e, struct bpf_insn jmp)
 	emit_to(e, jmp, T_REJECT, 0);
 }
 
-/* dst = big-endian load of size bytes at r3 (already bounds-checked). */
+/* dst = big-endian load of size bytes at base + off: the stack's load buffer, or the packet (the direct form). */
+static void emit_load_be(struct emitter *e, int dst, int base, __s16 off, int size)
+{
+	emit(e, mk(BPF_LDX | BPF_MEM | (size == 1 ? BPF_B : size == 2 ? BPF_H : BPF_W), dst, base, off, 0));
+	if (size > 1)
+		emit(e, mk(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, size * 8));
+}
+
+/* dst = big-endian load of size bytes at r3 (already bounds-checked), through the load buffer. */
 static void emit_read(struct emitter *e, int dst, int size)
 {
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_1, BPF_REG_10, 0, 0));
@@ -105,18 +113,7 @@ static void emit_read(struct emitter *e, int dst, int size)
 	emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_2, 0, 0, size));
 	emit(e, mk(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_probe_read_kernel));
 	emit_reject_if(e, mk(BPF_JMP | BPF_JNE | BPF_K, BPF_REG_0, 0, 0, 0));
-	emit(e, mk(BPF_LDX | BPF_MEM | (size == 1 ? BPF_B : size == 2 ? BPF_H : BPF_W), dst, BPF_REG_10, OFF_LOADBUF,
-		   0));
-	if (size > 1)
-		emit(e, mk(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, size * 8));
-}
-
-/* dst = big-endian load of size bytes at base + off, from the packet itself (the direct form). */
-static void emit_direct_read(struct emitter *e, int dst, int base, __s16 off, int size)
-{
-	emit(e, mk(BPF_LDX | BPF_MEM | (size == 1 ? BPF_B : size == 2 ? BPF_H : BPF_W), dst, base, off, 0));
-	if (size > 1)
-		emit(e, mk(BPF_ALU | BPF_END | BPF_TO_BE, dst, 0, 0, size * 8));
+	emit_load_be(e, dst, BPF_REG_10, OFF_LOADBUF, size);
 }
 
 /* dst = P[k:size] from the prefetched bytes, assembled big-endian byte by byte (stack loads must be aligned). */
@@ -140,7 +137,7 @@ static void emit_load_abs(struct emitter *e, int dst, __u32 k, int size)
 	if (e->direct) {
 		/* r9 holds a u32: a 64-bit compare against k + size cannot wrap. */
 		emit_reject_if(e, mk(BPF_JMP | BPF_JLT | BPF_K, R_LINLEN, 0, 0, (__s32)(k + size)));
-		emit_direct_read(e, dst, R_DATA, (__s16)k, size);
+		emit_load_be(e, dst, R_DATA, (__s16)k, size);
 		return;
 	}
 	if (k + size > e->prefetch) {
@@ -183,7 +180,7 @@ static void emit_load_ind(struct emitter *e, __u32 k, int size)
 		/* pointer += offset: the verifier keeps the pointer's type only with the pointer on the left */
 		emit(e, mk(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_2, R_DATA, 0, 0));
 		emit(e, mk(BPF_ALU64 | BPF_ADD | BPF_X, BPF_REG_2, BPF_REG_3, 0, 0));
-		emit_direct_read(e, R_A, BPF_REG_2, 0, size);
+		emit_load_be(e, R_A, BPF_REG_2, 0, size);
 		return;
 	}
 	emit(e, mk(BPF_ALU64 | BPF_ADD | BPF_X, BPF_REG_3, R_DATA, 0, 0));
