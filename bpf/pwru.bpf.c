@@ -6,7 +6,7 @@
  *
  * The packet filter is not written here: pwru_pcap_filter() is a stub whose
  * body the helper replaces with the user's pcap expression compiled to eBPF
- * (helper/filter_inject.c). It must stay the only noinline function so that
+ * (helper/filter_translate.c, spliced in by helper/loader.c). It must stay the only noinline function so that
  * libbpf places it last in every program.
  */
 #include "vmlinux_min.h"
@@ -18,12 +18,13 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Read-only configuration, set by the helper before load (see helper/probe_load.c). */
+/* Read-only configuration, set by the helper before load (see helper/loader.c). */
 const volatile __u32 cfg_netns = 0;
 const volatile __u32 cfg_mark = 0;
 const volatile __u32 cfg_mark_mask = 0;
-const volatile char cfg_ifname[16] = {};
-const volatile bool cfg_filter_ifname = false;
+/* --filter-ifname: the device's index in its namespace (pwru's way: a name alone matches every netns's eth0). */
+const volatile __u32 cfg_ifindex = 0;
+const volatile __u32 cfg_ifindex_netns = 0;
 const volatile bool cfg_track_skb = false;
 const volatile bool cfg_output_stack = false;
 const volatile bool cfg_pcap_l3 = false; /* an L3 (DLT_RAW) filter was injected */
@@ -191,20 +192,12 @@ static __always_inline bool match_meta(struct sk_buff *skb, bool direct)
 		return false;
 	if (cfg_mark_mask && (SKB_READ(direct, skb, mark) & cfg_mark_mask) != cfg_mark)
 		return false;
-	if (cfg_filter_ifname) {
-		char name[16];
+	if (cfg_ifindex) {
 		struct net_device *dev = SKB_READ(direct, skb, dev);
 
-		if (!dev)
+		if (!dev || (__u32)DEV_READ(direct, dev, ifindex) != cfg_ifindex ||
+		    skb_netns(skb, dev, direct) != cfg_ifindex_netns)
 			return false;
-		BPF_CORE_READ_STR_INTO(&name, dev, name);
-#pragma unroll
-		for (int i = 0; i < 16; i++) {
-			if (name[i] != cfg_ifname[i])
-				return false;
-			if (name[i] == 0)
-				break;
-		}
 	}
 	return true;
 }

@@ -358,3 +358,47 @@ void attach_detach(struct attachment *att, attach_progress_fn progress)
 	free(att->raw_fds);
 	memset(att, 0, sizeof(*att));
 }
+
+/* The backend to trace with: the one asked for if the kernel offers it, else (auto) the best it offers. */
+int backend_choose(enum backend asked, const struct backend_support *bs, enum backend *chosen, char *note,
+		   size_t notelen, char *err, size_t errlen)
+{
+	const struct {
+		enum backend b;
+		bool offered;
+		const char *why;
+	} all[] = {
+		{ BACKEND_KPROBE_MULTI, bs->kprobe_multi, bs->kprobe_multi_why },
+		{ BACKEND_KPROBE, bs->kprobe, bs->kprobe_why },
+		{ BACKEND_TRACEPOINT, bs->tracepoint, bs->tracepoint_why },
+	};
+	char have[64] = "";
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (all[i].offered)
+			snprintf(have + strlen(have), sizeof(have) - strlen(have), "%s%s", *have ? ", " : "",
+				 backend_name(all[i].b));
+	if (!*have)
+		snprintf(have, sizeof(have), "none");
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		/* Best first: auto takes the first offered. */
+		if (asked == BACKEND_AUTO && all[i].offered) {
+			*chosen = all[i].b;
+			snprintf(note, notelen, "auto chose %s (available: %s)", backend_name(*chosen), have);
+			return 0;
+		}
+		if (asked == all[i].b && all[i].offered) {
+			*chosen = asked;
+			snprintf(note, notelen, "as asked (available: %s)", have);
+			return 0;
+		}
+		if (asked == all[i].b) {
+			snprintf(err, errlen, "backend %s is not available on this kernel (%s); available: %s",
+				 backend_name(asked), all[i].why, have);
+			return -1;
+		}
+	}
+	snprintf(err, errlen, "this kernel offers no backend: %s; %s; %s", bs->kprobe_multi_why, bs->kprobe_why,
+		 bs->tracepoint_why);
+	return -1;
+}

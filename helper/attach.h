@@ -44,4 +44,8 @@ int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *pr
 
 void attach_detach(struct attachment *att, attach_progress_fn progress);
 
+/* The backend to use (the one asked for, or auto's best): the note says how it was chosen; -1 with err. */
+int backend_choose(enum backend asked, const struct backend_support *bs, enum backend *chosen, char *note,
+		   size_t notelen, char *err, size_t errlen);
+
 #endif

@@ -6,50 +6,14 @@
 #include <string.h>
 #include <time.h>
 
-static void reserve(struct line_buf *lb, size_t extra)
-{
-	if (lb->len + extra <= lb->cap)
-		return;
-	size_t cap = lb->cap ? lb->cap : 4096;
-	while (cap < lb->len + extra)
-		cap *= 2;
-	char *p = realloc(lb->p, cap);
-	if (!p) {
-		fprintf(stderr, "pwru-helper: out of memory\n");
-		exit(1);
-	}
-	lb->p = p;
-	lb->cap = cap;
-}
-
-/* The hot path of every line: a few dozen small appends. */
-static inline void put(struct line_buf *lb, const char *s, size_t n)
-{
-	if (__builtin_expect(lb->len + n > lb->cap, 0))
-		reserve(lb, n);
-	memcpy(lb->p + lb->len, s, n);
-	lb->len += n;
-}
-
-void line_buf_put(struct line_buf *lb, const char *s, size_t n)
-{
-	put(lb, s, n);
-}
-
-void line_buf_free(struct line_buf *lb)
-{
-	free(lb->p);
-	memset(lb, 0, sizeof(*lb));
-}
-
-#define PUT(lb, lit) put(lb, lit, sizeof(lit) - 1)
+#define PUT(b, lit) BUF_PUT_LIT(b, lit)
 
 static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
 				  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
 				  "8081828384858687888990919293949596979899";
 
 /* Decimal, written in place two digits a step: a line has a dozen numbers, timestamps of 14 digits among them. */
-static void put_u64(struct line_buf *lb, uint64_t v)
+static void put_u64(struct buf *b, uint64_t v)
 {
 	int digits = 1;
 
@@ -61,9 +25,9 @@ static void put_u64(struct line_buf *lb, uint64_t v)
 		}
 		digits++;
 	}
-	if (lb->len + 20 > lb->cap)
-		reserve(lb, 20);
-	char *end = lb->p + lb->len + digits, *o = end;
+	if (!buf_reserve(b, 20))
+		return;
+	char *end = b->p + b->len + digits, *o = end;
 	while (v >= 100) {
 		uint64_t q = v / 100;
 		unsigned r = (unsigned)(v - q * 100);
@@ -80,14 +44,14 @@ static void put_u64(struct line_buf *lb, uint64_t v)
 	} else {
 		*--o = (char)('0' + v);
 	}
-	lb->len += digits;
+	b->len += digits;
 }
 
 #define TEXT_OF(x) #x
 #define TEXT_OF_VALUE(x) TEXT_OF(x)
 #define JSON_SCHEMA_TEXT TEXT_OF_VALUE(PWRU_JSON_SCHEMA_VERSION)
 
-static void put_hex(struct line_buf *lb, uint64_t v)
+static void put_hex(struct buf *b, uint64_t v)
 {
 	static const char digits[] = "0123456789abcdef";
 	char tmp[20];
@@ -99,133 +63,90 @@ static void put_hex(struct line_buf *lb, uint64_t v)
 	} while (v);
 	tmp[--i] = 'x';
 	tmp[--i] = '0';
-	put(lb, tmp + i, sizeof(tmp) - i);
+	buf_put(b, tmp + i, sizeof(tmp) - i);
 }
-
-/* As JSON.stringify writes a string the client decoded as latin1 (names are raw kernel bytes). */
-void line_buf_str(struct line_buf *lb, const char *s, size_t max)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-
-	if (lb->len + 2 + 6 * max > lb->cap)
-		reserve(lb, 2 + 6 * max);
-	char *o = lb->p + lb->len;
-	*o++ = '"';
-	for (size_t i = 0; i < max && p[i]; i++) {
-		unsigned char c = p[i];
-
-		if (__builtin_expect(c >= 0x20 && c < 0x80 && c != '"' && c != '\\', 1)) {
-			*o++ = (char)c; /* names are plain ASCII nearly always */
-		} else if (c == '"' || c == '\\') {
-			*o++ = '\\';
-			*o++ = (char)c;
-		} else if (c >= 0x80) {
-			*o++ = (char)(0xc0 | (c >> 6));
-			*o++ = (char)(0x80 | (c & 0x3f));
-		} else {
-			const char *short_esc = c == '\b' ? "b" : c == '\f' ? "f" : c == '\n' ? "n" : c == '\r' ? "r"
-						: c == '\t' ? "t" : NULL;
-			*o++ = '\\';
-			if (short_esc) {
-				*o++ = *short_esc;
-			} else {
-				*o++ = 'u';
-				*o++ = '0';
-				*o++ = '0';
-				*o++ = hex[c >> 4];
-				*o++ = hex[c & 0xf];
-			}
-		}
-	}
-	*o++ = '"';
-	lb->len = (size_t)(o - lb->p);
-}
-
-/*
- * The text of a group of fields, kept with the event bytes it was made from:
- * a packet's steps through one device, and the packets of one flow, repeat
- * them event after event, and copying text is cheaper than making it again.
- */
-struct group_memo {
-	uint8_t key[64];
-	bool set;
-	struct line_buf text;
-};
 
 /* Appends m's text when it was made from key. */
-static bool memo_put(struct group_memo *m, const void *key, size_t len, struct line_buf *lb)
+static bool memo_put(struct group_memo *m, const void *key, size_t len, struct buf *b)
 {
 	if (!m->set || memcmp(m->key, key, len) != 0)
 		return false;
-	put(lb, m->text.p, m->text.len);
+	buf_put(b, m->text.p, m->text.len);
 	return true;
 }
 
-/* Remembers lb's text from start on, made from key. */
-static void memo_keep(struct group_memo *m, const void *key, size_t len, const struct line_buf *lb, size_t start)
+/* Remembers b's text from start on, made from key. */
+static void memo_keep(struct group_memo *m, const void *key, size_t len, const struct buf *b, size_t start)
 {
 	memcpy(m->key, key, len);
 	m->text.len = 0;
-	put(&m->text, lb->p + start, lb->len - start);
-	m->set = true;
+	buf_put(&m->text, b->p + start, b->len - start);
+	m->set = !out_of_memory();
 }
 
-/* A timestamp: a run of events shares all but the last six digits, whose text is kept. */
-static void put_ts(struct line_buf *lb, uint64_t ts)
+static void memo_free(struct group_memo *m, size_t n)
 {
-	static struct group_memo high_memo;
+	for (size_t i = 0; i < n; i++)
+		buf_free(&m[i].text);
+}
+
+#define MEMOS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A timestamp: a run of events shares all but the last six digits, whose text is kept. */
+static void put_ts(struct json_writer *w, struct buf *b, uint64_t ts)
+{
 	uint64_t high = ts / 1000000;
 	unsigned low = (unsigned)(ts % 1000000);
-	size_t start = lb->len;
+	size_t start = b->len;
 
 	if (!high) {
-		put_u64(lb, ts);
+		put_u64(b, ts);
 		return;
 	}
-	if (!memo_put(&high_memo, &high, sizeof(high), lb)) {
-		put_u64(lb, high);
-		memo_keep(&high_memo, &high, sizeof(high), lb, start);
+	if (!memo_put(&w->ts_high, &high, sizeof(high), b)) {
+		put_u64(b, high);
+		memo_keep(&w->ts_high, &high, sizeof(high), b, start);
 	}
-	if (lb->len + 6 > lb->cap)
-		reserve(lb, 6);
-	char *o = lb->p + lb->len;
+	if (!buf_reserve(b, 6))
+		return;
+	char *o = b->p + b->len;
 	memcpy(o, &digit_pairs[2 * (low / 10000)], 2);
 	memcpy(o + 2, &digit_pairs[2 * (low / 100 % 100)], 2);
 	memcpy(o + 4, &digit_pairs[2 * (low % 100)], 2);
-	lb->len += 6;
+	b->len += 6;
+}
+
+/* A string of raw kernel bytes, as JSON.stringify writes what the client decoded as latin1. */
+static void put_cstr(struct buf *b, const char *s)
+{
+	buf_json_string(b, s, strlen(s), TEXT_LATIN1);
 }
 
 /* A 16-byte name (process, device) as JSON text: a trace names a few, over and over. */
-static void put_name16(struct line_buf *lb, struct group_memo *memos, size_t nmemos, const char name[16])
+static void put_name16(struct buf *b, struct group_memo *memos, size_t nmemos, const char name[16])
 {
 	uint64_t key[2];
-	size_t start = lb->len;
+	size_t start = b->len;
 
 	memcpy(key, name, 16);
 	struct group_memo *m = &memos[((key[0] ^ (key[1] * 31)) * 0x9E3779B97F4A7C15ULL >> 40) % nmemos];
-	if (memo_put(m, key, sizeof(key), lb))
+	if (memo_put(m, key, sizeof(key), b))
 		return;
-	line_buf_str(lb, name, 16);
-	memo_keep(m, key, sizeof(key), lb, start);
-}
-
-static void put_cstr(struct line_buf *lb, const char *s)
-{
-	line_buf_str(lb, s, strlen(s));
+	buf_json_string(b, name, 16, TEXT_LATIN1);
+	memo_keep(m, key, sizeof(key), b, start);
 }
 
 /* A string known to need no escaping (kernel identifiers, our own names): quoted and copied. */
-static void put_plain(struct line_buf *lb, const char *s)
+static void put_plain(struct buf *b, const char *s)
 {
 	size_t n = strlen(s);
 
-	if (lb->len + n + 2 > lb->cap)
-		reserve(lb, n + 2);
-	lb->p[lb->len] = '"';
-	memcpy(lb->p + lb->len + 1, s, n);
-	lb->p[lb->len + 1 + n] = '"';
-	lb->len += n + 2;
+	if (!buf_reserve(b, n + 2))
+		return;
+	b->p[b->len] = '"';
+	memcpy(b->p + b->len + 1, s, n);
+	b->p[b->len + 1 + n] = '"';
+	b->len += n + 2;
 }
 
 /* Identifier characters only: what BTF names of functions and tracepoints are made of. */
@@ -280,32 +201,27 @@ static void format_addr(uint8_t family, const uint8_t *b, char *out, size_t len)
 	}
 }
 
-/* IPv4 addresses repeat: remember the JSON text of the last few. */
-static void put_addr(struct line_buf *lb, uint8_t family, const uint8_t *b)
+/* IPv4 addresses repeat: their JSON text is kept by address. */
+static void put_addr(struct json_writer *w, struct buf *b, uint8_t family, const uint8_t *a)
 {
-	static struct {
-		uint32_t v4;
-		bool set;
-		uint8_t len;
-		char text[20];
-	} cache[256];
 	char text[48];
 
 	if (family == 4) {
 		uint32_t v;
-		memcpy(&v, b, 4);
+		memcpy(&v, a, 4);
 		unsigned slot = (v * 0x9E3779B1u) >> 24;
-		if (!cache[slot].set || cache[slot].v4 != v) {
-			format_addr(4, b, text, sizeof(text));
-			cache[slot].len = (uint8_t)snprintf(cache[slot].text, sizeof(cache[slot].text), "\"%s\"", text);
-			cache[slot].v4 = v;
-			cache[slot].set = true;
+		if (!w->v4_text[slot].set || w->v4_text[slot].v4 != v) {
+			format_addr(4, a, text, sizeof(text));
+			w->v4_text[slot].len = (uint8_t)snprintf(w->v4_text[slot].text, sizeof(w->v4_text[slot].text),
+								 "\"%s\"", text);
+			w->v4_text[slot].v4 = v;
+			w->v4_text[slot].set = true;
 		}
-		put(lb, cache[slot].text, cache[slot].len);
+		buf_put(b, w->v4_text[slot].text, w->v4_text[slot].len);
 		return;
 	}
-	format_addr(6, b, text, sizeof(text));
-	put_plain(lb, text);
+	format_addr(6, a, text, sizeof(text));
+	put_plain(b, text);
 }
 
 static const char *l4_name(uint8_t l4)
@@ -325,42 +241,42 @@ static const char *l4_name(uint8_t l4)
 	return NULL;
 }
 
-static void put_l4(struct line_buf *lb, uint8_t l4)
+static void put_l4(struct buf *b, uint8_t l4)
 {
 	const char *name = l4_name(l4);
 
 	if (name) {
-		put_plain(lb, name);
+		put_plain(b, name);
 		return;
 	}
-	PUT(lb, "\"");
-	put_u64(lb, l4);
-	PUT(lb, "\"");
+	PUT(b, "\"");
+	put_u64(b, l4);
+	PUT(b, "\"");
 }
 
-static void put_l3(struct line_buf *lb, uint16_t protocol)
+static void put_l3(struct buf *b, uint16_t protocol)
 {
 	char hex[8];
 
 	switch (protocol) {
 	case 0x0800:
-		PUT(lb, "\"IPv4\"");
+		PUT(b, "\"IPv4\"");
 		return;
 	case 0x86dd:
-		PUT(lb, "\"IPv6\"");
+		PUT(b, "\"IPv6\"");
 		return;
 	case 0x0806:
-		PUT(lb, "\"ARP\"");
+		PUT(b, "\"ARP\"");
 		return;
 	case 0x8100:
-		PUT(lb, "\"802.1Q\"");
+		PUT(b, "\"802.1Q\"");
 		return;
 	}
 	snprintf(hex, sizeof(hex), "0x%04x", protocol);
-	put_cstr(lb, hex);
+	put_cstr(b, hex);
 }
 
-static void put_tcp_flags(struct line_buf *lb, uint8_t f)
+static void put_tcp_flags(struct buf *b, uint8_t f)
 {
 	char s[10];
 	int n = 0;
@@ -382,123 +298,124 @@ static void put_tcp_flags(struct line_buf *lb, uint8_t f)
 	if (f & 0x10)
 		s[n++] = '.';
 	s[n] = 0;
-	put_cstr(lb, n ? s : "none");
+	put_cstr(b, n ? s : "none");
 }
 
-/* new Date(ms).toISOString(): events come in bursts within one millisecond. */
-static void put_time(struct line_buf *lb, int64_t real_ns)
-{
-	static int64_t last_ms = -1, last_sec = -1;
-	static char text[32], day[24];
-	static size_t text_len;
-	int64_t ms = real_ns >= 0 ? real_ns / 1000000 : -((-real_ns + 999999) / 1000000);
 
-	if (ms != last_ms) {
+/*
+ * new Date(ms).toISOString() of the event's wall-clock millisecond, computed
+ * as src/record/decode.ts computes it (the same doubles, the same rounding),
+ * so that both writers name the same millisecond.
+ */
+static void put_time(struct json_writer *w, struct buf *b, uint64_t ts)
+{
+	double exact = w->real_ms + ((double)ts / 1e6 - w->mono_base_ms);
+	int64_t ms = (int64_t)exact;
+
+	if ((double)ms > exact)
+		ms--; /* Math.floor */
+
+	if (ms != w->time.ms || !w->time.len) {
 		int64_t sec = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-		if (sec != last_sec) {
+		if (sec != w->time.sec || !w->time.len) {
 			time_t t = (time_t)sec;
 			struct tm tm;
 			gmtime_r(&t, &tm);
-			strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
-			last_sec = sec;
+			strftime(w->time.day, sizeof(w->time.day), "%Y-%m-%dT%H:%M:%S", &tm);
+			w->time.sec = sec;
 		}
-		text_len = (size_t)snprintf(text, sizeof(text), "\"%s.%03dZ\"", day, (int)(ms - sec * 1000));
-		last_ms = ms;
+		w->time.len = (size_t)snprintf(w->time.text, sizeof(w->time.text), "\"%s.%03dZ\"", w->time.day,
+					       (int)(ms - sec * 1000));
+		w->time.ms = ms;
 	}
-	put(lb, text, text_len);
+	buf_put(b, w->time.text, w->time.len);
 }
 
-static void put_pkt_type(struct line_buf *lb, uint8_t t)
+static void put_pkt_type(struct buf *b, uint8_t t)
 {
 	static const char *const names[] = { "host",	 "broadcast", "multicast", "otherhost",
 					     "outgoing", "loopback",  "user",	   "kernel" };
 
 	if (t < sizeof(names) / sizeof(names[0])) {
-		put_plain(lb, names[t]);
+		put_plain(b, names[t]);
 		return;
 	}
-	PUT(lb, "\"");
-	put_u64(lb, t);
-	PUT(lb, "\"");
+	PUT(b, "\"");
+	put_u64(b, t);
+	PUT(b, "\"");
 }
 
 /* A change's value on one side, as the reader writes it (src/reading/packets.ts detectChanges). */
-static void put_change_value(struct line_buf *lb, enum change_field f, const struct step_state *s)
+static void put_change_value(struct json_writer *w, struct buf *b, enum change_field f, const struct step_state *s)
 {
 	char hex[16];
 
 	switch (f) {
 	case CH_PROTO:
-		put_l4(lb, s->l4);
+		put_l4(b, s->l4);
 		return;
 	case CH_SRC:
-		put_addr(lb, s->family, s->saddr);
+		put_addr(w, b, s->family, s->saddr);
 		return;
 	case CH_DST:
-		put_addr(lb, s->family, s->daddr);
+		put_addr(w, b, s->family, s->daddr);
 		return;
 	case CH_SPORT:
 	case CH_DPORT:
-		PUT(lb, "\"");
-		put_u64(lb, f == CH_SPORT ? s->sport : s->dport);
-		PUT(lb, "\"");
+		PUT(b, "\"");
+		put_u64(b, f == CH_SPORT ? s->sport : s->dport);
+		PUT(b, "\"");
 		return;
 	case CH_IFACE:
-		line_buf_str(lb, s->iface, sizeof(s->iface));
+		buf_json_string(b, s->iface, sizeof(s->iface), TEXT_LATIN1);
 		return;
 	case CH_NETNS:
-		PUT(lb, "\"");
-		put_u64(lb, s->netns);
-		PUT(lb, "\"");
+		PUT(b, "\"");
+		put_u64(b, s->netns);
+		PUT(b, "\"");
 		return;
 	case CH_MARK:
 		snprintf(hex, sizeof(hex), "0x%x", s->mark);
-		put_cstr(lb, hex);
+		put_cstr(b, hex);
 		return;
 	case CH_L3PROTO:
-		put_l3(lb, s->l3proto);
+		put_l3(b, s->l3proto);
 		return;
 	}
 }
 
-static void put_changes(struct line_buf *lb, const struct step_info *step, const struct pwru_event *ev)
+static void put_changes(struct json_writer *w, struct buf *b, const struct step_info *step, const struct pwru_event *ev)
 {
 	static const char *const fields[] = { "proto", "src", "sport", "dst", "dport", "iface", "netns", "mark", "l3proto" };
 	struct step_state now;
 	bool first = true;
 
 	step_state_of(ev, &now);
-	PUT(lb, ",\"changes\":[");
+	PUT(b, ",\"changes\":[");
 	for (int f = CH_PROTO; f <= CH_L3PROTO; f++) {
 		if (!(step->changes & (1u << f)))
 			continue;
 		if (!first)
-			PUT(lb, ",");
+			PUT(b, ",");
 		first = false;
-		PUT(lb, "{\"field\":");
-		put_cstr(lb, fields[f]);
-		PUT(lb, ",\"from\":");
-		put_change_value(lb, (enum change_field)f, &step->before);
-		PUT(lb, ",\"to\":");
-		put_change_value(lb, (enum change_field)f, &now);
-		PUT(lb, "}");
+		PUT(b, "{\"field\":");
+		put_plain(b, fields[f]);
+		PUT(b, ",\"from\":");
+		put_change_value(w, b, (enum change_field)f, &step->before);
+		PUT(b, ",\"to\":");
+		put_change_value(w, b, (enum change_field)f, &now);
+		PUT(b, "}");
 	}
-	PUT(lb, "]");
+	PUT(b, "]");
 }
 
-static struct group_memo comms[8], ifnames[16];
-
-/* `","func":NAME,"probe":KIND` of each probe, made once. */
-static void put_probe(struct line_buf *lb, const struct event_names *n, uint32_t id, const char *name)
+/* `","func":NAME,"probe":KIND` of a probe: made once per probe id. */
+static void put_probe(struct json_writer *w, struct buf *b, uint32_t id)
 {
-	static struct line_buf *texts;
-	static uint32_t ntexts;
+	const struct event_names *n = w->names;
+	const char *name = id < n->nprobes ? n->probe_name[id] : NULL;
+	struct buf one = { 0 }, *t = id < n->nprobes ? &w->probe_texts[id] : &one;
 
-	if (!texts && n->nprobes) {
-		texts = calloc(n->nprobes, sizeof(*texts));
-		ntexts = texts ? n->nprobes : 0;
-	}
-	struct line_buf one = { 0 }, *t = id < ntexts ? &texts[id] : &one;
 	if (!t->len) {
 		PUT(t, "\",\"func\":");
 		if (name) {
@@ -514,8 +431,8 @@ static void put_probe(struct line_buf *lb, const struct event_names *n, uint32_t
 		PUT(t, ",\"probe\":");
 		put_plain(t, name ? n->probe_kind[id] : "tracepoint");
 	}
-	put(lb, t->p, t->len);
-	line_buf_free(&one);
+	buf_put(b, t->p, t->len);
+	buf_free(&one);
 }
 
 /* What "cpu" to "pktType" are made of (no padding: every byte is a field). */
@@ -533,169 +450,189 @@ struct tuple_key {
 	uint8_t saddr[16], daddr[16];
 };
 
-#define GROUP_MEMOS 8 /* by CPU: each CPU's events are a run of one packet's steps */
-static struct group_memo where_memos[GROUP_MEMOS], tuple_memos[GROUP_MEMOS];
+_Static_assert(sizeof(struct where_key) <= sizeof(((struct group_memo *)0)->key), "where_key fits the memo");
+_Static_assert(sizeof(struct tuple_key) <= sizeof(((struct group_memo *)0)->key), "tuple_key fits the memo");
 
 /* The skb's address: consecutive events are mostly the same packet's steps. */
-static void put_skb(struct line_buf *lb, uint64_t skb)
+static void put_skb(struct json_writer *w, struct buf *b, uint64_t skb)
 {
-	static struct group_memo memo;
-	size_t start = lb->len;
+	size_t start = b->len;
 
-	if (memo_put(&memo, &skb, sizeof(skb), lb))
+	if (memo_put(&w->skb, &skb, sizeof(skb), b))
 		return;
-	put_hex(lb, skb);
-	memo_keep(&memo, &skb, sizeof(skb), lb, start);
+	put_hex(b, skb);
+	memo_keep(&w->skb, &skb, sizeof(skb), b, start);
 }
 
 /* ,"cpu":…,"pktType":… */
-static void put_where(struct line_buf *lb, const struct pwru_event *ev)
+static void put_where(struct json_writer *w, struct buf *b, const struct pwru_event *ev)
 {
 	struct where_key k = { ev->cpu, ev->pid, ev->netns, ev->mark, ev->ifindex, ev->mtu, ev->len,
 			       ev->protocol, ev->pkt_type, 0, { 0 }, { 0 } };
-	struct group_memo *m = &where_memos[ev->cpu % GROUP_MEMOS];
-	size_t start = lb->len;
+	struct group_memo *m = &w->where[ev->cpu % WHERE_MEMOS];
+	size_t start = b->len;
 
-	_Static_assert(sizeof(k) <= sizeof(m->key), "where_key fits the memo");
 	memcpy(k.comm, ev->comm, 16);
 	memcpy(k.ifname, ev->ifname, 16);
-	if (memo_put(m, &k, sizeof(k), lb))
+	if (memo_put(m, &k, sizeof(k), b))
 		return;
-	PUT(lb, ",\"cpu\":");
-	put_u64(lb, ev->cpu);
-	PUT(lb, ",\"pid\":");
-	put_u64(lb, ev->pid);
-	PUT(lb, ",\"process\":");
-	put_name16(lb, comms, sizeof(comms) / sizeof(comms[0]), ev->comm);
-	PUT(lb, ",\"netns\":");
-	put_u64(lb, ev->netns);
-	PUT(lb, ",\"mark\":");
-	put_u64(lb, ev->mark);
-	PUT(lb, ",\"ifindex\":");
-	put_u64(lb, ev->ifindex);
-	PUT(lb, ",\"iface\":");
-	put_name16(lb, ifnames, sizeof(ifnames) / sizeof(ifnames[0]), ev->ifname);
-	PUT(lb, ",\"l3proto\":");
-	put_l3(lb, ev->protocol);
-	PUT(lb, ",\"mtu\":");
-	put_u64(lb, ev->mtu);
-	PUT(lb, ",\"len\":");
-	put_u64(lb, ev->len);
-	PUT(lb, ",\"pktType\":");
-	put_pkt_type(lb, ev->pkt_type);
-	memo_keep(m, &k, sizeof(k), lb, start);
+	PUT(b, ",\"cpu\":");
+	put_u64(b, ev->cpu);
+	PUT(b, ",\"pid\":");
+	put_u64(b, ev->pid);
+	PUT(b, ",\"process\":");
+	put_name16(b, w->comms, MEMOS(w->comms), ev->comm);
+	PUT(b, ",\"netns\":");
+	put_u64(b, ev->netns);
+	PUT(b, ",\"mark\":");
+	put_u64(b, ev->mark);
+	PUT(b, ",\"ifindex\":");
+	put_u64(b, ev->ifindex);
+	PUT(b, ",\"iface\":");
+	put_name16(b, w->ifnames, MEMOS(w->ifnames), ev->ifname);
+	PUT(b, ",\"l3proto\":");
+	put_l3(b, ev->protocol);
+	PUT(b, ",\"mtu\":");
+	put_u64(b, ev->mtu);
+	PUT(b, ",\"len\":");
+	put_u64(b, ev->len);
+	PUT(b, ",\"pktType\":");
+	put_pkt_type(b, ev->pkt_type);
+	memo_keep(m, &k, sizeof(k), b, start);
 }
 
 /* ,"caller":"name+0xoff": a trace sees a few callers (who frees, who drops) over and over. */
-static void put_caller(struct line_buf *lb, const struct event_names *n, uint64_t caller)
+static void put_caller(struct json_writer *w, struct buf *b, uint64_t caller)
 {
-	static struct group_memo memos[16];
-	struct group_memo *m = &memos[(caller * 0x9E3779B97F4A7C15ULL) >> 60];
-	size_t start = lb->len;
+	struct group_memo *m = &w->callers[(caller * 0x9E3779B97F4A7C15ULL) >> 60];
+	size_t start = b->len;
 	char sym[320];
 
-	if (memo_put(m, &caller, sizeof(caller), lb))
+	if (memo_put(m, &caller, sizeof(caller), b))
 		return;
-	PUT(lb, ",\"caller\":");
-	n->describe(caller, sym, sizeof(sym));
-	put_cstr(lb, sym);
-	/* An address without its name (symbols still loading) is not kept: it is named when seen again. */
-	if (strncmp(sym, "0x", 2) != 0)
-		memo_keep(m, &caller, sizeof(caller), lb, start);
+	PUT(b, ",\"caller\":");
+	w->names->describe(w->names->ctx, caller, sym, sizeof(sym));
+	put_cstr(b, sym);
+	memo_keep(m, &caller, sizeof(caller), b, start);
 }
 
 /* ,"tuple":{…} when the packet's addresses were read */
-static void put_tuple(struct line_buf *lb, const struct pwru_event *ev)
+static void put_tuple(struct json_writer *w, struct buf *b, const struct pwru_event *ev)
 {
 	if (!(ev->flags & PWRU_F_HAS_TUPLE))
 		return;
 
 	struct tuple_key k = { 1, ev->l3, ev->l4, ev->tcp_flags, ev->icmp_type, ev->icmp_code, ev->sport, ev->dport,
 			       { 0 }, { 0 } };
-	struct group_memo *m = &tuple_memos[ev->cpu % GROUP_MEMOS];
+	struct group_memo *m = &w->tuple[ev->cpu % WHERE_MEMOS];
 	uint8_t family = ev->l3 == 6 ? 6 : 4;
-	size_t start = lb->len;
+	size_t start = b->len;
 
-	_Static_assert(sizeof(k) <= sizeof(m->key), "tuple_key fits the memo");
 	memcpy(k.saddr, ev->saddr, 16);
 	memcpy(k.daddr, ev->daddr, 16);
-	if (memo_put(m, &k, sizeof(k), lb))
+	if (memo_put(m, &k, sizeof(k), b))
 		return;
-	PUT(lb, ",\"tuple\":{\"family\":");
-	put_u64(lb, family);
-	PUT(lb, ",\"proto\":");
-	put_l4(lb, ev->l4);
-	PUT(lb, ",\"src\":");
-	put_addr(lb, family, ev->saddr);
-	PUT(lb, ",\"dst\":");
-	put_addr(lb, family, ev->daddr);
+	PUT(b, ",\"tuple\":{\"family\":");
+	put_u64(b, family);
+	PUT(b, ",\"proto\":");
+	put_l4(b, ev->l4);
+	PUT(b, ",\"src\":");
+	put_addr(w, b, family, ev->saddr);
+	PUT(b, ",\"dst\":");
+	put_addr(w, b, family, ev->daddr);
 	if (ev->l4 == 6 || ev->l4 == 17 || ev->l4 == 132) {
-		PUT(lb, ",\"sport\":");
-		put_u64(lb, ev->sport);
-		PUT(lb, ",\"dport\":");
-		put_u64(lb, ev->dport);
+		PUT(b, ",\"sport\":");
+		put_u64(b, ev->sport);
+		PUT(b, ",\"dport\":");
+		put_u64(b, ev->dport);
 		if (ev->l4 == 6) {
-			PUT(lb, ",\"tcpFlags\":");
-			put_tcp_flags(lb, ev->tcp_flags);
+			PUT(b, ",\"tcpFlags\":");
+			put_tcp_flags(b, ev->tcp_flags);
 		}
 	} else if (ev->l4 == 1 || ev->l4 == 58) {
-		PUT(lb, ",\"icmpType\":");
-		put_u64(lb, ev->icmp_type);
-		PUT(lb, ",\"icmpCode\":");
-		put_u64(lb, ev->icmp_code);
+		PUT(b, ",\"icmpType\":");
+		put_u64(b, ev->icmp_type);
+		PUT(b, ",\"icmpCode\":");
+		put_u64(b, ev->icmp_code);
 	}
-	PUT(lb, "}");
-	memo_keep(m, &k, sizeof(k), lb, start);
+	PUT(b, "}");
+	memo_keep(m, &k, sizeof(k), b, start);
 }
 
-void event_json(const struct event_names *n, const struct pwru_event *ev, const struct step_info *step,
-		struct line_buf *lb)
+static void put_drop(const struct event_names *n, struct buf *b, const struct pwru_event *ev)
 {
-	const char *name = ev->probe_id < n->nprobes ? n->probe_name[ev->probe_id] : NULL;
+	if (!(ev->flags & PWRU_F_HAS_REASON)) {
+		PUT(b, ",\"drop\":{\"reason\":\"UNKNOWN\"}");
+		return;
+	}
+	const char *reason = ev->drop_reason < n->ndrop_reasons ? n->drop_reason[ev->drop_reason] : NULL;
 
-	PUT(lb, "{\"type\":\"event\",\"v\":" JSON_SCHEMA_TEXT ",\"ts\":\"");
-	put_ts(lb, ev->ts);
-	PUT(lb, "\",\"time\":");
-	put_time(lb, (int64_t)ev->ts + n->real_minus_mono_ns);
-	PUT(lb, ",\"skb\":\"");
-	put_skb(lb, ev->skb);
-	put_probe(lb, n, ev->probe_id, name);
-	put_where(lb, ev);
+	PUT(b, ",\"drop\":{\"reason\":");
+	if (reason) {
+		put_cstr(b, reason);
+	} else {
+		PUT(b, "\"REASON_");
+		put_u64(b, ev->drop_reason);
+		PUT(b, "\"");
+	}
+	PUT(b, ",\"code\":");
+	put_u64(b, ev->drop_reason);
+	PUT(b, "}");
+}
+
+int json_writer_init(struct json_writer *w, const struct event_names *names)
+{
+	memset(w, 0, sizeof(*w));
+	w->names = names;
+	/* src/record/decode.ts: whole milliseconds of CLOCK_REALTIME, microseconds of CLOCK_MONOTONIC. */
+	w->real_ms = (double)(names->real_ns / 1000000);
+	w->mono_base_ms = (double)(names->mono_ns / 1000) / 1000;
+	w->probe_texts = calloc(names->nprobes ? names->nprobes : 1, sizeof(*w->probe_texts));
+	return w->probe_texts ? 0 : -1;
+}
+
+void json_writer_free(struct json_writer *w)
+{
+	for (uint32_t i = 0; w->probe_texts && i < w->names->nprobes; i++)
+		buf_free(&w->probe_texts[i]);
+	free(w->probe_texts);
+	memo_free(&w->ts_high, 1);
+	memo_free(&w->skb, 1);
+	memo_free(w->comms, MEMOS(w->comms));
+	memo_free(w->ifnames, MEMOS(w->ifnames));
+	memo_free(w->callers, MEMOS(w->callers));
+	memo_free(w->where, MEMOS(w->where));
+	memo_free(w->tuple, MEMOS(w->tuple));
+	memset(w, 0, sizeof(*w));
+}
+
+void event_json(struct json_writer *w, const struct pwru_event *ev, const struct step_info *step, struct buf *b)
+{
+	PUT(b, "{\"type\":\"event\",\"v\":" JSON_SCHEMA_TEXT ",\"ts\":\"");
+	put_ts(w, b, ev->ts);
+	PUT(b, "\",\"time\":");
+	put_time(w, b, ev->ts);
+	PUT(b, ",\"skb\":\"");
+	put_skb(w, b, ev->skb);
+	put_probe(w, b, ev->probe_id);
+	put_where(w, b, ev);
 	if (ev->caller)
-		put_caller(lb, n, ev->caller);
-	put_tuple(lb, ev);
-	if (ev->flags & PWRU_F_DROP) {
-		if (ev->flags & PWRU_F_HAS_REASON) {
-			const char *reason =
-				ev->drop_reason < n->ndrop_reasons ? n->drop_reason[ev->drop_reason] : NULL;
-
-			PUT(lb, ",\"drop\":{\"reason\":");
-			if (reason) {
-				put_cstr(lb, reason);
-			} else {
-				PUT(lb, "\"REASON_");
-				put_u64(lb, ev->drop_reason);
-				PUT(lb, "\"");
-			}
-			PUT(lb, ",\"code\":");
-			put_u64(lb, ev->drop_reason);
-			PUT(lb, "}");
-		} else {
-			PUT(lb, ",\"drop\":{\"reason\":\"UNKNOWN\"}");
-		}
-	}
+		put_caller(w, b, ev->caller);
+	put_tuple(w, b, ev);
+	if (ev->flags & PWRU_F_DROP)
+		put_drop(w->names, b, ev);
 	if (ev->flags & PWRU_F_FREED)
-		PUT(lb, ",\"freed\":true");
+		PUT(b, ",\"freed\":true");
 	if (ev->flags & PWRU_F_TRACKED)
-		PUT(lb, ",\"tracked\":true");
+		PUT(b, ",\"tracked\":true");
 	if (ev->stack_id >= 0) {
-		PUT(lb, ",\"stack\":");
-		if (!n->stack_json(ev->stack_id, lb))
-			PUT(lb, "[]");
+		PUT(b, ",\"stack\":");
+		if (!w->names->stack_json(w->names->ctx, ev->stack_id, b))
+			PUT(b, "[]");
 	}
-	PUT(lb, ",\"packet\":");
-	put_u64(lb, step->packet);
+	PUT(b, ",\"packet\":");
+	put_u64(b, step->packet);
 	if (step->changes)
-		put_changes(lb, step, ev);
-	PUT(lb, "}\n");
+		put_changes(w, b, step, ev);
+	PUT(b, "}\n");
 }

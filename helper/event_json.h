@@ -4,46 +4,78 @@
  * (src/record/json-line.ts eventJson plus the packet annotations of
  * src/output/json.ts): with --emit json the helper writes the lines itself,
  * so that a firehose of events reaches a file without the client decoding
- * each one. docs/json-schema.md documents the fields.
+ * each one. docs/json-schema.md documents the fields;
+ * test/unit/record/twins.test.ts holds the two writers to the same bytes.
  */
 #ifndef PWRU_EVENT_JSON_H
 #define PWRU_EVENT_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <linux/types.h>
 
 #include "../bpf/event.h"
+#include "buf.h"
 #include "packet_track.h"
 
 /* The version of the JSON lines (TRACE_SCHEMA_VERSION in src/record/event.ts). */
 #define PWRU_JSON_SCHEMA_VERSION 1
 
-struct line_buf {
-	char *p;
-	size_t len, cap;
-};
-
+/* What the lines name that the events only number. */
 struct event_names {
 	const char *const *probe_name; /* by probe id; NULL = unknown */
 	const char *const *probe_kind;
 	uint32_t nprobes;
 	const char *const *drop_reason; /* by enum value; NULL = unnamed */
 	uint32_t ndrop_reasons;
-	int64_t real_minus_mono_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC */
-	/* "name+0xoff" of a kernel address into buf, or its hex when symbols are not loaded yet. */
-	void (*describe)(uint64_t addr, char *buf, size_t len);
-	/* The stack's frames as a JSON array into lb; false when the stack is unknown. */
-	int (*stack_json)(int32_t id, struct line_buf *lb);
+	int64_t mono_ns, real_ns; /* the clocks read together at HELLO, for the lines' wall-clock times */
+	/* "name+0xoff" of a kernel address into out (its hex when it has no name). */
+	void (*describe)(void *ctx, uint64_t addr, char *out, size_t len);
+	/* The stack's frames as a JSON array into b; false when the stack is unknown. */
+	bool (*stack_json)(void *ctx, int32_t id, struct buf *b);
+	void *ctx;
 };
 
-void line_buf_put(struct line_buf *lb, const char *s, size_t n);
-void line_buf_str(struct line_buf *lb, const char *s, size_t max); /* JSON string of a latin1 C string */
-void line_buf_free(struct line_buf *lb);
+/*
+ * The text of a group of fields, kept with the event bytes it was made from:
+ * a packet's steps through one device, and the packets of one flow, repeat
+ * them event after event, and copying text is cheaper than making it again.
+ */
+struct group_memo {
+	uint8_t key[64];
+	bool set;
+	struct buf text;
+};
 
-/* Appends ev's line (with its '\n') to lb. */
-void event_json(const struct event_names *names, const struct pwru_event *ev, const struct step_info *step,
-		struct line_buf *lb);
+#define WHERE_MEMOS 8 /* by CPU: each CPU's events are a run of one packet's steps */
+
+/* Everything the writer keeps from one line to the next. */
+struct json_writer {
+	const struct event_names *names;
+	double real_ms, mono_base_ms; /* the clocks as src/record/decode.ts turns them into times */
+	struct group_memo ts_high, skb;
+	struct group_memo comms[8], ifnames[16], callers[16];
+	struct group_memo where[WHERE_MEMOS], tuple[WHERE_MEMOS];
+	struct buf *probe_texts; /* `","func":NAME,"probe":KIND` by probe id, made once */
+	struct {
+		uint32_t v4;
+		bool set;
+		uint8_t len;
+		char text[20];
+	} v4_text[256]; /* IPv4 addresses repeat: the JSON text of the last few */
+	struct {
+		int64_t ms, sec;
+		char day[24], text[32];
+		size_t len;
+	} time; /* events come in bursts within one millisecond */
+};
+
+int json_writer_init(struct json_writer *w, const struct event_names *names);
+void json_writer_free(struct json_writer *w);
+
+/* Appends ev's line (with its '\n') to line. */
+void event_json(struct json_writer *w, const struct pwru_event *ev, const struct step_info *step, struct buf *line);
 
 #endif

@@ -3,29 +3,31 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/types.h>
 
 #include "../bpf/event.h"
+#include "digest.h"
 #include "event_json.h"
-#include "output.h"
 #include "packet_track.h"
 #include "pwru.skel.h"
+#include "stop.h"
 
 #define STACK_DEPTH 50
 #define MAX_STACK_IDS 16384
 #define SEEN_ADDRS_CAP (1 << 16)
+/* The longest an event waits in the ring buffer when the programs do not wake us. */
+#define READ_EVERY_MS 20
+/* After a stop, how long the events that fired before it are still delivered while the outputs keep up. */
+#define FINISH_MS 500
+/* Output room one more event may need: its record with a symbol and a stack, or its line. */
+#define EVENT_ROOM (16 << 10)
 
 /* Function address to probe id, for the kprobe backends. */
 struct addr_entry {
@@ -35,30 +37,28 @@ struct addr_entry {
 
 static struct {
 	const struct loop_config *cfg;
+	struct ring_buffer *rb;
 	struct addr_entry *addrs;
 	size_t naddrs;
-	uint64_t *seen_callers; /* open addressing set of symbolised caller addresses */
+	uint64_t *seen_callers; /* open addressing set of caller addresses already named (SYMBOL) */
 	size_t nseen;
-	uint8_t *stacks_sent;	/* bitmap of stack ids already written */
-	uint64_t events;
-	bool max_reached;
-	struct ring_buffer *rb;
+	uint8_t *stacks_sent; /* bitmap of stack ids already written (STACK) */
+	uint64_t events;      /* delivered */
+	/* The stop: events that fired after it are discarded, those before it that cannot be written are lost. */
+	bool stopped;
+	uint64_t stop_ts;      /* CLOCK_MONOTONIC, as the programs' bpf_ktime_get_ns() */
+	uint64_t lost_at_stop; /* the kernel's count then: what it drops later is not the run's loss */
+	bool give_up;	       /* past FINISH_MS: what is left is counted, not written */
+	uint64_t unsent, discarded;
 	/* --emit json */
-	struct event_names names;
 	const char **probe_names, **probe_kinds;
 	bool *starts_tx;
-	struct drop_count *drops;
-	size_t ndrops;
-	struct line_buf line;
+	struct event_names names;
+	struct json_writer writer;
+	struct packet_tracker tracker;
+	struct digest digest;
+	struct buf line;
 } L;
-
-/* Drops by reason and place, for the digest. */
-struct drop_count {
-	char reason[64];
-	char at[128];
-	uint64_t count;
-};
-#define MAX_DROP_KINDS 256
 
 static double mono_s(void)
 {
@@ -67,6 +67,16 @@ static double mono_s(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- probe ids of the kprobe backends ---- */
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -108,62 +118,26 @@ static uint32_t probe_id_of(uint64_t addr)
 	return UINT32_MAX;
 }
 
-/*
- * Symbols name callers and stacks. Reading /proc/kallsyms takes a few hundred
- * milliseconds, too long to stall the event loop (the ring buffer would
- * overflow at high rates): when the backend did not load them already, a
- * thread loads them while events flow, and until it is done callers stay
- * addresses (they are named the next time they are seen).
- */
-static pthread_t ksyms_thread;
-static bool ksyms_thread_started;
-static _Atomic bool ksyms_ready;
+/* ---- names of kernel addresses ---- */
 
-static void *load_ksyms(void *arg)
+static void describe_addr(void *ctx, uint64_t addr, char *buf, size_t len)
 {
-	struct kallsyms *ks = arg;
+	const struct kallsyms *ks = symbols_get(L.cfg->symbols);
 
-	/* Reading the events comes first: symbols can wait a little on a busy machine. */
-	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
-
-	if (kallsyms_load(ks) == 0)
-		atomic_store_explicit(&ksyms_ready, true, memory_order_release);
-	return NULL;
+	(void)ctx;
+	if (ks)
+		kallsyms_describe(ks, addr, buf, len);
+	else
+		snprintf(buf, len, "0x%llx", (unsigned long long)addr);
 }
 
-static void ksyms_start(void)
-{
-	if (L.cfg->ksyms->cnt) {
-		atomic_store_explicit(&ksyms_ready, true, memory_order_release);
-		return;
-	}
-	ksyms_thread_started = pthread_create(&ksyms_thread, NULL, load_ksyms, L.cfg->ksyms) == 0;
-}
-
-static void ksyms_stop(void)
-{
-	if (ksyms_thread_started)
-		pthread_join(ksyms_thread, NULL);
-	ksyms_thread_started = false;
-	atomic_store_explicit(&ksyms_ready, false, memory_order_relaxed);
-}
-
-static struct kallsyms *ksyms(void)
-{
-	return atomic_load_explicit(&ksyms_ready, memory_order_acquire) ? L.cfg->ksyms : NULL;
-}
-
+/* SYMBOL, before the first event whose caller is addr. */
 static void write_symbol(uint64_t addr)
 {
-	struct kallsyms *ks;
-	char name[300], hex[24];
-	struct json j;
+	char name[300];
 
 	if (!addr)
 		return;
-	ks = ksyms();
-	if (!ks)
-		return; /* not loaded yet: name it next time */
 	size_t slot = (addr * 0x9E3779B97F4A7C15ULL >> 48) & (SEEN_ADDRS_CAP - 1);
 	while (L.seen_callers[slot]) {
 		if (L.seen_callers[slot] == addr)
@@ -174,15 +148,8 @@ static void write_symbol(uint64_t addr)
 		return; /* full: later callers stay addresses */
 	L.seen_callers[slot] = addr;
 	L.nseen++;
-	kallsyms_describe(ks, addr, name, sizeof(name));
-	snprintf(hex, sizeof(hex), "0x%llx", (unsigned long long)addr);
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_string(&j, "addr", hex);
-	json_kv_string(&j, "name", name);
-	json_end_object(&j);
-	out_json(PWRU_FRAME_SYMBOL, &j);
-	json_free(&j);
+	describe_addr(NULL, addr, name, sizeof(name));
+	out_symbol(addr, name);
 }
 
 /* The tracing machinery's own frames at the top of a stack: not what the user asked about. */
@@ -197,117 +164,54 @@ static bool is_tracer_frame(const char *name)
 	return false;
 }
 
-/* The frames of a stack as a JSON array into j; false when the kernel has no such stack. */
-static bool stack_frames(int32_t id, struct json *j, bool *named)
+/* The frames of a stack as a JSON array into b; false when the kernel has no such stack. */
+static bool stack_json(void *ctx, int32_t id, struct buf *b)
 {
 	__u64 ips[STACK_DEPTH] = { 0 };
-	struct kallsyms *ks;
 	char name[300];
+	bool top = true, first = true;
 
+	(void)ctx;
 	if (id < 0 || id >= MAX_STACK_IDS)
 		return false;
 	if (bpf_map_lookup_elem(bpf_map__fd(L.cfg->skel->maps.stacks), &id, ips) != 0)
 		return false;
-	ks = ksyms();
-	*named = ks != NULL;
-	json_begin_array(j);
-	bool top = true;
+	BUF_PUT_LIT(b, "[");
 	for (int i = 0; i < STACK_DEPTH && ips[i]; i++) {
-		if (ks)
-			kallsyms_describe(ks, ips[i], name, sizeof(name));
-		else
-			snprintf(name, sizeof(name), "0x%llx", (unsigned long long)ips[i]);
+		describe_addr(NULL, ips[i], name, sizeof(name));
 		if (top && is_tracer_frame(name))
 			continue;
 		top = false;
-		json_string(j, name);
+		if (!first)
+			BUF_PUT_LIT(b, ",");
+		first = false;
+		buf_json_string(b, name, strlen(name), TEXT_LATIN1);
 	}
-	json_end_array(j);
+	BUF_PUT_LIT(b, "]");
 	return true;
 }
 
+/* STACK, before the first event with that id. */
 static void write_stack(int32_t id)
 {
-	struct json j;
-	bool named;
-
 	if (id < 0 || id >= MAX_STACK_IDS || (L.stacks_sent[id / 8] & (1 << (id % 8))))
 		return;
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_int(&j, "id", id);
-	json_key(&j, "frames");
-	/* Without symbols yet, send addresses now and names when the stack comes again. */
-	if (stack_frames(id, &j, &named)) {
-		if (named)
-			L.stacks_sent[id / 8] |= 1 << (id % 8);
-		json_end_object(&j);
-		out_json(PWRU_FRAME_STACK, &j);
-	}
-	json_free(&j);
+	L.line.len = 0;
+	if (!stack_json(NULL, id, &L.line))
+		return;
+	L.stacks_sent[id / 8] |= 1 << (id % 8);
+	out_stack(id, L.line.p, L.line.len);
 }
 
-/* ---- --emit json ---- */
-
-static void describe_addr(uint64_t addr, char *buf, size_t len)
-{
-	struct kallsyms *ks = ksyms();
-
-	if (ks)
-		kallsyms_describe(ks, addr, buf, len);
-	else
-		snprintf(buf, len, "0x%llx", (unsigned long long)addr);
-}
-
-static int stack_line_json(int32_t id, struct line_buf *lb)
-{
-	struct json j;
-	bool named, ok;
-
-	json_init(&j);
-	ok = stack_frames(id, &j, &named);
-	if (ok)
-		line_buf_put(lb, j.buf, j.len);
-	json_free(&j);
-	return ok;
-}
-
-/* The name without a tracepoint's "category:" and a symbol's "+0xoff" (src/reading/packets.ts baseFunc). */
-static void base_name(const char *name, char *out, size_t len)
-{
-	const char *colon = strrchr(name, ':');
-
-	snprintf(out, len, "%s", colon ? colon + 1 : name);
-	char *plus = strstr(out, "+0x");
-	if (plus)
-		*plus = 0;
-}
-
-static bool in_list(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = list; p && *p;) {
-		const char *end = strchr(p, ',');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-
-		if (len == n && strncmp(p, name, n) == 0)
-			return true;
-		p = end ? end + 1 : NULL;
-	}
-	return false;
-}
+/* ---- the events ---- */
 
 static int json_mode_open(const struct loop_config *cfg)
 {
 	size_t n = cfg->probes->cnt;
-	char base[256];
 
 	L.probe_names = calloc(n ? n : 1, sizeof(*L.probe_names));
 	L.probe_kinds = calloc(n ? n : 1, sizeof(*L.probe_kinds));
-	L.starts_tx = calloc(n ? n : 1, sizeof(*L.starts_tx));
-	L.drops = calloc(MAX_DROP_KINDS, sizeof(*L.drops));
-	if (!L.probe_names || !L.probe_kinds || !L.starts_tx || !L.drops)
+	if (!L.probe_names || !L.probe_kinds)
 		return -ENOMEM;
 	for (size_t id = 0; id < n; id++) {
 		const struct probe *p = &cfg->probes->v[id];
@@ -316,169 +220,115 @@ static int json_mode_open(const struct loop_config *cfg)
 			continue; /* the client knows only attached probes (READY) */
 		L.probe_names[id] = p->name;
 		L.probe_kinds[id] = p->kind == PROBE_TRACEPOINT ? "tracepoint" : cfg->func_kind;
-		base_name(p->name, base, sizeof(base));
-		L.starts_tx[id] = in_list(cfg->packet_starts, base);
 	}
+	L.starts_tx = packet_starts_of(L.probe_names, (uint32_t)n, cfg->packet_starts);
 	L.names = (struct event_names){
 		.probe_name = L.probe_names,
 		.probe_kind = L.probe_kinds,
 		.nprobes = (uint32_t)n,
-		.drop_reason = cfg->drop_reason_names,
-		.ndrop_reasons = cfg->ndrop_reasons,
-		.real_minus_mono_ns = cfg->real_minus_mono_ns,
+		.drop_reason = cfg->drop_reasons->by_value,
+		.ndrop_reasons = cfg->drop_reasons->nvalues,
+		.mono_ns = cfg->clocks.mono_ns,
+		.real_ns = cfg->clocks.real_ns,
 		.describe = describe_addr,
-		.stack_json = stack_line_json,
+		.stack_json = stack_json,
 	};
-	return packet_track_init(L.starts_tx, (uint32_t)n);
-}
-
-static struct drop_count *find_drop(const char *reason, const char *at)
-{
-	for (size_t i = 0; i < L.ndrops; i++)
-		if (strcmp(L.drops[i].reason, reason) == 0 && strcmp(L.drops[i].at, at) == 0)
-			return &L.drops[i];
-	return NULL;
-}
-
-/* Where the packet died: the drop's caller when known, else the step before (src/reading/packets.ts dropLocation). */
-static void count_drop(const struct pwru_event *ev, const struct step_info *step)
-{
-	char reason[64], at[128];
-	const char *name = NULL;
-
-	if (!(ev->flags & PWRU_F_HAS_REASON))
-		snprintf(reason, sizeof(reason), "UNKNOWN");
-	else if (ev->drop_reason < L.cfg->ndrop_reasons && (name = L.cfg->drop_reason_names[ev->drop_reason]))
-		snprintf(reason, sizeof(reason), "%s", name);
-	else
-		snprintf(reason, sizeof(reason), "REASON_%u", ev->drop_reason);
-	if (ev->caller) {
-		char sym[320];
-		describe_addr(ev->caller, sym, sizeof(sym));
-		base_name(sym, at, sizeof(at));
-	} else {
-		uint32_t probe = step->first ? ev->probe_id : step->prev_probe;
-		const char *func = probe < L.names.nprobes ? L.probe_names[probe] : NULL;
-		base_name(func ? func : "?", at, sizeof(at));
-	}
-	struct drop_count *d = find_drop(reason, at);
-
-	if (!d && L.ndrops == MAX_DROP_KINDS) {
-		/* More kinds than anyone reads: lump the rest together. */
-		snprintf(at, sizeof(at), "(other places)");
-		d = find_drop(reason, at);
-	}
-	if (!d && L.ndrops < MAX_DROP_KINDS) {
-		d = &L.drops[L.ndrops++];
-		snprintf(d->reason, sizeof(d->reason), "%s", reason);
-		snprintf(d->at, sizeof(d->at), "%s", at);
-	}
-	if (d)
-		d->count++;
-}
-
-static void write_line(const struct pwru_event *ev)
-{
-	struct step_info step;
-
-	packet_track_step(ev, &step);
-	if (ev->flags & PWRU_F_DROP)
-		count_drop(ev, &step);
-	L.line.len = 0;
-	event_json(&L.names, ev, &step, &L.line);
-	out_line(L.line.p, L.line.len);
-}
-
-void events_write_digest(void)
-{
-	struct json j;
-
-	if (!L.cfg || !L.cfg->emit_json)
-		return;
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_uint(&j, "packets", packet_track_count());
-	json_kv_uint(&j, "events", L.events);
-	json_key(&j, "drops");
-	json_begin_array(&j);
-	for (size_t i = 0; i < L.ndrops; i++) {
-		json_begin_object(&j);
-		json_kv_string(&j, "reason", L.drops[i].reason);
-		json_kv_string(&j, "at", L.drops[i].at);
-		json_kv_uint(&j, "count", L.drops[i].count);
-		json_end_object(&j);
-	}
-	json_end_array(&j);
-	json_end_object(&j);
-	out_json(PWRU_FRAME_DIGEST, &j);
-	json_free(&j);
-}
-
-static int on_event(void *ctx, void *data, size_t len)
-{
-	const struct pwru_event *in = data;
-	struct pwru_event *ev;
-
-	(void)ctx;
-	if (len < sizeof(*ev) || L.max_reached)
-		return 0;
-	if (L.cfg->emit_json) {
-		struct pwru_event copy = *in;
-
-		if (L.cfg->kprobe_backend && copy.addr)
-			copy.probe_id = probe_id_of(copy.addr);
-		write_line(&copy);
-	} else {
-		write_symbol(in->caller);
-		if (in->stack_id >= 0)
-			write_stack(in->stack_id);
-		ev = out_reserve(PWRU_FRAME_EVENT, sizeof(*ev));
-		memcpy(ev, in, sizeof(*ev));
-		if (L.cfg->kprobe_backend && ev->addr)
-			ev->probe_id = probe_id_of(ev->addr);
-	}
-	L.events++;
-	if (L.cfg->max_events && L.events >= L.cfg->max_events)
-		L.max_reached = true;
+	if (!L.starts_tx || json_writer_init(&L.writer, &L.names) || digest_init(&L.digest) ||
+	    packet_track_init(&L.tracker, L.starts_tx, (uint32_t)n))
+		return -ENOMEM;
 	return 0;
 }
 
-void events_write_stats(struct pwru_bpf *skel, bool final, uint64_t *lost_out)
+static void deliver(const struct pwru_event *in)
+{
+	struct pwru_event *ev;
+
+	if (L.cfg->emit_json) {
+		struct pwru_event copy = *in;
+		struct step_info step;
+
+		if (L.cfg->kprobe_backend && copy.addr)
+			copy.probe_id = probe_id_of(copy.addr);
+		packet_track_step(&L.tracker, &copy, &step);
+		if (copy.flags & PWRU_F_DROP)
+			digest_drop(&L.digest, &L.names, &copy, &step);
+		L.line.len = 0;
+		event_json(&L.writer, &copy, &step, &L.line);
+		out_line(L.line.p, L.line.len);
+		return;
+	}
+	write_symbol(in->caller);
+	if (in->stack_id >= 0)
+		write_stack(in->stack_id);
+	ev = out_reserve(PWRU_FRAME_EVENT, sizeof(*ev));
+	if (!ev)
+		return; /* not reached: room was checked before */
+	memcpy(ev, in, sizeof(*ev));
+	if (L.cfg->kprobe_backend && ev->addr)
+		ev->probe_id = probe_id_of(ev->addr);
+}
+
+/* Whether the outputs can take one more event now. */
+static bool room(void)
+{
+	return L.cfg->emit_json ? out_lines_room(EVENT_ROOM) : out_frame_room(EVENT_ROOM);
+}
+
+static void read_counters(struct counts *c)
 {
 	int ncpu = libbpf_num_possible_cpus();
 	uint64_t sum[PWRU_CNT_MAX] = { 0 };
-	struct json j;
+	__u64 *vals = ncpu > 0 ? calloc(ncpu, sizeof(*vals)) : NULL;
 
-	if (ncpu > 0) {
-		__u64 *vals = calloc(ncpu, sizeof(*vals));
-
-		for (__u32 k = 0; vals && k < PWRU_CNT_MAX; k++) {
-			if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.counters), &k, vals) == 0)
-				for (int c = 0; c < ncpu; c++)
-					sum[k] += vals[c];
-		}
-		free(vals);
+	for (__u32 k = 0; vals && k < PWRU_CNT_MAX; k++) {
+		if (bpf_map_lookup_elem(bpf_map__fd(L.cfg->skel->maps.counters), &k, vals) == 0)
+			for (int cpu = 0; cpu < ncpu; cpu++)
+				sum[k] += vals[cpu];
 	}
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_uint(&j, "seen", sum[PWRU_CNT_SEEN]);
-	json_kv_uint(&j, "emitted", sum[PWRU_CNT_EMITTED]);
-	json_kv_uint(&j, "lost", sum[PWRU_CNT_LOST]);
-	json_kv_bool(&j, "final", final);
-	json_end_object(&j);
-	out_json(PWRU_FRAME_STATS, &j);
-	json_free(&j);
-	if (lost_out)
-		*lost_out = sum[PWRU_CNT_LOST];
+	free(vals);
+	*c = (struct counts){ .seen = sum[PWRU_CNT_SEEN], .emitted = sum[PWRU_CNT_EMITTED], .lost = sum[PWRU_CNT_LOST] };
 }
 
-/* True when the client went away: stdin hit EOF or broke. */
-static bool stdin_closed(void)
+static void stop_at(uint64_t ts)
 {
-	char buf[256];
-	ssize_t n = read(0, buf, sizeof(buf));
+	struct counts c;
 
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+	if (L.stopped)
+		return;
+	read_counters(&c);
+	L.stopped = true;
+	L.stop_ts = ts;
+	L.lost_at_stop = c.lost;
+}
+
+/*
+ * libbpf consumes an event before it calls this: a negative return only stops
+ * the reading after it. So the event is always handled, and the return says
+ * whether there is room for the next one (or whether the run just stopped).
+ */
+static int on_event(void *ctx, void *data, size_t len)
+{
+	const struct pwru_event *ev = data;
+
+	(void)ctx;
+	if (len < sizeof(*ev))
+		return 0;
+	/* Ring order is commit order across CPUs, not time: the limit is counted, not the stop time. */
+	if ((L.stopped && ev->ts > L.stop_ts) || (L.cfg->max_events && L.events >= L.cfg->max_events)) {
+		L.discarded++;
+		return 0;
+	}
+	if (L.give_up) {
+		L.unsent++;
+		return 0;
+	}
+	deliver(ev);
+	L.events++;
+	if (L.cfg->max_events && L.events >= L.cfg->max_events) {
+		stop_at(ev->ts);
+		return -1;
+	}
+	return room() ? 0 : -1;
 }
 
 int events_open(const struct loop_config *cfg)
@@ -494,28 +344,38 @@ int events_open(const struct loop_config *cfg)
 	L.rb = ring_buffer__new(bpf_map__fd(cfg->skel->maps.events), on_event, NULL, NULL);
 	if (!L.rb)
 		return -errno;
-	ksyms_start();
 	return 0;
 }
 
-/* The longest an event waits in the ring buffer when the programs do not wake us. */
-#define READ_EVERY_MS 20
+/*
+ * Reads the ring buffer while there is room. ring_buffer__consume() fails
+ * only when on_event() asks it to pause: nothing to report.
+ */
+static void consume(void)
+{
+	if (room())
+		ring_buffer__consume(L.rb);
+}
 
-int events_loop(struct loop_result *res)
+static void current_counts(struct counts *c)
+{
+	read_counters(c);
+	if (L.stopped)
+		c->lost = L.lost_at_stop;
+	c->lost += L.unsent;
+	c->discarded = L.discarded;
+}
+
+void events_loop(struct loop_result *res)
 {
 	const struct loop_config *cfg = L.cfg;
+	struct pollfd fds[1 + 1 + MAX_LINE_FDS + STOP_NFDS];
 	double start = mono_s(), next_stats = start + 1;
-	int ret = 0;
+	struct counts c;
 
 	memset(res, 0, sizeof(*res));
-	struct pollfd fds[3] = {
-		{ .fd = ring_buffer__epoll_fd(L.rb), .events = POLLIN },
-		{ .fd = cfg->signal_fd, .events = POLLIN },
-		{ .fd = cfg->watch_stdin ? 0 : -1, .events = POLLIN },
-	};
 	while (!res->reason) {
-		double now = mono_s();
-		double wake = next_stats;
+		double now = mono_s(), wake = next_stats;
 
 		if (cfg->duration_sec > 0 && start + cfg->duration_sec < wake)
 			wake = start + cfg->duration_sec;
@@ -527,61 +387,91 @@ int events_loop(struct loop_result *res)
 		 */
 		if (timeout > READ_EVERY_MS)
 			timeout = READ_EVERY_MS;
-		if (poll(fds, 3, timeout) < 0 && errno != EINTR) {
-			ret = -errno;
+		/* The ring only while there is room for what it holds: it stays readable. */
+		fds[0] = (struct pollfd){ .fd = room() ? ring_buffer__epoll_fd(L.rb) : -1, .events = POLLIN };
+		int n = 1 + out_pollfds(fds + 1);
+		stop_pollfds(fds + n);
+		if (poll(fds, n + STOP_NFDS, timeout) < 0 && errno != EINTR) {
 			res->reason = "error";
+			res->err = -errno;
 			break;
 		}
-		/* Drain what the kernel has written so far, then hand it on. */
-		ring_buffer__consume(L.rb);
-		out_flush();
+		stop_after_poll(fds + n);
+		out_pump();
+		consume();
+		out_pump();
 
 		now = mono_s();
-		if (L.max_reached)
+		const struct out_fault *fault = out_fault();
+		if (out_of_memory())
+			res->reason = "out-of-memory";
+		else if (fault) {
+			res->fault = fault;
+			res->reason = fault->stream || out_fault_is_close(fault) ? "output-closed" : "output-failed";
+		} else if (L.stopped)
 			res->reason = "max-events";
-		else if (out_broken())
-			res->reason = "output-closed";
-		else if (fds[1].revents & POLLIN)
-			res->reason = "signal";
-		else if ((fds[2].revents & (POLLIN | POLLHUP | POLLERR)) && stdin_closed())
-			res->reason = "stdin";
+		else if (stop_reason())
+			res->reason = stop_reason();
 		else if (cfg->duration_sec > 0 && now >= start + cfg->duration_sec)
 			res->reason = "duration";
-		if (now >= next_stats && !res->reason) {
-			events_write_stats(cfg->skel, false, NULL);
-			out_flush();
+		if (!res->reason && now >= next_stats) {
+			current_counts(&c);
+			out_stats(&c, false);
 			next_stats = now + 1;
 		}
 	}
+	stop_at(mono_ns());
 	res->events = L.events;
-	return ret;
 }
 
-void events_drain(void)
+void events_finish(struct loop_result *res)
 {
-	if (!L.rb)
-		return;
+	struct pollfd fds[1 + MAX_LINE_FDS + STOP_NFDS];
+	double until = mono_s() + FINISH_MS / 1e3;
+	int signals = stop_signals();
+	bool write = !out_fault() && !out_of_memory();
+
+	/* Deliver what fired before the stop, while the outputs keep up. */
+	while (write) {
+		out_pump();
+		if (mono_s() >= until || stop_signals() > signals || out_fault() || out_of_memory())
+			break;
+		if (room()) {
+			if (ring_buffer__consume(L.rb) == 0)
+				break; /* all read; -1: paused for room */
+			continue;
+		}
+		int n = out_pollfds(fds);
+		stop_pollfds(fds + n);
+		double left = until - mono_s();
+		if (poll(fds, n + STOP_NFDS, left > 0 ? (int)(left * 1e3) + 1 : 0) < 0 && errno != EINTR)
+			break;
+		stop_after_poll(fds + n);
+	}
+	/* What is left is counted: lost when it fired before the stop, discarded after it. */
+	L.give_up = true;
 	ring_buffer__consume(L.rb);
-	out_flush();
-}
-
-uint64_t events_delivered(void)
-{
-	return L.events;
+	if (L.cfg->emit_json)
+		out_digest(packet_track_count(&L.tracker), L.events, L.digest.drops, L.digest.ndrops);
+	current_counts(&res->counts);
+	out_stats(&res->counts, true);
+	res->events = L.events;
 }
 
 void events_close(void)
 {
-	ksyms_stop();
 	ring_buffer__free(L.rb);
 	free(L.addrs);
 	free(L.seen_callers);
 	free(L.stacks_sent);
+	if (L.cfg && L.cfg->emit_json) {
+		json_writer_free(&L.writer);
+		packet_track_free(&L.tracker);
+		digest_free(&L.digest);
+	}
 	free(L.probe_names);
 	free(L.probe_kinds);
 	free(L.starts_tx);
-	free(L.drops);
-	line_buf_free(&L.line);
-	packet_track_free();
+	buf_free(&L.line);
 	memset(&L, 0, sizeof(L));
 }

@@ -1,52 +1,55 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The tracing loop: ring buffer to stdout, symbols and stacks, stats, and when to stop. */
+/*
+ * The tracing loop: the ring buffer to the outputs (binary records with
+ * their symbols and stacks, or JSON lines), periodic stats, and when to stop.
+ * It never blocks on a reader: while the outputs are full it stops reading
+ * the ring buffer, and the kernel counts what it cannot keep as lost.
+ */
 #ifndef PWRU_EVENTS_H
 #define PWRU_EVENTS_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kallsyms.h"
+#include "output.h"
 #include "probes.h"
+#include "symbols.h"
 
 struct pwru_bpf;
 
 struct loop_config {
 	struct pwru_bpf *skel;
 	const struct probe_set *probes;
-	struct kallsyms *ksyms; /* loaded lazily when first needed */
-	bool kprobe_backend;	/* events carry function addresses to map to probe ids */
-	double duration_sec;
-	uint64_t max_events;
-	int signal_fd;	/* readable when a stop signal arrived */
-	bool watch_stdin;
+	struct symbols *symbols;
+	bool kprobe_backend; /* events carry function addresses to map to probe ids */
+	double duration_sec; /* 0: until stopped */
+	uint64_t max_events; /* 0: no limit */
 	/* --emit json: events as JSON lines (event_json.h) instead of binary records. */
 	bool emit_json;
-	const char *func_kind;		      /* "probe" of function probes: the backend's name */
-	const char *const *drop_reason_names; /* by enum skb_drop_reason value */
-	uint32_t ndrop_reasons;
-	int64_t real_minus_mono_ns;	      /* for the lines' wall-clock times */
-	const char *packet_starts;	      /* comma-separated functions where a packet starts (--packet-starts) */
+	const char *func_kind; /* "probe" of function probes: the backend's name */
+	const struct drop_reasons *drop_reasons;
+	struct clocks clocks;	   /* from HELLO, for the lines' wall-clock times */
+	const char *packet_starts; /* --packet-starts */
 };
 
 struct loop_result {
-	const char *reason; /* signal, stdin, duration, max-events, output-closed, error */
-	uint64_t events;
-	uint64_t lost;
+	/* signal, stdin, duration, max-events, output-closed; "output-failed", "out-of-memory" and "error" end in an ERROR */
+	const char *reason;
+	const struct out_fault *fault; /* output-closed, output-failed */
+	int err;		       /* error: -errno */
+	struct counts counts;	       /* final, after events_finish() */
+	uint64_t events;	       /* delivered */
 };
 
-/* Sets up the ring buffer reader; then events_loop() until told to stop, events_drain() after
- * the probes are detached (what fired meanwhile is still delivered), events_close(). */
 int events_open(const struct loop_config *cfg);
-int events_loop(struct loop_result *res);
-void events_drain(void);
-uint64_t events_delivered(void);
+/* Runs until a stop is due. */
+void events_loop(struct loop_result *res);
+/*
+ * After the probes are detached: delivers what fired before the stop, for as
+ * long as the outputs keep up (bounded), then writes the DIGEST (--emit json)
+ * and the final STATS.
+ */
+void events_finish(struct loop_result *res);
 void events_close(void);
-
-/* --emit json: what the summary needs of the events the client did not see (DIGEST frame). */
-void events_write_digest(void);
-
-/* Sums the per-CPU counters and writes a STATS frame. */
-void events_write_stats(struct pwru_bpf *skel, bool final, uint64_t *lost_out);
 
 #endif

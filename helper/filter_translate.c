@@ -499,26 +499,18 @@ out:
 	return ret;
 }
 
-int pcap_filter_build(const char *expr, struct pcap_filter *out, char *err, size_t errlen)
+int pcap_filter_build(const struct cbpf_prog *raw, const struct cbpf_prog *eth, struct pcap_filter *out, char *err,
+		      size_t errlen)
 {
-	struct cbpf_insn *l3 = NULL, *l2 = NULL;
-	size_t n3 = 0, n2 = 0;
-	char err3[512], err2[512];
+	const struct cbpf_insn *l3 = raw->ok ? raw->insns : NULL, *l2 = eth->ok ? eth->insns : NULL;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	out->l3 = cbpf_compile(expr, CBPF_LINK_RAW_IP, &l3, &n3, err3, sizeof(err3)) == 0;
-	out->l2 = cbpf_compile(expr, CBPF_LINK_ETHERNET, &l2, &n2, err2, sizeof(err2)) == 0;
-	if (!out->l3 && !out->l2) {
-		/* Both say the same for a syntax error; Ethernet's is what tcpdump users know. */
-		snprintf(err, errlen, "%s", err2);
-		return -1;
-	}
-	ret = build(l3, n3, l2, n2, false, &out->insns, &out->cnt, err, errlen);
+	out->l3 = raw->ok;
+	out->l2 = eth->ok;
+	ret = build(l3, raw->cnt, l2, eth->cnt, false, &out->insns, &out->cnt, err, errlen);
 	if (ret == 0)
-		ret = build(l3, n3, l2, n2, true, &out->direct_insns, &out->direct_cnt, err, errlen);
-	free(l3);
-	free(l2);
+		ret = build(l3, raw->cnt, l2, eth->cnt, true, &out->direct_insns, &out->direct_cnt, err, errlen);
 	return ret;
 }
 

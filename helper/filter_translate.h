@@ -24,14 +24,16 @@ struct pcap_filter {
 };
 
 /*
- * Compiles EXPR with libpcap for raw IP and for Ethernet and translates what
- * compiles into one eBPF function with the stub's signature:
+ * Translates the forms libpcap compiled (raw IP, Ethernet: at least one) into
+ * one eBPF function with the stub's signature:
  *   int f(u64 data, u32 linear_len, u32 pkt_len, u32 mode)  (mode 0 = L3, 1 = L2)
  * Packet bytes are read with bpf_probe_read_kernel, because probes see the
- * skb, not a packet context (and, in direct_insns, with plain loads). Returns
- * -1 with libpcap's message if neither form compiles.
+ * skb, not a packet context (and, in direct_insns, with plain loads). A form
+ * that is missing rejects every packet given to it. Returns -1 with the
+ * reason in err.
  */
-int pcap_filter_build(const char *expr, struct pcap_filter *out, char *err, size_t errlen);
+int pcap_filter_build(const struct cbpf_prog *raw, const struct cbpf_prog *eth, struct pcap_filter *out, char *err,
+		      size_t errlen);
 
 /* The stub body when there is no filter: match everything. */
 void pcap_filter_match_all(struct pcap_filter *out);

@@ -234,10 +234,8 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_netns = cfg->netns;
 	skel->rodata->cfg_mark = cfg->mark;
 	skel->rodata->cfg_mark_mask = cfg->mark_mask;
-	if (cfg->ifname) {
-		strncpy((char *)skel->rodata->cfg_ifname, cfg->ifname, sizeof(skel->rodata->cfg_ifname) - 1);
-		skel->rodata->cfg_filter_ifname = true;
-	}
+	skel->rodata->cfg_ifindex = cfg->ifindex;
+	skel->rodata->cfg_ifindex_netns = cfg->ifindex_netns;
 	skel->rodata->cfg_track_skb = cfg->track_skb;
 	skel->rodata->cfg_output_stack = cfg->output_stack;
 	skel->rodata->cfg_pcap_l3 = cfg->has_filter && cfg->filter->l3;

@@ -23,7 +23,7 @@ struct load_config {
 	bool has_filter;
 	unsigned int netns;
 	unsigned int mark, mark_mask;
-	const char *ifname;
+	unsigned int ifindex, ifindex_netns; /* --filter-ifname: the device, 0 = any */
 	bool track_skb;
 	bool output_stack;
 	bool has_func_ip;

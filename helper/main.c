@@ -1,26 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * pwru-helper: traces where packets go in the kernel. The story, top to
- * bottom: parse options -> check privileges and BTF -> say hello -> compile
- * the packet filter -> find what to probe -> pick a backend -> load -> attach
- * -> stream events until told to stop -> detach -> say goodbye.
- * Everything it reports goes to stdout as the record stream (bpf/event.h).
+ * pwru-helper: traces where packets go in the kernel. Everything it reports
+ * goes to stdout as the record stream (bpf/event.h, docs/record-stream.md);
+ * each step below is one call into the file that owns it.
  */
-#define _GNU_SOURCE /* pipe2 */
-#include <dirent.h>
 #include <errno.h>
-#include <poll.h>
-#include <fcntl.h>
-#include <linux/capability.h>
-#include <signal.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/utsname.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -28,28 +17,48 @@
 
 #include "../bpf/event.h"
 #include "attach.h"
-#include "event_json.h"
 #include "events.h"
 #include "filter_translate.h"
-#include "kallsyms.h"
 #include "kernel_btf.h"
 #include "loader.h"
+#include "netns.h"
 #include "options.h"
 #include "output.h"
+#include "pcap_compile.h"
+#include "privileges.h"
 #include "probes.h"
-#include "pwru.skel.h"
+#include "stop.h"
+#include "symbols.h"
 #include "version.h"
 
 #define EXIT_FAILED 1
 #define EXIT_BAD_INPUT 2
 
-#define CAP_BIT(c) (1ULL << (c))
-#ifndef CAP_PERFMON
-#define CAP_PERFMON 38
-#endif
-#ifndef CAP_BPF
-#define CAP_BPF 39
-#endif
+/* How long libpcap may take: the Ethernet form is dropped past the first bound, a needed form fails past the second. */
+#define FILTER_OPTIONAL_MS 3000
+#define FILTER_REQUIRED_MS 30000
+/* How long the last frames wait for a reader that takes nothing (the probes are detached by then). */
+#define LAST_WRITE_STALL_MS 10000
+
+/* Everything a run holds, so that there is one way out. */
+struct run {
+	struct options opts;
+	struct clocks clocks;
+	struct pcap_filter filter;
+	unsigned int netns, ifindex, ifindex_netns;
+	regex_t re;
+	bool has_re;
+	struct symbols symbols;
+	struct btf *btf;
+	struct probe_set probes;
+	struct drop_reasons drop_reasons;
+	enum backend backend;
+	char backend_note[256];
+	struct pwru_bpf *skel;
+	struct attachment att;
+	bool attached, events_open;
+	char err[1024];
+};
 
 static double mono_ms(void)
 {
@@ -65,560 +74,337 @@ static int fail(int code, const char *what, const char *fmt, const char *detail)
 	return code;
 }
 
-/* CAP_BPF with CAP_PERFMON (5.8+), or CAP_SYS_ADMIN. */
-static bool privileged(void)
+/* A stop before tracing began is not a failure: END says why, exit 0. */
+static int stopped_early(const char *reason)
 {
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2] = { 0 };
-	unsigned long long eff;
-
-	if (syscall(SYS_capget, &hdr, data) != 0)
-		return geteuid() == 0;
-	eff = data[0].effective | ((unsigned long long)data[1].effective << 32);
-	return (eff & CAP_BIT(CAP_SYS_ADMIN)) || ((eff & CAP_BIT(CAP_BPF)) && (eff & CAP_BIT(CAP_PERFMON)));
-}
-
-/* Returns CLOCK_REALTIME - CLOCK_MONOTONIC as told to the client, ns. */
-static int64_t write_hello(void)
-{
-	struct utsname u;
-	struct timespec mono, real;
-	char num[32];
-	struct json j;
-
-	uname(&u);
-	clock_gettime(CLOCK_MONOTONIC, &mono);
-	clock_gettime(CLOCK_REALTIME, &real);
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_int(&j, "stream", PWRU_STREAM_VERSION);
-	json_kv_int(&j, "event_version", PWRU_EVENT_VERSION);
-	json_kv_int(&j, "event_size", sizeof(struct pwru_event));
-	json_kv_string(&j, "helper", PWRU_HELPER_VERSION);
-	json_kv_string(&j, "kernel", u.release);
-	json_kv_string(&j, "arch", u.machine);
-	json_kv_string(&j, "hostname", u.nodename);
-	snprintf(num, sizeof(num), "%lld", (long long)mono.tv_sec * 1000000000LL + mono.tv_nsec);
-	json_kv_string(&j, "mono_ns", num);
-	snprintf(num, sizeof(num), "%lld", (long long)real.tv_sec * 1000000000LL + real.tv_nsec);
-	json_kv_string(&j, "real_ns", num);
-	json_kv_int(&j, "json_schema", PWRU_JSON_SCHEMA_VERSION);
-	json_end_object(&j);
-	out_json(PWRU_FRAME_HELLO, &j);
-	json_free(&j);
-	out_flush();
-	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
-}
-
-static void progress(const char *phase, size_t done, size_t total)
-{
-	char msg[64];
-	struct json j;
-
-	snprintf(msg, sizeof(msg), "%s probes", strcmp(phase, "attach") == 0 ? "attaching" : "detaching");
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_string(&j, "phase", phase);
-	json_kv_uint(&j, "done", done);
-	json_kv_uint(&j, "total", total);
-	json_kv_string(&j, "message", msg);
-	json_end_object(&j);
-	out_json(PWRU_FRAME_PROGRESS, &j);
-	json_free(&j);
-	/* A slow detach (plain kprobes) must not let the ring buffer overflow meanwhile. */
-	events_drain();
-	out_flush();
-}
-
-/* Names of enum skb_drop_reason by value (NULL where unnamed), copied out of the BTF for --emit json. */
-static char **drop_reason_names(const struct btf *btf, uint32_t *count)
-{
-	struct drop_reason *reasons;
-	size_t nreasons;
-	char **names = NULL;
-
-	*count = 0;
-	if (drop_reasons_read(btf, &reasons, &nreasons) != 0)
-		return NULL;
-	for (size_t i = 0; i < nreasons; i++)
-		if (reasons[i].value < 4096 && reasons[i].value >= *count)
-			*count = reasons[i].value + 1;
-	names = *count ? calloc(*count, sizeof(*names)) : NULL;
-	for (size_t i = 0; names && i < nreasons; i++)
-		if (reasons[i].value < *count)
-			names[reasons[i].value] = strdup(reasons[i].name);
-	if (!names)
-		*count = 0;
-	free(reasons);
-	return names;
-}
-
-static void free_names(char **names, uint32_t count)
-{
-	for (uint32_t i = 0; names && i < count; i++)
-		free(names[i]);
-	free(names);
-}
-
-/* {"code": "NAME", ...} of enum skb_drop_reason, read before the BTF is let go. */
-static char *drop_reasons_json(const struct btf *btf)
-{
-	struct drop_reason *reasons;
-	size_t nreasons;
-	char key[16];
-	struct json j;
-
-	json_init(&j);
-	json_begin_object(&j);
-	if (drop_reasons_read(btf, &reasons, &nreasons) == 0) {
-		for (size_t i = 0; i < nreasons; i++) {
-			snprintf(key, sizeof(key), "%u", reasons[i].value);
-			json_kv_string(&j, key, reasons[i].name);
-		}
-		free(reasons);
-	}
-	json_end_object(&j);
-	return j.buf;
-}
-
-static void write_ready(enum backend backend, const char *note, const struct probe_set *probes,
-			const struct attachment *att, double attach_ms, const char *filter, const char *drop_reasons,
-			unsigned int ringbuf)
-{
-	struct json j;
-
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_string(&j, "backend", backend_name(backend));
-	json_kv_string(&j, "backend_note", note);
-	json_key(&j, "probes");
-	json_begin_array(&j);
-	for (size_t id = 0; id < probes->cnt; id++) {
-		const struct probe *p = &probes->v[id];
-
-		if (!p->attached)
-			continue;
-		json_begin_object(&j);
-		json_kv_uint(&j, "id", id);
-		json_kv_string(&j, "name", p->name);
-		json_kv_string(&j, "kind", p->kind == PROBE_TRACEPOINT ? "tracepoint" : backend_name(backend));
-		json_end_object(&j);
-	}
-	json_end_array(&j);
-	json_kv_uint(&j, "attached", att->attached);
-	json_kv_uint(&j, "skipped", att->skipped);
-	json_kv_int(&j, "attach_ms", (long long)(attach_ms + 0.5));
-	json_kv_string(&j, "filter", filter);
-	json_kv_uint(&j, "ringbuf_bytes", ringbuf);
-	json_key(&j, "drop_reasons");
-	json_raw_value(&j, drop_reasons);
-	json_end_object(&j);
-	out_json(PWRU_FRAME_READY, &j);
-	json_free(&j);
-	out_flush();
-}
-
-static void write_end(const struct loop_result *res)
-{
-	struct json j;
-
-	json_init(&j);
-	json_begin_object(&j);
-	json_kv_string(&j, "reason", res->reason);
-	json_kv_uint(&j, "events", res->events);
-	json_kv_uint(&j, "lost", res->lost);
-	json_end_object(&j);
-	out_json(PWRU_FRAME_END, &j);
-	json_free(&j);
-	out_flush();
-}
-
-/* Adds the functions of every module with BTF (--all-kmods). */
-static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, const regex_t *re,
-				struct probe_set *probes)
-{
-	DIR *dir = opendir("/sys/kernel/btf");
-	struct dirent *de;
-	char path[300];
-	int modules = 0;
-
-	if (!dir)
-		return -errno;
-	while ((de = readdir(dir))) {
-		if (de->d_name[0] == '.' || strcmp(de->d_name, "vmlinux") == 0)
-			continue;
-		snprintf(path, sizeof(path), "/sys/kernel/btf/%s", de->d_name);
-		struct btf *mod = btf__parse_split(path, vmlinux);
-		if (!mod)
-			continue;
-		probes_find_functions(mod, ks, re, probes);
-		btf__free(mod);
-		modules++;
-	}
-	closedir(dir);
-	if (modules == 0)
-		out_message(PWRU_FRAME_WARNING, "no_module_btf", "%s",
-			    "--all-kmods: this kernel has no module BTF (needs 5.11+ with "
-			    "CONFIG_DEBUG_INFO_BTF_MODULES=y): only built-in functions are probed");
+	out_end(&(struct end_info){ .reason = reason });
 	return 0;
 }
 
-/* Whether the kernel offers a backend, and if not, why. */
-static bool backend_offered(const struct backend_support *bs, enum backend b, const char **why)
+/* An output that went away or failed, said as the client needs it (docs/record-stream.md). */
+static int output_fault(const struct out_fault *f, const struct loop_result *res)
 {
-	switch (b) {
-	case BACKEND_KPROBE_MULTI:
-		*why = bs->kprobe_multi_why;
-		return bs->kprobe_multi;
-	case BACKEND_KPROBE:
-		*why = bs->kprobe_why;
-		return bs->kprobe;
-	case BACKEND_TRACEPOINT:
-		*why = bs->tracepoint_why;
-		return bs->tracepoint;
-	default:
-		*why = "";
-		return false;
+	if (f->stream) {
+		/* Nothing can be said on the stream any more: a reader gone is no failure, a write error is. */
+		if (out_fault_is_close(f))
+			return 0;
+		fprintf(stderr, "pwru-helper: cannot write the record stream to %s: %s\n", f->name, strerror(f->err));
+		return EXIT_FAILED;
 	}
-}
-
-static int choose_backend(enum backend asked, const struct backend_support *bs, enum backend *chosen, char *note,
-			  size_t notelen, char *err, size_t errlen)
-{
-	const char *why;
-	char have[64] = "";
-
-	if (bs->kprobe_multi)
-		strcat(have, "kprobe-multi, ");
-	if (bs->kprobe)
-		strcat(have, "kprobe, ");
-	if (bs->tracepoint)
-		strcat(have, "tracepoint, ");
-	if (*have)
-		have[strlen(have) - 2] = 0;
-	else
-		strcpy(have, "none");
-
-	switch (asked) {
-	case BACKEND_AUTO:
-		if (bs->kprobe_multi)
-			*chosen = BACKEND_KPROBE_MULTI;
-		else if (bs->kprobe)
-			*chosen = BACKEND_KPROBE;
-		else if (bs->tracepoint)
-			*chosen = BACKEND_TRACEPOINT;
-		else {
-			snprintf(err, errlen, "this kernel offers no backend: %s; %s; %s", bs->kprobe_multi_why,
-				 bs->kprobe_why, bs->tracepoint_why);
-			return -1;
-		}
-		snprintf(note, notelen, "auto chose %s (available: %s)", backend_name(*chosen), have);
+	if (out_fault_is_close(f)) {
+		out_end(&(struct end_info){ .reason = "output-closed", .output = f->name, .events = res->events,
+					   .lost = res->counts.lost, .discarded = res->counts.discarded });
 		return 0;
-	default:
-		if (!backend_offered(bs, asked, &why)) {
-			snprintf(err, errlen, "backend %s is not available on this kernel (%s); available: %s",
-				 backend_name(asked), why, have);
-			return -1;
-		}
-		break;
 	}
-	*chosen = asked;
-	snprintf(note, notelen, "as asked (available: %s)", have);
+	out_message(PWRU_FRAME_ERROR, "output_failed", "cannot write the trace to %s: %s", f->name, strerror(f->err));
+	return EXIT_FAILED;
+}
+
+/*
+ * The user's input, checked and resolved: the filter compiled, the regex,
+ * the namespace and the interface in it. Needs no privileges: this is all of
+ * --check. Returns an exit code, or -1 to go on.
+ */
+static int check_input(struct run *r)
+{
+	const struct options *o = &r->opts;
+	struct compile_request req = { .expr = o->pcap_filter, .ethernet_when_needed = o->check,
+				       .optional_ms = FILTER_OPTIONAL_MS, .required_ms = FILTER_REQUIRED_MS };
+	struct cbpf_prog raw, eth;
+	bool eth_skipped;
+	int rc, ret;
+
+	if (o->filter_netns && netns_inode(o->filter_netns, &r->netns, r->err, sizeof(r->err)))
+		return fail(EXIT_BAD_INPUT, "usage", "%s", r->err);
+	if (o->filter_ifname) {
+		ret = netns_ifindex(r->netns, o->filter_ifname, &r->ifindex, r->err, sizeof(r->err));
+		if (ret == -ENODEV || ret == -ENOENT)
+			return fail(EXIT_BAD_INPUT, "no_interface", "%s", r->err);
+		if ((ret == -EPERM || ret == -EACCES) && o->check)
+			out_message(PWRU_FRAME_WARNING, "interface_unchecked", "%s (the trace checks it again)", r->err);
+		else if (ret)
+			return fail(EXIT_FAILED, "not_permitted", "%s", r->err);
+		if (r->netns)
+			r->ifindex_netns = r->netns;
+		else if ((ret = netns_own(&r->ifindex_netns)))
+			return fail(EXIT_FAILED, "no_netns", "cannot read the helper's network namespace: %s",
+				    strerror(-ret));
+	}
+	if (o->filter_func) {
+		rc = regcomp(&r->re, o->filter_func, REG_EXTENDED | REG_NOSUB);
+		if (rc) {
+			regerror(rc, &r->re, r->err, sizeof(r->err));
+			return fail(EXIT_BAD_INPUT, "bad_regex", "--filter-func: %s", r->err);
+		}
+		r->has_re = true;
+	}
+	if (!*o->pcap_filter) {
+		pcap_filter_match_all(&r->filter);
+		return -1;
+	}
+	switch (cbpf_compile(&req, &raw, &eth, &eth_skipped, r->err, sizeof(r->err))) {
+	case COMPILE_OK:
+		break;
+	case COMPILE_REFUSED:
+		return fail(EXIT_BAD_INPUT, "bad_filter", "invalid pcap filter: %s", r->err);
+	case COMPILE_TOO_SLOW:
+		return fail(EXIT_BAD_INPUT, "filter_too_slow", "%s: make the expression shorter", r->err);
+	case COMPILE_STOPPED:
+		return stopped_early(stop_reason());
+	case COMPILE_FAILED:
+		return fail(EXIT_FAILED, "compile_failed", "%s", r->err);
+	}
+	if (eth_skipped)
+		out_message(PWRU_FRAME_WARNING, "filter_ip_only",
+			    "libpcap did not compile the Ethernet form of this filter within %d s: packets are matched "
+			    "on their IP header only, so steps before the kernel has set it (early receive) and ARP "
+			    "are not traced",
+			    FILTER_OPTIONAL_MS / 1000);
+	ret = pcap_filter_build(&raw, &eth, &r->filter, r->err, sizeof(r->err));
+	cbpf_prog_free(&raw);
+	cbpf_prog_free(&eth);
+	if (ret)
+		return fail(EXIT_BAD_INPUT, "bad_filter", "invalid pcap filter: %s", r->err);
+	return -1;
+}
+
+/* The probes, and the backend to attach them with. Returns an exit code, or -1 to go on. */
+static int choose_probes(struct run *r, struct backend_support *support)
+{
+	const struct options *o = &r->opts;
+	struct probe_request req = { .re = r->has_re ? &r->re : NULL, .filter_func = o->filter_func,
+				     .all_kmods = o->all_kmods };
+	int ret;
+
+	backends_detect(support, o->backend != BACKEND_TRACEPOINT);
+	if (o->verify_only) {
+		/* The verifier accepts programs the kernel could never attach: check them anyway. */
+		r->backend = o->backend;
+		snprintf(r->backend_note, sizeof(r->backend_note), "verify only");
+	} else if (backend_choose(o->backend, support, &r->backend, r->backend_note, sizeof(r->backend_note), r->err,
+				  sizeof(r->err))) {
+		return fail(EXIT_BAD_INPUT, "backend_unavailable", "%s", r->err);
+	}
+	req.functions = r->backend != BACKEND_TRACEPOINT;
+	if (req.functions) {
+		/* Which functions exist, and where: the kprobe backends need kernel symbols now. */
+		if (!(req.ks = symbols_get(&r->symbols)))
+			return fail(EXIT_FAILED, "no_kallsyms", "cannot read /proc/kallsyms: %s",
+				    strerror(-symbols_error(&r->symbols)));
+		if (req.ks->addrs_hidden)
+			return fail(EXIT_FAILED, "kallsyms_hidden", "%s",
+				    "kernel addresses are hidden in /proc/kallsyms (kernel.kptr_restrict=2): use "
+				    "--backend tracepoint or set kernel.kptr_restrict=1");
+	}
+	ret = probes_choose(r->btf, &req, &r->probes, r->err, sizeof(r->err));
+	if (ret == -ENOENT)
+		return fail(EXIT_BAD_INPUT, "no_match", "%s", r->err);
+	if (ret)
+		return fail(EXIT_FAILED, "out_of_memory", "choosing probes: %s", strerror(-ret));
+	if (r->err[0])
+		out_message(PWRU_FRAME_WARNING, "no_module_btf", "%s", r->err);
+	if (drop_reasons_load(r->btf, &r->drop_reasons))
+		return fail(EXIT_FAILED, "out_of_memory", "%s", "out of memory reading drop reasons");
+	return -1;
+}
+
+/* Loads the programs with the filter and the configuration in them. Returns an exit code, or -1 to go on. */
+static int load(struct run *r, const struct backend_support *support)
+{
+	const struct options *o = &r->opts;
+	struct load_config lc = {
+		.backend = r->backend,
+		.filter = &r->filter,
+		.has_filter = *o->pcap_filter != 0,
+		.netns = r->netns,
+		.mark = o->mark,
+		.mark_mask = o->mark_mask,
+		.ifindex = r->ifindex,
+		.ifindex_netns = r->ifindex_netns,
+		.track_skb = o->track_skb,
+		.output_stack = o->output_stack,
+		.has_func_ip = support->func_ip,
+		.ringbuf_bytes = o->ringbuf_bytes,
+	};
+	int ret;
+
+	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
+	kernel_btf_give_to_libbpf(r->btf);
+	r->btf = NULL;
+	if ((ret = loader_init()) < 0)
+		return fail(EXIT_FAILED, "load_failed", "registering program handlers: %s", strerror(-ret));
+	r->skel = loader_load(&lc, &r->probes, r->err, sizeof(r->err));
+	if (!r->skel)
+		return stop_reason() ? stopped_early(stop_reason()) : fail(EXIT_FAILED, "load_failed", "%s", r->err);
+	return -1;
+}
+
+/* --verify-only: tracepoint programs are loaded (verified) per tracepoint too, then nothing is attached. */
+static int verify_only(struct run *r)
+{
+	for (size_t id = 0; id < r->probes.cnt; id++)
+		if (r->probes.v[id].kind == PROBE_TRACEPOINT &&
+		    loader_tracepoint_fd(r->skel, &r->probes, id, r->err, sizeof(r->err)) < 0)
+			return fail(EXIT_FAILED, "load_failed", "%s", r->err);
+	out_end(&(struct end_info){ .reason = "verified" });
 	return 0;
 }
 
-/*
- * Stop on signals. The handler only notes the signal and wakes the loop
- * through a pipe; it is installed without SA_RESTART so that a write to a
- * reader that stopped reading is interrupted instead of blocking forever.
- */
-static int signal_pipe[2] = { -1, -1 };
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
+/* Tracing, from READY to the final STATS. Returns the exit code. */
+static int trace(struct run *r, double attach_ms)
 {
-	int saved = errno;
-	char c = (char)sig;
+	const struct options *o = &r->opts;
+	struct loop_config loop = {
+		.skel = r->skel,
+		.probes = &r->probes,
+		.symbols = &r->symbols,
+		.kprobe_backend = r->backend != BACKEND_TRACEPOINT,
+		.duration_sec = o->duration_sec,
+		.max_events = o->max_events,
+		.emit_json = o->emit_json,
+		.func_kind = backend_name(r->backend),
+		.drop_reasons = &r->drop_reasons,
+		.clocks = r->clocks,
+		.packet_starts = o->packet_starts,
+	};
+	struct loop_result res = { 0 };
+	int ret;
 
-	stop_signal = sig;
-	if (write(signal_pipe[1], &c, 1) < 0) {
-		/* the pipe is full: the loop is already being woken */
+	out_ready(&(struct ready_info){ .backend = backend_name(r->backend), .backend_note = r->backend_note,
+				       .func_kind = backend_name(r->backend), .probes = &r->probes,
+				       .attached = r->att.attached, .skipped = r->att.skipped, .attach_ms = attach_ms,
+				       .filter = o->pcap_filter, .ringbuf_bytes = o->ringbuf_bytes,
+				       .drop_reasons = &r->drop_reasons });
+	if ((ret = events_open(&loop)))
+		return fail(EXIT_FAILED, ret == -ENOMEM ? "out_of_memory" : "ring_buffer",
+			    "cannot read the ring buffer: %s", strerror(-ret));
+	r->events_open = true;
+
+	/* --lines-fd: the client writes the trace's header line first; events wait in the ring buffer meanwhile. */
+	const char *stop_early = out_lines_direct() ? stop_wait_for_go() : NULL;
+	if (stop_early)
+		res.reason = stop_early;
+	else
+		events_loop(&res);
+
+	/* Detach at once, then deliver what fired before the stop, and count the rest. */
+	attach_detach(&r->att, out_progress);
+	r->attached = false;
+	events_finish(&res);
+
+	/* A fault while the last events were written counts as much as one during the run. */
+	const struct out_fault *fault = res.fault ? res.fault : out_fault();
+	if (fault)
+		return output_fault(fault, &res);
+	if (strcmp(res.reason, "out-of-memory") == 0 || out_of_memory())
+		return fail(EXIT_FAILED, "out_of_memory", "%s", "the helper ran out of memory");
+	if (strcmp(res.reason, "error") == 0)
+		return fail(EXIT_FAILED, "ring_buffer", "reading the ring buffer: %s", strerror(-res.err));
+	out_end(&(struct end_info){ .reason = res.reason, .events = res.events, .lost = res.counts.lost,
+				   .discarded = res.counts.discarded });
+	return 0;
+}
+
+static void cleanup(struct run *r)
+{
+	if (r->events_open)
+		events_close();
+	if (r->attached)
+		attach_detach(&r->att, NULL);
+	if (r->skel)
+		loader_destroy(r->skel);
+	btf__free(r->btf);
+	probes_free(&r->probes);
+	drop_reasons_free(&r->drop_reasons);
+	pcap_filter_free(&r->filter);
+	symbols_free(&r->symbols);
+	if (r->has_re)
+		regfree(&r->re);
+	free(r->opts.pcap_filter);
+	/* Whatever the way out, what was written gets to the reader if it takes it. */
+	out_drain(LAST_WRITE_STALL_MS);
+}
+
+static int run(struct run *r, enum options_result parsed)
+{
+	const struct options *o = &r->opts;
+	struct backend_support support;
+	int code;
+
+	/* HELLO first, whatever follows: the client knows at once that it speaks to the helper. */
+	out_hello(&r->clocks);
+	if (parsed == OPTIONS_NO_MEMORY)
+		return fail(EXIT_FAILED, "out_of_memory", "%s", "out of memory");
+	if (parsed != OPTIONS_OK)
+		return fail(EXIT_BAD_INPUT, "usage", "%s", r->err);
+	for (int i = 0; i < o->nline_fds; i++)
+		out_add_lines(o->line_fds[i], o->line_names[i]);
+
+	/* Privileges and the kernel's BTF (not for --check, which loads nothing). */
+	if (!o->check) {
+		if (!privileged())
+			return fail(EXIT_FAILED, "not_permitted", "%s",
+				    "not permitted: tracing needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN "
+				    "before 5.8)");
+		/* Kernel symbols name callers; they load in the background meanwhile. */
+		symbols_start(&r->symbols);
+		if (!(r->btf = kernel_btf_load()))
+			return fail(EXIT_FAILED, "no_btf", "%s",
+				    "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): kubectl-pwru needs a "
+				    "kernel built with CONFIG_DEBUG_INFO_BTF=y (5.5 or later; the default on current "
+				    "Debian, Ubuntu, Fedora, RHEL 8.2+, COS, Bottlerocket and Amazon Linux 2023)");
 	}
-	errno = saved;
-}
 
-static bool stop_requested(void)
-{
-	return stop_signal != 0;
-}
+	/* The filter compiled, the namespace and interface found: bad input fails before anything is loaded. */
+	if ((code = check_input(r)) >= 0)
+		return code;
+	if (o->check)
+		return stopped_early("check");
 
-static int setup_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
+	/* What to probe, and with which backend. */
+	if ((code = choose_probes(r, &support)) >= 0)
+		return code;
 
-	signal(SIGPIPE, SIG_IGN);
-	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-		return -1;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	out_set_abort_check(stop_requested);
-	return signal_pipe[0];
-}
+	/* Load the programs. */
+	double t0 = mono_ms();
+	if ((code = load(r, &support)) >= 0)
+		return code;
+	if (o->verify_only)
+		return verify_only(r);
 
-/* Only a pipe, socket or terminal on stdin means "a client that can go away". */
-static bool stdin_is_client(void)
-{
-	struct stat sb;
+	/* Attach them. */
+	r->attached = true;
+	int ret = attach_all(r->skel, r->backend, &r->probes, &r->att, out_progress, stop_requested, r->err,
+			     sizeof(r->err));
+	if (ret == -EINTR || (ret && stop_reason()))
+		return stopped_early(stop_reason() ? stop_reason() : "signal");
+	if (ret)
+		return fail(EXIT_FAILED, ret == -ENOMEM ? "out_of_memory" : "attach_failed", "%s", r->err);
 
-	if (fstat(0, &sb) != 0)
-		return false;
-	if (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode) || isatty(0)) {
-		fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
-		return true;
-	}
-	return false;
-}
-
-/*
- * --lines-fd: the client writes the trace's header line to the same output
- * first, then sends 'g' on stdin. Until then events wait in the ring buffer.
- * Returns the reason to stop instead ("signal", "stdin"), or NULL to go on.
- */
-static const char *wait_for_go(int signal_fd)
-{
-	struct pollfd fds[2] = { { .fd = 0, .events = POLLIN }, { .fd = signal_fd, .events = POLLIN } };
-
-	for (;;) {
-		if (poll(fds, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return "error";
-		}
-		if (fds[1].revents & POLLIN)
-			return "signal";
-		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			char c;
-			ssize_t n = read(0, &c, 1);
-
-			if (n == 1 && c == 'g')
-				return NULL;
-			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-				return "stdin";
-		}
-	}
+	/* Trace until told to stop, detach, and say goodbye. */
+	return trace(r, mono_ms() - t0);
 }
 
 int main(int argc, char **argv)
 {
-	struct options opts;
-	struct pcap_filter filter = { 0 };
-	struct probe_set probes = { 0 };
-	struct kallsyms ks = { 0 };
-	struct backend_support support;
-	struct attachment att;
-	struct loop_result res;
-	struct pwru_bpf *skel;
-	struct btf *btf;
-	regex_t re, *rep = NULL;
-	enum backend backend;
-	char err[1024], note[256];
-	int signal_fd, ret;
+	static struct run r;
+	enum options_result parsed;
+	int code;
 
-	out_init(1);
-	signal_fd = setup_signals();
-	if (options_parse(argc, argv, &opts, err, sizeof(err)))
-		return fail(EXIT_BAD_INPUT, "usage", "%s", err);
-	for (int i = 0; i < opts.nline_fds; i++)
-		if (out_add_line_fd(opts.line_fds[i]))
-			return fail(EXIT_FAILED, "oom", "%s", "out of memory");
-	int64_t real_minus_mono_ns = write_hello();
-
-	if (!privileged())
-		return fail(EXIT_FAILED, "not_permitted", "%s",
-			    "not permitted: tracing needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN before 5.8)");
-	btf = kernel_btf_load();
-	if (!btf)
-		return fail(EXIT_FAILED, "no_btf", "%s",
-			    "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): kubectl-pwru needs a kernel "
-			    "built with CONFIG_DEBUG_INFO_BTF=y (5.5 or later; the default on current Debian, Ubuntu, "
-			    "Fedora, RHEL 8.2+, COS, Bottlerocket and Amazon Linux 2023)");
-
-	/* The filter first: a bad expression must fail before anything is loaded. */
-	if (*opts.pcap_filter) {
-		if (pcap_filter_build(opts.pcap_filter, &filter, err, sizeof(err)))
-			return fail(EXIT_BAD_INPUT, "bad_filter", "invalid pcap filter: %s", err);
-	} else {
-		pcap_filter_match_all(&filter);
-	}
-	if (opts.filter_func) {
-		int rc = regcomp(&re, opts.filter_func, REG_EXTENDED | REG_NOSUB);
-		if (rc) {
-			regerror(rc, &re, err, sizeof(err));
-			return fail(EXIT_BAD_INPUT, "bad_regex", "--filter-func: %s", err);
-		}
-		rep = &re;
-	}
-
-	/* What this kernel can probe with, then what there is to probe. */
-	backends_detect(&support, opts.backend != BACKEND_TRACEPOINT);
-	if (opts.verify_only) {
-		/* The verifier accepts programs the kernel could never attach: check them anyway. */
-		backend = opts.backend;
-		snprintf(note, sizeof(note), "verify only");
-	} else if (choose_backend(opts.backend, &support, &backend, note, sizeof(note), err, sizeof(err))) {
-		return fail(EXIT_BAD_INPUT, "backend_unavailable", "%s", err);
-	}
-	struct probe_set functions = { 0 };
-	if (backend != BACKEND_TRACEPOINT) {
-		ret = kallsyms_load(&ks);
-		if (ret)
-			return fail(EXIT_FAILED, "no_kallsyms", "cannot read /proc/kallsyms: %s", strerror(-ret));
-		if (ks.addrs_hidden)
-			return fail(EXIT_FAILED, "kallsyms_hidden", "%s",
-				    "kernel addresses are hidden in /proc/kallsyms (kernel.kptr_restrict=2): use "
-				    "--backend tracepoint or set kernel.kptr_restrict=1");
-		probes_find_functions(btf, &ks, rep, &functions);
-		if (opts.all_kmods)
-			add_module_functions(btf, &ks, rep, &functions);
-	}
-
-	/* Tracepoints first (ids are stable), then functions for the kprobe backends. */
-	if (backend == BACKEND_TRACEPOINT) {
-		probes_find_tracepoints(btf, rep, &probes);
-	} else {
-		/* Only the always-on drop and free tracepoints: functions cover the path. */
-		regex_t none;
-		regcomp(&none, "^$", REG_EXTENDED | REG_NOSUB);
-		probes_find_tracepoints(btf, &none, &probes);
-		regfree(&none);
-		for (size_t i = 0; i < functions.cnt; i++) {
-			struct probe *p = probes_add(&probes, functions.v[i].name);
-			if (!p)
-				return fail(EXIT_FAILED, "oom", "%s", "out of memory");
-			char *name = p->name;
-			*p = functions.v[i];
-			p->name = name;
-		}
-	}
-	probes_free(&functions);
-	size_t chosen = 0;
-	for (size_t i = 0; i < probes.cnt; i++)
-		if (probes.v[i].kind == PROBE_FUNC || probes.v[i].role == TP_GENERIC)
-			chosen++;
-	if (chosen == 0) {
-		if (opts.filter_func)
-			snprintf(err, sizeof(err), "--filter-func '%s' matches no %s that takes a struct sk_buff *",
-				 opts.filter_func, backend == BACKEND_TRACEPOINT ? "tracepoint" : "probeable function");
+	/* The options are read before anything is written, so that --help and --version print text. */
+	parsed = options_parse(argc, argv, &r.opts, r.err, sizeof(r.err));
+	if (parsed == OPTIONS_HELP || parsed == OPTIONS_VERSION) {
+		if (parsed == OPTIONS_HELP)
+			options_usage();
 		else
-			snprintf(err, sizeof(err), "found no %s that takes a struct sk_buff *",
-				 backend == BACKEND_TRACEPOINT ? "tracepoint" : "probeable function");
-		return fail(EXIT_BAD_INPUT, "no_match", "%s", err);
-	}
-
-	char *drop_reasons = drop_reasons_json(btf);
-	uint32_t ndrop_names = 0;
-	char **drop_names = opts.emit_json ? drop_reason_names(btf, &ndrop_names) : NULL;
-	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
-	kernel_btf_give_to_libbpf(btf);
-	btf = NULL;
-	/* kallsyms is only needed again to name callers: it is reloaded lazily then. */
-	if (backend == BACKEND_TRACEPOINT)
-		kallsyms_free(&ks);
-
-	/* Load and attach. */
-	struct load_config lc = {
-		.backend = backend,
-		.filter = &filter,
-		.has_filter = *opts.pcap_filter != 0,
-		.netns = opts.netns_inode,
-		.mark = opts.mark,
-		.mark_mask = opts.mark_mask,
-		.ifname = opts.filter_ifname,
-		.track_skb = opts.track_skb,
-		.output_stack = opts.output_stack,
-		.has_func_ip = support.func_ip,
-		.ringbuf_bytes = opts.ringbuf_bytes,
-	};
-	double t0 = mono_ms();
-	if ((ret = loader_init()) < 0)
-		return fail(EXIT_FAILED, "load_failed", "registering program handlers: %s", strerror(-ret));
-	skel = loader_load(&lc, &probes, err, sizeof(err));
-	if (!skel)
-		return fail(EXIT_FAILED, "load_failed", "%s", err);
-	if (opts.verify_only) {
-		/* Tracepoint copies are loaded (verified) per tracepoint too. */
-		for (size_t id = 0; id < probes.cnt; id++) {
-			if (probes.v[id].kind == PROBE_TRACEPOINT && loader_tracepoint_fd(skel, &probes, id, err, sizeof(err)) < 0) {
-				loader_destroy(skel);
-				return fail(EXIT_FAILED, "load_failed", "%s", err);
-			}
-		}
-		res = (struct loop_result){ .reason = "verified" };
-		write_end(&res);
-		loader_destroy(skel);
+			printf("pwru-helper %s\n", PWRU_HELPER_VERSION);
 		return 0;
 	}
-	ret = attach_all(skel, backend, &probes, &att, progress, stop_requested, err, sizeof(err));
-	if (ret) {
-		attach_detach(&att, NULL);
-		loader_destroy(skel);
-		if (ret == -EINTR) {
-			/* Asked to stop before tracing began: not a failure. */
-			res = (struct loop_result){ .reason = "signal" };
-			write_end(&res);
-			return 0;
-		}
-		return fail(EXIT_FAILED, "attach_failed", "%s", err);
-	}
-	write_ready(backend, note, &probes, &att, mono_ms() - t0, opts.pcap_filter, drop_reasons, opts.ringbuf_bytes);
-	free(drop_reasons);
-
-	struct loop_config loop = {
-		.skel = skel,
-		.probes = &probes,
-		.ksyms = &ks,
-		.kprobe_backend = backend != BACKEND_TRACEPOINT,
-		.duration_sec = opts.duration_sec,
-		.max_events = opts.max_events,
-		.signal_fd = signal_fd,
-		.watch_stdin = stdin_is_client(),
-		.emit_json = opts.emit_json,
-		.func_kind = backend_name(backend),
-		.drop_reason_names = (const char *const *)drop_names,
-		.ndrop_reasons = ndrop_names,
-		.real_minus_mono_ns = real_minus_mono_ns,
-		.packet_starts = opts.packet_starts,
-	};
-	ret = events_open(&loop);
-	if (ret) {
-		attach_detach(&att, NULL);
-		loader_destroy(skel);
-		return fail(EXIT_FAILED, "ring_buffer", "cannot read the ring buffer: %s", strerror(-ret));
-	}
-	const char *stop_early = loop.watch_stdin && out_lines_direct() ? wait_for_go(signal_fd) : NULL;
-	if (stop_early)
-		res = (struct loop_result){ .reason = stop_early };
-	else
-		ret = events_loop(&res);
-
-	/* Detach, then deliver what fired meanwhile, so the final numbers are final. */
-	attach_detach(&att, out_broken() ? NULL : progress);
-	events_drain();
-	res.events = events_delivered();
-	events_write_digest();
-	events_close();
-	free_names(drop_names, ndrop_names);
-	events_write_stats(skel, true, &res.lost);
-	write_end(&res);
-	loader_destroy(skel);
-	probes_free(&probes);
-	pcap_filter_free(&filter);
-	kallsyms_free(&ks);
-	if (rep)
-		regfree(rep);
-	if (ret)
-		fprintf(stderr, "pwru-helper: tracing loop failed: %s\n", strerror(-ret));
-	return ret ? EXIT_FAILED : 0;
+	stop_init();
+	out_init();
+	code = run(&r, parsed);
+	if (code == 0 && out_of_memory())
+		code = fail(EXIT_FAILED, "out_of_memory", "%s", "the helper ran out of memory");
+	cleanup(&r);
+	return code;
 }

@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 
 #include "attach.h"
-#include "version.h"
 
 static const char usage[] =
 	"Usage: pwru-helper [OPTIONS] [--] [PCAP-FILTER]\n"
@@ -21,7 +20,8 @@ static const char usage[] =
 	"  --filter-func REGEX      only functions/tracepoints whose name matches\n"
 	"  --filter-netns NS        inode number, or a path like /proc/PID/ns/net\n"
 	"  --filter-mark MARK[/MASK]\n"
-	"  --filter-ifname NAME\n"
+	"  --filter-ifname NAME     the interface of that name in the --filter-netns\n"
+	"                           namespace (the helper's own without one)\n"
 	"  --filter-track-skb       keep following an skb once it matched\n"
 	"  --all-kmods              also probe functions of kernel modules\n"
 	"  --output-stack           collect the kernel stack of each event\n"
@@ -35,6 +35,10 @@ static const char usage[] =
 	"  --lines-fd N             with --emit json: write the lines to descriptor N\n"
 	"                           (once or twice), once the client sends 'g' on\n"
 	"                           stdin after READY\n"
+	"  --lines-name NAME        what the last --lines-fd is (a file's path), for\n"
+	"                           the message when writing to it fails\n"
+	"  --check                  check the options and compile the filter, then\n"
+	"                           exit: needs no privileges, loads nothing\n"
 	"  --verify-only            load the programs of --backend (kernel verifier)\n"
 	"                           without attaching, even if the kernel cannot attach them\n";
 
@@ -54,6 +58,8 @@ enum {
 	OPT_EMIT,
 	OPT_PACKET_STARTS,
 	OPT_LINES_FD,
+	OPT_LINES_NAME,
+	OPT_CHECK,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -74,6 +80,8 @@ static const struct option long_opts[] = {
 	{ "emit", required_argument, NULL, OPT_EMIT },
 	{ "packet-starts", required_argument, NULL, OPT_PACKET_STARTS },
 	{ "lines-fd", required_argument, NULL, OPT_LINES_FD },
+	{ "lines-name", required_argument, NULL, OPT_LINES_NAME },
+	{ "check", no_argument, NULL, OPT_CHECK },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -85,31 +93,9 @@ static int parse_u64(const char *s, unsigned long long *v)
 
 	errno = 0;
 	if (!*s || *s == '-')
-		return -1;
+		return OPTIONS_BAD;
 	*v = strtoull(s, &end, 0);
 	return errno || *end ? -1 : 0;
-}
-
-static int parse_netns(struct options *o, char *err, size_t errlen)
-{
-	unsigned long long v;
-	struct stat sb;
-
-	if (parse_u64(o->filter_netns, &v) == 0) {
-		if (v == 0 || v > UINT32_MAX) {
-			snprintf(err, errlen, "--filter-netns %s: not a namespace inode number", o->filter_netns);
-			return -1;
-		}
-		o->netns_inode = (unsigned int)v;
-		return 0;
-	}
-	if (stat(o->filter_netns, &sb) != 0) {
-		snprintf(err, errlen, "--filter-netns %s: %s (give an inode number or a path like /proc/PID/ns/net)",
-			 o->filter_netns, strerror(errno));
-		return -1;
-	}
-	o->netns_inode = (unsigned int)sb.st_ino;
-	return 0;
 }
 
 static int parse_mark(struct options *o, const char *arg, char *err, size_t errlen)
@@ -150,7 +136,12 @@ static char *join_args(int argc, char **argv)
 	return s;
 }
 
-int options_parse(int argc, char **argv, struct options *o, char *err, size_t errlen)
+void options_usage(void)
+{
+	fputs(usage, stdout);
+}
+
+enum options_result options_parse(int argc, char **argv, struct options *o, char *err, size_t errlen)
 {
 	unsigned long long v;
 	int c;
@@ -165,7 +156,7 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			if (backend_parse(optarg, &o->backend)) {
 				snprintf(err, errlen, "--backend %s: expected auto, kprobe-multi, kprobe or tracepoint",
 					 optarg);
-				return -1;
+				return OPTIONS_BAD;
 			}
 			break;
 		case OPT_FILTER_FUNC:
@@ -173,17 +164,15 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			break;
 		case OPT_FILTER_NETNS:
 			o->filter_netns = optarg;
-			if (parse_netns(o, err, errlen))
-				return -1;
 			break;
 		case OPT_FILTER_MARK:
 			if (parse_mark(o, optarg, err, errlen))
-				return -1;
+				return OPTIONS_BAD;
 			break;
 		case OPT_FILTER_IFNAME:
 			if (strlen(optarg) == 0 || strlen(optarg) > 15) {
 				snprintf(err, errlen, "--filter-ifname %s: interface names are 1 to 15 characters", optarg);
-				return -1;
+				return OPTIONS_BAD;
 			}
 			o->filter_ifname = optarg;
 			break;
@@ -202,14 +191,14 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			o->duration_sec = strtod(optarg, &end);
 			if (*end || !(o->duration_sec > 0)) {
 				snprintf(err, errlen, "--duration %s: expected a positive number of seconds", optarg);
-				return -1;
+				return OPTIONS_BAD;
 			}
 			break;
 		}
 		case OPT_MAX_EVENTS:
 			if (parse_u64(optarg, &v) || v == 0) {
 				snprintf(err, errlen, "--max-events %s: expected a positive whole number", optarg);
-				return -1;
+				return OPTIONS_BAD;
 			}
 			o->max_events = v;
 			break;
@@ -217,7 +206,7 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			if (parse_u64(optarg, &v) || v < 4096 || v > (1ULL << 30) || (v & (v - 1))) {
 				snprintf(err, errlen, "--ringbuf-size %s: expected a power of two from 4096 to 1073741824",
 					 optarg);
-				return -1;
+				return OPTIONS_BAD;
 			}
 			o->ringbuf_bytes = (unsigned int)v;
 			break;
@@ -227,7 +216,7 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 		case OPT_EMIT:
 			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "binary") != 0) {
 				snprintf(err, errlen, "--emit %s: expected binary or json", optarg);
-				return -1;
+				return OPTIONS_BAD;
 			}
 			o->emit_json = strcmp(optarg, "json") == 0;
 			break;
@@ -235,44 +224,68 @@ int options_parse(int argc, char **argv, struct options *o, char *err, size_t er
 			o->packet_starts = optarg;
 			break;
 		case OPT_LINES_FD: {
-			struct stat st;
-
-			if (parse_u64(optarg, &v) || v < 3 || v > 1024 || fstat((int)v, &st) != 0 || o->nline_fds == 2) {
+			if (parse_u64(optarg, &v) || v < 3 || v > 1024 || o->nline_fds == MAX_LINE_FDS) {
 				snprintf(err, errlen, "--lines-fd %s: expected an open descriptor from 3 up, at most twice",
 					 optarg);
-				return -1;
+				return OPTIONS_BAD;
 			}
+			o->line_names[o->nline_fds] = NULL;
 			o->line_fds[o->nline_fds++] = (int)v;
 			break;
 		}
+		case OPT_LINES_NAME:
+			if (!o->nline_fds || o->line_names[o->nline_fds - 1]) {
+				snprintf(err, errlen, "--lines-name %s: names the --lines-fd before it, once", optarg);
+				return OPTIONS_BAD;
+			}
+			o->line_names[o->nline_fds - 1] = optarg;
+			break;
+		case OPT_CHECK:
+			o->check = true;
+			break;
 		case 'h':
 		case OPT_HELP:
-			fputs(usage, stdout);
-			exit(0);
+			return OPTIONS_HELP;
 		case OPT_VERSION:
-			printf("pwru-helper %s\n", PWRU_HELPER_VERSION);
-			exit(0);
+			return OPTIONS_VERSION;
 		default:
 			snprintf(err, errlen, "unknown or incomplete option %s (see --help)", argv[optind - 1]);
-			return -1;
+			return OPTIONS_BAD;
 		}
 	}
 	if (o->nline_fds && !o->emit_json) {
 		snprintf(err, errlen, "--lines-fd needs --emit json");
-		return -1;
+		return OPTIONS_BAD;
 	}
 	if (o->emit_json && !o->nline_fds) {
 		snprintf(err, errlen, "--emit json needs --lines-fd");
-		return -1;
+		return OPTIONS_BAD;
+	}
+	/* --check runs without the client's plumbing: the descriptors are only named. */
+	for (int i = 0; i < o->nline_fds && !o->check; i++) {
+		struct stat st;
+
+		if (fstat(o->line_fds[i], &st) != 0) {
+			snprintf(err, errlen, "--lines-fd %d: not an open descriptor", o->line_fds[i]);
+			return OPTIONS_BAD;
+		}
+	}
+	if (o->check && o->verify_only) {
+		snprintf(err, errlen, "--check and --verify-only: pick one");
+		return OPTIONS_BAD;
 	}
 	if (o->verify_only && o->backend == BACKEND_AUTO) {
 		snprintf(err, errlen, "--verify-only needs an explicit --backend");
-		return -1;
+		return OPTIONS_BAD;
+	}
+	for (int i = 0; i < o->nline_fds; i++) {
+		if (!o->line_names[i]) {
+			snprintf(o->line_default_names[i], sizeof(o->line_default_names[i]), "descriptor %d", o->line_fds[i]);
+			o->line_names[i] = o->line_default_names[i];
+		}
 	}
 	o->pcap_filter = join_args(argc - optind, argv + optind);
-	if (!o->pcap_filter) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
+	if (!o->pcap_filter)
+		return OPTIONS_NO_MEMORY;
+	return OPTIONS_OK;
 }

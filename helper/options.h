@@ -1,35 +1,47 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The helper's command line. */
+/* The helper's command line: read and checked for form, nothing looked up (main.c does that). */
 #ifndef PWRU_OPTIONS_H
 #define PWRU_OPTIONS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "loader.h"
+#include "output.h"
 
 struct options {
 	enum backend backend;
 	const char *filter_func;
-	const char *filter_netns;
-	unsigned int netns_inode; /* resolved from filter_netns */
+	const char *filter_netns; /* an inode number or a path */
 	unsigned int mark, mark_mask;
 	const char *filter_ifname;
 	bool track_skb;
 	bool all_kmods;
 	bool output_stack;
 	bool verify_only;	/* load (kernel verifier) without attaching, then exit */
+	bool check;		/* check the input without privileges, load nothing, then exit */
 	double duration_sec;	/* 0 = until stopped */
 	uint64_t max_events;	/* 0 = unlimited */
 	unsigned int ringbuf_bytes;
-	bool emit_json;		/* --emit json: events as JSON lines */
+	bool emit_json;		   /* --emit json: events as JSON lines */
 	const char *packet_starts; /* --packet-starts LIST */
-	int line_fds[2];	   /* --lines-fd N (repeatable): JSON lines go straight there */
+	int line_fds[MAX_LINE_FDS]; /* --lines-fd N (repeatable): JSON lines go straight there */
+	const char *line_names[MAX_LINE_FDS]; /* --lines-name, or "descriptor N" */
+	char line_default_names[MAX_LINE_FDS][24];
 	int nline_fds;
-	char *pcap_filter;	/* the remaining arguments joined; "" = everything */
+	char *pcap_filter; /* the remaining arguments joined; "" = everything */
 };
 
-/* Parses argv; on bad input writes the reason to err and returns -1. Exits for --help/--version. */
-int options_parse(int argc, char **argv, struct options *o, char *err, size_t errlen);
+enum options_result {
+	OPTIONS_OK,
+	OPTIONS_BAD, /* err says why */
+	OPTIONS_NO_MEMORY,
+	OPTIONS_HELP,
+	OPTIONS_VERSION,
+};
+
+enum options_result options_parse(int argc, char **argv, struct options *o, char *err, size_t errlen);
+void options_usage(void);
 
 #endif

@@ -8,137 +8,88 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/types.h>
 #include "../bpf/event.h"
+#include "event_json.h"
+#include "stop.h"
+#include "version.h"
 
 /* ---- JSON ---- */
-
-static void json_reserve(struct json *j, size_t extra)
-{
-	if (j->len + extra + 1 <= j->cap)
-		return;
-	size_t cap = j->cap ? j->cap : 256;
-	while (cap < j->len + extra + 1)
-		cap *= 2;
-	char *p = realloc(j->buf, cap);
-	if (!p) {
-		fprintf(stderr, "pwru-helper: out of memory\n");
-		exit(1);
-	}
-	j->buf = p;
-	j->cap = cap;
-}
-
-static void json_raw(struct json *j, const char *s, size_t n)
-{
-	json_reserve(j, n);
-	memcpy(j->buf + j->len, s, n);
-	j->len += n;
-	j->buf[j->len] = 0;
-}
 
 static void json_sep(struct json *j)
 {
 	if (j->need_comma)
-		json_raw(j, ",", 1);
+		BUF_PUT_LIT(&j->b, ",");
 	j->need_comma = true;
-}
-
-void json_init(struct json *j)
-{
-	memset(j, 0, sizeof(*j));
-	json_reserve(j, 0);
-	j->buf[0] = 0;
 }
 
 void json_free(struct json *j)
 {
-	free(j->buf);
-	memset(j, 0, sizeof(*j));
+	buf_free(&j->b);
+	j->need_comma = false;
 }
 
 void json_begin_object(struct json *j)
 {
 	json_sep(j);
-	json_raw(j, "{", 1);
+	BUF_PUT_LIT(&j->b, "{");
 	j->need_comma = false;
 }
 
 void json_end_object(struct json *j)
 {
-	json_raw(j, "}", 1);
+	BUF_PUT_LIT(&j->b, "}");
 	j->need_comma = true;
 }
 
 void json_begin_array(struct json *j)
 {
 	json_sep(j);
-	json_raw(j, "[", 1);
+	BUF_PUT_LIT(&j->b, "[");
 	j->need_comma = false;
 }
 
 void json_end_array(struct json *j)
 {
-	json_raw(j, "]", 1);
+	BUF_PUT_LIT(&j->b, "]");
 	j->need_comma = true;
 }
 
 void json_key(struct json *j, const char *key)
 {
 	json_string(j, key);
-	json_raw(j, ":", 1);
+	BUF_PUT_LIT(&j->b, ":");
 	j->need_comma = false;
 }
 
 void json_string(struct json *j, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-
 	json_sep(j);
-	json_raw(j, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\') {
-			char esc[2] = { '\\', (char)*p };
-			json_raw(j, esc, 2);
-		} else if (*p < 0x20) {
-			char esc[6] = { '\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 0xf] };
-			json_raw(j, esc, 6);
-		} else {
-			json_raw(j, (const char *)p, 1);
-		}
-	}
-	json_raw(j, "\"", 1);
+	buf_json_string(&j->b, s, strlen(s), TEXT_UTF8);
 }
 
-void json_int(struct json *j, long long v)
+static void json_number(struct json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void json_number(struct json *j, const char *fmt, ...)
 {
 	char num[32];
+	va_list ap;
 
 	json_sep(j);
-	json_raw(j, num, snprintf(num, sizeof(num), "%lld", v));
+	va_start(ap, fmt);
+	int n = vsnprintf(num, sizeof(num), fmt, ap);
+	va_end(ap);
+	buf_put(&j->b, num, (size_t)n);
 }
 
 void json_uint(struct json *j, unsigned long long v)
 {
-	char num[32];
-
-	json_sep(j);
-	json_raw(j, num, snprintf(num, sizeof(num), "%llu", v));
-}
-
-void json_bool(struct json *j, bool v)
-{
-	json_sep(j);
-	json_raw(j, v ? "true" : "false", v ? 4 : 5);
-}
-
-void json_raw_value(struct json *j, const char *text)
-{
-	json_sep(j);
-	json_raw(j, text, strlen(text));
+	json_number(j, "%llu", v);
 }
 
 void json_kv_string(struct json *j, const char *key, const char *s)
@@ -150,7 +101,7 @@ void json_kv_string(struct json *j, const char *key, const char *s)
 void json_kv_int(struct json *j, const char *key, long long v)
 {
 	json_key(j, key);
-	json_int(j, v);
+	json_number(j, "%lld", v);
 }
 
 void json_kv_uint(struct json *j, const char *key, unsigned long long v)
@@ -162,160 +113,503 @@ void json_kv_uint(struct json *j, const char *key, unsigned long long v)
 void json_kv_bool(struct json *j, const char *key, bool v)
 {
 	json_key(j, key);
-	json_bool(j, v);
+	json_sep(j);
+	buf_put(&j->b, v ? "true" : "false", v ? 4 : 5);
 }
 
-/* ---- frames ---- */
+/* ---- outputs ---- */
 
 #define OUT_BUF_SIZE (1 << 20)
+/* How long a frame that must be written (an error, the end) waits for a reader that takes nothing. */
+#define FRAME_WAIT_MS 5000
+
+/* One output descriptor, written without blocking. */
+struct channel {
+	int fd;
+	const char *name;
+	bool socket; /* send(MSG_DONTWAIT): per call, whatever the descriptor's flags */
+	size_t off;  /* lines: how much of the lines buffer is written here */
+	bool done;   /* failed or closed: nothing more is written */
+	int err;
+};
+
+/* Static, so that the frame that reports running out of memory has room. */
+static char frame_buf[OUT_BUF_SIZE], line_buf[OUT_BUF_SIZE];
 
 static struct {
-	int fd;
-	char *buf;
-	size_t len;
-	bool broken;
-	bool (*abort_check)(void);
-	/* --lines-fd: the JSON lines go straight to these. */
-	int line_fds[MAX_LINE_FDS];
-	int nline_fds;
-	char *lines;
-	size_t lines_len;
-} out = { .fd = 1 };
+	struct channel stream; /* stdout: the record stream */
+	size_t flen, foff;     /* frames buffered, of which written */
+	struct channel lines[MAX_LINE_FDS];
+	int nlines;
+	size_t llen; /* lines buffered; each line channel's off says how far it got */
+	uint64_t written; /* bytes written in all: progress, for out_drain */
+	struct out_fault fault;
+	bool faulted;
+} out;
 
-void out_set_abort_check(bool (*check)(void))
+/*
+ * A pipe or terminal that blocks would hold the helper in write() while a
+ * stop is due. Opening it again through /proc gives a description of our
+ * own, made non-blocking without touching the flags the client shares
+ * (Node's own end, a shell's terminal). Sockets need nothing: send() takes
+ * MSG_DONTWAIT per call; files and devices do not block.
+ */
+static void channel_open(struct channel *c, int fd, const char *name)
 {
-	out.abort_check = check;
+	struct stat st;
+	int flags = fcntl(fd, F_GETFL);
+
+	*c = (struct channel){ .fd = fd, .name = name };
+	if (fstat(fd, &st) != 0)
+		return;
+	if (S_ISSOCK(st.st_mode)) {
+		c->socket = true;
+		return;
+	}
+	if ((!S_ISFIFO(st.st_mode) && !isatty(fd)) || flags < 0 || (flags & O_NONBLOCK))
+		return;
+	char path[32];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int own = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (own >= 0)
+		c->fd = own;
+	else if (S_ISFIFO(st.st_mode))
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK); /* no /proc: pipes are non-blocking for Node anyway */
 }
 
-void out_init(int fd)
+void out_init(void)
 {
 	struct stat st;
 
-	out.fd = fd;
-	out.buf = malloc(OUT_BUF_SIZE);
-	if (!out.buf) {
-		fprintf(stderr, "pwru-helper: out of memory\n");
-		exit(1);
-	}
+	channel_open(&out.stream, 1, "stdout");
 	/*
-	 * A reader that pauses (a garbage collection, a busy CPU) stalls us once
-	 * the pipe is full, and then the ring buffer fills: a pipe the size of
-	 * our own buffer absorbs such pauses. Best effort: the default stays.
+	 * A reader that pauses (a garbage collection, a busy CPU) stalls the
+	 * stream once the pipe is full, and then the ring buffer fills: a pipe
+	 * the size of our own buffer absorbs such pauses. Best effort.
 	 */
-	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
-		fcntl(fd, F_SETPIPE_SZ, OUT_BUF_SIZE);
+	if (fstat(1, &st) == 0 && S_ISFIFO(st.st_mode))
+		fcntl(1, F_SETPIPE_SZ, OUT_BUF_SIZE);
 }
 
-/* Writes all of buf to fd; false when the reader is gone (EPIPE) or we were told to stop meanwhile. */
-static bool write_all(int fd, const char *buf, size_t len)
+int out_add_lines(int fd, const char *name)
 {
-	size_t off = 0;
-
-	while (off < len) {
-		ssize_t n = write(fd, buf + off, len - off);
-		if (n < 0) {
-			/* A reader that stopped reading must not keep us from stopping. */
-			if (errno == EINTR && !(out.abort_check && out.abort_check()))
-				continue;
-			return false;
-		}
-		off += n;
-	}
-	return true;
-}
-
-static void flush_lines(void)
-{
-	for (int i = 0; i < out.nline_fds && out.lines_len && !out.broken; i++)
-		if (!write_all(out.line_fds[i], out.lines, out.lines_len))
-			out.broken = true;
-	out.lines_len = 0;
-}
-
-void out_flush(void)
-{
-	/* Lines first: the frames after them (STATS, END) tell the client they are written. */
-	flush_lines();
-	if (out.len && !out.broken && !write_all(out.fd, out.buf, out.len))
-		out.broken = true; /* EPIPE: the reader is gone */
-	out.len = 0;
-}
-
-int out_add_line_fd(int fd)
-{
-	if (out.nline_fds == MAX_LINE_FDS)
+	if (out.nlines == MAX_LINE_FDS)
 		return -1;
-	if (!out.lines && !(out.lines = malloc(OUT_BUF_SIZE)))
-		return -1;
-	out.line_fds[out.nline_fds++] = fd;
+	channel_open(&out.lines[out.nlines++], fd, name);
 	return 0;
 }
 
 bool out_lines_direct(void)
 {
-	return out.nline_fds > 0;
+	return out.nlines > 0;
 }
 
-bool out_broken(void)
+static void fail(struct channel *c, int err, bool stream)
 {
-	return out.broken;
+	c->done = true;
+	c->err = err;
+	if (!out.faulted) {
+		out.faulted = true;
+		out.fault = (struct out_fault){ .name = c->name, .err = err, .stream = stream };
+	}
+}
+
+const struct out_fault *out_fault(void)
+{
+	return out.faulted ? &out.fault : NULL;
+}
+
+bool out_fault_is_close(const struct out_fault *f)
+{
+	return f->err == EPIPE || f->err == ECONNRESET;
+}
+
+/* Bytes written (0 when the reader is not ready), or -errno. */
+static ssize_t channel_write(struct channel *c, const char *p, size_t n)
+{
+	for (;;) {
+		ssize_t w = c->socket ? send(c->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) : write(c->fd, p, n);
+
+		if (w >= 0)
+			return w;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		return -errno;
+	}
+}
+
+/* Writes data[*off, len) to c until it would block; false on a write error (c is then done). */
+static bool channel_pump(struct channel *c, const char *data, size_t *off, size_t len, bool stream)
+{
+	while (!c->done && *off < len) {
+		ssize_t w = channel_write(c, data + *off, len - *off);
+
+		if (w < 0) {
+			fail(c, (int)-w, stream);
+			return false;
+		}
+		if (w == 0)
+			break;
+		*off += (size_t)w;
+		out.written += (size_t)w;
+	}
+	return true;
+}
+
+static bool lines_pending(void)
+{
+	for (int i = 0; i < out.nlines; i++)
+		if (!out.lines[i].done && out.lines[i].off < out.llen)
+			return true;
+	return false;
+}
+
+void out_pump(void)
+{
+	for (int i = 0; i < out.nlines; i++)
+		channel_pump(&out.lines[i], line_buf, &out.lines[i].off, out.llen, false);
+	if (lines_pending())
+		return;
+	out.llen = 0;
+	for (int i = 0; i < out.nlines; i++)
+		out.lines[i].off = 0;
+	channel_pump(&out.stream, frame_buf, &out.foff, out.flen, true);
+	if (out.foff == out.flen || out.stream.done)
+		out.flen = out.foff = 0;
+}
+
+bool out_pending(void)
+{
+	return lines_pending() || (!out.stream.done && out.foff < out.flen);
+}
+
+int out_pollfds(struct pollfd *fds)
+{
+	int n = 0;
+
+	for (int i = 0; i < out.nlines; i++)
+		if (!out.lines[i].done && out.lines[i].off < out.llen)
+			fds[n++] = (struct pollfd){ .fd = out.lines[i].fd, .events = POLLOUT };
+	if (n == 0 && !out.stream.done && out.foff < out.flen)
+		fds[n++] = (struct pollfd){ .fd = out.stream.fd, .events = POLLOUT };
+	return n;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+bool out_drain(int stall_ms)
+{
+	struct pollfd fds[1 + MAX_LINE_FDS + STOP_NFDS];
+	int signals = stop_signals();
+	double last = now_ms();
+	uint64_t written = out.written;
+
+	for (;;) {
+		out_pump();
+		if (!out_pending())
+			return true;
+		if (stop_signals() > signals)
+			return false; /* asked again: stop waiting */
+		if (out.written != written) {
+			written = out.written;
+			last = now_ms();
+		}
+		double left = last + stall_ms - now_ms();
+		if (left <= 0)
+			return false;
+		int n = out_pollfds(fds);
+		stop_pollfds(fds + n);
+		if (poll(fds, n + STOP_NFDS, (int)left + 1) < 0 && errno != EINTR)
+			return false;
+		stop_after_poll(fds + n);
+	}
+}
+
+/* Moves what is left to write to the front, for room behind it. */
+static void compact_frames(void)
+{
+	if (out.foff == 0)
+		return;
+	memmove(frame_buf, frame_buf + out.foff, out.flen - out.foff);
+	out.flen -= out.foff;
+	out.foff = 0;
+}
+
+static void compact_lines(void)
+{
+	size_t low = out.llen;
+
+	for (int i = 0; i < out.nlines; i++)
+		if (!out.lines[i].done && out.lines[i].off < low)
+			low = out.lines[i].off;
+	if (low == 0)
+		return;
+	memmove(line_buf, line_buf + low, out.llen - low);
+	out.llen -= low;
+	for (int i = 0; i < out.nlines; i++)
+		out.lines[i].off = out.lines[i].off > low ? out.lines[i].off - low : 0;
+}
+
+bool out_frame_room(size_t len)
+{
+	size_t need = sizeof(struct pwru_frame_header) + len;
+
+	if (out.stream.done)
+		return true; /* nothing is written any more: anything fits */
+	if (out.flen + need <= OUT_BUF_SIZE)
+		return true;
+	compact_frames();
+	return out.flen + need <= OUT_BUF_SIZE;
+}
+
+bool out_lines_room(size_t len)
+{
+	if (out.llen + len <= OUT_BUF_SIZE)
+		return true;
+	compact_lines();
+	return out.llen + len <= OUT_BUF_SIZE;
 }
 
 void *out_reserve(uint16_t type, uint32_t len)
 {
 	struct pwru_frame_header *h;
-	size_t need = sizeof(*h) + len;
 
-	if (need > OUT_BUF_SIZE) {
-		fprintf(stderr, "pwru-helper: frame of %u bytes too large\n", len);
-		exit(1);
-	}
-	if (out.len + need > OUT_BUF_SIZE)
-		out_flush();
-	h = (struct pwru_frame_header *)(out.buf + out.len);
+	if (!out_frame_room(len))
+		return NULL;
+	if (out.stream.done)
+		out.flen = out.foff = 0; /* keep taking frames, and forget them */
+	h = (struct pwru_frame_header *)(frame_buf + out.flen);
 	h->len = len;
 	h->type = type;
 	h->reserved = 0;
-	out.len += need;
+	out.flen += sizeof(*h) + len;
 	return h + 1;
 }
 
 void out_line(const char *text, size_t len)
 {
-	if (!out.nline_fds || len > OUT_BUF_SIZE)
-		return; /* --emit json comes with --lines-fd; a line is a few KiB at most */
-	if (out.lines_len + len > OUT_BUF_SIZE)
-		flush_lines();
-	memcpy(out.lines + out.lines_len, text, len);
-	out.lines_len += len;
+	if (!out.nlines || !out_lines_room(len))
+		return;
+	memcpy(line_buf + out.llen, text, len);
+	out.llen += len;
 }
 
-void out_frame(uint16_t type, const void *payload, uint32_t len)
+/* ---- frames ---- */
+
+/* Appends a JSON frame; when the stream is full, waits for the reader if asked to. */
+static bool put_frame(uint16_t type, const struct json *j, bool wait)
 {
-	memcpy(out_reserve(type, len), payload, len);
+	if (out_of_memory())
+		return false; /* the JSON may be cut short: only the out_of_memory ERROR goes out now */
+	if (!out_frame_room(j->b.len) && (!wait || !out_drain(FRAME_WAIT_MS)))
+		return false;
+	void *p = out_reserve(type, (uint32_t)j->b.len);
+	if (!p)
+		return false;
+	memcpy(p, j->b.p, j->b.len);
+	return true;
 }
 
-void out_json(uint16_t type, const struct json *j)
+void out_hello(struct clocks *c)
 {
-	out_frame(type, j->buf, j->len);
+	struct utsname u;
+	struct timespec mono, real;
+	char num[32];
+	struct json j = { 0 };
+
+	uname(&u);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	c->mono_ns = (int64_t)mono.tv_sec * 1000000000LL + mono.tv_nsec;
+	c->real_ns = (int64_t)real.tv_sec * 1000000000LL + real.tv_nsec;
+	json_begin_object(&j);
+	json_kv_int(&j, "stream", PWRU_STREAM_VERSION);
+	json_kv_int(&j, "event_version", PWRU_EVENT_VERSION);
+	json_kv_int(&j, "event_size", sizeof(struct pwru_event));
+	json_kv_string(&j, "helper", PWRU_HELPER_VERSION);
+	json_kv_string(&j, "kernel", u.release);
+	json_kv_string(&j, "arch", u.machine);
+	json_kv_string(&j, "hostname", u.nodename);
+	snprintf(num, sizeof(num), "%lld", (long long)c->mono_ns);
+	json_kv_string(&j, "mono_ns", num);
+	snprintf(num, sizeof(num), "%lld", (long long)c->real_ns);
+	json_kv_string(&j, "real_ns", num);
+	json_kv_int(&j, "json_schema", PWRU_JSON_SCHEMA_VERSION);
+	json_end_object(&j);
+	put_frame(PWRU_FRAME_HELLO, &j, true);
+	json_free(&j);
+	out_pump();
 }
 
+/*
+ * Never allocates: it also says that memory ran out. The message is at most
+ * 1 KiB, which escaped needs at most 6 KiB.
+ */
 void out_message(uint16_t type, const char *code, const char *fmt, ...)
 {
+	static char text[8192];
 	char msg[1024];
-	struct json j;
+	struct buf b = { .p = text, .cap = sizeof(text) };
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "pwru-helper: %s%s\n", type == PWRU_FRAME_WARNING ? "warning: " : "", msg);
-	json_init(&j);
+	BUF_PUT_LIT(&b, "{\"code\":");
+	buf_json_string(&b, code, strlen(code), TEXT_UTF8);
+	BUF_PUT_LIT(&b, ",\"message\":");
+	buf_json_string(&b, msg, strlen(msg), TEXT_UTF8);
+	BUF_PUT_LIT(&b, "}");
+	if (out_frame_room(b.len) || out_drain(FRAME_WAIT_MS)) {
+		void *p = out_reserve(type, (uint32_t)b.len);
+		if (p)
+			memcpy(p, b.p, b.len);
+	}
+	out_pump();
+}
+
+void out_progress(const char *phase, size_t done, size_t total)
+{
+	struct json j = { 0 };
+
 	json_begin_object(&j);
-	json_kv_string(&j, "code", code);
-	json_kv_string(&j, "message", msg);
+	json_kv_string(&j, "phase", phase);
+	json_kv_uint(&j, "done", done);
+	json_kv_uint(&j, "total", total);
+	json_kv_string(&j, "message", strcmp(phase, "attach") == 0 ? "attaching probes" : "detaching probes");
 	json_end_object(&j);
-	out_json(type, &j);
+	put_frame(PWRU_FRAME_PROGRESS, &j, false);
 	json_free(&j);
-	out_flush();
+	out_pump();
+}
+
+void out_ready(const struct ready_info *r)
+{
+	struct json j = { 0 };
+	char key[16];
+
+	json_begin_object(&j);
+	json_kv_string(&j, "backend", r->backend);
+	json_kv_string(&j, "backend_note", r->backend_note);
+	json_key(&j, "probes");
+	json_begin_array(&j);
+	for (size_t id = 0; id < r->probes->cnt; id++) {
+		const struct probe *p = &r->probes->v[id];
+
+		if (!p->attached)
+			continue;
+		json_begin_object(&j);
+		json_kv_uint(&j, "id", id);
+		json_kv_string(&j, "name", p->name);
+		json_kv_string(&j, "kind", p->kind == PROBE_TRACEPOINT ? "tracepoint" : r->func_kind);
+		json_end_object(&j);
+	}
+	json_end_array(&j);
+	json_kv_uint(&j, "attached", r->attached);
+	json_kv_uint(&j, "skipped", r->skipped);
+	json_kv_int(&j, "attach_ms", (long long)(r->attach_ms + 0.5));
+	json_kv_string(&j, "filter", r->filter);
+	json_kv_uint(&j, "ringbuf_bytes", r->ringbuf_bytes);
+	json_key(&j, "drop_reasons");
+	json_begin_object(&j);
+	for (size_t i = 0; i < r->drop_reasons->cnt; i++) {
+		snprintf(key, sizeof(key), "%u", r->drop_reasons->v[i].value);
+		json_kv_string(&j, key, r->drop_reasons->v[i].name);
+	}
+	json_end_object(&j);
+	json_end_object(&j);
+	put_frame(PWRU_FRAME_READY, &j, true);
+	json_free(&j);
+	out_pump();
+}
+
+bool out_stats(const struct counts *c, bool final)
+{
+	struct json j = { 0 };
+
+	json_begin_object(&j);
+	json_kv_uint(&j, "seen", c->seen);
+	json_kv_uint(&j, "emitted", c->emitted);
+	json_kv_uint(&j, "lost", c->lost);
+	json_kv_uint(&j, "discarded", c->discarded);
+	json_kv_bool(&j, "final", final);
+	json_end_object(&j);
+	/* A periodic STATS is only news: it waits for no reader. */
+	bool ok = put_frame(PWRU_FRAME_STATS, &j, final);
+	json_free(&j);
+	return ok;
+}
+
+void out_symbol(uint64_t addr, const char *name)
+{
+	struct json j = { 0 };
+	char hex[24];
+
+	snprintf(hex, sizeof(hex), "0x%llx", (unsigned long long)addr);
+	json_begin_object(&j);
+	json_kv_string(&j, "addr", hex);
+	json_kv_string(&j, "name", name);
+	json_end_object(&j);
+	put_frame(PWRU_FRAME_SYMBOL, &j, false);
+	json_free(&j);
+}
+
+void out_stack(int32_t id, const char *frames_json, size_t len)
+{
+	struct json j = { 0 };
+
+	json_begin_object(&j);
+	json_kv_int(&j, "id", id);
+	json_key(&j, "frames");
+	buf_put(&j.b, frames_json, len);
+	json_end_object(&j);
+	put_frame(PWRU_FRAME_STACK, &j, false);
+	json_free(&j);
+}
+
+void out_digest(uint32_t packets, uint64_t events, const struct drop_count *drops, size_t ndrops)
+{
+	struct json j = { 0 };
+
+	json_begin_object(&j);
+	json_kv_uint(&j, "packets", packets);
+	json_kv_uint(&j, "events", events);
+	json_key(&j, "drops");
+	json_begin_array(&j);
+	for (size_t i = 0; i < ndrops; i++) {
+		json_begin_object(&j);
+		json_kv_string(&j, "reason", drops[i].reason);
+		json_kv_string(&j, "at", drops[i].at);
+		json_kv_uint(&j, "count", drops[i].count);
+		json_end_object(&j);
+	}
+	json_end_array(&j);
+	json_end_object(&j);
+	put_frame(PWRU_FRAME_DIGEST, &j, true);
+	json_free(&j);
+}
+
+void out_end(const struct end_info *e)
+{
+	struct json j = { 0 };
+
+	json_begin_object(&j);
+	json_kv_string(&j, "reason", e->reason);
+	if (e->output)
+		json_kv_string(&j, "output", e->output);
+	json_kv_uint(&j, "events", e->events);
+	json_kv_uint(&j, "lost", e->lost);
+	json_kv_uint(&j, "discarded", e->discarded);
+	json_end_object(&j);
+	put_frame(PWRU_FRAME_END, &j, true);
+	json_free(&j);
 }

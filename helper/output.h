@@ -1,19 +1,30 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The record stream on stdout (bpf/event.h): buffered frames and a tiny JSON writer. */
+/*
+ * Everything the helper writes: the record stream on stdout (bpf/event.h,
+ * docs/record-stream.md) and, with --emit json, the JSON lines on the
+ * --lines-fd descriptors. Both are buffered and written without ever
+ * blocking: a reader that is slow makes out_pump() write less, and the
+ * tracing loop reads the ring buffer less (the kernel then counts what it
+ * cannot keep as lost). Every frame of the stream is written here.
+ */
 #ifndef PWRU_OUTPUT_H
 #define PWRU_OUTPUT_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+#include "probes.h"
+
+/* ---- a small JSON writer, for the frames ---- */
+
 struct json {
-	char *buf;
-	size_t len, cap;
+	struct buf b;
 	bool need_comma;
 };
 
-void json_init(struct json *j);
 void json_free(struct json *j);
 void json_begin_object(struct json *j);
 void json_end_object(struct json *j);
@@ -21,34 +32,105 @@ void json_begin_array(struct json *j);
 void json_end_array(struct json *j);
 void json_key(struct json *j, const char *key);
 void json_string(struct json *j, const char *s);
-void json_int(struct json *j, long long v);
 void json_uint(struct json *j, unsigned long long v);
-void json_bool(struct json *j, bool v);
-/* A value that is already JSON text. */
-void json_raw_value(struct json *j, const char *text);
-/* Shorthands for "key": value inside an object. */
 void json_kv_string(struct json *j, const char *key, const char *s);
 void json_kv_int(struct json *j, const char *key, long long v);
 void json_kv_uint(struct json *j, const char *key, unsigned long long v);
 void json_kv_bool(struct json *j, const char *key, bool v);
 
-/* Frames are buffered; out_flush() writes them. A write error (the reader went
- * away) is remembered and reported by out_broken(). */
-void out_init(int fd);
-void *out_reserve(uint16_t type, uint32_t len);
-void out_frame(uint16_t type, const void *payload, uint32_t len);
-void out_json(uint16_t type, const struct json *j);
-/* Appends complete text lines to those written to the --lines-fd descriptors (before the frames, at each flush). */
-void out_line(const char *text, size_t len);
+/* ---- the outputs ---- */
+
+/* stdout carries the record stream. */
+void out_init(void);
 #define MAX_LINE_FDS 2
-int out_add_line_fd(int fd);
+/* --lines-fd FD [--lines-name NAME]: where the JSON lines go, and how to name it in an error. */
+int out_add_lines(int fd, const char *name);
 bool out_lines_direct(void);
-void out_flush(void);
-/* When a write is interrupted and check() says so, the rest is dropped and the stream marked broken. */
-void out_set_abort_check(bool (*check)(void));
-bool out_broken(void);
+
+/* Room for a frame of len payload bytes (or lines of len bytes) without waiting for a reader. */
+bool out_frame_room(size_t len);
+bool out_lines_room(size_t len);
+/* A frame's payload to fill in; NULL when there is no room (see out_frame_room). */
+void *out_reserve(uint16_t type, uint32_t len);
+/* Complete lines, for the --lines-fd descriptors (dropped when there is no room: check first). */
+void out_line(const char *text, size_t len);
+
+/*
+ * Writes what the outputs take now, without blocking. Lines go first: a
+ * frame is written only once every line buffered before it is out, because
+ * the frames after the lines (STATS, END) tell the client they are written.
+ */
+void out_pump(void);
+bool out_pending(void);
+/* The descriptors to poll for POLLOUT (at most 1 + MAX_LINE_FDS); returns how many. */
+int out_pollfds(struct pollfd *fds);
+/*
+ * Waits until everything is written, as long as the readers keep taking it:
+ * gives up after stall_ms without progress, when the client went away, or on
+ * a second stop signal. False when something was left unwritten.
+ */
+bool out_drain(int stall_ms);
+
+/* An output that failed: closed by its reader (EPIPE) or a write error. */
+struct out_fault {
+	const char *name; /* "stdout", or the name given with --lines-name */
+	int err;	  /* errno */
+	bool stream;	  /* the record stream itself: nothing more can be said to the client */
+};
+const struct out_fault *out_fault(void);
+/* A reader that went away (rather than an output that cannot be written). */
+bool out_fault_is_close(const struct out_fault *f);
+
+/* ---- the frames ---- */
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME, read together at HELLO: events' times come from them. */
+struct clocks {
+	int64_t mono_ns, real_ns;
+};
+/* HELLO: always the first frame. */
+void out_hello(struct clocks *c);
 
 /* A {code, message} frame (ERROR or WARNING), also written to stderr for people. */
 void out_message(uint16_t type, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* PROGRESS, when there is room (it is only news). */
+void out_progress(const char *phase, size_t done, size_t total);
+
+struct ready_info {
+	const char *backend, *backend_note, *func_kind;
+	const struct probe_set *probes;
+	size_t attached, skipped;
+	double attach_ms;
+	const char *filter;
+	unsigned int ringbuf_bytes;
+	const struct drop_reasons *drop_reasons;
+};
+void out_ready(const struct ready_info *r);
+
+struct counts {
+	uint64_t seen, emitted; /* the kernel's counters */
+	uint64_t lost;		/* events of the run that the client will not get (docs/record-stream.md) */
+	uint64_t discarded;	/* events after the stop, read and not shown */
+};
+/* STATS: every second (when there is room) and once at the end (final). */
+bool out_stats(const struct counts *c, bool final);
+
+void out_symbol(uint64_t addr, const char *name);
+/* STACK: {id, frames}; frames is a JSON array's text. */
+void out_stack(int32_t id, const char *frames_json, size_t len);
+
+struct drop_count {
+	char reason[64];
+	char at[128];
+	uint64_t count;
+};
+void out_digest(uint32_t packets, uint64_t events, const struct drop_count *drops, size_t ndrops);
+
+struct end_info {
+	const char *reason;
+	const char *output; /* reason output-closed: which output's reader went away */
+	uint64_t events, lost, discarded;
+};
+void out_end(const struct end_info *e);
 
 #endif

@@ -2,8 +2,11 @@
 #include "packet_track.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "buf.h"
 
 /*
  * Packets followed at once. Frees without a tracepoint (__kfree_skb, the
@@ -13,63 +16,41 @@
  */
 #define MAX_LIVE_PACKETS 8192
 
-/* What the tracker keeps of a packet in flight. */
-struct live {
-	uint32_t packet;
-	uint32_t last_probe;
-	struct step_state last;
-};
-
-/*
- * Open addressing with linear probing. The keys (skb addresses, 0 = empty)
- * are an array of their own beside the states: a lookup probes a run of keys
- * in one or two cache lines instead of a ~100-byte slot per probe (the table
- * reaches 16,384 slots, over a MiB of states).
- */
-static struct {
-	uint64_t *keys;
-	struct live *states;
-	size_t cap, used;
-	uint32_t count;
-	const bool *starts_tx;
-	uint32_t nprobes;
-} T;
-
 #define NONE SIZE_MAX
 
-static size_t slot_of(uint64_t skb)
+static size_t slot_of(const struct packet_tracker *t, uint64_t skb)
 {
-	return (size_t)((skb * 0x9E3779B97F4A7C15ULL) >> 40) & (T.cap - 1);
+	return (size_t)((skb * 0x9E3779B97F4A7C15ULL) >> 40) & (t->cap - 1);
 }
 
-static size_t find(uint64_t skb)
+static size_t find(const struct packet_tracker *t, uint64_t skb)
 {
-	for (size_t i = slot_of(skb);; i = (i + 1) & (T.cap - 1)) {
-		if (T.keys[i] == skb)
+	for (size_t i = slot_of(t, skb);; i = (i + 1) & (t->cap - 1)) {
+		if (t->keys[i] == skb)
 			return i;
-		if (!T.keys[i])
+		if (!t->keys[i])
 			return NONE;
 	}
 }
 
 /* A new, zeroed entry for skb (not in the table; there is room). */
-static size_t insert(uint64_t skb)
+static size_t insert(struct packet_tracker *t, uint64_t skb)
 {
-	size_t i = slot_of(skb);
+	size_t i = slot_of(t, skb);
 
-	while (T.keys[i])
-		i = (i + 1) & (T.cap - 1);
-	T.used++;
-	T.keys[i] = skb;
-	memset(&T.states[i], 0, sizeof(T.states[i]));
+	while (t->keys[i])
+		i = (i + 1) & (t->cap - 1);
+	t->used++;
+	t->keys[i] = skb;
+	memset(&t->states[i], 0, sizeof(t->states[i]));
 	return i;
 }
 
-static int grow(void)
+static int grow(struct packet_tracker *t)
 {
-	uint64_t *old_keys = T.keys;
-	struct live *old_states = T.states;
-	size_t old_cap = T.cap;
+	uint64_t *old_keys = t->keys;
+	struct live *old_states = t->states;
+	size_t old_cap = t->cap;
 	size_t cap = old_cap ? old_cap * 2 : 4096;
 	uint64_t *keys = calloc(cap, sizeof(*keys));
 	struct live *states = malloc(cap * sizeof(*states));
@@ -79,54 +60,54 @@ static int grow(void)
 		free(states);
 		return -ENOMEM;
 	}
-	T.keys = keys;
-	T.states = states;
-	T.cap = cap;
-	T.used = 0;
+	t->keys = keys;
+	t->states = states;
+	t->cap = cap;
+	t->used = 0;
 	for (size_t i = 0; i < old_cap; i++)
 		if (old_keys[i])
-			T.states[insert(old_keys[i])] = old_states[i];
+			t->states[insert(t, old_keys[i])] = old_states[i];
 	free(old_keys);
 	free(old_states);
 	return 0;
 }
 
 /* Linear probing without tombstones: pull later entries of the run back into the hole. */
-static void erase(size_t hole)
+static void erase(struct packet_tracker *t, size_t hole)
 {
-	T.keys[hole] = 0;
-	T.used--;
-	for (size_t i = (hole + 1) & (T.cap - 1); T.keys[i]; i = (i + 1) & (T.cap - 1)) {
-		size_t home = slot_of(T.keys[i]);
+	t->keys[hole] = 0;
+	t->used--;
+	for (size_t i = (hole + 1) & (t->cap - 1); t->keys[i]; i = (i + 1) & (t->cap - 1)) {
+		size_t home = slot_of(t, t->keys[i]);
 
 		/* Movable when its home is not in (hole, i], cyclically. */
 		if ((i > hole && (home <= hole || home > i)) || (i < hole && home <= hole && home > i)) {
-			T.keys[hole] = T.keys[i];
-			T.states[hole] = T.states[i];
-			T.keys[i] = 0;
+			t->keys[hole] = t->keys[i];
+			t->states[hole] = t->states[i];
+			t->keys[i] = 0;
 			hole = i;
 		}
 	}
 }
 
-int packet_track_init(const bool *starts_tx, uint32_t nprobes)
+int packet_track_init(struct packet_tracker *t, const bool *starts_tx, uint32_t nprobes)
 {
-	memset(&T, 0, sizeof(T));
-	T.starts_tx = starts_tx;
-	T.nprobes = nprobes;
-	return grow();
+	memset(t, 0, sizeof(*t));
+	t->starts_tx = starts_tx;
+	t->nprobes = nprobes;
+	return grow(t);
 }
 
-void packet_track_free(void)
+void packet_track_free(struct packet_tracker *t)
 {
-	free(T.keys);
-	free(T.states);
-	memset(&T, 0, sizeof(T));
+	free(t->keys);
+	free(t->states);
+	memset(t, 0, sizeof(*t));
 }
 
-uint32_t packet_track_count(void)
+uint32_t packet_track_count(const struct packet_tracker *t)
 {
-	return T.count;
+	return t->count;
 }
 
 void step_state_of(const struct pwru_event *ev, struct step_state *st)
@@ -170,7 +151,7 @@ static bool same_port(bool ha, uint16_t a, bool hb, uint16_t b)
 }
 
 /* A reused address: a reply (tuple turned around), or a new start down the transmit path in another netns. */
-static bool starts_new_packet(const struct step_state *last, const struct step_state *e, uint32_t probe)
+static bool starts_new_packet(const struct packet_tracker *t, const struct step_state *last, const struct step_state *e, uint32_t probe)
 {
 	if (last->has_tuple && e->has_tuple && same_addr(last->family, last->saddr, e->family, e->daddr) &&
 	    same_addr(last->family, last->daddr, e->family, e->saddr) &&
@@ -180,7 +161,7 @@ static bool starts_new_packet(const struct step_state *last, const struct step_s
 		return true;
 	if (!last->netns || !e->netns || e->netns == last->netns)
 		return false;
-	return probe < T.nprobes && T.starts_tx[probe];
+	return probe < t->nprobes && t->starts_tx[probe];
 }
 
 /* Equal names: the same 16 bytes nearly always (the kernel pads them with zeros), else equal up to the NUL. */
@@ -243,33 +224,33 @@ static void remember(struct step_state *last, const struct step_state *e)
 	last->l3proto = e->l3proto;
 }
 
-void packet_track_step(const struct pwru_event *ev, struct step_info *out)
+void packet_track_step(struct packet_tracker *t, const struct pwru_event *ev, struct step_info *out)
 {
 	struct step_state now;
 	size_t i;
 
 	step_state_of(ev, &now);
 	memset(out, 0, sizeof(*out));
-	i = find(ev->skb);
-	if (i != NONE && starts_new_packet(&T.states[i].last, &now, ev->probe_id)) {
-		erase(i);
+	i = find(t, ev->skb);
+	if (i != NONE && starts_new_packet(t, &t->states[i].last, &now, ev->probe_id)) {
+		erase(t, i);
 		i = NONE;
 	}
 	if (i == NONE) {
-		if (T.used >= MAX_LIVE_PACKETS) {
-			memset(T.keys, 0, T.cap * sizeof(*T.keys));
-			T.used = 0;
+		if (t->used >= MAX_LIVE_PACKETS) {
+			memset(t->keys, 0, t->cap * sizeof(*t->keys));
+			t->used = 0;
 		}
-		/* Out of memory: the packet still gets its number, it just is not followed. */
-		if (T.used + 1 > T.cap / 2)
-			grow();
-		i = T.used + 1 < T.cap ? insert(ev->skb) : NONE;
-		out->packet = ++T.count;
+		/* Out of memory: the packet still gets its number, and the run ends after this line. */
+		if (t->used + 1 > t->cap / 2 && grow(t))
+			set_out_of_memory();
+		i = t->used + 1 < t->cap ? insert(t, ev->skb) : NONE;
+		out->packet = ++t->count;
 		out->first = true;
 		if (i != NONE)
-			T.states[i].packet = out->packet;
+			t->states[i].packet = out->packet;
 	} else {
-		struct live *e = &T.states[i];
+		struct live *e = &t->states[i];
 
 		out->packet = e->packet;
 		out->prev_probe = e->last_probe;
@@ -278,8 +259,47 @@ void packet_track_step(const struct pwru_event *ev, struct step_info *out)
 	}
 	if (i == NONE)
 		return;
-	remember(&T.states[i].last, &now);
-	T.states[i].last_probe = ev->probe_id;
+	remember(&t->states[i].last, &now);
+	t->states[i].last_probe = ev->probe_id;
 	if (ev->flags & (PWRU_F_FREED | PWRU_F_DROP))
-		erase(i);
+		erase(t, i);
+}
+
+void base_func(const char *name, char *out, size_t len)
+{
+	const char *colon = strrchr(name, ':');
+
+	snprintf(out, len, "%s", colon ? colon + 1 : name);
+	char *plus = strstr(out, "+0x");
+	if (plus)
+		*plus = 0;
+}
+
+static bool in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+bool *packet_starts_of(const char *const *probe_names, uint32_t nprobes, const char *list)
+{
+	bool *starts = calloc(nprobes ? nprobes : 1, sizeof(*starts));
+	char base[256];
+
+	for (uint32_t id = 0; starts && id < nprobes; id++) {
+		if (!probe_names[id])
+			continue;
+		base_func(probe_names[id], base, sizeof(base));
+		starts[id] = in_list(list, base);
+	}
+	return starts;
 }

@@ -4,13 +4,14 @@
  * previous step: the `packet` and `changes` annotations of a JSON line when
  * the helper writes the lines itself (--emit json). The rules are those of
  * src/reading/packets.ts (PacketTracker, detectChanges, startsNewPacket),
- * which reads saved traces back; test/integration/emit-json.test.ts holds the
- * two to the same answers on real traces.
+ * which reads saved traces back; test/unit/record/twins.test.ts holds the two
+ * to the same answers on recorded traces.
  */
 #ifndef PWRU_PACKET_TRACK_H
 #define PWRU_PACKET_TRACK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <linux/types.h>
@@ -52,12 +53,38 @@ struct step_info {
 	struct step_state before; /* the packet's state before this step (what changed from) */
 };
 
-/* starts_tx[probe id]: the probe is where a packet starts down the transmit path. */
-int packet_track_init(const bool *starts_tx, uint32_t nprobes);
+/* What the tracker keeps of a packet in flight. */
+struct live {
+	uint32_t packet;
+	uint32_t last_probe;
+	struct step_state last;
+};
+
+/*
+ * The packets in flight: open addressing with linear probing. The keys (skb
+ * addresses, 0 = empty) are an array of their own beside the states: a lookup
+ * probes a run of keys in one or two cache lines instead of a ~100-byte slot
+ * per probe (the table reaches 16,384 slots, over a MiB of states).
+ */
+struct packet_tracker {
+	uint64_t *keys;
+	struct live *states;
+	size_t cap, used;
+	uint32_t count;	      /* packets numbered so far */
+	const bool *starts_tx; /* by probe id: where a packet starts down the transmit path */
+	uint32_t nprobes;
+};
+
+int packet_track_init(struct packet_tracker *t, const bool *starts_tx, uint32_t nprobes);
 /* Assigns ev to a packet; fills *out. */
-void packet_track_step(const struct pwru_event *ev, struct step_info *out);
-uint32_t packet_track_count(void);
-void packet_track_free(void);
+void packet_track_step(struct packet_tracker *t, const struct pwru_event *ev, struct step_info *out);
+uint32_t packet_track_count(const struct packet_tracker *t);
+void packet_track_free(struct packet_tracker *t);
+
+/* A function's name without a tracepoint's "category:" and a symbol's "+0xoff" (src/reading/packets.ts baseFunc). */
+void base_func(const char *name, char *out, size_t len);
+/* starts[probe id]: the probe is one of list's (--packet-starts: comma-separated functions). Free it. */
+bool *packet_starts_of(const char *const *probe_names, uint32_t nprobes, const char *list);
 
 /* The state an event describes (for the "to" side of its changes). */
 void step_state_of(const struct pwru_event *ev, struct step_state *st);

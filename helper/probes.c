@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "probes.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,21 +234,20 @@ int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, cons
 	return ret;
 }
 
-int drop_reasons_read(const struct btf *btf, struct drop_reason **out, size_t *cnt)
+int drop_reasons_load(const struct btf *btf, struct drop_reasons *out)
 {
 	static const char prefix[] = "SKB_DROP_REASON_";
 	__s32 id = btf__find_by_name_kind(btf, "skb_drop_reason", BTF_KIND_ENUM);
 
-	*out = NULL;
-	*cnt = 0;
+	memset(out, 0, sizeof(*out));
 	if (id < 0)
-		return 0;
+		return 0; /* before 5.17 */
 	const struct btf_type *t = btf__type_by_id(btf, id);
 	const struct btf_enum *e = btf_enum(t);
 	int n = btf_vlen(t);
 
-	*out = calloc(n, sizeof(**out));
-	if (!*out)
+	out->v = calloc(n ? n : 1, sizeof(*out->v));
+	if (!out->v)
 		return -ENOMEM;
 	for (int i = 0; i < n; i++) {
 		const char *name = btf__name_by_offset(btf, e[i].name_off);
@@ -256,9 +256,113 @@ int drop_reasons_read(const struct btf *btf, struct drop_reason **out, size_t *c
 			name += sizeof(prefix) - 1;
 		else if (strncmp(name, "SKB_", 4) == 0)
 			name += 4; /* SKB_CONSUMED, SKB_NOT_DROPPED_YET */
-		(*out)[i].value = (uint32_t)e[i].val;
-		(*out)[i].name = name;
+		out->v[i].value = (uint32_t)e[i].val;
+		out->v[i].name = strdup(name); /* the BTF goes to libbpf, which frees it */
+		if (!out->v[i].name) {
+			drop_reasons_free(out);
+			return -ENOMEM;
+		}
+		out->cnt++;
+		if (out->v[i].value < MAX_DROP_REASON && out->v[i].value >= out->nvalues)
+			out->nvalues = out->v[i].value + 1;
 	}
-	*cnt = n;
+	out->by_value = calloc(out->nvalues ? out->nvalues : 1, sizeof(*out->by_value));
+	if (!out->by_value) {
+		drop_reasons_free(out);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < out->cnt; i++)
+		if (out->v[i].value < out->nvalues)
+			out->by_value[out->v[i].value] = out->v[i].name;
 	return 0;
+}
+
+void drop_reasons_free(struct drop_reasons *d)
+{
+	for (size_t i = 0; i < d->cnt; i++)
+		free(d->v[i].name);
+	free(d->v);
+	free(d->by_value);
+	memset(d, 0, sizeof(*d));
+}
+
+/* Adds the functions of every module with BTF (--all-kmods). */
+static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, const regex_t *re,
+				struct probe_set *probes, bool *any_module)
+{
+	DIR *dir = opendir("/sys/kernel/btf");
+	struct dirent *de;
+	char path[300];
+	int ret = 0;
+
+	*any_module = false;
+	if (!dir)
+		return 0;
+	while (!ret && (de = readdir(dir))) {
+		if (de->d_name[0] == '.' || strcmp(de->d_name, "vmlinux") == 0)
+			continue;
+		snprintf(path, sizeof(path), "/sys/kernel/btf/%s", de->d_name);
+		struct btf *mod = btf__parse_split(path, vmlinux);
+		if (!mod)
+			continue;
+		ret = probes_find_functions(mod, ks, re, probes);
+		btf__free(mod);
+		*any_module = true;
+	}
+	closedir(dir);
+	return ret;
+}
+
+int probes_choose(struct btf *btf, const struct probe_request *req, struct probe_set *out, char *err, size_t errlen)
+{
+	const char *what = req->functions ? "probeable function" : "tracepoint";
+	struct probe_set functions = { 0 };
+	regex_t none;
+	size_t chosen = 0;
+	int ret;
+
+	err[0] = 0;
+	if (!req->functions) {
+		ret = probes_find_tracepoints(btf, req->re, out);
+	} else {
+		/* Tracepoints first (their ids are stable): only the always-on drop and free ones, functions cover the path. */
+		regcomp(&none, "^$", REG_EXTENDED | REG_NOSUB);
+		ret = probes_find_tracepoints(btf, &none, out);
+		regfree(&none);
+		if (!ret)
+			ret = probes_find_functions(btf, req->ks, req->re, &functions);
+		if (!ret && req->all_kmods) {
+			bool any_module;
+
+			ret = add_module_functions(btf, req->ks, req->re, &functions, &any_module);
+			if (!ret && !any_module)
+				snprintf(err, errlen, "--all-kmods: this kernel has no module BTF (needs 5.11+ with "
+						      "CONFIG_DEBUG_INFO_BTF_MODULES=y): only built-in functions are probed");
+		}
+		for (size_t i = 0; !ret && i < functions.cnt; i++) {
+			struct probe *p = probes_add(out, functions.v[i].name);
+
+			if (!p) {
+				ret = -ENOMEM;
+				break;
+			}
+			char *name = p->name;
+			*p = functions.v[i];
+			p->name = name;
+		}
+		probes_free(&functions);
+	}
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < out->cnt; i++)
+		if (out->v[i].kind == PROBE_FUNC || out->v[i].role == TP_GENERIC)
+			chosen++;
+	if (chosen)
+		return 0;
+	if (req->filter_func)
+		snprintf(err, errlen, "--filter-func '%s' matches no %s that takes a struct sk_buff *", req->filter_func,
+			 what);
+	else
+		snprintf(err, errlen, "found no %s that takes a struct sk_buff *", what);
+	return -ENOENT;
 }

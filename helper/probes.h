@@ -48,12 +48,35 @@ int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, cons
 struct probe *probes_add(struct probe_set *set, const char *name);
 void probes_free(struct probe_set *set);
 
-/* Name of an enum skb_drop_reason value, without the SKB_DROP_REASON_ prefix. */
+/* What to probe: tracepoints only, or functions with the always-on drop and free tracepoints. */
+struct probe_request {
+	bool functions;
+	const struct kallsyms *ks; /* functions: which exist, and their addresses */
+	const regex_t *re;	   /* --filter-func, or NULL */
+	const char *filter_func;   /* its text, for the message when nothing matches */
+	bool all_kmods;
+};
+
+/*
+ * Chooses the probes. Returns -ENOENT with the reason in err when nothing
+ * matches; on success err may hold a warning ("" otherwise).
+ */
+int probes_choose(struct btf *vmlinux, const struct probe_request *req, struct probe_set *out, char *err,
+		  size_t errlen);
+
+/* The kernel's enum skb_drop_reason, names without the SKB_DROP_REASON_ prefix (none before 5.17). */
 struct drop_reason {
 	uint32_t value;
-	const char *name;
+	char *name;
 };
-/* Reads enum skb_drop_reason from BTF; *cnt = 0 on kernels before 5.17. */
-int drop_reasons_read(const struct btf *vmlinux, struct drop_reason **out, size_t *cnt);
+#define MAX_DROP_REASON 4096 /* larger values are subsystem bits, not reasons to name by value */
+struct drop_reasons {
+	struct drop_reason *v; /* every enumerator */
+	size_t cnt;
+	const char **by_value; /* names by value below MAX_DROP_REASON; NULL where unnamed */
+	uint32_t nvalues;
+};
+int drop_reasons_load(const struct btf *vmlinux, struct drop_reasons *out);
+void drop_reasons_free(struct drop_reasons *d);
 
 #endif

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Kernel symbols, to name callers and stack frames. Reading /proc/kallsyms
+ * takes ~100 ms, so it starts in a thread early in the run, while the filter
+ * compiles and the programs load; the first event that needs a name waits for
+ * it (once), so that no line ever names a caller by its address only because
+ * the names were not loaded yet.
+ */
+#ifndef PWRU_SYMBOLS_H
+#define PWRU_SYMBOLS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "kallsyms.h"
+
+struct symbols {
+	struct kallsyms ks;
+	pthread_t thread;
+	bool started; /* the thread runs or ran, and is not joined yet */
+	bool loaded;  /* ks is complete (and joined) */
+	int err;      /* -errno of the load */
+};
+
+/* Starts loading in the background. */
+void symbols_start(struct symbols *s);
+/* The symbols, waiting for the load if it is still running; NULL when they could not be read. */
+const struct kallsyms *symbols_get(struct symbols *s);
+/* -errno of a load that failed (after symbols_get). */
+int symbols_error(const struct symbols *s);
+void symbols_free(struct symbols *s);
+
+#endif
