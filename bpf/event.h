@@ -57,7 +57,8 @@ enum pwru_counter {
 	PWRU_CNT_SEEN = 0,	/* probe hits before filtering */
 	PWRU_CNT_EMITTED = 1,	/* events written to the ring buffer */
 	PWRU_CNT_LOST = 2,	/* events dropped: ring buffer full */
-	PWRU_CNT_MAX = 3,
+	PWRU_CNT_FIRST_LOST_TS = 3, /* not a count: when this CPU first dropped one (bpf_ktime_get_ns), 0 = never */
+	PWRU_CNT_MAX = 4,
 };
 
 

@@ -104,6 +104,20 @@ static __always_inline __u64 count_ret(__u32 slot)
 }
 
 /*
+ * When this CPU first found the ring buffer full: the helper tells a loss
+ * before its stop (a --max-events stop is an event from the past) from what
+ * the kernel dropped after it.
+ */
+static __always_inline void note_first_loss(void)
+{
+	__u32 slot = PWRU_CNT_FIRST_LOST_TS;
+	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
+
+	if (v && !*v)
+		*v = bpf_ktime_get_ns();
+}
+
+/*
  * Replaced by the helper with the compiled pcap expression. Returns non-zero
  * when the packet at [data, data + linear_len) matches. pkt_len is the whole
  * packet's length from the same header on (what the "len" keyword sees).
@@ -394,6 +408,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		count(PWRU_CNT_LOST);
+		note_first_loss();
 		return 0;
 	}
 	/* Only now, for a packet that is reported: kprobe_caller() is a probe read. */

@@ -274,31 +274,47 @@ static bool room(void)
 	return L.cfg->emit_json ? out_lines_room(EVENT_ROOM) : out_frame_room(EVENT_ROOM);
 }
 
-static void read_counters(struct counts *c)
+/* The kernel's counters, summed over CPUs; *first_loss: the earliest drop (0: none). */
+static void read_counters(struct counts *c, uint64_t *first_loss)
 {
 	int ncpu = libbpf_num_possible_cpus();
-	uint64_t sum[PWRU_CNT_MAX] = { 0 };
+	uint64_t sum[PWRU_CNT_MAX] = { 0 }, first = 0;
 	__u64 *vals = ncpu > 0 ? calloc(ncpu, sizeof(*vals)) : NULL;
 
 	for (__u32 k = 0; vals && k < PWRU_CNT_MAX; k++) {
-		if (bpf_map_lookup_elem(bpf_map__fd(L.cfg->skel->maps.counters), &k, vals) == 0)
-			for (int cpu = 0; cpu < ncpu; cpu++)
+		if (bpf_map_lookup_elem(bpf_map__fd(L.cfg->skel->maps.counters), &k, vals) != 0)
+			continue;
+		for (int cpu = 0; cpu < ncpu; cpu++) {
+			if (k != PWRU_CNT_FIRST_LOST_TS)
 				sum[k] += vals[cpu];
+			else if (vals[cpu] && (!first || vals[cpu] < first))
+				first = vals[cpu];
+		}
 	}
 	free(vals);
 	*c = (struct counts){ .seen = sum[PWRU_CNT_SEEN], .emitted = sum[PWRU_CNT_EMITTED], .lost = sum[PWRU_CNT_LOST] };
+	if (first_loss)
+		*first_loss = first;
 }
 
+/*
+ * The stop, at ts. What the kernel drops from now on is not the run's loss.
+ * A --max-events stop is an event that may have waited in a full ring while
+ * the kernel dropped newer ones: when the first drop came after it, none of
+ * the drops belongs to the run (the common case of a flood that filled the
+ * ring before the first read).
+ */
 static void stop_at(uint64_t ts)
 {
 	struct counts c;
+	uint64_t first_loss;
 
 	if (L.stopped)
 		return;
-	read_counters(&c);
+	read_counters(&c, &first_loss);
 	L.stopped = true;
 	L.stop_ts = ts;
-	L.lost_at_stop = c.lost;
+	L.lost_at_stop = first_loss && first_loss < ts ? c.lost : 0;
 }
 
 /*
@@ -359,7 +375,7 @@ static void consume(void)
 
 static void current_counts(struct counts *c)
 {
-	read_counters(c);
+	read_counters(c, NULL);
 	if (L.stopped)
 		c->lost = L.lost_at_stop;
 	c->lost += L.unsent;

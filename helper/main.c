@@ -38,7 +38,7 @@
 #define FILTER_OPTIONAL_MS 3000
 #define FILTER_REQUIRED_MS 30000
 /* How long the last frames wait for a reader that takes nothing (the probes are detached by then). */
-#define LAST_WRITE_STALL_MS 10000
+#define LAST_WRITE_STALL_MS 2000
 
 /* Everything a run holds, so that there is one way out. */
 struct run {

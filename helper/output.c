@@ -121,7 +121,7 @@ void json_kv_bool(struct json *j, const char *key, bool v)
 
 #define OUT_BUF_SIZE (1 << 20)
 /* How long a frame that must be written (an error, the end) waits for a reader that takes nothing. */
-#define FRAME_WAIT_MS 5000
+#define FRAME_WAIT_MS 2000
 
 /* One output descriptor, written without blocking. */
 struct channel {
@@ -143,6 +143,7 @@ static struct {
 	int nlines;
 	size_t llen; /* lines buffered; each line channel's off says how far it got */
 	uint64_t written; /* bytes written in all: progress, for out_drain */
+	bool stalled;	  /* out_drain gave up on a reader that took nothing: it does not wait again */
 	struct out_fault fault;
 	bool faulted;
 } out;
@@ -316,15 +317,17 @@ bool out_drain(int stall_ms)
 		out_pump();
 		if (!out_pending())
 			return true;
-		if (stop_signals() > signals)
+		if (out.stalled || stop_signals() > signals)
 			return false; /* asked again: stop waiting */
 		if (out.written != written) {
 			written = out.written;
 			last = now_ms();
 		}
 		double left = last + stall_ms - now_ms();
-		if (left <= 0)
+		if (left <= 0) {
+			out.stalled = true;
 			return false;
+		}
 		int n = out_pollfds(fds);
 		stop_pollfds(fds + n);
 		if (poll(fds, n + STOP_NFDS, (int)left + 1) < 0 && errno != EINTR)

@@ -66,8 +66,8 @@ bool out_pending(void);
 int out_pollfds(struct pollfd *fds);
 /*
  * Waits until everything is written, as long as the readers keep taking it:
- * gives up after stall_ms without progress, when the client went away, or on
- * a second stop signal. False when something was left unwritten.
+ * gives up after stall_ms without progress (and from then on does not wait
+ * again), or on another stop signal. False when something was left unwritten.
  */
 bool out_drain(int stall_ms);
 

@@ -2,16 +2,16 @@
 #include "symbols.h"
 
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 static void *load(void *arg)
 {
 	struct symbols *s = arg;
 
-	/* The rest of the start-up comes first: names are needed only once events flow. */
-	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+	/*
+	 * Not at a lower priority: the first event with a caller waits for the
+	 * names, and under a flood of packets a starved thread took seconds, while
+	 * the ring buffer overflowed.
+	 */
 	s->err = kallsyms_load(&s->ks);
 	return NULL;
 }

@@ -59,8 +59,11 @@ describe('metadata filters and stacks', () => {
     assert.ok(!ports.has(6202), 'the 40-byte datagrams are not');
   });
 
-  test('--filter-ifname keeps only steps on that interface', async () => {
-    const { events, code, stderr } = await traceUdp(['--filter-ifname', 'va1'], ['6201']);
+  test('--filter-ifname keeps only steps on that interface (of the namespace --filter-netns names)', async () => {
+    const { events, code, stderr } = await traceUdp(
+      ['--filter-netns', `/run/netns/${a}`, '--filter-ifname', 'va1'],
+      ['6201'],
+    );
     assert.equal(code, 0, stderr);
     assert.ok(events.length > 0);
     assert.ok(events.every((e) => e.iface === 'va1'));
