@@ -60,10 +60,15 @@ int netns_own(unsigned int *inode)
 	return 0;
 }
 
-/* A file of the namespace with that inode: a name under /run/netns, or a process in it. */
+/*
+ * A file of the namespace with that inode: a name under /run/netns, or a
+ * process in it. -EACCES when it may be one of the processes we may not look
+ * at (another user's, without privileges).
+ */
 static int find_netns(unsigned int inode, dev_t nsfs, char *path, size_t len)
 {
 	static const char *const dirs[] = { "/run/netns", "/var/run/netns", "/proc" };
+	bool denied = false;
 	struct stat sb;
 
 	for (size_t d = 0; d < sizeof(dirs) / sizeof(dirs[0]); d++) {
@@ -77,14 +82,18 @@ static int find_netns(unsigned int inode, dev_t nsfs, char *path, size_t len)
 			if (de->d_name[0] == '.' || (proc && (de->d_name[0] < '0' || de->d_name[0] > '9')))
 				continue;
 			snprintf(path, len, proc ? "%s/%s/ns/net" : "%s/%s", dirs[d], de->d_name);
-			if (stat(path, &sb) == 0 && sb.st_ino == inode && sb.st_dev == nsfs) {
+			if (stat(path, &sb) != 0) {
+				denied |= errno == EACCES || errno == EPERM;
+				continue;
+			}
+			if (sb.st_ino == inode && sb.st_dev == nsfs) {
 				closedir(dir);
 				return 0;
 			}
 		}
 		closedir(dir);
 	}
-	return -ENOENT;
+	return denied ? -EACCES : -ENOENT;
 }
 
 struct lookup {
@@ -125,12 +134,10 @@ int netns_ifindex(unsigned int inode, const char *name, unsigned int *ifindex, c
 	if (inode == 0 || inode == own) {
 		l.ifindex = if_nametoindex(name);
 		l.err = l.ifindex ? 0 : -errno;
-	} else if (find_netns(inode, self.st_dev, path, sizeof(path)) != 0) {
-		snprintf(err, errlen,
-			 "--filter-ifname %s: no process or /run/netns name is in network namespace %u to look the "
-			 "interface up in",
-			 name, inode);
-		return -ENOENT;
+	} else if ((ret = find_netns(inode, self.st_dev, path, sizeof(path))) != 0) {
+		snprintf(err, errlen, "--filter-ifname %s: %s network namespace %u to look the interface up in", name,
+			 ret == -EACCES ? "not permitted to find" : "no process or /run/netns name is in", inode);
+		return ret;
 	} else if ((l.nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		l.err = -errno;
 	} else if ((ret = pthread_create(&t, NULL, lookup_in_netns, &l)) != 0) {
