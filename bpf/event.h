@@ -52,6 +52,44 @@ struct pwru_event {
 	char ifname[16];
 };
 
+/*
+ * The layout, asserted: the compiler holds the struct to these offsets, and
+ * test/unit/record/layout.test.ts holds src/record/decode.ts to the same ones
+ * (it reads them from here). docs/record-stream.md lists them for people.
+ */
+#define PWRU_EVENT_AT(field, offset) \
+	_Static_assert(__builtin_offsetof(struct pwru_event, field) == (offset), "pwru_event." #field " at " #offset)
+PWRU_EVENT_AT(ts, 0);
+PWRU_EVENT_AT(skb, 8);
+PWRU_EVENT_AT(addr, 16);
+PWRU_EVENT_AT(caller, 24);
+PWRU_EVENT_AT(probe_id, 32);
+PWRU_EVENT_AT(cpu, 36);
+PWRU_EVENT_AT(pid, 40);
+PWRU_EVENT_AT(netns, 44);
+PWRU_EVENT_AT(mark, 48);
+PWRU_EVENT_AT(ifindex, 52);
+PWRU_EVENT_AT(mtu, 56);
+PWRU_EVENT_AT(len, 60);
+PWRU_EVENT_AT(drop_reason, 64);
+PWRU_EVENT_AT(stack_id, 68);
+PWRU_EVENT_AT(protocol, 72);
+PWRU_EVENT_AT(sport, 74);
+PWRU_EVENT_AT(dport, 76);
+PWRU_EVENT_AT(l3, 78);
+PWRU_EVENT_AT(l4, 79);
+PWRU_EVENT_AT(tcp_flags, 80);
+PWRU_EVENT_AT(flags, 81);
+PWRU_EVENT_AT(icmp_type, 82);
+PWRU_EVENT_AT(icmp_code, 83);
+PWRU_EVENT_AT(pkt_type, 84);
+PWRU_EVENT_AT(pad, 85);
+PWRU_EVENT_AT(saddr, 88);
+PWRU_EVENT_AT(daddr, 104);
+PWRU_EVENT_AT(comm, 120);
+PWRU_EVENT_AT(ifname, 136);
+_Static_assert(sizeof(struct pwru_event) == 152, "pwru_event is 152 bytes");
+
 /* Slots of the per-CPU counters map. */
 enum pwru_counter {
 	PWRU_CNT_SEEN = 0,	/* probe hits before filtering */
@@ -76,6 +114,7 @@ struct pwru_frame_header {
 	__u16 type;	/* enum pwru_frame_type */
 	__u16 reserved;
 };
+_Static_assert(sizeof(struct pwru_frame_header) == 8, "frame header is 8 bytes");
 
 enum pwru_frame_type {
 	PWRU_FRAME_HELLO = 1,	 /* {stream, event_version, event_size, helper, kernel, arch, hostname} */

@@ -9,8 +9,13 @@
 #include <stddef.h>
 
 #include "event_json.h"
-#include "output.h"
 #include "packet_track.h"
+
+struct drop_count {
+	char reason[64];
+	char at[128];
+	uint64_t count;
+};
 
 struct digest {
 	struct drop_count *drops;

@@ -23,6 +23,9 @@
 /* The version of the JSON lines (TRACE_SCHEMA_VERSION in src/record/event.ts). */
 #define PWRU_JSON_SCHEMA_VERSION 1
 
+/* Drop reasons are named by value below this; larger values are subsystem bits, not reasons. */
+#define MAX_DROP_REASON 4096
+
 /* What the lines name that the events only number. */
 struct event_names {
 	const char *const *probe_name; /* by probe id; NULL = unknown */

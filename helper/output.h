@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "digest.h"
 #include "probes.h"
 
 /* ---- a small JSON writer, for the frames ---- */
@@ -119,11 +120,6 @@ void out_symbol(uint64_t addr, const char *name);
 /* STACK: {id, frames}; frames is a JSON array's text. */
 void out_stack(int32_t id, const char *frames_json, size_t len);
 
-struct drop_count {
-	char reason[64];
-	char at[128];
-	uint64_t count;
-};
 void out_digest(uint32_t packets, uint64_t events, const struct drop_count *drops, size_t ndrops);
 
 struct end_info {

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "event_json.h"
 #include "kallsyms.h"
 
 #define MAX_SKB_POS 5
@@ -69,7 +70,6 @@ struct drop_reason {
 	uint32_t value;
 	char *name;
 };
-#define MAX_DROP_REASON 4096 /* larger values are subsystem bits, not reasons to name by value */
 struct drop_reasons {
 	struct drop_reason *v; /* every enumerator */
 	size_t cnt;

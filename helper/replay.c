@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * pwru-replay: a test build, not shipped. Reads a record stream the helper
+ * wrote (binary events, as in test/fixtures/streams/) and writes the JSON
+ * lines the helper writes with --emit json for the same events, with the same
+ * code (event_json.c, packet_track.c, digest.c), then the digest as one last
+ * line. test/unit/record/twins.test.ts requires the client's lines for the
+ * same stream, byte for byte: the twins are held together without root or BPF.
+ *
+ *   pwru-replay [--packet-starts LIST] FILE
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/types.h>
+
+#include "../bpf/event.h"
+#include "buf.h"
+#include "digest.h"
+#include "event_json.h"
+#include "packet_track.h"
+
+/* ---- just enough JSON to read the stream's frames ---- */
+
+enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+
+struct jval {
+	enum jtype t;
+	double num;
+	char *str;	    /* J_STR: UTF-8, NUL-terminated */
+	struct jval *items; /* J_ARR, J_OBJ: n values */
+	char **keys;	    /* J_OBJ: n keys */
+	size_t n;
+};
+
+struct jparser {
+	const char *p, *end;
+	bool bad;
+};
+
+static void skip_ws(struct jparser *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
+		j->p++;
+}
+
+static void put_utf8(struct buf *b, unsigned cp)
+{
+	char u[4];
+
+	if (cp < 0x80) {
+		u[0] = (char)cp;
+		buf_put(b, u, 1);
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | cp >> 6);
+		u[1] = (char)(0x80 | (cp & 0x3f));
+		buf_put(b, u, 2);
+	} else {
+		u[0] = (char)(0xe0 | cp >> 12);
+		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f));
+		buf_put(b, u, 3);
+	}
+}
+
+static char *parse_string(struct jparser *j)
+{
+	struct buf b = { 0 };
+
+	j->p++; /* the opening quote */
+	while (j->p < j->end && *j->p != '"') {
+		char c = *j->p++;
+
+		if (c != '\\') {
+			buf_put(&b, &c, 1);
+			continue;
+		}
+		if (j->p >= j->end)
+			break;
+		c = *j->p++;
+		switch (c) {
+		case 'b': c = '\b'; break;
+		case 'f': c = '\f'; break;
+		case 'n': c = '\n'; break;
+		case 'r': c = '\r'; break;
+		case 't': c = '\t'; break;
+		case 'u': {
+			unsigned cp = 0;
+			for (int i = 0; i < 4 && j->p < j->end; i++, j->p++)
+				cp = cp * 16 + (unsigned)(*j->p <= '9' ? *j->p - '0' : (*j->p | 0x20) - 'a' + 10);
+			put_utf8(&b, cp);
+			continue;
+		}
+		default:
+			break; /* \" \\ \/ */
+		}
+		buf_put(&b, &c, 1);
+	}
+	if (j->p >= j->end)
+		j->bad = true;
+	j->p++;
+	buf_put(&b, "", 1);
+	return b.p;
+}
+
+static void parse_value(struct jparser *j, struct jval *v);
+
+static void parse_container(struct jparser *j, struct jval *v, bool object)
+{
+	size_t cap = 0;
+
+	v->t = object ? J_OBJ : J_ARR;
+	j->p++;
+	skip_ws(j);
+	if (j->p < j->end && *j->p == (object ? '}' : ']')) {
+		j->p++;
+		return;
+	}
+	while (!j->bad && j->p < j->end) {
+		if (v->n == cap) {
+			cap = cap ? cap * 2 : 8;
+			v->items = realloc(v->items, cap * sizeof(*v->items));
+			v->keys = object ? realloc(v->keys, cap * sizeof(*v->keys)) : NULL;
+			if (!v->items || (object && !v->keys)) {
+				j->bad = true;
+				return;
+			}
+		}
+		skip_ws(j);
+		if (object) {
+			if (*j->p != '"') {
+				j->bad = true;
+				return;
+			}
+			v->keys[v->n] = parse_string(j);
+			skip_ws(j);
+			if (*j->p++ != ':') {
+				j->bad = true;
+				return;
+			}
+		}
+		parse_value(j, &v->items[v->n++]);
+		skip_ws(j);
+		if (j->p < j->end && *j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (j->p < j->end && *j->p == (object ? '}' : ']')) {
+			j->p++;
+			return;
+		}
+		j->bad = true;
+	}
+}
+
+static void parse_value(struct jparser *j, struct jval *v)
+{
+	memset(v, 0, sizeof(*v));
+	skip_ws(j);
+	if (j->p >= j->end) {
+		j->bad = true;
+	} else if (*j->p == '{' || *j->p == '[') {
+		parse_container(j, v, *j->p == '{');
+	} else if (*j->p == '"') {
+		v->t = J_STR;
+		v->str = parse_string(j);
+	} else if (*j->p == 't' || *j->p == 'f' || *j->p == 'n') {
+		v->t = *j->p == 'n' ? J_NULL : J_BOOL;
+		v->num = *j->p == 't';
+		while (j->p < j->end && *j->p >= 'a' && *j->p <= 'z')
+			j->p++;
+	} else {
+		char *after;
+		v->t = J_NUM;
+		v->num = strtod(j->p, &after);
+		if (after == j->p)
+			j->bad = true;
+		j->p = after;
+	}
+}
+
+static void jfree(struct jval *v)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		jfree(&v->items[i]);
+		if (v->keys)
+			free(v->keys[i]);
+	}
+	free(v->items);
+	free(v->keys);
+	free(v->str);
+}
+
+static const struct jval *jget(const struct jval *o, const char *key)
+{
+	for (size_t i = 0; o->t == J_OBJ && i < o->n; i++)
+		if (strcmp(o->keys[i], key) == 0)
+			return &o->items[i];
+	return NULL;
+}
+
+static const char *jstr(const struct jval *o, const char *key)
+{
+	const struct jval *v = jget(o, key);
+	return v && v->t == J_STR ? v->str : NULL;
+}
+
+/* ---- what the frames tell ---- */
+
+struct symbol {
+	uint64_t addr;
+	char *name;
+};
+
+static struct {
+	struct symbol *symbols;
+	size_t nsymbols;
+	struct buf *stacks; /* JSON array text by stack id; len 0 = unknown */
+	size_t nstacks;
+	char **probe_names, **probe_kinds, **reasons;
+	uint32_t nprobes, nreasons;
+} R;
+
+static void describe(void *ctx, uint64_t addr, char *out, size_t len)
+{
+	(void)ctx;
+	for (size_t i = 0; i < R.nsymbols; i++) {
+		if (R.symbols[i].addr == addr) {
+			snprintf(out, len, "%s", R.symbols[i].name);
+			return;
+		}
+	}
+	snprintf(out, len, "0x%llx", (unsigned long long)addr);
+}
+
+static bool stack_json(void *ctx, int32_t id, struct buf *b)
+{
+	(void)ctx;
+	if (id < 0 || (size_t)id >= R.nstacks || !R.stacks[id].len)
+		return false;
+	buf_put(b, R.stacks[id].p, R.stacks[id].len);
+	return true;
+}
+
+static void on_ready(const struct jval *ready)
+{
+	const struct jval *probes = jget(ready, "probes"), *reasons = jget(ready, "drop_reasons");
+
+	for (size_t i = 0; probes && i < probes->n; i++) {
+		const struct jval *id = jget(&probes->items[i], "id");
+		if (id && id->num + 1 > R.nprobes)
+			R.nprobes = (uint32_t)id->num + 1;
+	}
+	R.probe_names = calloc(R.nprobes + 1, sizeof(char *));
+	R.probe_kinds = calloc(R.nprobes + 1, sizeof(char *));
+	for (size_t i = 0; probes && i < probes->n; i++) {
+		uint32_t id = (uint32_t)jget(&probes->items[i], "id")->num;
+		R.probe_names[id] = strdup(jstr(&probes->items[i], "name"));
+		R.probe_kinds[id] = strdup(jstr(&probes->items[i], "kind"));
+	}
+	for (size_t i = 0; reasons && i < reasons->n; i++) {
+		unsigned long v = strtoul(reasons->keys[i], NULL, 10);
+		if (v < MAX_DROP_REASON && v + 1 > R.nreasons)
+			R.nreasons = (uint32_t)v + 1;
+	}
+	R.reasons = calloc(R.nreasons + 1, sizeof(char *));
+	for (size_t i = 0; reasons && i < reasons->n; i++) {
+		unsigned long v = strtoul(reasons->keys[i], NULL, 10);
+		if (v < R.nreasons)
+			R.reasons[v] = strdup(reasons->items[i].str);
+	}
+}
+
+static void on_stack(const struct jval *stack)
+{
+	const struct jval *frames = jget(stack, "frames");
+	size_t id = (size_t)jget(stack, "id")->num;
+
+	if (id >= R.nstacks) {
+		R.stacks = realloc(R.stacks, (id + 1) * sizeof(*R.stacks));
+		memset(R.stacks + R.nstacks, 0, (id + 1 - R.nstacks) * sizeof(*R.stacks));
+		R.nstacks = id + 1;
+	}
+	R.stacks[id].len = 0;
+	BUF_PUT_LIT(&R.stacks[id], "[");
+	for (size_t i = 0; frames && i < frames->n; i++) {
+		if (i)
+			BUF_PUT_LIT(&R.stacks[id], ",");
+		buf_json_string(&R.stacks[id], frames->items[i].str, strlen(frames->items[i].str), TEXT_LATIN1);
+	}
+	BUF_PUT_LIT(&R.stacks[id], "]");
+}
+
+int main(int argc, char **argv)
+{
+	const char *packet_starts = "", *path = NULL;
+	struct event_names names = { .describe = describe, .stack_json = stack_json };
+	struct json_writer writer;
+	struct packet_tracker tracker = { 0 };
+	struct digest digest = { 0 };
+	struct buf all = { 0 }, line = { 0 };
+	bool *starts = NULL, ready = false;
+	char chunk[65536];
+	uint64_t events = 0;
+	size_t n, pos = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--packet-starts") == 0 && i + 1 < argc)
+			packet_starts = argv[++i];
+		else
+			path = argv[i];
+	}
+	FILE *f = path ? fopen(path, "rb") : NULL;
+	if (!f) {
+		fprintf(stderr, "usage: pwru-replay [--packet-starts LIST] FILE (%s)\n", path ? strerror(errno) : "no FILE");
+		return 2;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_put(&all, chunk, n);
+	fclose(f);
+	digest_init(&digest);
+
+	while (pos + sizeof(struct pwru_frame_header) <= all.len) {
+		struct pwru_frame_header h;
+
+		memcpy(&h, all.p + pos, sizeof(h));
+		const char *payload = all.p + pos + sizeof(h);
+		if (pos + sizeof(h) + h.len > all.len) {
+			fprintf(stderr, "pwru-replay: %s ends inside a frame\n", path);
+			return 1;
+		}
+		pos += sizeof(h) + h.len;
+		if (h.type == PWRU_FRAME_EVENT) {
+			struct pwru_event ev;
+			struct step_info step;
+
+			if (!ready || h.len < sizeof(ev)) {
+				fprintf(stderr, "pwru-replay: an event before READY, or a short one\n");
+				return 1;
+			}
+			memcpy(&ev, payload, sizeof(ev));
+			packet_track_step(&tracker, &ev, &step);
+			if (ev.flags & PWRU_F_DROP)
+				digest_drop(&digest, &names, &ev, &step);
+			line.len = 0;
+			event_json(&writer, &ev, &step, &line);
+			fwrite(line.p, 1, line.len, stdout);
+			events++;
+			continue;
+		}
+		if (h.type != PWRU_FRAME_HELLO && h.type != PWRU_FRAME_READY && h.type != PWRU_FRAME_SYMBOL &&
+		    h.type != PWRU_FRAME_STACK)
+			continue;
+		struct jparser j = { .p = payload, .end = payload + h.len };
+		struct jval v;
+		parse_value(&j, &v);
+		if (j.bad || v.t != J_OBJ) {
+			fprintf(stderr, "pwru-replay: a frame of type %u is not a JSON object\n", h.type);
+			return 1;
+		}
+		if (h.type == PWRU_FRAME_HELLO) {
+			names.mono_ns = strtoll(jstr(&v, "mono_ns"), NULL, 10);
+			names.real_ns = strtoll(jstr(&v, "real_ns"), NULL, 10);
+		} else if (h.type == PWRU_FRAME_READY) {
+			on_ready(&v);
+			names.probe_name = (const char *const *)R.probe_names;
+			names.probe_kind = (const char *const *)R.probe_kinds;
+			names.nprobes = R.nprobes;
+			names.drop_reason = (const char *const *)R.reasons;
+			names.ndrop_reasons = R.nreasons;
+			starts = packet_starts_of(names.probe_name, R.nprobes, packet_starts);
+			if (!starts || json_writer_init(&writer, &names) || packet_track_init(&tracker, starts, R.nprobes))
+				return 1;
+			ready = true;
+		} else if (h.type == PWRU_FRAME_SYMBOL) {
+			R.symbols = realloc(R.symbols, (R.nsymbols + 1) * sizeof(*R.symbols));
+			R.symbols[R.nsymbols].addr = strtoull(jstr(&v, "addr"), NULL, 16);
+			R.symbols[R.nsymbols++].name = strdup(jstr(&v, "name"));
+		} else {
+			on_stack(&v);
+		}
+		jfree(&v);
+	}
+	/* The digest the helper would send (DIGEST), as one more line. */
+	printf("{\"type\":\"digest\",\"packets\":%u,\"events\":%llu,\"drops\":[", packet_track_count(&tracker),
+	       (unsigned long long)events);
+	for (size_t i = 0; i < digest.ndrops; i++)
+		printf("%s{\"reason\":\"%s\",\"at\":\"%s\",\"count\":%llu}", i ? "," : "", digest.drops[i].reason,
+		       digest.drops[i].at, (unsigned long long)digest.drops[i].count);
+	printf("]}\n");
+	return out_of_memory() ? 1 : 0;
+}
