@@ -164,9 +164,23 @@ static bool is_tracer_frame(const char *name)
 	return false;
 }
 
+/*
+ * Whether a frame at the top of a stack is the tracing machinery's: named so,
+ * or outside every kernel function (our own BPF program, whose symbol
+ * appeared after the names were read: it would be named after the last
+ * symbol below it, at an offset no function has).
+ */
+static bool tracer_frame(const struct kallsyms *ks, uint64_t addr, const char *name)
+{
+	const struct ksym *s = ks ? kallsyms_by_addr(ks, addr) : NULL;
+
+	return is_tracer_frame(name) || (ks && (!s || addr - s->addr >= (1 << 20)));
+}
+
 /* The frames of a stack as a JSON array into b; false when the kernel has no such stack. */
 static bool stack_json(void *ctx, int32_t id, struct buf *b)
 {
+	const struct kallsyms *ks = symbols_get(L.cfg->symbols);
 	__u64 ips[STACK_DEPTH] = { 0 };
 	char name[300];
 	bool top = true, first = true;
@@ -179,7 +193,7 @@ static bool stack_json(void *ctx, int32_t id, struct buf *b)
 	BUF_PUT_LIT(b, "[");
 	for (int i = 0; i < STACK_DEPTH && ips[i]; i++) {
 		describe_addr(NULL, ips[i], name, sizeof(name));
-		if (top && is_tracer_frame(name))
+		if (top && tracer_frame(ks, ips[i], name))
 			continue;
 		top = false;
 		if (!first)
