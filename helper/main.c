@@ -92,8 +92,12 @@ static int output_fault(const struct out_fault *f, const struct loop_result *res
 		return EXIT_FAILED;
 	}
 	if (out_fault_is_close(f)) {
-		out_end(&(struct end_info){ .reason = "output-closed", .output = f->name, .events = res->events,
-					   .lost = res->counts.lost, .discarded = res->counts.discarded });
+		struct end_info e = { .reason = "output-closed", .output = f->name };
+
+		if (res)
+			e = (struct end_info){ .reason = e.reason, .output = f->name, .events = res->events,
+					       .lost = res->counts.lost, .discarded = res->counts.discarded };
+		out_end(&e);
 		return 0;
 	}
 	out_message(PWRU_FRAME_ERROR, "output_failed", "cannot write the trace to %s: %s", f->name, strerror(f->err));
@@ -333,6 +337,8 @@ static int run(struct run *r, enum options_result parsed)
 
 	/* HELLO first, whatever follows: the client knows at once that it speaks to the helper. */
 	out_hello(&r->clocks);
+	if (out_fault())
+		return output_fault(out_fault(), NULL); /* nobody can hear us: nothing to do */
 	if (parsed == OPTIONS_NO_MEMORY)
 		return fail(EXIT_FAILED, "out_of_memory", "%s", "out of memory");
 	if (parsed != OPTIONS_OK)
@@ -372,7 +378,9 @@ static int run(struct run *r, enum options_result parsed)
 	if (o->verify_only)
 		return verify_only(r);
 
-	/* Attach them. */
+	/* Attach them, unless the client went away meanwhile. */
+	if (out_fault())
+		return output_fault(out_fault(), NULL);
 	r->attached = true;
 	int ret = attach_all(r->skel, r->backend, &r->probes, &r->att, out_progress, stop_requested, r->err,
 			     sizeof(r->err));

@@ -129,7 +129,9 @@ struct channel {
 	const char *name;
 	bool socket; /* send(MSG_DONTWAIT): per call, whatever the descriptor's flags */
 	size_t off;  /* lines: how much of the lines buffer is written here */
-	bool done;   /* failed or closed: nothing more is written */
+	size_t partial; /* bytes written after the last complete line: cut off again when a file fills up */
+	bool file;	/* a regular file: it can be cut back to its last complete line */
+	bool done;	/* failed or closed: nothing more is written */
 	int err;
 };
 
@@ -163,6 +165,7 @@ static void channel_open(struct channel *c, int fd, const char *name)
 	*c = (struct channel){ .fd = fd, .name = name };
 	if (fstat(fd, &st) != 0)
 		return;
+	c->file = S_ISREG(st.st_mode);
 	if (S_ISSOCK(st.st_mode)) {
 		c->socket = true;
 		return;
@@ -241,6 +244,18 @@ static ssize_t channel_write(struct channel *c, const char *p, size_t n)
 	}
 }
 
+/*
+ * A file that cannot take more (ENOSPC, EFBIG, EIO) may hold the start of a
+ * line: it is cut back to its last complete line, so that what is there reads.
+ */
+static void cut_partial_line(struct channel *c)
+{
+	off_t end = lseek(c->fd, 0, SEEK_CUR);
+
+	if (c->file && c->partial && end >= (off_t)c->partial && ftruncate(c->fd, end - (off_t)c->partial) == 0)
+		lseek(c->fd, end - (off_t)c->partial, SEEK_SET);
+}
+
 /* Writes data[*off, len) to c until it would block; false on a write error (c is then done). */
 static bool channel_pump(struct channel *c, const char *data, size_t *off, size_t len, bool stream)
 {
@@ -248,11 +263,15 @@ static bool channel_pump(struct channel *c, const char *data, size_t *off, size_
 		ssize_t w = channel_write(c, data + *off, len - *off);
 
 		if (w < 0) {
+			if (!stream)
+				cut_partial_line(c);
 			fail(c, (int)-w, stream);
 			return false;
 		}
 		if (w == 0)
 			break;
+		const char *nl = memrchr(data + *off, '\n', (size_t)w);
+		c->partial = nl ? (size_t)(data + *off + w - (nl + 1)) : c->partial + (size_t)w;
 		*off += (size_t)w;
 		out.written += (size_t)w;
 	}

@@ -14,16 +14,20 @@ import {
 import type { TraceDigest, TraceEvent } from '../../src/record/event';
 import { HELPER } from './tracer';
 
+/** END as the helper writes it (docs/record-stream.md): more than the client reads. */
+export type HelperEnd = EndInfo & { output?: string; discarded?: number };
+export type HelperStats = StatsInfo & { discarded?: number };
+
 /** What the stream said, in order of kind. */
 export interface HelperRecords {
   /** Frame kinds in the order they came ("hello", "ready", "event", …). */
   order: string[];
   ready?: ReadyInfo;
   events: TraceEvent[];
-  stats: StatsInfo[];
+  stats: HelperStats[];
   warnings: HelperMessage[];
   error?: HelperMessage;
-  end?: EndInfo;
+  end?: HelperEnd;
   digest?: TraceDigest;
   /** Why the stream could not be read to its end (cut inside a frame, corrupt), if it could not. */
   streamError?: string;
