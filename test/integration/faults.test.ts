@@ -62,7 +62,9 @@ async function noOrphanPrograms(boundMs = 10000): Promise<void> {
     const left = orphanPrograms();
     if (left.length === 0) return;
     if (Date.now() - started > boundMs)
-      assert.fail(`programs of ours without a holder ${boundMs} ms after the helper ended: ${left.join(', ')}`);
+      assert.fail(
+        `programs of ours without a holder ${boundMs} ms after the helper ended: ${left.join(', ')}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }
