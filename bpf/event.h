@@ -117,13 +117,13 @@ struct pwru_frame_header {
 _Static_assert(sizeof(struct pwru_frame_header) == 8, "frame header is 8 bytes");
 
 enum pwru_frame_type {
-	PWRU_FRAME_HELLO = 1,	 /* {stream, event_version, event_size, helper, kernel, arch, hostname} */
+	PWRU_FRAME_HELLO = 1,	 /* {stream, event_version, event_size, helper, kernel, arch, hostname, ...}: first, always */
 	PWRU_FRAME_PROGRESS = 2, /* {phase, done, total, message} */
 	PWRU_FRAME_READY = 3,	 /* {backend, probes:[{id,name,kind}], attached, attach_ms, drop_reasons, filter, ...} */
 	PWRU_FRAME_EVENT = 4,	 /* struct pwru_event */
-	PWRU_FRAME_STATS = 5,	 /* {seen, emitted, lost, final} */
+	PWRU_FRAME_STATS = 5,	 /* {seen, emitted, lost, discarded, final} */
 	PWRU_FRAME_ERROR = 6,	 /* {code, message}: the helper exits non-zero after it */
-	PWRU_FRAME_END = 7,	 /* {reason, events, lost} */
+	PWRU_FRAME_END = 7,	 /* {reason, events, lost, discarded[, output]} */
 	PWRU_FRAME_SYMBOL = 8,	 /* {addr, name}: a kernel address seen in a later event's caller */
 	PWRU_FRAME_STACK = 9,	 /* {id, frames:[name]}: a stack id seen in a later event */
 	PWRU_FRAME_WARNING = 10, /* {code, message} */

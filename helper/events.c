@@ -461,6 +461,7 @@ void events_finish(struct loop_result *res)
 	int signals = stop_signals();
 	bool write = !out_fault() && !out_of_memory();
 
+	stop_at(mono_ns()); /* already done, unless the run stopped before the loop (waiting for the client) */
 	/* Deliver what fired before the stop, while the outputs keep up. */
 	while (write) {
 		out_pump();

@@ -408,11 +408,9 @@ int main(int argc, char **argv)
 			printf("pwru-helper %s\n", PWRU_HELPER_VERSION);
 		return 0;
 	}
-	stop_init();
+	stop_init(); /* without its pipe, signals are still noted, only noticed a poll later */
 	out_init();
 	code = run(&r, parsed);
-	if (code == 0 && out_of_memory())
-		code = fail(EXIT_FAILED, "out_of_memory", "%s", "the helper ran out of memory");
 	cleanup(&r);
 	return code;
 }
