@@ -190,6 +190,13 @@ static int choose_probes(struct run *r, struct backend_support *support)
 		return fail(EXIT_BAD_INPUT, "backend_unavailable", "%s", r->err);
 	}
 	req.functions = r->backend != BACKEND_TRACEPOINT;
+	/*
+	 * Kernel symbols name callers and stack frames: they load in the
+	 * background while the programs load and attach (not earlier: reading
+	 * them slowed the BTF's parsing by half), and the kprobe backends need
+	 * them now, to know which functions exist.
+	 */
+	symbols_start(&r->symbols);
 	if (req.functions) {
 		/* Which functions exist, and where: the kprobe backends need kernel symbols now. */
 		if (!(req.ks = symbols_get(&r->symbols)))
@@ -274,6 +281,7 @@ static int trace(struct run *r, double attach_ms)
 	struct loop_result res = { 0 };
 	int ret;
 
+	symbols_urgent(&r->symbols);
 	out_ready(&(struct ready_info){ .backend = backend_name(r->backend), .backend_note = r->backend_note,
 				       .func_kind = backend_name(r->backend), .probes = &r->probes,
 				       .attached = r->att.attached, .skipped = r->att.skipped, .attach_ms = attach_ms,
@@ -311,10 +319,12 @@ static int trace(struct run *r, double attach_ms)
 
 static void cleanup(struct run *r)
 {
-	if (r->events_open)
-		events_close();
+	/* The probes first, then the last words to the reader, then the memory. */
 	if (r->attached)
 		attach_detach(&r->att, NULL);
+	out_drain(LAST_WRITE_STALL_MS);
+	if (r->events_open)
+		events_close();
 	if (r->skel)
 		loader_destroy(r->skel);
 	btf__free(r->btf);
@@ -325,8 +335,6 @@ static void cleanup(struct run *r)
 	if (r->has_re)
 		regfree(&r->re);
 	free(r->opts.pcap_filter);
-	/* Whatever the way out, what was written gets to the reader if it takes it. */
-	out_drain(LAST_WRITE_STALL_MS);
 }
 
 static int run(struct run *r, enum options_result parsed)
@@ -352,8 +360,6 @@ static int run(struct run *r, enum options_result parsed)
 			return fail(EXIT_FAILED, "not_permitted", "%s",
 				    "not permitted: tracing needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN "
 				    "before 5.8)");
-		/* Kernel symbols name callers; they load in the background meanwhile. */
-		symbols_start(&r->symbols);
 		if (!(r->btf = kernel_btf_load()))
 			return fail(EXIT_FAILED, "no_btf", "%s",
 				    "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): kubectl-pwru needs a "

@@ -2,16 +2,17 @@
 #include "symbols.h"
 
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static void *load(void *arg)
 {
 	struct symbols *s = arg;
 
-	/*
-	 * Not at a lower priority: the first event with a caller waits for the
-	 * names, and under a flood of packets a starved thread took seconds, while
-	 * the ring buffer overflowed.
-	 */
+	/* While the programs load and attach, they come first (symbols_urgent() says when no longer). */
+	atomic_store(&s->tid, (int)syscall(SYS_gettid));
+	setpriority(PRIO_PROCESS, (id_t)atomic_load(&s->tid), 10);
 	s->err = kallsyms_load(&s->ks);
 	return NULL;
 }
@@ -37,6 +38,19 @@ const struct kallsyms *symbols_get(struct symbols *s)
 	return s->loaded && s->err == 0 ? &s->ks : NULL;
 }
 
+void symbols_urgent(struct symbols *s)
+{
+	int tid = atomic_load(&s->tid);
+
+	/*
+	 * Under a flood of packets, a thread at a lower priority took seconds
+	 * while the first event with a caller waited for it. Raising it back needs
+	 * CAP_SYS_NICE: without it, it stays where it is.
+	 */
+	if (s->started && tid)
+		setpriority(PRIO_PROCESS, (id_t)tid, 0);
+}
+
 int symbols_error(const struct symbols *s)
 {
 	return s->err;
@@ -44,7 +58,9 @@ int symbols_error(const struct symbols *s)
 
 void symbols_free(struct symbols *s)
 {
-	symbols_get(s);
+	/* Still loading at the end of a short run: not waited for, the exit ends it. */
+	if (s->started)
+		return;
 	kallsyms_free(&s->ks);
 	memset(s, 0, sizeof(*s));
 }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Kernel symbols, to name callers and stack frames. Reading /proc/kallsyms
- * takes ~100 ms, so it starts in a thread early in the run, while the filter
- * compiles and the programs load; the first event that needs a name waits for
- * it (once), so that no line ever names a caller by its address only because
- * the names were not loaded yet.
+ * takes ~150 ms, so it runs in a thread while the programs load and attach, at
+ * a lower priority until events are about to flow; the first event that
+ * needs a name waits for it (once), so that no line ever names a caller by its
+ * address only because the names were not loaded yet.
  */
 #ifndef PWRU_SYMBOLS_H
 #define PWRU_SYMBOLS_H
@@ -21,10 +21,13 @@ struct symbols {
 	bool started; /* the thread runs or ran, and is not joined yet */
 	bool loaded;  /* ks is complete (and joined) */
 	int err;      /* -errno of the load */
+	_Atomic int tid; /* the loading thread, once it runs */
 };
 
 /* Starts loading in the background. */
 void symbols_start(struct symbols *s);
+/* The names are needed soon (events are about to flow): the load gets a normal priority. */
+void symbols_urgent(struct symbols *s);
 /* The symbols, waiting for the load if it is still running; NULL when they could not be read. */
 const struct kallsyms *symbols_get(struct symbols *s);
 /* -errno of a load that failed (after symbols_get). */
