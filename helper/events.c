@@ -458,14 +458,13 @@ void events_finish(struct loop_result *res)
 {
 	struct pollfd fds[1 + MAX_LINE_FDS + STOP_NFDS];
 	double until = mono_s() + FINISH_MS / 1e3;
-	int signals = stop_signals();
 	bool write = !out_fault() && !out_of_memory();
 
 	stop_at(mono_ns()); /* already done, unless the run stopped before the loop (waiting for the client) */
 	/* Deliver what fired before the stop, while the outputs keep up. */
 	while (write) {
 		out_pump();
-		if (mono_s() >= until || stop_signals() > signals || out_fault() || out_of_memory())
+		if (mono_s() >= until || stop_hurry() || out_fault() || out_of_memory())
 			break;
 		if (room()) {
 			if (ring_buffer__consume(L.rb) == 0)

@@ -77,6 +77,7 @@ static int fail(int code, const char *what, const char *fmt, const char *detail)
 /* A stop before tracing began is not a failure: END says why, exit 0. */
 static int stopped_early(const char *reason)
 {
+	stop_begin(reason);
 	out_end(&(struct end_info){ .reason = reason });
 	return 0;
 }
@@ -300,6 +301,7 @@ static int trace(struct run *r, double attach_ms)
 		events_loop(&res);
 
 	/* Detach at once, then deliver what fired before the stop, and count the rest. */
+	stop_begin(res.reason);
 	attach_detach(&r->att, out_progress);
 	r->attached = false;
 	events_finish(&res);
@@ -320,8 +322,10 @@ static int trace(struct run *r, double attach_ms)
 static void cleanup(struct run *r)
 {
 	/* The probes first, then the last words to the reader, then the memory. */
-	if (r->attached)
+	if (r->attached) {
+		stop_begin(stop_reason());
 		attach_detach(&r->att, NULL);
+	}
 	out_drain(LAST_WRITE_STALL_MS);
 	if (r->events_open)
 		events_close();

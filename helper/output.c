@@ -328,7 +328,6 @@ static double now_ms(void)
 bool out_drain(int stall_ms)
 {
 	struct pollfd fds[1 + MAX_LINE_FDS + STOP_NFDS];
-	int signals = stop_signals();
 	double last = now_ms();
 	uint64_t written = out.written;
 
@@ -336,8 +335,8 @@ bool out_drain(int stall_ms)
 		out_pump();
 		if (!out_pending())
 			return true;
-		if (out.stalled || stop_signals() > signals)
-			return false; /* asked again: stop waiting */
+		if (out.stalled || stop_hurry())
+			return false; /* asked (again) to stop: no more waiting */
 		if (out.written != written) {
 			written = out.written;
 			last = now_ms();

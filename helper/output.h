@@ -68,7 +68,8 @@ int out_pollfds(struct pollfd *fds);
 /*
  * Waits until everything is written, as long as the readers keep taking it:
  * gives up after stall_ms without progress (and from then on does not wait
- * again), or on another stop signal. False when something was left unwritten.
+ * again), or when a signal says to hurry (stop_hurry). False when something
+ * was left unwritten.
  */
 bool out_drain(int stall_ms);
 

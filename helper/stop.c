@@ -16,6 +16,7 @@
  */
 static int signal_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t signals_seen;
+static int signals_at_stop; /* how many signals the stop itself was: 1 for a signal's, else 0 */
 static bool watch_stdin;
 static const char *reason;
 static bool go;
@@ -69,9 +70,14 @@ bool stop_requested(void)
 	return signals_seen != 0 || reason != NULL;
 }
 
-int stop_signals(void)
+void stop_begin(const char *why)
 {
-	return signals_seen;
+	signals_at_stop = why && strcmp(why, "signal") == 0;
+}
+
+bool stop_hurry(void)
+{
+	return signals_seen > signals_at_stop;
 }
 
 void stop_pollfds(struct pollfd *fds)

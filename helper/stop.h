@@ -20,8 +20,10 @@ const char *stop_reason(void);
 /* Async-safe: a stop signal arrived (for loops that do not poll, such as attaching). */
 bool stop_requested(void);
 
-/* How many stop signals arrived: a second one while stopping means "do not wait any longer". */
-int stop_signals(void);
+/* The run is stopping from now on, for this reason (the probes are about to be detached). */
+void stop_begin(const char *reason);
+/* A signal came after the stop began (or one came at all, before it): stop waiting for anything. */
+bool stop_hurry(void);
 
 #define STOP_NFDS 2
 /* Fills fds[0..STOP_NFDS) with what to poll for a stop (unused slots get fd -1). */

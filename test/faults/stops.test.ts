@@ -52,21 +52,36 @@ describe('stops at every stage', () => {
     return { r, ms: Date.now() - t0 };
   }
 
+  /**
+   * Waits until the helper holds no link any more (detached) or has exited:
+   * the promptness of a stop. Its exit may come later, once a reader that was
+   * behind has taken the events that fired before the stop.
+   */
+  async function detachedWithin(h: HelperProcess, boundMs: number): Promise<number> {
+    const t0 = Date.now();
+    for (;;) {
+      const gone = h.child.exitCode !== null || h.child.signalCode !== null;
+      const links = gone ? 0 : heldBy(h.child.pid ?? 0).links.size;
+      if (links === 0) return Date.now() - t0;
+      if (Date.now() - t0 > boundMs) assert.fail(`still ${links} links held ${boundMs} ms after the stop`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   async function clean(held: Held) {
     await assertGoneFromKernel(held);
     await assertNoHelperLeft();
   }
 
-  test('--duration 2 under a flood ends about 2 s after READY, with the real loss counted', async () => {
+  test('--duration 2 under a flood detaches about 2 s after READY, with the real loss counted', async () => {
     const h = trace(['--duration', '2']);
     await h.ready();
-    const t0 = Date.now();
     const held = heldBy(h.child.pid ?? 0);
+    const ms = await detachedWithin(h, 2000 + 1500);
     const r = await h.finished();
-    const ms = Date.now() - t0;
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.end?.reason, 'duration');
-    assert.ok(ms < 2000 + 1500, `the run ended ${ms} ms after READY`);
+    assert.ok(ms > 1500, `detached ${ms} ms after READY: before its --duration`);
     assert.equal(r.streamError, undefined);
     assert.ok(r.events.length > 0);
     assert.ok((r.stats.at(-1)?.seen ?? 0) > r.events.length, 'the flood was seen');
@@ -94,10 +109,10 @@ describe('stops at every stage', () => {
       await h.until('events flowing', (r) => r.events.length > 100);
       const held = heldBy(h.child.pid ?? 0);
       h.child.kill(signal);
-      const { r, ms } = await exitWithin(h);
+      await detachedWithin(h, 1500);
+      const r = await h.finished();
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.end?.reason, 'signal');
-      assert.ok(ms < 2500, `${ms} ms from ${signal} to exit`);
       assert.deepEqual(r.order.slice(-2), ['stats', 'end']);
       assert.equal(r.streamError, undefined);
       await clean(held);
@@ -109,10 +124,10 @@ describe('stops at every stage', () => {
     await h.ready();
     const held = heldBy(h.child.pid ?? 0);
     h.child.stdin?.end();
-    const { r, ms } = await exitWithin(h);
+    await detachedWithin(h, 1500);
+    const r = await h.finished();
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.end?.reason, 'stdin');
-    assert.ok(ms < 2500, `${ms} ms from EOF to exit`);
     assert.equal(r.streamError, undefined);
     await clean(held);
   });
@@ -135,10 +150,10 @@ describe('stops at every stage', () => {
     h.child.kill('SIGSTOP');
     await new Promise((r) => setTimeout(r, 2500));
     h.child.kill('SIGCONT');
-    const { r, ms } = await exitWithin(h);
+    await detachedWithin(h, 1500);
+    const r = await h.finished();
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.end?.reason, 'duration');
-    assert.ok(ms < 2500, `${ms} ms from SIGCONT to exit`);
     assert.equal(r.streamError, undefined);
     await clean(held);
   });
@@ -152,10 +167,10 @@ describe('stops at every stage', () => {
       await h.until('attaching', (r) => r.order.includes('progress'));
       const held = heldBy(h.child.pid ?? 0);
       h.child.kill(signal);
-      const { r, ms } = await exitWithin(h);
+      await detachedWithin(h, 1500);
+      const r = await h.finished();
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.end?.reason, reason);
-      assert.ok(ms < 2500, `${ms} ms`);
       assert.equal(r.streamError, undefined);
       await clean(held);
     });
