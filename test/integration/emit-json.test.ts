@@ -69,8 +69,6 @@ describe('JSON lines written by the helper', () => {
       ),
     );
     await Promise.all([helperLines.ready(), clientLines.ready()]);
-    // Kernel symbols load in the background once tracing starts: let both have them.
-    await new Promise((r) => setTimeout(r, 1500));
     lab.traffic(a, ['udp', service, '6100', '2']);
     lab.traffic(a, ['tcp', server, '7001']);
     lab.traffic(a, ['tcp', lab.v6(1, 2), '7001']);
