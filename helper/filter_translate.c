@@ -21,6 +21,8 @@
  */
 #include "filter_translate.h"
 
+#include "buf.h"
+
 #include <linux/filter.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +79,7 @@ static void emit_to(struct emitter *e, struct bpf_insn insn, enum target_kind ki
 			e->target = nt;
 		if (!ni || !nk || !nt) {
 			e->oom = true;
+			set_out_of_memory();
 			return;
 		}
 		e->cap = cap;
@@ -450,6 +453,7 @@ static int emit_form(struct emitter *e, const struct cbpf_insn *prog, size_t n, 
 	}
 	e->cbpf_pos = calloc(n, sizeof(size_t));
 	if (!e->cbpf_pos) {
+		set_out_of_memory();
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}

@@ -157,7 +157,7 @@ static int check_input(struct run *r)
 	case COMPILE_STOPPED:
 		return stopped_early(stop_reason());
 	case COMPILE_FAILED:
-		return fail(EXIT_FAILED, "compile_failed", "%s", r->err);
+		return fail(EXIT_FAILED, out_of_memory() ? "out_of_memory" : "compile_failed", "%s", r->err);
 	}
 	if (eth_skipped)
 		out_message(PWRU_FRAME_WARNING, "filter_ip_only",
@@ -168,6 +168,8 @@ static int check_input(struct run *r)
 	ret = pcap_filter_build(&raw, &eth, &r->filter, r->err, sizeof(r->err));
 	cbpf_prog_free(&raw);
 	cbpf_prog_free(&eth);
+	if (ret && out_of_memory())
+		return fail(EXIT_FAILED, "out_of_memory", "translating the filter: %s", r->err);
 	if (ret)
 		return fail(EXIT_BAD_INPUT, "bad_filter", "invalid pcap filter: %s", r->err);
 	return -1;

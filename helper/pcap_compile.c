@@ -165,7 +165,9 @@ static void read_reply(struct compile *c, struct cbpf_prog *out)
 		snprintf(out->err, sizeof(out->err), "%.*s", (int)(body < r.cnt ? body : r.cnt), c->reply.p + sizeof(r));
 		return;
 	}
-	if (body != r.cnt * sizeof(struct cbpf_insn) || !(out->insns = malloc(body ? body : 1))) {
+	if (body == r.cnt * sizeof(struct cbpf_insn) && !(out->insns = malloc(body ? body : 1)))
+		set_out_of_memory();
+	if (!out->insns) {
 		snprintf(out->err, sizeof(out->err), "%s", body == r.cnt * sizeof(struct cbpf_insn) ? "out of memory"
 													: "libpcap's compiler answered short");
 		return;
@@ -245,6 +247,10 @@ enum compile_outcome cbpf_compile(const struct compile_request *req, struct cbpf
 	}
 	if (outcome == COMPILE_TOO_SLOW)
 		snprintf(err, errlen, "libpcap did not compile the filter within %d s", req->required_ms / 1000);
+	if (outcome == COMPILE_OK && out_of_memory()) {
+		snprintf(err, errlen, "out of memory");
+		outcome = COMPILE_FAILED;
+	}
 	if (outcome == COMPILE_OK && !raw->ok && !eth->ok) {
 		/* Both say the same of a syntax error; the Ethernet form's words are what tcpdump users know. */
 		snprintf(err, errlen, "%s", eth->err[0] ? eth->err : raw->err);
