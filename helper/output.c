@@ -135,8 +135,11 @@ struct channel {
 	int err;
 };
 
-/* Static, so that the frame that reports running out of memory has room. */
-static char frame_buf[OUT_BUF_SIZE], line_buf[OUT_BUF_SIZE];
+/*
+ * Static, so that the frame that reports running out of memory has room; the
+ * message buffer holds an ERROR or WARNING's JSON (a 1 KiB message escaped).
+ */
+static char frame_buf[OUT_BUF_SIZE], line_buf[OUT_BUF_SIZE], message_buf[8192];
 
 static struct {
 	struct channel stream; /* stdout: the record stream */
@@ -470,15 +473,11 @@ void out_hello(struct clocks *c)
 	out_pump();
 }
 
-/*
- * Never allocates: it also says that memory ran out. The message is at most
- * 1 KiB, which escaped needs at most 6 KiB.
- */
+/* Never allocates: it also says that memory ran out. */
 void out_message(uint16_t type, const char *code, const char *fmt, ...)
 {
-	static char text[8192];
-	char msg[1024];
-	struct buf b = { .p = text, .cap = sizeof(text) };
+	char msg[1024]; /* escaped, at most 6 KiB: message_buf never grows */
+	struct buf b = { .p = message_buf, .cap = sizeof(message_buf) };
 	va_list ap;
 
 	va_start(ap, fmt);
