@@ -6,39 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Held } from '../integration/bpf-held';
 import { HELPER } from '../integration/tracer';
 
-/** The BPF programs and links a process holds (its descriptors' fdinfo says prog_id / link_id). */
-export interface Held {
-  progs: Set<number>;
-  links: Set<number>;
-}
-
-export function heldBy(pid: number): Held {
-  const held: Held = { progs: new Set(), links: new Set() };
-  let fds: string[] = [];
-  try {
-    fds = readdirSync(`/proc/${pid}/fdinfo`);
-  } catch {
-    return held;
-  }
-  for (const fd of fds) {
-    let info = '';
-    try {
-      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
-    } catch {
-      continue;
-    }
-    const prog = /^prog_id:\s*(\d+)/m.exec(info);
-    const link = /^link_id:\s*(\d+)/m.exec(info);
-    if (prog) held.progs.add(Number(prog[1]));
-    if (link) held.links.add(Number(link[1]));
-  }
-  return held;
-}
+export { type Held, heldBy } from '../integration/bpf-held';
 
 function idsIn(kind: 'prog' | 'link'): Set<number> {
   const list = JSON.parse(execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8' })) as {

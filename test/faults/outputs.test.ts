@@ -17,7 +17,6 @@ import { HELPER } from '../integration/tracer';
 import {
   assertGoneFromKernel,
   assertNoHelperLeft,
-  type Held,
   heldBy,
   startFlood,
   tinyDisk,
@@ -59,64 +58,52 @@ describe('faults of the outputs', () => {
     );
   }
 
+  /**
+   * Traces the flood with its JSON lines on fd (named name) until the helper
+   * gives up on it; checks the ERROR and that nothing of the run is left.
+   */
+  async function untilOutputFails(fd: number, name: string) {
+    const h = jsonTrace(fd, name, ['--duration', '60']);
+    await h.ready();
+    const held = heldBy(h.child.pid ?? 0);
+    h.child.stdin?.write('g');
+    const stop = startFlood(ns, '127.0.0.1', port, 30);
+    try {
+      await h.until('an ERROR', (r) => r.error !== undefined, 20000);
+    } finally {
+      stop();
+    }
+    const r = await h.finished();
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.error?.code, 'output_failed');
+    assert.equal(r.error?.message, `cannot write the trace to ${name}: No space left on device`);
+    assert.deepEqual(r.order.slice(-2), ['stats', 'error']);
+    assert.equal(r.streamError, undefined);
+    await assertGoneFromKernel(held);
+    await assertNoHelperLeft();
+  }
+
   test('a disk that fills up: ERROR output_failed naming the file, at once, the file whole to its last line', async () => {
     const disk = tinyDisk(64);
     const file = join(disk.dir, 'trace.jsonl');
     const fd = openSync(file, 'w');
-    let held: Held = { progs: new Set(), links: new Set() };
     try {
-      const h = jsonTrace(fd, file, ['--duration', '60']);
-      await h.ready();
-      held = heldBy(h.child.pid ?? 0);
-      h.child.stdin?.write('g');
-      const stop = startFlood(ns, '127.0.0.1', port, 30);
-      try {
-        await h.until('an ERROR', (r) => r.error !== undefined, 20000);
-      } finally {
-        stop();
-      }
-      const r = await h.finished();
-      assert.equal(r.code, 1, r.stderr);
-      assert.equal(r.error?.code, 'output_failed');
-      assert.match(
-        r.error?.message ?? '',
-        new RegExp(`cannot write the trace to ${file}: No space left on device`),
-      );
-      assert.equal(r.streamError, undefined);
+      await untilOutputFails(fd, file);
       const lines = wholeLines(readFileSync(file, 'utf8'), file);
       assert.ok(lines.length > 10, `only ${lines.length} lines on the disk`);
     } finally {
       closeSync(fd);
       disk.remove();
     }
-    await assertGoneFromKernel(held);
-    await assertNoHelperLeft();
   });
 
   test('/dev/full as the lines output: ERROR at the first write', async () => {
     const fd = openSync('/dev/full', 'w');
-    let held: Held = { progs: new Set(), links: new Set() };
     try {
-      const h = jsonTrace(fd, '/dev/full', ['--duration', '60']);
-      await h.ready();
-      held = heldBy(h.child.pid ?? 0);
-      h.child.stdin?.write('g');
-      const stop = startFlood(ns, '127.0.0.1', port, 30);
-      try {
-        await h.until('an ERROR', (r) => r.error !== undefined, 20000);
-      } finally {
-        stop();
-      }
-      const r = await h.finished();
-      assert.equal(r.code, 1);
-      assert.equal(r.error?.code, 'output_failed');
-      assert.match(r.error?.message ?? '', /cannot write the trace to \/dev\/full: No space left on device/);
-      assert.deepEqual(r.order.slice(-2), ['stats', 'error']);
+      await untilOutputFails(fd, '/dev/full');
     } finally {
       closeSync(fd);
     }
-    await assertGoneFromKernel(held);
-    await assertNoHelperLeft();
   });
 
   test('/dev/full as the record stream: exit 1 before anything is loaded', async () => {

@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
+import { programHolders } from './bpf-held';
 import { NetLab, run } from './netlab';
 import { CLI, HELPER, RunningTrace, runCli, startTrace } from './tracer';
 
@@ -15,30 +15,6 @@ const OUR_PROGRAM = /^(tp_skb_|tp_kfree_skb|tp_consume_skb|kprobe_skb_|kmulti_sk
 function ourPrograms(): Map<number, string> {
   const progs = JSON.parse(run('bpftool', ['-j', 'prog', 'show'])) as { id: number; name?: string }[];
   return new Map(progs.filter((p) => OUR_PROGRAM.test(p.name ?? '')).map((p) => [p.id, p.name ?? '']));
-}
-
-/** Which processes hold which programs (prog and link fds say "prog_id:" in their fdinfo). */
-function programHolders(): Map<number, number[]> {
-  const holders = new Map<number, number[]>();
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    let fds: string[] = [];
-    try {
-      fds = readdirSync(`/proc/${pid}/fdinfo`);
-    } catch {
-      continue; // gone, or a kernel thread
-    }
-    for (const fd of fds) {
-      let info = '';
-      try {
-        info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
-      } catch {
-        continue;
-      }
-      const m = /^prog_id:\s*(\d+)/m.exec(info);
-      if (m) holders.set(Number(m[1]), [...(holders.get(Number(m[1])) ?? []), Number(pid)]);
-    }
-  }
-  return holders;
 }
 
 /**
