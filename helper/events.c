@@ -15,6 +15,7 @@
 #include "../bpf/event.h"
 #include "digest.h"
 #include "event_json.h"
+#include "own_programs.h"
 #include "packet_track.h"
 #include "pwru.skel.h"
 #include "stop.h"
@@ -43,6 +44,7 @@ static struct {
 	uint64_t *seen_callers; /* open addressing set of caller addresses already named (SYMBOL) */
 	size_t nseen;
 	uint8_t *stacks_sent; /* bitmap of stack ids already written (STACK) */
+	struct own_programs own; /* our programs' code, read at the first stack */
 	uint64_t events;      /* delivered */
 	/* The stop: events that fired after it are discarded, those before it that cannot be written are lost. */
 	bool stopped;
@@ -166,15 +168,19 @@ static bool is_tracer_frame(const char *name)
 
 /*
  * Whether a frame at the top of a stack is the tracing machinery's: named so,
- * or outside every kernel function (our own BPF program, whose symbol
- * appeared after the names were read: it would be named after the last
- * symbol below it, at an offset no function has).
+ * inside one of our own programs, in any BPF code (a trampoline, a dispatcher),
+ * or outside every kernel function (BPF code whose symbol appeared after the
+ * names were read: it would be named after the last symbol below it, at an
+ * offset no function has).
  */
 static bool tracer_frame(const struct kallsyms *ks, uint64_t addr, const char *name)
 {
 	const struct ksym *s = ks ? kallsyms_by_addr(ks, addr) : NULL;
 
-	return is_tracer_frame(name) || (ks && (!s || addr - s->addr >= (1 << 20)));
+	if (!L.own.read)
+		own_programs_read(&L.own);
+	return is_tracer_frame(name) || own_programs_contain(&L.own, addr) || (s && s->bpf) ||
+	       (ks && (!s || addr - s->addr >= (1 << 20)));
 }
 
 /* The frames of a stack as a JSON array into b; false when the kernel has no such stack. */
@@ -494,6 +500,7 @@ void events_close(void)
 	free(L.addrs);
 	free(L.seen_callers);
 	free(L.stacks_sent);
+	own_programs_free(&L.own);
 	if (L.cfg && L.cfg->emit_json) {
 		json_writer_free(&L.writer);
 		packet_track_free(&L.tracker);

@@ -64,9 +64,9 @@ int kallsyms_load(struct kallsyms *ks)
 	/* Names are stored as offsets first: the pool moves while it grows. */
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long addr;
-		char type, name[256];
+		char type, name[256], module[16] = "";
 
-		if (sscanf(line, "%llx %c %255s", &addr, &type, name) != 3)
+		if (sscanf(line, "%llx %c %255s %15s", &addr, &type, name, module) < 3)
 			continue;
 		if (type != 't' && type != 'T')
 			continue;
@@ -88,6 +88,7 @@ int kallsyms_load(struct kallsyms *ks)
 		memcpy(ks->names + names_len, name, n);
 		ks->syms[ks->cnt].addr = addr;
 		ks->syms[ks->cnt].name = (const char *)(uintptr_t)names_len;
+		ks->syms[ks->cnt].bpf = strcmp(module, "[bpf]") == 0;
 		ks->cnt++;
 		names_len += n;
 		any_addr |= addr != 0;

@@ -10,6 +10,7 @@
 struct ksym {
 	uint64_t addr;
 	const char *name;
+	bool bpf; /* a BPF program, trampoline or dispatcher ("[bpf]" in kallsyms) */
 };
 
 struct kallsyms {
