@@ -28,7 +28,7 @@ static struct drop_count *find(struct digest *d, const char *reason, const char 
 	return NULL;
 }
 
-/* The place is src/reading/packets.ts dropLocation's. */
+/* The place is src/reading/verdicts.ts dropLocation's. */
 void digest_drop(struct digest *d, const struct event_names *names, const struct pwru_event *ev,
 		 const struct step_info *step)
 {

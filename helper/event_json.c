@@ -345,7 +345,7 @@ static void put_pkt_type(struct buf *b, uint8_t t)
 	PUT(b, "\"");
 }
 
-/* A change's value on one side, as the reader writes it (src/reading/packets.ts detectChanges). */
+/* A change's value on one side, as the reader writes it (src/reading/changes.ts detectChanges). */
 static void put_change_value(struct json_writer *w, struct buf *b, enum change_field f, const struct step_state *s)
 {
 	char hex[16];

@@ -11,7 +11,7 @@
 /*
  * Packets followed at once. Frees without a tracepoint (__kfree_skb, the
  * per-CPU caches) leave addresses behind; past this many the tracker forgets
- * them all, which bounds the helper's memory (~1.5 MiB). src/reading/packets.ts
+ * them all, which bounds the helper's memory (~1.5 MiB). src/reading/packet-tracker.ts
  * applies the same rule (MAX_LIVE_PACKETS), so both number packets alike.
  */
 #define MAX_LIVE_PACKETS 8192

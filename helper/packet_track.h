@@ -3,7 +3,7 @@
  * Which packet each event belongs to, and what changed since that packet's
  * previous step: the `packet` and `changes` annotations of a JSON line when
  * the helper writes the lines itself (--emit json). The rules are those of
- * src/reading/packets.ts (PacketTracker, detectChanges, startsNewPacket),
+ * src/reading/packet-tracker.ts (PacketTracker, startsNewPacket), changes.ts (detectChanges),
  * which reads saved traces back; test/unit/record/twins.test.ts holds the two
  * to the same answers on recorded traces.
  */
@@ -81,7 +81,7 @@ void packet_track_step(struct packet_tracker *t, const struct pwru_event *ev, st
 uint32_t packet_track_count(const struct packet_tracker *t);
 void packet_track_free(struct packet_tracker *t);
 
-/* A function's name without a tracepoint's "category:" and a symbol's "+0xoff" (src/reading/packets.ts baseFunc). */
+/* A function's name without a tracepoint's "category:" and a symbol's "+0xoff" (src/reading/kernel-functions.ts baseFunc). */
 void base_func(const char *name, char *out, size_t len);
 /* starts[probe id]: the probe is one of list's (--packet-starts: comma-separated functions). Free it. */
 bool *packet_starts_of(const char *const *probe_names, uint32_t nprobes, const char *list);

@@ -4,7 +4,7 @@ import { Painter, shouldColor } from '../output/ansi';
 import { diffJson, renderDiff } from '../output/diff-view';
 import { reportError } from '../reading/command-errors';
 import { diffPackets, flowPath, pickBad, pickGood } from '../reading/diff';
-import type { Packet } from '../reading/packets';
+import type { Packet } from '../reading/packet-tracker';
 import { exitQuietlyOnClosedPipe, loadPackets } from '../reading/replay';
 
 export default class Diff extends Command {

@@ -6,7 +6,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
-import { TX_START_FUNCS } from '../reading/packets';
+import { TX_START_FUNCS } from '../reading/kernel-functions';
 import { HelperStream, helperExitCode } from '../trace/helper-stream';
 import { helperArgs, type TraceRequest } from '../trace/request';
 

@@ -1,6 +1,6 @@
 /**
  * Builds the sink for the chosen view. Every view follows packets the same
- * way (src/reading/packets.ts), so the line stream, the closing verdict
+ * way (src/reading/packet-tracker.ts), so the line stream, the closing verdict
  * tables and --fail-on-drop agree. The same sink renders a live trace and a
  * saved one (`show` replays the file into it), so both look alike.
  *
@@ -10,7 +10,7 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { UserError } from '../errors';
 import { explainDropReason } from '../reading/drop-reasons';
-import { PacketTracker } from '../reading/packets';
+import { PacketTracker } from '../reading/packet-tracker';
 import { SummaryBuilder, summarizeDigest } from '../reading/summary';
 import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';

@@ -2,15 +2,13 @@
  * `diff` output: the two packets side by side, one aligned step per row, the
  * first row where they part ways marked, and the difference in one sentence.
  */
+
+import { describeChanges } from '../reading/changes';
 import type { PathDiff, RowKind } from '../reading/diff';
-import {
-  baseFunc,
-  describeChanges,
-  describeVerdict,
-  formatTuple,
-  type Packet,
-  type Step,
-} from '../reading/packets';
+import { baseFunc } from '../reading/kernel-functions';
+import type { Packet, Step } from '../reading/packet-tracker';
+import { formatTuple } from '../reading/tuple-format';
+import { describeVerdict } from '../reading/verdict-words';
 import { type Painter, padEndVisible, visibleLength } from './ansi';
 
 const MARK: Record<RowKind, string> = {

@@ -5,7 +5,7 @@
  * `show -o json` of a saved trace reproduces it line for line.
  */
 
-import type { Observed } from '../reading/packets';
+import type { Observed } from '../reading/packet-tracker';
 import type { TraceEvent, TraceLine } from '../record/event';
 import { eventJson } from '../record/json-line';
 

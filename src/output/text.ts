@@ -6,8 +6,10 @@
  * changed at this step, and on a drop line what the reason means.
  */
 
+import { describeChanges } from '../reading/changes';
 import { explainDropReason } from '../reading/drop-reasons';
-import { describeChanges, formatTuple, type Observed } from '../reading/packets';
+import type { Observed } from '../reading/packet-tracker';
+import { formatTuple } from '../reading/tuple-format';
 import type { TraceEvent } from '../record/event';
 import type { Painter } from './ansi';
 

@@ -3,7 +3,8 @@
  * packet's first step), which packet (#n, stable per skb lifetime), the
  * process id, the packet type, and the caller (the drop location on a drop).
  */
-import { formatTuple, type Observed } from '../reading/packets';
+import type { Observed } from '../reading/packet-tracker';
+import { formatTuple } from '../reading/tuple-format';
 import type { Painter } from './ansi';
 import { annotations, etherType, formatFunc, ifaceLabel } from './text';
 

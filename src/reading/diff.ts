@@ -9,17 +9,12 @@
  */
 
 import type { Tuple } from '../record/event';
+import { type Change, describeChanges } from './changes';
 import { droppedBy, explainDropReason } from './drop-reasons';
-import {
-  baseFunc,
-  type Change,
-  describeChanges,
-  describeVerdict,
-  type Packet,
-  type Step,
-  type Verdict,
-  verdictOf,
-} from './packets';
+import { baseFunc } from './kernel-functions';
+import type { Packet, Step } from './packet-tracker';
+import { describeVerdict } from './verdict-words';
+import { type Verdict, verdictOf } from './verdicts';
 
 export type RowKind = 'same' | 'differs' | 'good-only' | 'bad-only' | 'replaced';
 

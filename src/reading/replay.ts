@@ -4,7 +4,7 @@
  */
 import type { TraceSink } from '../output/sink';
 import type { TraceEvent, TraceLine } from '../record/event';
-import { type Packet, PacketTracker } from './packets';
+import { type Packet, PacketTracker } from './packet-tracker';
 import { readTraceFile } from './trace-file';
 
 export function feed(sink: TraceSink, l: TraceLine): void {

@@ -5,20 +5,13 @@
  * and the `-o json --summary` object.
  */
 import { TRACE_SCHEMA_VERSION, type TraceDigest, type TraceStats, type Tuple } from '../record/event';
+import { classifyChanges, describeChanges } from './changes';
 import { explainDropReason } from './drop-reasons';
-import {
-  baseFunc,
-  classifyChanges,
-  describeChanges,
-  describeVerdict,
-  flowKey,
-  formatTuple,
-  type Packet,
-  type Step,
-  type Verdict,
-  verdictLabel,
-  verdictOf,
-} from './packets';
+import { baseFunc } from './kernel-functions';
+import type { Packet, Step } from './packet-tracker';
+import { flowText, formatTuple } from './tuple-format';
+import { describeVerdict, verdictLabel } from './verdict-words';
+import { type Verdict, verdictOf } from './verdicts';
 
 export interface PacketRow {
   id: number;
@@ -78,7 +71,7 @@ export function packetRow(p: Packet): PacketRow {
   const lastStep = p.steps[p.steps.length - 1].event;
   let lastTuple: Tuple | undefined;
   for (let i = p.steps.length - 1; i >= 0 && !lastTuple; i--) lastTuple = p.steps[i].event.tuple;
-  const flow = flowKey(p);
+  const flow = flowText(p.tuple);
   const row: PacketRow = {
     id: p.id,
     skb: p.skb,

@@ -34,7 +34,7 @@ export interface TraceRequest {
    * The helper writes the events as JSON lines itself (the sink's
    * acceptsLines) to its descriptors lineFds, following packets by these
    * rules: functions where a packet seen in another network namespace starts
-   * anew (src/reading/packets.ts).
+   * anew (src/reading/packet-tracker.ts).
    */
   emitJson?: {
     packetStarts: readonly string[];

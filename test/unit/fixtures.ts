@@ -1,7 +1,7 @@
 /** Loads the real traces under test/fixtures/traces (recorded by test/fixtures/record-traces.sh). */
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type Packet, trackAll } from '../../src/reading/packets';
+import { type Packet, trackAll } from '../../src/reading/packet-tracker';
 import { parseTrace } from '../../src/reading/trace-file';
 import type { TraceEvent, TraceHeader, TraceLine } from '../../src/record/event';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatTuple } from '../../../src/reading/packets';
+import { formatTuple } from '../../../src/reading/tuple-format';
 
 test('Kubernetes owners follow the tuple in the views, never inside it', () => {
   const t = {

@@ -3,8 +3,9 @@ import { test } from 'node:test';
 import { createSink } from '../../../src/output/create-sink';
 import { diffPackets, flowPath, pickBad, pickGood } from '../../../src/reading/diff';
 import { explainDropReason } from '../../../src/reading/drop-reasons';
-import { formatTuple, verdictOf } from '../../../src/reading/packets';
 import { replay } from '../../../src/reading/replay';
+import { formatTuple } from '../../../src/reading/tuple-format';
+import { verdictOf } from '../../../src/reading/verdicts';
 import { traceLines, tracePackets } from '../fixtures';
 import { Capture } from '../output/capture';
 

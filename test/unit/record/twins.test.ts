@@ -1,7 +1,7 @@
 /**
  * The JSON lines of a trace are written by two twins on purpose (speed): the
  * helper in C with --emit json (helper/event_json.c, packet_track.c) and the
- * client in TypeScript (src/output/json.ts with src/reading/packets.ts). This
+ * client in TypeScript (src/output/json.ts with src/reading/packet-tracker.ts and changes.ts). This
  * test runs both over the helper's own recorded record streams
  * (test/fixtures/streams, made by test/fixtures/record-streams.sh) and
  * requires the same lines, byte for byte. No root, no BPF: the C writer runs
@@ -14,7 +14,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { annotatedEventLine } from '../../../src/output/json';
-import { PacketTracker, TX_START_FUNCS } from '../../../src/reading/packets';
+import { TX_START_FUNCS } from '../../../src/reading/kernel-functions';
+import { PacketTracker } from '../../../src/reading/packet-tracker';
 import { RecordDecoder } from '../../../src/record/decode';
 import type { TraceEvent } from '../../../src/record/event';
 import { ROOT } from '../fixtures';

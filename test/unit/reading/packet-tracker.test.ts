@@ -1,16 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  baseFunc,
-  classifyChanges,
-  describeChanges,
-  describeVerdict,
-  formatTuple,
-  MAX_LIVE_PACKETS,
-  PacketTracker,
-  trackAll,
-  verdictOf,
-} from '../../../src/reading/packets';
+import { classifyChanges, describeChanges } from '../../../src/reading/changes';
+import { baseFunc } from '../../../src/reading/kernel-functions';
+import { MAX_LIVE_PACKETS, PacketTracker, trackAll } from '../../../src/reading/packet-tracker';
+import { formatTuple } from '../../../src/reading/tuple-format';
+import { describeVerdict } from '../../../src/reading/verdict-words';
+import { verdictOf } from '../../../src/reading/verdicts';
 import { event, tracePackets } from '../fixtures';
 
 test('rp_filter trace: both datagrams dropped at ip_rcv_finish_core', () => {

@@ -1,0 +1,47 @@
+/** Verdicts in English: a sentence for the packet's story, a short label for tables. */
+import { droppedBy, explainDropReason } from './drop-reasons';
+import type { Verdict } from './verdicts';
+
+/** The verdict in words: "dropped at ip_rcv_finish_core by the reverse-path filter (IP_RPFILTER)". */
+export function describeVerdict(v: Verdict): string {
+  switch (v.kind) {
+    case 'dropped': {
+      const info = explainDropReason(v.reason);
+      if (info.by) return `dropped at ${v.func} by ${droppedBy(v.reason)} (${v.reason})`;
+      return `dropped at ${v.func} (${v.reason}: ${info.text})`;
+    }
+    case 'delivered':
+      return v.socket
+        ? `delivered to a local socket (${v.func})`
+        : `delivered to the local stack (${v.func})`;
+    case 'sent':
+      return `sent out of ${v.iface || 'an interface'} (${v.func})`;
+    case 'consumed':
+      if (v.replacedBy)
+        return `freed at ${v.func} as the kernel went on with a copy of it (packet #${v.replacedBy})`;
+      return `freed without a drop at ${v.func}`;
+    case 'in-flight':
+      if (v.received)
+        return `received on ${v.iface || 'a device'} (${v.func}); its end was not traced (still queued, or freed by a path without a tracepoint)`;
+      return v.iface
+        ? `not freed when the trace ended: last seen at ${v.func} on ${v.iface} (queued or still in flight)`
+        : `not freed when the trace ended: last seen at ${v.func} (queued or still in flight)`;
+  }
+}
+
+/** Short form for tables: "dropped: IP_RPFILTER at ip_rcv_finish_core". */
+export function verdictLabel(v: Verdict): string {
+  switch (v.kind) {
+    case 'dropped':
+      return `dropped at ${v.func}: ${v.reason}`;
+    case 'delivered':
+      return v.socket ? 'delivered to socket' : `delivered locally (${v.func})`;
+    case 'sent':
+      return `sent out of ${v.iface || '?'}`;
+    case 'consumed':
+      return v.replacedBy ? `replaced by a copy: #${v.replacedBy}` : `freed at ${v.func}`;
+    case 'in-flight':
+      if (v.received) return `received on ${v.iface || '?'}, end not traced`;
+      return v.iface ? `in flight (last: ${v.func} on ${v.iface})` : `in flight (last: ${v.func})`;
+  }
+}
