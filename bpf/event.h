@@ -11,7 +11,7 @@
 #ifndef PWRU_EVENT_H
 #define PWRU_EVENT_H
 
-#define PWRU_EVENT_VERSION 1
+#define PWRU_EVENT_VERSION 2
 
 /* event.flags */
 #define PWRU_F_DROP 0x01	 /* the kernel dropped the packet here (drop tracepoint) */
@@ -50,6 +50,16 @@ struct pwru_event {
 	__u8 daddr[16];
 	char comm[16];
 	char ifname[16];
+	/*
+	 * What tells packets apart where the skb address does not (the kernel
+	 * reuses it after a free no tracepoint sees) and links clones, which
+	 * share their data buffer (src/reading/packet-tracker.ts).
+	 */
+	__u64 head;	   /* skb->head: the data buffer */
+	__u32 tcp_seq;	   /* TCP sequence number, host order (l4 == 6) */
+	__u16 ip_id;	   /* IPv4 identification, host order (l3 == 4) */
+	__u8 dataref;	   /* skbs holding the data buffer (skb_shinfo()->dataref, at most 255); 0: not read */
+	__u8 pad_end;
 };
 
 /*
@@ -88,7 +98,12 @@ PWRU_EVENT_AT(saddr, 88);
 PWRU_EVENT_AT(daddr, 104);
 PWRU_EVENT_AT(comm, 120);
 PWRU_EVENT_AT(ifname, 136);
-_Static_assert(sizeof(struct pwru_event) == 152, "pwru_event is 152 bytes");
+PWRU_EVENT_AT(head, 152);
+PWRU_EVENT_AT(tcp_seq, 160);
+PWRU_EVENT_AT(ip_id, 164);
+PWRU_EVENT_AT(dataref, 166);
+PWRU_EVENT_AT(pad_end, 167);
+_Static_assert(sizeof(struct pwru_event) == 168, "pwru_event is 168 bytes");
 
 /* Slots of the per-CPU counters map. */
 enum pwru_counter {

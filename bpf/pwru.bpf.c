@@ -280,6 +280,7 @@ static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *sk
 		}
 		ev->l3 = 4;
 		ev->l4 = ip.protocol;
+		ev->ip_id = bpf_ntohs(ip.id);
 		__builtin_memcpy(ev->saddr, &ip.saddr, 4);
 		__builtin_memcpy(ev->daddr, &ip.daddr, 4);
 		l4_off = nh + (ip.ver_ihl & 0xf) * 4;
@@ -317,6 +318,7 @@ static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *sk
 			ev->sport = (tcp[0] << 8) | tcp[1];
 			ev->dport = (tcp[2] << 8) | tcp[3];
 			ev->tcp_flags = tcp[13];
+			ev->tcp_seq = ((__u32)tcp[4] << 24) | ((__u32)tcp[5] << 16) | ((__u32)tcp[6] << 8) | tcp[7];
 		}
 	} else if (ev->l4 == 17 /* UDP */) {
 		__u8 udp[4];
@@ -339,6 +341,26 @@ static __always_inline void fill_tuple(struct pwru_event *ev, struct sk_buff *sk
 	}
 done:
 	ev->flags |= PWRU_F_HAS_TUPLE;
+}
+
+/*
+ * The data buffer and how many skbs hold it: clones share it (a raw socket's
+ * copy of an echo reply), so the client can link them and tell a freed
+ * original from the last living copy. A probe read: the shared info sits
+ * past the data, at skb->head + skb->end.
+ */
+static __always_inline void fill_data(struct pwru_event *ev, struct sk_buff *skb, bool direct)
+{
+	unsigned char *head = SKB_READ(direct, skb, head);
+	struct skb_shared_info *shinfo;
+	int refs;
+
+	ev->head = (__u64)head;
+	if (!head)
+		return;
+	shinfo = (struct skb_shared_info *)(head + SKB_READ(direct, skb, end));
+	refs = BPF_CORE_READ(shinfo, dataref.counter) & 0xffff; /* the high half counts payload-only holders */
+	ev->dataref = refs > 255 ? 255 : refs;
 }
 
 struct probe_hit {
@@ -446,6 +468,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 			BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
 	}
 	fill_tuple(ev, skb, direct);
+	fill_data(ev, skb, direct);
 	ev->stack_id = cfg_output_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	bpf_ringbuf_submit(ev, wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
 	return 0;

@@ -99,9 +99,19 @@ struct sk_buff {
 	__u16 network_header;
 	__u16 mac_header;
 	unsigned int tail;
+	unsigned int end;
 	unsigned char *head;
 	unsigned char *data;
 	__u8 pkt_type : 3;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+/* At skb->head + skb->end: what clones of an skb share. */
+struct skb_shared_info {
+	atomic_t dataref;
 } __attribute__((preserve_access_index));
 
 /* Kernel 5.17+; CO-RE tells whether the running kernel has it. */

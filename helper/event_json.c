@@ -580,6 +580,30 @@ static void put_drop(const struct event_names *n, struct buf *b, const struct pw
 	PUT(b, "}");
 }
 
+/* ,"head":…,"shared":…,"ipId":…,"seq":…: what tells packets apart and links clones (src/record/decode.ts). */
+static void put_data(struct buf *b, const struct pwru_event *ev)
+{
+	if (ev->head) {
+		PUT(b, ",\"head\":\"");
+		put_hex(b, ev->head);
+		PUT(b, "\"");
+		if (ev->dataref > 1) {
+			PUT(b, ",\"shared\":");
+			put_u64(b, ev->dataref);
+		}
+	}
+	if (!(ev->flags & PWRU_F_HAS_TUPLE))
+		return;
+	if (ev->l3 != 6) {
+		PUT(b, ",\"ipId\":");
+		put_u64(b, ev->ip_id);
+	}
+	if (ev->l4 == 6) {
+		PUT(b, ",\"seq\":");
+		put_u64(b, ev->tcp_seq);
+	}
+}
+
 int json_writer_init(struct json_writer *w, const struct event_names *names)
 {
 	memset(w, 0, sizeof(*w));
@@ -625,6 +649,7 @@ void event_json(struct json_writer *w, const struct pwru_event *ev, const struct
 		PUT(b, ",\"freed\":true");
 	if (ev->flags & PWRU_F_TRACKED)
 		PUT(b, ",\"tracked\":true");
+	put_data(b, ev);
 	if (ev->stack_id >= 0) {
 		PUT(b, ",\"stack\":");
 		if (!w->names->stack_json(w->names->ctx, ev->stack_id, b))

@@ -203,13 +203,13 @@ static bool kernel_at_least(int major, int minor)
  * When the programs wake the reader (ARCHITECTURE.md, "Waking the reader"):
  * once 1/16 of the ring is pending, looked at on every Nth event of a CPU,
  * N a power of two up to 32 and small enough that N events stay well under
- * that threshold on small rings. Events are 152 bytes + an 8-byte header.
+ * that threshold on small rings. Events are 168 bytes + an 8-byte header.
  */
 static void set_wakeup_policy(struct pwru_bpf *skel, unsigned int ringbuf_bytes)
 {
 	unsigned int wake = ringbuf_bytes / 16, every = 1;
 
-	while (every < 32 && (every * 2) * 160 * 4 <= wake)
+	while (every < 32 && (every * 2) * 176 * 4 <= wake)
 		every *= 2;
 	skel->rodata->cfg_wakeup_bytes = wake;
 	skel->rodata->cfg_wakeup_mask = every - 1;

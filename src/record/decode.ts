@@ -7,8 +7,8 @@ import { formatAddress } from './address';
 import { type ProbeKind, TRACE_SCHEMA_VERSION, type TraceDigest, type TraceEvent, type Tuple } from './event';
 
 export const STREAM_VERSION = 1;
-export const EVENT_VERSION = 1;
-export const EVENT_SIZE = 152;
+export const EVENT_VERSION = 2;
+export const EVENT_SIZE = 168;
 const FRAME_HEADER_SIZE = 8;
 /** No JSON frame is anywhere near this; a larger length means the stream is corrupt. */
 const MAX_FRAME = 64 << 20;
@@ -57,6 +57,10 @@ const OFF = {
   daddr: 104,
   comm: 120,
   ifname: 136,
+  head: 152,
+  tcpSeq: 160,
+  ipId: 164,
+  dataref: 166,
 } as const;
 
 const F_DROP = 0x01;
@@ -431,6 +435,14 @@ export class RecordDecoder {
     }
     if (flags & F_FREED) ev.freed = true;
     if (flags & F_TRACKED) ev.tracked = true;
+    if (b.readUInt32LE(o + OFF.head) !== 0 || b.readUInt32LE(o + OFF.head + 4) !== 0) {
+      ev.head = hex64(b, o + OFF.head);
+      if (b[o + OFF.dataref] > 1) ev.shared = b[o + OFF.dataref];
+    }
+    if (ev.tuple) {
+      if (ev.tuple.family === 4) ev.ipId = b.readUInt16LE(o + OFF.ipId);
+      if (ev.tuple.proto === 'TCP') ev.seq = b.readUInt32LE(o + OFF.tcpSeq);
+    }
     const stackId = b.readInt32LE(o + OFF.stackId);
     if (stackId >= 0) ev.stack = this.stacks.get(stackId) ?? [];
     if (this.node !== undefined) ev.node = this.node;

@@ -73,6 +73,14 @@ export interface TraceEvent {
   freed?: boolean;
   /** Shown only because the skb matched earlier (--filter-track-skb). */
   tracked?: boolean;
+  /** Address of the packet's data buffer (skb->head), hex: clones share it. */
+  head?: string;
+  /** How many skbs hold that data buffer (this one and its clones), when more than one. */
+  shared?: number;
+  /** IPv4 identification of the header at this step (IPv4 only). */
+  ipId?: number;
+  /** TCP sequence number of the header at this step (TCP only). */
+  seq?: number;
   /** Kernel stack, innermost first, when --output-stack was given. */
   stack?: string[];
   /** Node name, in Kubernetes mode. */

@@ -29,6 +29,10 @@ export function eventJson(e: TraceEvent): string {
   if (e.drop !== undefined) s += `,"drop":${q(e.drop)}`;
   if (e.freed !== undefined) s += `,"freed":${e.freed}`;
   if (e.tracked !== undefined) s += `,"tracked":${e.tracked}`;
+  if (e.head !== undefined) s += `,"head":${q(e.head)}`;
+  if (e.shared !== undefined) s += `,"shared":${e.shared}`;
+  if (e.ipId !== undefined) s += `,"ipId":${e.ipId}`;
+  if (e.seq !== undefined) s += `,"seq":${e.seq}`;
   if (e.stack !== undefined) s += `,"stack":${q(e.stack)}`;
   if (e.node !== undefined) s += `,"node":${q(e.node)}`;
   if (e.packet !== undefined) s += `,"packet":${e.packet}`;

@@ -2,7 +2,7 @@
  * Builds the helper's record stream byte by byte after bpf/event.h, for tests
  * that feed the decoder or a fake helper.
  */
-import { EVENT_SIZE, FrameType } from '../../src/record/decode';
+import { EVENT_SIZE, EVENT_VERSION, FrameType } from '../../src/record/decode';
 
 function frame(type: number, payload: Buffer): Buffer {
   const h = Buffer.alloc(8);
@@ -15,7 +15,7 @@ export const json = (type: number, o: object) => frame(type, Buffer.from(JSON.st
 
 export const HELLO = {
   stream: 1,
-  event_version: 1,
+  event_version: EVENT_VERSION,
   event_size: EVENT_SIZE,
   helper: '0.1.0',
   kernel: '6.18.0',

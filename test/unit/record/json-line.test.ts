@@ -40,6 +40,10 @@ const full: Required<TraceEvent> = {
   drop: { reason: 'NETFILTER_DROP', code: 12 },
   freed: true,
   tracked: false,
+  head: '0xffff888104a2c000',
+  shared: 2,
+  ipId: 54321,
+  seq: 4294967295,
   stack: ['ip_rcv+0x1', 'a"b'],
   node: 'worker-1',
   packet: 7,
@@ -51,7 +55,22 @@ test('an event with every field serialises exactly as JSON.stringify does', () =
 });
 
 test('optional fields left out are left out', () => {
-  const { caller, tuple, drop, freed, tracked, stack, node, packet, changes, ...bare } = full;
+  const {
+    caller,
+    tuple,
+    drop,
+    freed,
+    tracked,
+    head,
+    shared,
+    ipId,
+    seq,
+    stack,
+    node,
+    packet,
+    changes,
+    ...bare
+  } = full;
   assert.equal(eventJson(bare), JSON.stringify(bare));
   const icmp = {
     ...bare,

@@ -46,7 +46,7 @@ const F_HAS_TUPLE = 0x08;
 const F_FREED = 0x10;
 
 /** An event with every field set to a value of its own, at the header's offsets. */
-function eventBytes(l4: number): Buffer {
+function eventBytes(l4: number, l3 = 6): Buffer {
   const b = Buffer.alloc(EVENT_SIZE);
   b.writeBigUInt64LE(123456789012345n, at('ts'));
   b.writeBigUInt64LE(0xffff888812345678n, at('skb'));
@@ -65,7 +65,7 @@ function eventBytes(l4: number): Buffer {
   b.writeUInt16LE(0x86dd, at('protocol'));
   b.writeUInt16LE(40001, at('sport'));
   b.writeUInt16LE(443, at('dport'));
-  b[at('l3')] = 6;
+  b[at('l3')] = l3;
   b[at('l4')] = l4;
   b[at('tcp_flags')] = 0x12;
   b[at('flags')] = F_DROP | F_HAS_REASON | F_TRACKED | F_HAS_TUPLE | F_FREED;
@@ -76,14 +76,18 @@ function eventBytes(l4: number): Buffer {
   Buffer.from('fd000000000000000000000000000002', 'hex').copy(b, at('daddr'));
   b.write('worker-7', at('comm'), 'latin1');
   b.write('eth9', at('ifname'), 'latin1');
+  b.writeBigUInt64LE(0xffff888104a2c000n, at('head'));
+  b.writeUInt32LE(0xdeadbeef, at('tcp_seq'));
+  b.writeUInt16LE(54321, at('ip_id'));
+  b[at('dataref')] = 3;
   return b;
 }
 
-function decode(l4: number): TraceEvent {
+function decode(l4: number, l3 = 6): TraceEvent {
   const events: TraceEvent[] = [];
   const d = new RecordDecoder({ event: (e) => events.push(e) });
   const h = Buffer.alloc(8);
-  const body = eventBytes(l4);
+  const body = eventBytes(l4, l3);
   h.writeUInt32LE(body.length, 0);
   h.writeUInt16LE(FrameType.Event, 4);
   d.push(Buffer.concat([json(FrameType.Hello, HELLO), json(FrameType.Ready, READY), h, body]));
@@ -123,6 +127,10 @@ describe('the record layout: bpf/event.h and the decoder', () => {
     assert.equal(e.iface, 'eth9');
     assert.equal(e.freed, true);
     assert.equal(e.tracked, true);
+    assert.equal(e.head, '0xffff888104a2c000');
+    assert.equal(e.shared, 3);
+    assert.equal(e.ipId, undefined, 'IPv6 has no IP ID');
+    assert.equal(e.seq, undefined, 'UDP has no sequence number');
     assert.deepEqual(e.tuple, {
       family: 6,
       proto: 'UDP',
@@ -133,8 +141,10 @@ describe('the record layout: bpf/event.h and the decoder', () => {
     });
   });
 
-  test('TCP flags and ICMP type and code at theirs', () => {
+  test('TCP flags and sequence, the IPv4 ID, ICMP type and code at theirs', () => {
     assert.equal(decode(6).tuple?.tcpFlags, 'S.');
+    assert.equal(decode(6).seq, 0xdeadbeef);
+    assert.equal(decode(6, 4).ipId, 54321);
     const icmp = decode(58).tuple;
     assert.equal(icmp?.icmpType, 128);
     assert.equal(icmp?.icmpCode, 3);
