@@ -105,13 +105,44 @@ PWRU_EVENT_AT(dataref, 166);
 PWRU_EVENT_AT(pad_end, 167);
 _Static_assert(sizeof(struct pwru_event) == 168, "pwru_event is 168 bytes");
 
+/*
+ * Packet bytes (--snaplen), a section of its own: struct pwru_event stays as
+ * it is. When the program captures a packet's bytes (its first step, and each
+ * step where its tuple changed: NAT, encap, decap), the ring buffer record is
+ * a struct pwru_event followed by a struct pwru_packet and cfg_snaplen bytes;
+ * otherwise it is the event alone. The helper writes the event as an EVENT
+ * frame, and what follows it as a PACKET frame just before that: the header and
+ * cap_len bytes, which start at the packet's IP header (pcap's LINKTYPE_RAW).
+ */
+struct pwru_packet {
+	__u64 ts;	/* the event's ts: a PACKET frame belongs to the next EVENT */
+	__u64 skb;	/* the event's skb */
+	__u32 orig_len; /* the packet's length from its IP header on */
+	__u32 cap_len;	/* bytes that follow: at most --snaplen, and what the skb holds in line */
+	__u32 why;	/* PWRU_CAPTURE_*: the first step, or the headers changed */
+	__u32 pad;
+};
+#define PWRU_CAPTURE_FIRST 1   /* the first step the program captured of this skb */
+#define PWRU_CAPTURE_CHANGED 2 /* the addresses, ports or protocol changed since the last capture */
+#define PWRU_PACKET_AT(field, offset) \
+	_Static_assert(__builtin_offsetof(struct pwru_packet, field) == (offset), "pwru_packet." #field " at " #offset)
+PWRU_PACKET_AT(ts, 0);
+PWRU_PACKET_AT(skb, 8);
+PWRU_PACKET_AT(orig_len, 16);
+PWRU_PACKET_AT(cap_len, 20);
+PWRU_PACKET_AT(why, 24);
+_Static_assert(sizeof(struct pwru_packet) == 32, "pwru_packet is 32 bytes");
+/* The largest --snaplen. */
+#define PWRU_SNAPLEN_MAX 65535
+
 /* Slots of the per-CPU counters map. */
 enum pwru_counter {
 	PWRU_CNT_SEEN = 0,	/* probe hits before filtering */
 	PWRU_CNT_EMITTED = 1,	/* events written to the ring buffer */
 	PWRU_CNT_LOST = 2,	/* events dropped: ring buffer full */
 	PWRU_CNT_FIRST_LOST_TS = 3, /* not a count: when this CPU first dropped one (bpf_ktime_get_ns), 0 = never */
-	PWRU_CNT_MAX = 4,
+	PWRU_CNT_BYTES_LOST = 4,	/* events sent without their bytes (--snaplen): no room in the ring buffer */
+	PWRU_CNT_MAX = 5,
 };
 
 
@@ -144,6 +175,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_WARNING = 10, /* {code, message} */
 	/* 11 was LINES: --emit json now writes its lines to the --lines-fd descriptors only. */
 	PWRU_FRAME_DIGEST = 12,	 /* --emit json, before END: {packets, events, drops:[{reason, at, count}]} */
+	PWRU_FRAME_PACKET = 14,	 /* struct pwru_packet + cap_len bytes: the bytes of the next EVENT (--snaplen) */
 };
 
 #endif

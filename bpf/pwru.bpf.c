@@ -46,6 +46,8 @@ const volatile bool cfg_direct_pkt = false;
  */
 const volatile __u32 cfg_wakeup_bytes = 0;
 const volatile __u32 cfg_wakeup_mask = 0;
+/* --snaplen: bytes of a packet captured at its first step and where its headers changed; 0 = none. */
+const volatile __u32 cfg_snaplen = 0;
 
 /* From the kernel's uapi (vmlinux_min.h declares only what it reads). */
 #define RB_NO_WAKEUP 1	  /* BPF_RB_NO_WAKEUP */
@@ -77,6 +79,24 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } tracked_skbs SEC(".maps");
+
+/* What was last captured of an skb (--snaplen): a step whose tuple differs from it is captured again. */
+struct capture_state {
+	__u64 head;	/* skb->head: another buffer at the same skb address is another packet */
+	__u64 saddr[2]; /* as in struct pwru_event */
+	__u64 daddr[2];
+	__u16 sport, dport;
+	__u8 l3, l4;	/* l3 0: no tuple seen yet */
+	__u8 captured;	/* bytes went out at least once */
+	__u8 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* resized with --snaplen */
+	__type(key, __u64);
+	__type(value, struct capture_state);
+} captured_skbs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -401,6 +421,136 @@ static __always_inline __u64 wakeup_flags(__u64 emitted)
 	return RB_NO_WAKEUP;
 }
 
+/* ---- packet bytes (--snaplen) ---- */
+
+/* An event with the packet's bytes after it (bpf/event.h). */
+struct packet_record {
+	struct pwru_event ev;
+	struct pwru_packet pkt;
+	__u8 data[];
+};
+
+/*
+ * Where the packet's IP header starts, as an offset from skb->head; 0 when
+ * it has none (ARP, or no header set yet). Early on receive only the
+ * Ethernet header is set: the IP header follows it.
+ */
+static __always_inline __u32 ip_start(struct sk_buff *skb, bool direct, unsigned char *head, __u32 tail)
+{
+	__u16 nh = SKB_READ(direct, skb, network_header);
+	__u16 mh = SKB_READ(direct, skb, mac_header);
+	__u32 start;
+	__u8 first;
+
+	if (nh != 0 && nh != 0xffff && nh < tail) {
+		start = nh;
+	} else if (mh != 0xffff && (__u32)mh + 15 < tail) {
+		__be16 type;
+
+		if (bpf_probe_read_kernel(&type, sizeof(type), head + mh + 12) ||
+		    (type != bpf_htons(0x0800) && type != bpf_htons(0x86dd)))
+			return 0;
+		start = mh + 14;
+	} else {
+		return 0;
+	}
+	if (bpf_probe_read_kernel(&first, 1, head + start) || ((first >> 4) != 4 && (first >> 4) != 6))
+		return 0;
+	return start;
+}
+
+static __always_inline bool same_tuple(const struct capture_state *a, const struct capture_state *b)
+{
+	return a->l3 == b->l3 && a->l4 == b->l4 && a->sport == b->sport && a->dport == b->dport &&
+	       a->saddr[0] == b->saddr[0] && a->saddr[1] == b->saddr[1] && a->daddr[0] == b->daddr[0] &&
+	       a->daddr[1] == b->daddr[1];
+}
+
+/*
+ * Whether this step's bytes are captured (PWRU_CAPTURE_*, 0: not). *now is
+ * what the map is to remember of the skb, and *remember whether it differs
+ * from what the map holds.
+ */
+static __always_inline __u32 capture_why(const struct pwru_event *ev, __u64 head, struct capture_state *now,
+					 bool *remember)
+{
+	struct capture_state *st = bpf_map_lookup_elem(&captured_skbs, &ev->skb);
+
+	now->head = head;
+	if (ev->flags & PWRU_F_HAS_TUPLE) {
+		__builtin_memcpy(now->saddr, ev->saddr, sizeof(now->saddr));
+		__builtin_memcpy(now->daddr, ev->daddr, sizeof(now->daddr));
+		now->sport = ev->sport;
+		now->dport = ev->dport;
+		now->l3 = ev->l3;
+		now->l4 = ev->l4;
+	}
+	*remember = true;
+	if (!st || st->head != head || !st->captured)
+		return PWRU_CAPTURE_FIRST;
+	now->captured = 1;
+	if (now->l3 && !st->l3)
+		return 0; /* the tuple's first sight (no IP header was set before): no change */
+	if (!now->l3 || same_tuple(st, now)) {
+		*remember = false;
+		return 0;
+	}
+	return PWRU_CAPTURE_CHANGED;
+}
+
+/*
+ * The event in ev, with the packet's bytes when this step is one to capture:
+ * then a bigger record takes the event's place (ev is discarded). Returns the
+ * record to submit.
+ */
+static __always_inline void *with_bytes(struct pwru_event *ev, struct sk_buff *skb, bool direct)
+{
+	unsigned char *head = SKB_READ(direct, skb, head);
+	__u32 tail = SKB_READ(direct, skb, tail);
+	struct capture_state now = {};
+	struct packet_record *rec;
+	bool remember;
+	__u32 why, start;
+	__u64 cap; /* 64 bits: the verifier bounds the very register passed to the read */
+
+	why = capture_why(ev, (__u64)head, &now, &remember);
+	if (why && (start = ip_start(skb, direct, head, tail))) {
+		rec = bpf_ringbuf_reserve(&events, sizeof(*rec) + cfg_snaplen, 0);
+		if (!rec) {
+			count(PWRU_CNT_BYTES_LOST);
+			why = 0;
+		} else {
+			cap = (__u64)tail - start;
+			if (cap > cfg_snaplen)
+				cap = cfg_snaplen;
+			if (bpf_probe_read_kernel(rec->data, cap, head + start)) {
+				bpf_ringbuf_discard(rec, 0);
+				why = 0;
+			} else {
+				__builtin_memcpy(&rec->ev, ev, sizeof(*ev));
+				rec->pkt.ts = ev->ts;
+				rec->pkt.skb = ev->skb;
+				rec->pkt.orig_len = SKB_READ(direct, skb, len) + (__u32)(SKB_READ(direct, skb, data) - head) - start;
+				rec->pkt.cap_len = (__u32)cap;
+				rec->pkt.why = why;
+				rec->pkt.pad = 0;
+				now.captured = 1;
+			}
+		}
+	} else {
+		why = 0;
+	}
+	/* A freed skb's address is soon another packet's. */
+	if (ev->flags & PWRU_F_FREED)
+		bpf_map_delete_elem(&captured_skbs, &ev->skb);
+	else if (remember)
+		bpf_map_update_elem(&captured_skbs, &ev->skb, &now, BPF_ANY);
+	if (!why)
+		return ev;
+	bpf_ringbuf_discard(ev, RB_NO_WAKEUP);
+	return rec;
+}
+
 static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct probe_hit *hit, enum hit_kind kind)
 {
 	bool direct = kind == HIT_TP;
@@ -470,7 +620,10 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	fill_tuple(ev, skb, direct);
 	fill_data(ev, skb, direct);
 	ev->stack_id = cfg_output_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
-	bpf_ringbuf_submit(ev, wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
+	if (cfg_snaplen)
+		bpf_ringbuf_submit(with_bytes(ev, skb, direct), wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
+	else
+		bpf_ringbuf_submit(ev, wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
 	return 0;
 }
 

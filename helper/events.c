@@ -259,6 +259,19 @@ static int json_mode_open(const struct loop_config *cfg)
 	return 0;
 }
 
+/* PACKET: the bytes of the event written next. */
+static void deliver_bytes(const struct pwru_packet *pkt, size_t len)
+{
+	size_t size = sizeof(*pkt) + pkt->cap_len;
+	void *frame;
+
+	if (size > len)
+		return; /* not reached: the program never says more than it sent */
+	frame = out_reserve(PWRU_FRAME_PACKET, (uint32_t)size);
+	if (frame)
+		memcpy(frame, pkt, size);
+}
+
 static void deliver(const struct pwru_event *in)
 {
 	struct pwru_event *ev;
@@ -288,10 +301,11 @@ static void deliver(const struct pwru_event *in)
 		ev->probe_id = probe_id_of(ev->addr);
 }
 
-/* Whether the outputs can take one more event now. */
+/* Whether the outputs can take one more event now, with its bytes. */
 static bool room(void)
 {
-	return L.cfg->emit_json ? out_lines_room(EVENT_ROOM) : out_frame_room(EVENT_ROOM);
+	return L.cfg->emit_json ? out_lines_room(EVENT_ROOM)
+				: out_frame_room(EVENT_ROOM + sizeof(struct pwru_packet) + L.cfg->snaplen);
 }
 
 /* The kernel's counters, summed over CPUs; *first_loss: the earliest drop (0: none). */
@@ -312,7 +326,8 @@ static void read_counters(struct counts *c, uint64_t *first_loss)
 		}
 	}
 	free(vals);
-	*c = (struct counts){ .seen = sum[PWRU_CNT_SEEN], .emitted = sum[PWRU_CNT_EMITTED], .lost = sum[PWRU_CNT_LOST] };
+	*c = (struct counts){ .seen = sum[PWRU_CNT_SEEN], .emitted = sum[PWRU_CNT_EMITTED], .lost = sum[PWRU_CNT_LOST],
+			      .bytes_lost = sum[PWRU_CNT_BYTES_LOST] };
 	if (first_loss)
 		*first_loss = first;
 }
@@ -358,6 +373,9 @@ static int on_event(void *ctx, void *data, size_t len)
 		L.unsent++;
 		return 0;
 	}
+	/* A record longer than an event carries the packet's bytes after it (bpf/event.h): they go first. */
+	if (len >= sizeof(*ev) + sizeof(struct pwru_packet) && !L.cfg->emit_json)
+		deliver_bytes((const struct pwru_packet *)(ev + 1), len - sizeof(*ev));
 	deliver(ev);
 	L.events++;
 	if (L.cfg->max_events && L.events >= L.cfg->max_events) {

@@ -30,6 +30,7 @@ struct loop_config {
 	const struct drop_reasons *drop_reasons;
 	struct clocks clocks;	   /* from HELLO, for the lines' wall-clock times */
 	const char *packet_starts; /* --packet-starts */
+	unsigned int snaplen;	   /* records may carry this many bytes of the packet (PACKET frames) */
 };
 
 struct loop_result {

@@ -238,6 +238,7 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_ifindex_netns = cfg->ifindex_netns;
 	skel->rodata->cfg_track_skb = cfg->track_skb;
 	skel->rodata->cfg_output_stack = cfg->output_stack;
+	skel->rodata->cfg_snaplen = cfg->snaplen;
 	skel->rodata->cfg_pcap_l3 = cfg->has_filter && cfg->filter->l3;
 	skel->rodata->cfg_pcap_l2 = cfg->has_filter && cfg->filter->l2;
 	skel->rodata->cfg_has_func_ip = cfg->has_func_ip;
@@ -249,6 +250,9 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 		bpf_map__set_max_entries(skel->maps.stacks, 16384);
 	if (cfg->track_skb)
 		bpf_map__set_max_entries(skel->maps.tracked_skbs, 65536);
+	/* Packets in flight at once whose last capture is remembered; an evicted one is captured again. */
+	if (cfg->snaplen)
+		bpf_map__set_max_entries(skel->maps.captured_skbs, 16384);
 
 	/* Load only the programs some probe needs; the first probe of each names a tp_btf target. */
 	bpf_object__for_each_program(prog, skel->obj) bpf_program__set_autoload(prog, false);

@@ -26,6 +26,7 @@ struct load_config {
 	unsigned int ifindex, ifindex_netns; /* --filter-ifname: the device, 0 = any */
 	bool track_skb;
 	bool output_stack;
+	unsigned int snaplen; /* 0: no packet bytes */
 	bool has_func_ip;
 	unsigned int ringbuf_bytes;
 };

@@ -237,6 +237,7 @@ static int load(struct run *r, const struct backend_support *support)
 		.ifindex_netns = r->ifindex_netns,
 		.track_skb = o->track_skb,
 		.output_stack = o->output_stack,
+		.snaplen = o->snaplen,
 		.has_func_ip = support->func_ip,
 		.ringbuf_bytes = o->ringbuf_bytes,
 	};
@@ -280,6 +281,7 @@ static int trace(struct run *r, double attach_ms)
 		.drop_reasons = &r->drop_reasons,
 		.clocks = r->clocks,
 		.packet_starts = o->packet_starts,
+		.snaplen = o->snaplen,
 	};
 	struct loop_result res = { 0 };
 	int ret;

@@ -8,6 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <linux/types.h>
+
+#include "../bpf/event.h"
 #include "attach.h"
 
 static const char usage[] =
@@ -25,6 +28,9 @@ static const char usage[] =
 	"  --filter-track-skb       keep following an skb once it matched\n"
 	"  --all-kmods              also probe functions of kernel modules\n"
 	"  --output-stack           collect the kernel stack of each event\n"
+	"  --snaplen BYTES          send up to BYTES of each packet from its IP header\n"
+	"                           on (PACKET frames): at its first step and where its\n"
+	"                           addresses, ports or protocol changed (1 to 65535)\n"
 	"  --duration SECONDS       stop after this long\n"
 	"  --max-events N           stop after N events\n"
 	"  --ringbuf-size BYTES     ring buffer size, a power of two (default 8 MiB)\n"
@@ -51,6 +57,7 @@ enum {
 	OPT_TRACK_SKB,
 	OPT_ALL_KMODS,
 	OPT_OUTPUT_STACK,
+	OPT_SNAPLEN,
 	OPT_DURATION,
 	OPT_MAX_EVENTS,
 	OPT_RINGBUF,
@@ -73,6 +80,7 @@ static const struct option long_opts[] = {
 	{ "filter-track-skb", no_argument, NULL, OPT_TRACK_SKB },
 	{ "all-kmods", no_argument, NULL, OPT_ALL_KMODS },
 	{ "output-stack", no_argument, NULL, OPT_OUTPUT_STACK },
+	{ "snaplen", required_argument, NULL, OPT_SNAPLEN },
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "max-events", required_argument, NULL, OPT_MAX_EVENTS },
 	{ "ringbuf-size", required_argument, NULL, OPT_RINGBUF },
@@ -185,6 +193,14 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 		case OPT_OUTPUT_STACK:
 			o->output_stack = true;
 			break;
+		case OPT_SNAPLEN:
+			if (parse_u64(optarg, &v) || v == 0 || v > PWRU_SNAPLEN_MAX) {
+				snprintf(err, errlen, "--snaplen %s: expected a number of bytes from 1 to %d", optarg,
+					 PWRU_SNAPLEN_MAX);
+				return OPTIONS_BAD;
+			}
+			o->snaplen = (unsigned int)v;
+			break;
 		case OPT_DURATION: {
 			char *end;
 
@@ -269,6 +285,16 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 			snprintf(err, errlen, "--lines-fd %d: not an open descriptor", o->line_fds[i]);
 			return OPTIONS_BAD;
 		}
+	}
+	if (o->snaplen && o->emit_json) {
+		snprintf(err, errlen, "--snaplen needs --emit binary: JSON lines carry no packet bytes");
+		return OPTIONS_BAD;
+	}
+	/* A record with its bytes must fit the ring buffer many times over. */
+	if (o->snaplen && o->snaplen > o->ringbuf_bytes / 16) {
+		snprintf(err, errlen, "--snaplen %u: at most 1/16 of --ringbuf-size (%u)", o->snaplen,
+			 o->ringbuf_bytes / 16);
+		return OPTIONS_BAD;
 	}
 	if (o->check && o->verify_only) {
 		snprintf(err, errlen, "--check and --verify-only: pick one");

@@ -19,6 +19,7 @@ struct options {
 	bool track_skb;
 	bool all_kmods;
 	bool output_stack;
+	unsigned int snaplen;	/* --snaplen: 0 = no packet bytes */
 	bool verify_only;	/* load (kernel verifier) without attaching, then exit */
 	bool check;		/* check the input without privileges, load nothing, then exit */
 	double duration_sec;	/* 0 = until stopped */

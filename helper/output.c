@@ -561,6 +561,8 @@ bool out_stats(const struct counts *c, bool final)
 	json_kv_uint(&j, "emitted", c->emitted);
 	json_kv_uint(&j, "lost", c->lost);
 	json_kv_uint(&j, "discarded", c->discarded);
+	if (c->bytes_lost)
+		json_kv_uint(&j, "bytes_lost", c->bytes_lost);
 	json_kv_bool(&j, "final", final);
 	json_end_object(&j);
 	/* A periodic STATS is only news: it waits for no reader. */

@@ -113,6 +113,7 @@ struct counts {
 	uint64_t seen, emitted; /* the kernel's counters */
 	uint64_t lost;		/* events of the run that the client will not get (docs/record-stream.md) */
 	uint64_t discarded;	/* events after the stop, read and not shown */
+	uint64_t bytes_lost;	/* --snaplen: events sent without their bytes (ring buffer full) */
 };
 /* STATS: every second (when there is room) and once at the end (final). */
 bool out_stats(const struct counts *c, bool final);

@@ -16,6 +16,7 @@ export default class Show extends Command {
     'kubectl pwru show trace.jsonl --summary',
     'kubectl pwru show trace.jsonl -o wide | less -R',
     'kubectl pwru show trace.jsonl --fail-on-drop >/dev/null || echo "a packet was dropped"',
+    'kubectl pwru show trace.jsonl --pcapng trace.pcapng >/dev/null && wireshark trace.pcapng',
   ];
 
   static override args = {
@@ -31,6 +32,10 @@ export default class Show extends Command {
       default: 'text',
     }),
     summary: Flags.boolean({ description: 'only the verdict per packet and the counts, not every step' }),
+    pcapng: Flags.string({
+      description:
+        "also write the packets' bytes to this pcapng file (a trace saved with --snaplen or --pcapng)",
+    }),
     'fail-on-drop': Flags.boolean({
       description: `exit with ${EXIT_DROPPED} when any packet in the trace was dropped`,
     }),
@@ -59,7 +64,7 @@ export default class Show extends Command {
 
   private async render(
     file: string,
-    flags: { output: string; summary: boolean; 'no-color': boolean },
+    flags: { output: string; summary: boolean; 'no-color': boolean; pcapng?: string },
     started: (sink: ReadingSink) => void,
   ): Promise<void> {
     let sink: ReadingSink | undefined;
@@ -68,6 +73,7 @@ export default class Show extends Command {
         sink = createSink({
           format: flags.output as 'text' | 'wide' | 'json',
           summary: flags.summary,
+          pcapng: flags.pcapng,
           color: shouldColor(process.stdout, flags['no-color']),
           showNode: line.type !== 'stats' && line.node !== undefined,
           stdout: process.stdout,

@@ -1,6 +1,6 @@
 import { UserError } from '../errors';
 import { PROTO_NAMES } from '../trace/filter';
-import { BACKENDS } from '../trace/request';
+import { BACKENDS, DEFAULT_SNAPLEN } from '../trace/request';
 import { EXIT_DROPPED, runTrace } from '../trace/run-trace';
 
 // oclif's own entry points, not its index: see src/cli.ts.
@@ -77,6 +77,15 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
     }),
     'output-file': Flags.string({
       description: 'also save the trace (JSON lines) to this file, for show and diff',
+    }),
+    pcapng: Flags.string({
+      description: `also write the packets' bytes to this pcapng file for Wireshark (--snaplen, default ${DEFAULT_SNAPLEN})`,
+    }),
+    snaplen: Flags.integer({
+      description:
+        'capture this many bytes of each packet from its IP header, at its first step and where it was rewritten (JSON lines and --output-file keep them)',
+      min: 1,
+      max: 65535,
     }),
     summary: Flags.boolean({ description: 'print only the per-packet verdict table at the end' }),
     'fail-on-drop': Flags.boolean({

@@ -20,7 +20,8 @@ export async function runLocalTrace(
 ): Promise<void> {
   // JSON lines and nothing else per event: the helper writes them, at rates decoding here could not
   // follow; straight to our outputs when they are descriptors (fd 3, 4 in the helper), after the header.
-  const direct = sink.acceptsLines ? sink.lineOutputs?.() : undefined;
+  // Lines carry no bytes: with --snaplen the events come here (binary) and take their bytes along.
+  const direct = sink.acceptsLines && request.snaplen === undefined ? sink.lineOutputs?.() : undefined;
   const req = direct
     ? {
         ...request,

@@ -16,6 +16,7 @@ import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record
 import { Painter } from './ansi';
 import { annotatedEventLine, jsonLine } from './json';
 import { LineBuffer } from './line-buffer';
+import { PcapngWriter } from './pcapng';
 import type { TraceSink } from './sink';
 import { renderDigestSummary, renderSummary } from './summary-view';
 import { formatTextLine, TextLayout, textHeader } from './text';
@@ -25,6 +26,8 @@ export interface SinkOptions {
   format: 'text' | 'wide' | 'json';
   summary: boolean;
   outputFile?: string;
+  /** --pcapng FILE: the steps that carry bytes, as pcapng (src/output/pcapng.ts). */
+  pcapng?: string;
   color: boolean;
   showNode: boolean;
   stdout: NodeJS.WritableStream;
@@ -60,7 +63,14 @@ export function createSink(opts: SinkOptions): ReadingSink {
   // Finished packets are reduced to summary rows at once: a long trace keeps
   // only the packets still in flight, not every step it printed.
   const summary = new SummaryBuilder();
-  const tracker = new PacketTracker({ retain: false, onDone: (p) => summary.packet(p) });
+  const pcapng = opts.pcapng ? new PcapngWriter(opts.pcapng) : undefined;
+  const tracker = new PacketTracker({
+    retain: false,
+    onDone: (p) => {
+      summary.packet(p);
+      pcapng?.packetDone(p);
+    },
+  });
   const stats: TraceStats[] = [];
   const lostByNode = new Map<string, number>();
   const opened = opts.outputFile ? openFile(opts.outputFile) : undefined;
@@ -131,6 +141,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
       eventsSeen++;
       const o = tracker.observe(e);
       summary.step(o.step);
+      pcapng?.step(o);
       if (e.drop && !explainDropReason(e.drop.reason).housekeeping) anyDropped = true;
       const annotated = opts.format === 'json' || file ? annotatedEventLine(o) : '';
       fileLines?.push(annotated);
@@ -160,7 +171,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     // Lines and nothing else per event: a live trace (not `show`) may take the helper's own.
-    acceptsLines: opts.format === 'json' && !opts.summary && !opts.replay,
+    acceptsLines: opts.format === 'json' && !opts.summary && !opts.replay && !pcapng,
 
     lineOutputs() {
       const stdoutFd = (opts.stdout as { fd?: unknown }).fd;
@@ -195,6 +206,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
 
     async close() {
       flush();
+      pcapng?.close(tracker.open());
       // Nothing was traced (refused before the probes were attached): no summary to give.
       if (!headerSeen && stats.length === 0 && eventsSeen === 0) {
         if (file) await new Promise<void>((resolve) => file.end(() => resolve()));

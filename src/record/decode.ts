@@ -4,7 +4,14 @@
  * header declares it, this file reads it.
  */
 import { formatAddress } from './address';
-import { type ProbeKind, TRACE_SCHEMA_VERSION, type TraceDigest, type TraceEvent, type Tuple } from './event';
+import {
+  type PacketBytes,
+  type ProbeKind,
+  TRACE_SCHEMA_VERSION,
+  type TraceDigest,
+  type TraceEvent,
+  type Tuple,
+} from './event';
 
 export const STREAM_VERSION = 1;
 export const EVENT_VERSION = 2;
@@ -25,6 +32,7 @@ export const FrameType = {
   Stack: 9,
   Warning: 10,
   Digest: 12,
+  Packet: 14,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -68,6 +76,11 @@ const F_HAS_REASON = 0x02;
 const F_TRACKED = 0x04;
 const F_HAS_TUPLE = 0x08;
 const F_FREED = 0x10;
+
+/* struct pwru_packet (bpf/event.h): the header of a PACKET frame, the bytes after it. */
+export const PACKET_HEADER_SIZE = 32;
+const PKT = { ts: 0, skb: 8, origLen: 16, capLen: 20, why: 24 } as const;
+const CAPTURES: Record<number, 'first' | 'changed'> = { 1: 'first', 2: 'changed' };
 
 export interface HelloInfo {
   stream: number;
@@ -114,6 +127,8 @@ export interface StatsInfo {
   seen: number;
   emitted: number;
   lost: number;
+  /** --snaplen: events sent without their bytes. */
+  bytes_lost?: number;
   final: boolean;
 }
 
@@ -239,6 +254,8 @@ export class RecordDecoder {
   private readonly v6Names = new ByteStringCache((b, off) => formatAddress(6, b, off));
   private readonly texts = new ByteStringCache((b, off) => cString(b, off, 16));
   private seenHello = false;
+  /** A PACKET frame, waiting for the EVENT it comes before. */
+  private pendingBytes?: { ts: string; skb: string; bytes: PacketBytes };
   private offset = 0;
 
   constructor(
@@ -327,6 +344,9 @@ export class RecordDecoder {
       case FrameType.Event:
         if (len < EVENT_SIZE) throw new StreamError(`short event frame (${len} bytes)`);
         this.listener.event?.(this.decodeEvent(buf, start));
+        return;
+      case FrameType.Packet:
+        this.pendingBytes = this.decodePacket(buf, start, len);
         return;
       case FrameType.Digest:
         this.listener.digest?.(this.json<TraceDigest>(buf, start, len));
@@ -445,8 +465,31 @@ export class RecordDecoder {
     }
     const stackId = b.readInt32LE(o + OFF.stackId);
     if (stackId >= 0) ev.stack = this.stacks.get(stackId) ?? [];
+    const pending = this.pendingBytes;
+    if (pending) {
+      this.pendingBytes = undefined;
+      if (pending.ts === ev.ts && pending.skb === ev.skb) ev.bytes = pending.bytes;
+    }
     if (this.node !== undefined) ev.node = this.node;
     return ev;
+  }
+
+  /** A PACKET frame: the bytes of the EVENT that follows it (its ts and skb say so). */
+  private decodePacket(b: Buffer, o: number, len: number): { ts: string; skb: string; bytes: PacketBytes } {
+    if (len < PACKET_HEADER_SIZE) throw new StreamError(`short packet frame (${len} bytes)`);
+    const capLen = b.readUInt32LE(o + PKT.capLen);
+    if (PACKET_HEADER_SIZE + capLen > len)
+      throw new StreamError(`packet frame of ${len} bytes says it holds ${capLen} bytes of packet`);
+    const data = o + PACKET_HEADER_SIZE;
+    return {
+      ts: b.readBigUInt64LE(o + PKT.ts).toString(),
+      skb: hex64(b, o + PKT.skb),
+      bytes: {
+        capture: CAPTURES[b.readUInt32LE(o + PKT.why)] ?? 'first',
+        len: b.readUInt32LE(o + PKT.origLen),
+        data: b.toString('base64', data, data + capLen),
+      },
+    };
   }
 
   /** ISO time of a kernel timestamp; events come in bursts within one millisecond. */

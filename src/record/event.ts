@@ -30,6 +30,20 @@ export interface Tuple {
   dstName?: string;
 }
 
+/**
+ * A packet's bytes at one step (--snaplen): the kernel program captures them
+ * at the packet's first step and again where its addresses, ports or
+ * protocol changed (NAT, encap, decap).
+ */
+export interface PacketBytes {
+  /** 'first': the first step captured of this skb; 'changed': its headers changed since the last capture. */
+  capture: 'first' | 'changed';
+  /** The packet's length from its IP header on (data holds at most --snaplen of it). */
+  len: number;
+  /** The bytes from the IP header on, base64. */
+  data: string;
+}
+
 /** One step of one packet: a kernel function or tracepoint it passed. */
 export interface TraceEvent {
   type: 'event';
@@ -83,6 +97,8 @@ export interface TraceEvent {
   seq?: number;
   /** Kernel stack, innermost first, when --output-stack was given. */
   stack?: string[];
+  /** The packet's bytes at this step, when --snaplen was given and this step is one the kernel captured. */
+  bytes?: PacketBytes;
   /** Node name, in Kubernetes mode. */
   node?: string;
   /**
@@ -124,6 +140,8 @@ export interface TraceStats {
   events: number;
   /** Events the kernel could not deliver (ring buffer full). */
   lost: number;
+  /** --snaplen: events delivered without their bytes (ring buffer full), when any. */
+  bytesLost?: number;
   final: boolean;
 }
 

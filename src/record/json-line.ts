@@ -34,6 +34,8 @@ export function eventJson(e: TraceEvent): string {
   if (e.ipId !== undefined) s += `,"ipId":${e.ipId}`;
   if (e.seq !== undefined) s += `,"seq":${e.seq}`;
   if (e.stack !== undefined) s += `,"stack":${q(e.stack)}`;
+  if (e.bytes !== undefined)
+    s += `,"bytes":{"capture":${q(e.bytes.capture)},"len":${e.bytes.len},"data":${q(e.bytes.data)}}`;
   if (e.node !== undefined) s += `,"node":${q(e.node)}`;
   if (e.packet !== undefined) s += `,"packet":${e.packet}`;
   if (e.changes !== undefined) s += `,"changes":${q(e.changes)}`;

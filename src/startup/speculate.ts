@@ -33,7 +33,7 @@ export interface FlagSpec {
   options?: readonly string[];
   default?: string;
   /** oclif's Flags.integer, with its minimum. */
-  integer?: { min?: number };
+  integer?: { min?: number; max?: number };
 }
 
 export const TRACE_FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
@@ -59,6 +59,8 @@ export const TRACE_FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'max-events': { type: 'option', integer: { min: 1 } },
   output: { type: 'option', char: 'o', options: ['text', 'wide', 'json'], default: 'text' },
   'output-file': { type: 'option' },
+  pcapng: { type: 'option' },
+  snaplen: { type: 'option', integer: { min: 1, max: 65535 } },
   summary: { type: 'boolean' },
   'fail-on-drop': { type: 'boolean' },
   'no-color': { type: 'boolean' },
@@ -94,10 +96,11 @@ function flagToken(token: string): { name: string; inline?: string } | undefined
 }
 
 /** oclif's Flags.integer. */
-function integer(value: string, min: number | undefined): number {
+function integer(value: string, min: number | undefined, max?: number): number {
   if (!/^-?\d+$/.test(value)) throw new Unsure();
   const n = Number.parseInt(value, 10);
   if (min !== undefined && n < min) throw new Unsure();
+  if (max !== undefined && n > max) throw new Unsure();
   return n;
 }
 
@@ -167,7 +170,7 @@ function speculate(argv: string[]): SpeculatedTrace | undefined {
     } else if (spec.multiple) {
       flags[name] = values;
     } else {
-      flags[name] = spec.integer ? integer(values[0], spec.integer.min) : values[0];
+      flags[name] = spec.integer ? integer(values[0], spec.integer.min, spec.integer.max) : values[0];
     }
   }
   // oclif orders the positional words by where each first appears in argv.

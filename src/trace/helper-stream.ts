@@ -101,6 +101,7 @@ export class HelperStream {
             seen: s.seen,
             events: s.emitted,
             lost: s.lost,
+            ...(s.bytes_lost ? { bytesLost: s.bytes_lost } : {}),
             final: s.final,
           });
         },

@@ -8,6 +8,9 @@
 export type Backend = 'auto' | 'kprobe-multi' | 'kprobe' | 'tracepoint';
 export const BACKENDS: readonly Backend[] = ['auto', 'kprobe-multi', 'kprobe', 'tracepoint'];
 
+/** --snaplen when --pcapng is given without it: the headers of most packets, and some payload. */
+export const DEFAULT_SNAPLEN = 256;
+
 export type OutputFormat = 'text' | 'wide' | 'json';
 
 export interface TraceRequest {
@@ -30,6 +33,8 @@ export interface TraceRequest {
   maxEvents?: number;
   /** Ring buffer size in bytes (power of two). */
   ringbufBytes?: number;
+  /** Bytes of each packet the kernel captures, from its IP header (at its first step and where it was rewritten). */
+  snaplen?: number;
   /**
    * The helper writes the events as JSON lines itself (the sink's
    * acceptsLines) to its descriptors lineFds, following packets by these
@@ -55,6 +60,7 @@ export function helperArgs(req: TraceRequest): string[] {
   if (req.durationSec !== undefined) args.push('--duration', String(req.durationSec));
   if (req.maxEvents !== undefined) args.push('--max-events', String(req.maxEvents));
   if (req.ringbufBytes !== undefined) args.push('--ringbuf-size', String(req.ringbufBytes));
+  if (req.snaplen !== undefined) args.push('--snaplen', String(req.snaplen));
   if (req.emitJson) {
     args.push('--emit', 'json', '--packet-starts', req.emitJson.packetStarts.join(','));
     for (const fd of req.emitJson.lineFds) args.push('--lines-fd', String(fd));

@@ -16,7 +16,7 @@ import { shouldColor } from '../output/ansi';
 import { createSink } from '../output/create-sink';
 import { parseDuration } from './duration';
 import { composeFilter } from './filter';
-import type { Backend, TraceRequest } from './request';
+import { type Backend, DEFAULT_SNAPLEN, type TraceRequest } from './request';
 
 /** Exit code of --fail-on-drop when a matching packet was dropped (docs/exit-codes.md). */
 export const EXIT_DROPPED = 3;
@@ -48,6 +48,8 @@ export interface TraceFlags {
   'max-events'?: number;
   output: string;
   'output-file'?: string;
+  pcapng?: string;
+  snaplen?: number;
   summary?: boolean;
   'fail-on-drop'?: boolean;
   'no-color'?: boolean;
@@ -89,6 +91,7 @@ export function completeTrace(
     durationSec: flags.duration !== undefined ? parseDuration('--duration', flags.duration) : undefined,
     maxEvents: flags['max-events'],
     ringbufBytes: flags['ringbuf-size'],
+    snaplen: flags.snaplen ?? (flags.pcapng !== undefined ? DEFAULT_SNAPLEN : undefined),
   };
   return { local, target, request };
 }
@@ -122,6 +125,7 @@ export async function runTrace(
     format: flags.output as 'text' | 'wide' | 'json',
     summary: flags.summary as boolean,
     outputFile: flags['output-file'],
+    pcapng: flags.pcapng,
     color: shouldColor(io.stdout, flags['no-color']),
     showNode: !local && !/^(pod|po|node|no)\//.test(target ?? '') && !(target && !target.includes('/')),
     stdout: io.stdout,

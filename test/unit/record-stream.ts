@@ -2,7 +2,7 @@
  * Builds the helper's record stream byte by byte after bpf/event.h, for tests
  * that feed the decoder or a fake helper.
  */
-import { EVENT_SIZE, EVENT_VERSION, FrameType } from '../../src/record/decode';
+import { EVENT_SIZE, EVENT_VERSION, FrameType, PACKET_HEADER_SIZE } from '../../src/record/decode';
 
 function frame(type: number, payload: Buffer): Buffer {
   const h = Buffer.alloc(8);
@@ -81,4 +81,16 @@ export function event(spec: EventSpec): Buffer {
   b.write(spec.comm ?? 'dig', 120, 'latin1');
   b.write('eth0', 136, 'latin1');
   return frame(FrameType.Event, b);
+}
+
+/** A PACKET frame (struct pwru_packet and the bytes): the bytes of the event with this ts that follows. */
+export function packet(ts: bigint, bytes: Buffer, origLen: number, why: 1 | 2 = 1): Buffer {
+  const b = Buffer.alloc(PACKET_HEADER_SIZE + bytes.length);
+  b.writeBigUInt64LE(ts, 0);
+  b.writeBigUInt64LE(0xffff888100b84900n, 8); // the skb event() writes
+  b.writeUInt32LE(origLen, 16);
+  b.writeUInt32LE(bytes.length, 20);
+  b.writeUInt32LE(why, 24);
+  bytes.copy(b, PACKET_HEADER_SIZE);
+  return frame(FrameType.Packet, b);
 }

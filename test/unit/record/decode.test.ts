@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FrameType, RecordDecoder, StreamError } from '../../../src/record/decode';
 import type { TraceEvent } from '../../../src/record/event';
-import { event, HELLO, json, READY } from '../record-stream';
+import { event, HELLO, json, packet, READY } from '../record-stream';
 
 function stream(): Buffer {
   return Buffer.concat([
@@ -109,6 +109,35 @@ describe('record stream decoder', () => {
       assert.equal(run([whole.subarray(0, cut), whole.subarray(cut)]), expected, `split at byte ${cut}`);
     }
     assert.throws(() => run([whole.subarray(0, whole.length - 20)]), StreamError);
+  });
+
+  test('PACKET (--snaplen) gives its bytes to the event after it, past SYMBOL frames, however the stream is split', () => {
+    const ip = Buffer.from('4500001c00004000401100000a0000010a000002', 'hex');
+    const all = Buffer.concat([
+      json(FrameType.Hello, HELLO),
+      json(FrameType.Ready, READY),
+      packet(1_500_000_000n, ip, 1500),
+      json(FrameType.Symbol, { addr: '0xffffffff81a00010', name: 'nf_hook_slow+0x10' }),
+      event({ probe: 7, ts: 1_500_000_000n }),
+      event({ probe: 7, ts: 1_500_000_100n }),
+      // Bytes of another event than the next one are not given to it.
+      packet(1_400_000_000n, ip, 28, 2),
+      event({ probe: 7, ts: 1_600_000_000n }),
+      packet(1_700_000_000n, ip.subarray(0, 4), 28, 2),
+      event({ probe: 7, ts: 1_700_000_000n }),
+    ]);
+    for (let cut = 0; cut <= all.length; cut += 7) {
+      const { events } = decodeAll([all.subarray(0, cut), all.subarray(cut)]);
+      assert.deepEqual(
+        events.map((e) => e.bytes),
+        [
+          { capture: 'first', len: 1500, data: ip.toString('base64') },
+          undefined,
+          undefined,
+          { capture: 'changed', len: 28, data: ip.subarray(0, 4).toString('base64') },
+        ],
+      );
+    }
   });
 
   test('refuses what is not a helper stream, and a helper of another version', () => {
