@@ -13,7 +13,10 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { UserError } from '../errors';
-import { describeChanges, describeVerdict, type Observed, type Packet, verdictOf } from '../reading/packets';
+import { describeChanges } from '../reading/changes';
+import type { Observed, Packet } from '../reading/packet-tracker';
+import { describeVerdict } from '../reading/verdict-words';
+import { verdictOf } from '../reading/verdicts';
 import type { TraceEvent } from '../record/event';
 import { TOOL_VERSION } from '../version';
 
