@@ -4,6 +4,9 @@
  * stack) and exit with exitCode. The message says what failed, on which
  * object, and what to do next.
  */
+/** A write to --output-file or stdout failed mid-run (a full disk): the run was stopped (docs/exit-codes.md). */
+export const EXIT_OUTPUT_FAILED = 5;
+
 export class UserError extends Error {
   constructor(
     message: string,

@@ -1,7 +1,9 @@
 /**
  * Local mode: runs the helper on this host and feeds its record stream to the
- * sink. Stops it by closing its stdin (it detaches and says goodbye), and if
- * it lingers, by SIGINT and then SIGKILL.
+ * sink. Stops it by closing its stdin (it detaches and says goodbye); a helper
+ * that then sends nothing while we read (stopped with SIGSTOP, or stuck) is
+ * killed, and the kernel detaches its probes. --duration is kept on our clock
+ * too, for a helper that cannot keep it.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { UserError } from '../errors';
@@ -11,6 +13,14 @@ import { HelperStream, helperExitCode } from '../trace/helper-stream';
 import { helperArgs, type TraceRequest } from '../trace/request';
 
 const STDERR_KEEP = 8192;
+/**
+ * After a stop, how long the helper may send nothing while we read before it
+ * is killed: it acts on a stop within 20 ms, and sends PROGRESS while it
+ * detaches and its last frames right after (docs/record-stream.md).
+ */
+export const STOP_SILENCE_MS = 1500;
+/** How long past --duration (from READY) the client stops the helper itself; the helper's own clock comes first. */
+const DEADLINE_SLACK_MS = 500;
 
 export async function runLocalTrace(
   request: TraceRequest,
@@ -25,20 +35,31 @@ export async function runLocalTrace(
   const req = direct
     ? {
         ...request,
-        emitJson: { packetStarts: [...TX_START_FUNCS], lineFds: direct.fds.map((_, i) => 3 + i) },
+        emitJson: {
+          packetStarts: [...TX_START_FUNCS],
+          lineFds: direct.fds.map((_, i) => 3 + i),
+          lineNames: direct.names,
+        },
       }
     : request;
   // The first three are pipes whatever follows them.
   const child = spawn(helper, helperArgs(req), {
     stdio: ['pipe', 'pipe', 'pipe', ...(direct?.fds ?? [])],
   }) as ChildProcessWithoutNullStreams;
+  let deadline: NodeJS.Timeout | undefined;
   const stream = new HelperStream(sink, undefined, () => {
     direct?.ready().then(() => child.stdin.write('g'));
+    if (request.durationSec !== undefined)
+      deadline = setTimeout(stop, request.durationSec * 1000 + DEADLINE_SLACK_MS);
   });
   let stderr = '';
   let streamError: Error | undefined;
 
+  // When we last heard from the helper, or started listening again (for the stop's watchdog).
+  let heard = Date.now();
+  let paused = false;
   child.stdout.on('data', (chunk: Buffer) => {
+    heard = Date.now();
     if (streamError) return;
     try {
       stream.push(chunk);
@@ -51,7 +72,12 @@ export async function runLocalTrace(
     const drained = sink.waitForDrain?.();
     if (drained) {
       child.stdout.pause();
-      drained.then(() => child.stdout.resume());
+      paused = true;
+      drained.then(() => {
+        paused = false;
+        heard = Date.now();
+        child.stdout.resume();
+      });
     }
   });
   child.stderr.on('data', (chunk: Buffer) => {
@@ -59,12 +85,20 @@ export async function runLocalTrace(
   });
   child.stdin.on('error', () => {}); // the helper may exit before reading stdin
 
-  const stop = () => {
+  let stopping = false;
+  let unresponsive = false;
+  let watchdog: NodeJS.Timeout | undefined;
+  function stop() {
+    if (stopping) return;
+    stopping = true;
     child.stdin.end();
-    // A helper that does not stop on EOF within 5 s is asked again, then killed.
-    setTimeout(() => child.kill('SIGINT'), 5000).unref();
-    setTimeout(() => child.kill('SIGKILL'), 15000).unref();
-  };
+    heard = Date.now();
+    watchdog = setInterval(() => {
+      if (paused || Date.now() - heard <= STOP_SILENCE_MS) return;
+      unresponsive = true;
+      child.kill('SIGKILL');
+    }, 100);
+  }
   if (signal.aborted) stop();
   else signal.addEventListener('abort', stop, { once: true });
 
@@ -73,8 +107,15 @@ export async function runLocalTrace(
     child.on('close', (c, s) => resolve([c, s]));
   });
   signal.removeEventListener('abort', stop);
+  clearTimeout(deadline);
+  clearInterval(watchdog);
 
   if (streamError) throw new UserError(`the helper's output could not be read: ${streamError.message}`);
+  if (unresponsive) {
+    throw new UserError(
+      `the helper did not answer the stop within ${STOP_SILENCE_MS / 1000} s (was it stopped with SIGSTOP?): killed it; the kernel detached its probes`,
+    );
+  }
   stream.decoder.finish();
   const { error } = stream.outcome;
   if (error) throw new UserError(error.message, helperExitCode(error.code));

@@ -1,21 +1,21 @@
 /**
- * Builds the sink for the chosen view. Every view follows packets the same
- * way (src/reading/packet-tracker.ts), so the line stream, the closing verdict
- * tables and --fail-on-drop agree. The same sink renders a live trace and a
- * saved one (`show` replays the file into it), so both look alike.
+ * Builds the sink for the chosen view: the trace is read by
+ * src/reading/trace-reading.ts, written to its outputs by line-output.ts
+ * (stdout, and --output-file opened by output-file.ts), and this module only
+ * dispatches each line to the view (text, wide, JSON lines, the closing
+ * tables). The same sink renders a live trace and a saved one (`show` replays
+ * the file into it), so both look alike.
  *
  * stdout carries only the view (for `-o json`: JSON lines and nothing else);
  * progress, warnings and, in JSON mode, the human summary go to stderr.
  */
-import { createWriteStream, openSync, type WriteStream } from 'node:fs';
-import { UserError } from '../errors';
-import { explainDropReason } from '../reading/drop-reasons';
-import { PacketTracker } from '../reading/packet-tracker';
-import { SummaryBuilder, summarizeDigest } from '../reading/summary';
+import { EXIT_OUTPUT_FAILED, UserError } from '../errors';
+import { TraceReading } from '../reading/trace-reading';
 import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
 import { annotatedEventLine, jsonLine } from './json';
-import { LineBuffer } from './line-buffer';
+import { faultMessage, fileOutput, type LineOutput, stdoutOutput } from './line-output';
+import { openOutputFile } from './output-file';
 import { PcapngWriter } from './pcapng';
 import type { TraceSink } from './sink';
 import { renderDigestSummary, renderSummary } from './summary-view';
@@ -34,6 +34,11 @@ export interface SinkOptions {
   stderr: NodeJS.WritableStream;
   /** Rendering a saved trace (`show`): describe the recording instead of announcing a live one. */
   replay?: boolean;
+  /**
+   * An output failed (a full disk) or its reader went away (`| head`): the
+   * run should stop. close() then reports a failure as an error.
+   */
+  onOutputFault?: () => void;
 }
 
 export type ReadingSink = TraceSink & {
@@ -41,71 +46,46 @@ export type ReadingSink = TraceSink & {
   dropped(): boolean;
 };
 
-/** Opened up front, so that a bad path fails before any probe is attached. */
-function openFile(path: string): { stream: WriteStream; fd: number } {
-  let fd: number;
-  try {
-    fd = openSync(path, 'w');
-  } catch (e) {
-    throw new UserError(`cannot write the trace to ${path}: ${(e as Error).message}`);
-  }
-  return { stream: createWriteStream(path, { fd }), fd };
-}
-
-/** Resolves once everything written to the stream so far is out. */
-function written(stream: NodeJS.WritableStream): Promise<void> {
-  return new Promise((resolve) => stream.write('', () => resolve()));
-}
-
 export function createSink(opts: SinkOptions): ReadingSink {
   const paint = new Painter(opts.color);
   const errPaint = new Painter(opts.color && Boolean((opts.stderr as NodeJS.WriteStream).isTTY));
-  // Finished packets are reduced to summary rows at once: a long trace keeps
-  // only the packets still in flight, not every step it printed.
-  const summary = new SummaryBuilder();
   const pcapng = opts.pcapng ? new PcapngWriter(opts.pcapng) : undefined;
-  const tracker = new PacketTracker({
-    retain: false,
-    onDone: (p) => {
-      summary.packet(p);
-      pcapng?.packetDone(p);
-    },
-  });
-  const stats: TraceStats[] = [];
-  const lostByNode = new Map<string, number>();
-  const opened = opts.outputFile ? openFile(opts.outputFile) : undefined;
-  const file = opened?.stream;
-  let fileError: Error | undefined;
-  file?.on('error', (err) => {
-    fileError = err;
-  });
+  const reading = new TraceReading((p) => pcapng?.packetDone(p));
+  let faultTold = false;
+  const onFault = (o: LineOutput) => {
+    // A reader that left is no failure: said once, quietly, for a person at a terminal.
+    if (o.fault?.kind === 'closed')
+      opts.stderr.write(errPaint.paint(`${o.name} was closed by its reader: stopping\n`, 'dim'));
+    if (faultTold) return;
+    faultTold = true;
+    opts.onOutputFault?.();
+  };
+  const stdout = stdoutOutput(opts.stdout, onFault);
+  const opened = opts.outputFile ? openOutputFile(opts.outputFile) : undefined;
+  const file = opened && opts.outputFile ? fileOutput(opts.outputFile, opened.fd, onFault) : undefined;
+  const outputs = file ? [stdout, file] : [stdout];
   const text = new TextLayout();
   const wide = new WideLayout();
   const lines = !opts.summary;
   let headerPrinted = false;
-  let headerSeen = false;
-  let eventsSeen = 0;
-  let anyDropped = false;
-  let digest: TraceDigest | undefined;
 
-  const stdoutLines = new LineBuffer(opts.stdout);
-  const fileLines = file ? new LineBuffer(file) : undefined;
   const flush = () => {
-    stdoutLines.flush();
-    fileLines?.flush();
+    for (const o of outputs) o.flush();
   };
-  const out = (s: string) => stdoutLines.push(s);
+  const out = (s: string) => stdout.push(s);
   // stdout first, so that a warning lands after the lines it follows.
   const err = (s: string) => {
-    stdoutLines.flush();
+    stdout.flush();
     opts.stderr.write(`${s}\n`);
   };
 
-  const closeFile = async () => {
-    if (!file) return;
-    await new Promise<void>((resolve) => file.end(() => resolve()));
-    if (fileError)
-      throw new UserError(`could not write the trace to ${opts.outputFile}: ${fileError.message}`);
+  const closeOutputs = async () => {
+    await Promise.all(outputs.map((o) => o.end()));
+    opened?.release();
+    for (const o of outputs) {
+      const failed = faultMessage(o);
+      if (failed) throw new UserError(`${failed}; the run was stopped there`, EXIT_OUTPUT_FAILED);
+    }
   };
 
   return {
@@ -114,8 +94,8 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     header(h: TraceHeader) {
-      headerSeen = true;
-      fileLines?.push(jsonLine(h));
+      reading.header(h);
+      file?.push(jsonLine(h));
       const where = h.node ? ` on ${h.node}` : '';
       const filter = h.filter ? `, filter '${h.filter}'` : '';
       err(
@@ -138,13 +118,10 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     event(e: TraceEvent) {
-      eventsSeen++;
-      const o = tracker.observe(e);
-      summary.step(o.step);
+      const o = reading.event(e);
       pcapng?.step(o);
-      if (e.drop && !explainDropReason(e.drop.reason).housekeeping) anyDropped = true;
       const annotated = opts.format === 'json' || file ? annotatedEventLine(o) : '';
-      fileLines?.push(annotated);
+      file?.push(annotated);
       if (!lines) return;
       if (opts.format === 'json') out(annotated);
       else if (opts.format === 'wide') out(formatWideLine(o, wide, opts.showNode, paint));
@@ -152,21 +129,18 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     stats(s: TraceStats) {
-      stats.push(s);
-      const node = s.node ?? '';
-      const before = lostByNode.get(node) ?? 0;
-      if (s.lost > before) {
-        lostByNode.set(node, s.lost);
+      const lost = reading.stats(s);
+      if (lost !== undefined) {
         const where = s.node ? `${s.node}: ` : '';
         err(
           errPaint.paint(
-            `warning: ${where}${s.lost} events lost so far (ring buffer full): some packets' paths are incomplete; narrow the filter`,
+            `warning: ${where}${lost} events lost so far (ring buffer full): some packets' paths are incomplete; narrow the filter`,
             'yellow',
           ),
         );
       }
       if (!s.final) return;
-      fileLines?.push(jsonLine(s));
+      file?.push(jsonLine(s));
       if (lines && opts.format === 'json') out(jsonLine(s));
     },
 
@@ -174,23 +148,19 @@ export function createSink(opts: SinkOptions): ReadingSink {
     acceptsLines: opts.format === 'json' && !opts.summary && !opts.replay && !pcapng,
 
     lineOutputs() {
-      const stdoutFd = (opts.stdout as { fd?: unknown }).fd;
-      if (typeof stdoutFd !== 'number') return undefined;
-      const fds = opened ? [stdoutFd, opened.fd] : [stdoutFd];
+      if (outputs.some((o) => o.fd === undefined)) return undefined;
       return {
-        fds,
+        fds: outputs.map((o) => o.fd as number),
+        names: outputs.map((o) => o.name),
         ready: () => {
           flush();
-          return Promise.all([opts.stdout, file].filter((s) => s !== undefined).map(written)).then(
-            () => undefined,
-          );
+          return Promise.all(outputs.map((o) => o.written())).then(() => undefined);
         },
       };
     },
 
     digest(d: TraceDigest) {
-      digest = d;
-      if (d.drops.some((drop) => !explainDropReason(drop.reason).housekeeping)) anyDropped = true;
+      reading.digest(d);
     },
 
     warning(message: string) {
@@ -200,39 +170,36 @@ export function createSink(opts: SinkOptions): ReadingSink {
     flush,
 
     waitForDrain() {
-      const waits = [stdoutLines.drained(), fileLines?.drained()].filter((w) => w !== undefined);
+      const waits = outputs.map((o) => o.drained()).filter((w) => w !== undefined);
       return waits.length ? Promise.all(waits).then(() => undefined) : undefined;
     },
 
     async close() {
       flush();
-      pcapng?.close(tracker.open());
+      pcapng?.close(reading.open());
       // Nothing was traced (refused before the probes were attached): no summary to give.
-      if (!headerSeen && stats.length === 0 && eventsSeen === 0) {
-        if (file) await new Promise<void>((resolve) => file.end(() => resolve()));
+      if (!reading.traced()) {
+        await closeOutputs();
         return;
       }
-      if (digest) {
-        opts.stderr.write(renderDigestSummary(summarizeDigest(digest, stats), errPaint, opts.outputFile));
-        await closeFile();
-        return;
-      }
-      const result = summary.build(tracker.open(), stats);
-      if (opts.summary && opts.format === 'json') {
-        opts.stdout.write(`${JSON.stringify(result)}\n`);
+      const result = reading.result();
+      if (result.kind === 'digest') {
+        opts.stderr.write(renderDigestSummary(result.summary, errPaint, opts.outputFile));
+      } else if (opts.summary && opts.format === 'json') {
+        stdout.write(`${JSON.stringify(result.summary)}\n`);
       } else {
         const human = opts.format === 'json' ? errPaint : paint;
-        const view = renderSummary(result, {
+        const view = renderSummary(result.summary, {
           paint: human,
           showNode: opts.showNode,
           functions: opts.summary,
         });
         if (opts.format === 'json') opts.stderr.write(view);
-        else opts.stdout.write(`${lines && result.packets.length ? '\n' : ''}${view}`);
+        else stdout.write(`${lines && result.summary.packets.length ? '\n' : ''}${view}`);
       }
-      await closeFile();
+      await closeOutputs();
     },
 
-    dropped: () => anyDropped,
+    dropped: () => reading.dropped(),
   };
 }

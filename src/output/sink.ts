@@ -24,7 +24,7 @@ export interface TraceSink {
    * once what the sink wrote before them (the header line) is out. Undefined
    * when an output has no descriptor of its own: events are decoded here then.
    */
-  lineOutputs?(): { fds: number[]; ready(): Promise<void> } | undefined;
+  lineOutputs?(): { fds: number[]; names: string[]; ready(): Promise<void> } | undefined;
   digest?(digest: TraceDigest): void;
   stats(stats: TraceStats): void;
   warning(message: string): void;

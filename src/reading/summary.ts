@@ -63,6 +63,8 @@ export interface TraceSummary {
   verdicts: Record<Verdict['kind'], number>;
   events: number;
   lost: number;
+  /** Events after the stop (past --max-events, or while detaching): read, not shown, not lost. */
+  discarded?: number;
 }
 
 export function packetRow(p: Packet): PacketRow {
@@ -163,7 +165,7 @@ export class SummaryBuilder {
         r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + 1;
       }
     }
-    const lost = lostEvents(stats);
+    const { lost, discarded } = lostEvents(stats);
     return {
       type: 'summary',
       v: TRACE_SCHEMA_VERSION,
@@ -176,15 +178,22 @@ export class SummaryBuilder {
       verdicts,
       events: this.events,
       lost,
+      ...(discarded ? { discarded } : {}),
     };
   }
 }
 
-/** Per node, the last stats line is the final word on lost events. */
-function lostEvents(stats: TraceStats[]): number {
+/** Per node, the last stats line is the final word on lost and discarded events. */
+function lostEvents(stats: TraceStats[]): { lost: number; discarded: number } {
   const lastByNode = new Map<string, TraceStats>();
   for (const s of stats) lastByNode.set(s.node ?? '', s);
-  return [...lastByNode.values()].reduce((n, s) => n + s.lost, 0);
+  let lost = 0;
+  let discarded = 0;
+  for (const s of lastByNode.values()) {
+    lost += s.lost;
+    discarded += s.discarded ?? 0;
+  }
+  return { lost, discarded };
 }
 
 /**
@@ -198,6 +207,8 @@ export interface DigestSummary {
   dropReasons: ReasonCount[];
   events: number;
   lost: number;
+  /** Events after the stop (past --max-events, or while detaching): read, not shown, not lost. */
+  discarded?: number;
 }
 
 export function summarizeDigest(d: TraceDigest, stats: TraceStats[] = []): DigestSummary {
@@ -220,7 +231,7 @@ export function summarizeDigest(d: TraceDigest, stats: TraceStats[] = []): Diges
     dropped,
     dropReasons: [...reasons.values()].sort((a, b) => b.count - a.count),
     events: d.events,
-    lost: lostEvents(stats),
+    ...lostEvents(stats),
   };
 }
 
@@ -240,6 +251,9 @@ export function totalsLine(s: TraceSummary | DigestSummary): string {
     'verdicts' in s ? Object.entries(s.verdicts) : [['dropped', (s as DigestSummary).dropped]];
   const parts = counts.filter(([, c]) => c > 0).map(([k, c]) => `${c} ${k === 'consumed' ? 'freed' : k}`);
   const lost =
-    s.lost > 0 ? `, ${s.lost} LOST (ring buffer full: some packets' paths are incomplete)` : ', 0 lost';
-  return `${n} packet${n === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}. ${s.events} events${lost}.`;
+    s.lost > 0
+      ? `, ${s.lost} LOST (ring buffer full, or not delivered before the stop: some packets' paths are incomplete)`
+      : ', 0 lost';
+  const discarded = s.discarded ? `, ${s.discarded} after the stop not shown` : '';
+  return `${n} packet${n === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}. ${s.events} events${lost}${discarded}.`;
 }

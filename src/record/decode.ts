@@ -129,6 +129,8 @@ export interface StatsInfo {
   lost: number;
   /** --snaplen: events sent without their bytes. */
   bytes_lost?: number;
+  /** Events read after the stop and not shown (helpers since the fault-injection work). */
+  discarded?: number;
   final: boolean;
 }
 

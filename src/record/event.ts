@@ -138,10 +138,12 @@ export interface TraceStats {
   seen: number;
   /** Events delivered. */
   events: number;
-  /** Events the kernel could not deliver (ring buffer full). */
+  /** Events of the run not delivered: the ring buffer was full, or the output too slow to take them before the stop. */
   lost: number;
   /** --snaplen: events delivered without their bytes (ring buffer full), when any. */
   bytesLost?: number;
+  /** Events that fired after the stop (past --max-events, or while the probes were detached): not shown, not lost. */
+  discarded?: number;
   final: boolean;
 }
 

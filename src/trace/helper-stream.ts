@@ -5,6 +5,7 @@
  * helper error or a helper that vanished.
  */
 
+import { EXIT_OUTPUT_FAILED } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { type HelloInfo, RecordDecoder } from '../record/decode';
 import { TRACE_SCHEMA_VERSION } from '../record/event';
@@ -19,8 +20,9 @@ export const HELPER_BAD_INPUT: ReadonlySet<string> = new Set([
   'backend_unavailable',
 ]);
 
-/** The exit code for a helper's error: 2 for bad input, 1 otherwise. */
+/** The exit code for a helper's error: 2 for bad input, 5 for an output it could not write, 1 otherwise. */
 export function helperExitCode(code: string): number {
+  if (code === 'output_failed') return EXIT_OUTPUT_FAILED;
   return HELPER_BAD_INPUT.has(code) ? 2 : 1;
 }
 
@@ -102,6 +104,7 @@ export class HelperStream {
             events: s.emitted,
             lost: s.lost,
             ...(s.bytes_lost ? { bytesLost: s.bytes_lost } : {}),
+            ...(s.discarded !== undefined ? { discarded: s.discarded } : {}),
             final: s.final,
           });
         },

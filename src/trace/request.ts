@@ -44,6 +44,8 @@ export interface TraceRequest {
   emitJson?: {
     packetStarts: readonly string[];
     lineFds: readonly number[];
+    /** What each descriptor is (`stdout`, a path), for the helper's message when writing to it fails. */
+    lineNames: readonly string[];
   };
 }
 
@@ -63,7 +65,9 @@ export function helperArgs(req: TraceRequest): string[] {
   if (req.snaplen !== undefined) args.push('--snaplen', String(req.snaplen));
   if (req.emitJson) {
     args.push('--emit', 'json', '--packet-starts', req.emitJson.packetStarts.join(','));
-    for (const fd of req.emitJson.lineFds) args.push('--lines-fd', String(fd));
+    req.emitJson.lineFds.forEach((fd, i) => {
+      args.push('--lines-fd', String(fd), '--lines-name', req.emitJson?.lineNames[i] ?? `descriptor ${fd}`);
+    });
   }
   // "--" so that a filter starting with "-" is never taken for an option.
   if (req.pcapFilter) args.push('--', req.pcapFilter);

@@ -130,6 +130,8 @@ export async function runTrace(
     showNode: !local && !/^(pod|po|node|no)\//.test(target ?? '') && !(target && !target.includes('/')),
     stdout: io.stdout,
     stderr: io.stderr,
+    // A full disk, or `| head` gone: the run stops (close() reports a failure, exit 5).
+    onOutputFault: () => controller.abort(),
   });
   const kubeOptions = {
     target,

@@ -1,0 +1,80 @@
+/**
+ * Reading a trace as it goes, apart from how it is shown: packets followed
+ * (src/reading/packet-tracker.ts), finished packets reduced to summary rows, the
+ * helper's counts per node, whether a packet was dropped. A live trace and a
+ * saved one (`show`) are read by the same code, so their summaries agree.
+ */
+import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import { explainDropReason } from './drop-reasons';
+import { type Observed, type Packet, PacketTracker } from './packet-tracker';
+import { type DigestSummary, SummaryBuilder, summarizeDigest, type TraceSummary } from './summary';
+
+export class TraceReading {
+  // Finished packets are reduced to summary rows at once: a long trace keeps
+  // only the packets still in flight, not every step it printed.
+  private readonly summary = new SummaryBuilder();
+  private readonly tracker = new PacketTracker({
+    retain: false,
+    onDone: (p) => {
+      this.summary.packet(p);
+      this.onPacketDone?.(p);
+    },
+  });
+  private readonly statsSeen: TraceStats[] = [];
+  private readonly lostByNode = new Map<string, number>();
+  private headers = 0;
+  private events = 0;
+  private anyDropped = false;
+  private digested?: TraceDigest;
+
+  /** onPacketDone: each packet once finished (freed, or its address reused), for a view that needs whole packets. */
+  constructor(private readonly onPacketDone?: (p: Packet) => void) {}
+
+  header(_h: TraceHeader): void {
+    this.headers++;
+  }
+
+  event(e: TraceEvent): Observed {
+    this.events++;
+    const o = this.tracker.observe(e);
+    this.summary.step(o.step);
+    if (e.drop && !explainDropReason(e.drop.reason).housekeeping) this.anyDropped = true;
+    return o;
+  }
+
+  /** Records the helper's counts; returns how many events its node has lost in all, when that grew. */
+  stats(s: TraceStats): number | undefined {
+    this.statsSeen.push(s);
+    const node = s.node ?? '';
+    if (s.lost <= (this.lostByNode.get(node) ?? 0)) return undefined;
+    this.lostByNode.set(node, s.lost);
+    return s.lost;
+  }
+
+  /** The helper's counts of the events it wrote as JSON lines itself. */
+  digest(d: TraceDigest): void {
+    this.digested = d;
+    if (d.drops.some((drop) => !explainDropReason(drop.reason).housekeeping)) this.anyDropped = true;
+  }
+
+  /** Any packet dropped, socket-teardown purges aside (for --fail-on-drop). */
+  dropped(): boolean {
+    return this.anyDropped;
+  }
+
+  /** Anything traced at all (a run refused before the probes were attached has nothing to sum up). */
+  traced(): boolean {
+    return this.headers > 0 || this.statsSeen.length > 0 || this.events > 0;
+  }
+
+  /** Packets not finished when the trace ended. */
+  open(): Packet[] {
+    return this.tracker.open();
+  }
+
+  /** The closing summary: of the events read here, or of the helper's digest when it wrote the lines. */
+  result(): { kind: 'packets'; summary: TraceSummary } | { kind: 'digest'; summary: DigestSummary } {
+    if (this.digested) return { kind: 'digest', summary: summarizeDigest(this.digested, this.statsSeen) };
+    return { kind: 'packets', summary: this.summary.build(this.tracker.open(), this.statsSeen) };
+  }
+}
