@@ -121,6 +121,11 @@ void step_state_of(const struct pwru_event *ev, struct step_state *st)
 	st->dport = ev->dport;
 	memcpy(st->saddr, ev->saddr, 16);
 	memcpy(st->daddr, ev->daddr, 16);
+	st->has_ip_id = st->has_tuple && ev->l3 != 6;
+	st->ip_id = ev->ip_id;
+	st->has_seq = st->has_tuple && ev->l4 == 6;
+	st->seq = ev->tcp_seq;
+	st->head = ev->head;
 	memcpy(st->iface, ev->ifname, sizeof(st->iface));
 	st->iface[sizeof(st->iface) - 1] = 0;
 	st->netns = ev->netns;
@@ -150,15 +155,60 @@ static bool same_port(bool ha, uint16_t a, bool hb, uint16_t b)
 	return ha == hb && (!ha || a == b);
 }
 
-/* A reused address: a reply (tuple turned around), or a new start down the transmit path in another netns. */
+/* A tunnel's outer header (src/reading/changes.ts isEncapTuple): GRE, IPIP, IPv6-in-IPv4, ESP, VXLAN, Geneve, WireGuard. */
+static bool is_encap(const struct step_state *s)
+{
+	if (s->l4 == 47 || s->l4 == 4 || s->l4 == 41 || s->l4 == 50)
+		return true;
+	if (s->l4 != 17)
+		return false;
+	for (int i = 0; i < 2; i++) {
+		uint16_t port = i ? s->sport : s->dport;
+
+		if (port == 4789 || port == 8472 || port == 6081 || port == 51820)
+			return true;
+	}
+	return false;
+}
+
+/* Addresses, ports or protocol differ: what a change set would call NAT. */
+static bool rewritten(const struct step_state *a, const struct step_state *b)
+{
+	if (!same_addr(a->family, a->saddr, b->family, b->saddr) || !same_addr(a->family, a->daddr, b->family, b->daddr) ||
+	    a->l4 != b->l4)
+		return true;
+	return a->has_ports && b->has_ports && (a->sport != b->sport || a->dport != b->dport);
+}
+
+/* Same packet by its header: no ID or sequence that differs, and evidence for any rewrite (sameHeader). */
+static bool same_header(const struct step_state *last, const struct step_state *e)
+{
+	bool ids = last->has_ip_id && e->has_ip_id, seqs = last->has_seq && e->has_seq;
+
+	if ((ids && last->ip_id != e->ip_id) || (seqs && last->seq != e->seq))
+		return false;
+	if (!rewritten(last, e) || (!last->head && !e->head)) /* no data buffer: recorded before event version 2 */
+		return true;
+	return seqs || (ids && e->ip_id) || (e->head && e->head == last->head);
+}
+
+/*
+ * A reused address (src/reading/packet-tracker.ts startsNewPacket): a reply
+ * (tuple turned around), another packet's header, or a new start down the
+ * transmit path in another netns.
+ */
 static bool starts_new_packet(const struct packet_tracker *t, const struct step_state *last, const struct step_state *e, uint32_t probe)
 {
-	if (last->has_tuple && e->has_tuple && same_addr(last->family, last->saddr, e->family, e->daddr) &&
-	    same_addr(last->family, last->daddr, e->family, e->saddr) &&
-	    same_port(last->has_ports, last->sport, e->has_ports, e->dport) &&
-	    same_port(last->has_ports, last->dport, e->has_ports, e->sport) &&
-	    !same_addr(last->family, last->saddr, last->family, last->daddr))
-		return true;
+	if (last->has_tuple && e->has_tuple) {
+		if (same_addr(last->family, last->saddr, e->family, e->daddr) &&
+		    same_addr(last->family, last->daddr, e->family, e->saddr) &&
+		    same_port(last->has_ports, last->sport, e->has_ports, e->dport) &&
+		    same_port(last->has_ports, last->dport, e->has_ports, e->sport) &&
+		    !same_addr(last->family, last->saddr, last->family, last->daddr))
+			return true;
+		if (is_encap(last) == is_encap(e) && !same_header(last, e))
+			return true;
+	}
 	if (!last->netns || !e->netns || e->netns == last->netns)
 		return false;
 	return probe < t->nprobes && t->starts_tx[probe];
@@ -213,7 +263,13 @@ static void remember(struct step_state *last, const struct step_state *e)
 		last->dport = e->dport;
 		memcpy(last->saddr, e->saddr, 16);
 		memcpy(last->daddr, e->daddr, 16);
+		last->has_ip_id = e->has_ip_id;
+		last->ip_id = e->ip_id;
+		last->has_seq = e->has_seq;
+		last->seq = e->seq;
 	}
+	if (e->head)
+		last->head = e->head;
 	if (e->iface[0])
 		memcpy(last->iface, e->iface, sizeof(last->iface));
 	if (e->netns)

@@ -37,6 +37,11 @@ struct step_state {
 	bool has_ports;
 	uint16_t sport, dport;
 	uint8_t saddr[16], daddr[16];
+	/* From the header the tuple came from: what tells packets apart (startsNewPacket). */
+	bool has_ip_id, has_seq;
+	uint16_t ip_id;
+	uint32_t seq;
+	uint64_t head;	  /* the data buffer, 0 = not seen yet */
 	char iface[16];	  /* "" = not seen yet */
 	uint32_t netns;	  /* 0 = not seen yet */
 	bool has_mark;

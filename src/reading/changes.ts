@@ -28,6 +28,11 @@ export type ChangeKind = 'SNAT' | 'DNAT' | 'encap' | 'decap' | 'device' | 'netns
 /** Packet state the change detector compares against: the last value seen of each field. */
 export interface LastSeen {
   tuple?: Tuple;
+  /** The IPv4 ID and TCP sequence of the header the last tuple came from (what tells packets apart). */
+  ipId?: number;
+  seq?: number;
+  /** The last data buffer seen (skb->head). */
+  head?: string;
   iface?: string;
   netns?: number;
   mark?: number;
@@ -85,7 +90,12 @@ export function detectChanges(last: LastSeen, e: TraceEvent): Change[] {
 }
 
 export function remember(last: LastSeen, e: TraceEvent): void {
-  if (e.tuple) last.tuple = e.tuple;
+  if (e.tuple) {
+    last.tuple = e.tuple;
+    last.ipId = e.ipId;
+    last.seq = e.seq;
+  }
+  if (e.head) last.head = e.head;
   if (e.iface) last.iface = e.iface;
   if (e.netns) last.netns = e.netns;
   last.mark = e.mark;

@@ -8,7 +8,7 @@
  * that freed it, the same address (on the same node) is a new packet.
  */
 import type { TraceEvent, Tuple } from '../record/event';
-import { type Change, detectChanges, type LastSeen, remember } from './changes';
+import { type Change, detectChanges, isEncapTuple, type LastSeen, remember } from './changes';
 import { baseFunc, TX_START_FUNCS } from './kernel-functions';
 
 export interface Step {
@@ -44,28 +44,55 @@ export interface Packet {
 }
 
 /**
+ * Whether an event at a live packet's skb address is another packet's.
+ *
  * The kernel sometimes frees an skb without a tracepoint (__kfree_skb, the
  * per-CPU caches), so a reused address may arrive with no free in between.
- * A packet only changes network namespace by being received on the other
- * side of a veth or tunnel; one that starts down the transmit path in
- * another namespace is a new packet, and so is one whose tuple turned around.
+ * What tells packets apart then (event version 2): the IPv4 ID and the TCP
+ * sequence number, which no NAT rewrites, and the data buffer (skb->head).
+ * - a tuple turned around is the other direction's packet;
+ * - an IPv4 ID or TCP sequence that differs from the packet's last header is
+ *   another packet's (unless a tunnel header came or went: the outer header
+ *   has an ID of its own);
+ * - a rewritten tuple (what would show as NAT) is kept only with evidence
+ *   that it is the same packet: the same TCP sequence, the same non-zero IPv4
+ *   ID, or the same data buffer. When unsure, a new packet starts: a NAT
+ *   marker is never invented from two packets;
+ * - a packet only changes network namespace by being received on the other
+ *   side of a veth or tunnel: one that starts down the transmit path in
+ *   another namespace is a new packet.
+ * Events recorded before version 2 carry none of these fields; their tuples
+ * are compared as before (a rewrite is taken as such).
  */
 function startsNewPacket(last: LastSeen, e: TraceEvent): boolean {
-  // NAT rewrites one end; a tuple turned around is the other direction's packet.
   const a = last.tuple;
   const b = e.tuple;
-  if (
-    a &&
-    b &&
-    a.src === b.dst &&
-    a.dst === b.src &&
-    a.sport === b.dport &&
-    a.dport === b.sport &&
-    a.src !== a.dst
-  )
-    return true;
+  if (a && b) {
+    // NAT rewrites one end; a tuple turned around is the other direction's packet.
+    if (a.src === b.dst && a.dst === b.src && a.sport === b.dport && a.dport === b.sport && a.src !== a.dst)
+      return true;
+    if (isEncapTuple(a) === isEncapTuple(b) && !sameHeader(last, e)) return true;
+  }
   if (!last.netns || !e.netns || e.netns === last.netns) return false;
   return TX_START_FUNCS.has(baseFunc(e.func));
+}
+
+/** Same packet by its header: no ID or sequence that differs, and evidence for any rewrite. */
+function sameHeader(last: LastSeen, e: TraceEvent): boolean {
+  const bothIds = last.ipId !== undefined && e.ipId !== undefined;
+  const bothSeqs = last.seq !== undefined && e.seq !== undefined;
+  if ((bothIds && last.ipId !== e.ipId) || (bothSeqs && last.seq !== e.seq)) return false;
+  if (!rewritten(last.tuple, e.tuple)) return true;
+  if (last.head === undefined && e.head === undefined) return true; // recorded before version 2
+  return bothSeqs || (bothIds && e.ipId !== 0) || (e.head !== undefined && e.head === last.head);
+}
+
+/** Addresses, ports or protocol differ: what a change set would call NAT. */
+function rewritten(a?: Tuple, b?: Tuple): boolean {
+  if (!a || !b) return false;
+  if (a.src !== b.src || a.dst !== b.dst || a.proto !== b.proto) return true;
+  const ports = a.sport !== undefined && b.sport !== undefined;
+  return ports && (a.sport !== b.sport || a.dport !== b.dport);
 }
 
 export interface Observed {

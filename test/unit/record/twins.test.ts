@@ -4,21 +4,26 @@
  * client in TypeScript (src/output/json.ts with src/reading/packet-tracker.ts and changes.ts). This
  * test runs both over the helper's own recorded record streams
  * (test/fixtures/streams, made by test/fixtures/record-streams.sh) and
- * requires the same lines, byte for byte. No root, no BPF: the C writer runs
+ * requires the same lines, byte for byte; and over the real traces under
+ * test/fixtures/traces, turned back into record streams (encode-events.ts),
+ * whose reused skb addresses and rewrites hold the two packet trackers to the
+ * same rules. No root, no BPF: the C writer runs
  * in a test build of its own (pwru-replay, `make -C helper replay`), which
  * needs only a C compiler.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { annotatedEventLine } from '../../../src/output/json';
 import { TX_START_FUNCS } from '../../../src/reading/kernel-functions';
 import { PacketTracker } from '../../../src/reading/packet-tracker';
 import { RecordDecoder } from '../../../src/record/decode';
 import type { TraceEvent } from '../../../src/record/event';
-import { ROOT } from '../fixtures';
+import { ROOT, TRACES, traceEvents, traceHeader } from '../fixtures';
+import { encodeTrace } from './encode-events';
 
 const STREAMS = join(ROOT, 'test', 'fixtures', 'streams');
 const REPLAY = join(ROOT, 'helper', 'build', 'host', 'pwru-replay');
@@ -73,6 +78,22 @@ describe('the JSON writer twins (C and TypeScript) on recorded streams', () => {
       for (let i = 0; i < Math.max(client.lines.length, helper.lines.length); i++)
         assert.equal(helper.lines[i], client.lines[i], `${name}: line ${i + 1} differs`);
       assert.equal(helper.digest.events, client.lines.length);
+      assert.equal(helper.digest.packets, client.packets, `${name}: packets numbered`);
+    });
+  }
+
+  const encoded = mkdtempSync(join(tmpdir(), 'pwru-twins-'));
+  after(() => rmSync(encoded, { recursive: true, force: true }));
+  const traces = readdirSync(TRACES).filter((f) => f.endsWith('.jsonl'));
+  for (const name of traces) {
+    test(`the real trace ${name}, as a record stream: the same lines`, () => {
+      const file = join(encoded, `${name}.records`);
+      writeFileSync(file, encodeTrace(traceHeader(name), traceEvents(name)));
+      const client = clientLines(file);
+      const helper = helperLines(file);
+      assert.ok(client.lines.length > 0, `${name}: no events`);
+      for (let i = 0; i < Math.max(client.lines.length, helper.lines.length); i++)
+        assert.equal(helper.lines[i], client.lines[i], `${name}: line ${i + 1} differs`);
       assert.equal(helper.digest.packets, client.packets, `${name}: packets numbered`);
     });
   }
