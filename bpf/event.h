@@ -176,6 +176,7 @@ enum pwru_frame_type {
 	/* 11 was LINES: --emit json now writes its lines to the --lines-fd descriptors only. */
 	PWRU_FRAME_DIGEST = 12,	 /* --emit json, before END: {packets, events, drops:[{reason, at, count}]} */
 	PWRU_FRAME_PACKET = 14,	 /* struct pwru_packet + cap_len bytes: the bytes of the next EVENT (--snaplen) */
+	PWRU_FRAME_CULPRIT = 15, /* {ts, skb, netns, kind, method, rule?, why?, candidates?}: who dropped a packet */
 };
 
 #endif

@@ -13,6 +13,7 @@
 #include <linux/types.h>
 
 #include "../bpf/event.h"
+#include "culprit.h"
 #include "digest.h"
 #include "event_json.h"
 #include "own_programs.h"
@@ -29,6 +30,8 @@
 #define FINISH_MS 500
 /* Output room one more event may need: its record with a symbol and a stack, or its line. */
 #define EVENT_ROOM (16 << 10)
+/* How long the end of a trace waits for the rules read after its last drops. */
+#define CULPRIT_FINISH_MS 3000
 
 /* Function address to probe id, for the kprobe backends. */
 struct addr_entry {
@@ -283,8 +286,10 @@ static void deliver(const struct pwru_event *in)
 		if (L.cfg->kprobe_backend && copy.addr)
 			copy.probe_id = probe_id_of(copy.addr);
 		packet_track_step(&L.tracker, &copy, &step);
-		if (copy.flags & PWRU_F_DROP)
+		if (copy.flags & PWRU_F_DROP) {
 			digest_drop(&L.digest, &L.names, &copy, &step);
+			culprit_drop(&copy);
+		}
 		L.line.len = 0;
 		event_json(&L.writer, &copy, &step, &L.line);
 		out_line(L.line.p, L.line.len);
@@ -299,6 +304,8 @@ static void deliver(const struct pwru_event *in)
 	memcpy(ev, in, sizeof(*ev));
 	if (L.cfg->kprobe_backend && ev->addr)
 		ev->probe_id = probe_id_of(ev->addr);
+	if (ev->flags & PWRU_F_DROP)
+		culprit_drop(ev);
 }
 
 /* Whether the outputs can take one more event now, with its bytes. */
@@ -453,6 +460,7 @@ void events_loop(struct loop_result *res)
 		stop_after_poll(fds + n);
 		out_pump();
 		consume();
+		culprit_pump();
 		out_pump();
 
 		now = mono_s();
@@ -505,6 +513,9 @@ void events_finish(struct loop_result *res)
 	/* What is left is counted: lost when it fired before the stop, discarded after it. */
 	L.give_up = true;
 	ring_buffer__consume(L.rb);
+	/* The culprits of the last drops, before the final STATS (the client ends the lines after it). */
+	if (write)
+		culprit_finish(CULPRIT_FINISH_MS);
 	if (L.cfg->emit_json)
 		out_digest(packet_track_count(&L.tracker), L.events, L.digest.drops, L.digest.ndrops);
 	current_counts(&res->counts);

@@ -17,6 +17,7 @@
 
 #include "../bpf/event.h"
 #include "attach.h"
+#include "culprit.h"
 #include "events.h"
 #include "filter_translate.h"
 #include "kernel_btf.h"
@@ -37,6 +38,8 @@
 /* How long libpcap may take: the Ethernet form is dropped past the first bound, a needed form fails past the second. */
 #define FILTER_OPTIONAL_MS 3000
 #define FILTER_REQUIRED_MS 30000
+/* How long the trace waits for the namespaces' rules to be read before it begins (culprit.c). */
+#define CULPRIT_FIRST_MS 3000
 /* How long the last frames wait for a reader that takes nothing (the probes are detached by then). */
 #define LAST_WRITE_STALL_MS 2000
 
@@ -287,6 +290,9 @@ static int trace(struct run *r, double attach_ms)
 	int ret;
 
 	symbols_urgent(&r->symbols);
+	/* The rules' counters as the trace begins: a netfilter drop's rule is the one whose counter moves. */
+	culprit_configure(&r->drop_reasons, o->emit_json);
+	culprit_wait_first(CULPRIT_FIRST_MS);
 	out_ready(&(struct ready_info){ .backend = backend_name(r->backend), .backend_note = r->backend_note,
 				       .func_kind = backend_name(r->backend), .probes = &r->probes,
 				       .attached = r->att.attached, .skipped = r->att.skipped, .attach_ms = attach_ms,
@@ -331,6 +337,7 @@ static void cleanup(struct run *r)
 		attach_detach(&r->att, NULL);
 	}
 	out_drain(LAST_WRITE_STALL_MS);
+	culprit_end();
 	if (r->events_open)
 		events_close();
 	if (r->skel)
@@ -380,6 +387,9 @@ static int run(struct run *r, enum options_result parsed)
 		return code;
 	if (o->check)
 		return stopped_early("check");
+	/* The namespaces' netfilter rules are read meanwhile (child processes), to name what drops. */
+	if (!o->verify_only)
+		culprit_begin(r->netns);
 
 	/* What to probe, and with which backend. */
 	if ((code = choose_probes(r, &support)) >= 0)

@@ -598,6 +598,11 @@ void out_stack(int32_t id, const char *frames_json, size_t len)
 	json_free(&j);
 }
 
+void out_json_frame(uint16_t type, const struct json *j)
+{
+	put_frame(type, j, true);
+}
+
 void out_digest(uint32_t packets, uint64_t events, const struct drop_count *drops, size_t ndrops)
 {
 	struct json j = { 0 };

@@ -122,6 +122,9 @@ void out_symbol(uint64_t addr, const char *name);
 /* STACK: {id, frames}; frames is a JSON array's text. */
 void out_stack(int32_t id, const char *frames_json, size_t len);
 
+/* A frame whose payload is j's JSON (culprit.c's CULPRIT), waiting for the reader a while when the stream is full. */
+void out_json_frame(uint16_t type, const struct json *j);
+
 void out_digest(uint32_t packets, uint64_t events, const struct drop_count *drops, size_t ndrops);
 
 struct end_info {

@@ -19,7 +19,7 @@ apt-get install -y -qq --no-install-recommends \
   libbpf-dev libelf-dev zlib1g-dev libpcap-dev libdbus-1-dev \
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
   libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libpcap-dev:arm64 libdbus-1-dev:arm64 \
-  iproute2 iptables iputils-ping util-linux procps kmod tshark \
+  iproute2 iptables nftables iputils-ping util-linux procps kmod tshark \
   > /dev/null
 
 # The qemu kernel matrix: qemu 10, Debian kernels 5.10/6.1/6.12, busybox (cached between runs).

@@ -3,6 +3,7 @@ import { UserError } from '../errors';
 import { Painter, shouldColor } from '../output/ansi';
 import { diffJson, renderDiff } from '../output/diff-view';
 import { reportError } from '../reading/command-errors';
+import { loadCulprits } from '../reading/culprits';
 import { diffPackets, flowPath, pickBad, pickGood } from '../reading/diff';
 import type { Packet } from '../reading/packet-tracker';
 import { exitQuietlyOnClosedPipe, loadPackets } from '../reading/replay';
@@ -74,7 +75,10 @@ export default class Diff extends Command {
     const bads = await this.load(args.bad);
     const good = this.pick(args.good, goods, flags['good-packet'], pickGood);
     const bad = this.pick(args.bad, bads, flags['bad-packet'], pickBad);
-    const d = flags.flow ? diffPackets(flowPath(goods, good), flowPath(bads, bad)) : diffPackets(good, bad);
+    const culprits = { good: await loadCulprits(args.good), bad: await loadCulprits(args.bad) };
+    const d = flags.flow
+      ? diffPackets(flowPath(goods, good), flowPath(bads, bad), culprits)
+      : diffPackets(good, bad, culprits);
     if (flags.output === 'json') {
       process.stdout.write(`${JSON.stringify(diffJson(d, args.good, args.bad))}\n`);
       return;

@@ -10,8 +10,9 @@
  * progress, warnings and, in JSON mode, the human summary go to stderr.
  */
 import { EXIT_OUTPUT_FAILED, UserError } from '../errors';
+import { describeCulprit } from '../reading/culprits';
 import { TraceReading } from '../reading/trace-reading';
-import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import type { TraceCulprit, TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
 import { annotatedEventLine, jsonLine } from './json';
 import { faultMessage, fileOutput, type LineOutput, stdoutOutput } from './line-output';
@@ -126,6 +127,15 @@ export function createSink(opts: SinkOptions): ReadingSink {
       if (opts.format === 'json') out(annotated);
       else if (opts.format === 'wide') out(formatWideLine(o, wide, opts.showNode, paint));
       else out(formatTextLine(o, text, opts.showNode, paint));
+    },
+
+    // After its drop's line: the rule (or why it could not be told), under it in text views.
+    culprit(c: TraceCulprit) {
+      reading.culprit(c);
+      file?.push(jsonLine(c));
+      if (!lines) return;
+      if (opts.format === 'json') out(jsonLine(c));
+      else out(paint.paint(`    ↳ ${c.skb} ${describeCulprit(c)}`, c.method === 'none' ? 'yellow' : 'red'));
     },
 
     stats(s: TraceStats) {

@@ -104,6 +104,7 @@ export function diffJson(d: PathDiff, goodFile: string, badFile: string): object
       packets: d.good.packets,
       tuple: d.good.tuple,
       verdict: d.goodVerdict,
+      ...(d.goodCulprit ? { culprit: d.goodCulprit } : {}),
     },
     bad: {
       file: badFile,
@@ -111,6 +112,7 @@ export function diffJson(d: PathDiff, goodFile: string, badFile: string): object
       packets: d.bad.packets,
       tuple: d.bad.tuple,
       verdict: d.badVerdict,
+      ...(d.badCulprit ? { culprit: d.badCulprit } : {}),
     },
     divergence: d.divergence < 0 ? null : d.divergence,
     rows: d.rows.map((r) => ({ kind: r.kind, good: side(r.good), bad: side(r.bad) })),

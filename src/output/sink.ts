@@ -4,7 +4,7 @@
  * JSON lines, a file, a summary). Progress and warnings are for people and go
  * to stderr, so that stdout stays machine-clean.
  */
-import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import type { TraceCulprit, TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 
 export interface TraceSink {
   /** A long step is under way: scheduling a pod, pulling an image, attaching probes. */
@@ -12,6 +12,8 @@ export interface TraceSink {
   /** A trace (one node's, in Kubernetes mode) is ready: probes attached. */
   header(header: TraceHeader): void;
   event(event: TraceEvent): void;
+  /** Who dropped a packet, known after its drop event (src/reading/culprits.ts). */
+  culprit?(culprit: TraceCulprit): void;
   /**
    * The view is JSON lines and nothing else per event, so the helper may
    * write the lines itself (--emit json), straight to the outputs: a firehose

@@ -10,6 +10,7 @@
 
 import type { Tuple } from '../record/event';
 import { type Change, describeChanges } from './changes';
+import { type CulpritBook, culpritPhrase } from './culprits';
 import { droppedBy, explainDropReason } from './drop-reasons';
 import { baseFunc } from './kernel-functions';
 import type { Packet, Step } from './packet-tracker';
@@ -34,6 +35,9 @@ export interface PathDiff {
   divergence: number;
   /** The difference in one sentence. */
   sentence: string;
+  /** Who dropped each, when the traces say (src/reading/culprits.ts): "`-A … -j DROP` in filter/FORWARD". */
+  goodCulprit?: string;
+  badCulprit?: string;
 }
 
 /** What identifies a step for alignment: the function, whether it dropped, and in a flow, the direction. */
@@ -141,7 +145,8 @@ function explainChangeDifference(good: Change[], bad: Change[]): string {
   return `shows ${bd} where the working one shows ${gd}`;
 }
 
-function endPhrase(v: Verdict): string {
+function verdictPhrase(v: Verdict, culprit?: string): string {
+  if (v.kind === 'dropped' && culprit) return `is dropped by ${culprit} at ${v.func} (${v.reason})`;
   if (v.kind === 'dropped' && explainDropReason(v.reason).by)
     return `is dropped by ${droppedBy(v.reason)} at ${v.func} (${v.reason})`;
   return `is ${describeVerdict(v)}`;
@@ -149,12 +154,14 @@ function endPhrase(v: Verdict): string {
 
 function sentenceFor(d: Omit<PathDiff, 'sentence'>): string {
   const { rows, divergence, goodVerdict: gv, badVerdict: bv } = d;
+  const goodEnd = verdictPhrase(gv, d.goodCulprit);
+  const badEnd = verdictPhrase(bv, d.badCulprit);
   const fn = (s?: Step) => (s ? baseFunc(s.event.func) : '');
   if (divergence < 0) {
     const same = gv.kind === bv.kind;
     return same
-      ? `Both packets take the same ${rows.length}-step path and both ${endPhrase(gv).replace(/^is /, 'are ')}.`
-      : `Both packets take the same path, but the working one ${endPhrase(gv)} and the failing one ${endPhrase(bv)}.`;
+      ? `Both packets take the same ${rows.length}-step path and both ${goodEnd.replace(/^is /, 'are ')}.`
+      : `Both packets take the same path, but the working one ${goodEnd} and the failing one ${badEnd}.`;
   }
   const lastSame = [...rows.slice(0, divergence)]
     .reverse()
@@ -179,12 +186,21 @@ function sentenceFor(d: Omit<PathDiff, 'sentence'>): string {
   }
   const verdictsDiffer =
     gv.kind !== bv.kind || (gv.kind === 'dropped' && bv.kind === 'dropped' && gv.reason !== bv.reason);
-  const end = verdictsDiffer ? ` and ${endPhrase(bv)}` : `; both ${endPhrase(gv).replace(/^is /, 'are ')}`;
+  const end = verdictsDiffer ? ` and ${badEnd}` : `; both ${goodEnd.replace(/^is /, 'are ')}`;
   const s = `${lead}; ${what}${end}.`;
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
-export function diffPackets(good: Packet, bad: Packet): PathDiff {
+/** The culprit of a packet's drop, in the words of a sentence. */
+function culpritOf(p: Packet, v: Verdict, book?: CulpritBook): string | undefined {
+  return v.kind === 'dropped' ? culpritPhrase(book?.of(p.steps[v.step]?.event)) : undefined;
+}
+
+export function diffPackets(
+  good: Packet,
+  bad: Packet,
+  culprits: { good?: CulpritBook; bad?: CulpritBook } = {},
+): PathDiff {
   const pairs = align(good.steps.map(stepKey), bad.steps.map(stepKey));
   const raw: DiffRow[] = pairs.map(([i, j]) => {
     const g = i >= 0 ? good.steps[i] : undefined;
@@ -197,7 +213,20 @@ export function diffPackets(good: Packet, bad: Packet): PathDiff {
   });
   const rows = pairRuns(raw);
   const divergence = rows.findIndex((r) => r.kind !== 'same');
-  const partial = { good, bad, goodVerdict: verdictOf(good), badVerdict: verdictOf(bad), rows, divergence };
+  const goodVerdict = verdictOf(good);
+  const badVerdict = verdictOf(bad);
+  const goodCulprit = culpritOf(good, goodVerdict, culprits.good);
+  const badCulprit = culpritOf(bad, badVerdict, culprits.bad);
+  const partial = {
+    good,
+    bad,
+    goodVerdict,
+    badVerdict,
+    rows,
+    divergence,
+    ...(goodCulprit ? { goodCulprit } : {}),
+    ...(badCulprit ? { badCulprit } : {}),
+  };
   return { ...partial, sentence: sentenceFor(partial) };
 }
 

@@ -10,6 +10,7 @@ import { readTraceFile } from './trace-file';
 export function feed(sink: TraceSink, l: TraceLine): void {
   if (l.type === 'header') sink.header(l);
   else if (l.type === 'event') sink.event(l);
+  else if (l.type === 'culprit') sink.culprit?.(l);
   else sink.stats(l);
 }
 

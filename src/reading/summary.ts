@@ -4,8 +4,16 @@
  * per function. The same data feeds the tables (src/output/summary-view.ts)
  * and the `-o json --summary` object.
  */
-import { TRACE_SCHEMA_VERSION, type TraceDigest, type TraceStats, type Tuple } from '../record/event';
+import {
+  type CulpritRule,
+  TRACE_SCHEMA_VERSION,
+  type TraceDigest,
+  type TraceEvent,
+  type TraceStats,
+  type Tuple,
+} from '../record/event';
 import { classifyChanges, describeChanges } from './changes';
+import { type CulpritBook, describeCulprit } from './culprits';
 import { explainDropReason } from './drop-reasons';
 import { baseFunc } from './kernel-functions';
 import type { Packet, Step } from './packet-tracker';
@@ -32,6 +40,8 @@ export interface PacketRow {
   text: string;
   /** Every change along the way: "nf_nat_ipv4_out: SNAT src 10.244.0.5 → 192.168.50.1". */
   changes: string[];
+  /** Who dropped it (src/reading/culprits.ts), when the helper said. */
+  culprit?: { method: string; text: string; rule?: CulpritRule };
 }
 
 export interface FlowRow {
@@ -113,6 +123,8 @@ export function packetRow(p: Packet): PacketRow {
  */
 export class SummaryBuilder {
   private readonly rows: PacketRow[] = [];
+  /** The drop event of each dropped packet's row: its culprit may come after the row is made. */
+  private readonly drops = new WeakMap<PacketRow, TraceEvent>();
   private readonly funcs = new Map<string, number>();
   private events = 0;
 
@@ -124,12 +136,25 @@ export class SummaryBuilder {
 
   /** A packet whose path is complete (freed), or every packet at the end. */
   packet(p: Packet): void {
-    this.rows.push(packetRow(p));
+    this.rows.push(this.row(p));
+  }
+
+  private row(p: Packet): PacketRow {
+    const row = packetRow(p);
+    const drop = row.verdict.kind === 'dropped' ? p.steps[row.verdict.step]?.event : undefined;
+    if (drop) this.drops.set(row, drop);
+    return row;
   }
 
   /** The summary, with the packets still open when the trace ended. */
-  build(open: Packet[], stats: TraceStats[] = []): TraceSummary {
-    const rows = [...this.rows, ...open.map(packetRow)].sort((a, b) => a.id - b.id);
+  build(open: Packet[], stats: TraceStats[] = [], culprits?: CulpritBook): TraceSummary {
+    const rows = [...this.rows, ...open.map((p) => this.row(p))].sort((a, b) => a.id - b.id);
+    for (const row of rows) {
+      const c = culprits?.of(this.drops.get(row));
+      if (!c) continue;
+      row.culprit = { method: c.method, text: describeCulprit(c), ...(c.rule ? { rule: c.rule } : {}) };
+      row.text = `${row.text}; ${row.culprit.text}`;
+    }
     const flows = new Map<string, FlowRow>();
     const reasons = new Map<string, ReasonCount>();
     const verdicts: Record<Verdict['kind'], number> = {

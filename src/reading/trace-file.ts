@@ -59,6 +59,13 @@ const STATS_FIELDS: Fields = [
   ['events', 'number'],
   ['lost', 'number'],
 ];
+const CULPRIT_FIELDS: Fields = [
+  ['ts', 'string'],
+  ['skb', 'string'],
+  ['netns', 'number'],
+  ['kind', 'string'],
+  ['method', 'string'],
+];
 const TUPLE_FIELDS: Fields = [
   ['src', 'string'],
   ['dst', 'string'],
@@ -128,8 +135,11 @@ export function parseTraceLine(text: string, file: string, line: number): TraceL
     case 'stats':
       problem = checkFields(rec, STATS_FIELDS, true);
       break;
+    case 'culprit':
+      problem = checkFields(rec, CULPRIT_FIELDS, true);
+      break;
     default:
-      problem = `unknown line type ${JSON.stringify(rec.type)} (expected "header", "event" or "stats")`;
+      problem = `unknown line type ${JSON.stringify(rec.type)} (expected "header", "event", "culprit" or "stats")`;
   }
   if (problem) throw new TraceFileError(file, line, problem);
   return fillDefaults(rec as unknown as TraceLine);

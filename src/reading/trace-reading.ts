@@ -4,7 +4,8 @@
  * helper's counts per node, whether a packet was dropped. A live trace and a
  * saved one (`show`) are read by the same code, so their summaries agree.
  */
-import type { TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import type { TraceCulprit, TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import { CulpritBook } from './culprits';
 import { explainDropReason } from './drop-reasons';
 import { type Observed, type Packet, PacketTracker } from './packet-tracker';
 import { type DigestSummary, SummaryBuilder, summarizeDigest, type TraceSummary } from './summary';
@@ -26,6 +27,7 @@ export class TraceReading {
   private events = 0;
   private anyDropped = false;
   private digested?: TraceDigest;
+  private readonly culprits = new CulpritBook();
 
   /** onPacketDone: each packet once finished (freed, or its address reused), for a view that needs whole packets. */
   constructor(private readonly onPacketDone?: (p: Packet) => void) {}
@@ -40,6 +42,11 @@ export class TraceReading {
     this.summary.step(o.step);
     if (e.drop && !explainDropReason(e.drop.reason).housekeeping) this.anyDropped = true;
     return o;
+  }
+
+  /** Who dropped a packet: named in the summary's row of that packet. */
+  culprit(c: TraceCulprit): void {
+    this.culprits.add(c);
   }
 
   /** Records the helper's counts; returns how many events its node has lost in all, when that grew. */
@@ -75,6 +82,9 @@ export class TraceReading {
   /** The closing summary: of the events read here, or of the helper's digest when it wrote the lines. */
   result(): { kind: 'packets'; summary: TraceSummary } | { kind: 'digest'; summary: DigestSummary } {
     if (this.digested) return { kind: 'digest', summary: summarizeDigest(this.digested, this.statsSeen) };
-    return { kind: 'packets', summary: this.summary.build(this.tracker.open(), this.statsSeen) };
+    return {
+      kind: 'packets',
+      summary: this.summary.build(this.tracker.open(), this.statsSeen, this.culprits),
+    };
   }
 }

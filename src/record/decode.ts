@@ -8,6 +8,7 @@ import {
   type PacketBytes,
   type ProbeKind,
   TRACE_SCHEMA_VERSION,
+  type TraceCulprit,
   type TraceDigest,
   type TraceEvent,
   type Tuple,
@@ -33,6 +34,7 @@ export const FrameType = {
   Warning: 10,
   Digest: 12,
   Packet: 14,
+  Culprit: 15,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -139,6 +141,8 @@ export interface HelperMessage {
   message: string;
 }
 
+export type CulpritInfo = Omit<TraceCulprit, 'type' | 'v' | 'node'>;
+
 export interface EndInfo {
   reason: string;
   events: number;
@@ -152,6 +156,8 @@ export interface RecordListener {
   ready?(ready: ReadyInfo): void;
   event?(event: TraceEvent): void;
   digest?(digest: TraceDigest): void;
+  /** Who dropped a packet: the payload of a CULPRIT frame (a trace line without type, v and node). */
+  culprit?(culprit: CulpritInfo): void;
   stats?(stats: StatsInfo): void;
   warning?(warning: HelperMessage): void;
   error?(error: HelperMessage): void;
@@ -352,6 +358,9 @@ export class RecordDecoder {
         return;
       case FrameType.Digest:
         this.listener.digest?.(this.json<TraceDigest>(buf, start, len));
+        return;
+      case FrameType.Culprit:
+        this.listener.culprit?.(this.json<CulpritInfo>(buf, start, len));
         return;
       case FrameType.Hello: {
         const hello = this.json<HelloInfo>(buf, start, len);

@@ -159,4 +159,46 @@ export interface TraceDigest {
   drops: { reason: string; at: string; count: number }[];
 }
 
-export type TraceLine = TraceEvent | TraceHeader | TraceStats;
+/** A netfilter rule as the node's own tools print it (iptables-save, nft -a list ruleset). */
+export interface CulpritRule {
+  /** Which tool printed it: 'iptables-legacy', 'ip6tables-legacy', 'iptables-nft', 'ip6tables-nft' or 'nft'. */
+  tool: string;
+  /** nftables family: 'ip', 'ip6', 'inet', 'bridge', 'netdev', 'arp'. */
+  family: string;
+  table: string;
+  chain: string;
+  /** The hook the packet was on: the base chain's (iptables 'INPUT', nft 'input'), found through jumps for other chains. */
+  hook?: string;
+  /** 1-based position in its chain (absent for a chain's policy). */
+  position?: number;
+  /** A built-in chain's policy (text "-P FORWARD DROP", or nft's "policy drop"). */
+  policy?: boolean;
+  /** nft's rule handle. */
+  handle?: number;
+  /** The rule as the tool prints it: "-A KUBE-FORWARD … -j DROP", or nft's statement (counter values left out). */
+  text: string;
+  /** Packets its counter counted since the previous reading. */
+  counted?: number;
+}
+
+/**
+ * Who dropped a packet: written after the drop's event, once the helper knows
+ * (docs/json-schema.md, "culprit"). ts and skb are those of the drop's event.
+ */
+export interface TraceCulprit {
+  type: 'culprit';
+  v: number;
+  node?: string;
+  ts: string;
+  skb: string;
+  netns: number;
+  kind: 'netfilter';
+  /** How it was known: 'counters' (the rule's counter moved in that namespace), or 'none': could not tell (why says why). */
+  method: 'counters' | 'none';
+  rule?: CulpritRule;
+  why?: string;
+  /** When several rules could have: each of them. */
+  candidates?: CulpritRule[];
+}
+
+export type TraceLine = TraceEvent | TraceHeader | TraceStats | TraceCulprit;

@@ -90,6 +90,14 @@ export class HelperStream {
           this.outcome.events++;
           sink.event(e);
         },
+        culprit: (c) => {
+          sink.culprit?.({
+            type: 'culprit',
+            v: TRACE_SCHEMA_VERSION,
+            ...(node !== undefined ? { node } : {}),
+            ...c,
+          });
+        },
         digest: (d) => {
           this.outcome.events += d.events;
           sink.digest?.(d);

@@ -1,0 +1,566 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "culprit.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <linux/types.h>
+
+#include "../bpf/event.h"
+#include "culprit_netfilter.h"
+#include "culprit_tools.h"
+#include "event_json.h"
+#include "output.h"
+#include "stop.h"
+
+#define MAX_NAMESPACES 2048
+#define MAX_JOBS 4
+#define FIRST_JOBS 4
+#define MAX_PENDING 4096
+#define MAX_MOVED 16
+/* The first readings may cover many namespaces; one more namespace's reading is quick (~30 ms here). */
+#define FIRST_TIMEOUT_S 20
+#define READ_TIMEOUT_S 5
+/* Room a CULPRIT frame or line may need. */
+#define CULPRIT_ROOM (64 << 10)
+
+/* A namespace's last reading of its rules. */
+struct ns_state {
+	unsigned int inode;
+	struct nf_ruleset last;
+	bool have_last;	   /* read at least once */
+	uint64_t read_at;  /* when the last reading was done: a drop before that may be counted in it */
+	/* The reading before the last: a drop that came while the last was read lies between it and the next. */
+	struct nf_ruleset prev;
+	bool have_prev;
+	uint64_t prev_read_at;
+	char why_not[200]; /* why its rules could not be read */
+	bool busy;	   /* a reading is under way */
+};
+
+/* A NETFILTER_DROP waiting for the reading of its namespace that follows it. */
+struct pending {
+	uint64_t ts, skb;
+	unsigned int netns;
+	uint8_t l3;
+};
+
+struct job {
+	struct tool_job t;
+	bool used, first;
+	unsigned int netns; /* 0 for the first readings, which cover many */
+};
+
+static struct {
+	bool begun, configured, emit_json;
+	bool has_nf_reason;
+	uint32_t nf_reason;
+	struct ns_state *ns;
+	size_t nns;
+	struct pending pend[MAX_PENDING];
+	size_t npend;
+	uint64_t unanswered; /* drops past MAX_PENDING: said to be untold in culprit_finish */
+	struct job jobs[MAX_JOBS];
+	struct job first[FIRST_JOBS]; /* the namespaces shared out among a few children */
+	bool first_done;
+	char note[200]; /* the tools are the helper's own, not the node's: why */
+} C;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static struct ns_state *ns_get(unsigned int inode, bool add)
+{
+	for (size_t i = 0; i < C.nns; i++)
+		if (C.ns[i].inode == inode)
+			return &C.ns[i];
+	if (!add || C.nns >= MAX_NAMESPACES)
+		return NULL;
+	memset(&C.ns[C.nns], 0, sizeof(C.ns[C.nns]));
+	C.ns[C.nns].inode = inode;
+	return &C.ns[C.nns++];
+}
+
+/* ---- starting ---- */
+
+static bool first_busy(void)
+{
+	for (size_t k = 0; k < FIRST_JOBS; k++)
+		if (C.first[k].used)
+			return true;
+	return false;
+}
+
+void culprit_begin(unsigned int only_netns)
+{
+	struct ns_ref *refs = calloc(MAX_NAMESPACES, sizeof(*refs));
+	size_t n = 0;
+
+	C.ns = calloc(MAX_NAMESPACES, sizeof(*C.ns));
+	if (!refs || !C.ns) {
+		free(refs);
+		return; /* the trace goes on; drops then say why they could not be told */
+	}
+	C.begun = true;
+	if (only_netns)
+		n = tools_find_namespace(only_netns, &refs[0]) ? 1 : 0;
+	else
+		n = tools_find_namespaces(refs, MAX_NAMESPACES);
+	for (size_t i = 0; i < n; i++)
+		ns_get(refs[i].inode, true);
+	/* ~30 ms a namespace: a node with many pods shares them out, so that the trace begins sooner. */
+	size_t per = (n + FIRST_JOBS - 1) / FIRST_JOBS;
+	for (size_t k = 0, at = 0; k < FIRST_JOBS && at < n; k++, at += per) {
+		size_t cnt = n - at < per ? n - at : per;
+
+		if (tools_start(&C.first[k].t, refs + at, cnt, FIRST_TIMEOUT_S) == 0) {
+			C.first[k].used = true;
+			C.first[k].first = true;
+		}
+	}
+	C.first_done = !first_busy();
+	free(refs);
+}
+
+void culprit_configure(const struct drop_reasons *reasons, bool emit_json)
+{
+	C.configured = true;
+	C.emit_json = emit_json;
+	for (size_t i = 0; reasons && i < reasons->cnt; i++)
+		if (strcmp(reasons->v[i].name, "NETFILTER_DROP") == 0) {
+			C.has_nf_reason = true;
+			C.nf_reason = reasons->v[i].value;
+		}
+}
+
+/* ---- the answers ---- */
+
+static void rule_json(struct json *j, const struct nf_rule *r, const char *hook, uint64_t counted)
+{
+	json_begin_object(j);
+	json_kv_string(j, "tool", tool_names[r->tool]);
+	json_kv_string(j, "family", r->family);
+	json_kv_string(j, "table", r->table ? r->table : "");
+	json_kv_string(j, "chain", r->chain ? r->chain : "");
+	if (*hook)
+		json_kv_string(j, "hook", hook);
+	if (r->policy)
+		json_kv_bool(j, "policy", true);
+	else
+		json_kv_uint(j, "position", r->position);
+	if (r->handle)
+		json_kv_uint(j, "handle", r->handle);
+	json_kv_string(j, "text", r->text ? r->text : "");
+	if (counted)
+		json_kv_uint(j, "counted", counted);
+	json_end_object(j);
+}
+
+/* One CULPRIT: a frame, or with --emit json a line of the trace (docs/json-schema.md, "culprit"). */
+static void emit(const struct pending *p, const char *method, const struct nf_moved *rule, const char *why,
+		 const struct nf_moved *cands, size_t ncands)
+{
+	struct json j = { 0 };
+	char num[32];
+
+	json_begin_object(&j);
+	if (C.emit_json) {
+		json_kv_string(&j, "type", "culprit");
+		json_kv_int(&j, "v", PWRU_JSON_SCHEMA_VERSION);
+	}
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)p->ts);
+	json_kv_string(&j, "ts", num);
+	snprintf(num, sizeof(num), "0x%llx", (unsigned long long)p->skb);
+	json_kv_string(&j, "skb", num);
+	json_kv_uint(&j, "netns", p->netns);
+	json_kv_string(&j, "kind", "netfilter");
+	json_kv_string(&j, "method", method);
+	if (rule) {
+		json_key(&j, "rule");
+		rule_json(&j, rule->rule, rule->hook, rule->delta);
+	}
+	if (why)
+		json_kv_string(&j, "why", why);
+	if (ncands) {
+		json_key(&j, "candidates");
+		json_begin_array(&j);
+		for (size_t i = 0; i < ncands; i++)
+			rule_json(&j, cands[i].rule, cands[i].hook, cands[i].delta);
+		json_end_array(&j);
+	}
+	json_end_object(&j);
+	if (C.emit_json) {
+		BUF_PUT_LIT(&j.b, "\n");
+		if (out_lines_room(j.b.len))
+			out_line(j.b.p, j.b.len);
+	} else {
+		out_json_frame(PWRU_FRAME_CULPRIT, &j);
+	}
+	json_free(&j);
+}
+
+static void tools_absent(const struct nf_ruleset *rs, unsigned int netns, char *why, size_t len)
+{
+	snprintf(why, len,
+		 "none of the node's netfilter tools (iptables-legacy-save, iptables-nft-save, nft) could be run in "
+		 "network namespace %u: %s%s%s",
+		 netns, rs->missing[TOOL_NFT] && rs->missing[TOOL_IPT_NFT] ? "not installed" : "they failed",
+		 C.note[0] ? "; " : "", C.note);
+}
+
+/* The drops a reading of their namespace, started after them, can tell about. */
+static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint64_t started, const char *why_not)
+{
+	struct nf_moved moved[MAX_MOVED];
+	char why[400];
+	size_t covered = 0, nmoved, uncounted;
+	bool any_tool = false;
+
+	for (int t = 0; t < TOOL_COUNT; t++)
+		any_tool |= now->ran[t];
+	for (size_t i = 0; i < C.npend; i++)
+		covered += C.pend[i].netns == st->inode && C.pend[i].ts < started;
+	for (size_t i = 0; i < C.npend;) {
+		struct pending p = C.pend[i];
+
+		if (p.netns != st->inode || p.ts >= started) {
+			i++;
+			continue;
+		}
+		C.pend[i] = C.pend[--C.npend];
+		if (why_not) {
+			emit(&p, "none", NULL, why_not, NULL, 0);
+			continue;
+		}
+		if (!any_tool) {
+			tools_absent(now, p.netns, why, sizeof(why));
+			emit(&p, "none", NULL, why, NULL, 0);
+			continue;
+		}
+		if (!st->have_last) {
+			snprintf(why, sizeof(why),
+				 "the rules of network namespace %u were first read after this drop (the namespace was "
+				 "not there when the trace began): their counters cannot say which one counted it",
+				 p.netns);
+			emit(&p, "none", NULL, why, NULL, 0);
+			continue;
+		}
+		if (p.ts <= st->read_at) {
+			/*
+			 * It came while the last reading was under way (for an
+			 * earlier drop): it may be counted in it or not, so the
+			 * span from the reading before is what surely holds it.
+			 * One rule that moved over it names both drops.
+			 */
+			if (st->have_prev && p.ts > st->prev_read_at &&
+			    (nmoved = nf_moved_drops(&st->prev, now, p.l3, moved, MAX_MOVED, &uncounted)) == 1) {
+				emit(&p, "counters", &moved[0], NULL, NULL, 0);
+				continue;
+			}
+			snprintf(why, sizeof(why),
+				 "the drop came while the rules of network namespace %u were being read (for an earlier "
+				 "drop, or as the trace began), and the readings around it do not single out one rule "
+				 "that drops",
+				 p.netns);
+			emit(&p, "none", NULL, why, NULL, 0);
+			continue;
+		}
+		nmoved = nf_moved_drops(&st->last, now, p.l3, moved, MAX_MOVED, &uncounted);
+		if (nmoved == 1 && moved[0].delta >= covered) {
+			emit(&p, "counters", &moved[0], NULL, NULL, 0);
+			continue;
+		}
+		if (nmoved == 0) {
+			int n = snprintf(why, sizeof(why),
+					 "no netfilter rule that drops counted a packet in network namespace %u meanwhile",
+					 p.netns);
+			if (uncounted)
+				snprintf(why + n, sizeof(why) - (size_t)n,
+					 " (%zu rule%s that drop%s no counter: add a counter statement to see %s)",
+					 uncounted, uncounted == 1 ? "" : "s", uncounted == 1 ? "s has" : " have",
+					 uncounted == 1 ? "it" : "them");
+		} else if (nmoved == 1) {
+			snprintf(why, sizeof(why), "the only rule that drops and counted packets meanwhile counted %llu, "
+						   "but %zu packets were dropped",
+				 (unsigned long long)moved[0].delta, covered);
+		} else {
+			snprintf(why, sizeof(why), "%zu%s rules that drop counted packets meanwhile", nmoved,
+				 nmoved == MAX_MOVED ? " or more" : "");
+		}
+		emit(&p, "none", NULL, why, moved, nmoved);
+	}
+}
+
+/* A finished reading: each namespace's rules, and the drops it answers. */
+static void job_done(struct job *jb)
+{
+	struct nf_ruleset sets[1] = { { 0 } };
+	struct tool_output o;
+	size_t off = 0;
+
+	if (jb->first) {
+		/* Many namespaces, one after the other: parsed one at a time into their states. */
+		struct ns_state *st = NULL;
+		struct nf_ruleset cur = { 0 };
+
+		while (tools_next(&jb->t, &off, &o)) {
+			struct ns_state *s = ns_get(o.netns, false);
+
+			if (o.tool == TOOL_NOTE)
+				snprintf(C.note, sizeof(C.note), "%.*s", (int)o.len, o.text);
+
+			if (!s)
+				continue;
+			if (s != st) {
+				if (st) {
+					st->last = cur;
+					st->have_last = true;
+					memset(&cur, 0, sizeof(cur));
+				}
+				st = s;
+			}
+			if (o.tool < 0) {
+				snprintf(s->why_not, sizeof(s->why_not), "the rules of network namespace %u could not be "
+									  "read: %.*s",
+					 o.netns, (int)o.len, o.text);
+				continue;
+			}
+			cur.ran[o.tool] = o.status == 0;
+			cur.missing[o.tool] = o.status == 127;
+			if (o.at > s->read_at)
+				s->read_at = o.at;
+			if (o.status == 0)
+				nf_parse(&cur, o.tool, o.text, o.len);
+		}
+		if (st) {
+			st->last = cur;
+			st->have_last = !st->why_not[0];
+		} else {
+			nf_ruleset_free(&cur);
+		}
+		return;
+	}
+
+	struct ns_state *st = ns_get(jb->netns, false);
+	char why_not[300] = "";
+	uint64_t read_at = 0;
+
+	if (!st)
+		return;
+	st->busy = false;
+	while (tools_next(&jb->t, &off, &o)) {
+		if (o.tool == TOOL_NOTE)
+			snprintf(C.note, sizeof(C.note), "%.*s", (int)o.len, o.text);
+		if (o.netns != jb->netns)
+			continue;
+		if (o.tool < 0) {
+			snprintf(why_not, sizeof(why_not), "the rules of network namespace %u could not be read: %.*s",
+				 o.netns, (int)o.len, o.text);
+			continue;
+		}
+		sets[0].ran[o.tool] = o.status == 0;
+		sets[0].missing[o.tool] = o.status == 127;
+		if (o.at > read_at)
+			read_at = o.at;
+		if (o.status == 0)
+			nf_parse(&sets[0], o.tool, o.text, o.len);
+	}
+	if (jb->t.timed_out && !why_not[0])
+		snprintf(why_not, sizeof(why_not),
+			 "the node's netfilter tools did not answer within %d s in network namespace %u", READ_TIMEOUT_S,
+			 jb->netns);
+	answer_drops(st, &sets[0], jb->t.started, why_not[0] ? why_not : NULL);
+	if (why_not[0]) {
+		nf_ruleset_free(&sets[0]);
+		return;
+	}
+	/* This reading is the one the next drop's counters are compared with. */
+	if (st->have_prev)
+		nf_ruleset_free(&st->prev);
+	st->prev = st->last;
+	st->have_prev = st->have_last;
+	st->prev_read_at = st->read_at;
+	st->last = sets[0];
+	st->have_last = true;
+	st->read_at = read_at;
+}
+
+/* Drops in namespaces nothing names any more cannot be read: say so now. */
+static void answer_unreadable(unsigned int netns, const char *why)
+{
+	struct ns_state *st = ns_get(netns, true);
+
+	if (st)
+		answer_drops(st, &(struct nf_ruleset){ 0 }, UINT64_MAX, why);
+}
+
+/* Starts a reading for each namespace with drops waiting and none under way. */
+static void start_reads(void)
+{
+	if (!C.first_done)
+		return; /* the first readings first: the drops are compared with them */
+	for (size_t i = 0; i < C.npend; i++) {
+		unsigned int netns = C.pend[i].netns;
+		struct ns_state *st = ns_get(netns, true);
+		struct job *free_job = NULL;
+		struct ns_ref ref;
+		char why[200];
+
+		if (!st || st->busy)
+			continue;
+		for (size_t k = 0; k < MAX_JOBS && !free_job; k++)
+			if (!C.jobs[k].used)
+				free_job = &C.jobs[k];
+		if (!free_job)
+			return;
+		if (!tools_find_namespace(netns, &ref)) {
+			snprintf(why, sizeof(why),
+				 "network namespace %u is gone (no process or /run/netns name holds it any more): its "
+				 "rules could not be read",
+				 netns);
+			answer_unreadable(netns, why);
+			i = (size_t)-1; /* the list changed: from the start */
+			continue;
+		}
+		if (tools_start(&free_job->t, &ref, 1, READ_TIMEOUT_S) != 0) {
+			snprintf(why, sizeof(why), "could not start reading the rules of network namespace %u: %s",
+				 netns, strerror(errno));
+			answer_unreadable(netns, why);
+			i = (size_t)-1;
+			continue;
+		}
+		free_job->used = true;
+		free_job->first = false;
+		free_job->netns = netns;
+		st->busy = true;
+	}
+}
+
+static void pump_job(struct job *jb)
+{
+	if (!jb->used || !tools_pump(&jb->t))
+		return;
+	job_done(jb);
+	tools_free(&jb->t);
+	jb->used = false;
+}
+
+void culprit_pump(void)
+{
+	if (!C.begun)
+		return;
+	for (size_t k = 0; k < FIRST_JOBS; k++)
+		pump_job(&C.first[k]);
+	C.first_done = !first_busy();
+	for (size_t k = 0; k < MAX_JOBS; k++)
+		pump_job(&C.jobs[k]);
+	start_reads();
+}
+
+static bool busy(void)
+{
+	if (first_busy())
+		return true;
+	for (size_t k = 0; k < MAX_JOBS; k++)
+		if (C.jobs[k].used)
+			return true;
+	return C.npend > 0;
+}
+
+/* Waits for the readings under way (bounded, and a stop ends it); false when they are not all done. */
+static bool wait_jobs(int max_ms, bool first_only)
+{
+	uint64_t until = mono_ns() + (uint64_t)max_ms * 1000000ULL;
+	struct pollfd fds[FIRST_JOBS + MAX_JOBS + STOP_NFDS];
+
+	for (;;) {
+		culprit_pump();
+		if (first_only ? C.first_done : !busy())
+			return true;
+		uint64_t now = mono_ns();
+		if (now >= until || stop_hurry() || (first_only && stop_reason()))
+			return false;
+		int n = 0;
+		for (size_t k = 0; k < FIRST_JOBS; k++)
+			if (C.first[k].used)
+				fds[n++] = (struct pollfd){ .fd = C.first[k].t.fd, .events = POLLIN };
+		for (size_t k = 0; k < MAX_JOBS; k++)
+			if (C.jobs[k].used)
+				fds[n++] = (struct pollfd){ .fd = C.jobs[k].t.fd, .events = POLLIN };
+		stop_pollfds(fds + n);
+		int left = (int)((until - now) / 1000000ULL) + 1;
+		if (poll(fds, n + STOP_NFDS, left > 50 ? 50 : left) < 0 && errno != EINTR)
+			return false;
+		stop_after_poll(fds + n);
+	}
+}
+
+void culprit_wait_first(int max_ms)
+{
+	if (C.begun)
+		wait_jobs(max_ms, true);
+}
+
+void culprit_drop(const struct pwru_event *ev)
+{
+	if (!C.begun || !C.configured || !(ev->flags & PWRU_F_DROP) || !(ev->flags & PWRU_F_HAS_REASON) ||
+	    !C.has_nf_reason || ev->drop_reason != C.nf_reason)
+		return;
+	if (C.npend >= MAX_PENDING) {
+		C.unanswered++;
+		return;
+	}
+	C.pend[C.npend++] = (struct pending){ .ts = ev->ts, .skb = ev->skb, .netns = ev->netns, .l3 = ev->l3 };
+	start_reads();
+}
+
+void culprit_finish(int max_ms)
+{
+	if (!C.begun)
+		return;
+	if (!wait_jobs(max_ms, false)) {
+		/* What is still waiting is said to be untold, rather than left out. */
+		while (C.npend) {
+			struct ns_state *st = ns_get(C.pend[0].netns, true);
+			char why[200];
+
+			snprintf(why, sizeof(why),
+				 "the trace ended before the rules of network namespace %u could be read again",
+				 C.pend[0].netns);
+			if (!st) {
+				C.npend--;
+				continue;
+			}
+			answer_drops(st, &(struct nf_ruleset){ 0 }, UINT64_MAX, why);
+		}
+	}
+	if (C.unanswered)
+		out_message(PWRU_FRAME_WARNING, "culprits_skipped",
+			    "%llu netfilter drops came faster than their rules could be read: their rules are not named",
+			    (unsigned long long)C.unanswered);
+}
+
+void culprit_end(void)
+{
+	for (size_t k = 0; k < FIRST_JOBS; k++)
+		tools_free(&C.first[k].t);
+	for (size_t k = 0; k < MAX_JOBS; k++)
+		tools_free(&C.jobs[k].t);
+	for (size_t i = 0; i < C.nns; i++) {
+		if (C.ns[i].have_last)
+			nf_ruleset_free(&C.ns[i].last);
+		if (C.ns[i].have_prev)
+			nf_ruleset_free(&C.ns[i].prev);
+	}
+	free(C.ns);
+	memset(&C, 0, sizeof(C));
+}

@@ -1,0 +1,81 @@
+/**
+ * Who dropped a packet: the CULPRIT lines the helper writes after a drop
+ * (docs/json-schema.md, "culprit"), put into words and matched back to the
+ * drop they name. A culprit arrives after its drop's event (the helper reads
+ * the namespace's rules after the drop), so views look it up by the drop
+ * event's identity: node, skb address and timestamp.
+ */
+import type { CulpritRule, TraceCulprit, TraceEvent } from '../record/event';
+import { readTraceFile } from './trace-file';
+
+function key(node: string | undefined, skb: string, ts: string): string {
+  return `${node ?? ''}\u0000${skb}\u0000${ts}`;
+}
+
+/** Where a rule is: "filter/FORWARD" (table and the hook it was on), or nft's "inet mine/in". */
+export function ruleWhere(r: CulpritRule): string {
+  if (r.tool === 'nft') return `${r.family} ${r.table}/${r.chain}`;
+  return `${r.table}/${r.hook || r.chain}`;
+}
+
+/** Which one it is in its chain, and who printed it: "rule 2 of INPUT, iptables-nft". */
+function ruleDetail(r: CulpritRule): string {
+  const parts: string[] = [];
+  if (r.tool === 'nft') {
+    if (r.policy) parts.push(`policy of chain ${r.chain}`);
+    else if (r.handle !== undefined) parts.push(`handle ${r.handle}`);
+    if (r.hook) parts.push(`hook ${r.hook}`);
+  } else if (r.policy) {
+    parts.push(`policy of ${r.chain}`);
+  } else {
+    parts.push(`rule ${r.position} of ${r.chain}`);
+  }
+  parts.push(r.tool);
+  return parts.join(', ');
+}
+
+/** "`-A INPUT -p udp -m udp --dport 7001 -j DROP` in filter/INPUT (rule 2 of INPUT, iptables-nft)". */
+export function describeRule(r: CulpritRule): string {
+  return `\`${r.text}\` in ${ruleWhere(r)} (${ruleDetail(r)})`;
+}
+
+/** The culprit in words, for a line under the drop and for the verdict table. */
+export function describeCulprit(c: TraceCulprit): string {
+  if (c.method !== 'none' && c.rule) {
+    const how = c.method === 'counters' ? 'its counter moved' : c.method;
+    return `dropped by ${describeRule(c.rule)}; known because ${how}`;
+  }
+  const cands = c.candidates?.length ? `; it was one of: ${c.candidates.map(describeRule).join('; ')}` : '';
+  return `which rule dropped it: could not tell (${c.why ?? 'no reason given'})${cands}`;
+}
+
+/** Short, for a sentence: "`-A KUBE-FORWARD … -j DROP` in filter/FORWARD", or undefined when not known. */
+export function culpritPhrase(c: TraceCulprit | undefined): string | undefined {
+  if (!c || c.method === 'none' || !c.rule) return undefined;
+  return `\`${c.rule.text}\` in ${ruleWhere(c.rule)}`;
+}
+
+/** The culprits of a trace, found by the drop they name. */
+export class CulpritBook {
+  private readonly byDrop = new Map<string, TraceCulprit>();
+
+  add(c: TraceCulprit): void {
+    this.byDrop.set(key(c.node, c.skb, c.ts), c);
+  }
+
+  /** The culprit of a drop event, if the helper named one. */
+  of(e: TraceEvent | undefined): TraceCulprit | undefined {
+    return e?.drop ? this.byDrop.get(key(e.node, e.skb, e.ts)) : undefined;
+  }
+
+  get size(): number {
+    return this.byDrop.size;
+  }
+}
+
+/** The culprits in a saved trace. */
+export async function loadCulprits(file: string): Promise<CulpritBook> {
+  const book = new CulpritBook();
+  for await (const l of readTraceFile(file)) if (l.type === 'culprit') book.add(l);
+  return book;
+}

@@ -1,0 +1,159 @@
+/**
+ * Culprits without root: the CULPRIT frame as bpf/event.h numbers it, the
+ * words each kind of rule is given, the lines a saved trace may hold, and the
+ * verdict table and diff naming the rule of a drop.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { CulpritBook, culpritPhrase, describeCulprit, describeRule } from '../../../src/reading/culprits';
+import { diffPackets } from '../../../src/reading/diff';
+import { PacketTracker } from '../../../src/reading/packet-tracker';
+import { SummaryBuilder } from '../../../src/reading/summary';
+import { parseTraceLine, TraceFileError } from '../../../src/reading/trace-file';
+import { FrameType, RecordDecoder } from '../../../src/record/decode';
+import type { CulpritRule, TraceCulprit, TraceEvent } from '../../../src/record/event';
+import { ROOT } from '../fixtures';
+import { HELLO, json } from '../record-stream';
+
+const LEGACY: CulpritRule = {
+  tool: 'iptables-legacy',
+  family: 'ip',
+  table: 'filter',
+  chain: 'KUBE-FORWARD',
+  hook: 'FORWARD',
+  position: 3,
+  text: '-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP',
+  counted: 1,
+};
+const NFT: CulpritRule = {
+  tool: 'nft',
+  family: 'inet',
+  table: 'mine',
+  chain: 'in',
+  hook: 'input',
+  position: 2,
+  handle: 7,
+  text: 'udp dport 6104 counter drop',
+};
+
+function culprit(over: Partial<TraceCulprit>): TraceCulprit {
+  return {
+    type: 'culprit',
+    v: 1,
+    ts: '2000',
+    skb: '0xffff1',
+    netns: 4026532000,
+    kind: 'netfilter',
+    method: 'counters',
+    rule: LEGACY,
+    ...over,
+  };
+}
+
+function event(func: string, ts: string, drop = false): TraceEvent {
+  return {
+    type: 'event',
+    v: 1,
+    ts,
+    time: '',
+    skb: '0xffff1',
+    func,
+    probe: 'tracepoint',
+    cpu: 0,
+    pid: 1,
+    process: 'x',
+    netns: 4026532000,
+    mark: 0,
+    ifindex: 2,
+    iface: 'eth0',
+    l3proto: 'IPv4',
+    mtu: 1500,
+    len: 60,
+    pktType: 'host',
+    tuple: { family: 4, proto: 'UDP', src: '10.0.0.1', dst: '10.0.0.2', sport: 1000, dport: 6104 },
+    ...(drop ? { drop: { reason: 'NETFILTER_DROP', code: 12 }, freed: true } : {}),
+  };
+}
+
+describe('culprits', () => {
+  test('the CULPRIT frame has the number bpf/event.h gives it, and reaches the listener', () => {
+    const header = readFileSync(join(ROOT, 'bpf', 'event.h'), 'utf8');
+    assert.equal(Number(/PWRU_FRAME_CULPRIT = (\d+)/.exec(header)?.[1]), FrameType.Culprit);
+    const seen: unknown[] = [];
+    const d = new RecordDecoder({ culprit: (c) => seen.push(c) });
+    const { type: _t, v: _v, ...payload } = culprit({});
+    d.push(Buffer.concat([json(FrameType.Hello, HELLO), json(FrameType.Culprit, payload)]));
+    assert.deepEqual(seen, [payload]);
+  });
+
+  test('rules in words: iptables by table/hook and position, nft by family, table/chain and handle', () => {
+    assert.equal(
+      describeRule(LEGACY),
+      '`-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP` in filter/FORWARD (rule 3 of KUBE-FORWARD, iptables-legacy)',
+    );
+    assert.equal(
+      describeRule(NFT),
+      '`udp dport 6104 counter drop` in inet mine/in (handle 7, hook input, nft)',
+    );
+    assert.equal(
+      describeRule({
+        ...LEGACY,
+        chain: 'FORWARD',
+        position: undefined,
+        policy: true,
+        text: '-P FORWARD DROP',
+      }),
+      '`-P FORWARD DROP` in filter/FORWARD (policy of FORWARD, iptables-legacy)',
+    );
+    assert.equal(
+      culpritPhrase(culprit({})),
+      '`-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP` in filter/FORWARD',
+    );
+  });
+
+  test('could not tell: the reason and the candidates, and no rule named', () => {
+    const c = culprit({
+      method: 'none',
+      rule: undefined,
+      why: '2 rules that drop counted packets',
+      candidates: [LEGACY, NFT],
+    });
+    assert.equal(culpritPhrase(c), undefined);
+    assert.match(
+      describeCulprit(c),
+      /^which rule dropped it: could not tell \(2 rules that drop counted packets\); it was one of: `-A KUBE-FORWARD/,
+    );
+  });
+
+  test('saved traces: culprit lines are read back; one without its namespace is refused', () => {
+    const line = JSON.stringify(culprit({}));
+    assert.deepEqual(parseTraceLine(line, 't.jsonl', 1), culprit({}));
+    const { netns: _n, ...bad } = culprit({});
+    assert.throws(() => parseTraceLine(JSON.stringify(bad), 't.jsonl', 2), TraceFileError);
+  });
+
+  test('the verdict table and diff name the rule of the drop the culprit points at', () => {
+    const book = new CulpritBook();
+    book.add(culprit({ ts: '2000' }));
+    const tracker = new PacketTracker();
+    const summary = new SummaryBuilder();
+    for (const e of [event('netif_receive_skb', '1000'), event('kfree_skb', '2000', true)])
+      summary.step(tracker.observe(e).step);
+    for (const p of tracker.packets()) summary.packet(p);
+    const s = summary.build([], [], book);
+    assert.equal(s.packets[0].culprit?.method, 'counters');
+    assert.match(s.packets[0].text, /dropped by `-A KUBE-FORWARD .* -j DROP` in filter\/FORWARD/);
+    // Another drop at another time is not this culprit's.
+    assert.equal(book.of(event('kfree_skb', '2001', true)), undefined);
+
+    const good = new PacketTracker();
+    good.observe(event('netif_receive_skb', '1000'));
+    const d = diffPackets(good.packets()[0], tracker.packets()[0], { bad: book });
+    assert.match(
+      d.sentence,
+      /is dropped by `-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP` in filter\/FORWARD/,
+    );
+  });
+});
