@@ -1,18 +1,38 @@
 /**
- * An error the user caused or can fix: bad input, a missing permission, a
- * cluster that refuses what we asked. Commands print its message as is (no
- * stack) and exit with exitCode. The message says what failed, on which
+ * Errors the user can act on, and the exit codes of docs/exit-codes.md: the
+ * one place both are declared. Commands print a UserError's message as is
+ * (no stack) and exit with its code. The message says what failed, on which
  * object, and what to do next.
  */
-/** A write to --output-file or stdout failed mid-run (a full disk): the run was stopped (docs/exit-codes.md). */
+
+/** The trace ran (or the file was read), and with --fail-on-drop nothing was dropped. */
+export const EXIT_OK = 0;
+/** The trace could not run or finish. */
+export const EXIT_FAILED = 1;
+/** Bad input, found before anything was created. */
+export const EXIT_BAD_INPUT = 2;
+/** --fail-on-drop: a matching packet was dropped. */
+export const EXIT_DROPPED = 3;
+/** A saved trace could not be read. */
+export const EXIT_BAD_TRACE_FILE = 4;
+/** A write to --output-file or stdout failed mid-run (a full disk): the run was stopped. */
 export const EXIT_OUTPUT_FAILED = 5;
+/** A second Ctrl-C/SIGTERM while the first was still stopping the trace. */
+export const EXIT_INTERRUPTED = 130;
 
 export class UserError extends Error {
   constructor(
     message: string,
-    readonly exitCode = 1,
+    readonly exitCode = EXIT_FAILED,
   ) {
     super(message);
     this.name = 'UserError';
+  }
+}
+
+/** Bad input: exit code 2. */
+export class BadInput extends UserError {
+  constructor(message: string) {
+    super(message, EXIT_BAD_INPUT);
   }
 }

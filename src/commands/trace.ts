@@ -1,11 +1,9 @@
-import { UserError } from '../errors';
-import { PROTO_NAMES } from '../trace/filter';
-import { BACKENDS, DEFAULT_SNAPLEN } from '../trace/request';
-import { EXIT_DROPPED, runTrace } from '../trace/run-trace';
+import { BadInput, UserError } from '../errors';
+import { TRACE_FLAGS } from '../trace/flags';
+import { runTrace } from '../trace/run-trace';
 
 // oclif's own entry points, not its index: see src/cli.ts.
 const { Command } = require('@oclif/core/command') as typeof import('@oclif/core/lib/command');
-const Flags = require('@oclif/core/flags') as typeof import('@oclif/core/lib/flags');
 
 export default class Trace extends Command {
   static override description = `Trace where matching packets go in the kernel, and why they die.
@@ -31,83 +29,16 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
   // The pcap expression may be given as several words.
   static override strict = false;
 
-  static override flags = {
-    local: Flags.boolean({ description: 'trace this host instead of a Kubernetes target (needs root)' }),
-    // kubectl conventions
-    namespace: Flags.string({ char: 'n', description: 'namespace of the target (default: from kubeconfig)' }),
-    context: Flags.string({ description: 'kubeconfig context to use' }),
-    kubeconfig: Flags.string({
-      description: 'path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)',
-    }),
-    selector: Flags.string({ char: 'l', description: 'trace every pod matching this label selector' }),
-    // what to match
-    port: Flags.string({
-      description: 'match this port or range (80, 8000-8080); repeatable',
-      multiple: true,
-    }),
-    host: Flags.string({ description: 'match this address or CIDR; repeatable', multiple: true }),
-    proto: Flags.string({ description: `match this protocol: ${PROTO_NAMES.join(', ')}` }),
-    'filter-func': Flags.string({
-      description: 'only probe functions/tracepoints whose name matches this regex',
-    }),
-    'filter-netns': Flags.string({ description: 'only this network namespace: inode, or /proc/PID/ns/net' }),
-    'filter-mark': Flags.string({ description: 'only packets with this mark: MARK or MARK/MASK' }),
-    'filter-ifname': Flags.string({ description: 'only packets on this interface' }),
-    'filter-track-skb': Flags.boolean({
-      description: 'once a packet matched, keep following it through NAT and rewrites',
-    }),
-    'pod-netns-only': Flags.boolean({ description: "only the target pod's own network namespace" }),
-    // how to probe
-    backend: Flags.string({ description: 'probe backend', options: [...BACKENDS], default: 'auto' }),
-    'all-kmods': Flags.boolean({ description: 'also probe functions in kernel modules' }),
-    'output-stack': Flags.boolean({ description: 'collect the kernel stack of each step' }),
-    'ringbuf-size': Flags.integer({
-      description: 'kernel ring buffer size in bytes (power of two)',
-      hidden: true,
-    }),
-    // when to stop
-    duration: Flags.string({ description: 'stop after this long (30s, 2m)' }),
-    'max-events': Flags.integer({ description: 'stop after this many events', min: 1 }),
-    // output
-    output: Flags.string({
-      char: 'o',
-      description: 'output format',
-      options: ['text', 'wide', 'json'],
-      default: 'text',
-    }),
-    'output-file': Flags.string({
-      description: 'also save the trace (JSON lines) to this file, for show and diff',
-    }),
-    pcapng: Flags.string({
-      description: `also write the packets' bytes to this pcapng file for Wireshark (--snaplen, default ${DEFAULT_SNAPLEN})`,
-    }),
-    snaplen: Flags.integer({
-      description:
-        'capture this many bytes of each packet from its IP header, at its first step and where it was rewritten (JSON lines and --output-file keep them)',
-      min: 1,
-      max: 65535,
-    }),
-    summary: Flags.boolean({ description: 'print only the per-packet verdict table at the end' }),
-    'fail-on-drop': Flags.boolean({
-      description: `exit with code ${EXIT_DROPPED} if any matching packet was dropped`,
-    }),
-    'no-color': Flags.boolean({ description: 'no colours (also: NO_COLOR=1, or output not a terminal)' }),
-    // the debug pod
-    image: Flags.string({
-      description: 'image of the debug pod (needs node); default an official Node.js image',
-    }),
-    'debug-namespace': Flags.string({
-      description: 'namespace for the debug pod (default: the target namespace)',
-    }),
-    'print-manifest': Flags.boolean({
-      description: 'print the debug pod it would create, as YAML, and create nothing',
-    }),
-  };
+  static override flags = TRACE_FLAGS;
 
   async run(): Promise<void> {
-    const { flags, argv } = await this.parse(Trace);
-    // src/cli.ts runs the same for the --local command lines it reads without oclif.
-    const code = await runTrace(flags, argv as string[]);
+    const parsed = await this.parse(Trace).catch((err: Error) => {
+      throw parseError(err);
+    });
+    // The positional words in the order they were typed (oclif's argv is sorted by first appearance,
+    // which moves a word that equals an earlier flag's value).
+    const words = parsed.raw.flatMap((token) => (token.type === 'arg' ? [token.input] : []));
+    const code = await runTrace(parsed.flags, words);
     if (code !== 0) this.exit(code);
   }
 
@@ -119,4 +50,22 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
     }
     return super.catch(err);
   }
+}
+
+/** oclif's parser refused the command line: one plain line and exit code 2, as for any bad input. */
+function parseError(err: Error & { flags?: unknown }): Error {
+  if (err instanceof UserError) return err;
+  const help = 'see kubectl pwru trace --help';
+  if (Array.isArray(err.flags) && err.flags.length > 0) {
+    return new BadInput(`unknown flag ${err.flags.join(', ')}: ${help}`);
+  }
+  const lower = (s: string) => `${s.charAt(0).toLowerCase()}${s.slice(1)}`;
+  const lines = err.message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !/^See more help/.test(line));
+  // "Parsing --max-events" then why, on lines of their own.
+  const flag = /^Parsing (--\S+)$/.exec(lines[0] ?? '');
+  const what = flag ? `${flag[1]}: ${lower(lines.slice(1).join('; '))}` : lower(lines.join(': '));
+  return new BadInput(`${what}: ${help}`);
 }

@@ -68,6 +68,14 @@ export function allOf(parts: string[]): string {
 }
 
 export function composeFilter(flags: FilterFlags, expression: string): string {
+  // What a repeatable flag's next word would have been: libpcap reads a bare number as a host address.
+  if (/^\s*\d+(?:-\d+)?(?:\s+\d+(?:-\d+)?)*\s*$/.test(expression)) {
+    throw new UserError(
+      `'${expression.trim()}' is not a filter on its own (libpcap would read a number as a host address): ` +
+        'for a port write --port before each one, or put it in the expression as `port N`',
+      2,
+    );
+  }
   const parts: string[] = [];
   if (flags.proto !== undefined) {
     const proto = PROTOS[flags.proto.toLowerCase()];

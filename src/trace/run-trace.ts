@@ -1,62 +1,21 @@
 /**
- * The trace command itself: flags and words as the command line gives them →
- * TraceRequest → a local or Kubernetes trace into a sink. Two callers, one
- * behaviour: the oclif command (src/commands/trace.ts) parses and calls this;
- * src/cli.ts calls it directly, without loading oclif, for the `--local`
- * command lines src/startup/speculate.ts reads exactly as oclif would.
+ * The trace command itself: flags and words as oclif parsed them
+ * (src/commands/trace.ts) → TraceRequest → a local or Kubernetes trace into a
+ * sink.
  *
  * Failures the user can act on are thrown as UserError (the caller prints
  * `error: <message>` and exits with its code); the resolved value is the exit
  * code of a trace that ran (0, or EXIT_DROPPED for --fail-on-drop).
  */
-import { UserError } from '../errors';
+import { BadInput, EXIT_DROPPED, EXIT_OK, UserError } from '../errors';
 import { localHelper } from '../local/helper-binary';
 import { runLocalTrace } from '../local/session';
 import { shouldColor } from '../output/ansi';
 import { createSink } from '../output/create-sink';
 import { parseDuration } from './duration';
 import { composeFilter } from './filter';
+import { KUBERNETES_FLAGS, type TraceFlags } from './flags';
 import { type Backend, DEFAULT_SNAPLEN, type TraceRequest } from './request';
-
-/** Exit code of --fail-on-drop when a matching packet was dropped (docs/exit-codes.md). */
-export const EXIT_DROPPED = 3;
-
-/**
- * The trace command's flags, as oclif's parser returns them: a flag not given
- * is absent (booleans too), except the two with defaults; integers are numbers.
- */
-export interface TraceFlags {
-  local?: boolean;
-  namespace?: string;
-  context?: string;
-  kubeconfig?: string;
-  selector?: string;
-  port?: string[];
-  host?: string[];
-  proto?: string;
-  'filter-func'?: string;
-  'filter-netns'?: string;
-  'filter-mark'?: string;
-  'filter-ifname'?: string;
-  'filter-track-skb'?: boolean;
-  'pod-netns-only'?: boolean;
-  backend: string;
-  'all-kmods'?: boolean;
-  'output-stack'?: boolean;
-  'ringbuf-size'?: number;
-  duration?: string;
-  'max-events'?: number;
-  output: string;
-  'output-file'?: string;
-  pcapng?: string;
-  snaplen?: number;
-  summary?: boolean;
-  'fail-on-drop'?: boolean;
-  'no-color'?: boolean;
-  image?: string;
-  'debug-namespace'?: string;
-  'print-manifest'?: boolean;
-}
 
 export interface TraceIo {
   stdout: NodeJS.WriteStream;
@@ -105,19 +64,9 @@ export async function runTrace(
 
   // Validate: what only makes sense in one mode.
   if (local) {
-    for (const kubeFlag of [
-      'namespace',
-      'context',
-      'kubeconfig',
-      'selector',
-      'image',
-      'debug-namespace',
-    ] as const) {
-      if (flags[kubeFlag] !== undefined)
-        throw new UserError(`--${kubeFlag} is for Kubernetes targets, not --local`, 2);
-    }
-    if (flags['pod-netns-only'] || flags['print-manifest']) {
-      throw new UserError('--pod-netns-only and --print-manifest are for Kubernetes targets, not --local', 2);
+    for (const kubeFlag of Object.keys(KUBERNETES_FLAGS) as (keyof typeof KUBERNETES_FLAGS)[]) {
+      if (flags[kubeFlag] !== undefined && flags[kubeFlag] !== false)
+        throw new BadInput(`--${kubeFlag} is for Kubernetes targets, not --local`);
     }
   }
   const controller = new AbortController();
@@ -183,5 +132,5 @@ export async function runTrace(
     io.stderr.off('error', onOutputError);
     await sink.close();
   }
-  return flags['fail-on-drop'] && sink.dropped() ? EXIT_DROPPED : 0;
+  return flags['fail-on-drop'] && sink.dropped() ? EXIT_DROPPED : EXIT_OK;
 }
