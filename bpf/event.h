@@ -142,7 +142,8 @@ enum pwru_counter {
 	PWRU_CNT_LOST = 2,	/* events dropped: ring buffer full */
 	PWRU_CNT_FIRST_LOST_TS = 3, /* not a count: when this CPU first dropped one (bpf_ktime_get_ns), 0 = never */
 	PWRU_CNT_BYTES_LOST = 4,	/* events sent without their bytes (--snaplen): no room in the ring buffer */
-	PWRU_CNT_MAX = 5,
+	PWRU_CNT_RATE_SKIPPED = 5, /* events not written: over --max-rate */
+	PWRU_CNT_MAX = 6,
 };
 
 
@@ -177,6 +178,9 @@ enum pwru_frame_type {
 	PWRU_FRAME_DIGEST = 12,	 /* --emit json, before END: {packets, events, drops:[{reason, at, count}]} */
 	PWRU_FRAME_PACKET = 14,	 /* struct pwru_packet + cap_len bytes: the bytes of the next EVENT (--snaplen) */
 	PWRU_FRAME_CULPRIT = 15, /* {ts, skb, netns, kind, method, rule?, why?, candidates?}: who dropped a packet */
+	/* --on-drop (helper/on_drop.c): a drop, then bad.steps + good.steps EVENT frames that belong to it. */
+	PWRU_FRAME_DROP_REPORT = 16, /* {n, flow, bad:{packet, steps, forgotten_steps}, good?, forgotten_*} */
+	PWRU_FRAME_WATCH = 17,	     /* --on-drop, with each STATS: {packets, flows, drops, unreported, forgotten_*, final} */
 };
 
 #endif

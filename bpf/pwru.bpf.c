@@ -138,6 +138,55 @@ static __always_inline void note_first_loss(void)
 }
 
 /*
+ * ---- --max-rate: matching events per second for the whole node ----
+ *
+ * A budget per window shared by every CPU (the helper picks the window: one
+ * second for small rates, 1/16 s above 16 events/s so that a second's budget
+ * is not spent in its first instant). Plain loads and stores plus one
+ * fetch-less atomic add, which every kernel from 5.10 verifies: CPUs racing
+ * at a window's turn may let a few events more through, never fewer. What is
+ * over the budget is counted (PWRU_CNT_RATE_SKIPPED), not written.
+ */
+const volatile __u64 cfg_rate_window_ns = 0; /* 0: no cap */
+const volatile __u64 cfg_rate_budget = 0;    /* events per window */
+
+struct rate_window {
+	__u64 window; /* bpf_ktime_get_ns() / cfg_rate_window_ns */
+	__u64 used;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rate_window);
+} rate SEC(".maps");
+
+static __always_inline bool rate_allows(void)
+{
+	__u32 zero = 0;
+	struct rate_window *r;
+	__u64 w;
+
+	if (!cfg_rate_window_ns)
+		return true;
+	r = bpf_map_lookup_elem(&rate, &zero);
+	if (!r)
+		return true;
+	w = bpf_ktime_get_ns() / cfg_rate_window_ns;
+	if (r->window != w) {
+		r->window = w;
+		r->used = 0;
+	}
+	if (r->used >= cfg_rate_budget) {
+		count(PWRU_CNT_RATE_SKIPPED);
+		return false;
+	}
+	__sync_fetch_and_add(&r->used, 1);
+	return true;
+}
+
+/*
  * Replaced by the helper with the compiled pcap expression. Returns non-zero
  * when the packet at [data, data + linear_len) matches. pkt_len is the whole
  * packet's length from the same header on (what the "len" keyword sees).
@@ -576,6 +625,8 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	/* A freed skb's address is soon reused by an unrelated packet. */
 	if (tracked && (hit->flags & PWRU_F_FREED))
 		bpf_map_delete_elem(&tracked_skbs, &key);
+	if (!rate_allows())
+		return 0;
 
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {

@@ -16,6 +16,7 @@
 #include "culprit.h"
 #include "digest.h"
 #include "event_json.h"
+#include "on_drop.h"
 #include "own_programs.h"
 #include "packet_track.h"
 #include "pwru.skel.h"
@@ -275,10 +276,34 @@ static void deliver_bytes(const struct pwru_packet *pkt, size_t len)
 		memcpy(frame, pkt, size);
 }
 
-static void deliver(const struct pwru_event *in)
+/* An EVENT frame, after the SYMBOL and STACK frames it needs. */
+static void emit_event(const struct pwru_event *in)
 {
 	struct pwru_event *ev;
 
+	write_symbol(in->caller);
+	if (in->stack_id >= 0)
+		write_stack(in->stack_id);
+	ev = out_reserve(PWRU_FRAME_EVENT, sizeof(*ev));
+	if (!ev)
+		return; /* not reached: room was checked before */
+	memcpy(ev, in, sizeof(*ev));
+	if (L.cfg->kprobe_backend && ev->addr)
+		ev->probe_id = probe_id_of(ev->addr);
+	if (ev->flags & PWRU_F_DROP)
+		culprit_drop(ev);
+}
+
+static void deliver(const struct pwru_event *in)
+{
+	if (L.cfg->on_drop) {
+		struct pwru_event copy = *in;
+
+		if (L.cfg->kprobe_backend && copy.addr)
+			copy.probe_id = probe_id_of(copy.addr);
+		on_drop_event(&copy);
+		return;
+	}
 	if (L.cfg->emit_json) {
 		struct pwru_event copy = *in;
 		struct step_info step;
@@ -295,22 +320,14 @@ static void deliver(const struct pwru_event *in)
 		out_line(L.line.p, L.line.len);
 		return;
 	}
-	write_symbol(in->caller);
-	if (in->stack_id >= 0)
-		write_stack(in->stack_id);
-	ev = out_reserve(PWRU_FRAME_EVENT, sizeof(*ev));
-	if (!ev)
-		return; /* not reached: room was checked before */
-	memcpy(ev, in, sizeof(*ev));
-	if (L.cfg->kprobe_backend && ev->addr)
-		ev->probe_id = probe_id_of(ev->addr);
-	if (ev->flags & PWRU_F_DROP)
-		culprit_drop(ev);
+	emit_event(in);
 }
 
-/* Whether the outputs can take one more event now, with its bytes. */
+/* Whether the outputs can take one more event now, with its bytes (with --on-drop: the report it may complete). */
 static bool room(void)
 {
+	if (L.cfg->on_drop)
+		return out_frame_room(ON_DROP_REPORT_ROOM);
 	return L.cfg->emit_json ? out_lines_room(EVENT_ROOM)
 				: out_frame_room(EVENT_ROOM + sizeof(struct pwru_packet) + L.cfg->snaplen);
 }
@@ -334,7 +351,8 @@ static void read_counters(struct counts *c, uint64_t *first_loss)
 	}
 	free(vals);
 	*c = (struct counts){ .seen = sum[PWRU_CNT_SEEN], .emitted = sum[PWRU_CNT_EMITTED], .lost = sum[PWRU_CNT_LOST],
-			      .bytes_lost = sum[PWRU_CNT_BYTES_LOST] };
+			      .bytes_lost = sum[PWRU_CNT_BYTES_LOST], .skipped = sum[PWRU_CNT_RATE_SKIPPED],
+			      .rate_capped = L.cfg->max_rate != 0 };
 	if (first_loss)
 		*first_loss = first;
 }
@@ -401,6 +419,8 @@ int events_open(const struct loop_config *cfg)
 	if (!L.seen_callers || !L.stacks_sent || (cfg->kprobe_backend && build_addr_map(cfg->probes)))
 		return -ENOMEM;
 	if (cfg->emit_json && json_mode_open(cfg))
+		return -ENOMEM;
+	if (cfg->on_drop && on_drop_open(cfg->probes, cfg->packet_starts, emit_event))
 		return -ENOMEM;
 	L.rb = ring_buffer__new(bpf_map__fd(cfg->skel->maps.events), on_event, NULL, NULL);
 	if (!L.rb)
@@ -478,6 +498,8 @@ void events_loop(struct loop_result *res)
 			res->reason = "duration";
 		if (!res->reason && now >= next_stats) {
 			current_counts(&c);
+			if (cfg->on_drop)
+				on_drop_write_watch(false);
 			out_stats(&c, false);
 			next_stats = now + 1;
 		}
@@ -518,6 +540,8 @@ void events_finish(struct loop_result *res)
 		culprit_finish(CULPRIT_FINISH_MS);
 	if (L.cfg->emit_json)
 		out_digest(packet_track_count(&L.tracker), L.events, L.digest.drops, L.digest.ndrops);
+	if (L.cfg->on_drop)
+		on_drop_write_watch(true);
 	current_counts(&res->counts);
 	out_stats(&res->counts, true);
 	res->events = L.events;
@@ -530,6 +554,8 @@ void events_close(void)
 	free(L.seen_callers);
 	free(L.stacks_sent);
 	own_programs_free(&L.own);
+	if (L.cfg && L.cfg->on_drop)
+		on_drop_close();
 	if (L.cfg && L.cfg->emit_json) {
 		json_writer_free(&L.writer);
 		packet_track_free(&L.tracker);

@@ -31,6 +31,8 @@ struct loop_config {
 	struct clocks clocks;	   /* from HELLO, for the lines' wall-clock times */
 	const char *packet_starts; /* --packet-starts */
 	unsigned int snaplen;	   /* records may carry this many bytes of the packet (PACKET frames) */
+	uint64_t max_rate;	   /* --max-rate: STATS/END say how many events it skipped */
+	bool on_drop;		   /* --on-drop: events go to helper/on_drop.c, which writes only drop reports */
 };
 
 struct loop_result {

@@ -215,6 +215,15 @@ static void set_wakeup_policy(struct pwru_bpf *skel, unsigned int ringbuf_bytes)
 	skel->rodata->cfg_wakeup_mask = every - 1;
 }
 
+/* --max-rate: one window a second for small rates, sixteenths of one above 16 events/s (bpf/pwru.bpf.c). */
+static void set_rate_cap(struct pwru_bpf *skel, uint64_t per_second)
+{
+	if (!per_second)
+		return;
+	skel->rodata->cfg_rate_window_ns = per_second >= 16 ? 1000000000ULL / 16 : 1000000000ULL;
+	skel->rodata->cfg_rate_budget = per_second >= 16 ? per_second / 16 : per_second;
+}
+
 static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struct probe_set *probes, char *err,
 				      size_t errlen)
 {
@@ -245,6 +254,7 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_direct_dev = kernel_at_least(6, 1);
 	skel->rodata->cfg_direct_pkt = st.direct_packet;
 	set_wakeup_policy(skel, cfg->ringbuf_bytes);
+	set_rate_cap(skel, cfg->max_rate);
 	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);
 	if (cfg->output_stack)
 		bpf_map__set_max_entries(skel->maps.stacks, 16384);

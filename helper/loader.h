@@ -29,6 +29,7 @@ struct load_config {
 	unsigned int snaplen; /* 0: no packet bytes */
 	bool has_func_ip;
 	unsigned int ringbuf_bytes;
+	uint64_t max_rate; /* --max-rate: matching events per second, 0 = no cap */
 };
 
 /* Registers the program handlers; call before any BPF object is opened. */

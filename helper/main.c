@@ -243,6 +243,7 @@ static int load(struct run *r, const struct backend_support *support)
 		.snaplen = o->snaplen,
 		.has_func_ip = support->func_ip,
 		.ringbuf_bytes = o->ringbuf_bytes,
+		.max_rate = o->max_rate,
 	};
 	int ret;
 
@@ -285,6 +286,8 @@ static int trace(struct run *r, double attach_ms)
 		.clocks = r->clocks,
 		.packet_starts = o->packet_starts,
 		.snaplen = o->snaplen,
+		.on_drop = o->on_drop,
+		.max_rate = o->max_rate,
 	};
 	struct loop_result res = { 0 };
 	int ret;
@@ -325,7 +328,8 @@ static int trace(struct run *r, double attach_ms)
 	if (strcmp(res.reason, "error") == 0)
 		return fail(EXIT_FAILED, "ring_buffer", "reading the ring buffer: %s", strerror(-res.err));
 	out_end(&(struct end_info){ .reason = res.reason, .events = res.events, .lost = res.counts.lost,
-				   .discarded = res.counts.discarded });
+				   .discarded = res.counts.discarded, .skipped = res.counts.skipped,
+				   .rate_capped = res.counts.rate_capped });
 	return 0;
 }
 

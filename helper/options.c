@@ -43,6 +43,10 @@ static const char usage[] =
 	"                           stdin after READY\n"
 	"  --lines-name NAME        what the last --lines-fd is (a file's path), for\n"
 	"                           the message when writing to it fails\n"
+	"  --on-drop                write no events, only a report of each drop: the\n"
+	"                           packet's path and the last good one of its flow\n"
+	"  --max-rate N             write at most N matching events a second (the\n"
+	"                           kernel program counts the rest as skipped)\n"
 	"  --check                  check the options and compile the filter, then\n"
 	"                           exit: needs no privileges, loads nothing\n"
 	"  --verify-only            load the programs of --backend (kernel verifier)\n"
@@ -67,6 +71,8 @@ enum {
 	OPT_LINES_FD,
 	OPT_LINES_NAME,
 	OPT_CHECK,
+	OPT_ON_DROP,
+	OPT_MAX_RATE,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -90,6 +96,8 @@ static const struct option long_opts[] = {
 	{ "lines-fd", required_argument, NULL, OPT_LINES_FD },
 	{ "lines-name", required_argument, NULL, OPT_LINES_NAME },
 	{ "check", no_argument, NULL, OPT_CHECK },
+	{ "on-drop", no_argument, NULL, OPT_ON_DROP },
+	{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -259,6 +267,16 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 		case OPT_CHECK:
 			o->check = true;
 			break;
+		case OPT_ON_DROP:
+			o->on_drop = true;
+			break;
+		case OPT_MAX_RATE:
+			if (parse_u64(optarg, &v) || v == 0 || v > 100000000) {
+				snprintf(err, errlen, "--max-rate %s: expected events per second, 1 to 100000000", optarg);
+				return OPTIONS_BAD;
+			}
+			o->max_rate = v;
+			break;
 		case 'h':
 		case OPT_HELP:
 			return OPTIONS_HELP;
@@ -294,6 +312,14 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 	if (o->snaplen && o->snaplen > o->ringbuf_bytes / 16) {
 		snprintf(err, errlen, "--snaplen %u: at most 1/16 of --ringbuf-size (%u)", o->snaplen,
 			 o->ringbuf_bytes / 16);
+		return OPTIONS_BAD;
+	}
+	if (o->on_drop && o->emit_json) {
+		snprintf(err, errlen, "--on-drop writes reports, not lines: drop --emit json");
+		return OPTIONS_BAD;
+	}
+	if (o->on_drop && o->snaplen) {
+		snprintf(err, errlen, "--on-drop writes reports of steps, not packet bytes: drop --snaplen");
 		return OPTIONS_BAD;
 	}
 	if (o->check && o->verify_only) {

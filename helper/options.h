@@ -27,6 +27,8 @@ struct options {
 	unsigned int ringbuf_bytes;
 	bool emit_json;		   /* --emit json: events as JSON lines */
 	const char *packet_starts; /* --packet-starts LIST */
+	bool on_drop;		   /* --on-drop: only drop reports (helper/on_drop.c) */
+	uint64_t max_rate;	   /* --max-rate N: matching events per second, 0 = no cap */
 	int line_fds[MAX_LINE_FDS]; /* --lines-fd N (repeatable): JSON lines go straight there */
 	const char *line_names[MAX_LINE_FDS]; /* --lines-name, or "descriptor N" */
 	char line_default_names[MAX_LINE_FDS][24];

@@ -563,6 +563,8 @@ bool out_stats(const struct counts *c, bool final)
 	json_kv_uint(&j, "discarded", c->discarded);
 	if (c->bytes_lost)
 		json_kv_uint(&j, "bytes_lost", c->bytes_lost);
+	if (c->rate_capped)
+		json_kv_uint(&j, "skipped", c->skipped);
 	json_kv_bool(&j, "final", final);
 	json_end_object(&j);
 	/* A periodic STATS is only news: it waits for no reader. */
@@ -636,6 +638,8 @@ void out_end(const struct end_info *e)
 	json_kv_uint(&j, "events", e->events);
 	json_kv_uint(&j, "lost", e->lost);
 	json_kv_uint(&j, "discarded", e->discarded);
+	if (e->rate_capped)
+		json_kv_uint(&j, "skipped", e->skipped);
 	json_end_object(&j);
 	put_frame(PWRU_FRAME_END, &j, true);
 	json_free(&j);

@@ -114,6 +114,8 @@ struct counts {
 	uint64_t lost;		/* events of the run that the client will not get (docs/record-stream.md) */
 	uint64_t discarded;	/* events after the stop, read and not shown */
 	uint64_t bytes_lost;	/* --snaplen: events sent without their bytes (ring buffer full) */
+	uint64_t skipped;	/* --max-rate: matching events the kernel did not write */
+	bool rate_capped;	/* --max-rate given: STATS and END carry skipped */
 };
 /* STATS: every second (when there is room) and once at the end (final). */
 bool out_stats(const struct counts *c, bool final);
@@ -131,6 +133,8 @@ struct end_info {
 	const char *reason;
 	const char *output; /* reason output-closed: which output's reader went away */
 	uint64_t events, lost, discarded;
+	uint64_t skipped; /* with rate_capped (--max-rate) */
+	bool rate_capped;
 };
 void out_end(const struct end_info *e);
 

@@ -2,6 +2,7 @@ import { Args, Command, Flags } from '@oclif/core';
 import { UserError } from '../errors';
 import { Painter, shouldColor } from '../output/ansi';
 import { diffJson, renderDiff } from '../output/diff-view';
+import { loadCaughtDrops } from '../reading/caught-drops';
 import { reportError } from '../reading/command-errors';
 import { loadCulprits } from '../reading/culprits';
 import { diffPackets, flowPath, pickBad, pickGood } from '../reading/diff';
@@ -20,11 +21,14 @@ export default class Diff extends Command {
     'kubectl pwru diff good.jsonl bad.jsonl --bad-packet 3',
     'kubectl pwru diff good.jsonl bad.jsonl --flow',
     'kubectl pwru diff good.jsonl bad.jsonl -o json | jq -r .sentence',
+    'kubectl pwru diff caught.jsonl --report 2   # a drop --on-drop caught, beside the last good packet',
   ];
 
   static override args = {
     good: Args.string({ description: 'trace of the working flow', required: true }),
-    bad: Args.string({ description: 'trace of the failing flow', required: true }),
+    bad: Args.string({
+      description: 'trace of the failing flow; leave out to compare a drop --on-drop caught in GOOD',
+    }),
   };
 
   static override flags = {
@@ -34,6 +38,10 @@ export default class Diff extends Command {
     }),
     'bad-packet': Flags.integer({
       description: 'packet number in BAD (as `show --summary` lists them)',
+      min: 1,
+    }),
+    report: Flags.integer({
+      description: 'with one file of --on-drop: which caught drop to compare (default the first)',
       min: 1,
     }),
     flow: Flags.boolean({
@@ -71,6 +79,7 @@ export default class Diff extends Command {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Diff);
     exitQuietlyOnClosedPipe();
+    if (args.bad === undefined) return this.caughtDrop(args.good, flags);
     const goods = await this.load(args.good);
     const bads = await this.load(args.bad);
     const good = this.pick(args.good, goods, flags['good-packet'], pickGood);
@@ -90,6 +99,36 @@ export default class Diff extends Command {
         badFile: args.bad,
         goodCount: goods.length,
         badCount: bads.length,
+        columns: process.stdout.columns,
+      }),
+    );
+  }
+
+  /** One file of --on-drop: a caught drop's last good packet against its dropped one. */
+  private async caughtDrop(file: string, flags: { report?: number; output: string; 'no-color': boolean }) {
+    const drops = await loadCaughtDrops(file);
+    if (drops.length === 0)
+      throw new UserError(`${file} holds no drop caught with --on-drop: give two traces, GOOD and BAD`, 2);
+    const n = flags.report ?? 1;
+    const c = drops.find((d) => d.line.n === n);
+    if (!c) throw new UserError(`${file} has drops #1 to #${drops.length}; there is no #${n}`, 2);
+    if (!c.diff || !c.good)
+      throw new UserError(
+        `drop #${n} in ${file} has no earlier good packet of its flow to compare with: ${c.line.sentence}`,
+        1,
+      );
+    const label = `${file} drop #${n}`;
+    if (flags.output === 'json') {
+      process.stdout.write(`${JSON.stringify(diffJson(c.diff, label, label))}\n`);
+      return;
+    }
+    process.stdout.write(
+      renderDiff(c.diff, {
+        paint: new Painter(shouldColor(process.stdout, flags['no-color'])),
+        goodFile: label,
+        badFile: label,
+        goodCount: 1,
+        badCount: 1,
         columns: process.stdout.columns,
       }),
     );

@@ -1,6 +1,7 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { shouldColor } from '../output/ansi';
 import { createSink, type ReadingSink } from '../output/create-sink';
+import { createOnDropSink } from '../output/on-drop-sink';
 import { EXIT_DROPPED, reportError } from '../reading/command-errors';
 import { exitQuietlyOnClosedPipe, feed } from '../reading/replay';
 import { readTraceFile } from '../reading/trace-file';
@@ -69,6 +70,17 @@ export default class Show extends Command {
   ): Promise<void> {
     let sink: ReadingSink | undefined;
     for await (const line of readTraceFile(file)) {
+      if (!sink && line.type === 'header' && line.onDrop) {
+        sink = createOnDropSink({
+          json: flags.output === 'json',
+          color: shouldColor(process.stdout, flags['no-color']),
+          stdout: process.stdout,
+          stderr: process.stderr,
+          replay: true,
+          columns: process.stdout.columns,
+        });
+        started(sink);
+      }
       if (!sink) {
         sink = createSink({
           format: flags.output as 'text' | 'wide' | 'json',

@@ -22,6 +22,7 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
     'kubectl pwru deploy/checkout -l app=checkout --max-events 200',
     "sudo kubectl-pwru --local 'host 10.244.0.5 and udp port 53' --duration 10s",
     'sudo kubectl-pwru --local --port 80 --filter-track-skb --output-file trace.jsonl',
+    'kubectl pwru svc/api --port 443 --on-drop --duration 8h --output-file caught.jsonl',
   ];
 
   static override usage = ['TARGET [PCAP-FILTER] [flags]', '--local [PCAP-FILTER] [flags]'];

@@ -4,7 +4,23 @@
  * JSON lines, a file, a summary). Progress and warnings are for people and go
  * to stderr, so that stdout stays machine-clean.
  */
-import type { TraceCulprit, TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import type { DropReportInfo, WatchInfo } from '../record/decode';
+import type {
+  TraceCulprit,
+  TraceDigest,
+  TraceDropReport,
+  TraceEvent,
+  TraceHeader,
+  TraceStats,
+} from '../record/event';
+
+/** --on-drop: a drop the helper caught, with the steps of its packet and of the flow's last good one. */
+export interface HelperDropReport {
+  info: DropReportInfo;
+  bad: TraceEvent[];
+  good: TraceEvent[];
+  node?: string;
+}
 
 export interface TraceSink {
   /** A long step is under way: scheduling a pod, pulling an image, attaching probes. */
@@ -41,6 +57,12 @@ export interface TraceSink {
    * not this process's memory, absorbs the excess (reported as lost events).
    */
   waitForDrain?(): Promise<void> | undefined;
+  /** --on-drop: a caught drop (events are then only those of reports). */
+  dropReport?(report: HelperDropReport): void;
+  /** A saved --on-drop report (`show`). */
+  dropLine?(line: TraceDropReport): void;
+  /** --on-drop: what the helper watches and had to forget, with each stats. */
+  watch?(watch: WatchInfo, node?: string): void;
   /** All sessions ended; flush files and print the closing summary. */
   close(): Promise<void>;
 }

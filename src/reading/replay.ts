@@ -11,6 +11,7 @@ export function feed(sink: TraceSink, l: TraceLine): void {
   if (l.type === 'header') sink.header(l);
   else if (l.type === 'event') sink.event(l);
   else if (l.type === 'culprit') sink.culprit?.(l);
+  else if (l.type === 'drop') sink.dropLine?.(l);
   else sink.stats(l);
 }
 
@@ -34,9 +35,13 @@ export function hasNodes(lines: TraceLine[]): boolean {
   return lines.some((l) => l.type !== 'stats' && l.node !== undefined);
 }
 
-/** The packets of a saved trace. */
+/** The packets of a saved trace (of an --on-drop trace: each report's good packet, then its dropped one). */
 export async function loadPackets(file: string): Promise<Packet[]> {
   const tracker = new PacketTracker();
-  for await (const l of readTraceFile(file)) if (l.type === 'event') tracker.observe(l as TraceEvent);
+  for await (const l of readTraceFile(file)) {
+    if (l.type === 'event') tracker.observe(l as TraceEvent);
+    else if (l.type === 'drop')
+      for (const e of [...(l.good?.events ?? []), ...l.bad.events]) tracker.observe(e);
+  }
   return tracker.packets();
 }

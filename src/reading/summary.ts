@@ -75,6 +75,8 @@ export interface TraceSummary {
   lost: number;
   /** Events after the stop (past --max-events, or while detaching): read, not shown, not lost. */
   discarded?: number;
+  /** --max-rate: events the kernel program skipped. */
+  skipped?: number;
 }
 
 export function packetRow(p: Packet): PacketRow {
@@ -204,8 +206,17 @@ export class SummaryBuilder {
       events: this.events,
       lost,
       ...(discarded ? { discarded } : {}),
+      ...skippedEvents(stats),
     };
   }
+}
+
+/** --max-rate: events the kernel program skipped, per node from its last stats line (absent without the cap). */
+function skippedEvents(stats: TraceStats[]): { skipped?: number } {
+  const lastByNode = new Map<string, TraceStats>();
+  for (const s of stats) lastByNode.set(s.node ?? '', s);
+  const capped = [...lastByNode.values()].filter((s) => s.skipped !== undefined);
+  return capped.length ? { skipped: capped.reduce((n, s) => n + (s.skipped ?? 0), 0) } : {};
 }
 
 /** Per node, the last stats line is the final word on lost and discarded events. */
@@ -234,6 +245,8 @@ export interface DigestSummary {
   lost: number;
   /** Events after the stop (past --max-events, or while detaching): read, not shown, not lost. */
   discarded?: number;
+  /** --max-rate: events the kernel program skipped. */
+  skipped?: number;
 }
 
 export function summarizeDigest(d: TraceDigest, stats: TraceStats[] = []): DigestSummary {
@@ -257,6 +270,7 @@ export function summarizeDigest(d: TraceDigest, stats: TraceStats[] = []): Diges
     dropReasons: [...reasons.values()].sort((a, b) => b.count - a.count),
     events: d.events,
     ...lostEvents(stats),
+    ...skippedEvents(stats),
   };
 }
 
@@ -280,5 +294,8 @@ export function totalsLine(s: TraceSummary | DigestSummary): string {
       ? `, ${s.lost} LOST (ring buffer full, or not delivered before the stop: some packets' paths are incomplete)`
       : ', 0 lost';
   const discarded = s.discarded ? `, ${s.discarded} after the stop not shown` : '';
-  return `${n} packet${n === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}. ${s.events} events${lost}${discarded}.`;
+  const skipped = s.skipped
+    ? `, ${s.skipped} skipped (over --max-rate: some packets' paths are incomplete)`
+    : '';
+  return `${n} packet${n === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}. ${s.events} events${lost}${discarded}${skipped}.`;
 }

@@ -7,6 +7,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { TRACE_SCHEMA_VERSION, type TraceEvent, type TraceLine } from '../record/event';
+import { checkDropLine } from './drop-report';
 
 export class TraceFileError extends Error {
   constructor(
@@ -123,11 +124,10 @@ export function parseTraceLine(text: string, file: string, line: number): TraceL
   let problem: string | undefined;
   switch (rec.type) {
     case 'event':
-      problem = checkFields(rec, EVENT_FIELDS, true) ?? checkFields(rec, EVENT_OPTIONAL, false);
-      if (!problem && rec.drop && typeof (rec.drop as Record<string, unknown>).reason !== 'string')
-        problem = '"drop.reason" should be a string';
-      if (!problem && rec.tuple)
-        problem = checkFields(rec.tuple as Record<string, unknown>, TUPLE_FIELDS, true);
+      problem = eventProblem(rec);
+      break;
+    case 'drop':
+      problem = checkDropLine(rec, eventProblem);
       break;
     case 'header':
       problem = checkFields(rec, HEADER_FIELDS, true);
@@ -139,10 +139,23 @@ export function parseTraceLine(text: string, file: string, line: number): TraceL
       problem = checkFields(rec, CULPRIT_FIELDS, true);
       break;
     default:
-      problem = `unknown line type ${JSON.stringify(rec.type)} (expected "header", "event", "culprit" or "stats")`;
+      problem = `unknown line type ${JSON.stringify(rec.type)} (expected "header", "event", "culprit", "drop" or "stats")`;
   }
   if (problem) throw new TraceFileError(file, line, problem);
-  return fillDefaults(rec as unknown as TraceLine);
+  const l = rec as unknown as TraceLine;
+  if (l.type === 'drop') {
+    l.bad.events = l.bad.events.map((e) => fillDefaults(e) as TraceEvent);
+    if (l.good) l.good.events = l.good.events.map((e) => fillDefaults(e) as TraceEvent);
+  }
+  return fillDefaults(l);
+}
+
+function eventProblem(rec: Record<string, unknown>): string | undefined {
+  let problem = checkFields(rec, EVENT_FIELDS, true) ?? checkFields(rec, EVENT_OPTIONAL, false);
+  if (!problem && rec.drop && typeof (rec.drop as Record<string, unknown>).reason !== 'string')
+    problem = '"drop.reason" should be a string';
+  if (!problem && rec.tuple) problem = checkFields(rec.tuple as Record<string, unknown>, TUPLE_FIELDS, true);
+  return problem;
 }
 
 /** Older or hand-written lines may lack optional display fields; give them neutral values. */

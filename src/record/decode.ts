@@ -35,6 +35,8 @@ export const FrameType = {
   Digest: 12,
   Packet: 14,
   Culprit: 15,
+  DropReport: 16,
+  Watch: 17,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -133,6 +135,8 @@ export interface StatsInfo {
   bytes_lost?: number;
   /** Events read after the stop and not shown (helpers since the fault-injection work). */
   discarded?: number;
+  /** --max-rate: matching events the kernel program did not write. */
+  skipped?: number;
   final: boolean;
 }
 
@@ -142,6 +146,40 @@ export interface HelperMessage {
 }
 
 export type CulpritInfo = Omit<TraceCulprit, 'type' | 'v' | 'node'>;
+/** --on-drop: a drop; the next bad.steps + good.steps EVENT frames are its packets' steps (docs/record-stream.md). */
+export interface DropReportInfo {
+  n: number;
+  /** The flow as the packet entered the trace: absent when it never showed an IP tuple. */
+  flow?: { family: 4 | 6; l4: number; src: string; dst: string; dport?: number };
+  bad: ReportedPathInfo;
+  good?: ReportedPathInfo;
+  forgotten_flows: number;
+  forgotten_packets: number;
+  forgotten_steps: number;
+}
+
+export interface ReportedPathInfo {
+  packet: number;
+  steps: number;
+  forgotten_steps: number;
+  /** The kept steps are the first gap_after and the last ones: the rest are forgotten. */
+  gap_after?: number;
+  /** How the good one ended: freed, quiet (its end untraced), in-flight. */
+  ended?: string;
+}
+
+/** --on-drop: what the helper watches and what it had to forget, with each STATS. */
+export interface WatchInfo {
+  packets: number;
+  flows: number;
+  drops: number;
+  unreported: number;
+  forgotten_flows: number;
+  forgotten_packets: number;
+  forgotten_steps: number;
+  stored_steps: number;
+  final: boolean;
+}
 
 export interface EndInfo {
   reason: string;
@@ -162,6 +200,8 @@ export interface RecordListener {
   warning?(warning: HelperMessage): void;
   error?(error: HelperMessage): void;
   end?(end: EndInfo): void;
+  dropReport?(report: DropReportInfo): void;
+  watch?(watch: WatchInfo): void;
 }
 
 export class StreamError extends Error {}
@@ -410,6 +450,12 @@ export class RecordDecoder {
         this.symbols.set(sym.addr, sym.name);
         return;
       }
+      case FrameType.DropReport:
+        this.listener.dropReport?.(this.json<DropReportInfo>(buf, start, len));
+        return;
+      case FrameType.Watch:
+        this.listener.watch?.(this.json<WatchInfo>(buf, start, len));
+        return;
       case FrameType.Stack: {
         const stack = this.json<{ id: number; frames: string[] }>(buf, start, len);
         this.stacks.set(stack.id, stack.frames);

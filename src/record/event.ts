@@ -127,6 +127,8 @@ export interface TraceHeader {
   startedAt: string;
   /** Drop reason names by code, as read from the kernel's BTF. */
   dropReasons: Record<string, string>;
+  /** Traced with --on-drop: the trace holds drop reports, not events. */
+  onDrop?: boolean;
 }
 
 /** Counters the helper reports periodically and at the end. */
@@ -144,6 +146,8 @@ export interface TraceStats {
   bytesLost?: number;
   /** Events that fired after the stop (past --max-events, or while the probes were detached): not shown, not lost. */
   discarded?: number;
+  /** --max-rate: matching events the kernel program did not write (over the rate). */
+  skipped?: number;
   final: boolean;
 }
 
@@ -201,4 +205,41 @@ export interface TraceCulprit {
   candidates?: CulpritRule[];
 }
 
-export type TraceLine = TraceEvent | TraceHeader | TraceStats | TraceCulprit;
+/**
+ * --on-drop: one caught drop (src/reading/drop-report.ts builds it). The
+ * dropped packet's steps, and those of the last packet of its flow that got
+ * through, compared in one sentence as `diff` compares them.
+ */
+export interface TraceDropReport {
+  type: 'drop';
+  v: number;
+  /** 1-based, in the order reported. */
+  n: number;
+  /** Wall-clock time of the drop. */
+  time: string;
+  node?: string;
+  /** The packet's addresses, protocol and destination port as it entered the trace; absent without an IP header. */
+  flow?: { family: 4 | 6; proto: string; src: string; dst: string; dport?: number };
+  bad: ReportedPath;
+  /** The last packet of the flow that got through; absent when there was none. */
+  good?: ReportedPath & {
+    /** freed: its end was traced; quiet: not seen for a while, not dropped; in-flight: still going. */
+    ended: string;
+  };
+  /** The dropped packet's verdict (as `diff -o json` gives verdicts). */
+  verdict: { kind: string; func?: string; reason?: string; step?: number };
+  /** The difference in one sentence (or, alone, why it is alone). */
+  sentence: string;
+  /** What the helper had forgotten so far to stay within its bounds. */
+  forgotten: { flows: number; packets: number; steps: number };
+}
+
+export interface ReportedPath {
+  /** The packet's steps in order; when steps were forgotten, the ones after gapAfter are its last ones. */
+  events: TraceEvent[];
+  /** Steps not kept (a path longer than the helper keeps). */
+  forgottenSteps: number;
+  gapAfter?: number;
+}
+
+export type TraceLine = TraceEvent | TraceHeader | TraceStats | TraceCulprit | TraceDropReport;

@@ -86,6 +86,20 @@ const PROBE_FLAGS = group('PROBES', {
 const STOP_FLAGS = group('STOP', {
   duration: Flags.string({ description: 'stop after this long (30s, 2m)' }),
   'max-events': Flags.integer({ description: 'stop after this many events', min: 1 }),
+  drops: Flags.integer({ description: 'with --on-drop: stop after this many reported drops', min: 1 }),
+});
+
+/** Long, unattended runs (issue 16): catch the drop, cap the cost. */
+const WATCH_FLAGS = group('WATCH', {
+  'on-drop': Flags.boolean({
+    description:
+      'print nothing per event; when a matching packet is dropped, show its path beside the last packet of its flow that got through, and keep watching',
+  }),
+  'max-rate': Flags.integer({
+    description:
+      'at most this many matching events a second per node, capped in the kernel program (the rest is counted as skipped)',
+    min: 1,
+  }),
 });
 
 const OUTPUT_FLAGS = group('OUTPUT', {
@@ -120,6 +134,7 @@ export const TRACE_FLAGS = {
   ...MATCH_FLAGS,
   ...PROBE_FLAGS,
   ...STOP_FLAGS,
+  ...WATCH_FLAGS,
   ...OUTPUT_FLAGS,
 };
 

@@ -10,6 +10,7 @@ import type { TraceSink } from '../output/sink';
 import { type HelloInfo, RecordDecoder } from '../record/decode';
 import { TRACE_SCHEMA_VERSION } from '../record/event';
 import { TOOL_VERSION } from '../version';
+import { DropCollector } from './drop-collector';
 
 /** Helper error codes that mean the user's input was wrong: exit code 2 (docs/exit-codes.md). */
 export const HELPER_BAD_INPUT: ReadonlySet<string> = new Set([
@@ -58,6 +59,7 @@ export class HelperStream {
     onReady?: () => void,
   ) {
     const where = node ? `${node}: ` : '';
+    const reports = sink.dropReport ? new DropCollector((r) => sink.dropReport?.({ ...r, node })) : undefined;
     this.decoder = new RecordDecoder(
       {
         hello: (hello) => {
@@ -88,7 +90,7 @@ export class HelperStream {
         },
         event: (e) => {
           this.outcome.events++;
-          sink.event(e);
+          if (!reports?.take(e)) sink.event(e);
         },
         culprit: (c) => {
           sink.culprit?.({
@@ -98,6 +100,8 @@ export class HelperStream {
             ...c,
           });
         },
+        dropReport: (r) => reports?.start(r),
+        watch: (w) => sink.watch?.(w, node),
         digest: (d) => {
           this.outcome.events += d.events;
           sink.digest?.(d);
@@ -113,6 +117,7 @@ export class HelperStream {
             lost: s.lost,
             ...(s.bytes_lost ? { bytesLost: s.bytes_lost } : {}),
             ...(s.discarded !== undefined ? { discarded: s.discarded } : {}),
+            ...(s.skipped !== undefined ? { skipped: s.skipped } : {}),
             final: s.final,
           });
         },

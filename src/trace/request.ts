@@ -47,6 +47,14 @@ export interface TraceRequest {
     /** What each descriptor is (`stdout`, a path), for the helper's message when writing to it fails. */
     lineNames: readonly string[];
   };
+  /**
+   * --on-drop: the helper writes no events, only a report of each drop with
+   * the last good packet of its flow (helper/on_drop.c), telling packets apart
+   * by these rules (as emitJson).
+   */
+  onDrop?: { packetStarts: readonly string[] };
+  /** --max-rate: matching events per second the kernel program writes at most. */
+  maxRate?: number;
 }
 
 /** The helper's argv (without the program name) for a request. */
@@ -63,6 +71,8 @@ export function helperArgs(req: TraceRequest): string[] {
   if (req.maxEvents !== undefined) args.push('--max-events', String(req.maxEvents));
   if (req.ringbufBytes !== undefined) args.push('--ringbuf-size', String(req.ringbufBytes));
   if (req.snaplen !== undefined) args.push('--snaplen', String(req.snaplen));
+  if (req.maxRate !== undefined) args.push('--max-rate', String(req.maxRate));
+  if (req.onDrop) args.push('--on-drop', '--packet-starts', req.onDrop.packetStarts.join(','));
   if (req.emitJson) {
     args.push('--emit', 'json', '--packet-starts', req.emitJson.packetStarts.join(','));
     req.emitJson.lineFds.forEach((fd, i) => {

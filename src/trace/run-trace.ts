@@ -12,6 +12,8 @@ import { localHelper } from '../local/helper-binary';
 import { runLocalTrace } from '../local/session';
 import { shouldColor } from '../output/ansi';
 import { createSink } from '../output/create-sink';
+import { createOnDropSink } from '../output/on-drop-sink';
+import { TX_START_FUNCS } from '../reading/kernel-functions';
 import { parseDuration } from './duration';
 import { composeFilter } from './filter';
 import { KUBERNETES_FLAGS, type TraceFlags } from './flags';
@@ -51,6 +53,8 @@ export function completeTrace(
     maxEvents: flags['max-events'],
     ringbufBytes: flags['ringbuf-size'],
     snaplen: flags.snaplen ?? (flags.pcapng !== undefined ? DEFAULT_SNAPLEN : undefined),
+    maxRate: flags['max-rate'],
+    ...(flags['on-drop'] ? { onDrop: { packetStarts: [...TX_START_FUNCS] } } : {}),
   };
   return { local, target, request };
 }
@@ -69,19 +73,36 @@ export async function runTrace(
         throw new BadInput(`--${kubeFlag} is for Kubernetes targets, not --local`);
     }
   }
+  if (flags.drops !== undefined && !flags['on-drop'])
+    throw new UserError('--drops counts the drops --on-drop reports: add --on-drop', 2);
+  if (flags['on-drop'] && flags.summary)
+    throw new UserError('--on-drop prints each drop as it is caught: leave out --summary', 2);
+  if (flags['on-drop'] && (flags.snaplen !== undefined || flags.pcapng !== undefined))
+    throw new UserError('--on-drop reports steps, not packet bytes: leave out --snaplen and --pcapng', 2);
   const controller = new AbortController();
-  const sink = createSink({
-    format: flags.output as 'text' | 'wide' | 'json',
-    summary: flags.summary as boolean,
-    outputFile: flags['output-file'],
-    pcapng: flags.pcapng,
-    color: shouldColor(io.stdout, flags['no-color']),
-    showNode: !local && !/^(pod|po|node|no)\//.test(target ?? '') && !(target && !target.includes('/')),
-    stdout: io.stdout,
-    stderr: io.stderr,
-    // A full disk, or `| head` gone: the run stops (close() reports a failure, exit 5).
-    onOutputFault: () => controller.abort(),
-  });
+  const sink = flags['on-drop']
+    ? createOnDropSink({
+        json: flags.output === 'json',
+        outputFile: flags['output-file'],
+        color: shouldColor(io.stdout, flags['no-color']),
+        stdout: io.stdout,
+        stderr: io.stderr,
+        maxDrops: flags.drops,
+        enough: () => controller.abort(),
+        columns: io.stdout.columns,
+      })
+    : createSink({
+        format: flags.output as 'text' | 'wide' | 'json',
+        summary: flags.summary as boolean,
+        outputFile: flags['output-file'],
+        pcapng: flags.pcapng,
+        color: shouldColor(io.stdout, flags['no-color']),
+        showNode: !local && !/^(pod|po|node|no)\//.test(target ?? '') && !(target && !target.includes('/')),
+        stdout: io.stdout,
+        stderr: io.stderr,
+        // A full disk, or `| head` gone: the run stops (close() reports a failure, exit 5).
+        onOutputFault: () => controller.abort(),
+      });
   const kubeOptions = {
     target,
     selector: flags.selector,

@@ -95,6 +95,15 @@ export class NetLab {
     return child;
   }
 
+  /** Starts the traffic tool in the background, without waiting for it; stopped at teardown. */
+  background(ns: string, args: string[]): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, trafficScript(), ...args], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    this.children.push(child);
+    return child;
+  }
+
   destroy(): void {
     for (const child of this.children) child.kill('SIGKILL');
     for (const ns of this.namespaces.reverse()) {

@@ -5,6 +5,8 @@
  *   tcp DST PORT               connect, send a line, close (ok even if refused)
  *   tcp-serve PORT             accept connections and read; prints "ready"
  *   udp-serve PORT             receive datagrams; prints "ready"
+ *   udp-every DST PORT MS      one datagram every MS ms, each from a new socket (a new source port), until killed
+ *   udp-spread DST PORT N MS   N datagrams to ports PORT..PORT+N-1 (N flows), one every MS ms
  */
 import dgram from 'node:dgram';
 import net, { isIPv6 } from 'node:net';
@@ -18,6 +20,25 @@ async function sendUdp(dst: string, port: number, count: number, src?: string, s
     const text = `pwru test ${i}`;
     await new Promise<void>((resolve) => sock.send(text.padEnd(size, 'A'), port, dst, () => resolve()));
     await new Promise((r) => setTimeout(r, 20));
+  }
+  sock.close();
+}
+
+/** One flow as NAT sees many: the same addresses and destination port, a new source port each time. */
+async function udpEvery(dst: string, port: number, ms: number): Promise<void> {
+  for (let i = 0; ; i++) {
+    const sock = dgram.createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve) => sock.send(`pwru test ${i}`, port, dst, () => resolve()));
+    sock.close();
+    await new Promise((r) => setTimeout(r, ms));
+  }
+}
+
+async function udpSpread(dst: string, port: number, n: number, ms: number): Promise<void> {
+  const sock = dgram.createSocket(isIPv6(dst) ? 'udp6' : 'udp4');
+  for (let i = 0; i < n; i++) {
+    await new Promise<void>((resolve) => sock.send(`pwru test ${i}`, port + i, dst, () => resolve()));
+    if (ms > 0) await new Promise((r) => setTimeout(r, ms));
   }
   sock.close();
 }
@@ -37,6 +58,12 @@ async function main(): Promise<void> {
   switch (mode) {
     case 'udp':
       await sendUdp(rest[0], Number(rest[1]), Number(rest[2]), rest[3] || undefined, Number(rest[4] ?? 0));
+      break;
+    case 'udp-every':
+      await udpEvery(rest[0], Number(rest[1]), Number(rest[2]));
+      break;
+    case 'udp-spread':
+      await udpSpread(rest[0], Number(rest[1]), Number(rest[2]), Number(rest[3]));
       break;
     case 'tcp':
       await connectTcp(rest[0], Number(rest[1]));
