@@ -22,6 +22,9 @@ apt-get install -y -qq --no-install-recommends \
   iproute2 iptables nftables iputils-ping util-linux procps kmod tshark \
   > /dev/null
 
+# The real-cluster e2e stage (test/e2e/cluster) signs a test user's certificate with the cluster's CA.
+apt-get install -y -qq --no-install-recommends openssl > /dev/null
+
 # The qemu kernel matrix: qemu 10, Debian kernels 5.10/6.1/6.12, busybox (cached between runs).
 bash test/kernel-matrix/prepare.sh
 

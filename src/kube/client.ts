@@ -1,18 +1,47 @@
 /**
- * Connection to the cluster the kubectl way: KUBECONFIG or ~/.kube/config or
- * the in-cluster service account (loadFromDefault), or --kubeconfig FILE, then
+ * Connection to the cluster the kubectl way: --kubeconfig FILE, else
+ * KUBECONFIG, else ~/.kube/config, else the in-cluster service account; then
  * --context, then the namespace from -n or the context. And the one place
- * that turns the API's Status errors into messages the user can act on.
+ * that turns the API's failures into messages the user can act on.
  */
 import type * as k8s from '@kubernetes/client-node';
 import { UserError } from '../errors';
+import {
+  AbortedError,
+  Api,
+  ApiError,
+  type ApiOptions,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  RequestTimeout,
+  type Step,
+} from './api';
 
+export type { Step } from './api';
 export type K8s = typeof k8s;
 
-let loaded: K8s | undefined;
-/** client-node takes ~0.5 s to load: only Kubernetes mode pays for it. */
-export function k8sLib(): K8s {
-  loaded ??= require('@kubernetes/client-node') as K8s;
+/**
+ * client-node's KubeConfig (and its YAML) only: the generated API classes are
+ * not needed (src/kube/api.ts speaks REST itself), and loading them doubles
+ * the cost.
+ */
+export interface K8sLib {
+  KubeConfig: typeof k8s.KubeConfig;
+  loadYaml: typeof k8s.loadYaml;
+  loadAllYaml: typeof k8s.loadAllYaml;
+  dumpYaml: typeof k8s.dumpYaml;
+}
+let loaded: K8sLib | undefined;
+export function k8sLib(): K8sLib {
+  if (!loaded) {
+    const config = require('@kubernetes/client-node/dist/config.js') as { KubeConfig: typeof k8s.KubeConfig };
+    const yaml = require('@kubernetes/client-node/dist/yaml.js') as Omit<K8sLib, 'KubeConfig'>;
+    loaded = {
+      KubeConfig: config.KubeConfig,
+      loadYaml: yaml.loadYaml,
+      loadAllYaml: yaml.loadAllYaml,
+      dumpYaml: yaml.dumpYaml,
+    };
+  }
   return loaded;
 }
 
@@ -20,21 +49,25 @@ export interface ConnectOptions {
   namespace?: string;
   context?: string;
   kubeconfig?: string;
+  /** --request-timeout in ms (0: none); default 30 s. */
+  requestTimeoutMs?: number;
+  /** --as, --as-group */
+  as?: string;
+  asGroups?: string[];
+  /** Ends every call and watch (Ctrl-C). */
+  signal?: AbortSignal;
 }
 
 export interface Cluster {
   kc: k8s.KubeConfig;
-  core: k8s.CoreV1Api;
-  apps: k8s.AppsV1Api;
-  discovery: k8s.DiscoveryV1Api;
+  api: Api;
   /** -n, else the context's namespace, else "default". */
   namespace: string;
   server: string;
 }
 
-export function connect(opts: ConnectOptions): Cluster {
-  const lib = k8sLib();
-  const kc = new lib.KubeConfig();
+export function loadKubeConfig(opts: ConnectOptions): k8s.KubeConfig {
+  const kc = new (k8sLib().KubeConfig)();
   try {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromDefault();
@@ -48,6 +81,7 @@ export function connect(opts: ConnectOptions): Cluster {
       const known = kc.getContexts().map((c) => c.name);
       throw new UserError(
         `context "${opts.context}" is not in the kubeconfig (known: ${known.join(', ') || 'none'})`,
+        2,
       );
     }
     kc.setCurrentContext(opts.context);
@@ -68,107 +102,118 @@ export function connect(opts: ConnectOptions): Cluster {
       'no cluster configured: set KUBECONFIG, pass --kubeconfig, or run inside a pod with a service account',
     );
   }
+  return kc;
+}
+
+export function connect(opts: ConnectOptions): Cluster {
+  const kc = loadKubeConfig(opts);
   const ctx = kc.getContextObject(kc.getCurrentContext());
-  return {
-    kc,
-    core: kc.makeApiClient(lib.CoreV1Api),
-    apps: kc.makeApiClient(lib.AppsV1Api),
-    discovery: kc.makeApiClient(lib.DiscoveryV1Api),
-    namespace: opts.namespace || ctx?.namespace || 'default',
-    server: cluster.server,
+  const apiOptions: ApiOptions = {
+    timeoutMs: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    asUser: opts.as,
+    asGroups: opts.asGroups,
   };
+  const api = new Api(kc, apiOptions, opts.signal);
+  return { kc, api, namespace: opts.namespace || ctx?.namespace || 'default', server: api.server };
 }
 
-/** The Status object of a failed API call, when the server sent one. */
-export interface ApiStatus {
-  code: number;
-  reason?: string;
-  message: string;
+/** The Status of a failed API call, when the server sent one. */
+export function apiStatus(err: unknown): ApiError | undefined {
+  return err instanceof ApiError ? err : undefined;
 }
 
-export function apiStatus(err: unknown): ApiStatus | undefined {
-  if (!err || typeof err !== 'object' || !('code' in err) || typeof err.code !== 'number') return undefined;
-  const e = err as { code: number; body?: unknown; message?: string };
-  let body = e.body;
-  if (typeof body === 'string') {
-    try {
-      body = JSON.parse(body);
-    } catch {}
-  }
-  if (body && typeof body === 'object' && 'message' in body) {
-    const b = body as { message?: string; reason?: string };
-    return { code: e.code, reason: b.reason, message: b.message ?? '' };
-  }
-  return { code: e.code, message: typeof body === 'string' ? body : (e.message ?? '') };
+export function isNotFound(err: unknown): boolean {
+  return err instanceof ApiError && err.code === 404;
 }
 
-const RBAC_HINT =
+export const RBAC_HINT =
   'ask a cluster admin to grant the role in manifests/rbac.yaml (kubectl apply -f manifests/rbac.yaml, then a RoleBinding or ClusterRoleBinding to you)';
 
-/** What we were doing when a call failed: used to say which verb on which resource. */
-export interface Step {
-  verb: string;
-  resource: string;
-  namespace?: string;
-  name?: string;
-}
-
-function describe(step: Step): string {
+export function describeStep(step: Step): string {
   const obj = step.name ? `${step.resource} "${step.name}"` : step.resource;
   return `${step.verb} ${obj}${step.namespace ? ` in namespace "${step.namespace}"` : ''}`;
 }
 
-/** Turns an API failure into a UserError that names the step; anything else passes through. */
+/** True when the API server said Pod Security admission refuses the pod. */
+export function isPodSecurityRefusal(err: unknown): boolean {
+  return err instanceof ApiError && err.code === 403 && /PodSecurity|pod security/i.test(err.message);
+}
+
+/** Turns an API failure into a UserError that names the step; aborts pass through. */
 export function explain(err: unknown, step: Step, server?: string): Error {
-  if (err instanceof UserError) return err;
-  const status = apiStatus(err);
-  if (!status && /HTTP protocol is not allowed/.test((err as Error)?.message ?? '')) {
+  if (err instanceof UserError || err instanceof AbortedError) return err;
+  if (err instanceof RequestTimeout) {
     return new UserError(
-      `the kubeconfig's server ${server ?? ''} is plain http: allow it with insecure-skip-tls-verify: true in its cluster entry, or use https`,
+      `the Kubernetes API${server ? ` at ${server}` : ''} did not answer within ${err.ms / 1000} s while trying to ${describeStep(step)}: ` +
+        'check the cluster and your --context, or raise --request-timeout',
     );
   }
-  if (!status) {
+  if (!(err instanceof ApiError)) {
     const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
     const code = e?.code ?? e?.cause?.code;
-    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ECONNRESET' || code === 'ETIMEDOUT') {
+    if (
+      code &&
+      /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE)$/.test(code)
+    ) {
       return new UserError(
-        `cannot reach the Kubernetes API${server ? ` at ${server}` : ''} (${code}) while trying to ${describe(step)}: check the cluster and your --context`,
+        `cannot reach the Kubernetes API${server ? ` at ${server}` : ''} (${code}) while trying to ${describeStep(step)}: check the cluster and your --context`,
+      );
+    }
+    if (code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
+      return new UserError(
+        `the Kubernetes API${server ? ` at ${server}` : ''} failed the TLS check (${code}: ${e.message}): check the kubeconfig's certificate-authority`,
       );
     }
     return err instanceof Error ? err : new Error(String(err));
   }
-  if (status.code === 403 && /PodSecurity/.test(status.message)) {
+  if (isPodSecurityRefusal(err)) {
     return new UserError(
-      `Pod Security admission rejected the privileged debug pod in namespace "${step.namespace}": ${status.message}\n` +
+      `Pod Security admission rejected the privileged debug pod in namespace "${step.namespace}": ${err.message}\n` +
         'kubectl-pwru needs a privileged pod with hostPID and hostNetwork. Pick a namespace whose ' +
         'pod-security.kubernetes.io/enforce label is "privileged" with --debug-namespace ' +
         '(for example kube-system, or: kubectl label namespace NAME pod-security.kubernetes.io/enforce=privileged)',
     );
   }
-  if (status.code === 403) {
-    return new UserError(`forbidden: you may not ${describe(step)} (${status.message})\n${RBAC_HINT}`);
+  if (err.code === 403) {
+    return new UserError(`forbidden: you may not ${describeStep(step)} (${err.message})\n${RBAC_HINT}`);
   }
-  if (status.code === 401) {
-    return new UserError(`unauthorized: the API server did not accept your credentials (${status.message})`);
+  if (err.code === 401) {
+    return new UserError(`unauthorized: the API server did not accept your credentials (${err.message})`);
   }
-  if (status.code === 404 && /^namespaces "/.test(status.message)) {
+  if (err.code === 404 && /^namespaces "/.test(err.message)) {
     return new UserError(
-      `${status.message.replace(/^namespaces "/, 'namespace "')}: check -n/--namespace and --debug-namespace`,
+      `${err.message.replace(/^namespaces "/, 'namespace "')}: check -n/--namespace and --debug-namespace`,
+      2,
     );
   }
-  if (status.code === 404) {
+  if (err.code === 404) {
     return new UserError(
       `${step.resource} ${step.name ? `"${step.name}" ` : ''}not found${step.namespace ? ` in namespace "${step.namespace}"` : ''}`,
+      2,
     );
   }
-  return new UserError(`cannot ${describe(step)}: ${status.message || `HTTP ${status.code}`}`);
+  return new UserError(`cannot ${describeStep(step)}: ${err.message || `HTTP ${err.code}`}`);
 }
 
 /** Runs one API call; a failure becomes a UserError naming the step. */
-export async function call<T>(step: Step, fn: () => Promise<T>, server?: string): Promise<T> {
+export async function call<T>(cluster: Cluster, step: Step, fn: (api: Api) => Promise<T>): Promise<T> {
   try {
-    return await fn();
+    return await fn(cluster.api);
   } catch (err) {
-    throw explain(err, step, server);
+    throw explain(err, step, cluster.server);
   }
+}
+
+/** REST paths of the objects kubectl-pwru reads and writes. */
+export const paths = {
+  nodes: (name?: string) => `/api/v1/nodes${name ? `/${enc(name)}` : ''}`,
+  namespaces: (name?: string) => `/api/v1/namespaces${name ? `/${enc(name)}` : ''}`,
+  core: (resource: string, namespace?: string, name?: string) =>
+    `/api/v1${namespace ? `/namespaces/${enc(namespace)}` : ''}/${resource}${name ? `/${enc(name)}` : ''}`,
+  group: (group: string, resource: string, namespace?: string, name?: string) =>
+    `/apis/${group}${namespace ? `/namespaces/${enc(namespace)}` : ''}/${resource}${name ? `/${enc(name)}` : ''}`,
+};
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
 }

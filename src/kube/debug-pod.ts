@@ -1,18 +1,31 @@
 /**
- * The debug pod: manifests/debug-pod.yaml, filled in for one node. The
- * template is parsed as data and filled field by field, never by text
- * substitution, so no user input can change the pod's shape.
+ * The debug pod: manifests/debug-pod.yaml, filled in for one node, and the
+ * one-shot Job that runs it. The template is parsed as data and filled field
+ * by field, never by text substitution, so no user input can change the pod's
+ * shape — except --pod-patch, a strategic merge patch the user writes on
+ * purpose, after which the fields kubectl-pwru relies on are set again.
+ *
+ * Why a Job: a pod object outlives its container. When the CLI is killed
+ * (SIGKILL) the runner stops the helper and the container exits, but the
+ * pod object would stay (Succeeded) until someone deleted it. A Job with
+ * ttlSecondsAfterFinished is deleted by the cluster itself (the TTL-after-
+ * finished controller, on by default since Kubernetes 1.23), and its pod with
+ * it: nothing remains within a minute, with nobody doing anything.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
+import { UserError } from '../errors';
 import { k8sLib } from './client';
+import { strategicMerge } from './strategic-merge';
 
-export const DEFAULT_IMAGE = 'node:20-bookworm-slim';
+/** A maintained Node.js LTS (24, until 2028-04), the small Alpine variant. */
+export const DEFAULT_IMAGE = 'node:24-alpine';
 export const CONTAINER = 'pwru';
-export const MANAGED_BY_SELECTOR = 'app.kubernetes.io/managed-by=kubectl-pwru';
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY_SELECTOR = `${MANAGED_BY_LABEL}=kubectl-pwru`;
 export const SESSION_LABEL = 'pwru.kubectl.io/session';
 export const ANNOTATIONS = {
   startedBy: 'pwru.kubectl.io/started-by',
@@ -24,6 +37,13 @@ export const ANNOTATIONS = {
 export const DEFAULT_DEADLINE_SEC = 3600;
 /** Time for scheduling, pulling the image and attaching, on top of --duration. */
 export const START_ALLOWANCE_SEC = 120;
+/** The finished Job (and its pod) is deleted by the cluster this long after it ends. */
+export const JOB_TTL_SEC = 10;
+
+/** --profile capabilities: what tracing needs instead of privileged (docs/kubernetes.md says why each). */
+export const CAPABILITIES = ['BPF', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_RESOURCE', 'NET_ADMIN'];
+export const PROFILES = ['privileged', 'capabilities'] as const;
+export type Profile = (typeof PROFILES)[number];
 
 /** The installed package's root: manifests/, helper/build/ and dist/runner/ hang off it. */
 export function packageRoot(): string {
@@ -52,6 +72,33 @@ export function startedBy(): string {
   return `${user}@${hostname()}`;
 }
 
+/** --pod-patch FILE: a Pod fragment in YAML or JSON, checked to be one. */
+export function loadPodPatch(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UserError(`--pod-patch ${file}: ${(err as Error).message}`, 2);
+  }
+  let patch: unknown;
+  try {
+    patch = k8sLib().loadYaml(text);
+  } catch (err) {
+    throw new UserError(`--pod-patch ${file}: not YAML or JSON: ${(err as Error).message}`, 2);
+  }
+  if (!patch || typeof patch !== 'object' || Array.isArray(patch)) {
+    throw new UserError(`--pod-patch ${file}: expected a Pod fragment (a map with metadata and/or spec)`, 2);
+  }
+  const unknown = Object.keys(patch).filter((k) => !['metadata', 'spec', 'apiVersion', 'kind'].includes(k));
+  if (unknown.length > 0) {
+    throw new UserError(
+      `--pod-patch ${file}: a Pod patch has metadata and spec, not ${unknown.join(', ')} (it is merged into the pod, not the Job)`,
+      2,
+    );
+  }
+  return patch as Record<string, unknown>;
+}
+
 export interface DebugPodParams {
   node: string;
   namespace: string;
@@ -61,9 +108,13 @@ export interface DebugPodParams {
   target: string;
   filter: string;
   durationSec?: number;
+  profile?: Profile;
+  imagePullSecrets?: string[];
+  /** --pod-patch, already loaded. */
+  patch?: Record<string, unknown>;
 }
 
-/** A generateName prefix from a node name: lower case, DNS-safe, short enough for the random suffix. */
+/** A generateName prefix from a node name: lower case, DNS-safe, short enough for the random suffixes. */
 function namePrefix(node: string): string {
   const clean = node
     .toLowerCase()
@@ -72,13 +123,35 @@ function namePrefix(node: string): string {
   return `pwru-${clean.slice(0, 40).replace(/-+$/, '')}-`;
 }
 
+function pwruContainer(pod: k8s.V1Pod, what: string): k8s.V1Container {
+  const container = pod.spec?.containers?.find((c) => c.name === CONTAINER);
+  if (!container) throw new UserError(`${what} has no container named ${CONTAINER}`, 2);
+  return container;
+}
+
 export function buildDebugPod(p: DebugPodParams, template: k8s.V1Pod = loadTemplate()): k8s.V1Pod {
-  const pod = structuredClone(template);
+  let pod = structuredClone(template);
+  const spec = pod.spec;
+  if (!spec) throw new Error('manifests/debug-pod.yaml has no spec');
+  const container = pwruContainer(pod, 'manifests/debug-pod.yaml');
+  container.image = p.image;
+  if (p.profile === 'capabilities') {
+    container.securityContext = {
+      capabilities: { add: [...CAPABILITIES] },
+      seccompProfile: { type: 'Unconfined' },
+      appArmorProfile: { type: 'Unconfined' },
+    };
+  }
+  if (p.imagePullSecrets?.length) spec.imagePullSecrets = p.imagePullSecrets.map((name) => ({ name }));
+  if (p.patch) pod = strategicMerge(pod as never, p.patch as never) as unknown as k8s.V1Pod;
+
+  // What kubectl-pwru relies on, whatever the patch said.
   const meta = pod.metadata ?? {};
   pod.metadata = meta;
   meta.generateName = namePrefix(p.node);
+  delete meta.name;
   meta.namespace = p.namespace;
-  meta.labels = { ...meta.labels, [SESSION_LABEL]: p.session };
+  meta.labels = { ...meta.labels, [MANAGED_BY_LABEL]: 'kubectl-pwru', [SESSION_LABEL]: p.session };
   meta.annotations = {
     ...meta.annotations,
     [ANNOTATIONS.startedBy]: startedBy(),
@@ -86,13 +159,44 @@ export function buildDebugPod(p: DebugPodParams, template: k8s.V1Pod = loadTempl
     [ANNOTATIONS.target]: p.target,
     [ANNOTATIONS.filter]: p.filter,
   };
-  const spec = pod.spec;
-  if (!spec) throw new Error('manifests/debug-pod.yaml has no spec');
-  spec.nodeName = p.node;
-  spec.activeDeadlineSeconds =
+  const s = pod.spec as k8s.V1PodSpec;
+  s.nodeName = p.node;
+  s.restartPolicy = 'Never';
+  s.activeDeadlineSeconds =
     p.durationSec !== undefined ? Math.ceil(p.durationSec) + START_ALLOWANCE_SEC : DEFAULT_DEADLINE_SEC;
-  const container = spec.containers.find((c) => c.name === CONTAINER);
-  if (!container) throw new Error(`manifests/debug-pod.yaml has no container named ${CONTAINER}`);
-  container.image = p.image;
+  const c = pwruContainer(pod, '--pod-patch: the patched pod');
+  c.stdin = true;
+  c.stdinOnce = true;
+  c.tty = false;
   return pod;
+}
+
+/**
+ * The one-shot Job around a debug pod: never retried (a failed or deleted pod
+ * fails the Job), deleted by the cluster JOB_TTL_SEC after it ends, and never
+ * outliving the pod's own deadline.
+ */
+export function buildDebugJob(pod: k8s.V1Pod): k8s.V1Job {
+  const meta = pod.metadata ?? {};
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      generateName: meta.generateName,
+      namespace: meta.namespace,
+      labels: { ...meta.labels },
+      annotations: { ...meta.annotations },
+    },
+    spec: {
+      backoffLimit: 0,
+      completions: 1,
+      parallelism: 1,
+      ttlSecondsAfterFinished: JOB_TTL_SEC,
+      activeDeadlineSeconds: pod.spec?.activeDeadlineSeconds,
+      template: {
+        metadata: { labels: { ...meta.labels }, annotations: { ...meta.annotations } },
+        spec: pod.spec,
+      },
+    },
+  };
 }

@@ -6,18 +6,35 @@
  * without them.
  */
 
+import type * as k8s from '@kubernetes/client-node';
 import type { TraceSink } from '../output/sink';
 import type { TraceEvent, Tuple } from '../record/event';
-import type { Cluster } from './client';
+import { type Cluster, paths } from './client';
+
+/** A node's own addresses: "node/NAME". */
+export function nodeNames(node: k8s.V1Node, names: Map<string, string>): void {
+  for (const a of node.status?.addresses ?? []) {
+    if (a.type === 'InternalIP' || a.type === 'ExternalIP')
+      names.set(a.address, `node/${node.metadata?.name}`);
+  }
+}
 
 /** Never rejects: names are a comfort. */
 export async function lookupNames(cluster: Cluster): Promise<Map<string, string>> {
   const names = new Map<string, string>();
   const [pods, services] = await Promise.allSettled([
-    cluster.core.listPodForAllNamespaces({}),
-    cluster.core.listServiceForAllNamespaces({}),
+    cluster.api.request<k8s.V1PodList>('GET', paths.core('pods')),
+    cluster.api.request<k8s.V1ServiceList>('GET', paths.core('services')),
   ]);
   if (pods.status === 'fulfilled') {
+    // Every pod tells its node's address: the node is named even without the right to list nodes.
+    for (const pod of pods.value.items) {
+      const node = pod.spec?.nodeName;
+      if (!node) continue;
+      for (const ip of pod.status?.hostIPs ?? [])
+        if (ip.ip && !names.has(ip.ip)) names.set(ip.ip, `node/${node}`);
+      if (pod.status?.hostIP && !names.has(pod.status.hostIP)) names.set(pod.status.hostIP, `node/${node}`);
+    }
     for (const pod of pods.value.items) {
       // Host-network pods share the node's address: naming it after one of them would mislead.
       if (pod.spec?.hostNetwork) continue;

@@ -10,12 +10,22 @@ import type { RunnerRequest } from '../../runner/runner';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { helperArgs, type TraceRequest } from '../trace/request';
+import { AbortedError, parseRequestTimeout } from './api';
 import { buildBundle, checkArch, HEARTBEAT_TIMEOUT_SEC } from './bundle';
-import { type Cluster, call, connect, k8sLib } from './client';
-import { buildDebugPod, DEFAULT_IMAGE, loadTemplate, newSessionId } from './debug-pod';
-import { lookupNames, withNames } from './names';
-import { AbortedError, NodeSession } from './session';
-import { composeFilter, type NodeTarget, type ResolvedTarget, resolveTarget } from './targets';
+import { type Cluster, call, connect, k8sLib, paths } from './client';
+import {
+  buildDebugJob,
+  buildDebugPod,
+  DEFAULT_IMAGE,
+  loadPodPatch,
+  loadTemplate,
+  newSessionId,
+  PROFILES,
+  type Profile,
+} from './debug-pod';
+import { lookupNames, nodeNames, withNames } from './names';
+import { NodeSession } from './session';
+import { composeFilter, type NodeTarget, parseTarget, type ResolvedTarget, resolveTarget } from './targets';
 
 export interface KubeTraceOptions {
   /** 'pod/NAME' | 'NAME' | 'node/NAME' | 'svc/NAME' | 'deploy/NAME' | 'ds/NAME' | 'sts/NAME'; absent when only a selector. */
@@ -25,7 +35,15 @@ export interface KubeTraceOptions {
   namespace?: string;
   context?: string;
   kubeconfig?: string;
+  /** --request-timeout, ms (0: none). */
+  requestTimeoutMs?: number;
+  as?: string;
+  asGroups?: string[];
   image?: string;
+  profile?: Profile;
+  imagePullSecrets?: string[];
+  /** --pod-patch FILE */
+  podPatch?: string;
   debugNamespace?: string;
   podNetnsOnly: boolean;
   /** pcapFilter = the user's filter from flags + positional; the target's addresses are added here. */
@@ -49,8 +67,9 @@ interface Plan {
   nodes: PlannedNode[];
 }
 
-/** Complete + Validate: everything derived, nothing created. */
-async function plan(opts: KubeTraceOptions, cluster: Cluster): Promise<Plan> {
+/** Complete + Validate: everything derived, nothing created. `names` gets the nodes' addresses. */
+async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string, string>): Promise<Plan> {
+  const patch = opts.podPatch ? loadPodPatch(opts.podPatch) : undefined;
   const resolved = await resolveTarget(cluster, opts.target, opts.selector);
   for (const w of resolved.warnings) opts.sink.warning(w);
 
@@ -89,11 +108,10 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster): Promise<Plan> {
   // Nodes are read in parallel: a service may span many.
   const archs = await Promise.all(
     resolved.nodes.map(async (target) => {
-      const node = await call(
-        { verb: 'get', resource: 'nodes', name: target.node },
-        () => cluster.core.readNode({ name: target.node }),
-        cluster.server,
+      const node = await call(cluster, { verb: 'get', resource: 'nodes', name: target.node }, (api) =>
+        api.request<k8s.V1Node>('GET', paths.nodes(target.node)),
       );
+      if (names) nodeNames(node, names);
       const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
       if (ready && ready.status !== 'True') {
         // Still worth a try: a node whose pod network is down runs host-network pods like ours.
@@ -116,6 +134,9 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster): Promise<Plan> {
         target: resolved.display,
         filter,
         durationSec: opts.request.durationSec,
+        profile: opts.profile,
+        imagePullSecrets: opts.imagePullSecrets,
+        patch,
       },
       template,
     );
@@ -131,9 +152,15 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
   // Names are looked up while the pods start: listing a big cluster takes a while.
   const names = new Map<string, string>();
   const lookup = lookupNames(cluster).then((found) => {
-    for (const [ip, name] of found) names.set(ip, name);
+    for (const [ip, name] of found) if (!names.has(ip) || !name.startsWith('node/')) names.set(ip, name);
   });
-  const p = await plan(opts, cluster);
+  let p: Plan;
+  try {
+    p = await plan(opts, cluster, names);
+  } catch (err) {
+    if (err instanceof AbortedError) throw interrupted(false);
+    throw err;
+  }
   const sink = withNames(opts.sink, names);
   const bundles = new Map<string, Buffer>();
   for (const n of p.nodes) {
@@ -172,17 +199,103 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
     ),
   );
   opts.signal.removeEventListener('abort', onAbort);
-  await lookup;
+  await Promise.race([lookup, new Promise((r) => setTimeout(r, 1000).unref())]);
   const failures = results
     .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
     .map((r) => r.reason as Error)
     .filter((e) => !(e instanceof AbortedError));
   if (failures.length > 0) throw failures[0];
+  // Ctrl-C before any trace began: nothing was traced, and that is not a success.
+  if (opts.signal.aborted && !sessions.some((s) => s.tracing)) throw interrupted(true);
 }
 
-/** The pods a run would create, as YAML (one document per node); creates nothing. */
+/** Exit 130, as a shell reports an interrupted command (docs/kubernetes.md). */
+function interrupted(created: boolean): UserError {
+  return new UserError(
+    `interrupted before the trace started${created ? '; the debug pods were deleted' : '; nothing was created'}`,
+    130,
+  );
+}
+
+/**
+ * The Jobs a run would create, as YAML (one document per node); creates
+ * nothing. Without a reachable cluster (or kubeconfig), the values only the
+ * cluster knows are placeholders: <NODE OF pod/web-0>, <ADDRESSES OF pod/web-0>.
+ */
 export async function printManifest(opts: KubeTraceOptions): Promise<string> {
-  const p = await plan(opts, connect(opts));
   const lib = k8sLib();
-  return p.nodes.map((n) => lib.dumpYaml(n.pod, { lineWidth: -1, noRefs: true })).join('---\n');
+  const dump = (pods: k8s.V1Pod[]) =>
+    pods.map((pod) => lib.dumpYaml(buildDebugJob(pod), { lineWidth: -1, noRefs: true })).join('---\n');
+  let cluster: Cluster | undefined;
+  try {
+    cluster = connect({ ...opts, requestTimeoutMs: Math.min(opts.requestTimeoutMs || 5000, 5000) });
+    const p = await plan(opts, cluster);
+    return dump(p.nodes.map((n) => n.pod));
+  } catch (err) {
+    if (!unreachable(err)) throw err;
+    opts.sink.warning(
+      `${(err as Error).message.split('\n')[0]}\nprinting the manifest with placeholders where the cluster would say`,
+    );
+  }
+  const patch = opts.podPatch ? loadPodPatch(opts.podPatch) : undefined;
+  const { kind, name } = parseTarget(opts.target, opts.selector);
+  const what = opts.target ?? `-l ${opts.selector}`;
+  const node = kind === 'node' ? name : `<NODE OF ${what}>`;
+  const filter = composeFilter(kind === 'node' ? [] : ['0.0.0.0'], opts.request.pcapFilter).replace(
+    'host 0.0.0.0',
+    `host <ADDRESSES OF ${what}>`,
+  );
+  const pod = buildDebugPod({
+    node,
+    namespace: opts.debugNamespace || opts.namespace || cluster?.namespace || 'default',
+    image: opts.image || DEFAULT_IMAGE,
+    session: newSessionId(),
+    target: what,
+    filter,
+    durationSec: opts.request.durationSec,
+    profile: opts.profile,
+    imagePullSecrets: opts.imagePullSecrets,
+    patch,
+  });
+  return dump([pod]);
+}
+
+/** No cluster to ask: no kubeconfig, or no answer. Refusals and bad input are real errors still. */
+function unreachable(err: unknown): boolean {
+  const m = (err as Error)?.message ?? '';
+  return /no kubeconfig found|no cluster configured|cannot reach the Kubernetes API|did not answer within|cannot read the kubeconfig/.test(
+    m,
+  );
+}
+
+/** The trace command's Kubernetes-only flags that shape the connection and the debug pod. */
+export interface KubeFlags {
+  'request-timeout'?: string;
+  as?: string;
+  'as-group'?: string[];
+  profile?: string;
+  'image-pull-secret'?: string[];
+  'pod-patch'?: string;
+}
+
+/** Validate: those flags as KubeTraceOptions fields; a bad value is exit 2 before anything is created. */
+export function kubeFlagOptions(flags: KubeFlags): Partial<KubeTraceOptions> {
+  const profile = flags.profile;
+  if (profile !== undefined && !(PROFILES as readonly string[]).includes(profile)) {
+    throw new UserError(`--profile ${profile}: expected one of ${PROFILES.join(', ')}`, 2);
+  }
+  for (const s of flags['image-pull-secret'] ?? []) {
+    if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(s))
+      throw new UserError(`--image-pull-secret ${s}: not a valid Secret name`, 2);
+  }
+  if (flags['pod-patch'] !== undefined) loadPodPatch(flags['pod-patch']);
+  return {
+    requestTimeoutMs:
+      flags['request-timeout'] !== undefined ? parseRequestTimeout(flags['request-timeout']) : undefined,
+    as: flags.as,
+    asGroups: flags['as-group'],
+    profile: profile as Profile | undefined,
+    imagePullSecrets: flags['image-pull-secret'],
+    podPatch: flags['pod-patch'],
+  };
 }

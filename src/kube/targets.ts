@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import type * as k8s from '@kubernetes/client-node';
 import { UserError } from '../errors';
-import { apiStatus, type Cluster, call, explain, type Step } from './client';
+import { type Cluster, call, explain, isNotFound, paths, type Step } from './client';
 
 export type TargetKind = 'pod' | 'node' | 'svc' | 'deploy' | 'ds' | 'sts' | 'selector';
 
@@ -76,13 +76,15 @@ export function parseTarget(
   if (!kind) {
     throw new UserError(
       `unknown target kind "${kindText}" in "${target}": use pod/NAME, node/NAME, svc/NAME, deploy/NAME, ds/NAME or sts/NAME`,
+      2,
     );
   }
   if (!NAME_RE.test(name))
-    throw new UserError(`"${name}" is not a valid Kubernetes object name (in target "${target}")`);
+    throw new UserError(`"${name}" is not a valid Kubernetes object name (in target "${target}")`, 2);
   if (selector && (kind === 'pod' || kind === 'node' || kind === 'svc')) {
     throw new UserError(
       `-l selects pods of a workload: use it alone or with deploy/, ds/ or sts/, not with ${kind}/`,
+      2,
     );
   }
   return { kind, name };
@@ -145,26 +147,25 @@ export function selectorString(sel: k8s.V1LabelSelector | undefined): string {
 /** Throws "namespace not found" when it is; says nothing when it exists or we may not look. */
 async function checkNamespace(cluster: Cluster, namespace: string): Promise<void> {
   try {
-    await cluster.core.readNamespace({ name: namespace });
+    await cluster.api.request('GET', paths.namespaces(namespace));
   } catch (err) {
-    if (apiStatus(err)?.code === 404)
-      throw new UserError(`namespace "${namespace}" not found: check -n/--namespace`);
+    if (isNotFound(err)) throw new UserError(`namespace "${namespace}" not found: check -n/--namespace`, 2);
   }
 }
 
 /** A read whose 404 may really mean a wrong namespace. */
-async function get<T>(cluster: Cluster, step: Step, fn: () => Promise<T>): Promise<T> {
+async function get<T>(cluster: Cluster, step: Step, path: string): Promise<T> {
   try {
-    return await fn();
+    return await cluster.api.request<T>('GET', path);
   } catch (err) {
-    if (apiStatus(err)?.code === 404 && step.namespace) await checkNamespace(cluster, step.namespace);
+    if (isNotFound(err) && step.namespace) await checkNamespace(cluster, step.namespace);
     throw explain(err, step, cluster.server);
   }
 }
 
 async function podsBySelector(cluster: Cluster, namespace: string, selector: string): Promise<k8s.V1Pod[]> {
-  const list = await call({ verb: 'list', resource: 'pods', namespace }, () =>
-    cluster.core.listNamespacedPod({ namespace, labelSelector: selector }),
+  const list = await call(cluster, { verb: 'list', resource: 'pods', namespace }, (api) =>
+    api.request<k8s.V1PodList>('GET', paths.core('pods', namespace), { query: { labelSelector: selector } }),
   );
   return list.items;
 }
@@ -179,6 +180,7 @@ function fromPods(kind: TargetKind, display: string, pods: k8s.V1Pod[], what: st
   if (live.length === 0) {
     throw new UserError(
       pods.length === 0 ? `${what} selects no pods` : `${what}: no pod is running (${warnings.join('; ')})`,
+      2,
     );
   }
   const nodes = groupByNode(live);
@@ -200,24 +202,26 @@ export async function resolveTarget(
   const namespace = cluster.namespace;
   switch (kind) {
     case 'pod': {
-      const pod = await get(cluster, { verb: 'get', resource: 'pods', namespace, name }, () =>
-        cluster.core.readNamespacedPod({ name, namespace }),
+      const pod = await get<k8s.V1Pod>(
+        cluster,
+        { verb: 'get', resource: 'pods', namespace, name },
+        paths.core('pods', namespace, name),
       );
       const problem = podProblem(pod);
-      if (problem) throw new UserError(problem);
+      if (problem) throw new UserError(problem, 2);
       return fromPods('pod', `pod/${namespace}/${name}`, [pod], `pod "${name}"`);
     }
     case 'node': {
-      await call(
-        { verb: 'get', resource: 'nodes', name },
-        () => cluster.core.readNode({ name }),
-        cluster.server,
+      await call(cluster, { verb: 'get', resource: 'nodes', name }, (api) =>
+        api.request('GET', paths.nodes(name)),
       );
       return { kind, display: `node/${name}`, nodes: [{ node: name, pods: [] }], ips: [], warnings: [] };
     }
     case 'svc': {
-      const svc = await get(cluster, { verb: 'get', resource: 'services', namespace, name }, () =>
-        cluster.core.readNamespacedService({ name, namespace }),
+      const svc = await get<k8s.V1Service>(
+        cluster,
+        { verb: 'get', resource: 'services', namespace, name },
+        paths.core('services', namespace, name),
       );
       return resolveService(cluster, svc);
     }
@@ -225,15 +229,10 @@ export async function resolveTarget(
     case 'ds':
     case 'sts': {
       const resource = { deploy: 'deployments', ds: 'daemonsets', sts: 'statefulsets' }[kind];
-      const workload: k8s.V1Deployment | k8s.V1DaemonSet | k8s.V1StatefulSet = await get(
+      const workload = await get<k8s.V1Deployment | k8s.V1DaemonSet | k8s.V1StatefulSet>(
         cluster,
         { verb: 'get', resource: `${resource}.apps`, namespace, name },
-        () =>
-          kind === 'deploy'
-            ? cluster.apps.readNamespacedDeployment({ name, namespace })
-            : kind === 'ds'
-              ? cluster.apps.readNamespacedDaemonSet({ name, namespace })
-              : cluster.apps.readNamespacedStatefulSet({ name, namespace }),
+        paths.group('apps/v1', resource, namespace, name),
       );
       const own = selectorString(workload.spec?.selector);
       const sel = [own, selector].filter(Boolean).join(',');
@@ -264,21 +263,25 @@ async function resolveService(cluster: Cluster, svc: k8s.V1Service): Promise<Res
   for (const ip of svc.spec?.externalIPs ?? []) if (isIP(ip)) ips.add(ip);
   for (const ing of svc.status?.loadBalancer?.ingress ?? []) if (ing.ip && isIP(ing.ip)) ips.add(ing.ip);
 
-  const slices = await get(
+  const slices = await call(
     cluster,
     { verb: 'list', resource: 'endpointslices.discovery.k8s.io', namespace },
-    () =>
-      cluster.discovery.listNamespacedEndpointSlice({
-        namespace,
-        labelSelector: `kubernetes.io/service-name=${name}`,
-      }),
+    (api) =>
+      api.request<k8s.V1EndpointSliceList>(
+        'GET',
+        paths.group('discovery.k8s.io/v1', 'endpointslices', namespace),
+        {
+          query: { labelSelector: `kubernetes.io/service-name=${name}` },
+        },
+      ),
   );
   const byNode = new Map<string, Map<string, TargetPod>>();
   const warnings: string[] = [];
   for (const slice of slices.items) {
-    for (const ep of slice.endpoints) {
+    // A slice with no endpoints has `endpoints: null` on the wire, whatever the type says.
+    for (const ep of slice.endpoints ?? []) {
       if (ep.conditions?.ready === false && ep.conditions?.serving !== true) continue;
-      const addrs = ep.addresses.filter((a) => isIP(a));
+      const addrs = (ep.addresses ?? []).filter((a) => isIP(a));
       for (const a of addrs) ips.add(a);
       let node = ep.nodeName;
       const ref = ep.targetRef;
@@ -290,10 +293,10 @@ async function resolveService(cluster: Cluster, svc: k8s.V1Service): Promise<Res
       };
       if (ref?.kind === 'Pod' && ref.name) {
         try {
-          const p = await cluster.core.readNamespacedPod({
-            name: ref.name,
-            namespace: ref.namespace ?? namespace,
-          });
+          const p = await cluster.api.request<k8s.V1Pod>(
+            'GET',
+            paths.core('pods', ref.namespace ?? namespace, ref.name),
+          );
           node ??= p.spec?.nodeName;
           pod = targetPod(p);
         } catch {
@@ -312,8 +315,12 @@ async function resolveService(cluster: Cluster, svc: k8s.V1Service): Promise<Res
     }
   }
   if (byNode.size === 0) {
+    const selector = svc.spec?.selector ? selectorString({ matchLabels: svc.spec.selector }) : '';
     throw new UserError(
-      `service "${name}" in namespace "${namespace}" has no ready endpoints on any node: nothing to trace there; trace the client's node with node/NAME and 'host ${[...ips][0] ?? 'CLUSTER-IP'}'`,
+      `service "${name}" in namespace "${namespace}" has no ready endpoints` +
+        (selector ? ` (no running, ready pod matches its selector ${selector})` : ' (it has no selector)') +
+        `: nothing to trace on a node for it. To see where its clients' packets go, trace a client's node: kubectl pwru node/NODE 'host ${[...ips][0] ?? 'CLUSTER-IP'}'`,
+      2,
     );
   }
   const nodes = [...byNode.entries()]

@@ -44,7 +44,29 @@ export const KUBERNETES_FLAGS = group('KUBERNETES', {
     description: 'namespace for the debug pod (default: the target namespace)',
   }),
   'print-manifest': Flags.boolean({
-    description: 'print the debug pod it would create, as YAML, and create nothing',
+    description: 'print the debug Job it would create, as YAML, and create nothing (works without a cluster)',
+  }),
+  profile: Flags.string({
+    description: 'privileged, or capabilities: the capability set of docs/kubernetes.md instead',
+    options: ['privileged', 'capabilities'],
+  }),
+  'image-pull-secret': Flags.string({
+    description: 'Secret for pulling --image, in the debug namespace; repeatable',
+    multiple: true,
+    multipleNonGreedy: true,
+  }),
+  'pod-patch': Flags.string({
+    description: 'strategic merge patch of the debug pod (a Pod fragment, YAML or JSON file)',
+  }),
+  // kubectl's conventions for the API requests
+  'request-timeout': Flags.string({
+    description: 'give up on a single API request after this long (30s, 1m; 0: never) [default: 30s]',
+  }),
+  as: Flags.string({ description: 'user to impersonate for the API requests' }),
+  'as-group': Flags.string({
+    description: 'group to impersonate; repeatable',
+    multiple: true,
+    multipleNonGreedy: true,
   }),
 });
 

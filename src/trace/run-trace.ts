@@ -118,6 +118,7 @@ export async function runTrace(
   };
   // The Kubernetes client is heavy to load: --local never pays for it.
   const kube = local ? undefined : await import('../kube/run');
+  if (kube) Object.assign(kubeOptions, kube.kubeFlagOptions(flags));
   if (kube && flags['print-manifest']) {
     io.stdout.write(await kube.printManifest(kubeOptions));
     return 0;

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { Job } from 'kubernetes-models/batch/v1/Job';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { k8sLib } from '../../src/kube/client';
-import { buildDebugPod, loadTemplate } from '../../src/kube/debug-pod';
+import { buildDebugJob, buildDebugPod, CAPABILITIES, loadTemplate } from '../../src/kube/debug-pod';
 import { REPO } from './harness';
 
 function docs(file: string): Record<string, never>[] {
@@ -37,9 +38,56 @@ test('manifests/debug-pod.yaml is a valid Pod, and so is every filled-in pod', (
     durationSec: 30,
   });
   new Pod(filled as never).validate();
+  const job = buildDebugJob(filled);
+  new Job(job as never).validate();
+  // One shot, removed by the cluster soon after it ends, never outliving the pod's deadline.
+  assert.equal(job.spec?.backoffLimit, 0);
+  assert.ok((job.spec?.ttlSecondsAfterFinished ?? 999) <= 30);
+  assert.equal(job.spec?.activeDeadlineSeconds, 150);
+  assert.equal(job.spec?.template.metadata?.labels?.['app.kubernetes.io/managed-by'], 'kubectl-pwru');
   assert.equal(filled.metadata?.generateName, 'pwru-worker-3-example-com-');
   assert.equal(filled.spec?.nodeName, 'Worker_3.example.com');
   assert.equal(filled.spec?.activeDeadlineSeconds, 150);
+});
+
+test('--profile capabilities, --image-pull-secret and --pod-patch shape the pod; what kubectl-pwru relies on stays', () => {
+  const pod = buildDebugPod({
+    node: 'n1',
+    namespace: 'ns',
+    image: 'node:24-alpine',
+    session: 's',
+    target: 'node/n1',
+    filter: '',
+    profile: 'capabilities',
+    imagePullSecrets: ['one', 'two'],
+    patch: {
+      metadata: { labels: { team: 'net', 'app.kubernetes.io/managed-by': 'someone' } },
+      spec: {
+        nodeName: 'elsewhere',
+        priorityClassName: 'system-node-critical',
+        containers: [{ name: 'pwru', resources: { limits: { memory: '1Gi' } }, stdin: false }],
+        tolerations: [{ key: 'a', operator: 'Exists' }],
+      },
+    },
+  });
+  new Pod(pod as never).validate();
+  const c = pod.spec?.containers[0];
+  assert.deepEqual(c?.securityContext?.capabilities?.add, CAPABILITIES);
+  assert.equal(c?.securityContext?.privileged, undefined);
+  assert.deepEqual(pod.spec?.imagePullSecrets, [{ name: 'one' }, { name: 'two' }]);
+  assert.equal(pod.metadata?.labels?.team, 'net');
+  assert.equal(pod.spec?.priorityClassName, 'system-node-critical');
+  assert.equal(c?.resources?.limits?.memory, '1Gi');
+  assert.equal(c?.resources?.requests?.cpu, '50m', 'merged by name, not replaced');
+  assert.deepEqual(
+    pod.spec?.tolerations,
+    [{ key: 'a', operator: 'Exists' }],
+    'a list without merge key is replaced',
+  );
+  // What the run relies on is set again after the patch.
+  assert.equal(pod.spec?.nodeName, 'n1');
+  assert.equal(pod.metadata?.labels?.['app.kubernetes.io/managed-by'], 'kubectl-pwru');
+  assert.equal(c?.stdin, true);
 });
 
 test('the debug pod has what tracing needs and nothing more', () => {
@@ -49,6 +97,7 @@ test('the debug pod has what tracing needs and nothing more', () => {
   assert.equal(spec.hostPID, true);
   assert.equal(spec.hostNetwork, true);
   assert.equal(spec.restartPolicy, 'Never');
+  assert.equal(spec.dnsPolicy, 'Default', 'the pod never resolves names: no cluster DNS asked for');
   assert.equal(spec.automountServiceAccountToken, false);
   assert.deepEqual(spec.tolerations, [{ operator: 'Exists' }]);
   assert.ok((spec.activeDeadlineSeconds ?? 0) > 0);
@@ -75,6 +124,7 @@ test('manifests/rbac.yaml: valid ClusterRoles, least privilege', () => {
       .flatMap((r) => r.verbs)
       .sort();
   assert.deepEqual(verbs('pods'), ['create', 'delete', 'get', 'list', 'watch']);
+  assert.deepEqual(verbs('jobs'), ['create', 'delete', 'list']);
   assert.deepEqual(verbs('pods/attach'), ['create', 'get']);
   assert.deepEqual(verbs('nodes'), ['get']);
   assert.deepEqual(verbs('pods/exec'), [], 'exec is not needed');

@@ -68,12 +68,14 @@ const KINDS: Record<string, string> = {
   deployments: 'Deployment',
   daemonsets: 'DaemonSet',
   statefulsets: 'StatefulSet',
+  jobs: 'Job',
 };
 const GROUPS: Record<string, string> = {
   endpointslices: 'discovery.k8s.io',
   deployments: 'apps',
   daemonsets: 'apps',
   statefulsets: 'apps',
+  jobs: 'batch',
 };
 
 /** kubectl's label selector syntax: a=b, a!=b, a, !a, a in (x,y), a notin (x,y). */
@@ -386,7 +388,25 @@ export class StandInApiServer {
       return;
     }
     if (verb === 'create' && r.resource === 'pods' && r.namespace) {
-      return this.createPod(r.namespace, (await this.body(req)) ?? {}, res);
+      return this.createPod(r.namespace, (await this.body(req)) ?? {}, res, q.get('dryRun') === 'All');
+    }
+    if (verb === 'create' && r.resource === 'jobs' && r.namespace) {
+      return this.createJob(r.namespace, (await this.body(req)) ?? {}, res);
+    }
+    if (verb === 'delete' && r.resource === 'jobs' && r.namespace && r.name) {
+      const job = this.get('jobs', r.namespace, r.name);
+      if (!job)
+        return this.status(res, 404, 'NotFound', `jobs.batch "${r.name}" not found`, {
+          name: r.name,
+          kind: 'jobs',
+        });
+      this.remove('jobs', job);
+      // The garbage collector, at once: the Job's pods go with it.
+      for (const pod of this.list('pods', r.namespace)) {
+        if (pod.metadata.ownerReferences?.some((o: Obj) => o.uid === job.metadata.uid))
+          this.deletePod(pod, pod.spec.terminationGracePeriodSeconds ?? 30);
+      }
+      return this.send(res, 200, job);
     }
     if (verb === 'delete' && r.resource === 'pods' && r.namespace && r.name) {
       const pod = this.get('pods', r.namespace, r.name);
@@ -415,7 +435,67 @@ export class StandInApiServer {
 
   // ---- pods: admission, the "kubelet" -----------------------------------------
 
-  private createPod(namespace: string, pod: Obj, res: ServerResponse) {
+  /** The Job controller, at once: one pod from the template, owned by the Job. */
+  private createJob(namespace: string, job: Obj, res: ServerResponse) {
+    job.metadata ??= {};
+    job.metadata.namespace = namespace;
+    if (!job.metadata.name && job.metadata.generateName)
+      job.metadata.name = `${job.metadata.generateName}${randomBytes(3).toString('hex').slice(0, 5)}`;
+    job.status = {};
+    this.put('jobs', job);
+    const template = structuredClone(job.spec?.template ?? {});
+    const pod: Obj = {
+      metadata: {
+        ...template.metadata,
+        name: `${job.metadata.name}-${randomBytes(3).toString('hex').slice(0, 5)}`,
+        namespace,
+        labels: { ...template.metadata?.labels, 'job-name': job.metadata.name },
+        ownerReferences: [
+          {
+            apiVersion: 'batch/v1',
+            kind: 'Job',
+            name: job.metadata.name,
+            uid: job.metadata.uid,
+            controller: true,
+          },
+        ],
+      },
+      spec: template.spec,
+    };
+    const sink = { status: 0, body: undefined as unknown };
+    this.createPod(namespace, pod, undefined, false, sink);
+    if (sink.status >= 300) {
+      const message = (sink.body as Obj)?.message ?? 'cannot create pod';
+      this.event(
+        { metadata: job.metadata, spec: {} },
+        'Warning',
+        'FailedCreate',
+        `Error creating: ${message}`,
+        'Job',
+      );
+    }
+    this.send(res, 201, job);
+  }
+
+  private createPod(
+    namespace: string,
+    pod: Obj,
+    res: ServerResponse | undefined,
+    dryRun = false,
+    sink?: { status: number; body: unknown },
+  ) {
+    if (!res) {
+      // From the "Job controller": what would be the answer is kept instead.
+      res = {
+        writeHead: (code: number) => {
+          if (sink) sink.status = code;
+          return res;
+        },
+        end: (text: string) => {
+          if (sink) sink.body = JSON.parse(text);
+        },
+      } as unknown as ServerResponse;
+    }
     pod.metadata ??= {};
     pod.metadata.namespace ??= namespace;
     if (!pod.metadata.name && pod.metadata.generateName) {
@@ -463,6 +543,7 @@ export class StandInApiServer {
         );
       }
     }
+    if (dryRun) return this.send(res, 201, pod);
     pod.status = { phase: 'Pending', qosClass: 'Burstable' };
     this.createdPods.push(structuredClone(pod));
     this.put('pods', pod);
@@ -470,14 +551,14 @@ export class StandInApiServer {
     setTimeout(() => this.kubelet(pod), this.config.kubeletDelayMs ?? 20);
   }
 
-  private event(pod: Obj, type: 'Normal' | 'Warning', reason: string, message: string): void {
+  private event(pod: Obj, type: 'Normal' | 'Warning', reason: string, message: string, kind = 'Pod'): void {
     this.put('events', {
       metadata: {
         name: `${pod.metadata.name}.${randomBytes(8).toString('hex')}`,
         namespace: pod.metadata.namespace,
       },
       involvedObject: {
-        kind: 'Pod',
+        kind,
         namespace: pod.metadata.namespace,
         name: pod.metadata.name,
         uid: pod.metadata.uid,

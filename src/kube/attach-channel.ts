@@ -1,0 +1,175 @@
+/**
+ * The attach stream to a debug pod's container, nothing else: the
+ * Kubernetes channel protocol over a WebSocket (v5, which can close stdin
+ * alone; v4, which cannot), stdout/stderr handed to the caller, the bundle and
+ * heartbeats sent on stdin, the container's exit status from the error
+ * channel. The opening handshake is bound by --request-timeout and ended by
+ * the run's signal; a refusal before the upgrade is read as a Status, so a
+ * 403 says which verb on which resource.
+ */
+import WebSocket from 'ws';
+import { AbortedError, ApiError, RequestTimeout } from './api';
+import { HEARTBEAT_MS } from './bundle';
+import { type Cluster, explain, paths, type Step } from './client';
+
+const CHANNEL = { stdin: 0, stdout: 1, stderr: 2, error: 3, close: 255 } as const;
+
+/** Protocols we speak, best first: v5 can half-close stdin, v4 cannot (closing stdin closes all). */
+export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
+
+/** What the API server sends on the error channel when the container's stream ends. */
+export interface ChannelStatus {
+  status?: string;
+  message?: string;
+  reason?: string;
+}
+
+export interface ChannelEnd {
+  code: number;
+  status?: ChannelStatus;
+}
+
+/** Bundles go in pieces the API server passes on without fuss. */
+const PIECE = 256 * 1024;
+
+export class AttachChannel {
+  /** Resolves when the stream has closed, whichever side closed it. */
+  readonly closed: Promise<ChannelEnd>;
+  private status?: ChannelStatus;
+  private heartbeat?: NodeJS.Timeout;
+
+  private constructor(
+    private readonly ws: WebSocket,
+    handlers: { stdout(data: Buffer): void; stderr(data: Buffer): void },
+  ) {
+    ws.on('message', (raw: Buffer, isBinary: boolean) => {
+      const data = isBinary ? raw : Buffer.from(raw);
+      if (data.length === 0) return;
+      const payload = data.subarray(1);
+      if (data[0] === CHANNEL.stdout) handlers.stdout(payload);
+      else if (data[0] === CHANNEL.stderr) handlers.stderr(payload);
+      else if (data[0] === CHANNEL.error) {
+        try {
+          this.status = JSON.parse(payload.toString('utf8')) as ChannelStatus;
+        } catch {
+          this.status = { status: 'Failure', message: payload.toString('utf8') };
+        }
+      }
+    });
+    ws.on('error', () => {});
+    this.closed = new Promise((resolve) => {
+      ws.on('close', (code) => {
+        clearInterval(this.heartbeat);
+        resolve({ code, status: this.status });
+      });
+    });
+  }
+
+  /** Attaches to the debug container's stdin, stdout and stderr. */
+  static async open(
+    cluster: Cluster,
+    namespace: string,
+    pod: string,
+    container: string,
+    handlers: { stdout(data: Buffer): void; stderr(data: Buffer): void },
+    signal?: AbortSignal,
+  ): Promise<AttachChannel> {
+    const path = `${paths.core('pods', namespace, pod)}/attach?container=${encodeURIComponent(container)}&stdin=true&stdout=true&stderr=true&tty=false`;
+    const step: Step = { verb: 'create', resource: 'pods/attach', namespace, name: pod };
+    const ws = await openWebSocket(cluster, path, step, signal);
+    return new AttachChannel(ws, handlers);
+  }
+
+  get canHalfClose(): boolean {
+    return this.ws.protocol === 'v5.channel.k8s.io';
+  }
+
+  private send(channel: number, data: Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    const frame = Buffer.allocUnsafe(data.length + 1);
+    frame[0] = channel;
+    data.copy(frame, 1);
+    this.ws.send(frame);
+  }
+
+  /** The bundle, then a heartbeat every HEARTBEAT_MS: the runner stops the helper when they stop. */
+  sendBundle(bundle: Buffer): void {
+    for (let off = 0; off < bundle.length; off += PIECE)
+      this.send(CHANNEL.stdin, bundle.subarray(off, off + PIECE));
+    this.heartbeat = setInterval(() => this.send(CHANNEL.stdin, Buffer.from('.')), HEARTBEAT_MS);
+  }
+
+  /** Closes the container's stdin (the runner's signal to stop); with v4, the whole stream. */
+  closeStdin(): void {
+    clearInterval(this.heartbeat);
+    if (this.canHalfClose) this.send(CHANNEL.close, Buffer.from([CHANNEL.stdin]));
+    else this.ws.close(1000);
+  }
+
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
+  terminate(): void {
+    clearInterval(this.heartbeat);
+    this.ws.terminate();
+  }
+}
+
+/** Opens an exec/attach WebSocket; a refusal before the upgrade becomes the Status's message. */
+export async function openWebSocket(
+  cluster: Cluster,
+  path: string,
+  step: Step,
+  signal?: AbortSignal,
+): Promise<WebSocket> {
+  const url = `${cluster.server.replace(/^http/, 'ws')}${path}`;
+  const opts = (await cluster.api.connectionOptions()) as WebSocket.ClientOptions;
+  const timeoutMs = cluster.api.options.timeoutMs;
+  if (timeoutMs > 0) opts.handshakeTimeout = timeoutMs;
+  if (signal?.aborted) throw new AbortedError();
+  return new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(url, CHANNEL_PROTOCOLS, opts);
+    const onAbort = () => {
+      ws.terminate();
+      fail(new AbortedError());
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      reject(err);
+    };
+    ws.once('open', () => {
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      resolve(ws);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        let message = body;
+        let reason: string | undefined;
+        try {
+          const s = JSON.parse(body) as { message?: string; reason?: string };
+          message = s.message ?? body;
+          reason = s.reason;
+        } catch {}
+        fail(explain(new ApiError(res.statusCode ?? 0, reason, message), step, cluster.server));
+      });
+      res.on('error', (err) => fail(err));
+    });
+    ws.once('error', (err) => {
+      const timedOut = /timed out/i.test(err.message);
+      fail(explain(timedOut ? new RequestTimeout(timeoutMs) : err, step, cluster.server));
+    });
+  });
+}

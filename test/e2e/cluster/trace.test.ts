@@ -1,0 +1,180 @@
+/**
+ * The real CLI on a real cluster: every target kind with several replicas,
+ * --pod-netns-only, every output mode and `show` of the saved file, real TCP
+ * and UDP traffic into real pods, traced through the real API server and
+ * kubelet. After each run: no debug Job or pod left, no helper running.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, test } from 'node:test';
+import type * as k8s from '@kubernetes/client-node';
+import {
+  api,
+  debugObjects,
+  deleteNamespace,
+  helperProcesses,
+  jsonLines,
+  KUBECONFIG,
+  makeWorld,
+  podIp,
+  podName,
+  runCli,
+  traffic,
+  until,
+  type World,
+} from './world';
+
+const skip = KUBECONFIG ? false : 'no cluster (scripts/run-tests.js says why)';
+let world: World;
+let flow: { stop(): void } | undefined;
+const TRACE = ['--backend', 'tracepoint', '--max-events', '6'];
+
+describe('tracing on a real cluster', { skip }, () => {
+  before(async () => {
+    world = await makeWorld();
+    const all = [...world.pods.deploy, ...world.pods.sts, ...world.pods.ds].map(podIp);
+    flow = traffic(all);
+  });
+  after(async () => {
+    flow?.stop();
+    if (world) await deleteNamespace(world.ns);
+  });
+  afterEach(async () => {
+    // The CLI waits for its pods to be gone: nothing is left the moment it exits.
+    assert.deepEqual(await debugObjects(world.ns), [], 'a debug Job or pod is left after the CLI exited');
+    await until('no pwru-helper process', () => (helperProcesses().length === 0 ? true : undefined), 10_000);
+  });
+
+  test('pod/NAME: the pod on its node, real TCP and UDP, addresses named (the node as node/NAME)', async () => {
+    const [web0] = world.pods.deploy;
+    const r = await runCli([`pod/${podName(web0)}`, '-n', world.ns, ...TRACE, '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    const events = jsonLines(r.stdout).filter((l) => l.type === 'event') as {
+      tuple?: Record<string, string>;
+    }[];
+    assert.ok(events.length > 0, r.stderr);
+    for (const e of events) assert.ok([e.tuple?.src, e.tuple?.dst].includes(podIp(web0)), JSON.stringify(e));
+    const named = events.find((e) => e.tuple?.src === world.nodeIp);
+    assert.ok(named, 'traffic from the node to the pod');
+    assert.equal(named.tuple?.srcName, `node/${world.node}`);
+    assert.equal(named.tuple?.dstName, `${world.ns}/${podName(web0)}`);
+    // The image's default, the kubelet's events once each, no cluster DNS asked for.
+    assert.match(r.stderr, /creating debug pod on node/);
+    assert.doesNotMatch(r.stderr, /MissingClusterDNS/);
+    const lines = r.stderr.split('\n').filter((l) => /^(warning: )?[A-Z]\w+: /.test(l));
+    assert.deepEqual(lines, [...new Set(lines)], 'an event shown twice');
+  });
+
+  const kinds: [string, () => k8s.V1Pod[], string[]][] = [
+    ['svc/web', () => world.pods.deploy, []],
+    ['deploy/web', () => world.pods.deploy, []],
+    ['sts/db', () => world.pods.sts, []],
+    ['ds/agent', () => world.pods.ds, []],
+    ['-l app=db', () => world.pods.sts, ['-l', 'app=db']],
+  ];
+  for (const [title, pods, extra] of kinds) {
+    test(`${title}: every replica's address in the filter, traced`, async () => {
+      const target = title.startsWith('-l') ? [] : [title.split(' ')[0]];
+      const narrow = title.includes('narrowed')
+        ? ['-l', `statefulset.kubernetes.io/pod-name!=x,pod-template-hash`]
+        : [];
+      const r = await runCli([...target, ...extra, ...narrow, '-n', world.ns, ...TRACE, '-o', 'json']);
+      assert.equal(r.code, 0, r.stderr);
+      const header = jsonLines(r.stdout).find((l) => l.type === 'header') as { filter?: string } | undefined;
+      const filter = header?.filter ?? r.stderr;
+      for (const p of pods())
+        assert.ok(r.stdout.includes(podIp(p)) || filter.includes(podIp(p)), `${podIp(p)} of ${podName(p)}`);
+      assert.ok(
+        jsonLines(r.stdout).some((l) => l.type === 'event'),
+        'events were traced',
+      );
+    });
+  }
+
+  test("deploy/NAME -l SELECTOR: the workload's pods, narrowed", async () => {
+    const [web0, web1] = world.pods.deploy;
+    await api.request('PATCH', `/api/v1/namespaces/${world.ns}/pods/${podName(web0)}`, {
+      body: { metadata: { labels: { pick: 'yes' } } },
+      contentType: 'application/merge-patch+json',
+    });
+    const r = await runCli(['deploy/web', '-l', 'pick=yes', '-n', world.ns, ...TRACE, '--print-manifest']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.includes(`host ${podIp(web0)}`), r.stdout);
+    assert.ok(!r.stdout.includes(podIp(web1)), 'the other replica is not selected');
+  });
+
+  test("--pod-netns-only: only events in the pod's own network namespace", async () => {
+    const [db0] = world.pods.sts;
+    const r = await runCli([
+      `pod/${podName(db0)}`,
+      '-n',
+      world.ns,
+      ...TRACE,
+      '--pod-netns-only',
+      '-o',
+      'json',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const netns = new Set(
+      jsonLines(r.stdout)
+        .filter((l) => l.type === 'event')
+        .map((l) => l.netns as number)
+        .filter((n) => n !== 0),
+    );
+    const host = statSync('/proc/self/ns/net').ino;
+    assert.equal(netns.size, 1, `one netns: ${[...netns]}`);
+    assert.ok(!netns.has(host), 'not the host netns');
+  });
+
+  test('text, wide, --summary, --output-file and show of the saved file', async () => {
+    const [web0] = world.pods.deploy;
+    const target = [`pod/${podName(web0)}`, '-n', world.ns, ...TRACE];
+    const text = await runCli([...target, '-o', 'text']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /FUNC/);
+    assert.ok(text.stdout.includes(podIp(web0)));
+    const wide = await runCli([...target, '-o', 'wide']);
+    assert.equal(wide.code, 0, wide.stderr);
+    assert.ok(wide.stdout.includes(podIp(web0)));
+    const file = join(world.dir, 'saved.jsonl');
+    const summary = await runCli([...target, '--summary', '--output-file', file]);
+    assert.equal(summary.code, 0, summary.stderr);
+    assert.match(summary.stdout, /packets?/i);
+    const saved = readFileSync(file, 'utf8');
+    assert.ok(saved.includes(podIp(web0)));
+    const show = await runCli(['show', file]);
+    assert.equal(show.code, 0, show.stderr);
+    assert.ok(show.stdout.includes(podIp(web0)), show.stdout);
+  });
+
+  test('svc/NAME whose EndpointSlice has no endpoints (endpoints: null): said plainly, exit 2', async () => {
+    const slices = await api.request<{ items: { endpoints?: unknown }[] }>(
+      'GET',
+      `/apis/discovery.k8s.io/v1/namespaces/${world.ns}/endpointslices`,
+      { query: { labelSelector: 'kubernetes.io/service-name=empty' } },
+    );
+    assert.ok(
+      slices.items.length > 0 && slices.items.every((s) => s.endpoints == null),
+      'the real API sends endpoints: null',
+    );
+    const r = await runCli(['svc/empty', '-n', world.ns]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: service "empty" in namespace "k8s-e2e-\w+" has no ready endpoints \(no running, ready pod matches its selector app=nothing\)/,
+    );
+    assert.doesNotMatch(r.stderr, /TypeError|not iterable/);
+  });
+
+  test('targets that do not exist: exit 2 before anything is created', async () => {
+    for (const t of ['pod/nope', 'svc/nope', 'deploy/nope', 'node/nope']) {
+      const r = await runCli([t, '-n', world.ns]);
+      assert.equal(r.code, 2, `${t}: ${r.stderr}`);
+      assert.match(r.stderr, /not found/);
+    }
+    const ns = await runCli(['pod/x', '-n', 'k8s-no-such-namespace']);
+    assert.equal(ns.code, 2, ns.stderr);
+    assert.match(ns.stderr, /namespace "k8s-no-such-namespace" not found/);
+  });
+});
