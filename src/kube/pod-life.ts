@@ -307,26 +307,36 @@ export class PodLife {
         );
       }
     };
-    // The Job first, so that its controller makes no new pod; then the pod itself, without waiting for the garbage collector.
+    // The Job first, so that its controller makes no new pod; then its pods themselves, without waiting for the
+    // garbage collector. The pod may exist before our watch told us its name: ask by the Job's label.
     await attempt('jobs.batch', paths.group('batch/v1', 'jobs', ns, this.jobName), {
       propagationPolicy: 'Background',
     });
-    if (this.podName)
-      await attempt('pods', paths.core('pods', ns, this.podName), { gracePeriodSeconds: graceSec });
+    const names = new Set(this.podName ? [this.podName] : []);
+    try {
+      for (const p of await this.jobPods(api)) names.add(p.metadata?.name ?? '');
+    } catch {}
+    for (const name of names) {
+      if (name) await attempt('pods', paths.core('pods', ns, name), { gracePeriodSeconds: graceSec });
+    }
   }
 
-  /** Waits (bounded) until the pod is gone; false when it is still terminating. */
+  private async jobPods(api: Api): Promise<k8s.V1Pod[]> {
+    const list = await api.request<k8s.V1PodList>('GET', paths.core('pods', this.namespace), {
+      query: { labelSelector: `job-name=${this.jobName}` },
+    });
+    return list.items;
+  }
+
+  /** Waits (bounded) until the Job's pods are gone; false when one is still terminating. */
   async waitGone(timeoutMs = GONE_WAIT_MS): Promise<boolean> {
-    if (!this.podName) return true;
+    if (!this.jobName) return true;
     const api = this.api().withTimeout(Math.min(5000, timeoutMs));
     const until = Date.now() + timeoutMs;
-    const path = paths.core('pods', this.namespace, this.podName);
     while (Date.now() < until) {
       try {
-        await api.request('GET', path);
-      } catch (err) {
-        if (isNotFound(err)) return true;
-      }
+        if ((await this.jobPods(api)).length === 0) return true;
+      } catch {}
       await new Promise((r) => setTimeout(r, 250));
     }
     return false;
