@@ -1,5 +1,5 @@
 import { Command, Flags } from '@oclif/core';
-import { UserError } from '../errors';
+import { BadInput, UserError } from '../errors';
 
 export default class Cleanup extends Command {
   static override description = `Delete debug pods and Jobs that interrupted runs left behind.
@@ -40,7 +40,7 @@ or -A for every namespace.`;
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Cleanup);
-    if (flags.namespace && flags['all-namespaces']) throw new UserError('-n and -A: pick one', 2);
+    if (flags.namespace && flags['all-namespaces']) throw new BadInput('-n and -A: pick one');
     const { parseRequestTimeout } = await import('../kube/api');
     const { cleanupDebugPods } = await import('../kube/cleanup');
     const pods = await cleanupDebugPods({

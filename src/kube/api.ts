@@ -9,7 +9,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as k8s from '@kubernetes/client-node';
-import { UserError } from '../errors';
+import { BadInput, UserError } from '../errors';
 
 export interface ApiOptions {
   /** Per request: no answer (headers) within this long is an error; 0: wait forever (kubectl's 0). */
@@ -273,9 +273,8 @@ export function parseRequestTimeout(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   if (!m) {
-    throw new UserError(
+    throw new BadInput(
       `--request-timeout ${text}: expected a duration like 30s, 2m or 0 (no timeout), as kubectl takes it`,
-      2,
     );
   }
   return Math.round(Number(m[1]) * unit[m[2] ?? 's']);

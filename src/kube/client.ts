@@ -5,7 +5,7 @@
  * that turns the API's failures into messages the user can act on.
  */
 import type * as k8s from '@kubernetes/client-node';
-import { UserError } from '../errors';
+import { BadInput, UserError } from '../errors';
 import {
   AbortedError,
   Api,
@@ -79,9 +79,8 @@ export function loadKubeConfig(opts: ConnectOptions): k8s.KubeConfig {
   if (opts.context) {
     if (!kc.getContextObject(opts.context)) {
       const known = kc.getContexts().map((c) => c.name);
-      throw new UserError(
+      throw new BadInput(
         `context "${opts.context}" is not in the kubeconfig (known: ${known.join(', ') || 'none'})`,
-        2,
       );
     }
     kc.setCurrentContext(opts.context);
@@ -181,15 +180,13 @@ export function explain(err: unknown, step: Step, server?: string): Error {
     return new UserError(`unauthorized: the API server did not accept your credentials (${err.message})`);
   }
   if (err.code === 404 && /^namespaces "/.test(err.message)) {
-    return new UserError(
+    return new BadInput(
       `${err.message.replace(/^namespaces "/, 'namespace "')}: check -n/--namespace and --debug-namespace`,
-      2,
     );
   }
   if (err.code === 404) {
-    return new UserError(
+    return new BadInput(
       `${step.resource} ${step.name ? `"${step.name}" ` : ''}not found${step.namespace ? ` in namespace "${step.namespace}"` : ''}`,
-      2,
     );
   }
   return new UserError(`cannot ${describeStep(step)}: ${err.message || `HTTP ${err.code}`}`);

@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
-import { UserError } from '../errors';
+import { BadInput } from '../errors';
 import { k8sLib } from './client';
 import { strategicMerge } from './strategic-merge';
 
@@ -78,22 +78,21 @@ export function loadPodPatch(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UserError(`--pod-patch ${file}: ${(err as Error).message}`, 2);
+    throw new BadInput(`--pod-patch ${file}: ${(err as Error).message}`);
   }
   let patch: unknown;
   try {
     patch = k8sLib().loadYaml(text);
   } catch (err) {
-    throw new UserError(`--pod-patch ${file}: not YAML or JSON: ${(err as Error).message}`, 2);
+    throw new BadInput(`--pod-patch ${file}: not YAML or JSON: ${(err as Error).message}`);
   }
   if (!patch || typeof patch !== 'object' || Array.isArray(patch)) {
-    throw new UserError(`--pod-patch ${file}: expected a Pod fragment (a map with metadata and/or spec)`, 2);
+    throw new BadInput(`--pod-patch ${file}: expected a Pod fragment (a map with metadata and/or spec)`);
   }
   const unknown = Object.keys(patch).filter((k) => !['metadata', 'spec', 'apiVersion', 'kind'].includes(k));
   if (unknown.length > 0) {
-    throw new UserError(
+    throw new BadInput(
       `--pod-patch ${file}: a Pod patch has metadata and spec, not ${unknown.join(', ')} (it is merged into the pod, not the Job)`,
-      2,
     );
   }
   return patch as Record<string, unknown>;
@@ -125,7 +124,7 @@ function namePrefix(node: string): string {
 
 function pwruContainer(pod: k8s.V1Pod, what: string): k8s.V1Container {
   const container = pod.spec?.containers?.find((c) => c.name === CONTAINER);
-  if (!container) throw new UserError(`${what} has no container named ${CONTAINER}`, 2);
+  if (!container) throw new BadInput(`${what} has no container named ${CONTAINER}`);
   return container;
 }
 

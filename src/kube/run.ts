@@ -7,7 +7,7 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import type { RunnerRequest } from '../../runner/runner';
-import { UserError } from '../errors';
+import { BadInput, EXIT_INTERRUPTED, UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { helperArgs, type TraceRequest } from '../trace/request';
 import { AbortedError, parseRequestTimeout } from './api';
@@ -78,9 +78,8 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string
       throw new UserError('--pod-netns-only needs a pod target: a node has no pod netns');
     }
     if (opts.request.filterNetns) {
-      throw new UserError(
+      throw new BadInput(
         '--pod-netns-only picks the netns itself: drop --filter-netns, or drop --pod-netns-only',
-        2,
       );
     }
     for (const n of resolved.nodes) {
@@ -213,7 +212,7 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
 function interrupted(created: boolean): UserError {
   return new UserError(
     `interrupted before the trace started${created ? '; the debug pods were deleted' : '; nothing was created'}`,
-    130,
+    EXIT_INTERRUPTED,
   );
 }
 
@@ -282,11 +281,11 @@ export interface KubeFlags {
 export function kubeFlagOptions(flags: KubeFlags): Partial<KubeTraceOptions> {
   const profile = flags.profile;
   if (profile !== undefined && !(PROFILES as readonly string[]).includes(profile)) {
-    throw new UserError(`--profile ${profile}: expected one of ${PROFILES.join(', ')}`, 2);
+    throw new BadInput(`--profile ${profile}: expected one of ${PROFILES.join(', ')}`);
   }
   for (const s of flags['image-pull-secret'] ?? []) {
     if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(s))
-      throw new UserError(`--image-pull-secret ${s}: not a valid Secret name`, 2);
+      throw new BadInput(`--image-pull-secret ${s}: not a valid Secret name`);
   }
   if (flags['pod-patch'] !== undefined) loadPodPatch(flags['pod-patch']);
   return {

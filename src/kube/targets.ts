@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import type * as k8s from '@kubernetes/client-node';
-import { UserError } from '../errors';
+import { BadInput, UserError } from '../errors';
 import { type Cluster, call, explain, isNotFound, paths, type Step } from './client';
 
 export type TargetKind = 'pod' | 'node' | 'svc' | 'deploy' | 'ds' | 'sts' | 'selector';
@@ -74,17 +74,15 @@ export function parseTarget(
   const name = slash >= 0 ? target.slice(slash + 1) : target;
   const kind = KIND_ALIASES[kindText];
   if (!kind) {
-    throw new UserError(
+    throw new BadInput(
       `unknown target kind "${kindText}" in "${target}": use pod/NAME, node/NAME, svc/NAME, deploy/NAME, ds/NAME or sts/NAME`,
-      2,
     );
   }
   if (!NAME_RE.test(name))
-    throw new UserError(`"${name}" is not a valid Kubernetes object name (in target "${target}")`, 2);
+    throw new BadInput(`"${name}" is not a valid Kubernetes object name (in target "${target}")`);
   if (selector && (kind === 'pod' || kind === 'node' || kind === 'svc')) {
-    throw new UserError(
+    throw new BadInput(
       `-l selects pods of a workload: use it alone or with deploy/, ds/ or sts/, not with ${kind}/`,
-      2,
     );
   }
   return { kind, name };
@@ -149,7 +147,7 @@ async function checkNamespace(cluster: Cluster, namespace: string): Promise<void
   try {
     await cluster.api.request('GET', paths.namespaces(namespace));
   } catch (err) {
-    if (isNotFound(err)) throw new UserError(`namespace "${namespace}" not found: check -n/--namespace`, 2);
+    if (isNotFound(err)) throw new BadInput(`namespace "${namespace}" not found: check -n/--namespace`);
   }
 }
 
@@ -178,9 +176,8 @@ function fromPods(kind: TargetKind, display: string, pods: k8s.V1Pod[], what: st
     return !problem;
   });
   if (live.length === 0) {
-    throw new UserError(
+    throw new BadInput(
       pods.length === 0 ? `${what} selects no pods` : `${what}: no pod is running (${warnings.join('; ')})`,
-      2,
     );
   }
   const nodes = groupByNode(live);
@@ -208,7 +205,7 @@ export async function resolveTarget(
         paths.core('pods', namespace, name),
       );
       const problem = podProblem(pod);
-      if (problem) throw new UserError(problem, 2);
+      if (problem) throw new BadInput(problem);
       return fromPods('pod', `pod/${namespace}/${name}`, [pod], `pod "${name}"`);
     }
     case 'node': {
@@ -316,11 +313,10 @@ async function resolveService(cluster: Cluster, svc: k8s.V1Service): Promise<Res
   }
   if (byNode.size === 0) {
     const selector = svc.spec?.selector ? selectorString({ matchLabels: svc.spec.selector }) : '';
-    throw new UserError(
+    throw new BadInput(
       `service "${name}" in namespace "${namespace}" has no ready endpoints` +
         (selector ? ` (no running, ready pod matches its selector ${selector})` : ' (it has no selector)') +
         `: nothing to trace on a node for it. To see where its clients' packets go, trace a client's node: kubectl pwru node/NODE 'host ${[...ips][0] ?? 'CLUSTER-IP'}'`,
-      2,
     );
   }
   const nodes = [...byNode.entries()]
