@@ -11,6 +11,7 @@
 #include <linux/types.h>
 
 #include "../bpf/event.h"
+#include "culprit_bpf.h"
 #include "culprit_netfilter.h"
 #include "culprit_tools.h"
 #include "event_json.h"
@@ -55,10 +56,31 @@ struct job {
 	unsigned int netns; /* 0 for the first readings, which cover many */
 };
 
+/*
+ * What the kernel said was attached at a point, and when it was asked: a
+ * drop that came before that asking gets the same answer (a flood of drops
+ * read in one batch asks once); a later drop asks again, since the programs
+ * may have changed.
+ */
+#define PROGS_MAX 16
+#define PROGS_CACHE 16
+struct progs_seen {
+	unsigned int netns, ifindex;
+	enum bpf_point point;
+	uint64_t at;
+	struct attached_prog v[PROGS_MAX];
+	int n; /* or -errno */
+	char err[200];
+};
+
 static struct {
 	bool begun, configured, emit_json;
 	bool has_nf_reason;
 	uint32_t nf_reason;
+	/* The kernel's drop reasons that say a tc or XDP program dropped it (absent on older kernels). */
+	int64_t tc_ingress_reason, tc_egress_reason, xdp_reason;
+	struct progs_seen progs[PROGS_CACHE];
+	size_t progs_next;
 	struct ns_state *ns;
 	size_t nns;
 	struct pending pend[MAX_PENDING];
@@ -135,11 +157,21 @@ void culprit_configure(const struct drop_reasons *reasons, bool emit_json)
 {
 	C.configured = true;
 	C.emit_json = emit_json;
-	for (size_t i = 0; reasons && i < reasons->cnt; i++)
-		if (strcmp(reasons->v[i].name, "NETFILTER_DROP") == 0) {
+	C.tc_ingress_reason = C.tc_egress_reason = C.xdp_reason = -1;
+	for (size_t i = 0; reasons && i < reasons->cnt; i++) {
+		const char *name = reasons->v[i].name;
+
+		if (strcmp(name, "NETFILTER_DROP") == 0) {
 			C.has_nf_reason = true;
 			C.nf_reason = reasons->v[i].value;
 		}
+		if (strcmp(name, "TC_INGRESS") == 0)
+			C.tc_ingress_reason = reasons->v[i].value;
+		if (strcmp(name, "TC_EGRESS") == 0)
+			C.tc_egress_reason = reasons->v[i].value;
+		if (strcmp(name, "XDP") == 0)
+			C.xdp_reason = reasons->v[i].value;
+	}
 }
 
 /* ---- the answers ---- */
@@ -510,10 +542,127 @@ void culprit_wait_first(int max_ms)
 		wait_jobs(max_ms, true);
 }
 
-void culprit_drop(const struct pwru_event *ev)
+/* ---- tc and XDP programs ---- */
+
+/* Where a tc or XDP program dropped it: the kernel's reason, or the function that freed it. */
+static int bpf_point_of(const struct pwru_event *ev, const char *caller)
 {
-	if (!C.begun || !C.configured || !(ev->flags & PWRU_F_DROP) || !(ev->flags & PWRU_F_HAS_REASON) ||
-	    !C.has_nf_reason || ev->drop_reason != C.nf_reason)
+	static const char *const xdp_callers[] = { "do_xdp_generic+", "netif_receive_generic_xdp+",
+						   "bpf_prog_run_generic_xdp+", "veth_xdp_rcv" };
+	int64_t reason = ev->flags & PWRU_F_HAS_REASON ? (int64_t)ev->drop_reason : -2;
+
+	if (reason == C.tc_ingress_reason)
+		return POINT_TC_INGRESS;
+	if (reason == C.tc_egress_reason)
+		return POINT_TC_EGRESS;
+	if (reason == C.xdp_reason)
+		return POINT_XDP;
+	for (size_t i = 0; caller && i < sizeof(xdp_callers) / sizeof(xdp_callers[0]); i++)
+		if (strncmp(caller, xdp_callers[i], strlen(xdp_callers[i])) == 0)
+			return POINT_XDP;
+	return -1;
+}
+
+static const struct progs_seen *programs_at(unsigned int netns, unsigned int ifindex, enum bpf_point point,
+					    uint64_t drop_ts)
+{
+	uint64_t now = mono_ns();
+	struct progs_seen *ps;
+	struct ns_ref ref;
+	unsigned int own = 0;
+
+	for (size_t i = 0; i < PROGS_CACHE; i++) {
+		ps = &C.progs[i];
+		if (ps->at && ps->netns == netns && ps->ifindex == ifindex && ps->point == point && drop_ts <= ps->at)
+			return ps;
+	}
+	ps = &C.progs[C.progs_next++ % PROGS_CACHE];
+	memset(ps, 0, sizeof(*ps));
+	*ps = (struct progs_seen){ .netns = netns, .ifindex = ifindex, .point = point, .at = now };
+	if (tools_own_netns(&own) == 0 && own == netns)
+		ps->n = attached_programs(NULL, ifindex, point, ps->v, PROGS_MAX, ps->err, sizeof(ps->err));
+	else if (tools_find_namespace(netns, &ref))
+		ps->n = attached_programs(ref.path, ifindex, point, ps->v, PROGS_MAX, ps->err, sizeof(ps->err));
+	else {
+		ps->n = -ENOENT;
+		snprintf(ps->err, sizeof(ps->err), "network namespace %u is gone", netns);
+	}
+	return ps;
+}
+
+static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
+{
+	static const char *const dirs[] = { [POINT_TC_INGRESS] = "ingress", [POINT_TC_EGRESS] = "egress" };
+	const struct progs_seen *ps = programs_at(ev->netns, ev->ifindex, point, ev->ts);
+	struct json j = { 0 };
+	char num[32], ifname[sizeof(ev->ifname) + 1];
+
+	memcpy(ifname, ev->ifname, sizeof(ev->ifname));
+	ifname[sizeof(ev->ifname)] = 0;
+	json_begin_object(&j);
+	if (C.emit_json) {
+		json_kv_string(&j, "type", "culprit");
+		json_kv_int(&j, "v", PWRU_JSON_SCHEMA_VERSION);
+	}
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)ev->ts);
+	json_kv_string(&j, "ts", num);
+	snprintf(num, sizeof(num), "0x%llx", (unsigned long long)ev->skb);
+	json_kv_string(&j, "skb", num);
+	json_kv_uint(&j, "netns", ev->netns);
+	json_kv_string(&j, "kind", point == POINT_XDP ? "xdp" : "tc");
+	json_kv_string(&j, "method", ps->n > 0 ? "attached" : "none");
+	json_kv_string(&j, "iface", ifname);
+	json_kv_uint(&j, "ifindex", ev->ifindex);
+	if (point != POINT_XDP)
+		json_kv_string(&j, "direction", dirs[point]);
+	/* On the kernel's drop paths these are the verdicts that free the packet. */
+	json_kv_string(&j, "verdict", point == POINT_XDP ? "XDP_DROP or XDP_ABORTED" : "TC_ACT_SHOT");
+	if (ps->n > 0) {
+		json_key(&j, "programs");
+		json_begin_array(&j);
+		for (int i = 0; i < ps->n; i++) {
+			json_begin_object(&j);
+			json_kv_uint(&j, "id", ps->v[i].id);
+			json_kv_string(&j, "name", ps->v[i].name);
+			json_kv_string(&j, "tag", ps->v[i].tag);
+			json_kv_string(&j, "attach", ps->v[i].attach);
+			if (ps->v[i].detail[0])
+				json_kv_string(&j, "detail", ps->v[i].detail);
+			json_end_object(&j);
+		}
+		json_end_array(&j);
+	} else {
+		char why[300];
+
+		if (ps->n < 0)
+			snprintf(why, sizeof(why), "the programs attached there could not be asked for: %s", ps->err);
+		else
+			snprintf(why, sizeof(why), "no %s program is attached to %s (%u) in network namespace %u any more",
+				 point == POINT_XDP ? "XDP" : "tc", ifname, ev->ifindex, ev->netns);
+		json_kv_string(&j, "why", why);
+	}
+	json_end_object(&j);
+	if (C.emit_json) {
+		BUF_PUT_LIT(&j.b, "\n");
+		if (out_lines_room(j.b.len))
+			out_line(j.b.p, j.b.len);
+	} else {
+		out_json_frame(PWRU_FRAME_CULPRIT, &j);
+	}
+	json_free(&j);
+}
+
+void culprit_drop(const struct pwru_event *ev, const char *caller)
+{
+	int point;
+
+	if (!C.configured || !(ev->flags & PWRU_F_DROP))
+		return;
+	if ((point = bpf_point_of(ev, caller)) >= 0 && ev->ifindex) {
+		bpf_culprit(ev, (enum bpf_point)point);
+		return;
+	}
+	if (!C.begun || !(ev->flags & PWRU_F_HAS_REASON) || !C.has_nf_reason || ev->drop_reason != C.nf_reason)
 		return;
 	if (C.npend >= MAX_PENDING) {
 		C.unanswered++;

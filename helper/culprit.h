@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Naming the culprit of a drop (docs/record-stream.md, CULPRIT): for a
+ * Naming the culprit of a drop (docs/record-stream.md, CULPRIT): for a tc or
+ * XDP drop, the programs attached there (culprit_bpf.c); for a
  * NETFILTER_DROP, the rule that dropped it, known by its counters moving in
  * the namespace where the drop happened. The namespaces' rules are read
  * before the trace begins and again after each drop (culprit_tools.c runs the
@@ -28,8 +29,12 @@ void culprit_begin(unsigned int only_netns);
 void culprit_wait_first(int max_ms);
 /* How drops are recognised, and where the answer goes (--emit json: a line; else a CULPRIT frame). */
 void culprit_configure(const struct drop_reasons *reasons, bool emit_json);
-/* A drop event as it is delivered: a NETFILTER_DROP gets its namespace's rules read again. */
-void culprit_drop(const struct pwru_event *ev);
+/*
+ * A drop event as it is delivered (caller: its drop location's name, or
+ * NULL): a NETFILTER_DROP gets its namespace's rules read again; a drop by a
+ * tc or XDP program names the programs attached there (asked at once).
+ */
+void culprit_drop(const struct pwru_event *ev, const char *caller);
 /* Picks up finished readings and writes their culprits; starts the next ones. Never blocks. */
 void culprit_pump(void);
 /* At the end of the trace: the readings for the last drops, waited for at most max_ms. */

@@ -97,6 +97,16 @@ size_t tools_find_namespaces(struct ns_ref *out, size_t max)
 	return scan_namespaces(out, max, 0);
 }
 
+int tools_own_netns(unsigned int *inode)
+{
+	struct stat sb;
+
+	if (stat("/proc/self/ns/net", &sb) != 0)
+		return -errno;
+	*inode = (unsigned int)sb.st_ino;
+	return 0;
+}
+
 bool tools_find_namespace(unsigned int inode, struct ns_ref *out)
 {
 	return inode && scan_namespaces(out, 1, inode) == 1;

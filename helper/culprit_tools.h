@@ -52,6 +52,8 @@ struct tool_job {
 
 /* Every namespace that exists now: /run/netns names and processes' namespaces. Returns how many (at most max). */
 size_t tools_find_namespaces(struct ns_ref *out, size_t max);
+/* The inode of the helper's own network namespace. */
+int tools_own_netns(unsigned int *inode);
 /* The file of one namespace; false when nothing names it any more. */
 bool tools_find_namespace(unsigned int inode, struct ns_ref *out);
 

@@ -276,6 +276,16 @@ static void deliver_bytes(const struct pwru_packet *pkt, size_t len)
 		memcpy(frame, pkt, size);
 }
 
+/* A drop, with its location's name: culprit.c tells XDP's drops by the function that freed the packet. */
+static void culprit_drop_named(const struct pwru_event *ev)
+{
+	char caller[300];
+
+	if (ev->caller)
+		describe_addr(NULL, ev->caller, caller, sizeof(caller));
+	culprit_drop(ev, ev->caller ? caller : NULL);
+}
+
 /* An EVENT frame, after the SYMBOL and STACK frames it needs. */
 static void emit_event(const struct pwru_event *in)
 {
@@ -291,7 +301,7 @@ static void emit_event(const struct pwru_event *in)
 	if (L.cfg->kprobe_backend && ev->addr)
 		ev->probe_id = probe_id_of(ev->addr);
 	if (ev->flags & PWRU_F_DROP)
-		culprit_drop(ev);
+		culprit_drop_named(ev);
 }
 
 static void deliver(const struct pwru_event *in)
@@ -313,7 +323,7 @@ static void deliver(const struct pwru_event *in)
 		packet_track_step(&L.tracker, &copy, &step);
 		if (copy.flags & PWRU_F_DROP) {
 			digest_drop(&L.digest, &L.names, &copy, &step);
-			culprit_drop(&copy);
+			culprit_drop_named(&copy);
 		}
 		L.line.len = 0;
 		event_json(&L.writer, &copy, &step, &L.line);

@@ -1,11 +1,12 @@
 /**
  * Who dropped a packet: the CULPRIT lines the helper writes after a drop
- * (docs/json-schema.md, "culprit"), put into words and matched back to the
+ * (docs/json-schema.md, "culprit") — a netfilter rule, or the tc/XDP programs
+ * attached where the kernel dropped it — put into words and matched back to the
  * drop they name. A culprit arrives after its drop's event (the helper reads
  * the namespace's rules after the drop), so views look it up by the drop
  * event's identity: node, skb address and timestamp.
  */
-import type { CulpritRule, TraceCulprit, TraceEvent } from '../record/event';
+import type { CulpritProgram, CulpritRule, TraceCulprit, TraceEvent } from '../record/event';
 import { readTraceFile } from './trace-file';
 
 function key(node: string | undefined, skb: string, ts: string): string {
@@ -39,8 +40,31 @@ export function describeRule(r: CulpritRule): string {
   return `\`${r.text}\` in ${ruleWhere(r)} (${ruleDetail(r)})`;
 }
 
+/** "pwru_tc_drop (id 16365, tag 16eac7fc5d88876c, clsact filter drop.o:[tc] pref 49152 handle 0x1)". */
+export function describeProgram(p: CulpritProgram): string {
+  const how = p.detail ? `${p.attach} ${p.detail}` : p.attach;
+  return `${p.name || '(no name)'} (id ${p.id}, tag ${p.tag || '?'}, ${how})`;
+}
+
+/** "tc ingress of eth0:2", "XDP of eth0:2". */
+function hookWhere(c: TraceCulprit): string {
+  const dev = c.ifindex ? `${c.iface ?? ''}:${c.ifindex}` : (c.iface ?? '?');
+  return c.kind === 'xdp' ? `XDP of ${dev}` : `tc ${c.direction ?? ''} of ${dev}`;
+}
+
+function describeProgramCulprit(c: TraceCulprit): string {
+  const progs = c.programs ?? [];
+  const returned = c.verdict ? `, which returned ${c.verdict}` : '';
+  if (c.method === 'attached' && progs.length === 1)
+    return `dropped by BPF program ${describeProgram(progs[0])} at ${hookWhere(c)}${returned}; known because it is the one program attached there`;
+  if (c.method === 'attached' && progs.length > 1)
+    return `dropped at ${hookWhere(c)}${returned ? ` (${c.verdict})` : ''} by one of the BPF programs attached there, in the order they run: ${progs.map(describeProgram).join('; ')}`;
+  return `dropped at ${hookWhere(c)}${returned ? ` (${c.verdict})` : ''}; which program: could not tell (${c.why ?? 'no reason given'})`;
+}
+
 /** The culprit in words, for a line under the drop and for the verdict table. */
 export function describeCulprit(c: TraceCulprit): string {
+  if (c.kind === 'tc' || c.kind === 'xdp') return describeProgramCulprit(c);
   if (c.method !== 'none' && c.rule) {
     const how = c.method === 'counters' ? 'its counter moved' : c.method;
     return `dropped by ${describeRule(c.rule)}; known because ${how}`;
@@ -49,10 +73,20 @@ export function describeCulprit(c: TraceCulprit): string {
   return `which rule dropped it: could not tell (${c.why ?? 'no reason given'})${cands}`;
 }
 
-/** Short, for a sentence: "`-A KUBE-FORWARD … -j DROP` in filter/FORWARD", or undefined when not known. */
+/**
+ * Short, for a sentence: "`-A KUBE-FORWARD … -j DROP` in filter/FORWARD", "BPF program drop_all
+ * (id 7) at tc ingress of eth0:2", or undefined when not known.
+ */
 export function culpritPhrase(c: TraceCulprit | undefined): string | undefined {
-  if (!c || c.method === 'none' || !c.rule) return undefined;
-  return `\`${c.rule.text}\` in ${ruleWhere(c.rule)}`;
+  if (!c || c.method === 'none') return undefined;
+  const progs = c.programs ?? [];
+  if (c.kind !== 'netfilter') {
+    if (progs.length === 1) return `BPF program ${progs[0].name} (id ${progs[0].id}) at ${hookWhere(c)}`;
+    if (progs.length > 1)
+      return `one of the BPF programs ${progs.map((p) => `${p.name} (id ${p.id})`).join(', ')} at ${hookWhere(c)}`;
+    return undefined;
+  }
+  return c.rule ? `\`${c.rule.text}\` in ${ruleWhere(c.rule)}` : undefined;
 }
 
 /** The culprits of a trace, found by the drop they name. */

@@ -185,6 +185,19 @@ export interface CulpritRule {
   counted?: number;
 }
 
+/** A BPF program attached where a packet was dropped (tc or XDP). */
+export interface CulpritProgram {
+  id: number;
+  /** The program's own name (at most 15 characters, as the kernel keeps it). */
+  name: string;
+  /** Its tag (hex), as `bpftool prog` shows it. */
+  tag: string;
+  /** How it is attached: 'tcx', 'clsact', 'xdp-native', 'xdp-generic', 'xdp-offload'. */
+  attach: string;
+  /** clsact: the filter's name, priority and handle. */
+  detail?: string;
+}
+
 /**
  * Who dropped a packet: written after the drop's event, once the helper knows
  * (docs/json-schema.md, "culprit"). ts and skb are those of the drop's event.
@@ -196,13 +209,25 @@ export interface TraceCulprit {
   ts: string;
   skb: string;
   netns: number;
-  kind: 'netfilter';
-  /** How it was known: 'counters' (the rule's counter moved in that namespace), or 'none': could not tell (why says why). */
-  method: 'counters' | 'none';
+  /** What dropped it: a netfilter rule, a tc program, an XDP program. */
+  kind: 'netfilter' | 'tc' | 'xdp';
+  /**
+   * How it was known: 'counters' (the rule's counter moved in that namespace), 'attached' (the
+   * programs attached where the kernel dropped it), or 'none': could not tell (why says why).
+   */
+  method: 'counters' | 'attached' | 'none';
   rule?: CulpritRule;
   why?: string;
   /** When several rules could have: each of them. */
   candidates?: CulpritRule[];
+  /** tc and XDP: the interface and, for tc, the direction of the hook. */
+  iface?: string;
+  ifindex?: number;
+  direction?: 'ingress' | 'egress';
+  /** What the program returned, as the kernel's drop path says: 'TC_ACT_SHOT', 'XDP_DROP or XDP_ABORTED'. */
+  verdict?: string;
+  /** The programs attached there, in the order they run. */
+  programs?: CulpritProgram[];
 }
 
 /**

@@ -113,6 +113,46 @@ describe('culprits', () => {
     );
   });
 
+  test('tc and XDP: the program attached there, or one of several', () => {
+    const prog = {
+      id: 41,
+      name: 'drop_all',
+      tag: '0123456789abcdef',
+      attach: 'clsact',
+      detail: 'filter x.o:[tc] pref 1 handle 0x1',
+    };
+    const tc = culprit({
+      kind: 'tc',
+      method: 'attached',
+      rule: undefined,
+      iface: 'eth0',
+      ifindex: 2,
+      direction: 'ingress',
+      verdict: 'TC_ACT_SHOT',
+      programs: [prog],
+    });
+    assert.equal(
+      describeCulprit(tc),
+      'dropped by BPF program drop_all (id 41, tag 0123456789abcdef, clsact filter x.o:[tc] pref 1 handle 0x1) at tc ingress of eth0:2, which returned TC_ACT_SHOT; known because it is the one program attached there',
+    );
+    assert.equal(culpritPhrase(tc), 'BPF program drop_all (id 41) at tc ingress of eth0:2');
+    const two = {
+      ...tc,
+      kind: 'xdp' as const,
+      verdict: 'XDP_DROP or XDP_ABORTED',
+      programs: [prog, { ...prog, id: 42, name: 'other' }],
+    };
+    assert.match(
+      describeCulprit(two),
+      /^dropped at XDP of eth0:2 \(XDP_DROP or XDP_ABORTED\) by one of the BPF programs attached there/,
+    );
+    assert.equal(
+      culpritPhrase(two),
+      'one of the BPF programs drop_all (id 41), other (id 42) at XDP of eth0:2',
+    );
+    assert.equal(culpritPhrase({ ...tc, method: 'none', programs: undefined, why: 'gone' }), undefined);
+  });
+
   test('could not tell: the reason and the candidates, and no rule named', () => {
     const c = culprit({
       method: 'none',
