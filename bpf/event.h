@@ -132,6 +132,47 @@ PWRU_PACKET_AT(orig_len, 16);
 PWRU_PACKET_AT(cap_len, 20);
 PWRU_PACKET_AT(why, 24);
 _Static_assert(sizeof(struct pwru_packet) == 32, "pwru_packet is 32 bytes");
+
+/*
+ * Tunnels, a section of its own too. When an event's packet is VXLAN, Geneve,
+ * IP-in-IP or GRE (by its outer tuple), the program reads the inner packet's
+ * tuple, sets PWRU_F_TUNNEL in the event's flags, and a struct pwru_tunnel
+ * follows the event in the ring buffer record (before any struct
+ * pwru_packet). The helper writes it as a TUNNEL frame before the EVENT.
+ */
+#define PWRU_F_TUNNEL 0x20 /* event.flags: a struct pwru_tunnel follows the event */
+struct pwru_tunnel {
+	__u64 ts;	/* the event's ts: a TUNNEL frame belongs to the next EVENT */
+	__u64 skb;	/* the event's skb */
+	__u32 vni;	/* VXLAN/Geneve VNI, GRE key; 0 when none */
+	__u8 kind;	/* PWRU_TUNNEL_* */
+	__u8 l3;	/* the inner packet: 4, 6, or 0 when it is not IP (ARP) or was not read */
+	__u8 l4;	/* its IP protocol */
+	__u8 pad;
+	__u16 sport;	/* TCP/UDP ports, host order */
+	__u16 dport;
+	__u8 pad2[4];
+	__u8 saddr[16]; /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+};
+#define PWRU_TUNNEL_VXLAN 1
+#define PWRU_TUNNEL_GENEVE 2
+#define PWRU_TUNNEL_IPIP 3 /* IPv4 or IPv6 in IPv4 or IPv6 */
+#define PWRU_TUNNEL_GRE 4
+#define PWRU_TUNNEL_AT(field, offset) \
+	_Static_assert(__builtin_offsetof(struct pwru_tunnel, field) == (offset), "pwru_tunnel." #field " at " #offset)
+PWRU_TUNNEL_AT(ts, 0);
+PWRU_TUNNEL_AT(skb, 8);
+PWRU_TUNNEL_AT(vni, 16);
+PWRU_TUNNEL_AT(kind, 20);
+PWRU_TUNNEL_AT(l3, 21);
+PWRU_TUNNEL_AT(l4, 22);
+PWRU_TUNNEL_AT(sport, 24);
+PWRU_TUNNEL_AT(dport, 26);
+PWRU_TUNNEL_AT(saddr, 32);
+PWRU_TUNNEL_AT(daddr, 48);
+_Static_assert(sizeof(struct pwru_tunnel) == 64, "pwru_tunnel is 64 bytes");
+
 /* The largest --snaplen. */
 #define PWRU_SNAPLEN_MAX 65535
 
@@ -181,6 +222,7 @@ enum pwru_frame_type {
 	/* --on-drop (helper/on_drop.c): a drop, then bad.steps + good.steps EVENT frames that belong to it. */
 	PWRU_FRAME_DROP_REPORT = 16, /* {n, flow, bad:{packet, steps, forgotten_steps}, good?, forgotten_*} */
 	PWRU_FRAME_WATCH = 17,	     /* --on-drop, with each STATS: {packets, flows, drops, unreported, forgotten_*, final} */
+	PWRU_FRAME_TUNNEL = 18,	     /* struct pwru_tunnel: the inner packet of the next EVENT's tunnel */
 };
 
 #endif

@@ -48,6 +48,12 @@ const volatile __u32 cfg_wakeup_bytes = 0;
 const volatile __u32 cfg_wakeup_mask = 0;
 /* --snaplen: bytes of a packet captured at its first step and where its headers changed; 0 = none. */
 const volatile __u32 cfg_snaplen = 0;
+/* --tunnel-filter: its forms for an inner IP packet (IP-in-IP, GRE) and an inner Ethernet frame (VXLAN, Geneve, gretap). */
+const volatile bool cfg_tunnel_l3 = false;
+const volatile bool cfg_tunnel_l2 = false;
+/* The UDP ports that mean VXLAN (IANA's, and Linux's old default that flannel and Cilium use) and Geneve. */
+const volatile __u16 cfg_vxlan_ports[2] = { 4789, 8472 };
+const volatile __u16 cfg_geneve_port = 6081;
 
 /* From the kernel's uapi (vmlinux_min.h declares only what it reads). */
 #define RB_NO_WAKEUP 1	  /* BPF_RB_NO_WAKEUP */
@@ -57,8 +63,11 @@ const volatile __u32 cfg_snaplen = 0;
 /* Marker the helper replaces with each tracepoint program's probe id. */
 #define PROBE_ID_MARKER 0x7e57ab1e
 
+/* The filter's forms (helper/filter_translate.h, enum pcap_mode). */
 #define PCAP_MODE_L3 0
 #define PCAP_MODE_L2 1
+#define PCAP_MODE_TUNNEL_L3 2
+#define PCAP_MODE_TUNNEL_L2 3
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -232,9 +241,212 @@ static __noinline int pwru_pcap_filter(__u64 data, __u32 linear_len, __u32 pkt_l
  */
 #define PKT_DIRECT(direct) ((direct) && cfg_direct_pkt)
 
+/* ---- tunnels ---- */
+
+/*
+ * Where the packet's IP header starts, as an offset from skb->head; 0 when
+ * it has none (ARP, or no header set yet). Early on receive only the
+ * Ethernet header is set: the IP header follows it.
+ */
+static __always_inline __u32 ip_start(struct sk_buff *skb, bool direct, unsigned char *head, __u32 tail)
+{
+	__u16 nh = SKB_READ(direct, skb, network_header);
+	__u16 mh = SKB_READ(direct, skb, mac_header);
+	__u32 start;
+	__u8 first;
+
+	if (nh != 0 && nh != 0xffff && nh < tail) {
+		start = nh;
+	} else if (mh != 0xffff && (__u32)mh + 15 < tail) {
+		__be16 type;
+
+		if (bpf_probe_read_kernel(&type, sizeof(type), head + mh + 12) ||
+		    (type != bpf_htons(0x0800) && type != bpf_htons(0x86dd)))
+			return 0;
+		start = mh + 14;
+	} else {
+		return 0;
+	}
+	if (bpf_probe_read_kernel(&first, 1, head + start) || ((first >> 4) != 4 && (first >> 4) != 6))
+		return 0;
+	return start;
+}
+
+/*
+ * The inner packet of a tunnel whose outer IP header is at ip: where it
+ * starts (an offset from skb->head) and the filter form it takes
+ * (PCAP_MODE_TUNNEL_L3 for an IP packet, _L2 for an Ethernet frame). t, if
+ * given, gets the kind and the VNI or key. False when the packet is no tunnel
+ * this knows.
+ */
+static __always_inline bool tunnel_inner(unsigned char *head, __u32 ip, __u32 tail, __u32 *inner, __u32 *mode,
+					 struct pwru_tunnel *t)
+{
+	__u8 hdr[40];
+	__u8 proto, kind;
+	__u32 l4, off, vni = 0;
+	__u16 ptype;
+
+	if (bpf_probe_read_kernel(hdr, sizeof(hdr), head + ip))
+		return false;
+	if ((hdr[0] >> 4) == 4) {
+		if (((hdr[6] & 0x1f) << 8 | hdr[7]) != 0)
+			return false; /* a later fragment: no headers */
+		proto = hdr[9];
+		l4 = ip + (hdr[0] & 0xf) * 4;
+	} else if ((hdr[0] >> 4) == 6) {
+		proto = hdr[6];
+		l4 = ip + 40;
+	} else {
+		return false;
+	}
+	if (proto == 4 || proto == 41) { /* IPv4 or IPv6 in IP */
+		kind = PWRU_TUNNEL_IPIP;
+		off = l4;
+		ptype = 0x0800;
+	} else if (proto == 17) {
+		__u8 u[16]; /* UDP, then VXLAN's or Geneve's first 8 bytes */
+		__u16 dport;
+
+		if (bpf_probe_read_kernel(u, sizeof(u), head + l4))
+			return false;
+		dport = u[2] << 8 | u[3];
+		vni = u[12] << 16 | u[13] << 8 | u[14];
+		if ((dport == cfg_vxlan_ports[0] || dport == cfg_vxlan_ports[1]) && (u[8] & 0x08)) {
+			kind = PWRU_TUNNEL_VXLAN;
+			off = l4 + 16;
+			ptype = 0x6558;
+		} else if (dport == cfg_geneve_port && (u[8] >> 6) == 0) {
+			kind = PWRU_TUNNEL_GENEVE;
+			off = l4 + 16 + (u[8] & 0x3f) * 4;
+			ptype = u[10] << 8 | u[11];
+		} else {
+			return false;
+		}
+	} else if (proto == 47) {
+		__u8 g[12]; /* flags, version, protocol; then checksum, key, sequence as the flags say */
+		__u32 key_at = 4;
+
+		if (bpf_probe_read_kernel(g, sizeof(g), head + l4) || (g[1] & 0x07))
+			return false;
+		kind = PWRU_TUNNEL_GRE;
+		ptype = g[2] << 8 | g[3];
+		if (g[0] & 0x80)
+			key_at = 8;
+		if (g[0] & 0x20)
+			vni = key_at == 4 ? (g[4] << 24 | g[5] << 16 | g[6] << 8 | g[7])
+					  : (g[8] << 24 | g[9] << 16 | g[10] << 8 | g[11]);
+		off = l4 + 4 + ((g[0] & 0x80) ? 4 : 0) + ((g[0] & 0x20) ? 4 : 0) + ((g[0] & 0x10) ? 4 : 0);
+	} else {
+		return false;
+	}
+	if (ptype == 0x6558)
+		*mode = PCAP_MODE_TUNNEL_L2; /* transparent Ethernet bridging */
+	else if (ptype == 0x0800 || ptype == 0x86dd)
+		*mode = PCAP_MODE_TUNNEL_L3;
+	else
+		return false;
+	if (off >= tail)
+		return false;
+	*inner = off;
+	if (t) {
+		t->kind = kind;
+		t->vni = vni;
+	}
+	return true;
+}
+
+/* Whether the --tunnel-filter matches the packet's inner packet. */
+static __always_inline bool match_inner(struct sk_buff *skb, bool direct, unsigned char *head, __u32 tail,
+					__u32 pkt_end)
+{
+	__u32 ip = ip_start(skb, direct, head, tail), inner, mode;
+
+	if (!ip || !tunnel_inner(head, ip, tail, &inner, &mode, NULL))
+		return false;
+	if (mode == PCAP_MODE_TUNNEL_L3 ? !cfg_tunnel_l3 : !cfg_tunnel_l2)
+		return false;
+	return pwru_pcap_filter((__u64)(head + inner), tail - inner, pkt_end - inner, mode) != 0;
+}
+
+/*
+ * The inner packet's tuple into t (kind and VNI already there): l3 stays 0
+ * when the inner packet is not IP.
+ */
+static __always_inline void inner_tuple(unsigned char *head, __u32 inner, __u32 mode, __u32 tail,
+					struct pwru_tunnel *t)
+{
+	__u8 hdr[40];
+	__u32 ip = inner, l4;
+
+	if (mode == PCAP_MODE_TUNNEL_L2) {
+		__u8 eth[18];
+
+		if (bpf_probe_read_kernel(eth, sizeof(eth), head + inner))
+			return;
+		ip = inner + 14;
+		if (eth[12] == 0x81 && eth[13] == 0x00) { /* one VLAN tag */
+			ip += 4;
+			eth[12] = eth[16];
+			eth[13] = eth[17];
+		}
+		if (!(eth[12] == 0x08 && eth[13] == 0x00) && !(eth[12] == 0x86 && eth[13] == 0xdd))
+			return;
+	}
+	if (ip >= tail || bpf_probe_read_kernel(hdr, sizeof(hdr), head + ip))
+		return;
+	if ((hdr[0] >> 4) == 4) {
+		t->l3 = 4;
+		t->l4 = hdr[9];
+		__builtin_memcpy(t->saddr, &hdr[12], 4);
+		__builtin_memcpy(t->daddr, &hdr[16], 4);
+		l4 = ip + (hdr[0] & 0xf) * 4;
+		if (((hdr[6] & 0x1f) << 8 | hdr[7]) != 0)
+			return;
+	} else if ((hdr[0] >> 4) == 6) {
+		t->l3 = 6;
+		t->l4 = hdr[6];
+		__builtin_memcpy(t->saddr, &hdr[8], 16);
+		__builtin_memcpy(t->daddr, &hdr[24], 16);
+		l4 = ip + 40;
+	} else {
+		return;
+	}
+	if (t->l4 == 6 || t->l4 == 17) {
+		__u8 ports[4];
+
+		if (l4 + 4 <= tail && !bpf_probe_read_kernel(ports, sizeof(ports), head + l4)) {
+			t->sport = ports[0] << 8 | ports[1];
+			t->dport = ports[2] << 8 | ports[3];
+		}
+	}
+}
+
+/* Whether the event's packet is a tunnel (by its outer tuple): then t describes its inner packet. */
+static __always_inline bool tunnel_of(const struct pwru_event *ev, unsigned char *head, __u32 nh, __u32 tail,
+				      struct pwru_tunnel *t)
+{
+	__u32 inner, mode;
+
+	if (!(ev->flags & PWRU_F_HAS_TUPLE))
+		return false;
+	if (ev->l4 != 4 && ev->l4 != 41 && ev->l4 != 47 &&
+	    !(ev->l4 == 17 && (ev->dport == cfg_vxlan_ports[0] || ev->dport == cfg_vxlan_ports[1] ||
+			       ev->dport == cfg_geneve_port)))
+		return false;
+	__builtin_memset(t, 0, sizeof(*t));
+	if (!tunnel_inner(head, nh, tail, &inner, &mode, t))
+		return false;
+	t->ts = ev->ts;
+	t->skb = ev->skb;
+	inner_tuple(head, inner, mode, tail, t);
+	return true;
+}
+
+/* The pcap filter on the packet, or the --tunnel-filter on its inner packet: either matching is a match. */
 static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 {
-	if (!cfg_pcap_l3 && !cfg_pcap_l2)
+	if (!cfg_pcap_l3 && !cfg_pcap_l2 && !cfg_tunnel_l3 && !cfg_tunnel_l2)
 		return true;
 
 	unsigned char *head = SKB_READ(direct, skb, head);
@@ -245,11 +457,14 @@ static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 	__u32 data_off = SKB_READ(direct, skb, data) - head;
 
 	/* Prefer L3: on transmit the Ethernet header is not built until late. */
-	if (cfg_pcap_l3 && nh != 0 && nh != 0xffff && nh < tail)
-		return pwru_pcap_filter((__u64)(head + nh), tail - nh, len + data_off - nh, PCAP_MODE_L3) != 0;
-	if (cfg_pcap_l2 && mh != 0xffff && mh < tail)
-		return pwru_pcap_filter((__u64)(head + mh), tail - mh, len + data_off - mh, PCAP_MODE_L2) != 0;
-	return false;
+	if (cfg_pcap_l3 && nh != 0 && nh != 0xffff && nh < tail) {
+		if (pwru_pcap_filter((__u64)(head + nh), tail - nh, len + data_off - nh, PCAP_MODE_L3))
+			return true;
+	} else if (cfg_pcap_l2 && mh != 0xffff && mh < tail) {
+		if (pwru_pcap_filter((__u64)(head + mh), tail - mh, len + data_off - mh, PCAP_MODE_L2))
+			return true;
+	}
+	return (cfg_tunnel_l3 || cfg_tunnel_l2) && match_inner(skb, direct, head, tail, len + data_off);
 }
 
 static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *dev, bool direct)
@@ -472,42 +687,6 @@ static __always_inline __u64 wakeup_flags(__u64 emitted)
 
 /* ---- packet bytes (--snaplen) ---- */
 
-/* An event with the packet's bytes after it (bpf/event.h). */
-struct packet_record {
-	struct pwru_event ev;
-	struct pwru_packet pkt;
-	__u8 data[];
-};
-
-/*
- * Where the packet's IP header starts, as an offset from skb->head; 0 when
- * it has none (ARP, or no header set yet). Early on receive only the
- * Ethernet header is set: the IP header follows it.
- */
-static __always_inline __u32 ip_start(struct sk_buff *skb, bool direct, unsigned char *head, __u32 tail)
-{
-	__u16 nh = SKB_READ(direct, skb, network_header);
-	__u16 mh = SKB_READ(direct, skb, mac_header);
-	__u32 start;
-	__u8 first;
-
-	if (nh != 0 && nh != 0xffff && nh < tail) {
-		start = nh;
-	} else if (mh != 0xffff && (__u32)mh + 15 < tail) {
-		__be16 type;
-
-		if (bpf_probe_read_kernel(&type, sizeof(type), head + mh + 12) ||
-		    (type != bpf_htons(0x0800) && type != bpf_htons(0x86dd)))
-			return 0;
-		start = mh + 14;
-	} else {
-		return 0;
-	}
-	if (bpf_probe_read_kernel(&first, 1, head + start) || ((first >> 4) != 4 && (first >> 4) != 6))
-		return 0;
-	return start;
-}
-
 static __always_inline bool same_tuple(const struct capture_state *a, const struct capture_state *b)
 {
 	return a->l3 == b->l3 && a->l4 == b->l4 && a->sport == b->sport && a->dport == b->dport &&
@@ -547,55 +726,79 @@ static __always_inline __u32 capture_why(const struct pwru_event *ev, __u64 head
 	return PWRU_CAPTURE_CHANGED;
 }
 
+/* The packet's bytes after the header pkt; false when they cannot be read. */
+static __always_inline bool put_bytes(struct pwru_packet *pkt, const struct pwru_event *ev, struct sk_buff *skb,
+				      bool direct, unsigned char *head, __u32 tail, __u32 start, __u32 why)
+{
+	__u64 cap = (__u64)tail - start; /* 64 bits: the verifier bounds the very register passed to the read */
+
+	if (cap > cfg_snaplen)
+		cap = cfg_snaplen;
+	if (bpf_probe_read_kernel(pkt + 1, cap, head + start))
+		return false;
+	pkt->ts = ev->ts;
+	pkt->skb = ev->skb;
+	pkt->orig_len = SKB_READ(direct, skb, len) + (__u32)(SKB_READ(direct, skb, data) - head) - start;
+	pkt->cap_len = (__u32)cap;
+	pkt->why = why;
+	pkt->pad = 0;
+	return true;
+}
+
 /*
- * The event in ev, with the packet's bytes when this step is one to capture:
- * then a bigger record takes the event's place (ev is discarded). Returns the
- * record to submit.
+ * The record to submit for the event in ev: ev itself, or a bigger record
+ * that takes its place (ev discarded) when a struct pwru_tunnel (the packet
+ * is a tunnel) or a struct pwru_packet and the bytes (a step to capture,
+ * --snaplen) follow it (bpf/event.h). The sizes are constants for the verifier.
  */
-static __always_inline void *with_bytes(struct pwru_event *ev, struct sk_buff *skb, bool direct)
+static __always_inline void *with_extensions(struct pwru_event *ev, struct sk_buff *skb, bool direct)
 {
 	unsigned char *head = SKB_READ(direct, skb, head);
 	__u32 tail = SKB_READ(direct, skb, tail);
+	__u16 nh = SKB_READ(direct, skb, network_header);
 	struct capture_state now = {};
-	struct packet_record *rec;
-	bool remember;
-	__u32 why, start;
-	__u64 cap; /* 64 bits: the verifier bounds the very register passed to the read */
+	struct pwru_tunnel tun;
+	bool remember = false, has_tun, bytes = false;
+	__u32 why = 0, start = 0;
+	__u8 *rec = NULL;
 
-	why = capture_why(ev, (__u64)head, &now, &remember);
-	if (why && (start = ip_start(skb, direct, head, tail))) {
-		rec = bpf_ringbuf_reserve(&events, sizeof(*rec) + cfg_snaplen, 0);
-		if (!rec) {
-			count(PWRU_CNT_BYTES_LOST);
-			why = 0;
-		} else {
-			cap = (__u64)tail - start;
-			if (cap > cfg_snaplen)
-				cap = cfg_snaplen;
-			if (bpf_probe_read_kernel(rec->data, cap, head + start)) {
-				bpf_ringbuf_discard(rec, 0);
-				why = 0;
-			} else {
-				__builtin_memcpy(&rec->ev, ev, sizeof(*ev));
-				rec->pkt.ts = ev->ts;
-				rec->pkt.skb = ev->skb;
-				rec->pkt.orig_len = SKB_READ(direct, skb, len) + (__u32)(SKB_READ(direct, skb, data) - head) - start;
-				rec->pkt.cap_len = (__u32)cap;
-				rec->pkt.why = why;
-				rec->pkt.pad = 0;
-				now.captured = 1;
-			}
-		}
-	} else {
-		why = 0;
+	has_tun = tunnel_of(ev, head, nh, tail, &tun);
+	if (cfg_snaplen) {
+		why = capture_why(ev, (__u64)head, &now, &remember);
+		if (why)
+			start = ip_start(skb, direct, head, tail);
 	}
-	/* A freed skb's address is soon another packet's. */
-	if (ev->flags & PWRU_F_FREED)
-		bpf_map_delete_elem(&captured_skbs, &ev->skb);
-	else if (remember)
-		bpf_map_update_elem(&captured_skbs, &ev->skb, &now, BPF_ANY);
-	if (!why)
+	if (start && has_tun) {
+		rec = bpf_ringbuf_reserve(&events, sizeof(*ev) + sizeof(tun) + sizeof(struct pwru_packet) + cfg_snaplen, 0);
+		if (rec)
+			bytes = put_bytes((struct pwru_packet *)(rec + sizeof(*ev) + sizeof(tun)), ev, skb, direct, head,
+					  tail, start, why);
+	} else if (start) {
+		rec = bpf_ringbuf_reserve(&events, sizeof(*ev) + sizeof(struct pwru_packet) + cfg_snaplen, 0);
+		if (rec)
+			bytes = put_bytes((struct pwru_packet *)(rec + sizeof(*ev)), ev, skb, direct, head, tail, start,
+					  why);
+	} else if (has_tun) {
+		rec = bpf_ringbuf_reserve(&events, sizeof(*ev) + sizeof(tun), 0);
+	}
+	if (start && !rec)
+		count(PWRU_CNT_BYTES_LOST);
+	if (bytes)
+		now.captured = 1;
+	if (cfg_snaplen) {
+		/* A freed skb's address is soon another packet's. */
+		if (ev->flags & PWRU_F_FREED)
+			bpf_map_delete_elem(&captured_skbs, &ev->skb);
+		else if (remember)
+			bpf_map_update_elem(&captured_skbs, &ev->skb, &now, BPF_ANY);
+	}
+	if (!rec)
 		return ev;
+	if (has_tun) {
+		ev->flags |= PWRU_F_TUNNEL;
+		__builtin_memcpy(rec + sizeof(*ev), &tun, sizeof(tun));
+	}
+	__builtin_memcpy(rec, ev, sizeof(*ev));
 	bpf_ringbuf_discard(ev, RB_NO_WAKEUP);
 	return rec;
 }
@@ -671,10 +874,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	fill_tuple(ev, skb, direct);
 	fill_data(ev, skb, direct);
 	ev->stack_id = cfg_output_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
-	if (cfg_snaplen)
-		bpf_ringbuf_submit(with_bytes(ev, skb, direct), wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
-	else
-		bpf_ringbuf_submit(ev, wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
+	bpf_ringbuf_submit(with_extensions(ev, skb, direct), wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
 	return 0;
 }
 

@@ -559,6 +559,39 @@ static void put_tuple(struct json_writer *w, struct buf *b, const struct pwru_ev
 	memo_keep(m, &k, sizeof(k), b, start);
 }
 
+/* ,"tunnel":{kind, vni?, inner?} when the packet is a tunnel (bpf/event.h, struct pwru_tunnel) */
+static void put_tunnel(struct json_writer *w, struct buf *b, const struct pwru_tunnel *t)
+{
+	static const char *const kinds[] = { "unknown", "vxlan", "geneve", "ipip", "gre" };
+	const char *kind = t->kind < sizeof(kinds) / sizeof(kinds[0]) ? kinds[t->kind] : kinds[0];
+
+	PUT(b, ",\"tunnel\":{\"kind\":\"");
+	buf_put(b, kind, strlen(kind));
+	PUT(b, "\"");
+	if (t->vni) {
+		PUT(b, ",\"vni\":");
+		put_u64(b, t->vni);
+	}
+	if (t->l3 == 4 || t->l3 == 6) {
+		PUT(b, ",\"inner\":{\"family\":");
+		put_u64(b, t->l3);
+		PUT(b, ",\"proto\":");
+		put_l4(b, t->l4);
+		PUT(b, ",\"src\":");
+		put_addr(w, b, t->l3, t->saddr);
+		PUT(b, ",\"dst\":");
+		put_addr(w, b, t->l3, t->daddr);
+		if (t->l4 == 6 || t->l4 == 17) {
+			PUT(b, ",\"sport\":");
+			put_u64(b, t->sport);
+			PUT(b, ",\"dport\":");
+			put_u64(b, t->dport);
+		}
+		PUT(b, "}");
+	}
+	PUT(b, "}");
+}
+
 static void put_drop(const struct event_names *n, struct buf *b, const struct pwru_event *ev)
 {
 	if (!(ev->flags & PWRU_F_HAS_REASON)) {
@@ -630,7 +663,8 @@ void json_writer_free(struct json_writer *w)
 	memset(w, 0, sizeof(*w));
 }
 
-void event_json(struct json_writer *w, const struct pwru_event *ev, const struct step_info *step, struct buf *b)
+void event_json(struct json_writer *w, const struct pwru_event *ev, const struct pwru_tunnel *tun,
+		const struct step_info *step, struct buf *b)
 {
 	PUT(b, "{\"type\":\"event\",\"v\":" JSON_SCHEMA_TEXT ",\"ts\":\"");
 	put_ts(w, b, ev->ts);
@@ -643,6 +677,8 @@ void event_json(struct json_writer *w, const struct pwru_event *ev, const struct
 	if (ev->caller)
 		put_caller(w, b, ev->caller);
 	put_tuple(w, b, ev);
+	if (tun)
+		put_tunnel(w, b, tun);
 	if (ev->flags & PWRU_F_DROP)
 		put_drop(w->names, b, ev);
 	if (ev->flags & PWRU_F_FREED)

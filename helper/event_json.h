@@ -79,6 +79,7 @@ int json_writer_init(struct json_writer *w, const struct event_names *names);
 void json_writer_free(struct json_writer *w);
 
 /* Appends ev's line (with its '\n') to line. */
-void event_json(struct json_writer *w, const struct pwru_event *ev, const struct step_info *step, struct buf *line);
+void event_json(struct json_writer *w, const struct pwru_event *ev, const struct pwru_tunnel *tun,
+		const struct step_info *step, struct buf *line);
 
 #endif

@@ -269,11 +269,20 @@ static void deliver_bytes(const struct pwru_packet *pkt, size_t len)
 	size_t size = sizeof(*pkt) + pkt->cap_len;
 	void *frame;
 
-	if (size > len)
-		return; /* not reached: the program never says more than it sent */
+	if (size > len || !pkt->cap_len)
+		return; /* the bytes could not be read; size > len is not reached */
 	frame = out_reserve(PWRU_FRAME_PACKET, (uint32_t)size);
 	if (frame)
 		memcpy(frame, pkt, size);
+}
+
+/* TUNNEL: the inner packet of the event written next. */
+static void deliver_tunnel(const struct pwru_tunnel *tun)
+{
+	void *frame = out_reserve(PWRU_FRAME_TUNNEL, sizeof(*tun));
+
+	if (frame)
+		memcpy(frame, tun, sizeof(*tun));
 }
 
 /* A drop, with its location's name: culprit.c tells XDP's drops by the function that freed the packet. */
@@ -304,7 +313,7 @@ static void emit_event(const struct pwru_event *in)
 		culprit_drop_named(ev);
 }
 
-static void deliver(const struct pwru_event *in)
+static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun)
 {
 	if (L.cfg->on_drop) {
 		struct pwru_event copy = *in;
@@ -326,7 +335,7 @@ static void deliver(const struct pwru_event *in)
 			culprit_drop_named(&copy);
 		}
 		L.line.len = 0;
-		event_json(&L.writer, &copy, &step, &L.line);
+		event_json(&L.writer, &copy, tun, &step, &L.line);
 		out_line(L.line.p, L.line.len);
 		return;
 	}
@@ -408,10 +417,26 @@ static int on_event(void *ctx, void *data, size_t len)
 		L.unsent++;
 		return 0;
 	}
-	/* A record longer than an event carries the packet's bytes after it (bpf/event.h): they go first. */
-	if (len >= sizeof(*ev) + sizeof(struct pwru_packet) && !L.cfg->emit_json)
-		deliver_bytes((const struct pwru_packet *)(ev + 1), len - sizeof(*ev));
-	deliver(ev);
+	/*
+	 * What follows the event in its record (bpf/event.h) goes out before it:
+	 * its tunnel, its bytes; as frames only when the event goes out now as
+	 * one (--on-drop holds events back and sends neither).
+	 */
+	bool frames_now = !L.cfg->emit_json && !L.cfg->on_drop;
+	const struct pwru_tunnel *tun = NULL;
+	size_t rest = len - sizeof(*ev);
+	const char *ext = (const char *)(ev + 1);
+
+	if ((ev->flags & PWRU_F_TUNNEL) && rest >= sizeof(*tun)) {
+		tun = (const struct pwru_tunnel *)ext;
+		ext += sizeof(*tun);
+		rest -= sizeof(*tun);
+		if (frames_now)
+			deliver_tunnel(tun);
+	}
+	if (rest >= sizeof(struct pwru_packet) && frames_now)
+		deliver_bytes((const struct pwru_packet *)ext, rest);
+	deliver(ev, tun);
 	L.events++;
 	if (L.cfg->max_events && L.events >= L.cfg->max_events) {
 		stop_at(ev->ts);

@@ -42,12 +42,12 @@
 #define CBPF_MEMWORDS 16
 
 /* Jump targets not yet known while emitting: a classic index, or the exit paths. */
-enum target_kind { T_NONE, T_CBPF, T_REJECT, T_L2, T_HERE /* an emitted position, set later */ };
+enum target_kind { T_NONE, T_CBPF, T_REJECT, T_FORM, T_HERE /* an emitted position, set later */ };
 
 struct emitter {
 	struct bpf_insn *insns;
 	enum target_kind *kind; /* per emitted insn: what its offset points at */
-	size_t *target;		/* classic index when kind == T_CBPF */
+	size_t *target;		/* classic index when kind == T_CBPF, the mode when T_FORM */
 	size_t cnt, cap;
 	size_t *cbpf_pos;	/* eBPF position of each classic insn of the current program */
 	bool oom;
@@ -360,13 +360,14 @@ static int resolve_cbpf_jumps(struct emitter *e, size_t first, char *err, size_t
 	return 0;
 }
 
-/* Resolves the jumps to the shared reject path and to the L2 program. */
-static int resolve_exit_jumps(struct emitter *e, size_t reject_pos, size_t l2_pos, char *err, size_t errlen)
+/* Resolves the jumps to the shared reject path and to each form. */
+static int resolve_exit_jumps(struct emitter *e, size_t reject_pos, const size_t *form_pos, char *err,
+			      size_t errlen)
 {
 	for (size_t i = 0; i < e->cnt; i++) {
 		if (e->kind[i] == T_REJECT && set_offset(e, i, reject_pos, err, errlen) < 0)
 			return -1;
-		if (e->kind[i] == T_L2 && set_offset(e, i, l2_pos, err, errlen) < 0)
+		if (e->kind[i] == T_FORM && set_offset(e, i, form_pos[e->target[i]], err, errlen) < 0)
 			return -1;
 		if (e->kind[i] == T_HERE && set_offset(e, i, e->target[i], err, errlen) < 0)
 			return -1;
@@ -465,23 +466,29 @@ static int emit_form(struct emitter *e, const struct cbpf_insn *prog, size_t n, 
 	return ret;
 }
 
-/* Layout: prologue; if mode == L2 goto L2; L3 form; L2: L2 form; reject: r0 = 0, exit (when a load can reject). */
-static int build(const struct cbpf_insn *l3, size_t n3, const struct cbpf_insn *l2, size_t n2, bool direct,
-		 struct bpf_insn **out, size_t *out_cnt, char *err, size_t errlen)
+/*
+ * Layout: prologue; a jump per mode after the first to its form; the forms
+ * in mode order (the first falls through); reject: r0 = 0, exit (when a load
+ * can reject). Modes past nforms are never asked for.
+ */
+static int build(const struct cbpf_prog *const *forms, size_t nforms, bool direct, struct bpf_insn **out,
+		 size_t *out_cnt, char *err, size_t errlen)
 {
 	struct emitter e = { .direct = direct };
-	size_t l2_pos, reject_pos;
+	size_t form_pos[PCAP_MODES] = { 0 }, reject_pos;
 	int ret = -1;
 
-	plan(&e, l3, l3 ? n3 : 0);
-	plan(&e, l2, l2 ? n2 : 0);
+	for (size_t m = 0; m < nforms; m++)
+		if (forms[m]->ok)
+			plan(&e, forms[m]->insns, forms[m]->cnt);
 	emit_prologue(&e);
-	emit_to(&e, mk(BPF_JMP32 | BPF_JEQ | BPF_K, BPF_REG_4, 0, 0, 1), T_L2, 0);
-	if (emit_form(&e, l3, n3, err, errlen) < 0)
-		goto out;
-	l2_pos = e.cnt;
-	if (emit_form(&e, l2, n2, err, errlen) < 0)
-		goto out;
+	for (size_t m = 1; m < nforms; m++)
+		emit_to(&e, mk(BPF_JMP32 | BPF_JEQ | BPF_K, BPF_REG_4, 0, 0, (__s32)m), T_FORM, m);
+	for (size_t m = 0; m < nforms; m++) {
+		form_pos[m] = e.cnt;
+		if (emit_form(&e, forms[m]->ok ? forms[m]->insns : NULL, forms[m]->cnt, err, errlen) < 0)
+			goto out;
+	}
 	reject_pos = e.cnt;
 	/* Only when some load can fail: the verifier refuses unreachable code ("len > 100" loads nothing). */
 	if (jumps_to_reject(&e))
@@ -490,7 +497,7 @@ static int build(const struct cbpf_insn *l3, size_t n3, const struct cbpf_insn *
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (resolve_exit_jumps(&e, reject_pos, l2_pos, err, errlen) < 0)
+	if (resolve_exit_jumps(&e, reject_pos, form_pos, err, errlen) < 0)
 		goto out;
 	*out = e.insns;
 	*out_cnt = e.cnt;
@@ -503,18 +510,22 @@ out:
 	return ret;
 }
 
-int pcap_filter_build(const struct cbpf_prog *raw, const struct cbpf_prog *eth, struct pcap_filter *out, char *err,
-		      size_t errlen)
+int pcap_filter_build(const struct cbpf_prog *raw, const struct cbpf_prog *eth, const struct cbpf_prog *tunnel_raw,
+		      const struct cbpf_prog *tunnel_eth, struct pcap_filter *out, char *err, size_t errlen)
 {
-	const struct cbpf_insn *l3 = raw->ok ? raw->insns : NULL, *l2 = eth->ok ? eth->insns : NULL;
+	const struct cbpf_prog *forms[PCAP_MODES] = { raw, eth, tunnel_raw, tunnel_eth };
+	/* Without a tunnel filter the inner forms are left out altogether (no jumps to them). */
+	size_t nforms = tunnel_raw && tunnel_eth ? PCAP_MODES : 2;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
 	out->l3 = raw->ok;
 	out->l2 = eth->ok;
-	ret = build(l3, raw->cnt, l2, eth->cnt, false, &out->insns, &out->cnt, err, errlen);
+	out->tunnel_l3 = nforms > 2 && tunnel_raw->ok;
+	out->tunnel_l2 = nforms > 2 && tunnel_eth->ok;
+	ret = build(forms, nforms, false, &out->insns, &out->cnt, err, errlen);
 	if (ret == 0)
-		ret = build(l3, raw->cnt, l2, eth->cnt, true, &out->direct_insns, &out->direct_cnt, err, errlen);
+		ret = build(forms, nforms, true, &out->direct_insns, &out->direct_cnt, err, errlen);
 	return ret;
 }
 

@@ -21,19 +21,25 @@ struct pcap_filter {
 	size_t direct_cnt;
 	bool l3;		/* an L3 (raw IP) form exists */
 	bool l2;		/* an L2 (Ethernet) form exists */
+	bool tunnel_l3;		/* --tunnel-filter: its raw IP form, for an inner IP packet */
+	bool tunnel_l2;		/* its Ethernet form, for an inner Ethernet frame (VXLAN, Geneve, gretap) */
 };
 
+/* The mode argument: which form of the filter a packet is given to (bpf/pwru.bpf.c has the same). */
+enum pcap_mode { PCAP_MODE_L3, PCAP_MODE_L2, PCAP_MODE_TUNNEL_L3, PCAP_MODE_TUNNEL_L2, PCAP_MODES };
+
 /*
- * Translates the forms libpcap compiled (raw IP, Ethernet: at least one) into
- * one eBPF function with the stub's signature:
- *   int f(u64 data, u32 linear_len, u32 pkt_len, u32 mode)  (mode 0 = L3, 1 = L2)
+ * Translates the forms libpcap compiled (raw IP, Ethernet: at least one; and
+ * the --tunnel-filter's two forms, or NULL for both) into one eBPF function
+ * with the stub's signature:
+ *   int f(u64 data, u32 linear_len, u32 pkt_len, u32 mode)  (enum pcap_mode)
  * Packet bytes are read with bpf_probe_read_kernel, because probes see the
  * skb, not a packet context (and, in direct_insns, with plain loads). A form
  * that is missing rejects every packet given to it. Returns -1 with the
  * reason in err.
  */
-int pcap_filter_build(const struct cbpf_prog *raw, const struct cbpf_prog *eth, struct pcap_filter *out, char *err,
-		      size_t errlen);
+int pcap_filter_build(const struct cbpf_prog *raw, const struct cbpf_prog *eth, const struct cbpf_prog *tunnel_raw,
+		      const struct cbpf_prog *tunnel_eth, struct pcap_filter *out, char *err, size_t errlen);
 
 /* The stub body when there is no filter: match everything. */
 void pcap_filter_match_all(struct pcap_filter *out);

@@ -248,6 +248,12 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_track_skb = cfg->track_skb;
 	skel->rodata->cfg_output_stack = cfg->output_stack;
 	skel->rodata->cfg_snaplen = cfg->snaplen;
+	skel->rodata->cfg_tunnel_l3 = cfg->has_filter && cfg->filter->tunnel_l3;
+	skel->rodata->cfg_tunnel_l2 = cfg->has_filter && cfg->filter->tunnel_l2;
+	if (cfg->vxlan_port)
+		skel->rodata->cfg_vxlan_ports[0] = skel->rodata->cfg_vxlan_ports[1] = (__u16)cfg->vxlan_port;
+	if (cfg->geneve_port)
+		skel->rodata->cfg_geneve_port = (__u16)cfg->geneve_port;
 	skel->rodata->cfg_pcap_l3 = cfg->has_filter && cfg->filter->l3;
 	skel->rodata->cfg_pcap_l2 = cfg->has_filter && cfg->filter->l2;
 	skel->rodata->cfg_has_func_ip = cfg->has_func_ip;

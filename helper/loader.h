@@ -27,6 +27,7 @@ struct load_config {
 	bool track_skb;
 	bool output_stack;
 	unsigned int snaplen; /* 0: no packet bytes */
+	unsigned int vxlan_port, geneve_port; /* 0: the usual ports */
 	bool has_func_ip;
 	unsigned int ringbuf_bytes;
 	uint64_t max_rate; /* --max-rate: matching events per second, 0 = no cap */

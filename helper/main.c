@@ -109,6 +109,40 @@ static int output_fault(const struct out_fault *f, const struct loop_result *res
 }
 
 /*
+ * One pcap expression compiled in its two forms (raw IP, Ethernet); what
+ * names it in messages. Returns an exit code, or -1 to go on.
+ */
+static int compile_expr(struct run *r, const char *expr, const char *what, struct cbpf_prog *raw,
+			struct cbpf_prog *eth)
+{
+	struct compile_request req = { .expr = expr, .ethernet_when_needed = r->opts.check,
+				       .optional_ms = FILTER_OPTIONAL_MS, .required_ms = FILTER_REQUIRED_MS };
+	bool eth_skipped;
+	char msg[sizeof(r->err) + 64];
+
+	switch (cbpf_compile(&req, raw, eth, &eth_skipped, r->err, sizeof(r->err))) {
+	case COMPILE_OK:
+		break;
+	case COMPILE_REFUSED:
+		snprintf(msg, sizeof(msg), "invalid %s: %s", what, r->err);
+		return fail(EXIT_BAD_INPUT, "bad_filter", "%s", msg);
+	case COMPILE_TOO_SLOW:
+		return fail(EXIT_BAD_INPUT, "filter_too_slow", "%s: make the expression shorter", r->err);
+	case COMPILE_STOPPED:
+		return stopped_early(stop_reason());
+	case COMPILE_FAILED:
+		return fail(EXIT_FAILED, out_of_memory() ? "out_of_memory" : "compile_failed", "%s", r->err);
+	}
+	if (eth_skipped)
+		out_message(PWRU_FRAME_WARNING, "filter_ip_only",
+			    "libpcap did not compile the Ethernet form of the %s within %d s: packets are matched "
+			    "on their IP header only, so steps before the kernel has set it (early receive), ARP "
+			    "and packets inside VXLAN or Geneve are not matched by it",
+			    what, FILTER_OPTIONAL_MS / 1000);
+	return -1;
+}
+
+/*
  * The user's input, checked and resolved: the filter compiled, the regex,
  * the namespace and the interface in it. Needs no privileges: this is all of
  * --check. Returns an exit code, or -1 to go on.
@@ -116,10 +150,6 @@ static int output_fault(const struct out_fault *f, const struct loop_result *res
 static int check_input(struct run *r)
 {
 	const struct options *o = &r->opts;
-	struct compile_request req = { .expr = o->pcap_filter, .ethernet_when_needed = o->check,
-				       .optional_ms = FILTER_OPTIONAL_MS, .required_ms = FILTER_REQUIRED_MS };
-	struct cbpf_prog raw, eth;
-	bool eth_skipped;
 	int rc, ret;
 
 	if (o->filter_netns && netns_inode(o->filter_netns, &r->netns, r->err, sizeof(r->err)))
@@ -146,31 +176,25 @@ static int check_input(struct run *r)
 		}
 		r->has_re = true;
 	}
-	if (!*o->pcap_filter) {
+	if (!*o->pcap_filter && !o->tunnel_filter) {
 		pcap_filter_match_all(&r->filter);
 		return -1;
 	}
-	switch (cbpf_compile(&req, &raw, &eth, &eth_skipped, r->err, sizeof(r->err))) {
-	case COMPILE_OK:
-		break;
-	case COMPILE_REFUSED:
-		return fail(EXIT_BAD_INPUT, "bad_filter", "invalid pcap filter: %s", r->err);
-	case COMPILE_TOO_SLOW:
-		return fail(EXIT_BAD_INPUT, "filter_too_slow", "%s: make the expression shorter", r->err);
-	case COMPILE_STOPPED:
-		return stopped_early(stop_reason());
-	case COMPILE_FAILED:
-		return fail(EXIT_FAILED, out_of_memory() ? "out_of_memory" : "compile_failed", "%s", r->err);
+	struct cbpf_prog raw = { 0 }, eth = { 0 }, tunnel_raw = { 0 }, tunnel_eth = { 0 };
+	/* An empty outer filter beside --tunnel-filter matches nothing by itself: only the inner packet counts. */
+	if (*o->pcap_filter && (rc = compile_expr(r, o->pcap_filter, "pcap filter", &raw, &eth)) >= 0)
+		return rc;
+	if (o->tunnel_filter && (rc = compile_expr(r, o->tunnel_filter, "--tunnel-filter", &tunnel_raw, &tunnel_eth)) >= 0) {
+		cbpf_prog_free(&raw);
+		cbpf_prog_free(&eth);
+		return rc;
 	}
-	if (eth_skipped)
-		out_message(PWRU_FRAME_WARNING, "filter_ip_only",
-			    "libpcap did not compile the Ethernet form of this filter within %d s: packets are matched "
-			    "on their IP header only, so steps before the kernel has set it (early receive) and ARP "
-			    "are not traced",
-			    FILTER_OPTIONAL_MS / 1000);
-	ret = pcap_filter_build(&raw, &eth, &r->filter, r->err, sizeof(r->err));
+	ret = pcap_filter_build(&raw, &eth, o->tunnel_filter ? &tunnel_raw : NULL, o->tunnel_filter ? &tunnel_eth : NULL,
+				&r->filter, r->err, sizeof(r->err));
 	cbpf_prog_free(&raw);
 	cbpf_prog_free(&eth);
+	cbpf_prog_free(&tunnel_raw);
+	cbpf_prog_free(&tunnel_eth);
 	if (ret && out_of_memory())
 		return fail(EXIT_FAILED, "out_of_memory", "translating the filter: %s", r->err);
 	if (ret)
@@ -232,7 +256,9 @@ static int load(struct run *r, const struct backend_support *support)
 	struct load_config lc = {
 		.backend = r->backend,
 		.filter = &r->filter,
-		.has_filter = *o->pcap_filter != 0,
+		.has_filter = *o->pcap_filter != 0 || o->tunnel_filter,
+		.vxlan_port = o->vxlan_port,
+		.geneve_port = o->geneve_port,
 		.netns = r->netns,
 		.mark = o->mark,
 		.mark_mask = o->mark_mask,

@@ -28,6 +28,11 @@ static const char usage[] =
 	"  --filter-track-skb       keep following an skb once it matched\n"
 	"  --all-kmods              also probe functions of kernel modules\n"
 	"  --output-stack           collect the kernel stack of each event\n"
+	"  --tunnel-filter EXPR     a pcap expression for the inner packet of VXLAN,\n"
+	"                           Geneve, IP-in-IP and GRE: a packet matches when\n"
+	"                           PCAP-FILTER matches it or this matches its inner packet\n"
+	"  --vxlan-port PORT        VXLAN's UDP port (default 4789 and 8472)\n"
+	"  --geneve-port PORT       Geneve's UDP port (default 6081)\n"
 	"  --snaplen BYTES          send up to BYTES of each packet from its IP header\n"
 	"                           on (PACKET frames): at its first step and where its\n"
 	"                           addresses, ports or protocol changed (1 to 65535)\n"
@@ -62,6 +67,9 @@ enum {
 	OPT_ALL_KMODS,
 	OPT_OUTPUT_STACK,
 	OPT_SNAPLEN,
+	OPT_TUNNEL_FILTER,
+	OPT_VXLAN_PORT,
+	OPT_GENEVE_PORT,
 	OPT_DURATION,
 	OPT_MAX_EVENTS,
 	OPT_RINGBUF,
@@ -87,6 +95,9 @@ static const struct option long_opts[] = {
 	{ "all-kmods", no_argument, NULL, OPT_ALL_KMODS },
 	{ "output-stack", no_argument, NULL, OPT_OUTPUT_STACK },
 	{ "snaplen", required_argument, NULL, OPT_SNAPLEN },
+	{ "tunnel-filter", required_argument, NULL, OPT_TUNNEL_FILTER },
+	{ "vxlan-port", required_argument, NULL, OPT_VXLAN_PORT },
+	{ "geneve-port", required_argument, NULL, OPT_GENEVE_PORT },
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "max-events", required_argument, NULL, OPT_MAX_EVENTS },
 	{ "ringbuf-size", required_argument, NULL, OPT_RINGBUF },
@@ -208,6 +219,22 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 				return OPTIONS_BAD;
 			}
 			o->snaplen = (unsigned int)v;
+			break;
+		case OPT_TUNNEL_FILTER:
+			if (!*optarg) {
+				snprintf(err, errlen, "--tunnel-filter: expected a pcap expression");
+				return OPTIONS_BAD;
+			}
+			o->tunnel_filter = optarg;
+			break;
+		case OPT_VXLAN_PORT:
+		case OPT_GENEVE_PORT:
+			if (parse_u64(optarg, &v) || v == 0 || v > 65535) {
+				snprintf(err, errlen, "--%s-port %s: expected a UDP port from 1 to 65535",
+					 c == OPT_VXLAN_PORT ? "vxlan" : "geneve", optarg);
+				return OPTIONS_BAD;
+			}
+			*(c == OPT_VXLAN_PORT ? &o->vxlan_port : &o->geneve_port) = (unsigned int)v;
 			break;
 		case OPT_DURATION: {
 			char *end;

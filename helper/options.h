@@ -20,6 +20,8 @@ struct options {
 	bool all_kmods;
 	bool output_stack;
 	unsigned int snaplen;	/* --snaplen: 0 = no packet bytes */
+	const char *tunnel_filter; /* --tunnel-filter: a pcap expression for the inner packet of a tunnel */
+	unsigned int vxlan_port, geneve_port; /* 0: the usual ports (4789 and 8472; 6081) */
 	bool verify_only;	/* load (kernel verifier) without attaching, then exit */
 	bool check;		/* check the input without privileges, load nothing, then exit */
 	double duration_sec;	/* 0 = until stopped */

@@ -305,6 +305,8 @@ int main(int argc, char **argv)
 	char chunk[65536];
 	uint64_t events = 0;
 	size_t n, pos = 0;
+	struct pwru_tunnel tunnel;
+	bool has_tunnel = false;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--packet-starts") == 0 && i + 1 < argc)
@@ -332,6 +334,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		pos += sizeof(h) + h.len;
+		/* TUNNEL: the inner packet of the next event's tunnel. */
+		if (h.type == PWRU_FRAME_TUNNEL && h.len >= sizeof(tunnel)) {
+			memcpy(&tunnel, payload, sizeof(tunnel));
+			has_tunnel = true;
+			continue;
+		}
 		if (h.type == PWRU_FRAME_EVENT) {
 			struct pwru_event ev;
 			struct step_info step;
@@ -345,7 +353,9 @@ int main(int argc, char **argv)
 			if (ev.flags & PWRU_F_DROP)
 				digest_drop(&digest, &names, &ev, &step);
 			line.len = 0;
-			event_json(&writer, &ev, &step, &line);
+			bool ours = has_tunnel && tunnel.ts == ev.ts && tunnel.skb == ev.skb;
+			has_tunnel = false;
+			event_json(&writer, &ev, ours ? &tunnel : NULL, &step, &line);
 			fwrite(line.p, 1, line.len, stdout);
 			events++;
 			continue;

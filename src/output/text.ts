@@ -9,7 +9,7 @@
 import { describeChanges } from '../reading/changes';
 import { explainDropReason } from '../reading/drop-reasons';
 import type { Observed } from '../reading/packet-tracker';
-import { formatTuple } from '../reading/tuple-format';
+import { formatTunnel, formatTuple } from '../reading/tuple-format';
 import type { TraceEvent } from '../record/event';
 import type { Painter } from './ansi';
 
@@ -37,9 +37,11 @@ export function ifaceLabel(e: TraceEvent): string {
   return `${e.iface}:${e.ifindex}`;
 }
 
-/** The bracketed notes after FUNC: changes at this step, and a drop's meaning. */
+/** The bracketed notes after FUNC: the inner packet of a tunnel, changes at this step, and a drop's meaning. */
 export function annotations(o: Observed, paint: Painter): string {
   let out = '';
+  const tunnel = o.step.event.tunnel;
+  if (tunnel) out += `  ${paint.paint(`[${formatTunnel(tunnel)}]`, 'cyan')}`;
   if (o.step.changes.length) out += `  ${paint.paint(`[${describeChanges(o.step.changes)}]`, 'yellow')}`;
   const drop = o.step.event.drop;
   if (drop) out += `  ${paint.paint(`[${explainDropReason(drop.reason).text}]`, 'red')}`;

@@ -1,5 +1,5 @@
 /** A packet's addresses as one short text, the way every view writes them. */
-import type { Tuple } from '../record/event';
+import type { Tunnel, Tuple } from '../record/event';
 
 /**
  * "src:port->dst:port(proto:flags)"; with names (Kubernetes mode), the owners
@@ -16,6 +16,13 @@ export function formatTuple(t: Tuple | undefined, names = false): string {
     return `${wrap(t.src)}:${t.sport ?? 0}->${wrap(t.dst)}:${t.dport ?? 0}(${proto}${flags})${owners}`;
   }
   return `${t.src}->${t.dst}(${proto})${owners}`;
+}
+
+/** A tunnel and its inner packet: "vxlan vni 42: 10.244.1.5:5353->10.244.2.7:53(udp)". */
+export function formatTunnel(t: Tunnel): string {
+  const vni = t.vni !== undefined ? ` ${t.kind === 'gre' ? 'key' : 'vni'} ${t.vni}` : '';
+  const inner = t.inner ? `: ${formatTuple(t.inner)}` : '';
+  return `${t.kind}${vni}${inner}`;
 }
 
 /** A flow: the tuple without TCP flags. */

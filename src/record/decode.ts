@@ -11,6 +11,7 @@ import {
   type TraceCulprit,
   type TraceDigest,
   type TraceEvent,
+  type Tunnel,
   type Tuple,
 } from './event';
 
@@ -37,6 +38,7 @@ export const FrameType = {
   Culprit: 15,
   DropReport: 16,
   Watch: 17,
+  Tunnel: 18,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -85,6 +87,22 @@ const F_FREED = 0x10;
 export const PACKET_HEADER_SIZE = 32;
 const PKT = { ts: 0, skb: 8, origLen: 16, capLen: 20, why: 24 } as const;
 const CAPTURES: Record<number, 'first' | 'changed'> = { 1: 'first', 2: 'changed' };
+
+/* struct pwru_tunnel (bpf/event.h): a TUNNEL frame. */
+export const TUNNEL_SIZE = 64;
+const TUN = {
+  ts: 0,
+  skb: 8,
+  vni: 16,
+  kind: 20,
+  l3: 21,
+  l4: 22,
+  sport: 24,
+  dport: 26,
+  saddr: 32,
+  daddr: 48,
+} as const;
+const TUNNEL_KINDS: Tunnel['kind'][] = ['unknown', 'vxlan', 'geneve', 'ipip', 'gre'];
 
 export interface HelloInfo {
   stream: number;
@@ -304,6 +322,8 @@ export class RecordDecoder {
   private seenHello = false;
   /** A PACKET frame, waiting for the EVENT it comes before. */
   private pendingBytes?: { ts: string; skb: string; bytes: PacketBytes };
+  /** A TUNNEL frame, likewise. */
+  private pendingTunnel?: { ts: string; skb: string; tunnel: Tunnel };
   private offset = 0;
 
   constructor(
@@ -392,6 +412,10 @@ export class RecordDecoder {
       case FrameType.Event:
         if (len < EVENT_SIZE) throw new StreamError(`short event frame (${len} bytes)`);
         this.listener.event?.(this.decodeEvent(buf, start));
+        return;
+      case FrameType.Tunnel:
+        if (len < TUNNEL_SIZE) throw new StreamError(`short tunnel frame (${len} bytes)`);
+        this.pendingTunnel = this.decodeTunnel(buf, start);
         return;
       case FrameType.Packet:
         this.pendingBytes = this.decodePacket(buf, start, len);
@@ -502,6 +526,11 @@ export class RecordDecoder {
       ev.caller = this.symbols.get(caller) ?? caller;
     }
     if (flags & F_HAS_TUPLE) ev.tuple = this.decodeTuple(b, o);
+    const tunnel = this.pendingTunnel;
+    if (tunnel) {
+      this.pendingTunnel = undefined;
+      if (tunnel.ts === ev.ts && tunnel.skb === ev.skb) ev.tunnel = tunnel.tunnel;
+    }
     if (flags & F_DROP) {
       if (flags & F_HAS_REASON) {
         const code = b.readUInt32LE(o + OFF.dropReason);
@@ -529,6 +558,28 @@ export class RecordDecoder {
     }
     if (this.node !== undefined) ev.node = this.node;
     return ev;
+  }
+
+  /** A TUNNEL frame: the inner packet of the EVENT that follows it. */
+  private decodeTunnel(b: Buffer, o: number): { ts: string; skb: string; tunnel: Tunnel } {
+    const tunnel: Tunnel = { kind: TUNNEL_KINDS[b[o + TUN.kind]] ?? 'unknown' };
+    const vni = b.readUInt32LE(o + TUN.vni);
+    if (vni) tunnel.vni = vni;
+    const l3 = b[o + TUN.l3];
+    if (l3 === 4 || l3 === 6) {
+      const l4 = b[o + TUN.l4];
+      tunnel.inner = {
+        family: l3,
+        proto: L4_NAMES[l4] ?? String(l4),
+        src: this.address(l3, b, o + TUN.saddr),
+        dst: this.address(l3, b, o + TUN.daddr),
+      };
+      if (l4 === 6 || l4 === 17) {
+        tunnel.inner.sport = b.readUInt16LE(o + TUN.sport);
+        tunnel.inner.dport = b.readUInt16LE(o + TUN.dport);
+      }
+    }
+    return { ts: b.readBigUInt64LE(o + TUN.ts).toString(), skb: hex64(b, o + TUN.skb), tunnel };
   }
 
   /** A PACKET frame: the bytes of the EVENT that follows it (its ts and skb say so). */

@@ -44,6 +44,15 @@ export interface PacketBytes {
   data: string;
 }
 
+/** An encapsulated packet's tunnel and the packet inside it (the event's `tuple` is the outer one). */
+export interface Tunnel {
+  kind: 'vxlan' | 'geneve' | 'ipip' | 'gre' | 'unknown';
+  /** VXLAN/Geneve VNI or GRE key, when not 0. */
+  vni?: number;
+  /** The inner packet's addresses (ports for TCP and UDP), when it is IP. */
+  inner?: { family: 4 | 6; proto: string; src: string; dst: string; sport?: number; dport?: number };
+}
+
 /** One step of one packet: a kernel function or tracepoint it passed. */
 export interface TraceEvent {
   type: 'event';
@@ -76,6 +85,8 @@ export interface TraceEvent {
   /** Return address or drop location as "symbol+0xoff", when known. */
   caller?: string;
   tuple?: Tuple;
+  /** The packet is VXLAN, Geneve, IP-in-IP or GRE: the tunnel and its inner packet. */
+  tunnel?: Tunnel;
   /** Set on the step where the kernel dropped the packet. */
   drop?: {
     /** The kernel's name without the SKB_DROP_REASON_ prefix, e.g. 'NETFILTER_DROP'; 'UNKNOWN' before 5.17. */

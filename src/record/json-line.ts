@@ -26,6 +26,19 @@ export function eventJson(e: TraceEvent): string {
     if (t.dstName !== undefined) s += `,"dstName":${q(t.dstName)}`;
     s += '}';
   }
+  const tun = e.tunnel;
+  if (tun !== undefined) {
+    s += `,"tunnel":{"kind":${q(tun.kind)}`;
+    if (tun.vni !== undefined) s += `,"vni":${tun.vni}`;
+    const i = tun.inner;
+    if (i !== undefined) {
+      s += `,"inner":{"family":${i.family},"proto":${q(i.proto)},"src":${q(i.src)},"dst":${q(i.dst)}`;
+      if (i.sport !== undefined) s += `,"sport":${i.sport}`;
+      if (i.dport !== undefined) s += `,"dport":${i.dport}`;
+      s += '}';
+    }
+    s += '}';
+  }
   if (e.drop !== undefined) s += `,"drop":${q(e.drop)}`;
   if (e.freed !== undefined) s += `,"freed":${e.freed}`;
   if (e.tracked !== undefined) s += `,"tracked":${e.tracked}`;

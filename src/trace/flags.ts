@@ -93,6 +93,16 @@ const MATCH_FLAGS = group('MATCH', {
   'filter-track-skb': Flags.boolean({
     description: 'once a packet matched, keep following it through NAT and rewrites',
   }),
+  'tunnel-filter': Flags.string({
+    description:
+      'a pcap expression for the packet inside VXLAN, Geneve, IP-in-IP and GRE: a packet matches when PCAP-FILTER matches it or this matches its inner packet',
+  }),
+  'vxlan-port': Flags.integer({
+    description: "VXLAN's UDP port (default 4789 and 8472)",
+    min: 1,
+    max: 65535,
+  }),
+  'geneve-port': Flags.integer({ description: "Geneve's UDP port (default 6081)", min: 1, max: 65535 }),
 });
 
 const PROBE_FLAGS = group('PROBES', {

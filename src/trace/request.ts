@@ -25,6 +25,11 @@ export interface TraceRequest {
   filterMark?: string;
   filterIfname?: string;
   trackSkb: boolean;
+  /** A pcap expression for the inner packet of a tunnel (VXLAN, Geneve, IP-in-IP, GRE). */
+  tunnelFilter?: string;
+  /** VXLAN's and Geneve's UDP ports, when not the usual ones. */
+  vxlanPort?: number;
+  genevePort?: number;
   allKmods: boolean;
   outputStack: boolean;
   /** Stop after this many seconds. */
@@ -65,6 +70,9 @@ export function helperArgs(req: TraceRequest): string[] {
   if (req.filterMark) args.push('--filter-mark', req.filterMark);
   if (req.filterIfname) args.push('--filter-ifname', req.filterIfname);
   if (req.trackSkb) args.push('--filter-track-skb');
+  if (req.tunnelFilter) args.push('--tunnel-filter', req.tunnelFilter);
+  if (req.vxlanPort !== undefined) args.push('--vxlan-port', String(req.vxlanPort));
+  if (req.genevePort !== undefined) args.push('--geneve-port', String(req.genevePort));
   if (req.allKmods) args.push('--all-kmods');
   if (req.outputStack) args.push('--output-stack');
   if (req.durationSec !== undefined) args.push('--duration', String(req.durationSec));

@@ -37,6 +37,11 @@ const full: Required<TraceEvent> = {
     srcName: 'shop/web-0',
     dstName: 'svc/shop/api',
   },
+  tunnel: {
+    kind: 'vxlan',
+    vni: 42,
+    inner: { family: 4, proto: 'UDP', src: '10.244.1.5', dst: '10.244.2.7', sport: 5353, dport: 53 },
+  },
   drop: { reason: 'NETFILTER_DROP', code: 12 },
   freed: true,
   tracked: false,
@@ -59,6 +64,7 @@ test('optional fields left out are left out', () => {
   const {
     caller,
     tuple,
+    tunnel,
     drop,
     freed,
     tracked,

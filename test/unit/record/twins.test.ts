@@ -127,6 +127,10 @@ describe('the JSON writer twins (C and TypeScript) on recorded streams', () => {
       'named callers',
     );
     assert.ok(
+      all.some((e) => e.tunnel?.kind === 'vxlan' && e.tunnel.inner?.dport === 9000),
+      'a tunnel with its inner packet',
+    );
+    assert.ok(
       all.some((e) => e.tracked),
       'followed skbs',
     );
