@@ -36,6 +36,12 @@ export interface SinkOptions {
   /** Rendering a saved trace (`show`): describe the recording instead of announcing a live one. */
   replay?: boolean;
   /**
+   * --fail-on-drop: the exit code needs each packet's verdict (a copy linked
+   * to its original, src/reading/drop-rules.ts), which only the client's
+   * reading has: it reads the events itself, never the helper's lines.
+   */
+  verdicts?: boolean;
+  /**
    * An output failed (a full disk) or its reader went away (`| head`): the
    * run should stop. close() then reports a failure as an error.
    */
@@ -155,7 +161,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     // Lines and nothing else per event: a live trace (not `show`) may take the helper's own.
-    acceptsLines: opts.format === 'json' && !opts.summary && !opts.replay && !pcapng,
+    acceptsLines: opts.format === 'json' && !opts.summary && !opts.replay && !pcapng && !opts.verdicts,
 
     lineOutputs() {
       if (outputs.some((o) => o.fd === undefined)) return undefined;

@@ -15,7 +15,7 @@ import { droppedBy, explainDropReason } from './drop-reasons';
 import { baseFunc } from './kernel-functions';
 import type { Packet, Step } from './packet-tracker';
 import { describeVerdict } from './verdict-words';
-import { type Verdict, verdictOf } from './verdicts';
+import { isLoss, type Verdict, verdictOf } from './verdicts';
 
 export type RowKind = 'same' | 'differs' | 'good-only' | 'bad-only' | 'replaced';
 
@@ -238,7 +238,7 @@ export function diffPackets(
 export function pickGood(packets: Packet[]): Packet | undefined {
   let best: Packet | undefined;
   for (const p of packets) {
-    if (verdictOf(p).kind === 'dropped') continue;
+    if (isLoss(verdictOf(p))) continue;
     if (!best || p.steps.length > best.steps.length) best = p;
   }
   return best ?? packets[0];
@@ -246,7 +246,7 @@ export function pickGood(packets: Packet[]): Packet | undefined {
 
 /** The packet to compare from a failing trace: the first one that was dropped. */
 export function pickBad(packets: Packet[]): Packet | undefined {
-  return packets.find((p) => verdictOf(p).kind === 'dropped') ?? packets[0];
+  return packets.find((p) => isLoss(verdictOf(p))) ?? packets[0];
 }
 
 function endpoints(t: Tuple): string {

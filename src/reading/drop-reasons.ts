@@ -23,12 +23,6 @@ export interface DropReasonInfo {
   check?: string[];
   /** False when the name is not in this catalogue (a newer kernel's reason). */
   known: boolean;
-  /**
-   * Socket or queue teardown rather than the network refusing a packet: a
-   * socket closed with data still queued. Shown as a drop, but not counted
-   * by --fail-on-drop.
-   */
-  housekeeping?: boolean;
 }
 
 type Entry = Omit<DropReasonInfo, 'name' | 'known'>;
@@ -57,7 +51,7 @@ const CATALOGUE: Record<string, Entry> = {
       'for replies: was the connection already closed, or did the reply come back to the wrong host?',
     ],
   },
-  SOCKET_CLOSE: { text: 'the receiving socket was being closed', housekeeping: true },
+  SOCKET_CLOSE: { text: 'the receiving socket was being closed' },
   SOCKET_FILTER: {
     text: 'rejected by a filter attached to the socket (SO_ATTACH_FILTER / BPF socket filter)',
     check: ['socket-level BPF filters of the receiving program (ss -0 -b, bpftool prog)'],
@@ -74,11 +68,9 @@ const CATALOGUE: Record<string, Entry> = {
   },
   UNIX_DISCONNECT: {
     text: 'a UNIX socket re-connected or its peer closed; its queued messages were purged',
-    housekeeping: true,
   },
   UNIX_SKIP_OOB: {
     text: 'out-of-band data on a UNIX socket was skipped by a read without MSG_OOB',
-    housekeeping: true,
   },
   PKT_TOO_SMALL: { text: 'the packet is shorter than its headers say it should be' },
   TCP_CSUM: {
@@ -342,7 +334,6 @@ const CATALOGUE: Record<string, Entry> = {
   IPV6_NDISC_NS_OTHERHOST: { text: 'neighbour solicitation for another host' },
   QUEUE_PURGE: {
     text: 'freed in bulk when a queue was purged: usually a socket closed while this packet still sat in its queue (e.g. a FIN the application never read)',
-    housekeeping: true,
   },
   TC_COOKIE_ERROR: { text: 'error while processing a tc extension cookie' },
   PACKET_SOCK_ERROR: { text: 'a packet socket (AF_PACKET) failed to take a copy after its filter matched' },

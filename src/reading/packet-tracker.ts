@@ -9,6 +9,7 @@
  */
 import type { TraceEvent, Tuple } from '../record/event';
 import { type Change, detectChanges, isEncapTuple, type LastSeen, remember } from './changes';
+import { CopyLinker } from './copies';
 import { baseFunc, TX_START_FUNCS } from './kernel-functions';
 
 export interface Step {
@@ -38,6 +39,10 @@ export interface Packet {
    * for headers) and the path goes on as that packet.
    */
   replacedBy?: number;
+  /** A copy of that packet: a clone sharing its data buffer (copies.ts). */
+  copyOf?: number;
+  /** Copies of this packet seen in the trace (copies.ts). */
+  copies?: Packet[];
   /** For a merged flow path (diff --flow): the packets it is made of, and the one it was chosen by. */
   packets?: number[];
   seed?: Packet;
@@ -140,8 +145,11 @@ export class PacketTracker {
   private count = 0;
   /** The last packet seen only being freed, held back until we know whether a copy follows. */
   private lone?: { packet: Packet; ts: bigint; cpu: number };
+  private readonly copies: CopyLinker;
 
-  constructor(private readonly options: TrackerOptions = {}) {}
+  constructor(private readonly options: TrackerOptions = {}) {
+    this.copies = new CopyLinker((p) => this.options.onDone?.(p));
+  }
 
   private done(packet: Packet): void {
     if (packet.steps.length === 1 && packet.freed && !packet.steps[0].event.drop) {
@@ -151,14 +159,14 @@ export class PacketTracker {
       this.lone = { packet, ts: toBig(e.ts), cpu: e.cpu };
       return;
     }
-    this.options.onDone?.(packet);
+    this.copies.finished(packet);
   }
 
   private flushLone(): void {
     if (!this.lone) return;
     const { packet } = this.lone;
     this.lone = undefined;
-    this.options.onDone?.(packet);
+    this.copies.finished(packet);
   }
 
   /** A new packet starts: if a lone free just before it on the same CPU had its tuple, that was its original. */
@@ -194,6 +202,7 @@ export class PacketTracker {
       entry = { packet, last: {} };
       this.live.set(key, entry);
       if (this.options.retain !== false) this.all.push(packet);
+      this.copies.started(packet, e);
       this.started(packet, e);
     }
     const { packet, last } = entry;
@@ -205,6 +214,7 @@ export class PacketTracker {
     packet.steps.push(step);
     if (!packet.tuple && e.tuple) packet.tuple = e.tuple;
     remember(last, e);
+    this.copies.step(packet, e);
     if (e.freed || e.drop) {
       packet.freed = true;
       this.live.delete(key);
@@ -221,6 +231,7 @@ export class PacketTracker {
   /** Packets not finished yet: not freed when the trace ended (hands on a held-back lone free first). */
   open(): Packet[] {
     this.flushLone();
+    this.copies.flush();
     return [...this.live.values()].map((e) => e.packet);
   }
 }

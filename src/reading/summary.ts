@@ -137,8 +137,10 @@ export class SummaryBuilder {
   }
 
   /** A packet whose path is complete (freed), or every packet at the end. */
-  packet(p: Packet): void {
-    this.rows.push(this.row(p));
+  packet(p: Packet): PacketRow {
+    const row = this.row(p);
+    this.rows.push(row);
+    return row;
   }
 
   private row(p: Packet): PacketRow {

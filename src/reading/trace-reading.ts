@@ -6,9 +6,10 @@
  */
 import type { TraceCulprit, TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { CulpritBook } from './culprits';
-import { explainDropReason } from './drop-reasons';
+import { noFailureByPlace } from './drop-rules';
 import { type Observed, type Packet, PacketTracker } from './packet-tracker';
 import { type DigestSummary, SummaryBuilder, summarizeDigest, type TraceSummary } from './summary';
+import { isLoss } from './verdicts';
 
 export class TraceReading {
   // Finished packets are reduced to summary rows at once: a long trace keeps
@@ -17,7 +18,7 @@ export class TraceReading {
   private readonly tracker = new PacketTracker({
     retain: false,
     onDone: (p) => {
-      this.summary.packet(p);
+      if (isLoss(this.summary.packet(p).verdict)) this.losses++;
       this.onPacketDone?.(p);
     },
   });
@@ -25,7 +26,9 @@ export class TraceReading {
   private readonly lostByNode = new Map<string, number>();
   private headers = 0;
   private events = 0;
-  private anyDropped = false;
+  /** Packets lost for real: dropped, and no drop rule says it was normal (drop-rules.ts). */
+  private losses = 0;
+  private digestLoss = false;
   private digested?: TraceDigest;
   private readonly culprits = new CulpritBook();
 
@@ -40,7 +43,6 @@ export class TraceReading {
     this.events++;
     const o = this.tracker.observe(e);
     this.summary.step(o.step);
-    if (e.drop && !explainDropReason(e.drop.reason).housekeeping) this.anyDropped = true;
     return o;
   }
 
@@ -61,12 +63,18 @@ export class TraceReading {
   /** The helper's counts of the events it wrote as JSON lines itself. */
   digest(d: TraceDigest): void {
     this.digested = d;
-    if (d.drops.some((drop) => !explainDropReason(drop.reason).housekeeping)) this.anyDropped = true;
+    // The digest counts drops by reason and place: the rules that need the packet (its copies) cannot apply.
+    this.digestLoss = d.drops.some((drop) => !noFailureByPlace(drop.reason, drop.at));
   }
 
-  /** Any packet dropped, socket-teardown purges aside (for --fail-on-drop). */
+  /**
+   * A matching packet was lost (for --fail-on-drop): a packet's verdict is a
+   * drop that no rule calls normal. Decided per packet, once it is finished:
+   * an original freed while its copy lived waits for the copy. Call at the end.
+   */
   dropped(): boolean {
-    return this.anyDropped;
+    this.tracker.open(); // finishes what was held back
+    return this.losses > 0 || this.digestLoss;
   }
 
   /** Anything traced at all (a run refused before the probes were attached has nothing to sum up). */

@@ -6,11 +6,14 @@ import type { Verdict } from './verdicts';
 export function describeVerdict(v: Verdict): string {
   switch (v.kind) {
     case 'dropped': {
+      if (v.noFailure) return `freed at ${v.func} (${v.reason}), not a failure: ${v.noFailure.why}`;
       const info = explainDropReason(v.reason);
       if (info.by) return `dropped at ${v.func} by ${droppedBy(v.reason)} (${v.reason})`;
       return `dropped at ${v.func} (${v.reason}: ${info.text})`;
     }
     case 'delivered':
+      if (v.copy)
+        return `delivered (a copy to ${v.copy.to}, packet #${v.copy.packet}); the original freed at ${v.copy.original.func} (${v.copy.original.reason})`;
       return v.socket
         ? `delivered to a local socket (${v.func})`
         : `delivered to the local stack (${v.func})`;
@@ -33,8 +36,11 @@ export function describeVerdict(v: Verdict): string {
 export function verdictLabel(v: Verdict): string {
   switch (v.kind) {
     case 'dropped':
-      return `dropped at ${v.func}: ${v.reason}`;
+      return v.noFailure
+        ? `freed at ${v.func}: ${v.reason} (not a failure)`
+        : `dropped at ${v.func}: ${v.reason}`;
     case 'delivered':
+      if (v.copy) return `delivered (a copy to ${v.copy.to})`;
       return v.socket ? 'delivered to socket' : `delivered locally (${v.func})`;
     case 'sent':
       return `sent out of ${v.iface || '?'}`;

@@ -4,13 +4,27 @@
  * or still in flight when the trace ended. Decided from its steps alone; the
  * words for each verdict are in verdict-words.ts.
  */
-import { explainDropReason } from './drop-reasons';
+import { noFailure } from './drop-rules';
 import { baseFunc, stepRole } from './kernel-functions';
 import type { Packet } from './packet-tracker';
 
 export type Verdict =
-  | { kind: 'dropped'; func: string; reason: string; step: number }
-  | { kind: 'delivered'; func: string; socket: boolean; step: number }
+  | {
+      kind: 'dropped';
+      func: string;
+      reason: string;
+      step: number;
+      /** A drop on a normal path (drop-rules.ts): shown, but no failure, and why. */
+      noFailure?: { rule: string; why: string };
+    }
+  | {
+      kind: 'delivered';
+      func: string;
+      socket: boolean;
+      step: number;
+      /** Delivered as a copy (a raw socket's clone): which, where to, and how the original ended. */
+      copy?: { packet: number; to: string; original: { func: string; reason: string } };
+    }
   | { kind: 'sent'; iface: string; func: string; step: number }
   | { kind: 'consumed'; func: string; step: number; replacedBy?: number }
   | { kind: 'in-flight'; func: string; step: number; iface?: string; received?: boolean };
@@ -23,23 +37,38 @@ export function dropLocation(p: Packet, index: number): string {
   return before ? baseFunc(before.event.func) : baseFunc(e.func);
 }
 
+/** A real loss: dropped, and no rule says the drop is normal (what --fail-on-drop counts). */
+export function isLoss(v: Verdict): boolean {
+  return v.kind === 'dropped' && !v.noFailure;
+}
+
 export function verdictOf(p: Packet): Verdict {
   const steps = p.steps;
-  // A socket-teardown purge is the verdict of a packet only when nothing else
+  // A drop that is no failure is the verdict of a packet only when nothing else
   // dropped it, and never of a whole flow (diff --flow) whose packets got through.
-  const drops = steps.map((s, i) => [s, i] as const).filter(([s]) => s.event.drop);
-  const real = drops.find(([s]) => !explainDropReason(s.event.drop?.reason ?? '').housekeeping);
-  const dropIndex = (real ?? (p.packets ? undefined : drops[0]))?.[1] ?? -1;
+  const drops = steps
+    .map((s, i) => ({ index: i, reason: s.event.drop?.reason ?? 'UNKNOWN', event: s.event }))
+    .filter((d) => d.event.drop)
+    .map((d) => {
+      const func = dropLocation(p, d.index);
+      return { ...d, func, ok: noFailure({ reason: d.reason, at: func, event: d.event, packet: p }) };
+    });
+  const drop = drops.find((d) => !d.ok) ?? (p.packets ? undefined : drops[0]);
   // A flow nothing dropped ends the way the packet it was chosen by ended.
-  if (dropIndex < 0 && p.seed) return verdictOf(p.seed);
-  if (dropIndex >= 0) {
-    const drop = steps[dropIndex].event.drop;
+  if (!drop && p.seed) return verdictOf(p.seed);
+  if (drop?.ok?.copy) {
+    const { packet, to, func } = drop.ok.copy;
     return {
-      kind: 'dropped',
-      func: dropLocation(p, dropIndex),
-      reason: drop?.reason ?? 'UNKNOWN',
-      step: dropIndex,
+      kind: 'delivered',
+      func,
+      socket: true,
+      step: drop.index,
+      copy: { packet, to, original: { func: drop.func, reason: drop.reason } },
     };
+  }
+  if (drop) {
+    const ok = drop.ok ? { noFailure: { rule: drop.ok.rule, why: drop.ok.why } } : {};
+    return { kind: 'dropped', func: drop.func, reason: drop.reason, step: drop.index, ...ok };
   }
   let lastXmit = -1;
   let lastRecv = -1;

@@ -99,6 +99,7 @@ export async function runTrace(
         summary: flags.summary as boolean,
         outputFile: flags['output-file'],
         pcapng: flags.pcapng,
+        verdicts: flags['fail-on-drop'],
         color: shouldColor(io.stdout, flags['no-color']),
         showNode: !local && !/^(pod|po|node|no)\//.test(target ?? '') && !(target && !target.includes('/')),
         stdout: io.stdout,

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createSink } from '../../../src/output/create-sink';
 import { diffPackets, flowPath, pickBad, pickGood } from '../../../src/reading/diff';
-import { explainDropReason } from '../../../src/reading/drop-reasons';
 import { replay } from '../../../src/reading/replay';
 import { formatTuple } from '../../../src/reading/tuple-format';
 import { verdictOf } from '../../../src/reading/verdicts';
@@ -34,7 +33,8 @@ test('TCP: segments an established socket took (tcp_probe) are delivered; the cl
   });
   assert.equal(purged.length, 1);
   assert.equal(purged[0].tuple?.tcpFlags, 'F.');
-  assert.equal(explainDropReason('QUEUE_PURGE').housekeeping, true);
+  const v = verdictOf(purged[0]);
+  assert.equal(v.kind === 'dropped' && v.noFailure?.rule, 'queue-purged-on-close');
   const sink = createSink({
     format: 'json',
     summary: true,

@@ -1,0 +1,114 @@
+/**
+ * Copies and clones: skbs that share a data buffer (skb->head). The kernel
+ * clones a packet for a raw socket (ping's echo reply), for a tap (tcpdump),
+ * for TCP's retransmit queue; the original and the clone then go separate
+ * ways. A clone is linked to its original when it starts:
+ * - at the data buffer of a packet that was dropped while its data was still
+ *   shared (the event's `shared` count said another skb held it): that
+ *   packet's data lived on in this copy;
+ * - sharing the data buffer of a packet still in flight, and saying so
+ *   (`shared` > 1 at its first step).
+ * A dropped original whose data lived on is held back from its summary until
+ * its copies are finished, so that its verdict can say what became of them.
+ */
+import type { TraceEvent } from '../record/event';
+import type { Packet } from './packet-tracker';
+
+/** Originals waiting for a copy to appear, at most (the oldest give up first). */
+const MAX_WAITING = 4096;
+
+export class CopyLinker {
+  /** Dropped while their data was shared: a copy may yet start at that buffer. */
+  private readonly orphaned = new Map<string, Packet>();
+  /** Held back until their linked copies are finished: how many are not. */
+  private readonly pending = new Map<Packet, number>();
+  /** Live packets by their data buffer. */
+  private readonly liveHeads = new Map<string, Packet>();
+  private readonly headOf = new Map<Packet, string>();
+  private readonly originals = new Map<Packet, Packet>();
+
+  /** release: a packet whose verdict no longer waits on anything. */
+  constructor(private readonly release: (p: Packet) => void) {}
+
+  /** A packet's first step: link it to the packet whose data it shares, if any. */
+  started(packet: Packet, e: TraceEvent): void {
+    if (!e.head) return;
+    const key = `${e.node ?? ''}/${e.head}`;
+    let original = this.orphaned.get(key);
+    if (original) {
+      this.orphaned.delete(key);
+      this.pending.set(original, (this.pending.get(original) ?? 0) + 1);
+    } else if ((e.shared ?? 1) > 1) {
+      original = this.liveHeads.get(key);
+    }
+    if (!original || original === packet) return;
+    packet.copyOf = original.id;
+    original.copies ??= [];
+    original.copies.push(packet);
+    this.originals.set(packet, original);
+  }
+
+  /** Every step: where the packet's data is now. */
+  step(packet: Packet, e: TraceEvent): void {
+    if (!e.head) return;
+    const key = `${e.node ?? ''}/${e.head}`;
+    const before = this.headOf.get(packet);
+    if (before === key) return;
+    if (before && this.liveHeads.get(before) === packet) this.liveHeads.delete(before);
+    this.liveHeads.set(key, packet);
+    this.headOf.set(packet, key);
+  }
+
+  /** The packet is finished: hold it back (its data lives on in a copy), or release it. */
+  finished(packet: Packet): void {
+    const key = this.headOf.get(packet);
+    this.headOf.delete(packet);
+    if (key && this.liveHeads.get(key) === packet) this.liveHeads.delete(key);
+    const unfinished = (packet.copies ?? []).filter((c) => this.originals.has(c)).length;
+    if (unfinished > 0) {
+      this.pending.set(packet, unfinished);
+    } else if (key && sharedWhenDropped(packet)) {
+      this.orphan(key, packet);
+    } else {
+      this.done(packet);
+    }
+  }
+
+  /** Everything still held back, at the end of the trace. */
+  flush(): void {
+    const held = [...this.orphaned.values(), ...this.pending.keys()].sort((a, b) => a.id - b.id);
+    this.orphaned.clear();
+    this.pending.clear();
+    for (const p of held) this.release(p);
+  }
+
+  private orphan(key: string, packet: Packet): void {
+    const before = this.orphaned.get(key);
+    if (before) this.done(before);
+    if (this.orphaned.size >= MAX_WAITING) {
+      const [oldestKey, oldest] = this.orphaned.entries().next().value as [string, Packet];
+      this.orphaned.delete(oldestKey);
+      this.done(oldest);
+    }
+    this.orphaned.set(key, packet);
+  }
+
+  /** Released, and its original told that one more copy is finished. */
+  private done(packet: Packet): void {
+    this.release(packet);
+    const original = this.originals.get(packet);
+    if (!original) return;
+    this.originals.delete(packet);
+    const left = (this.pending.get(original) ?? 0) - 1;
+    if (left > 0) {
+      this.pending.set(original, left);
+    } else if (this.pending.delete(original)) {
+      this.done(original);
+    }
+  }
+}
+
+/** Dropped at a step where another skb still held its data. */
+function sharedWhenDropped(p: Packet): boolean {
+  return p.steps.some((s) => s.event.drop && (s.event.shared ?? 1) > 1);
+}

@@ -1,0 +1,119 @@
+/**
+ * Drops that are not failures: the one table of them. The kernel frees
+ * packets through kfree_skb() with a reason on normal paths too (a socket
+ * closed with a packet still in its queue; the original of an echo reply
+ * whose copy the raw socket took). Those are shown, marked as no failure and
+ * why, and --fail-on-drop does not count them.
+ *
+ * Each rule names the reason(s), optionally the places (the drop's caller, as
+ * the verdict names it) and a condition on the packet. Every rule has a test
+ * on a real trace (test/unit/reading/drop-rules.test.ts).
+ */
+import type { TraceEvent } from '../record/event';
+import { baseFunc, stepRole } from './kernel-functions';
+import type { Packet } from './packet-tracker';
+
+/** A drop as the rules see it. */
+export interface DropSite {
+  reason: string;
+  /** Where: the drop's caller (base name), else the step before. */
+  at: string;
+  event: TraceEvent;
+  packet: Packet;
+}
+
+/** What a rule says of a drop. */
+export interface NoFailure {
+  rule: string;
+  why: string;
+  /** The copy of the packet that was delivered, for a rule about copies. */
+  copy?: DeliveredCopy;
+}
+
+export interface DeliveredCopy {
+  packet: number;
+  /** "a raw socket", "a ping socket", "a local socket". */
+  to: string;
+  /** Where the copy was delivered. */
+  func: string;
+}
+
+interface DropRule {
+  rule: string;
+  reasons: readonly string[];
+  at?: readonly string[];
+  when?: (d: DropSite) => boolean;
+  why: string;
+}
+
+const RULES: readonly DropRule[] = [
+  {
+    // ping as root: the raw socket took a clone of the echo reply; ping_rcv found no ping socket.
+    rule: 'copy-delivered',
+    reasons: ['NO_SOCKET'],
+    when: (d) => deliveredCopy(d.packet) !== undefined,
+    why: 'a copy of it was delivered to a local socket; no other socket wanted the original',
+  },
+  {
+    rule: 'queue-purged-on-close',
+    reasons: ['QUEUE_PURGE'],
+    why: 'a socket was closed with this packet still in its queue: it had reached the socket',
+  },
+  {
+    rule: 'unix-peer-changed',
+    reasons: ['UNIX_DISCONNECT'],
+    why: 'a UNIX socket connected elsewhere (or its peer went away) with this message unread in its queue',
+  },
+  {
+    rule: 'unix-oob-skipped',
+    reasons: ['UNIX_SKIP_OOB'],
+    why: 'the application read past this out-of-band byte without MSG_OOB, as it may',
+  },
+];
+
+/** The rule that makes this drop no failure, if any. */
+export function noFailure(site: DropSite): NoFailure | undefined {
+  for (const r of RULES) {
+    if (!r.reasons.includes(site.reason)) continue;
+    if (r.at && !r.at.includes(site.at)) continue;
+    if (r.when && !r.when(site)) continue;
+    const copy = r.rule === 'copy-delivered' ? deliveredCopy(site.packet) : undefined;
+    return { rule: r.rule, why: r.why, ...(copy ? { copy } : {}) };
+  }
+  return undefined;
+}
+
+/**
+ * The rules that decide on the reason and place alone (no packet needed): what
+ * the helper's DIGEST, which counts drops by reason and place, can be judged by.
+ */
+export function noFailureByPlace(reason: string, at: string): boolean {
+  return RULES.some((r) => !r.when && r.reasons.includes(reason) && (!r.at || r.at.includes(baseFunc(at))));
+}
+
+/** Functions that say which kind of socket a copy went to (steps or the callers of its frees). */
+const RAW_SOCKET = new Set(['raw_rcv', 'rawv6_rcv', 'raw_local_deliver', 'raw_recvmsg', 'rawv6_recvmsg']);
+const PING_SOCKET = new Set(['ping_queue_rcv_skb', 'ping_recvmsg']);
+/** Taps (tcpdump): a copy there watched the packet, it did not deliver it. */
+const PACKET_SOCKET = new Set(['packet_rcv', 'tpacket_rcv', 'packet_rcv_spkt', 'packet_recvmsg']);
+
+/** A copy of p that reached a socket (not a tap) and was not dropped. */
+export function deliveredCopy(p: Packet): DeliveredCopy | undefined {
+  for (const c of p.copies ?? []) {
+    const names = c.steps.flatMap((s) => [
+      baseFunc(s.event.func),
+      ...(s.event.caller ? [baseFunc(s.event.caller)] : []),
+    ]);
+    if (names.some((n) => PACKET_SOCKET.has(n))) continue;
+    if (c.steps.some((s) => s.event.drop)) continue;
+    const socket = c.steps.find((s) => stepRole(s.event.func) === 'socket');
+    if (!socket) continue;
+    const to = names.some((n) => RAW_SOCKET.has(n))
+      ? 'a raw socket'
+      : names.some((n) => PING_SOCKET.has(n))
+        ? 'a ping socket'
+        : 'a local socket';
+    return { packet: c.id, to, func: baseFunc(socket.event.func) };
+  }
+  return undefined;
+}
