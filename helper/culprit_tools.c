@@ -55,12 +55,60 @@ static bool seen(const struct ns_ref *v, size_t n, unsigned int inode)
 	return false;
 }
 
+/*
+ * A process in the node's own mount namespace: pid 1 (the node's init, seen
+ * from a hostPID pod and locally), or where that may not be entered (a
+ * sandboxed node), the kubelet. 0 when neither may be.
+ */
+static int node_pid(void)
+{
+	static int pid = -1;
+	char path[300], comm[32];
+	struct dirent *de;
+	DIR *dir;
+	int fd;
+
+	if (pid >= 0)
+		return pid;
+	pid = 0;
+	if ((fd = open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC)) >= 0) {
+		close(fd);
+		return pid = 1;
+	}
+	if (!(dir = opendir("/proc")))
+		return pid;
+	while ((de = readdir(dir)) && !pid) {
+		ssize_t n;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;
+		n = read(fd, comm, sizeof(comm) - 1);
+		close(fd);
+		if (n != 8 || memcmp(comm, "kubelet\n", 8) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/ns/mnt", de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			close(fd);
+			pid = atoi(de->d_name);
+		}
+	}
+	closedir(dir);
+	return pid;
+}
+
 /* Scans the places that name namespaces; stops at the first match of want (0: collects all). */
 static size_t scan_namespaces(struct ns_ref *out, size_t max, unsigned int want)
 {
-	static const char *const dirs[] = { "/run/netns", "/var/run/netns", "/proc" };
+	/* A debug pod sees the node's processes (hostPID) but not its /run: the node's ip-netns names. */
+	char node_netns[64];
+	const char *dirs[] = { "/run/netns", "/var/run/netns", node_netns, "/proc" };
 	struct stat self, sb;
 	size_t n = 0;
+
+	snprintf(node_netns, sizeof(node_netns), "/proc/%d/root/run/netns", node_pid());
 
 	if (stat("/proc/self/ns/net", &self) != 0)
 		return 0;
@@ -68,7 +116,7 @@ static size_t scan_namespaces(struct ns_ref *out, size_t max, unsigned int want)
 		DIR *dir = opendir(dirs[d]);
 		bool proc = strcmp(dirs[d], "/proc") == 0;
 		struct dirent *de;
-		char path[64];
+		char path[sizeof(out->path)];
 
 		if (!dir)
 			continue;
@@ -228,14 +276,20 @@ static void child(int fd_out, const struct ns_ref *ns, size_t n)
 		_exit(1);
 	fd_out = 3;
 	syscall(SYS_close_range, 4U, ~0U, 0U);
-	/* The node's tools, not the debug pod's: pid 1 is the node's init in a hostPID pod, and locally. */
-	if (!same_ns("/proc/1/ns/mnt", "/proc/self/ns/mnt")) {
-		int fd = open("/proc/1/ns/mnt", O_RDONLY | O_CLOEXEC);
+	/* The node's tools, not the debug pod's. */
+	char mnt[64];
+	int pid = node_pid();
 
-		/* Refused (a sandbox that is not a pod): the tools where the helper is, and a note saying so. */
+	snprintf(mnt, sizeof(mnt), "/proc/%d/ns/mnt", pid);
+	if (!pid) {
+		answer_errno(fd_out, 0, TOOL_NOTE,
+			     "the node's mount namespace (of pid 1, or of the kubelet) could not be entered", EPERM);
+	} else if (!same_ns(mnt, "/proc/self/ns/mnt")) {
+		int fd = open(mnt, O_RDONLY | O_CLOEXEC);
+
+		/* Refused: the tools where the helper is, and a note saying so. */
 		if (fd < 0 || setns(fd, CLONE_NEWNS) != 0 || chdir("/") != 0)
-			answer_errno(fd_out, 0, TOOL_NOTE, "the node's mount namespace (of pid 1) could not be entered",
-				     errno);
+			answer_errno(fd_out, 0, TOOL_NOTE, "the node's mount namespace could not be entered", errno);
 		if (fd >= 0)
 			close(fd);
 	}

@@ -28,7 +28,7 @@ extern const char *const tool_names[TOOL_COUNT];
 /* A namespace to look in: its inode, and a file of it (/run/netns/NAME, /proc/PID/ns/net). */
 struct ns_ref {
 	unsigned int inode;
-	char path[64];
+	char path[300];
 };
 
 /* One tool's answer in one namespace, as the child reported it. */

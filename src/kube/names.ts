@@ -72,6 +72,7 @@ export function withNames(sink: TraceSink, names: Map<string, string>): TraceSin
       if (e.tuple) e.tuple = nameTuple(e.tuple, names);
       sink.event(e);
     },
+    culprit: (c) => sink.culprit?.(c),
     stats: (s) => sink.stats(s),
     flush: () => sink.flush?.(),
     waitForDrain: () => sink.waitForDrain?.(),
