@@ -24,6 +24,9 @@ export interface TraceIo {
   stderr: NodeJS.WriteStream;
 }
 
+/** --on-drop's ring buffer: 4 MiB (~25,000 events) instead of 8, so the helper stays well under 32 MiB. */
+const ON_DROP_RINGBUF_BYTES = 4 << 20;
+
 /** Complete: the target, the filter, the request. */
 export function completeTrace(
   flags: TraceFlags,
@@ -51,7 +54,8 @@ export function completeTrace(
     outputStack: flags['output-stack'] as boolean,
     durationSec: flags.duration !== undefined ? parseDuration('--duration', flags.duration) : undefined,
     maxEvents: flags['max-events'],
-    ringbufBytes: flags['ringbuf-size'],
+    // --on-drop runs for hours: the ring is mapped into the helper (its pages count in its memory) twice over.
+    ringbufBytes: flags['ringbuf-size'] ?? (flags['on-drop'] ? ON_DROP_RINGBUF_BYTES : undefined),
     tunnelFilter: flags['tunnel-filter'],
     vxlanPort: flags['vxlan-port'],
     genevePort: flags['geneve-port'],
