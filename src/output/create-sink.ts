@@ -15,9 +15,10 @@ import { TraceReading } from '../reading/trace-reading';
 import type { TraceCulprit, TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
 import { annotatedEventLine, jsonLine } from './json';
-import { faultMessage, fileOutput, type LineOutput, stdoutOutput } from './line-output';
+import { faultMessage, type LineOutput, stdoutOutput } from './line-output';
 import { openOutputFile } from './output-file';
 import { PcapngWriter } from './pcapng';
+import { type Rotation, traceFileOutput } from './rotating-output';
 import type { TraceSink } from './sink';
 import { renderDigestSummary, renderSummary } from './summary-view';
 import { formatTextLine, TextLayout, textHeader } from './text';
@@ -27,6 +28,8 @@ export interface SinkOptions {
   format: 'text' | 'wide' | 'json';
   summary: boolean;
   outputFile?: string;
+  /** --output-file-max-size/--output-file-max-backups: the file rotates. */
+  rotation?: Rotation;
   /** --pcapng FILE: the steps that carry bytes, as pcapng (src/output/pcapng.ts). */
   pcapng?: string;
   color: boolean;
@@ -69,7 +72,10 @@ export function createSink(opts: SinkOptions): ReadingSink {
   };
   const stdout = stdoutOutput(opts.stdout, onFault);
   const opened = opts.outputFile ? openOutputFile(opts.outputFile) : undefined;
-  const file = opened && opts.outputFile ? fileOutput(opts.outputFile, opened.fd, onFault) : undefined;
+  const file =
+    opened && opts.outputFile
+      ? traceFileOutput(opts.outputFile, opened.fd, opts.rotation, onFault)
+      : undefined;
   const outputs = file ? [stdout, file] : [stdout];
   const text = new TextLayout();
   const wide = new WideLayout();

@@ -5,6 +5,8 @@
  * saved to --output-file as that line. `show` replays a saved file into the
  * same sink. Drops that are not failures are counted, not reported.
  */
+
+import { EXIT_OUTPUT_FAILED, UserError } from '../errors';
 import {
   buildReport,
   type CaughtDrop,
@@ -19,12 +21,17 @@ import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
 import { describeFlow, renderCaughtDrop } from './drop-report-view';
 import { jsonLine } from './json';
+import { faultMessage } from './line-output';
+import { openOutputFile } from './output-file';
+import { type Rotation, traceFileOutput } from './rotating-output';
 import type { HelperDropReport, TraceSink } from './sink';
-import { openTraceFile } from './trace-file-writer';
 
 export interface OnDropSinkOptions {
   json: boolean;
   outputFile?: string;
+  rotation?: Rotation;
+  /** The --output-file cannot be written (a full disk): the run stops. */
+  onOutputFault?: () => void;
   color: boolean;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
@@ -44,7 +51,11 @@ export type OnDropSink = TraceSink & {
 export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
   const paint = new Painter(opts.color);
   const errPaint = new Painter(opts.color && Boolean((opts.stderr as NodeJS.WriteStream).isTTY));
-  const file = opts.outputFile ? openTraceFile(opts.outputFile) : undefined;
+  const opened = opts.outputFile ? openOutputFile(opts.outputFile) : undefined;
+  const file =
+    opened && opts.outputFile
+      ? traceFileOutput(opts.outputFile, opened.fd, opts.rotation, () => opts.onOutputFault?.())
+      : undefined;
   const watches = new Map<string, WatchInfo>();
   const lostByNode = new Map<string, number>();
   let reported = 0;
@@ -58,7 +69,8 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
   const show = (c: CaughtDrop) => {
     if (opts.json) opts.stdout.write(`${JSON.stringify(c.line)}\n`);
     else opts.stdout.write(`${reported > 1 ? '\n' : ''}${renderCaughtDrop(c, paint, opts.columns)}`);
-    file?.write(`${JSON.stringify(c.line)}\n`);
+    file?.push(JSON.stringify(c.line));
+    file?.flush();
   };
 
   return {
@@ -69,7 +81,7 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
     header(received: TraceHeader) {
       headerSeen = true;
       const h: TraceHeader = { ...received, onDrop: true };
-      file?.write(`${jsonLine(h)}\n`);
+      file?.push(jsonLine(h));
       if (opts.json) opts.stdout.write(`${jsonLine(h)}\n`);
       const where = h.node ? ` on ${h.node}` : '';
       err(
@@ -166,7 +178,7 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
       }
       if (!s.final) return;
       finalStats = [...finalStats, s];
-      file?.write(`${jsonLine(s)}\n`);
+      file?.push(jsonLine(s));
       if (opts.json) opts.stdout.write(`${jsonLine(s)}\n`);
     },
 
@@ -175,7 +187,7 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
     },
 
     async close() {
-      if (headerSeen || reported) {
+      if (headerSeen || reported || notFailures) {
         const w = [...watches.values()];
         const sum = (k: keyof WatchInfo) => w.reduce((a, x) => a + Number(x[k]), 0);
         const lost = finalStats.reduce((a, s) => a + s.lost, 0);
@@ -196,7 +208,13 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
           parts.push(`${skipped} events skipped over --max-rate (a drop among them cannot be reported)`);
         err(errPaint.paint(`${parts.join('; ')}.`, 'bold'));
       }
-      if (file) await file.close();
+      if (file) {
+        file.flush();
+        await file.end();
+        opened?.release();
+        const failed = faultMessage(file);
+        if (failed) throw new UserError(`${failed}; the run was stopped there`, EXIT_OUTPUT_FAILED);
+      }
     },
 
     dropped: () => reported > 0,

@@ -7,6 +7,7 @@
  */
 import type { ReportedPath, TraceDropReport, TraceEvent } from '../record/event';
 import { diffPackets, type PathDiff } from './diff';
+import { explainDropReason } from './drop-reasons';
 import { type Packet, PacketTracker } from './packet-tracker';
 import { type Verdict, verdictOf } from './verdicts';
 
@@ -46,12 +47,13 @@ export function packetOf(events: TraceEvent[], id: number): Packet | undefined {
 }
 
 /**
- * Whether a drop is a failure worth reporting: the verdict of the packet, by
- * the rules of src/reading/verdicts.ts (a drop that is not a failure, such as a
- * socket's teardown, does not make the packet "dropped").
+ * Whether a drop is a failure worth reporting: the rule --fail-on-drop applies
+ * (src/reading/trace-reading.ts): a drop whose reason is not housekeeping (a
+ * socket's teardown purging its queue is not a failure; src/reading/drop-reasons.ts
+ * holds the rule table). The one call to change when that rule grows.
  */
 export function isFailure(bad: Packet): boolean {
-  return verdictOf(bad).kind === 'dropped';
+  return bad.steps.some((s) => s.event.drop && !explainDropReason(s.event.drop.reason).housekeeping);
 }
 
 function aloneSentence(v: Verdict, flow: DropFlow | undefined): string {

@@ -144,6 +144,15 @@ const OUTPUT_FLAGS = group('OUTPUT', {
   'output-file': Flags.string({
     description: 'also save the trace (JSON lines) to this file, for show and diff',
   }),
+  'output-file-max-size': Flags.integer({
+    description:
+      'rotate the --output-file when it would pass this many MiB (FILE.1, FILE.2, …; each starts with the header)',
+    min: 1,
+  }),
+  'output-file-max-backups': Flags.integer({
+    description: 'with --output-file-max-size: rotated files to keep (default 3)',
+    min: 0,
+  }),
   pcapng: Flags.string({
     description: `also write the packets' bytes to this pcapng file for Wireshark (--snaplen, default ${DEFAULT_SNAPLEN})`,
   }),

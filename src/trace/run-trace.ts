@@ -24,6 +24,8 @@ export interface TraceIo {
   stderr: NodeJS.WriteStream;
 }
 
+const MIB = 1 << 20;
+
 /** --on-drop's ring buffer: 4 MiB (~25,000 events) instead of 8, so the helper stays well under 32 MiB. */
 const ON_DROP_RINGBUF_BYTES = 4 << 20;
 
@@ -87,10 +89,20 @@ export async function runTrace(
   if (flags['on-drop'] && (flags.snaplen !== undefined || flags.pcapng !== undefined))
     throw new UserError('--on-drop reports steps, not packet bytes: leave out --snaplen and --pcapng', 2);
   const controller = new AbortController();
+  if (flags['output-file-max-size'] !== undefined && flags['output-file'] === undefined)
+    throw new UserError('--output-file-max-size rotates the --output-file: give one', 2);
+  if (flags['output-file-max-backups'] !== undefined && flags['output-file-max-size'] === undefined)
+    throw new UserError('--output-file-max-backups needs --output-file-max-size (when to rotate)', 2);
+  const rotation =
+    flags['output-file-max-size'] !== undefined
+      ? { maxBytes: flags['output-file-max-size'] * MIB, maxBackups: flags['output-file-max-backups'] ?? 3 }
+      : undefined;
   const sink = flags['on-drop']
     ? createOnDropSink({
         json: flags.output === 'json',
         outputFile: flags['output-file'],
+        rotation,
+        onOutputFault: () => controller.abort(),
         color: shouldColor(io.stdout, flags['no-color']),
         stdout: io.stdout,
         stderr: io.stderr,
@@ -102,6 +114,7 @@ export async function runTrace(
         format: flags.output as 'text' | 'wide' | 'json',
         summary: flags.summary as boolean,
         outputFile: flags['output-file'],
+        rotation,
         pcapng: flags.pcapng,
         verdicts: flags['fail-on-drop'],
         color: shouldColor(io.stdout, flags['no-color']),
