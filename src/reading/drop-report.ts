@@ -7,9 +7,8 @@
  */
 import type { ReportedPath, TraceDropReport, TraceEvent } from '../record/event';
 import { diffPackets, type PathDiff } from './diff';
-import { explainDropReason } from './drop-reasons';
 import { type Packet, PacketTracker } from './packet-tracker';
-import { type Verdict, verdictOf } from './verdicts';
+import { isLoss, type Verdict, verdictOf } from './verdicts';
 
 export type DropFlow = NonNullable<TraceDropReport['flow']>;
 export type DropReportLine = TraceDropReport;
@@ -47,13 +46,11 @@ export function packetOf(events: TraceEvent[], id: number): Packet | undefined {
 }
 
 /**
- * Whether a drop is a failure worth reporting: the rule --fail-on-drop applies
- * (src/reading/trace-reading.ts): a drop whose reason is not housekeeping (a
- * socket's teardown purging its queue is not a failure; src/reading/drop-reasons.ts
- * holds the rule table). The one call to change when that rule grows.
+ * Whether a drop is a failure worth reporting: a real loss by the verdict
+ * rules (src/reading/verdicts.ts, drop-rules.ts), what --fail-on-drop counts.
  */
 export function isFailure(bad: Packet): boolean {
-  return bad.steps.some((s) => s.event.drop && !explainDropReason(s.event.drop.reason).housekeeping);
+  return isLoss(verdictOf(bad));
 }
 
 function aloneSentence(v: Verdict, flow: DropFlow | undefined): string {
