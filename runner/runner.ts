@@ -12,7 +12,7 @@
  * go to stderr.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** request.json, written by the client (src/kube/bundle.ts). */
@@ -23,6 +23,72 @@ export interface RunnerRequest {
   netnsContainerIds?: string[];
   /** Stop the helper when the client has been silent this long. */
   heartbeatTimeoutSec: number;
+  /**
+   * `kubectl pwru doctor`: instead of one trace, run the helper once per argv
+   * here (all at once, each stopping itself) and write one JSON line per run
+   * and one of the node's facts, then exit.
+   */
+  checks?: string[][];
+}
+
+/** One line of doctor output per helper run: its record stream, whole, in base64. */
+export interface CheckResult {
+  check: number;
+  exitCode: number | null;
+  stream: string;
+  stderr: string;
+}
+
+/** The node's facts the helper does not report. */
+export interface NodeFacts {
+  facts: { btf: boolean; lockdown?: string; unprivilegedBpfDisabled?: string; kprobesEnabled?: string };
+}
+
+function readTrimmed(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Doctor mode: every check at once; a client that goes away stops them. */
+function runChecks(checks: string[][]): void {
+  const facts: NodeFacts = {
+    facts: {
+      btf: existsSync('/sys/kernel/btf/vmlinux'),
+      lockdown: readTrimmed('/sys/kernel/security/lockdown'),
+      unprivilegedBpfDisabled: readTrimmed('/proc/sys/kernel/unprivileged_bpf_disabled'),
+      kprobesEnabled: readTrimmed('/sys/kernel/debug/kprobes/enabled'),
+    },
+  };
+  process.stdout.write(`${JSON.stringify(facts)}\n`);
+  const helpers = checks.map((args, check) => {
+    const helper = spawn('./pwru-helper', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    helper.stdout?.on('data', (c: Buffer) => out.push(c));
+    helper.stderr?.on('data', (c: Buffer) => err.push(c));
+    helper.stdin?.on('error', () => {});
+    return new Promise<void>((resolve) => {
+      helper.on('error', (e) => err.push(Buffer.from(e.message)));
+      helper.on('close', (code) => {
+        const result: CheckResult = {
+          check,
+          exitCode: code,
+          stream: Buffer.concat(out).toString('base64'),
+          stderr: Buffer.concat(err).toString('utf8').slice(-2000),
+        };
+        process.stdout.write(`${JSON.stringify(result)}\n`);
+        resolve();
+      });
+      const stop = () => helper.kill('SIGTERM');
+      process.stdin.once('end', stop);
+      process.on('SIGTERM', stop);
+    });
+  });
+  process.stdin.resume();
+  void Promise.all(helpers).then(() => process.stdin.destroy());
 }
 
 /** How long a stopped helper gets to flush its last records before SIGKILL. */
@@ -74,6 +140,7 @@ function resolveNetns(ids: string[]): number {
 
 export function main(leftover: Buffer): void {
   const req = JSON.parse(readFileSync('request.json', 'utf8')) as RunnerRequest;
+  if (req.checks) return runChecks(req.checks);
   let args = req.args;
   if (req.netnsContainerIds && req.netnsContainerIds.length > 0) {
     try {

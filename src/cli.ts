@@ -9,7 +9,7 @@
  */
 import { PACKAGE_ROOT } from './local/helper-binary';
 
-const COMMANDS = new Set(['trace', 'show', 'diff', 'cleanup']);
+const COMMANDS = new Set(['trace', 'show', 'diff', 'cleanup', 'doctor', 'completion']);
 const ROOT_FLAGS = new Set(['--help', '-h', '--version', '-v']);
 
 export function withDefaultCommand(argv: string[]): string[] {
@@ -21,6 +21,11 @@ export function withDefaultCommand(argv: string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // Shell completion (Cobra's protocol, as kubectl plugins answer it): no oclif, no command.
+  if (argv[0] === '__complete') {
+    const { completeToStdout } = require('./kube/complete') as typeof import('./kube/complete');
+    return completeToStdout(argv.slice(1));
+  }
   const { run } = require('@oclif/core/run') as typeof import('@oclif/core/lib/main');
   const { flush } = require('@oclif/core/flush') as typeof import('@oclif/core/lib/flush');
   const { handle } = require('@oclif/core/handle') as typeof import('@oclif/core/lib/errors/handle');

@@ -6,6 +6,7 @@
  * or watch at once (Ctrl-C). An API server that accepts the connection and
  * never answers is a timeout, never a hang.
  */
+import { setMaxListeners } from 'node:events';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as k8s from '@kubernetes/client-node';
@@ -86,6 +87,8 @@ export class Api {
     readonly signal?: AbortSignal,
   ) {
     this.server = (kc.getCurrentCluster()?.server ?? '').replace(/\/+$/, '');
+    // Every call in flight listens to it: a service over many nodes makes many at once.
+    if (signal) setMaxListeners(0, signal);
   }
 
   /** The same connection without the run's signal: for cleaning up after an interrupt. */

@@ -41,7 +41,20 @@ export const START_ALLOWANCE_SEC = 120;
 export const JOB_TTL_SEC = 10;
 
 /** --profile capabilities: what tracing needs instead of privileged (docs/kubernetes.md says why each). */
-export const CAPABILITIES = ['BPF', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_RESOURCE', 'NET_ADMIN'];
+export const CAPABILITIES = ['BPF', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE', 'NET_ADMIN'];
+/**
+ * Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK, which only this raises.
+ * Later kernels do not need it, and some runtimes may not grant it (their own
+ * bounding set lacks it): asked for only where it is needed.
+ */
+export const OLD_KERNEL_CAPABILITY = 'SYS_RESOURCE';
+
+/** The capability set for a node's kernel ("5.10.0-23-amd64"); an unknown kernel gets the old kernels' set. */
+export function capabilitiesFor(kernelVersion?: string): string[] {
+  const m = /^(\d+)\.(\d+)/.exec(kernelVersion ?? '');
+  const old = !m || Number(m[1]) < 5 || (Number(m[1]) === 5 && Number(m[2]) < 11);
+  return old ? [...CAPABILITIES, OLD_KERNEL_CAPABILITY] : [...CAPABILITIES];
+}
 export const PROFILES = ['privileged', 'capabilities'] as const;
 export type Profile = (typeof PROFILES)[number];
 
@@ -109,6 +122,8 @@ export interface DebugPodParams {
   durationSec?: number;
   profile?: Profile;
   imagePullSecrets?: string[];
+  /** node.status.nodeInfo.kernelVersion: which capabilities --profile capabilities needs. */
+  kernelVersion?: string;
   /** --pod-patch, already loaded. */
   patch?: Record<string, unknown>;
 }
@@ -136,7 +151,7 @@ export function buildDebugPod(p: DebugPodParams, template: k8s.V1Pod = loadTempl
   container.image = p.image;
   if (p.profile === 'capabilities') {
     container.securityContext = {
-      capabilities: { add: [...CAPABILITIES] },
+      capabilities: { add: capabilitiesFor(p.kernelVersion) },
       seccompProfile: { type: 'Unconfined' },
       appArmorProfile: { type: 'Unconfined' },
     };

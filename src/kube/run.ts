@@ -104,6 +104,7 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string
   const session = newSessionId();
   const template = loadTemplate();
   const nodes: PlannedNode[] = [];
+  const kernels = new Map<string, string>();
   // Nodes are read in parallel: a service may span many.
   const archs = await Promise.all(
     resolved.nodes.map(async (target) => {
@@ -111,6 +112,7 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string
         api.request<k8s.V1Node>('GET', paths.nodes(target.node)),
       );
       if (names) nodeNames(node, names);
+      kernels.set(target.node, node.status?.nodeInfo?.kernelVersion ?? '');
       const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
       if (ready && ready.status !== 'True') {
         // Still worth a try: a node whose pod network is down runs host-network pods like ours.
@@ -135,6 +137,7 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string
         durationSec: opts.request.durationSec,
         profile: opts.profile,
         imagePullSecrets: opts.imagePullSecrets,
+        kernelVersion: kernels.get(target.node),
         patch,
       },
       template,

@@ -11,7 +11,13 @@ import { Job } from 'kubernetes-models/batch/v1/Job';
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { k8sLib } from '../../src/kube/client';
-import { buildDebugJob, buildDebugPod, CAPABILITIES, loadTemplate } from '../../src/kube/debug-pod';
+import {
+  buildDebugJob,
+  buildDebugPod,
+  CAPABILITIES,
+  capabilitiesFor,
+  loadTemplate,
+} from '../../src/kube/debug-pod';
 import { REPO } from './harness';
 
 function docs(file: string): Record<string, never>[] {
@@ -59,6 +65,7 @@ test('--profile capabilities, --image-pull-secret and --pod-patch shape the pod;
     target: 'node/n1',
     filter: '',
     profile: 'capabilities',
+    kernelVersion: '6.1.0-18-amd64',
     imagePullSecrets: ['one', 'two'],
     patch: {
       metadata: { labels: { team: 'net', 'app.kubernetes.io/managed-by': 'someone' } },
@@ -73,6 +80,10 @@ test('--profile capabilities, --image-pull-secret and --pod-patch shape the pod;
   new Pod(pod as never).validate();
   const c = pod.spec?.containers[0];
   assert.deepEqual(c?.securityContext?.capabilities?.add, CAPABILITIES);
+  // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK: only SYS_RESOURCE raises it.
+  assert.ok(capabilitiesFor('5.10.0-23-amd64').includes('SYS_RESOURCE'));
+  assert.ok(capabilitiesFor(undefined).includes('SYS_RESOURCE'));
+  assert.ok(!capabilitiesFor('5.11.0').includes('SYS_RESOURCE'));
   assert.equal(c?.securityContext?.privileged, undefined);
   assert.deepEqual(pod.spec?.imagePullSecrets, [{ name: 'one' }, { name: 'two' }]);
   assert.equal(pod.metadata?.labels?.team, 'net');
