@@ -140,7 +140,10 @@ function resolveNetns(ids: string[]): number {
 
 export function main(leftover: Buffer): void {
   const req = JSON.parse(readFileSync('request.json', 'utf8')) as RunnerRequest;
-  if (req.checks) return runChecks(req.checks);
+  if (req.checks) {
+    runChecks(req.checks);
+    return;
+  }
   let args = req.args;
   if (req.netnsContainerIds && req.netnsContainerIds.length > 0) {
     try {

@@ -11,7 +11,7 @@ pods and nodes complete from the cluster.`;
 
   static override examples = [
     'source <(kubectl-pwru completion bash)',
-    'kubectl-pwru completion zsh > "${fpath[1]}/_kubectl-pwru"',
+    'source <(kubectl-pwru completion zsh)',
     'kubectl-pwru completion fish | source',
   ];
 
