@@ -7,57 +7,14 @@
  * kernel lists them), the interface, the direction and the verdict.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TraceCulprit, TraceEvent, TraceLine } from '../../src/record/event';
+import { buildDropPrograms } from './drop-programs';
 import { NetLab } from './netlab';
 import { startTrace } from './tracer';
-
-const PROGRAM = `
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/pkt_cls.h>
-#include <linux/udp.h>
-#include <bpf/bpf_endian.h>
-#include <bpf/bpf_helpers.h>
-
-static __always_inline int udp_dport(void *data, void *end)
-{
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct udphdr *udp = (void *)(ip + 1);
-
-	if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_UDP ||
-	    ip->ihl != 5)
-		return -1;
-	return bpf_ntohs(udp->dest);
-}
-
-SEC("tc/ingress")
-int pwru_tc_drop(struct __sk_buff *skb)
-{
-	return udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 6201 ? TC_ACT_SHOT : TC_ACT_OK;
-}
-
-SEC("tc/egress")
-int pwru_tc_egress(struct __sk_buff *skb)
-{
-	return udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 6203 ? TC_ACT_SHOT : TC_ACT_OK;
-}
-
-SEC("xdp")
-int pwru_xdp_drop(struct xdp_md *ctx)
-{
-	return udp_dport((void *)(long)ctx->data, (void *)(long)ctx->data_end) == 6202 ? XDP_DROP : XDP_PASS;
-}
-
-char LICENSE[] SEC("license") = "GPL";
-`;
 
 /** "id 123 name pwru_tc_drop tag 0123456789abcdef", as tc and ip print an attached program. */
 function listed(text: string, name: string): { id: number; tag: string } {
@@ -75,20 +32,7 @@ describe('drops by tc and XDP programs name the programs attached there', () => 
   let dst = '';
 
   before(() => {
-    const src = join(dir, 'drop.bpf.c');
-    writeFileSync(src, PROGRAM);
-    const multiarch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
-    execFileSync('clang', [
-      '-O2',
-      '-g',
-      '-target',
-      'bpf',
-      `-I/usr/include/${multiarch}`,
-      '-c',
-      src,
-      '-o',
-      obj,
-    ]);
+    buildDropPrograms(obj);
     [a, b] = lab.pair();
     dst = lab.v4(1, 2);
     const tcFilter = (ns: string, dev: string, dir: string, sec: string) =>
