@@ -9,13 +9,15 @@
  *
  * BENCH_SECONDS (default 3): traffic per measurement.
  * BENCH_REPEAT (default 5): baseline/traced pairs per throughput ratio.
- * BENCH_ONLY=overhead,pipeline,ready,scaling: run some sections.
+ * BENCH_ONLY=overhead,pipeline,ready,scaling,memory: run some sections.
+ * BENCH_TRACE_MB (default 300): size of the generated trace `memory` reads.
  */
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchContext } from './context';
 import { helperReady } from './helper';
+import { memory } from './memory';
 import { BenchNet } from './net';
 import { overhead } from './overhead';
 import { pipeline } from './pipeline';
@@ -30,6 +32,7 @@ const SECTIONS: [string, string, (ctx: BenchContext) => Promise<void>][] = [
   ['overhead', '1 overhead', overhead],
   ['pipeline', '2 pipeline', pipeline],
   ['scaling', '5 scaling', scaling],
+  ['memory', '6 memory', memory],
 ];
 
 async function main(): Promise<number> {

@@ -5,9 +5,9 @@ import { diffJson, renderDiff } from '../output/diff-view';
 import { loadCaughtDrops } from '../reading/caught-drops';
 import { reportError } from '../reading/command-errors';
 import { loadCulprits } from '../reading/culprits';
-import { diffPackets, flowPath, pickBad, pickGood } from '../reading/diff';
-import type { Packet } from '../reading/packet-tracker';
-import { exitQuietlyOnClosedPipe, loadPackets } from '../reading/replay';
+import { diffPackets } from '../reading/diff';
+import { DIFF_MAX_STEPS, type DiffSide, NoSuchPacket, readDiffSide } from '../reading/diff-sources';
+import { exitQuietlyOnClosedPipe } from '../reading/replay';
 
 export default class Diff extends Command {
   static override summary =
@@ -54,40 +54,48 @@ export default class Diff extends Command {
       default: 'text',
       description: 'side by side, or JSON',
     }),
+    'max-steps': Flags.integer({
+      description:
+        'the most steps of a packet or flow to align (memory grows with its square); a longer one is compared on its first steps in time order',
+      min: 1,
+      default: DIFF_MAX_STEPS,
+    }),
     'no-color': Flags.boolean({ description: 'no colours even on a terminal (NO_COLOR works too)' }),
   };
 
-  private async load(file: string): Promise<Packet[]> {
-    const packets = await loadPackets(file);
-    if (packets.length === 0)
-      throw new UserError(`${file}: no packets in this trace (did the filter match anything?)`);
-    return packets;
-  }
-
-  private pick(
+  private async side(
     file: string,
-    packets: Packet[],
-    n: number | undefined,
-    auto: (p: Packet[]) => Packet | undefined,
-  ) {
-    if (n === undefined) return auto(packets) as Packet;
-    const p = packets.find((x) => x.id === n);
-    if (!p) throw new UserError(`${file} has packets #1 to #${packets.length}; there is no #${n}`, 2);
-    return p;
+    side: 'good' | 'bad',
+    packet: number | undefined,
+    flags: { flow: boolean; 'max-steps': number },
+  ): Promise<DiffSide> {
+    let read: DiffSide | undefined;
+    try {
+      read = await readDiffSide(file, side, { packet, flow: flags.flow, maxSteps: flags['max-steps'] });
+    } catch (err) {
+      if (err instanceof NoSuchPacket)
+        throw new UserError(`${file} has packets #1 to #${err.count}; there is no #${err.n}`, 2);
+      throw err;
+    }
+    if (!read) throw new UserError(`${file}: no packets in this trace (did the filter match anything?)`);
+    if (read.stepsSeen > read.path.steps.length) {
+      const what = flags.flow ? 'flow' : `packet #${read.path.id}`;
+      process.stderr.write(
+        `note: ${file}: the ${what} has ${read.stepsSeen} steps; its first ${read.path.steps.length} in time order are compared (--max-steps)\n`,
+      );
+    }
+    return read;
   }
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Diff);
     exitQuietlyOnClosedPipe();
     if (args.bad === undefined) return this.caughtDrop(args.good, flags);
-    const goods = await this.load(args.good);
-    const bads = await this.load(args.bad);
-    const good = this.pick(args.good, goods, flags['good-packet'], pickGood);
-    const bad = this.pick(args.bad, bads, flags['bad-packet'], pickBad);
+    // Streamed, one side at a time: memory stays bounded whatever the files' size.
+    const good = await this.side(args.good, 'good', flags['good-packet'], flags);
+    const bad = await this.side(args.bad, 'bad', flags['bad-packet'], flags);
     const culprits = { good: await loadCulprits(args.good), bad: await loadCulprits(args.bad) };
-    const d = flags.flow
-      ? diffPackets(flowPath(goods, good), flowPath(bads, bad), culprits)
-      : diffPackets(good, bad, culprits);
+    const d = diffPackets(good.path, bad.path, culprits);
     if (flags.output === 'json') {
       process.stdout.write(`${JSON.stringify(diffJson(d, args.good, args.bad))}\n`);
       return;
@@ -97,8 +105,8 @@ export default class Diff extends Command {
         paint: new Painter(shouldColor(process.stdout, flags['no-color'])),
         goodFile: args.good,
         badFile: args.bad,
-        goodCount: goods.length,
-        badCount: bads.length,
+        goodCount: good.count,
+        badCount: bad.count,
         columns: process.stdout.columns,
       }),
     );

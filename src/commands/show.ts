@@ -69,7 +69,10 @@ export default class Show extends Command {
     started: (sink: ReadingSink) => void,
   ): Promise<void> {
     let sink: ReadingSink | undefined;
+    let outputFailed = false;
     for await (const line of readTraceFile(file)) {
+      // stdout failed (a full disk): the rest would go nowhere; close() says why (exit 5).
+      if (outputFailed) break;
       if (!sink && line.type === 'header' && line.onDrop) {
         sink = createOnDropSink({
           json: flags.output === 'json',
@@ -91,10 +94,16 @@ export default class Show extends Command {
           stdout: process.stdout,
           stderr: process.stderr,
           replay: true,
+          onOutputFault: () => {
+            outputFailed = true;
+          },
         });
         started(sink);
       }
       feed(sink, line);
+      // A reader slower than the file (`| less`): wait for it rather than hold the file in memory.
+      const drained = sink.waitForDrain?.();
+      if (drained) await drained;
     }
   }
 

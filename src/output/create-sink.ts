@@ -217,7 +217,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
           functions: opts.summary,
         });
         if (opts.format === 'json') opts.stderr.write(view);
-        else stdout.write(`${lines && result.summary.packets.length ? '\n' : ''}${view}`);
+        else stdout.write(`${lines && result.summary.packetCount ? '\n' : ''}${view}`);
       }
       await closeOutputs();
     },

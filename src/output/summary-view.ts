@@ -38,9 +38,9 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
   const out: string[] = [];
   const max = opts.maxPacketRows ?? 40;
   const node = opts.showNode;
-  if (s.packets.length === 0) {
+  if (s.packetCount === 0) {
     out.push('No packet matched the filter.');
-  } else if (s.packets.length <= max) {
+  } else if (s.packetCount <= max) {
     const t = table(
       [...(node ? ['NODE'] : []), 'PKT', 'TUPLE', 'FIRST STEP', 'LAST STEP', 'STEPS', 'VERDICT'],
       paint,
@@ -59,7 +59,7 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
     }
     out.push(t.toString());
   } else {
-    out.push(`${s.packets.length} packets, one row per flow:`);
+    out.push(`${s.packetCount} packets, one row per flow:`);
     const t = table(
       [...(node ? ['NODE'] : []), 'FLOW', 'PACKETS', 'FIRST STEP', 'LAST STEP', 'VERDICTS'],
       paint,
@@ -77,7 +77,7 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
     out.push(t.toString());
   }
   const changed = s.packets.filter((r) => r.changes.length);
-  if (changed.length && s.packets.length <= max) {
+  if (changed.length && s.packetCount <= max) {
     out.push('Rewrites along the way:');
     for (const r of changed) for (const c of r.changes) out.push(`  ${paint.packet(r.id, `#${r.id}`)} ${c}`);
   }

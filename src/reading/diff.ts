@@ -263,46 +263,91 @@ function reversed(t: Tuple): string {
  * any tuple the flow had, so replies to a NATed address count), their steps
  * merged in time order. Reply steps are marked so that alignment never pairs
  * a request step with a reply step.
+ *
+ * Packets are shown to it twice, all of them each time (the replies are
+ * known once every forward packet's tuples are): a saved trace can be
+ * streamed past it instead of held. It keeps the first maxSteps steps in
+ * time order, so that what it holds, and the alignment after it, stay
+ * bounded whatever the flow's length; stepsSeen says how many there were.
  */
-export function flowPath(packets: Packet[], seed: Packet): Packet {
-  const forward = new Set<string>();
-  const members = new Map<Packet, boolean>();
-  const first = (p: Packet) => p.tuple && endpoints(p.tuple);
-  const seedKey = first(seed);
+export class FlowCollector {
+  private readonly forward = new Set<string>();
+  private readonly seedKey: string | undefined;
+  private steps: Step[] = [];
+  private freed = true;
+  stepsSeen = 0;
+
+  constructor(
+    private readonly seed: Packet,
+    private readonly maxSteps = Number.POSITIVE_INFINITY,
+  ) {
+    this.seedKey = seed.tuple && endpoints(seed.tuple);
+  }
+
   // A packet seen only being freed (its path happened before the trace, or
   // out of the filter's sight) says nothing about the flow's path.
-  const onlyFreed = (p: Packet) => p !== seed && p.steps.length === 1 && p.freed;
-  for (const p of packets) {
-    if (onlyFreed(p)) continue;
-    if (p === seed || (seedKey !== undefined && first(p) === seedKey)) {
-      members.set(p, false);
-      for (const s of p.steps) if (s.event.tuple) forward.add(reversed(s.event.tuple));
-    }
+  private onlyFreed(p: Packet): boolean {
+    return p.id !== this.seed.id && p.steps.length === 1 && p.freed;
   }
-  for (const p of packets) {
-    if (members.has(p) || !p.tuple || onlyFreed(p)) continue;
-    if (forward.has(endpoints(p.tuple))) members.set(p, true);
+
+  private isForward(p: Packet): boolean {
+    if (this.onlyFreed(p)) return false;
+    return (
+      p.id === this.seed.id ||
+      (this.seedKey !== undefined && p.tuple !== undefined && endpoints(p.tuple) === this.seedKey)
+    );
   }
-  const steps: Step[] = [];
-  for (const [p, reply] of members) {
-    for (const s of p.steps) steps.push({ ...s, packet: p.id, ...(reply ? { reply: true } : {}) });
+
+  /** First showing: the packets of the flow itself. */
+  forwardPacket(p: Packet): void {
+    if (!this.isForward(p)) return;
+    for (const s of p.steps) if (s.event.tuple) this.forward.add(reversed(s.event.tuple));
+    this.keep(p, false);
   }
-  steps.sort((a, b) => {
-    const d = BigInt(a.event.ts) - BigInt(b.event.ts);
-    return d < 0n ? -1 : d > 0n ? 1 : 0;
-  });
-  steps.forEach((s, i) => {
-    s.index = i;
-  });
-  const flow: Packet = {
-    id: seed.id,
-    skb: seed.skb,
-    steps,
-    freed: [...members.keys()].every((p) => p.freed),
-  };
-  if (seed.node !== undefined) flow.node = seed.node;
-  if (seed.tuple) flow.tuple = seed.tuple;
-  flow.packets = [...members.keys()].map((p) => p.id);
-  flow.seed = seed;
-  return flow;
+
+  /** Second showing: the replies. */
+  replyPacket(p: Packet): void {
+    if (this.isForward(p) || !p.tuple || this.onlyFreed(p)) return;
+    if (this.forward.has(endpoints(p.tuple))) this.keep(p, true);
+  }
+
+  private keep(p: Packet, reply: boolean): void {
+    this.freed &&= p.freed;
+    this.stepsSeen += p.steps.length;
+    for (const s of p.steps) this.steps.push({ ...s, packet: p.id, ...(reply ? { reply: true } : {}) });
+    if (this.steps.length >= 2 * this.maxSteps) this.trim();
+  }
+
+  /** The earliest maxSteps steps (a stable sort: steps of one time keep their order). */
+  private trim(): void {
+    this.steps.sort((a, b) => {
+      const d = BigInt(a.event.ts) - BigInt(b.event.ts);
+      return d < 0n ? -1 : d > 0n ? 1 : 0;
+    });
+    if (this.steps.length > this.maxSteps) this.steps.length = this.maxSteps;
+  }
+
+  path(): Packet {
+    this.trim();
+    this.steps.forEach((s, i) => {
+      s.index = i;
+    });
+    const seed = this.seed;
+    const flow: Packet = { id: seed.id, skb: seed.skb, steps: this.steps, freed: this.freed };
+    if (seed.node !== undefined) flow.node = seed.node;
+    if (seed.tuple) flow.tuple = seed.tuple;
+    // The packets whose steps are compared (all of the flow's, unless it was longer than maxSteps).
+    flow.packets = [...new Set(this.steps.map((s) => s.packet as number))];
+    if (!flow.packets.includes(seed.id)) flow.packets.unshift(seed.id);
+    flow.seed = seed;
+    return flow;
+  }
+}
+
+/** flowPath over packets held in memory (tests, small traces). */
+export function flowPath(packets: Packet[], seed: Packet): Packet {
+  const c = new FlowCollector(seed);
+  for (const p of packets) c.forwardPacket(p);
+  for (const p of packets) c.replyPacket(p);
+  return c.path();
 }

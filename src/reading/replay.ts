@@ -3,9 +3,7 @@
  * how `show` renders every view of a file with the code that renders it live.
  */
 import type { TraceSink } from '../output/sink';
-import type { TraceEvent, TraceLine } from '../record/event';
-import { type Packet, PacketTracker } from './packet-tracker';
-import { readTraceFile } from './trace-file';
+import type { TraceLine } from '../record/event';
 
 export function feed(sink: TraceSink, l: TraceLine): void {
   if (l.type === 'header') sink.header(l);
@@ -33,15 +31,4 @@ export function exitQuietlyOnClosedPipe(): void {
 /** Does any event carry a node name (a Kubernetes-mode trace)? */
 export function hasNodes(lines: TraceLine[]): boolean {
   return lines.some((l) => l.type !== 'stats' && l.node !== undefined);
-}
-
-/** The packets of a saved trace (of an --on-drop trace: each report's good packet, then its dropped one). */
-export async function loadPackets(file: string): Promise<Packet[]> {
-  const tracker = new PacketTracker();
-  for await (const l of readTraceFile(file)) {
-    if (l.type === 'event') tracker.observe(l as TraceEvent);
-    else if (l.type === 'drop')
-      for (const e of [...(l.good?.events ?? []), ...l.bad.events]) tracker.observe(e);
-  }
-  return tracker.packets();
 }

@@ -66,7 +66,10 @@ export interface ReasonCount {
 export interface TraceSummary {
   type: 'summary';
   v: number;
+  /** The first SUMMARY_LIMITS.packetRows packets' rows, by number. */
   packets: PacketRow[];
+  /** Every packet of the trace (packets[] may hold only the first of them). */
+  packetCount: number;
   flows: FlowRow[];
   dropReasons: ReasonCount[];
   functions: { func: string; count: number }[];
@@ -120,15 +123,44 @@ export function packetRow(p: Packet): PacketRow {
 }
 
 /**
+ * How much of a trace the summary keeps, whatever its size: the rows of the
+ * first packets (a table shows 40 at most; `-o json --summary` lists these),
+ * and flows up to a number past which the rest are one row. Everything else
+ * is counted as it goes. `show` of any file stays within its memory bound
+ * with these (docs/reading-traces.md).
+ */
+export const SUMMARY_LIMITS = { packetRows: 10_000, flows: 10_000 };
+
+/** The row that stands for every flow past SUMMARY_LIMITS.flows. */
+export const OTHER_FLOWS = '(other flows)';
+
+type FlowTally = FlowRow & { firstId: number };
+type ReasonTally = ReasonCount & { firstId: number };
+
+/**
  * Builds a summary as a trace goes, so that a long trace need not keep every
- * step of every packet: a finished packet is reduced to its row at once.
+ * step of every packet: a finished packet is reduced to its row at once, and
+ * its row to counts (verdicts, flows, drop reasons); only the first rows are
+ * kept.
  */
 export class SummaryBuilder {
   private readonly rows: PacketRow[] = [];
   /** The drop event of each dropped packet's row: its culprit may come after the row is made. */
   private readonly drops = new WeakMap<PacketRow, TraceEvent>();
   private readonly funcs = new Map<string, number>();
+  private readonly flows = new Map<string, FlowTally>();
+  private readonly reasons = new Map<string, ReasonTally>();
+  private readonly verdicts: Record<Verdict['kind'], number> = {
+    dropped: 0,
+    delivered: 0,
+    sent: 0,
+    consumed: 0,
+    'in-flight': 0,
+  };
+  private packets = 0;
   private events = 0;
+
+  constructor(private readonly limits = SUMMARY_LIMITS) {}
 
   step(s: Step): void {
     this.events++;
@@ -139,7 +171,7 @@ export class SummaryBuilder {
   /** A packet whose path is complete (freed), or every packet at the end. */
   packet(p: Packet): PacketRow {
     const row = this.row(p);
-    this.rows.push(row);
+    this.tally(row);
     return row;
   }
 
@@ -150,61 +182,68 @@ export class SummaryBuilder {
     return row;
   }
 
+  private tally(row: PacketRow): void {
+    this.packets++;
+    if (this.rows.length < this.limits.packetRows) this.rows.push(row);
+    this.verdicts[row.verdict.kind]++;
+    let key = `${row.node ?? ''}\u0000${row.flow}`;
+    if (!this.flows.has(key) && this.flows.size >= this.limits.flows) key = OTHER_FLOWS;
+    let f = this.flows.get(key);
+    if (!f) {
+      const flow = key === OTHER_FLOWS ? OTHER_FLOWS : row.flow;
+      f = { flow, packets: 0, first: row.first, last: row.last, verdicts: {}, firstId: row.id };
+      if (row.node !== undefined && key !== OTHER_FLOWS) f.node = row.node;
+      this.flows.set(key, f);
+    } else if (row.id < f.firstId) {
+      // A flow is shown by its first packet's path, whatever order packets finish in.
+      f.first = row.first;
+      f.last = row.last;
+      f.firstId = row.id;
+    }
+    f.packets++;
+    // Grouped by what happened, not by which packet: "replaced by a copy", not "… #17".
+    const group =
+      row.verdict.kind === 'consumed' && row.verdict.replacedBy ? 'replaced by a copy' : row.label;
+    f.verdicts[group] = (f.verdicts[group] ?? 0) + 1;
+    if (row.verdict.kind === 'dropped') {
+      const name = row.verdict.reason;
+      let r = this.reasons.get(name);
+      if (!r) {
+        const info = explainDropReason(name);
+        r = { reason: name, count: 0, text: info.text, known: info.known, at: {}, firstId: row.id };
+        this.reasons.set(name, r);
+      }
+      r.firstId = Math.min(r.firstId, row.id);
+      r.count++;
+      r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + 1;
+    }
+  }
+
   /** The summary, with the packets still open when the trace ended. */
   build(open: Packet[], stats: TraceStats[] = [], culprits?: CulpritBook): TraceSummary {
-    const rows = [...this.rows, ...open.map((p) => this.row(p))].sort((a, b) => a.id - b.id);
+    for (const p of open) this.tally(this.row(p));
+    const rows = [...this.rows].sort((a, b) => a.id - b.id);
     for (const row of rows) {
       const c = culprits?.of(this.drops.get(row));
-      if (!c) continue;
+      if (!c || row.culprit) continue;
       row.culprit = { method: c.method, text: describeCulprit(c), ...(c.rule ? { rule: c.rule } : {}) };
       row.text = `${row.text}; ${row.culprit.text}`;
     }
-    const flows = new Map<string, FlowRow>();
-    const reasons = new Map<string, ReasonCount>();
-    const verdicts: Record<Verdict['kind'], number> = {
-      dropped: 0,
-      delivered: 0,
-      sent: 0,
-      consumed: 0,
-      'in-flight': 0,
-    };
-    for (const row of rows) {
-      verdicts[row.verdict.kind]++;
-      const key = `${row.node ?? ''}\u0000${row.flow}`;
-      let f = flows.get(key);
-      if (!f) {
-        f = { flow: row.flow, packets: 0, first: row.first, last: row.last, verdicts: {} };
-        if (row.node !== undefined) f.node = row.node;
-        flows.set(key, f);
-      }
-      f.packets++;
-      // Grouped by what happened, not by which packet: "replaced by a copy", not "… #17".
-      const group =
-        row.verdict.kind === 'consumed' && row.verdict.replacedBy ? 'replaced by a copy' : row.label;
-      f.verdicts[group] = (f.verdicts[group] ?? 0) + 1;
-      if (row.verdict.kind === 'dropped') {
-        const name = row.verdict.reason;
-        let r = reasons.get(name);
-        if (!r) {
-          const info = explainDropReason(name);
-          r = { reason: name, count: 0, text: info.text, known: info.known, at: {} };
-          reasons.set(name, r);
-        }
-        r.count++;
-        r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + 1;
-      }
-    }
+    const byFirst = <T extends { firstId: number }>(a: T, b: T) => a.firstId - b.firstId;
     const { lost, discarded } = lostEvents(stats);
     return {
       type: 'summary',
       v: TRACE_SCHEMA_VERSION,
       packets: rows,
-      flows: [...flows.values()],
-      dropReasons: [...reasons.values()].sort((a, b) => b.count - a.count),
+      packetCount: this.packets,
+      flows: [...this.flows.values()].sort(byFirst).map(({ firstId: _, ...f }) => f),
+      dropReasons: [...this.reasons.values()]
+        .sort((a, b) => b.count - a.count || a.firstId - b.firstId)
+        .map(({ firstId: _, ...r }) => r),
       functions: [...this.funcs.entries()]
         .map(([func, count]) => ({ func, count }))
         .sort((a, b) => b.count - a.count),
-      verdicts,
+      verdicts: { ...this.verdicts },
       events: this.events,
       lost,
       ...(discarded ? { discarded } : {}),
@@ -287,7 +326,7 @@ export function summarize(packets: Packet[], stats: TraceStats[] = []): TraceSum
 
 /** "3 packets: 2 delivered, 1 dropped. 41 events, 0 lost." */
 export function totalsLine(s: TraceSummary | DigestSummary): string {
-  const n = typeof s.packets === 'number' ? s.packets : s.packets.length;
+  const n = 'packetCount' in s ? s.packetCount : s.packets;
   const counts: [string, number][] =
     'verdicts' in s ? Object.entries(s.verdicts) : [['dropped', (s as DigestSummary).dropped]];
   const parts = counts.filter(([, c]) => c > 0).map(([k, c]) => `${c} ${k === 'consumed' ? 'freed' : k}`);

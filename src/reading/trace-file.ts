@@ -5,7 +5,6 @@
  * hand-edited file gives an error a person can act on instead of a crash.
  */
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { TRACE_SCHEMA_VERSION, type TraceEvent, type TraceLine } from '../record/event';
 import { checkDropLine } from './drop-report';
 
@@ -184,28 +183,75 @@ export function parseTrace(text: string, file = '<trace>'): TraceLine[] {
   return out;
 }
 
-/** Streams a trace file line by line, so large traces need not fit in memory twice. */
+/**
+ * The longest line a trace file may have: an event line is well under 4 KiB
+ * (a deep --output-stack a few more); a longer one is not a trace line, and
+ * holding it would make memory grow with the file.
+ */
+export const MAX_LINE_BYTES = 1 << 20;
+
+/** The lines of a file, read in chunks, each line at most MAX_LINE_BYTES. */
+async function* fileLines(file: string, input: AsyncIterable<Buffer>): AsyncGenerator<string> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let n = 0;
+  for await (const chunk of input) {
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, start)) {
+      const piece = chunk.subarray(start, nl);
+      n++;
+      if (pendingBytes + piece.length > MAX_LINE_BYTES) throw longLine(file, n);
+      yield (pending.length ? Buffer.concat([...pending, piece]) : piece).toString('utf8');
+      pending = [];
+      pendingBytes = 0;
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      pendingBytes += rest.length;
+      if (pendingBytes > MAX_LINE_BYTES) throw longLine(file, n + 1);
+      pending.push(rest);
+    }
+  }
+  if (pendingBytes > 0) yield Buffer.concat(pending).toString('utf8');
+}
+
+function longLine(file: string, line: number): TraceFileError {
+  return new TraceFileError(
+    file,
+    line,
+    `longer than ${MAX_LINE_BYTES / (1 << 20)} MiB: not a kubectl-pwru trace line (is it a trace file?)`,
+  );
+}
+
+/** Streams a trace file line by line: memory does not grow with the file. */
 export async function* readTraceFile(file: string): AsyncGenerator<TraceLine> {
-  const input = createReadStream(file, { encoding: 'utf8' });
+  const input = createReadStream(file, { highWaterMark: 1 << 16 });
+  const unreadable = (err: NodeJS.ErrnoException) => {
+    const why =
+      err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+    return new TraceFileError(file, undefined, why);
+  };
   const opened = new Promise<void>((resolve, reject) => {
     input.once('open', () => resolve());
-    input.once('error', (err: NodeJS.ErrnoException) => {
-      const why =
-        err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
-      reject(new TraceFileError(file, undefined, why));
-    });
+    input.once('error', (err: NodeJS.ErrnoException) => reject(unreadable(err)));
   });
   await opened;
-  const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
   let n = 0;
   let any = false;
-  for await (const text of rl) {
-    n++;
-    const l = parseTraceLine(text, file, n);
-    if (l) {
-      any = true;
-      yield l;
+  try {
+    for await (const text of fileLines(file, input as AsyncIterable<Buffer>)) {
+      n++;
+      const l = parseTraceLine(text.endsWith('\r') ? text.slice(0, -1) : text, file, n);
+      if (l) {
+        any = true;
+        yield l;
+      }
     }
+  } catch (err) {
+    throw err instanceof TraceFileError ? err : unreadable(err as NodeJS.ErrnoException);
+  } finally {
+    input.destroy();
   }
   if (!any) throw new TraceFileError(file, undefined, 'empty: no trace lines');
 }

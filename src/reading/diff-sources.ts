@@ -1,0 +1,103 @@
+/**
+ * What `diff` compares, read from a saved trace in bounded memory: the file is
+ * streamed, packets are followed as `show` follows them, and only the packet
+ * chosen so far is held (then, with --flow, the file is streamed twice more
+ * and at most maxSteps steps of the flow are held). A trace of any size diffs
+ * within the bound docs/reading-traces.md gives.
+ */
+import { FlowCollector } from './diff';
+import { type Packet, PacketTracker } from './packet-tracker';
+import { readTraceFile } from './trace-file';
+import { verdictOf } from './verdicts';
+
+/**
+ * The most steps of one side that `diff` aligns: the alignment takes
+ * maxSteps² × 4 bytes (16 MiB at 2000). A longer packet or flow is compared
+ * on its first steps in time order, and the output says so.
+ */
+export const DIFF_MAX_STEPS = 2000;
+
+/**
+ * Every packet of a saved trace, in the order they finish, held one at a
+ * time (of an --on-drop trace: each report's good packet, then its dropped one).
+ */
+async function eachPacket(file: string, visit: (p: Packet) => void): Promise<void> {
+  const tracker = new PacketTracker({ retain: false, onDone: visit });
+  for await (const l of readTraceFile(file)) {
+    if (l.type === 'event') tracker.observe(l);
+    else if (l.type === 'drop')
+      for (const e of [...(l.good?.events ?? []), ...l.bad.events]) tracker.observe(e);
+  }
+  for (const p of tracker.open()) visit(p);
+}
+
+export interface DiffSide {
+  /** The packet (or, with --flow, the flow) to compare, at most maxSteps steps. */
+  path: Packet;
+  /** Packets in the file. */
+  count: number;
+  /** Steps of the packet or flow before the cap. */
+  stepsSeen: number;
+}
+
+/**
+ * Which packet: number `n`, or the one pickGood/pickBad would choose of the
+ * whole file. Both choose by a rule that can be applied packet by packet
+ * (longest path not dropped, first of equals; first dropped), which is what
+ * lets the file be streamed.
+ */
+async function choose(
+  file: string,
+  side: 'good' | 'bad',
+  n: number | undefined,
+): Promise<{ packet: Packet | undefined; first: Packet | undefined; count: number }> {
+  let count = 0;
+  let first: Packet | undefined;
+  let chosen: Packet | undefined;
+  const better = (p: Packet, than: Packet | undefined): boolean => {
+    if (n !== undefined) return p.id === n;
+    if (side === 'bad') return verdictOf(p).kind === 'dropped' && (!than || p.id < than.id);
+    if (verdictOf(p).kind === 'dropped') return false;
+    return (
+      !than || p.steps.length > than.steps.length || (p.steps.length === than.steps.length && p.id < than.id)
+    );
+  };
+  await eachPacket(file, (p) => {
+    count++;
+    if (p.id === 1) first = p;
+    if (better(p, chosen)) chosen = p;
+  });
+  return { packet: chosen, first, count };
+}
+
+export class NoSuchPacket extends Error {
+  constructor(
+    readonly count: number,
+    readonly n: number,
+  ) {
+    super(`there is no packet #${n}`);
+  }
+}
+
+/** The side of a diff from one file; undefined when the file has no packets. */
+export async function readDiffSide(
+  file: string,
+  side: 'good' | 'bad',
+  opts: { packet?: number; flow: boolean; maxSteps?: number },
+): Promise<DiffSide | undefined> {
+  const maxSteps = opts.maxSteps ?? DIFF_MAX_STEPS;
+  const { packet, first, count } = await choose(file, side, opts.packet);
+  if (count === 0) return undefined;
+  if (opts.packet !== undefined && !packet) throw new NoSuchPacket(count, opts.packet);
+  // pickGood/pickBad fall back on the first packet.
+  const seed = (packet ?? first) as Packet;
+  if (!opts.flow) {
+    const stepsSeen = seed.steps.length;
+    const path = stepsSeen > maxSteps ? { ...seed, steps: seed.steps.slice(0, maxSteps) } : seed;
+    return { path, count, stepsSeen };
+  }
+  const flow = new FlowCollector(seed, maxSteps);
+  await eachPacket(file, (p) => flow.forwardPacket(p));
+  await eachPacket(file, (p) => flow.replyPacket(p));
+  return { path: flow.path(), count, stepsSeen: flow.stepsSeen };
+}
