@@ -5,10 +5,9 @@
  * and at most maxSteps steps of the flow are held). A trace of any size diffs
  * within the bound docs/reading-traces.md gives.
  */
-import { FlowCollector } from './diff';
+import { FlowCollector, PacketPick } from './diff';
 import { type Packet, PacketTracker } from './packet-tracker';
 import { readTraceFile } from './trace-file';
-import { verdictOf } from './verdicts';
 
 /**
  * The most steps of one side that `diff` aligns: the alignment takes
@@ -40,34 +39,19 @@ export interface DiffSide {
   stepsSeen: number;
 }
 
-/**
- * Which packet: number `n`, or the one pickGood/pickBad would choose of the
- * whole file. Both choose by a rule that can be applied packet by packet
- * (longest path not dropped, first of equals; first dropped), which is what
- * lets the file be streamed.
- */
+/** Which packet (PacketPick's rule), and how many packets the file has. */
 async function choose(
   file: string,
   side: 'good' | 'bad',
   n: number | undefined,
-): Promise<{ packet: Packet | undefined; first: Packet | undefined; count: number }> {
+): Promise<{ packet: Packet | undefined; count: number }> {
   let count = 0;
-  let first: Packet | undefined;
-  let chosen: Packet | undefined;
-  const better = (p: Packet, than: Packet | undefined): boolean => {
-    if (n !== undefined) return p.id === n;
-    if (side === 'bad') return verdictOf(p).kind === 'dropped' && (!than || p.id < than.id);
-    if (verdictOf(p).kind === 'dropped') return false;
-    return (
-      !than || p.steps.length > than.steps.length || (p.steps.length === than.steps.length && p.id < than.id)
-    );
-  };
+  const pick = new PacketPick(side, n);
   await eachPacket(file, (p) => {
     count++;
-    if (p.id === 1) first = p;
-    if (better(p, chosen)) chosen = p;
+    pick.offer(p);
   });
-  return { packet: chosen, first, count };
+  return { packet: pick.packet, count };
 }
 
 export class NoSuchPacket extends Error {
@@ -86,11 +70,10 @@ export async function readDiffSide(
   opts: { packet?: number; flow: boolean; maxSteps?: number },
 ): Promise<DiffSide | undefined> {
   const maxSteps = opts.maxSteps ?? DIFF_MAX_STEPS;
-  const { packet, first, count } = await choose(file, side, opts.packet);
+  const { packet, count } = await choose(file, side, opts.packet);
   if (count === 0) return undefined;
-  if (opts.packet !== undefined && !packet) throw new NoSuchPacket(count, opts.packet);
-  // pickGood/pickBad fall back on the first packet.
-  const seed = (packet ?? first) as Packet;
+  if (!packet) throw new NoSuchPacket(count, opts.packet ?? 0);
+  const seed = packet;
   if (!opts.flow) {
     const stepsSeen = seed.steps.length;
     const path = stepsSeen > maxSteps ? { ...seed, steps: seed.steps.slice(0, maxSteps) } : seed;

@@ -231,22 +231,57 @@ export function diffPackets(
 }
 
 /**
- * The packet to compare from a working trace: of those not dropped, the one
- * with the longest path (the first of equals), so that a lone free of an
- * earlier packet at the start of a trace is not taken for the flow.
+ * Which packet a diff compares, offered one packet at a time (so that `diff`
+ * can stream a file past it): number n when given; else from a working trace,
+ * of those not lost, the one with the longest path (the first of equals), so
+ * that a lone free of an earlier packet at the start of a trace is not taken
+ * for the flow; from a failing trace, the first one lost. Failing that, the
+ * first packet.
  */
-export function pickGood(packets: Packet[]): Packet | undefined {
-  let best: Packet | undefined;
-  for (const p of packets) {
-    if (isLoss(verdictOf(p))) continue;
-    if (!best || p.steps.length > best.steps.length) best = p;
+export class PacketPick {
+  private chosen?: Packet;
+  private first?: Packet;
+
+  constructor(
+    private readonly side: 'good' | 'bad',
+    private readonly n?: number,
+  ) {}
+
+  offer(p: Packet): void {
+    if (!this.first || p.id < this.first.id) this.first = p;
+    if (this.better(p, this.chosen)) this.chosen = p;
   }
-  return best ?? packets[0];
+
+  private better(p: Packet, than: Packet | undefined): boolean {
+    if (this.n !== undefined) return p.id === this.n;
+    const lost = isLoss(verdictOf(p));
+    if (this.side === 'bad') return lost && (!than || p.id < than.id);
+    if (lost) return false;
+    return (
+      !than || p.steps.length > than.steps.length || (p.steps.length === than.steps.length && p.id < than.id)
+    );
+  }
+
+  /** The packet chosen; with n, undefined when there is no packet n. */
+  get packet(): Packet | undefined {
+    return this.n !== undefined ? this.chosen : (this.chosen ?? this.first);
+  }
 }
 
-/** The packet to compare from a failing trace: the first one that was dropped. */
+function pick(side: 'good' | 'bad', packets: Packet[]): Packet | undefined {
+  const k = new PacketPick(side);
+  for (const p of packets) k.offer(p);
+  return k.packet;
+}
+
+/** The packet to compare from a working trace (PacketPick's rule). */
+export function pickGood(packets: Packet[]): Packet | undefined {
+  return pick('good', packets);
+}
+
+/** The packet to compare from a failing trace: the first one lost. */
 export function pickBad(packets: Packet[]): Packet | undefined {
-  return packets.find((p) => isLoss(verdictOf(p))) ?? packets[0];
+  return pick('bad', packets);
 }
 
 function endpoints(t: Tuple): string {
