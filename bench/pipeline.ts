@@ -8,6 +8,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_SNAPLEN } from '../src/trace/request';
 import type { BenchContext } from './context';
 import { startHelperToFile } from './helper';
 import { describeProfile, profileIn, summarizeProfile } from './profile';
@@ -109,6 +110,32 @@ export async function pipeline(ctx: BenchContext): Promise<void> {
       )} delivered at ${rate(r.double.sentPps, 'pkt/s')}${r.double.userLost ? `; ${r.double.userLost} lost in user space` : ''}`,
     });
   }
+}
+
+/**
+ * 2b. The same ramp with packet bytes: -o json to a file and --pcapng at the
+ * default snaplen. Every packet of the load is new, so each has its first
+ * step captured: the heaviest case for the bytes. With --pcapng the client
+ * decodes every event (the helper does not write the lines), as -o text does
+ * in section 2.
+ */
+export async function pipelineWithBytes(ctx: BenchContext): Promise<void> {
+  const match: Match = { proto: 'udp', host: ctx.net.farIp };
+  const bytes = await ramp(ctx, 'pcapng', (f) =>
+    startPwru({ match, format: 'json', outFile: f, memory: true, extraArgs: ['--pcapng', `${f}.pcapng`] }),
+  );
+  ctx.report.add({
+    section: '2b pipeline with bytes',
+    what: `kubectl-pwru -o json --pcapng (snaplen ${DEFAULT_SNAPLEN}) > file: highest loss-free rate`,
+    value: describe(bytes),
+  });
+  const at = bytes.firstLoss ?? bytes.best;
+  if (at)
+    ctx.report.add({
+      section: '2b pipeline with bytes',
+      what: `kubectl-pwru --pcapng: CPU at ${rate(at.sentPps, 'pkt/s')}`,
+      value: cpuShare(at),
+    });
 }
 
 interface Ramp {

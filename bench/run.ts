@@ -9,7 +9,7 @@
  *
  * BENCH_SECONDS (default 3): traffic per measurement.
  * BENCH_REPEAT (default 5): baseline/traced pairs per throughput ratio.
- * BENCH_ONLY=overhead,pipeline,ready,scaling,memory: run some sections.
+ * BENCH_ONLY=overhead,pipeline,bytes,ready,scaling,memory: run some sections.
  * BENCH_TRACE_MB (default 300): size of the generated trace `memory` reads.
  */
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -20,7 +20,7 @@ import { helperReady } from './helper';
 import { memory } from './memory';
 import { BenchNet } from './net';
 import { overhead } from './overhead';
-import { pipeline } from './pipeline';
+import { pipeline, pipelineWithBytes } from './pipeline';
 import { killStarted, run, sleep } from './proc';
 import { ready } from './ready';
 import { Report, writeResults } from './report';
@@ -31,6 +31,7 @@ const SECTIONS: [string, string, (ctx: BenchContext) => Promise<void>][] = [
   ['ready', '3 ready', ready],
   ['overhead', '1 overhead', overhead],
   ['pipeline', '2 pipeline', pipeline],
+  ['bytes', '2b pipeline with bytes', pipelineWithBytes],
   ['scaling', '5 scaling', scaling],
   ['memory', '6 memory', memory],
 ];

@@ -77,6 +77,8 @@ export interface PwruOptions {
   /** Flags for node itself, e.g. --cpu-prof. */
   nodeArgs?: string[];
   readyTimeoutMs?: number;
+  /** More trace flags, e.g. --pcapng FILE. */
+  extraArgs?: string[];
 }
 
 const TRACING = /tracing(?: on \S+)? with (\S+): (\d+) probes attached in (\d+) ms/;
@@ -85,6 +87,7 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
   const args = [...(o.nodeArgs ?? []), BIN, '--local', '--backend', 'tracepoint', '-o', o.format];
   args.push('--duration', '300s', '--no-color');
   if (o.filterFunc) args.push('--filter-func', o.filterFunc);
+  if (o.extraArgs) args.push(...o.extraArgs);
   if (o.match) args.push(pcapFilter(o.match));
   const fd = openSync(o.outFile, 'w');
   const t0 = performance.now();

@@ -24,6 +24,7 @@ import {
   type Profile,
 } from './debug-pod';
 import { lookupNames, nodeNames, withNames } from './names';
+import { innerFilter, nodeOverlay } from './overlay';
 import { NodeSession } from './session';
 import { composeFilter, type NodeTarget, parseTarget, type ResolvedTarget, resolveTarget } from './targets';
 
@@ -99,7 +100,6 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string
   }
 
   const filter = composeFilter(resolved.ips, opts.request.pcapFilter);
-  const args = helperArgs({ ...opts.request, pcapFilter: filter });
   const debugNamespace = opts.debugNamespace || cluster.namespace;
   const session = newSessionId();
   const template = loadTemplate();
@@ -120,11 +120,17 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string
           `node ${target.node} is NotReady (${ready.reason ?? 'no reason given'}: ${ready.message ?? ''}): the debug pod may not start`,
         );
       }
-      return node.status?.nodeInfo?.architecture ?? '';
+      return { arch: node.status?.nodeInfo?.architecture ?? '', overlay: nodeOverlay(node) };
     }),
   );
   resolved.nodes.forEach((target, i) => {
-    const arch = archs[i];
+    const { arch, overlay } = archs[i];
+    const tunnelFilter = innerFilter(resolved.ips, opts.request, overlay !== undefined);
+    if (overlay && !opts.request.tunnelFilter && tunnelFilter)
+      opts.sink.progress(
+        `${target.node}: ${overlay} overlay: the target's packets are also matched inside the tunnel`,
+      );
+    const args = helperArgs({ ...opts.request, pcapFilter: filter, tunnelFilter });
     checkArch(target.node, arch);
     const pod = buildDebugPod(
       {
