@@ -48,6 +48,7 @@ async function debugPods(ns: string): Promise<k8s.V1Pod[]> {
 
 describe('ends and faults on a real cluster', { skip }, () => {
   const extraNamespaces: string[] = [];
+  const clusterRoles: string[] = [];
   before(async () => {
     world = await makeWorld();
     flow = traffic(world.pods.deploy.map(podIp));
@@ -55,15 +56,18 @@ describe('ends and faults on a real cluster', { skip }, () => {
   after(async () => {
     flow?.stop();
     for (const ns of [world?.ns, ...extraNamespaces]) if (ns) await deleteNamespace(ns);
-    for (const r of ['k8s-e2e-pwru-user', 'k8s-e2e-pwru-nodes']) {
-      await api
-        .request('DELETE', `/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${r}`)
-        .catch(() => {});
+    for (const r of clusterRoles) {
+      const path = r.startsWith('binding:') ? `clusterrolebindings/${r.slice(8)}` : `clusterroles/${r}`;
+      await api.request('DELETE', `/apis/rbac.authorization.k8s.io/v1/${path}`).catch(() => {});
     }
   });
   afterEach(async () => {
     assert.deepEqual(await debugObjects(world.ns), [], 'a debug Job or pod is left after the CLI exited');
-    await until('no pwru-helper process', () => (helperProcesses().length === 0 ? true : undefined), 10_000);
+    await until(
+      'no pwru-helper process',
+      () => (helperProcesses(world.ns).length === 0 ? true : undefined),
+      10_000,
+    );
   });
   const web0 = () => `pod/${podName(world.pods.deploy[0])}`;
 
@@ -109,7 +113,7 @@ describe('ends and faults on a real cluster', { skip }, () => {
     const killed = Date.now();
     run.child.kill('SIGKILL');
     await run.done;
-    await until('the helper gone', () => (helperProcesses().length === 0 ? true : undefined), 15_000);
+    await until('the helper gone', () => (helperProcesses(world.ns).length === 0 ? true : undefined), 15_000);
     await until(
       'no debug Job or pod',
       async () => ((await debugObjects(world.ns)).length === 0 ? true : undefined),
@@ -165,7 +169,14 @@ describe('ends and faults on a real cluster', { skip }, () => {
       new RegExp(`deleted pod ${world.ns}/${done.metadata?.name} \\(node ${world.node}, Succeeded`),
     );
     assert.equal(run.child.exitCode, null, 'the trace goes on');
-    const all = await runCli(['cleanup', '-A', '--all']);
+    // -A looks in every namespace (a dry run: other traces on this cluster are not this test's to end).
+    const everywhere = await runCli(['cleanup', '-A', '--dry-run']);
+    assert.equal(everywhere.code, 0, everywhere.stderr);
+    assert.match(
+      everywhere.stdout,
+      new RegExp(`kept \\(its trace is running; --all deletes it\\) pod ${world.ns}/${live.metadata?.name}`),
+    );
+    const all = await runCli(['cleanup', '-n', world.ns, '--all']);
     assert.equal(all.code, 0, all.stderr);
     assert.match(all.stdout, new RegExp(`deleted pod ${world.ns}/${live.metadata?.name}`));
     assert.equal(await run.done, 1, run.stderr);
@@ -193,13 +204,17 @@ describe('ends and faults on a real cluster', { skip }, () => {
   });
 
   test('RBAC: a user with exactly manifests/rbac.yaml traces; with less, the refused verb and resource are named', async () => {
-    // The roles as shipped.
-    for (const doc of k8sLib().loadAllYaml(
+    // The roles as shipped, under names of this run's own (other runs may use the cluster at the same time).
+    const suffix = world.ns.slice(-6);
+    const shipped = k8sLib().loadAllYaml(
       readFileSync(join(REPO, 'manifests', 'rbac.yaml'), 'utf8'),
-    ) as k8s.V1ClusterRole[]) {
-      const name = doc.metadata?.name ?? '';
-      await api.request('DELETE', `/apis/rbac.authorization.k8s.io/v1/clusterroles/${name}`).catch(() => {});
-      await api.request('POST', '/apis/rbac.authorization.k8s.io/v1/clusterroles', { body: doc });
+    ) as k8s.V1ClusterRole[];
+    for (const doc of shipped) {
+      const name = `${doc.metadata?.name}-${suffix}`;
+      clusterRoles.push(name);
+      await api.request('POST', '/apis/rbac.authorization.k8s.io/v1/clusterroles', {
+        body: { ...doc, metadata: { ...doc.metadata, name } },
+      });
     }
     const user = `k8s-e2e-alice-${world.ns.slice(-6)}`;
     const kubeconfig = makeUser(world.dir, user);
@@ -216,12 +231,7 @@ describe('ends and faults on a real cluster', { skip }, () => {
         },
       );
     // Less first: a Role with everything but pods/attach, in the namespace.
-    const rules =
-      (
-        k8sLib().loadAllYaml(
-          readFileSync(join(REPO, 'manifests', 'rbac.yaml'), 'utf8'),
-        )[0] as k8s.V1ClusterRole
-      ).rules ?? [];
+    const rules = shipped[0].rules ?? [];
     await api.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${world.ns}/roles`, {
       body: {
         metadata: { name: 'no-attach' },
@@ -229,10 +239,8 @@ describe('ends and faults on a real cluster', { skip }, () => {
       },
     });
     await bind('no-attach', 'no-attach', world.ns);
-    await api
-      .request('DELETE', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/k8s-e2e-pwru-nodes')
-      .catch(() => {});
-    await bind('k8s-e2e-pwru-nodes', 'kubectl-pwru-nodes');
+    clusterRoles.push(`binding:k8s-e2e-pwru-nodes-${suffix}`);
+    await bind(`k8s-e2e-pwru-nodes-${suffix}`, `kubectl-pwru-nodes-${suffix}`);
     const less = await runCli([
       web0(),
       '-n',
@@ -258,7 +266,11 @@ describe('ends and faults on a real cluster', { skip }, () => {
     await api.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${world.ns}/rolebindings`, {
       body: {
         metadata: { name: 'pwru' },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'kubectl-pwru' },
+        roleRef: {
+          apiGroup: 'rbac.authorization.k8s.io',
+          kind: 'ClusterRole',
+          name: `kubectl-pwru-${suffix}`,
+        },
         subjects: [{ kind: 'User', name: user, apiGroup: 'rbac.authorization.k8s.io' }],
       },
     });

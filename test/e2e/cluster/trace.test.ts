@@ -43,7 +43,11 @@ describe('tracing on a real cluster', { skip }, () => {
   afterEach(async () => {
     // The CLI waits for its pods to be gone: nothing is left the moment it exits.
     assert.deepEqual(await debugObjects(world.ns), [], 'a debug Job or pod is left after the CLI exited');
-    await until('no pwru-helper process', () => (helperProcesses().length === 0 ? true : undefined), 10_000);
+    await until(
+      'no pwru-helper process',
+      () => (helperProcesses(world.ns).length === 0 ? true : undefined),
+      10_000,
+    );
   });
 
   test('pod/NAME: the pod on its node, real TCP and UDP, addresses named (the node as node/NAME)', async () => {

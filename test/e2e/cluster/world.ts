@@ -296,14 +296,19 @@ export async function debugObjects(ns: string): Promise<string[]> {
   ];
 }
 
-/** pwru-helper processes on this machine (the cluster's node shares this kernel and PID space). */
-export function helperProcesses(): number[] {
+/**
+ * pwru-helper processes of debug pods in a namespace (the cluster's node shares this kernel and PID
+ * space; the debug pod's environment names its namespace). Others may be tracing on the same node.
+ */
+export function helperProcesses(ns: string): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmd.startsWith('./pwru-helper') || cmd.includes('/pwru/pwru-helper')) found.push(Number(entry));
+      if (!cmd.startsWith('./pwru-helper')) continue;
+      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      if (env.includes(`PWRU_POD_NAMESPACE=${ns}`)) found.push(Number(entry));
     } catch {}
   }
   return found;
