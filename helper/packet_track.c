@@ -189,7 +189,7 @@ static bool same_header(const struct step_state *last, const struct step_state *
 		return false;
 	if (!rewritten(last, e) || (!last->head && !e->head)) /* no data buffer: recorded before event version 2 */
 		return true;
-	return seqs || (ids && e->ip_id) || (e->head && e->head == last->head);
+	return seqs || (ids && e->ip_id);
 }
 
 /*

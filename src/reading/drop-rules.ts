@@ -97,7 +97,11 @@ const PING_SOCKET = new Set(['ping_queue_rcv_skb', 'ping_recvmsg']);
 /** Taps (tcpdump): a copy there watched the packet, it did not deliver it. */
 const PACKET_SOCKET = new Set(['packet_rcv', 'tpacket_rcv', 'packet_rcv_spkt', 'packet_recvmsg']);
 
-/** A copy of p that reached a socket (not a tap) and was not dropped. */
+/**
+ * A copy of p that reached a socket (not a tap): a socket took it, or it was
+ * freed by a drop that is itself no failure (purged from the socket's queue
+ * as it closed). A copy dropped for real was the last living copy: no delivery.
+ */
 export function deliveredCopy(p: Packet): DeliveredCopy | undefined {
   for (const c of p.copies ?? []) {
     const names = c.steps.flatMap((s) => [
@@ -105,15 +109,21 @@ export function deliveredCopy(p: Packet): DeliveredCopy | undefined {
       ...(s.event.caller ? [baseFunc(s.event.caller)] : []),
     ]);
     if (names.some((n) => PACKET_SOCKET.has(n))) continue;
-    if (c.steps.some((s) => s.event.drop)) continue;
+    const drop = c.steps.find((s) => s.event.drop);
     const socket = c.steps.find((s) => stepRole(s.event.func) === 'socket');
-    if (!socket) continue;
+    if (drop) {
+      const at = drop.event.caller ? baseFunc(drop.event.caller) : baseFunc(drop.event.func);
+      const reason = drop.event.drop?.reason ?? 'UNKNOWN';
+      if (!noFailure({ reason, at, event: drop.event, packet: c })) continue;
+    } else if (!socket) {
+      continue;
+    }
     const to = names.some((n) => RAW_SOCKET.has(n))
       ? 'a raw socket'
       : names.some((n) => PING_SOCKET.has(n))
         ? 'a ping socket'
         : 'a local socket';
-    return { packet: c.id, to, func: baseFunc(socket.event.func) };
+    return { packet: c.id, to, func: baseFunc((socket ?? drop ?? c.steps[0]).event.func) };
   }
   return undefined;
 }

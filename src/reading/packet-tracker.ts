@@ -60,9 +60,11 @@ export interface Packet {
  *   another packet's (unless a tunnel header came or went: the outer header
  *   has an ID of its own);
  * - a rewritten tuple (what would show as NAT) is kept only with evidence
- *   that it is the same packet: the same TCP sequence, the same non-zero IPv4
- *   ID, or the same data buffer. When unsure, a new packet starts: a NAT
- *   marker is never invented from two packets;
+ *   that it is the same packet: the same TCP sequence or the same non-zero
+ *   IPv4 ID. The data buffer is no evidence: the kernel hands a freed skb and
+ *   its freed buffer to the next packet together (seen on loopback TCP). When
+ *   unsure, a new packet starts: a NAT marker is never invented from two
+ *   packets;
  * - a packet only changes network namespace by being received on the other
  *   side of a veth or tunnel: one that starts down the transmit path in
  *   another namespace is a new packet.
@@ -82,14 +84,14 @@ function startsNewPacket(last: LastSeen, e: TraceEvent): boolean {
   return TX_START_FUNCS.has(baseFunc(e.func));
 }
 
-/** Same packet by its header: no ID or sequence that differs, and evidence for any rewrite. */
+/** Same packet by its header: no ID or sequence that differs, and evidence for any rewrite (head: version 2). */
 function sameHeader(last: LastSeen, e: TraceEvent): boolean {
   const bothIds = last.ipId !== undefined && e.ipId !== undefined;
   const bothSeqs = last.seq !== undefined && e.seq !== undefined;
   if ((bothIds && last.ipId !== e.ipId) || (bothSeqs && last.seq !== e.seq)) return false;
   if (!rewritten(last.tuple, e.tuple)) return true;
   if (last.head === undefined && e.head === undefined) return true; // recorded before version 2
-  return bothSeqs || (bothIds && e.ipId !== 0) || (e.head !== undefined && e.head === last.head);
+  return bothSeqs || (bothIds && e.ipId !== 0);
 }
 
 /** Addresses, ports or protocol differ: what a change set would call NAT. */

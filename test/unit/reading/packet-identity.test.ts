@@ -46,7 +46,7 @@ test('the same trace without what tells packets apart (recorded before event ver
   assert.deepEqual(rewrites(legacy), ['#1 dport', '#2 dport']);
 });
 
-test('a rewrite with the same IPv4 ID, TCP sequence or data buffer is NAT; without evidence, a new packet', () => {
+test('a rewrite with the same IPv4 ID or TCP sequence is NAT; without evidence, a new packet', () => {
   const before = {
     family: 4 as const,
     proto: 'UDP',
@@ -62,10 +62,11 @@ test('a rewrite with the same IPv4 ID, TCP sequence or data buffer is NAT; witho
   ];
   // the same non-zero IP ID: DNAT
   assert.deepEqual(rewrites(path({ ipId: 7 }, { ipId: 7 })), ['#1 dst', '#1 dport']);
-  // an IP ID of 0 (DF datagrams of unconnected sockets) proves nothing; the same buffer does
+  // an IP ID of 0 (DF datagrams of unconnected sockets) proves nothing, nor does the same data
+  // buffer (tcp-close.jsonl: packets #4 and #6, two directions, one skb and one buffer)
   assert.deepEqual(rewrites(path({ ipId: 0 }, { ipId: 0 })), []);
   assert.equal(trackAll(path({ ipId: 0 }, { ipId: 0 })).length, 2);
-  assert.deepEqual(rewrites(path({ ipId: 0 }, { ipId: 0, head: '0xffff1' })), ['#1 dst', '#1 dport']);
+  assert.equal(trackAll(path({ ipId: 0 }, { ipId: 0, head: '0xffff1' })).length, 2);
   // TCP: the sequence number
   const tcp = (t: typeof before) => ({ ...t, proto: 'TCP', tcpFlags: 'S' });
   const tcpPath = (seqA: number, seqB: number) => [
