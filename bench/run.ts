@@ -9,8 +9,9 @@
  *
  * BENCH_SECONDS (default 3): traffic per measurement.
  * BENCH_REPEAT (default 5): baseline/traced pairs per throughput ratio.
- * BENCH_ONLY=overhead,pipeline,bytes,ready,scaling,memory: run some sections.
+ * BENCH_ONLY=overhead,pipeline,bytes,ready,scaling,memory,ondrop: run some sections.
  * BENCH_TRACE_MB (default 300): size of the generated trace `memory` reads.
+ * BENCH_STEADY_SECONDS (default 120): section 7's --on-drop steady-rate run for memory.
  */
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import type { BenchContext } from './context';
 import { helperReady } from './helper';
 import { memory } from './memory';
 import { BenchNet } from './net';
+import { onDrop } from './on-drop';
 import { overhead } from './overhead';
 import { pipeline, pipelineWithBytes } from './pipeline';
 import { killStarted, run, sleep } from './proc';
@@ -34,6 +36,7 @@ const SECTIONS: [string, string, (ctx: BenchContext) => Promise<void>][] = [
   ['bytes', '2b pipeline with bytes', pipelineWithBytes],
   ['scaling', '5 scaling', scaling],
   ['memory', '6 memory', memory],
+  ['ondrop', '7 on-drop', onDrop],
 ];
 
 async function main(): Promise<number> {
