@@ -7,7 +7,7 @@
  */
 
 import type * as k8s from '@kubernetes/client-node';
-import type { TraceSink } from '../output/sink';
+import type { HelperDropReport, TraceSink } from '../output/sink';
 import type { TraceEvent, Tuple } from '../record/event';
 import { type Cluster, paths } from './client';
 
@@ -73,6 +73,16 @@ export function withNames(sink: TraceSink, names: Map<string, string>): TraceSin
       sink.event(e);
     },
     culprit: (c) => sink.culprit?.(c),
+    // --on-drop: the reports' steps are named like events (the sink tells whether it takes reports).
+    ...(sink.dropReport
+      ? {
+          dropReport: (r: HelperDropReport) => {
+            for (const e of [...r.bad, ...r.good]) if (e.tuple) e.tuple = nameTuple(e.tuple, names);
+            sink.dropReport?.(r);
+          },
+        }
+      : {}),
+    watch: (w, node) => sink.watch?.(w, node),
     stats: (s) => sink.stats(s),
     flush: () => sink.flush?.(),
     waitForDrain: () => sink.waitForDrain?.(),
