@@ -108,6 +108,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
 
     header(h: TraceHeader) {
       reading.header(h);
+      pcapng?.header(h);
       file?.push(jsonLine(h));
       const where = h.node ? ` on ${h.node}` : '';
       const filter = h.filter ? `, filter '${h.filter}'` : '';

@@ -1,7 +1,8 @@
 /**
  * --pcapng FILE: the bytes the kernel program captured (--snaplen) as a
  * pcapng file for Wireshark and tshark. One Interface Description Block per
- * (node, network namespace, interface), named `node/netns/ifname`; one
+ * (node, network namespace, interface), named `node/netns/ifname` (the
+ * host's name on --local); one
  * Enhanced Packet Block per captured step, whose comment says the packet's
  * number, the step, what was rewritten, and on the packet's last block its
  * verdict, the drop reason in words. The bytes start at the IP header
@@ -17,7 +18,7 @@ import { describeChanges } from '../reading/changes';
 import type { Observed, Packet } from '../reading/packet-tracker';
 import { describeVerdict } from '../reading/verdict-words';
 import { verdictOf } from '../reading/verdicts';
-import type { TraceEvent } from '../record/event';
+import type { TraceEvent, TraceHeader } from '../record/event';
 import { TOOL_VERSION } from '../version';
 
 const BLOCK_SHB = 0x0a0d0d0a;
@@ -123,6 +124,8 @@ export class PcapngWriter {
   private chunks: Buffer[] = [];
   private size = 0;
   private failure?: Error;
+  /** The host of events without a node (a local trace, or one node's): from the trace's header. */
+  private host = 'local';
 
   /** Opened up front, so that a bad path fails before any probe is attached. */
   constructor(private readonly path: string) {
@@ -132,6 +135,11 @@ export class PcapngWriter {
       throw new UserError(`cannot write the packets to ${path}: ${(e as Error).message}`);
     }
     this.put(sectionHeader());
+  }
+
+  /** A trace's header (one per node in Kubernetes mode): names the host. */
+  header(h: TraceHeader): void {
+    this.host = h.node ?? h.host ?? this.host;
   }
 
   /** Every step of the trace, in order; the ones with bytes become blocks. */
@@ -169,7 +177,7 @@ export class PcapngWriter {
   }
 
   private interfaceOf(e: TraceEvent): number {
-    const name = `${e.node ?? 'local'}/${e.netns}/${e.iface || '-'}`;
+    const name = `${e.node ?? this.host}/${e.netns}/${e.iface || '-'}`;
     let id = this.interfaces.get(name);
     if (id === undefined) {
       id = this.interfaces.size;

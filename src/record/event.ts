@@ -131,6 +131,8 @@ export interface TraceHeader {
   /** Kernel release of the traced host (per node in Kubernetes mode). */
   kernel: string;
   node?: string;
+  /** The traced host's name (the helper's hostname: the node's, in Kubernetes mode). */
+  host?: string;
   backend: ProbeKind;
   probes: number;
   attachMs: number;

@@ -57,6 +57,8 @@ export class HelperStream {
     node?: string,
     /** Called once when probes are attached and events may flow. */
     onReady?: () => void,
+    /** The traced host's name, when known better than by the helper's hostname (Kubernetes: the node's). */
+    host?: string,
   ) {
     const where = node ? `${node}: ` : '';
     const reports = sink.dropReport ? new DropCollector((r) => sink.dropReport?.({ ...r, node })) : undefined;
@@ -79,6 +81,7 @@ export class HelperStream {
             toolVersion: TOOL_VERSION,
             kernel: this.hello?.kernel ?? '',
             ...(node !== undefined ? { node } : {}),
+            ...((host ?? this.hello?.hostname) ? { host: host ?? this.hello?.hostname } : {}),
             backend: r.backend,
             probes: r.attached,
             attachMs: r.attach_ms,

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NetLab } from './netlab';
@@ -87,8 +87,9 @@ describe('--pcapng: packets with their kernel path, for Wireshark', () => {
       'at most the default snaplen',
     );
 
-    const ifaceA = `local/${lab.inode(a)}/va1`;
-    const ifaceB = `local/${lab.inode(b)}/va2`;
+    // node/netns/ifname: on --local the node is this host.
+    const ifaceA = `${hostname()}/${lab.inode(a)}/va1`;
+    const ifaceB = `${hostname()}/${lab.inode(b)}/va2`;
     const before = blocks.find((x) => x.src === src && x.iface === ifaceA);
     assert.ok(before, `no block before the NAT on ${ifaceA}: ${JSON.stringify(blocks, null, 1)}`);
     assert.match(before.comment, /^packet \d+, step 1 \([a-z_:0-9]+\): first capture/);
