@@ -8,8 +8,10 @@
 
 import { describeChanges } from '../reading/changes';
 import { explainDropReason } from '../reading/drop-reasons';
+import { noFailureByPlace } from '../reading/drop-rules';
 import type { Observed } from '../reading/packet-tracker';
 import { formatTunnel, formatTuple } from '../reading/tuple-format';
+import { dropLocation } from '../reading/verdicts';
 import type { TraceEvent } from '../record/event';
 import type { Painter } from './ansi';
 
@@ -37,6 +39,10 @@ export function ifaceLabel(e: TraceEvent): string {
   return `${e.iface}:${e.ifindex}`;
 }
 
+function dropPlace(o: Observed): string {
+  return dropLocation(o.packet, o.step.index);
+}
+
 /** The bracketed notes after FUNC: the inner packet of a tunnel, changes at this step, and a drop's meaning. */
 export function annotations(o: Observed, paint: Painter): string {
   let out = '';
@@ -44,7 +50,12 @@ export function annotations(o: Observed, paint: Painter): string {
   if (tunnel) out += `  ${paint.paint(`[${formatTunnel(tunnel)}]`, 'cyan')}`;
   if (o.step.changes.length) out += `  ${paint.paint(`[${describeChanges(o.step.changes)}]`, 'yellow')}`;
   const drop = o.step.event.drop;
-  if (drop) out += `  ${paint.paint(`[${explainDropReason(drop.reason).text}]`, 'red')}`;
+  if (drop) {
+    // A drop on a normal path (src/reading/drop-rules.ts) says so as it happens.
+    const normal = noFailureByPlace(drop.reason, dropPlace(o));
+    if (normal) out += `  ${paint.paint(`[not a failure: ${normal}]`, 'dim')}`;
+    else out += `  ${paint.paint(`[${explainDropReason(drop.reason).text}]`, 'red')}`;
+  }
   return out;
 }
 

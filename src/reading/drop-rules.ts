@@ -85,10 +85,12 @@ export function noFailure(site: DropSite): NoFailure | undefined {
 
 /**
  * The rules that decide on the reason and place alone (no packet needed): what
- * the helper's DIGEST, which counts drops by reason and place, can be judged by.
+ * the helper's DIGEST, which counts drops by reason and place, and a drop line
+ * printed as it happens can be judged by. Returns why, or undefined.
  */
-export function noFailureByPlace(reason: string, at: string): boolean {
-  return RULES.some((r) => !r.when && r.reasons.includes(reason) && (!r.at || r.at.includes(baseFunc(at))));
+export function noFailureByPlace(reason: string, at: string): string | undefined {
+  return RULES.find((r) => !r.when && r.reasons.includes(reason) && (!r.at || r.at.includes(baseFunc(at))))
+    ?.why;
 }
 
 /** Functions that say which kind of socket a copy went to (steps or the callers of its frees). */

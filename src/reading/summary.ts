@@ -74,6 +74,8 @@ export interface TraceSummary {
   dropReasons: ReasonCount[];
   functions: { func: string; count: number }[];
   verdicts: Record<Verdict['kind'], number>;
+  /** Of verdicts.dropped, the drops on normal paths: not failures (src/reading/drop-rules.ts). */
+  normalDrops?: number;
   events: number;
   lost: number;
   /** Events after the stop (past --max-events, or while detaching): read, not shown, not lost. */
@@ -159,6 +161,7 @@ export class SummaryBuilder {
   };
   private packets = 0;
   private events = 0;
+  private normalDrops = 0;
 
   constructor(private readonly limits = SUMMARY_LIMITS) {}
 
@@ -186,6 +189,7 @@ export class SummaryBuilder {
     this.packets++;
     if (this.rows.length < this.limits.packetRows) this.rows.push(row);
     this.verdicts[row.verdict.kind]++;
+    if (row.verdict.kind === 'dropped' && row.verdict.noFailure) this.normalDrops++;
     let key = `${row.node ?? ''}\u0000${row.flow}`;
     if (!this.flows.has(key) && this.flows.size >= this.limits.flows) key = OTHER_FLOWS;
     let f = this.flows.get(key);
@@ -244,6 +248,7 @@ export class SummaryBuilder {
         .map(([func, count]) => ({ func, count }))
         .sort((a, b) => b.count - a.count),
       verdicts: { ...this.verdicts },
+      ...(this.normalDrops ? { normalDrops: this.normalDrops } : {}),
       events: this.events,
       lost,
       ...(discarded ? { discarded } : {}),
@@ -329,7 +334,18 @@ export function totalsLine(s: TraceSummary | DigestSummary): string {
   const n = 'packetCount' in s ? s.packetCount : s.packets;
   const counts: [string, number][] =
     'verdicts' in s ? Object.entries(s.verdicts) : [['dropped', (s as DigestSummary).dropped]];
-  const parts = counts.filter(([, c]) => c > 0).map(([k, c]) => `${c} ${k === 'consumed' ? 'freed' : k}`);
+  const normal = 'normalDrops' in s ? (s.normalDrops ?? 0) : 0;
+  const parts = counts
+    .flatMap(([k, c]): [string, number][] =>
+      k === 'dropped' && normal
+        ? [
+            [k, c - normal],
+            ['freed on normal paths (not failures)', normal],
+          ]
+        : [[k, c]],
+    )
+    .filter(([, c]) => c > 0)
+    .map(([k, c]) => `${c} ${k === 'consumed' ? 'freed' : k}`);
   const lost =
     s.lost > 0
       ? `, ${s.lost} LOST (ring buffer full, or not delivered before the stop: some packets' paths are incomplete)`

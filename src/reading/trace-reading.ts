@@ -64,7 +64,7 @@ export class TraceReading {
   digest(d: TraceDigest): void {
     this.digested = d;
     // The digest counts drops by reason and place: the rules that need the packet (its copies) cannot apply.
-    this.digestLoss = d.drops.some((drop) => !noFailureByPlace(drop.reason, drop.at));
+    this.digestLoss = d.drops.some((drop) => noFailureByPlace(drop.reason, drop.at) === undefined);
   }
 
   /**

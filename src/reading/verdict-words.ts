@@ -14,6 +14,8 @@ export function describeVerdict(v: Verdict): string {
     case 'delivered':
       if (v.copy)
         return `delivered (a copy to ${v.copy.to}, packet #${v.copy.packet}); the original freed at ${v.copy.original.func} (${v.copy.original.reason})`;
+      if (v.copyOf !== undefined)
+        return `delivered to ${v.socket ? 'a local socket' : 'the local stack'} (${v.func}), a copy of packet #${v.copyOf}`;
       return v.socket
         ? `delivered to a local socket (${v.func})`
         : `delivered to the local stack (${v.func})`;
@@ -41,6 +43,7 @@ export function verdictLabel(v: Verdict): string {
         : `dropped at ${v.func}: ${v.reason}`;
     case 'delivered':
       if (v.copy) return `delivered (a copy to ${v.copy.to})`;
+      if (v.copyOf !== undefined) return `delivered, a copy of #${v.copyOf}`;
       return v.socket ? 'delivered to socket' : `delivered locally (${v.func})`;
     case 'sent':
       return `sent out of ${v.iface || '?'}`;

@@ -24,6 +24,8 @@ export type Verdict =
       step: number;
       /** Delivered as a copy (a raw socket's clone): which, where to, and how the original ended. */
       copy?: { packet: number; to: string; original: { func: string; reason: string } };
+      /** This packet is itself a copy of that one (copies.ts). */
+      copyOf?: number;
     }
   | { kind: 'sent'; iface: string; func: string; step: number }
   | { kind: 'consumed'; func: string; step: number; replacedBy?: number }
@@ -43,6 +45,11 @@ export function isLoss(v: Verdict): boolean {
 }
 
 export function verdictOf(p: Packet): Verdict {
+  const v = stepsVerdict(p);
+  return v.kind === 'delivered' && p.copyOf !== undefined ? { ...v, copyOf: p.copyOf } : v;
+}
+
+function stepsVerdict(p: Packet): Verdict {
   const steps = p.steps;
   // A drop that is no failure is the verdict of a packet only when nothing else
   // dropped it, and never of a whole flow (diff --flow) whose packets got through.

@@ -136,3 +136,29 @@ test('with --fail-on-drop, -o json takes events, not the helper lines: the verdi
   assert.equal(sink(false).acceptsLines, true);
   assert.equal(sink(true).acceptsLines, false);
 });
+
+test('shown, marked: the drop line says "not a failure" as it happens, the totals count it apart, the copy names its original', async () => {
+  const out = new Capture();
+  const sink = createSink({
+    format: 'text',
+    summary: false,
+    color: false,
+    showNode: false,
+    stdout: out,
+    stderr: new Capture(),
+  });
+  await replay(traceLines('tcp-close.jsonl'), sink);
+  await sink.close();
+  const text = out.text;
+  assert.match(
+    text,
+    /kfree_skb\(QUEUE_PURGE\) {2}\[not a failure: a socket was closed with this packet still in its queue/,
+  );
+  const totals = text.split('\n').find((l) => l.startsWith('10 packets:')) ?? '';
+  assert.match(totals, /1 freed on normal paths \(not failures\)/, totals);
+  assert.doesNotMatch(totals, /dropped/, totals);
+  const ping = tracePackets('ping-raw-socket.jsonl');
+  const copy = ping.find((p) => p.copyOf !== undefined);
+  assert.ok(copy);
+  assert.equal(verdictLabel(verdictOf(copy)), `delivered, a copy of #${copy.copyOf}`);
+});
