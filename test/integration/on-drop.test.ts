@@ -15,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TraceDropReport, TraceLine } from '../../src/record/event';
-import { NetLab, run } from './netlab';
+import { intermittent, type MasqueradeLab, masqueradeLab } from './masquerade-lab';
+import { NetLab } from './netlab';
 import { CLI, startTrace } from './tracer';
 
 function reports(lines: TraceLine[]): TraceDropReport[] {
@@ -30,65 +31,10 @@ function sources(events: { tuple?: { src: string } }[]): Set<string> {
 describe('--on-drop: an intermittent drop caught unattended', () => {
   const lab = new NetLab();
   const dir = mkdtempSync(join(tmpdir(), 'pwru-on-drop-'));
-  const port = 9000 + lab.octet;
-  let c = '';
-  let r = '';
-  let s = '';
-  let right = '';
-  let borrowed = '';
-  let server = '';
-
-  const rule = (masquerade: boolean) =>
-    lab.exec(r, 'iptables', [
-      '-t',
-      'nat',
-      '-R',
-      'POSTROUTING',
-      '1',
-      '-o',
-      'va2',
-      '-j',
-      ...(masquerade ? ['MASQUERADE'] : ['SNAT', '--to-source', right]),
-    ]);
+  let m: MasqueradeLab;
 
   before(async () => {
-    c = lab.ns('c');
-    r = lab.ns('r');
-    s = lab.ns('s');
-    right = lab.v4(2, 1);
-    server = lab.v4(2, 2);
-    borrowed = `172.30.${lab.octet}.1`;
-    // rx first: MASQUERADE out of an interface without an address borrows the
-    // first usable one in the router's device order, and that is rx's.
-    run('ip', ['link', 'add', 'rx', 'netns', r, 'type', 'veth', 'peer', 'name', 'rxp', 'netns', r]);
-    lab.exec(r, 'ip', ['addr', 'add', `${borrowed}/24`, 'dev', 'rx']);
-    lab.exec(r, 'ip', ['link', 'set', 'rx', 'up']);
-    lab.exec(r, 'ip', ['link', 'set', 'rxp', 'up']);
-    lab.link(c, r, 1);
-    lab.link(r, s, 2);
-    // The router's server-facing side has no address of its own.
-    lab.exec(r, 'ip', ['addr', 'flush', 'dev', 'va2']);
-    lab.exec(r, 'ip', ['route', 'add', `${lab.v4(2, 0)}/24`, 'dev', 'va2']);
-    lab.exec(c, 'ip', ['route', 'add', 'default', 'via', lab.v4(1, 2)]);
-    lab.exec(r, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-    lab.exec(r, 'iptables', [
-      '-t',
-      'nat',
-      '-A',
-      'POSTROUTING',
-      '-o',
-      'va2',
-      '-j',
-      'SNAT',
-      '--to-source',
-      right,
-    ]);
-    lab.exec(s, 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.rp_filter=1']);
-    lab.exec(s, 'sysctl', ['-q', '-w', 'net.ipv4.conf.vb2.rp_filter=1']);
-    // Without an address the router's ARP would be refused by that same filter: a static neighbour.
-    const mac = lab.exec(s, 'cat', ['/sys/class/net/vb2/address']).trim();
-    lab.exec(r, 'ip', ['neigh', 'replace', server, 'lladdr', mac, 'dev', 'va2', 'nud', 'permanent']);
-    await lab.serve(s, ['udp-serve', String(port)]);
+    m = await masqueradeLab(lab);
   });
   after(() => {
     lab.destroy();
@@ -97,7 +43,7 @@ describe('--on-drop: an intermittent drop caught unattended', () => {
 
   test('--drops 2 reports two drops, each beside the last good packet, naming both sources and the reverse-path filter; exit 3 with --fail-on-drop', async () => {
     const file = join(dir, 'caught.jsonl');
-    rule(false);
+    const { port, serverIp: server, right, borrowed } = m;
     const trace = startTrace([
       '--on-drop',
       '--drops',
@@ -108,15 +54,9 @@ describe('--on-drop: an intermittent drop caught unattended', () => {
       `udp and dst port ${port}`,
     ]);
     await trace.ready();
-    const sender = lab.background(c, ['udp-every', server, String(port), '200']);
-    let masquerade = false;
-    const toggler = setInterval(() => {
-      masquerade = !masquerade;
-      rule(masquerade);
-    }, 1500);
+    const traffic = intermittent(lab, m);
     const res = await trace.finished(); // --drops 2 ends it; startTrace's --duration 60s bounds it
-    clearInterval(toggler);
-    sender.kill();
+    traffic.stop();
 
     assert.equal(res.code, 3, res.stderr);
     assert.equal(res.events.length, 0, 'nothing is printed per event');
@@ -124,7 +64,7 @@ describe('--on-drop: an intermittent drop caught unattended', () => {
     assert.equal(caught.length, 2, res.stdout);
     for (const d of caught) {
       assert.ok(d.good, `drop #${d.n} has the last good packet beside it: ${d.sentence}`);
-      assert.deepEqual(d.flow, { family: 4, proto: 'UDP', src: lab.v4(1, 1), dst: server, dport: port });
+      assert.deepEqual(d.flow, { family: 4, proto: 'UDP', src: m.clientIp, dst: server, dport: port });
       assert.ok(sources(d.bad.events).has(borrowed), `the dropped one left with ${borrowed}`);
       assert.ok(sources(d.good.events).has(right), `the good one left with ${right}`);
       assert.equal(d.verdict.reason, 'IP_RPFILTER');
@@ -162,10 +102,10 @@ describe('--on-drop: an intermittent drop caught unattended', () => {
   });
 
   test('a drop with no earlier good packet of its flow is reported alone, and says so', async () => {
-    rule(true);
-    const trace = startTrace(['--on-drop', '--drops', '1', `udp and dst port ${port}`]);
+    m.masquerade(true);
+    const trace = startTrace(['--on-drop', '--drops', '1', `udp and dst port ${m.port}`]);
     await trace.ready();
-    const sender = lab.background(c, ['udp-every', server, String(port), '200']);
+    const sender = lab.background(m.client, ['udp-every', m.serverIp, String(m.port), '200']);
     const res = await trace.finished();
     sender.kill();
 
