@@ -9,7 +9,7 @@
  *
  * BENCH_SECONDS (default 3): traffic per measurement.
  * BENCH_REPEAT (default 5): baseline/traced pairs per throughput ratio.
- * BENCH_ONLY=overhead,pipeline,bytes,ready,scaling,memory,ondrop: run some sections.
+ * BENCH_ONLY=overhead,pipeline,bytes,ready,scaling,memory,ondrop,floor,functions: run some sections.
  * BENCH_TRACE_MB (default 300): size of the generated trace `memory` reads.
  * BENCH_STEADY_SECONDS (default 120): section 7's --on-drop steady-rate run for memory.
  */
@@ -17,6 +17,8 @@ import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchContext } from './context';
+import { tcpFloor } from './floor';
+import { functions } from './functions';
 import { helperReady } from './helper';
 import { memory } from './memory';
 import { BenchNet } from './net';
@@ -37,6 +39,8 @@ const SECTIONS: [string, string, (ctx: BenchContext) => Promise<void>][] = [
   ['scaling', '5 scaling', scaling],
   ['memory', '6 memory', memory],
   ['ondrop', '7 on-drop', onDrop],
+  ['floor', '1 tcp floor', tcpFloor],
+  ['functions', '8 functions', functions],
 ];
 
 async function main(): Promise<number> {

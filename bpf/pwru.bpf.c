@@ -54,6 +54,10 @@ const volatile bool cfg_tunnel_l2 = false;
 /* The UDP ports that mean VXLAN (IANA's, and Linux's old default that flannel and Cilium use) and Geneve. */
 const volatile __u16 cfg_vxlan_ports[2] = { 4789, 8472 };
 const volatile __u16 cfg_geneve_port = 6081;
+/* --bench-floor: every program returns at once (the cost of the attachment itself, for benchmarks). */
+const volatile bool cfg_bench_floor = false;
+/* Set by the helper at a stop, before it writes the final STATS and END and detaches (attach.c). */
+volatile bool pwru_stopped = false;
 
 /* From the kernel's uapi (vmlinux_min.h declares only what it reads). */
 #define RB_NO_WAKEUP 1	  /* BPF_RB_NO_WAKEUP */
@@ -811,7 +815,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	struct pwru_event *ev;
 	struct net_device *dev;
 
-	if (!skb)
+	if (cfg_bench_floor || pwru_stopped || !skb)
 		return 0;
 	count(PWRU_CNT_SEEN);
 	if (cfg_track_skb && bpf_map_lookup_elem(&tracked_skbs, &key))

@@ -4,9 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/perf_event.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,7 +19,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "output.h"
 #include "pwru.skel.h"
+#include "stop.h"
 
 const char *backend_name(enum backend b)
 {
@@ -75,24 +82,35 @@ static void detect_kprobe_multi(struct backend_support *s, const char *func)
 	close(prog);
 }
 
+#define KPROBE_PMU_TYPE "/sys/bus/event_source/devices/kprobe/type"
+
+/* The kprobe PMU's perf event type; -ENOENT without kprobes. */
+static int kprobe_pmu_type(void)
+{
+	char buf[32] = { 0 };
+	int fd = open(KPROBE_PMU_TYPE, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atoi(buf) : -EIO;
+}
+
 static void detect_kprobe(struct backend_support *s, const char *func)
 {
 	struct perf_event_attr attr = { .size = sizeof(attr) };
-	char buf[32] = { 0 };
-	int fd, type;
+	int fd, type = kprobe_pmu_type();
 
-	fd = open("/sys/bus/event_source/devices/kprobe/type", O_RDONLY);
-	if (fd < 0) {
+	if (type == -ENOENT) {
 		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "no kprobe PMU (kernel without CONFIG_KPROBES?)");
 		return;
 	}
-	if (read(fd, buf, sizeof(buf) - 1) <= 0) {
-		close(fd);
+	if (type < 0) {
 		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "cannot read the kprobe PMU type");
 		return;
 	}
-	close(fd);
-	type = atoi(buf);
 	attr.type = type;
 	attr.config1 = (__u64)(unsigned long)func;
 	attr.config2 = 0;
@@ -114,11 +132,16 @@ static void detect_tracepoint(struct backend_support *s)
 	s->tracepoint = true;
 }
 
+bool backends_may_have_kprobes(void)
+{
+	return access(KPROBE_PMU_TYPE, F_OK) == 0;
+}
+
 /* Functions every kernel with networking has, to try a test attach on. */
 static const char *const known_funcs[] = { "kfree_skbmem", "__kfree_skb", "ip_rcv", "netif_receive_skb" };
 #define N_KNOWN (sizeof(known_funcs) / sizeof(known_funcs[0]))
 
-void backends_detect(struct backend_support *s, bool try_kprobes)
+void backends_detect(struct backend_support *s, bool try_kprobes, bool want_kprobe)
 {
 	memset(s, 0, sizeof(*s));
 	detect_tracepoint(s);
@@ -130,7 +153,13 @@ void backends_detect(struct backend_support *s, bool try_kprobes)
 	/* A function may be missing or untraceable on some kernel: one success is enough. */
 	for (size_t i = 0; i < N_KNOWN && !s->kprobe_multi; i++)
 		detect_kprobe_multi(s, known_funcs[i]);
-	for (size_t i = 0; i < N_KNOWN && !s->kprobe; i++)
+	/*
+	 * A test kprobe costs RCU grace periods to remove (~0.1 s under
+	 * emulation): not worth it where kprobe-multi works, which is chosen then.
+	 */
+	if (s->kprobe_multi && !want_kprobe)
+		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "not tried (kprobe-multi is available)");
+	for (size_t i = 0; i < N_KNOWN && !s->kprobe && !(s->kprobe_multi && !want_kprobe); i++)
 		detect_kprobe(s, known_funcs[i]);
 	s->func_ip = libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_func_ip, NULL) > 0;
 }
@@ -193,6 +222,54 @@ static void report(attach_progress_fn progress, const char *phase, size_t done, 
 	progress(phase, done, total);
 }
 
+/*
+ * Running out of descriptors or memory is the run's failure, never a probe
+ * the kernel refused: counted as "skipped", it once left 976 of ~1470
+ * functions unprobed and the ring buffer unreadable after READY.
+ */
+static bool is_fatal(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOMEM;
+}
+
+static int fatal_message(int err, size_t done, size_t total, char *msg, size_t msglen)
+{
+	struct rlimit rl = { 0 };
+
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (err == EMFILE || err == ENFILE)
+		snprintf(msg, msglen,
+			 "attaching probes: out of file descriptors after %zu of %zu probes (%s; the limit is %llu, a "
+			 "plain kprobe holds one or two): raise `ulimit -n`, or use fewer functions (--filter-func)",
+			 done, total, strerror(err), (unsigned long long)rl.rlim_cur);
+	else
+		snprintf(msg, msglen, "attaching probes after %zu of %zu: %s", done, total, strerror(err));
+	return -err;
+}
+
+/*
+ * Each plain kprobe holds two descriptors (its perf event and its link; 5.10:
+ * the perf event only), and
+ * the common default soft limit is 1024: raise it to what the probes need
+ * (pwru sets 8192), the hard limit too when that is below (root may).
+ */
+static void raise_nofile(size_t needed)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= needed)
+		return;
+	if (rl.rlim_max < needed) {
+		struct rlimit both = { needed, needed };
+
+		if (setrlimit(RLIMIT_NOFILE, &both) == 0)
+			return;
+		needed = rl.rlim_max; /* as far as we may: running out is then an error, said so */
+	}
+	rl.rlim_cur = needed;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 static int attach_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
 			      attach_progress_fn progress, size_t total, size_t *done, char *err, size_t errlen)
 {
@@ -204,10 +281,14 @@ static int attach_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, s
 		if (stopping())
 			return -EINTR;
 		int fd = loader_tracepoint_fd(skel, probes, id, err, errlen);
+		if (fd < 0 && is_fatal(-fd))
+			return fatal_message(-fd, *done, total, err, errlen);
 		if (fd < 0)
 			return fd;
 		int link = bpf_raw_tracepoint_open(NULL, fd);
-		if (link < 0) {
+		if (link < 0 && is_fatal(errno)) {
+			return fatal_message(errno, *done, total, err, errlen);
+		} else if (link < 0) {
 			/* Some tracepoints exist in BTF but are compiled out: skip those. */
 			att->skipped++;
 		} else {
@@ -223,11 +304,17 @@ static int attach_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, s
 	return 0;
 }
 
-/* Attaches one kprobe-multi link over syms; on refusal halves the set to skip what cannot be traced. */
-static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const char **syms, size_t n,
-			      struct attachment *att, attach_progress_fn progress, size_t total, size_t *done)
+/*
+ * Attaches one kprobe-multi link over the functions' addresses (as pwru
+ * does: given names, the kernel looks each one up in kallsyms, ~50 ms a link
+ * of ~300 functions under emulation); on refusal halves the set to skip what
+ * cannot be traced.
+ */
+static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const unsigned long *addrs, size_t n,
+			      struct attachment *att, attach_progress_fn progress, size_t total, size_t *done,
+			      char *err, size_t errlen)
 {
-	LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = syms, .cnt = n);
+	LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .addrs = addrs, .cnt = n);
 	struct bpf_link *link;
 
 	if (n == 0)
@@ -245,25 +332,28 @@ static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const
 		report(progress, "attach", *done, total);
 		return 0;
 	}
+	if (is_fatal(errno))
+		return fatal_message(errno, *done, total, err, errlen);
 	if (n == 1) {
 		att->skipped++;
 		++*done;
 		return 0;
 	}
-	int ret = attach_multi_range(prog, ps, syms, n / 2, att, progress, total, done);
+	int ret = attach_multi_range(prog, ps, addrs, n / 2, att, progress, total, done, err, errlen);
 	if (ret)
 		return ret;
-	return attach_multi_range(prog, ps + n / 2, syms + n / 2, n - n / 2, att, progress, total, done);
+	return attach_multi_range(prog, ps + n / 2, addrs + n / 2, n - n / 2, att, progress, total, done, err,
+				  errlen);
 }
 
 static int attach_functions_multi(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
-				  attach_progress_fn progress, size_t total, size_t *done)
+				  attach_progress_fn progress, size_t total, size_t *done, char *err, size_t errlen)
 {
-	const char **syms = calloc(probes->cnt, sizeof(*syms));
+	unsigned long *addrs = calloc(probes->cnt, sizeof(*addrs));
 	struct probe **ps = calloc(probes->cnt, sizeof(*ps));
 	int ret = 0;
 
-	if (!syms || !ps) {
+	if (!addrs || !ps) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -277,47 +367,196 @@ static int attach_functions_multi(struct pwru_bpf *skel, struct probe_set *probe
 			if (p->kind != PROBE_FUNC || p->skb_pos != pos)
 				continue;
 			prog = loader_program_for(skel, BACKEND_KPROBE_MULTI, p);
-			syms[n] = p->name;
+			addrs[n] = (unsigned long)p->addr;
 			ps[n++] = p;
 		}
 		if (prog)
-			ret = attach_multi_range(prog, ps, syms, n, att, progress, total, done);
+			ret = attach_multi_range(prog, ps, addrs, n, att, progress, total, done, err, errlen);
 	}
 out:
-	free(syms);
+	free(addrs);
 	free(ps);
 	return ret;
 }
 
-static int attach_functions_kprobe(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
-				   attach_progress_fn progress, size_t total, size_t *done)
-{
-	for (size_t id = 0; id < probes->cnt; id++) {
-		struct probe *p = &probes->v[id];
+/*
+ * Plain kprobes, from several threads. Each attach and detach waits in the
+ * kernel (text patching, RCU grace periods per probe removed), partly under
+ * kernel-wide locks: in a 6.1 guest, closing from 8 threads cut detach from
+ * 93 to 40 ms a function, and more threads did not help.
+ */
+#define KPROBE_THREADS 8
 
-		if (p->kind != PROBE_FUNC)
-			continue;
-		if (stopping())
-			return -EINTR;
-		struct bpf_link *link =
-			bpf_program__attach_kprobe(loader_program_for(skel, BACKEND_KPROBE, p), false, p->name);
-		if (!link) {
-			att->skipped++; /* blacklisted or notrace */
-		} else {
-			if (add_link(att, link) < 0)
-				return -ENOMEM;
-			p->attached = true;
-			att->attached++;
-		}
-		report(progress, "attach", ++*done, total);
+struct pool {
+	size_t n;			/* work items */
+	_Atomic size_t next, done;	/* claimed, finished */
+	_Atomic int fatal;		/* errno that ends an attach */
+	_Atomic bool abort;		/* a stop: take no more work */
+	void (*work)(struct pool *pool, size_t i);
+	/* attach */
+	struct pwru_bpf *skel;
+	struct probe **ps;
+	int pmu_type;		 /* the kprobe PMU's perf type */
+	struct bpf_link **links; /* per item, NULL where refused */
+	/* detach */
+	struct attachment *att;
+};
+
+static void *pool_worker(void *arg)
+{
+	struct pool *pool = arg;
+	sigset_t all;
+
+	/* Signals go to the main thread, which polls for them: a worker's syscall is never cut short. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		if (atomic_load(&pool->abort) || atomic_load(&pool->fatal))
+			break;
+		size_t i = atomic_fetch_add(&pool->next, 1);
+		if (i >= pool->n)
+			break;
+		pool->work(pool, i);
+		atomic_fetch_add(&pool->done, 1);
 	}
-	return 0;
+	return NULL;
+}
+
+/*
+ * Runs the pool's work on KPROBE_THREADS threads (in this thread when none
+ * can start), reporting progress every 100 ms. When watch_stop, a stop
+ * (signal, or the client gone: stdin is polled here) lets the work in flight
+ * finish and takes no more.
+ */
+static void pool_run(struct pool *pool, bool watch_stop, attach_progress_fn progress, const char *phase,
+		     size_t base, size_t total)
+{
+	pthread_t threads[KPROBE_THREADS];
+	size_t started = 0;
+
+	for (; started < KPROBE_THREADS && started < pool->n; started++)
+		if (pthread_create(&threads[started], NULL, pool_worker, pool))
+			break;
+	if (started == 0) {
+		pool_worker(pool);
+	} else {
+		/* On a stop or a fatal error the workers leave after the item in hand: join them. */
+		while (atomic_load(&pool->done) < pool->n && !atomic_load(&pool->fatal) && !atomic_load(&pool->abort)) {
+			struct pollfd fds[STOP_NFDS];
+
+			stop_pollfds(fds);
+			if (poll(fds, STOP_NFDS, 20) > 0)
+				stop_after_poll(fds);
+			if (watch_stop && stopping())
+				atomic_store(&pool->abort, true);
+			/* The reader gets END (and the progress) while the probes go: it need not wait for them. */
+			out_pump();
+			if (atomic_load(&pool->done) < pool->n)
+				report(progress, phase, base + atomic_load(&pool->done), total);
+		}
+		for (size_t t = 0; t < started; t++)
+			pthread_join(threads[t], NULL);
+	}
+	if (total)
+		report(progress, phase, base + atomic_load(&pool->done), total);
+}
+
+/*
+ * A plain kprobe at the function's address (from kallsyms), not its name:
+ * the function probed is the one chosen (6.6+ refuses a name that several
+ * static functions share), and the kernel looks nothing up (before 6.2 a
+ * linear scan of kallsyms a name; under emulation it was within the noise
+ * of the ~75 ms each attach costs there, most of it patching ftrace).
+ */
+static struct bpf_link *kprobe_at(struct bpf_program *prog, int pmu_type, uint64_t addr)
+{
+	struct perf_event_attr attr = { .size = sizeof(attr), .type = pmu_type, .config2 = addr };
+	struct bpf_link *link;
+	int pfd, e;
+
+	pfd = syscall(__NR_perf_event_open, &attr, -1 /* any process */, 0 /* cpu */, -1, PERF_FLAG_FD_CLOEXEC);
+	if (pfd < 0)
+		return NULL;
+	link = bpf_program__attach_perf_event(prog, pfd); /* owns pfd from now on */
+	if (!link) {
+		e = errno;
+		close(pfd);
+		errno = e;
+	}
+	return link;
+}
+
+static void attach_one_kprobe(struct pool *pool, size_t i)
+{
+	struct probe *p = pool->ps[i];
+	struct bpf_program *prog = loader_program_for(pool->skel, BACKEND_KPROBE, p);
+	struct bpf_link *link;
+	int e;
+
+	link = pool->pmu_type > 0 && p->addr ? kprobe_at(prog, pool->pmu_type, p->addr)
+					      : bpf_program__attach_kprobe(prog, false, p->name);
+	e = errno;
+	pool->links[i] = link;
+	if (!link && is_fatal(e)) {
+		int none = 0;
+
+		atomic_compare_exchange_strong(&pool->fatal, &none, e);
+	}
+}
+
+static int attach_functions_kprobe(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
+				   attach_progress_fn progress, size_t total, size_t *done, char *err, size_t errlen)
+{
+	struct pool pool = { .skel = skel, .work = attach_one_kprobe, .pmu_type = kprobe_pmu_type() };
+	int ret = 0;
+
+	pool.ps = calloc(probes->cnt ? probes->cnt : 1, sizeof(*pool.ps));
+	pool.links = calloc(probes->cnt ? probes->cnt : 1, sizeof(*pool.links));
+	if (!pool.ps || !pool.links) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t id = 0; id < probes->cnt; id++)
+		if (probes->v[id].kind == PROBE_FUNC)
+			pool.ps[pool.n++] = &probes->v[id];
+	raise_nofile(2 * pool.n + probes->cnt + 256);
+	/* The first in this thread: libbpf probes the kernel's features once, before the threads share them. */
+	if (pool.n && !stopping()) {
+		attach_one_kprobe(&pool, 0);
+		atomic_store(&pool.next, 1);
+		atomic_store(&pool.done, 1);
+	}
+	pool_run(&pool, true, progress, "attach", *done, total);
+	/* Everything attached is kept (and detached by attach_detach), whatever ended the attach. */
+	for (size_t i = 0; i < pool.n; i++) {
+		if (pool.links[i]) {
+			if (add_link(att, pool.links[i]) < 0) {
+				bpf_link__destroy(pool.links[i]);
+				ret = -ENOMEM;
+				continue;
+			}
+			pool.ps[i]->attached = true;
+			att->attached++;
+		} else if (i < atomic_load(&pool.done)) {
+			att->skipped++; /* blacklisted or notrace */
+		}
+	}
+	*done += atomic_load(&pool.done);
+	if (!ret && atomic_load(&pool.fatal))
+		ret = fatal_message(atomic_load(&pool.fatal), att->attached, total, err, errlen);
+	else if (!ret && atomic_load(&pool.abort))
+		ret = -EINTR;
+out:
+	free(pool.ps);
+	free(pool.links);
+	return ret;
 }
 
 int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *probes, struct attachment *att,
 	       attach_progress_fn progress, bool (*stop)(void), char *err, size_t errlen)
 {
 	size_t done = 0;
+	double t0 = now_ms();
 	int ret;
 
 	should_stop = stop;
@@ -325,9 +564,10 @@ int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *pr
 	err[0] = 0;
 	ret = attach_tracepoints(skel, probes, att, progress, probes->cnt, &done, err, errlen);
 	if (!ret && backend == BACKEND_KPROBE_MULTI)
-		ret = attach_functions_multi(skel, probes, att, progress, probes->cnt, &done);
+		ret = attach_functions_multi(skel, probes, att, progress, probes->cnt, &done, err, errlen);
 	else if (!ret && backend == BACKEND_KPROBE)
-		ret = attach_functions_kprobe(skel, probes, att, progress, probes->cnt, &done);
+		ret = attach_functions_kprobe(skel, probes, att, progress, probes->cnt, &done, err, errlen);
+	att->attach_ms = now_ms() - t0;
 	if (ret) {
 		if (ret == -EINTR)
 			snprintf(err, errlen, "stopped while attaching probes");
@@ -342,18 +582,50 @@ int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *pr
 	return 0;
 }
 
+/*
+ * Stops the programs without detaching them: they return at their first
+ * instruction from now on. A program already past that check finishes within
+ * the RCU read section the kernel runs it in, so this waits for a grace
+ * period (an update of a map-in-map from user space does exactly that,
+ * maybe_wait_bpf_programs()): after it, the counters are final and nothing
+ * more reaches the ring buffer.
+ */
+void attach_quiesce(struct pwru_bpf *skel)
+{
+	int inner, outer;
+	__u32 key = 0;
+
+	if (skel->bss->pwru_stopped)
+		return;
+	skel->bss->pwru_stopped = true;
+	inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, NULL, sizeof(__u32), sizeof(__u32), 1, NULL);
+	if (inner < 0)
+		return;
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = inner);
+	outer = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, NULL, sizeof(__u32), sizeof(__u32), 1, &opts);
+	if (outer >= 0) {
+		bpf_map_update_elem(outer, &key, &inner, BPF_ANY);
+		close(outer);
+	}
+	close(inner);
+}
+
+static void detach_one(struct pool *pool, size_t i)
+{
+	struct attachment *att = pool->att;
+
+	if (i < att->nraw)
+		close(att->raw_fds[i]);
+	else
+		bpf_link__destroy(att->links[i - att->nraw]);
+}
+
 void attach_detach(struct attachment *att, attach_progress_fn progress)
 {
-	size_t total = att->nlinks + att->nraw, done = 0;
+	struct pool pool = { .att = att, .work = detach_one, .n = att->nlinks + att->nraw };
 
-	for (size_t i = 0; i < att->nraw; i++) {
-		close(att->raw_fds[i]);
-		report(progress, "detach", ++done, total);
-	}
-	for (size_t i = 0; i < att->nlinks; i++) {
-		bpf_link__destroy(att->links[i]);
-		report(progress, "detach", ++done, total);
-	}
+	/* Every probe is detached, whatever stops meanwhile: a second signal does not leave any behind. */
+	pool_run(&pool, false, progress, "detach", 0, pool.n);
 	free(att->links);
 	free(att->raw_fds);
 	memset(att, 0, sizeof(*att));

@@ -22,8 +22,15 @@ struct backend_support {
 const char *backend_name(enum backend b);
 int backend_parse(const char *s, enum backend *out);
 
-/* Probes the running kernel (the kprobe backends only when try_kprobes: it costs a test attach). */
-void backends_detect(struct backend_support *s, bool try_kprobes);
+/* Whether the kernel has a kprobe PMU at all (a cheap look, before the test attach of backends_detect). */
+bool backends_may_have_kprobes(void);
+
+/*
+ * Probes the running kernel (the kprobe backends only when try_kprobes: it
+ * costs a test attach; plain kprobes only when want_kprobe or without
+ * kprobe-multi).
+ */
+void backends_detect(struct backend_support *s, bool try_kprobes, bool want_kprobe);
 
 /* Progress callback: phase, done, total. */
 typedef void (*attach_progress_fn)(const char *phase, size_t done, size_t total);
@@ -35,13 +42,23 @@ struct attachment {
 	size_t nraw, raw_cap;
 	size_t attached;  /* probes now attached */
 	size_t skipped;   /* probes the kernel refused (not traceable) */
+	double attach_ms; /* the attach step alone */
 };
 
-/* Attaches every probe (marks probe->attached); returns -errno with a message when nothing could be,
- * -EINTR when stop() said to give up (a signal during a slow attach). */
+/*
+ * Attaches every probe (marks probe->attached); returns -errno with a message
+ * when nothing could be, or when descriptors or memory ran out (an error,
+ * never a skipped probe), -EINTR when stop() said to give up (a signal, or
+ * the client gone, during a slow attach). What did attach stays in att, for
+ * attach_detach().
+ */
 int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *probes, struct attachment *att,
 	       attach_progress_fn progress, bool (*stop)(void), char *err, size_t errlen);
 
+/* Stops the programs (they return at once) and waits until none still runs: the counters are final then. */
+void attach_quiesce(struct pwru_bpf *skel);
+
+/* Detaches everything, from several threads (each probe removed waits in the kernel); progress as it goes. */
 void attach_detach(struct attachment *att, attach_progress_fn progress);
 
 /* The backend to use (the one asked for, or auto's best): the note says how it was chosen; -1 with err. */

@@ -259,6 +259,7 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_has_func_ip = cfg->has_func_ip;
 	skel->rodata->cfg_direct_dev = kernel_at_least(6, 1);
 	skel->rodata->cfg_direct_pkt = st.direct_packet;
+	skel->rodata->cfg_bench_floor = cfg->bench_floor;
 	set_wakeup_policy(skel, cfg->ringbuf_bytes);
 	set_rate_cap(skel, cfg->max_rate);
 	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);

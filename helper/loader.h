@@ -31,6 +31,7 @@ struct load_config {
 	bool has_func_ip;
 	unsigned int ringbuf_bytes;
 	uint64_t max_rate; /* --max-rate: matching events per second, 0 = no cap */
+	bool bench_floor; /* every program returns at once */
 };
 
 /* Registers the program handlers; call before any BPF object is opened. */

@@ -59,6 +59,8 @@ struct run {
 	char backend_note[256];
 	struct pwru_bpf *skel;
 	struct attachment att;
+	struct step_times steps;
+	bool symbols_started;
 	bool attached, events_open;
 	char err[1024];
 };
@@ -210,7 +212,7 @@ static int choose_probes(struct run *r, struct backend_support *support)
 				     .all_kmods = o->all_kmods };
 	int ret;
 
-	backends_detect(support, o->backend != BACKEND_TRACEPOINT);
+	backends_detect(support, o->backend != BACKEND_TRACEPOINT, o->backend == BACKEND_KPROBE);
 	if (o->verify_only) {
 		/* The verifier accepts programs the kernel could never attach: check them anyway. */
 		r->backend = o->backend;
@@ -226,7 +228,9 @@ static int choose_probes(struct run *r, struct backend_support *support)
 	 * them slowed the BTF's parsing by half), and the kprobe backends need
 	 * them now, to know which functions exist.
 	 */
-	symbols_start(&r->symbols);
+	if (!r->symbols_started)
+		symbols_start(&r->symbols);
+	r->symbols_started = true;
 	if (req.functions) {
 		/* Which functions exist, and where: the kprobe backends need kernel symbols now. */
 		if (!(req.ks = symbols_get(&r->symbols)))
@@ -270,6 +274,7 @@ static int load(struct run *r, const struct backend_support *support)
 		.has_func_ip = support->func_ip,
 		.ringbuf_bytes = o->ringbuf_bytes,
 		.max_rate = o->max_rate,
+		.bench_floor = o->bench_floor,
 	};
 	int ret;
 
@@ -325,6 +330,7 @@ static int trace(struct run *r, double attach_ms)
 	out_ready(&(struct ready_info){ .backend = backend_name(r->backend), .backend_note = r->backend_note,
 				       .func_kind = backend_name(r->backend), .probes = &r->probes,
 				       .attached = r->att.attached, .skipped = r->att.skipped, .attach_ms = attach_ms,
+				       .steps = r->steps,
 				       .filter = o->pcap_filter, .ringbuf_bytes = o->ringbuf_bytes,
 				       .drop_reasons = &r->drop_reasons });
 	if ((ret = events_open(&loop)))
@@ -339,10 +345,13 @@ static int trace(struct run *r, double attach_ms)
 	else
 		events_loop(&res);
 
-	/* Detach at once, then deliver what fired before the stop, and count the rest. */
+	/*
+	 * Stop the programs at once, deliver what fired before the stop, and END:
+	 * the trace is over for the reader. The probes are detached after END
+	 * (cleanup()), with PROGRESS frames: the kernel takes its time with each.
+	 */
 	stop_begin(res.reason);
-	attach_detach(&r->att, out_progress);
-	r->attached = false;
+	attach_quiesce(r->skel);
 	events_finish(&res);
 
 	/* A fault while the last events were written counts as much as one during the run. */
@@ -361,10 +370,16 @@ static int trace(struct run *r, double attach_ms)
 
 static void cleanup(struct run *r)
 {
-	/* The probes first, then the last words to the reader, then the memory. */
+	/*
+	 * The last words (END or ERROR) are written: the probes are detached now,
+	 * while they go out to the reader (who need not wait for the kernel's
+	 * slow part), with PROGRESS frames for a reader that stays. Then the memory.
+	 */
+	out_lines_end();
 	if (r->attached) {
 		stop_begin(stop_reason());
-		attach_detach(&r->att, NULL);
+		attach_quiesce(r->skel);
+		attach_detach(&r->att, out_progress);
 	}
 	out_drain(LAST_WRITE_STALL_MS);
 	culprit_end();
@@ -405,7 +420,19 @@ static int run(struct run *r, enum options_result parsed)
 			return fail(EXIT_FAILED, "not_permitted", "%s",
 				    "not permitted: tracing needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN "
 				    "before 5.8)");
-		if (!(r->btf = kernel_btf_load()))
+		/*
+		 * Function probes need the kernel's symbols and its list of traceable
+		 * functions, each seconds under emulation: read them beside the BTF.
+		 */
+		if (o->backend != BACKEND_TRACEPOINT && !o->verify_only && backends_may_have_kprobes()) {
+			symbols_start(&r->symbols);
+			r->symbols_started = true;
+			probes_prefetch_traceable();
+		}
+		double t = mono_ms();
+		r->btf = kernel_btf_load();
+		r->steps.btf = mono_ms() - t;
+		if (!r->btf)
 			return fail(EXIT_FAILED, "no_btf", "%s",
 				    "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): kubectl-pwru needs a "
 				    "kernel built with CONFIG_DEBUG_INFO_BTF=y (5.5 or later; the default on current "
@@ -422,13 +449,16 @@ static int run(struct run *r, enum options_result parsed)
 		culprit_begin(r->netns);
 
 	/* What to probe, and with which backend. */
+	double t = mono_ms();
 	if ((code = choose_probes(r, &support)) >= 0)
 		return code;
+	r->steps.probes = mono_ms() - t;
 
 	/* Load the programs. */
 	double t0 = mono_ms();
 	if ((code = load(r, &support)) >= 0)
 		return code;
+	r->steps.load = mono_ms() - t0;
 	if (o->verify_only)
 		return verify_only(r);
 
@@ -440,6 +470,7 @@ static int run(struct run *r, enum options_result parsed)
 			     sizeof(r->err));
 	if (ret == -EINTR || (ret && stop_reason()))
 		return stopped_early(stop_reason() ? stop_reason() : "signal");
+	r->steps.attach = r->att.attach_ms;
 	if (ret)
 		return fail(EXIT_FAILED, ret == -ENOMEM ? "out_of_memory" : "attach_failed", "%s", r->err);
 

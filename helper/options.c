@@ -55,7 +55,9 @@ static const char usage[] =
 	"  --check                  check the options and compile the filter, then\n"
 	"                           exit: needs no privileges, loads nothing\n"
 	"  --verify-only            load the programs of --backend (kernel verifier)\n"
-	"                           without attaching, even if the kernel cannot attach them\n";
+	"                           without attaching, even if the kernel cannot attach them\n"
+	"  --bench-floor            benchmarks only: attach as asked, with programs that\n"
+	"                           return at once (what being attached costs)\n";
 
 enum {
 	OPT_BACKEND = 256,
@@ -74,6 +76,7 @@ enum {
 	OPT_MAX_EVENTS,
 	OPT_RINGBUF,
 	OPT_VERIFY_ONLY,
+	OPT_BENCH_FLOOR,
 	OPT_EMIT,
 	OPT_PACKET_STARTS,
 	OPT_LINES_FD,
@@ -102,6 +105,7 @@ static const struct option long_opts[] = {
 	{ "max-events", required_argument, NULL, OPT_MAX_EVENTS },
 	{ "ringbuf-size", required_argument, NULL, OPT_RINGBUF },
 	{ "verify-only", no_argument, NULL, OPT_VERIFY_ONLY },
+	{ "bench-floor", no_argument, NULL, OPT_BENCH_FLOOR },
 	{ "emit", required_argument, NULL, OPT_EMIT },
 	{ "packet-starts", required_argument, NULL, OPT_PACKET_STARTS },
 	{ "lines-fd", required_argument, NULL, OPT_LINES_FD },
@@ -263,6 +267,9 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 			break;
 		case OPT_VERIFY_ONLY:
 			o->verify_only = true;
+			break;
+		case OPT_BENCH_FLOOR:
+			o->bench_floor = true;
 			break;
 		case OPT_EMIT:
 			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "binary") != 0) {

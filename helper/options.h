@@ -24,6 +24,7 @@ struct options {
 	unsigned int vxlan_port, geneve_port; /* 0: the usual ports (4789 and 8472; 6081) */
 	bool verify_only;	/* load (kernel verifier) without attaching, then exit */
 	bool check;		/* check the input without privileges, load nothing, then exit */
+	bool bench_floor;	/* benchmarks: the programs return at once (the cost of being attached) */
 	double duration_sec;	/* 0 = until stopped */
 	uint64_t max_events;	/* 0 = unlimited */
 	unsigned int ringbuf_bytes;

@@ -126,6 +126,7 @@ void json_kv_bool(struct json *j, const char *key, bool v)
 /* One output descriptor, written without blocking. */
 struct channel {
 	int fd;
+	int given; /* the descriptor we were given (fd may be our own reopening of it) */
 	const char *name;
 	bool socket; /* send(MSG_DONTWAIT): per call, whatever the descriptor's flags */
 	size_t off;  /* lines: how much of the lines buffer is written here */
@@ -146,6 +147,7 @@ static struct {
 	size_t flen, foff;     /* frames buffered, of which written */
 	struct channel lines[MAX_LINE_FDS];
 	int nlines;
+	bool lines_over; /* no more lines come: each line output is closed once written */
 	size_t llen; /* lines buffered; each line channel's off says how far it got */
 	uint64_t written; /* bytes written in all: progress, for out_drain */
 	bool stalled;	  /* out_drain gave up on a reader that took nothing: it does not wait again */
@@ -165,7 +167,7 @@ static void channel_open(struct channel *c, int fd, const char *name)
 	struct stat st;
 	int flags = fcntl(fd, F_GETFL);
 
-	*c = (struct channel){ .fd = fd, .name = name };
+	*c = (struct channel){ .fd = fd, .given = fd, .name = name };
 	if (fstat(fd, &st) != 0)
 		return;
 	c->file = S_ISREG(st.st_mode);
@@ -289,12 +291,36 @@ static bool lines_pending(void)
 	return false;
 }
 
+/* Lets go of the line outputs: a reader downstream (`| jq`) sees their end without waiting for the helper's exit. */
+static void release_lines(void)
+{
+	for (int i = 0; i < out.nlines; i++) {
+		struct channel *c = &out.lines[i];
+
+		if (c->fd < 0)
+			continue;
+		if (c->fd != c->given)
+			close(c->fd);
+		close(c->given);
+		c->fd = c->given = -1;
+		c->done = true;
+	}
+}
+
+void out_lines_end(void)
+{
+	out.lines_over = true;
+	out_pump();
+}
+
 void out_pump(void)
 {
 	for (int i = 0; i < out.nlines; i++)
 		channel_pump(&out.lines[i], line_buf, &out.lines[i].off, out.llen, false);
 	if (lines_pending())
 		return;
+	if (out.lines_over)
+		release_lines();
 	out.llen = 0;
 	for (int i = 0; i < out.nlines; i++)
 		out.lines[i].off = 0;
@@ -537,6 +563,13 @@ void out_ready(const struct ready_info *r)
 	json_kv_uint(&j, "attached", r->attached);
 	json_kv_uint(&j, "skipped", r->skipped);
 	json_kv_int(&j, "attach_ms", (long long)(r->attach_ms + 0.5));
+	json_key(&j, "steps_ms");
+	json_begin_object(&j);
+	json_kv_int(&j, "btf", (long long)(r->steps.btf + 0.5));
+	json_kv_int(&j, "probes", (long long)(r->steps.probes + 0.5));
+	json_kv_int(&j, "load", (long long)(r->steps.load + 0.5));
+	json_kv_int(&j, "attach", (long long)(r->steps.attach + 0.5));
+	json_end_object(&j);
 	json_kv_string(&j, "filter", r->filter);
 	json_kv_uint(&j, "ringbuf_bytes", r->ringbuf_bytes);
 	json_key(&j, "drop_reasons");

@@ -72,6 +72,8 @@ int out_pollfds(struct pollfd *fds);
  * was left unwritten.
  */
 bool out_drain(int stall_ms);
+/* No more lines will come (END is written): each line output is closed once what it holds is out. */
+void out_lines_end(void);
 
 /* An output that failed: closed by its reader (EPIPE) or a write error. */
 struct out_fault {
@@ -98,11 +100,17 @@ void out_message(uint16_t type, const char *code, const char *fmt, ...) __attrib
 /* PROGRESS, when there is room (it is only news). */
 void out_progress(const char *phase, size_t done, size_t total);
 
+/* How long the start-up steps took, ms (READY's steps_ms). */
+struct step_times {
+	double btf, probes, load, attach;
+};
+
 struct ready_info {
 	const char *backend, *backend_note, *func_kind;
 	const struct probe_set *probes;
 	size_t attached, skipped;
 	double attach_ms;
+	struct step_times steps;
 	const char *filter;
 	unsigned int ringbuf_bytes;
 	const struct drop_reasons *drop_reasons;

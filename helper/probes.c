@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,26 +181,69 @@ static void traceable_load(struct name_list *l)
 	qsort(l->v, l->cnt, sizeof(*l->v), cmp_str);
 }
 
+/*
+ * The kernel formats the list line by line on each read (~50k functions:
+ * seconds under emulation), so it is read in a thread from the helper's
+ * start, beside the BTF and the kernel's symbols.
+ */
+static struct {
+	pthread_t thread;
+	bool started, loaded;
+	struct name_list list;
+} traceable_bg;
+
+static void *traceable_thread(void *arg)
+{
+	(void)arg;
+	traceable_load(&traceable_bg.list);
+	return NULL;
+}
+
+void probes_prefetch_traceable(void)
+{
+	if (!traceable_bg.started && !traceable_bg.loaded)
+		traceable_bg.started = pthread_create(&traceable_bg.thread, NULL, traceable_thread, NULL) == 0;
+}
+
+/* The list, read by the thread started earlier or now; kept until traceable_release(). */
+static const struct name_list *traceable_get(void)
+{
+	if (traceable_bg.started) {
+		pthread_join(traceable_bg.thread, NULL);
+		traceable_bg.started = false;
+		traceable_bg.loaded = true;
+	}
+	if (!traceable_bg.loaded) {
+		traceable_load(&traceable_bg.list);
+		traceable_bg.loaded = true;
+	}
+	return &traceable_bg.list;
+}
+
 static bool traceable_has(const struct name_list *l, const char *name)
 {
 	return bsearch(&name, l->v, l->cnt, sizeof(*l->v), cmp_str) != NULL;
 }
 
-static void traceable_free(struct name_list *l)
+static void traceable_release(void)
 {
+	struct name_list *l = &traceable_bg.list;
+
+	if (traceable_bg.started)
+		pthread_join(traceable_bg.thread, NULL);
 	for (size_t i = 0; i < l->cnt; i++)
 		free(l->v[i]);
 	free(l->v);
+	memset(&traceable_bg, 0, sizeof(traceable_bg));
 }
 
 int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, const regex_t *re,
 			  struct probe_set *out)
 {
 	__u32 n = btf__type_cnt(btf);
-	struct name_list traceable;
+	const struct name_list *traceable = traceable_get();
 	int ret = 0;
 
-	traceable_load(&traceable);
 	/* Split BTF (a module's) starts after vmlinux's ids. */
 	for (__u32 id = 1; id < n; id++) {
 		const struct btf_type *t = btf__type_by_id(btf, id);
@@ -218,7 +262,7 @@ int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, cons
 		sym = kallsyms_by_name(ks, name);
 		if (!sym)
 			continue; /* inlined everywhere: nothing to probe */
-		if (traceable.cnt && !traceable_has(&traceable, name))
+		if (traceable->cnt && !traceable_has(traceable, name))
 			continue;
 		struct probe *p = probes_add(out, name);
 		if (!p) {
@@ -230,7 +274,6 @@ int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, cons
 		p->btf_id = id;
 		p->addr = sym->addr;
 	}
-	traceable_free(&traceable);
 	return ret;
 }
 
@@ -351,6 +394,7 @@ int probes_choose(struct btf *btf, const struct probe_request *req, struct probe
 			p->name = name;
 		}
 		probes_free(&functions);
+		traceable_release();
 	}
 	if (ret)
 		return ret;

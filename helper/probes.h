@@ -46,6 +46,9 @@ int probes_find_tracepoints(const struct btf *vmlinux, const regex_t *re, struct
 int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, const regex_t *re,
 			  struct probe_set *out);
 
+/* Starts reading the kernel's list of traceable functions in the background (probes_find_functions waits for it). */
+void probes_prefetch_traceable(void);
+
 struct probe *probes_add(struct probe_set *set, const char *name);
 void probes_free(struct probe_set *set);
 

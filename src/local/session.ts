@@ -1,6 +1,7 @@
 /**
  * Local mode: runs the helper on this host and feeds its record stream to the
- * sink. Stops it by closing its stdin (it detaches and says goodbye); a helper
+ * sink. Stops it by closing its stdin (it says goodbye, END, and detaches its
+ * probes after that, alone: the trace is over at END); a helper
  * that then sends nothing while we read (stopped with SIGSTOP, or stuck) is
  * killed, and the kernel detaches its probes. --duration is kept on our clock
  * too, for a helper that cannot keep it.
@@ -15,8 +16,9 @@ import { helperArgs, type TraceRequest } from '../trace/request';
 const STDERR_KEEP = 8192;
 /**
  * After a stop, how long the helper may send nothing while we read before it
- * is killed: it acts on a stop within 20 ms, and sends PROGRESS while it
- * detaches and its last frames right after (docs/record-stream.md).
+ * is killed: it acts on a stop within 20 ms and sends its last frames (STATS,
+ * END) within 0.5 s while the outputs keep up; it detaches after END
+ * (docs/record-stream.md).
  */
 export const STOP_SILENCE_MS = 1500;
 /** How long past --duration (from READY) the client stops the helper itself; the helper's own clock comes first. */
@@ -54,6 +56,9 @@ export async function runLocalTrace(
   });
   let stderr = '';
   let streamError: Error | undefined;
+  // END: the trace is over. The helper detaches its probes after it (the kernel takes seconds to minutes
+  // with plain kprobes) and exits alone: the user does not wait for that (docs/record-stream.md).
+  let ended: (() => void) | undefined;
 
   // When we last heard from the helper, or started listening again (for the stop's watchdog).
   let heard = Date.now();
@@ -66,6 +71,10 @@ export async function runLocalTrace(
     } catch (err) {
       streamError = err as Error;
       child.kill('SIGINT');
+      return;
+    }
+    if (stream.outcome.endReason !== undefined && !stream.outcome.error) {
+      ended?.();
       return;
     }
     // Output slower than the kernel: stop reading, so the helper's pipe and then the ring buffer fill.
@@ -105,6 +114,13 @@ export async function runLocalTrace(
   const [code, killedBy] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
     child.on('error', (err) => reject(new UserError(`cannot start the helper ${helper}: ${err.message}`)));
     child.on('close', (c, s) => resolve([c, s]));
+    ended = () => {
+      child.stdout.destroy();
+      child.stderr.destroy();
+      child.stdin.destroy();
+      child.unref();
+      resolve([0, null]);
+    };
   });
   signal.removeEventListener('abort', stop);
   clearTimeout(deadline);
@@ -116,7 +132,8 @@ export async function runLocalTrace(
       `the helper did not answer the stop within ${STOP_SILENCE_MS / 1000} s (was it stopped with SIGSTOP?): killed it; the kernel detached its probes`,
     );
   }
-  stream.decoder.finish();
+  // After END, what follows (detach progress) may be cut mid-frame: it is not read.
+  if (stream.outcome.endReason === undefined) stream.decoder.finish();
   const { error } = stream.outcome;
   if (error) throw new UserError(error.message, helperExitCode(error.code));
   if (killedBy) {

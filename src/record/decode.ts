@@ -139,6 +139,8 @@ export interface ReadyInfo {
   probes: ProbeInfo[];
   attached: number;
   attach_ms: number;
+  /** How long the helper's start-up steps took, ms: the BTF, choosing probes, loading, attaching. */
+  steps_ms?: { btf: number; probes: number; load: number; attach: number };
   skipped: number;
   filter: string;
   drop_reasons: Record<string, string>;

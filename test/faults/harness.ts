@@ -14,11 +14,33 @@ import { HELPER } from '../integration/tracer';
 
 export { type Held, heldBy } from '../integration/bpf-held';
 
-function idsIn(kind: 'prog' | 'link'): Set<number> {
-  const list = JSON.parse(execFileSync('bpftool', ['-j', kind, 'show'], { encoding: 'utf8' })) as {
-    id: number;
-  }[];
-  return new Set(list.map((x) => x.id));
+/**
+ * Ids of the kernel's programs or links; undefined when bpftool failed, as it
+ * does when one goes away between its listing and its look at it (the helper
+ * detaches after END, while the test looks).
+ */
+function idsIn(kind: 'prog' | 'link'): Set<number> | undefined {
+  try {
+    const list = JSON.parse(
+      execFileSync('bpftool', ['-j', kind, 'show'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }),
+    ) as { id: number }[];
+    return new Set(list.map((x) => x.id));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The frames up to the last words (END or ERROR): the probes are detached
+ * after them, with PROGRESS frames (docs/record-stream.md).
+ */
+export function beforeDetach(order: readonly string[]): string[] {
+  const out = [...order];
+  while (out.at(-1) === 'progress') out.pop();
+  return out;
 }
 
 async function waitFor<T>(
@@ -46,12 +68,13 @@ export async function assertGoneFromKernel(held: Held, boundMs = 10000): Promise
     () => {
       const progs = idsIn('prog');
       const links = idsIn('link');
+      if (!progs || !links) return undefined; // changing while listed: look again
       return {
         progs: [...held.progs].filter((id) => progs.has(id)),
         links: [...held.links].filter((id) => links.has(id)),
       };
     },
-    (left) => left.progs.length === 0 && left.links.length === 0,
+    (left) => left !== undefined && left.progs.length === 0 && left.links.length === 0,
     boundMs,
   );
 }

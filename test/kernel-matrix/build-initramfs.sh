@@ -4,17 +4,18 @@
 # from the host), the pwru helper, udpkit, one kernel's modules, /init and the
 # test's plan.
 #
-# Usage: build-initramfs.sh KERNEL_DIR HELPER PLAN OUT
+# Usage: build-initramfs.sh KERNEL_DIR HELPER PLAN OUT [PWRU]
 #   KERNEL_DIR  a kernel from prepare.sh (has modules/ and modules.order)
 #   HELPER      the static pwru-helper binary
 #   PLAN        a shell fragment of run_case lines (see guest/init.sh)
 #   OUT         the cpio file to write
+#   PWRU        optionally, a static cilium/pwru to run side by side (bench/functions.ts)
 set -euo pipefail
-[ $# = 4 ] || {
-  echo "usage: $0 KERNEL_DIR HELPER PLAN OUT" >&2
+[ $# = 4 ] || [ $# = 5 ] || {
+  echo "usage: $0 KERNEL_DIR HELPER PLAN OUT [PWRU]" >&2
   exit 2
 }
-kernel=$1 helper=$2 plan=$3 out=$4
+kernel=$1 helper=$2 plan=$3 out=$4 pwru=${5:-}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
@@ -46,6 +47,7 @@ done
 [ -f /etc/protocols ] && cp /etc/protocols "$root/etc/protocols"
 
 copy_elf "$helper" /bin/pwru-helper
+[ -z "$pwru" ] || copy_elf "$pwru" /bin/pwru
 udpkit=$(mktemp)
 gcc -static -Os -Wall -o "$udpkit" "$here/guest/udpkit.c"
 install -m 0755 "$udpkit" "$root/bin/udpkit"

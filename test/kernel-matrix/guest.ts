@@ -11,6 +11,7 @@ import path from 'node:path';
 import {
   type EndInfo,
   type HelperMessage,
+  type ProgressInfo,
   type ReadyInfo,
   RecordDecoder,
   type StatsInfo,
@@ -52,16 +53,38 @@ export interface CaseSpec {
   /** Seconds to wait for READY. */
   readyTimeout: number;
   args: string[];
+  /** 'pwru': cilium/pwru (BootOptions.pwru) instead of the helper, its events to a file. */
+  tool?: 'helper' | 'pwru';
+  /** Arguments to the guest shell's `ulimit` for this run only, e.g. '-S -n 256'. */
+  ulimit?: string;
+  /** fs.nr_open during this run (the most a process may raise its descriptor limit to). */
+  nrOpen?: number;
+  /** 'attaching': SIGINT one second into attaching, instead of once ready. */
+  stop?: 'attaching';
 }
 
 export interface CaseResult {
   name: string;
-  /** 'ready', 'exited' (before READY) or 'timeout'. */
+  /** 'ready', 'exited' (before READY), 'attaching' (stopped while attaching, as asked) or 'timeout'. */
   state: string;
   /** Guest seconds from start to READY (or giving up). */
   readySeconds: number;
   /** Guest seconds from SIGINT to exit: mostly detaching. */
   stopSeconds: number;
+  /** Guest uptime at the start and at SIGINT, seconds. */
+  startAt: number;
+  stopAt: number;
+  /**
+   * Guest uptime when the stream or stderr first showed a mark (polled every
+   * 50 ms): 'end' (the helper's END frame), pwru's 'attach-begin',
+   * 'attach-end', 'detach-begin'.
+   */
+  marks: Record<string, number>;
+  /** pwru: 'events' (lines in its output file). */
+  info: Record<string, string>;
+  progress: ProgressInfo[];
+  /** Frames after END, by type name: detaching goes on after it. */
+  afterEnd: string[];
   exitCode: number;
   ready?: ReadyInfo;
   events: TraceEvent[];
@@ -95,23 +118,44 @@ function shellQuote(s: string): string {
 
 export function planScript(cases: CaseSpec[]): string {
   return cases
-    .map((c) => ['run_case', c.name, c.traffic, String(c.readyTimeout), ...c.args].map(shellQuote).join(' '))
+    .map((c) => {
+      const settings = [
+        `CASE_TOOL=${shellQuote(c.tool ?? 'helper')}`,
+        `CASE_ULIMIT=${shellQuote(c.ulimit ?? '')}`,
+        `CASE_NR_OPEN=${shellQuote(c.nrOpen === undefined ? '' : String(c.nrOpen))}`,
+        `CASE_STOP=${shellQuote(c.stop ?? '')}`,
+      ].join('; ');
+      const call = ['run_case', c.name, c.traffic, String(c.readyTimeout), ...c.args]
+        .map(shellQuote)
+        .join(' ');
+      return `${settings}; ${call}`;
+    })
     .join('\n')
     .concat('\n');
 }
 
 function decodeStream(result: CaseResult, stream: Buffer): void {
+  const after = (kind: string) => {
+    if (result.end) result.afterEnd.push(kind);
+  };
   const decoder = new RecordDecoder({
+    progress: (p) => {
+      after('progress');
+      result.progress.push(p);
+    },
     ready: (r) => {
       result.ready = r;
     },
     event: (e) => {
+      after('event');
       result.events.push(e);
     },
     stats: (s) => {
+      after('stats');
       result.stats.push(s);
     },
     error: (e) => {
+      after('error');
       result.errors.push(e);
     },
     warning: (w) => {
@@ -186,6 +230,12 @@ export function parseTranscript(kernel: string, text: string, consoleLog: string
           readySeconds: Number.NaN,
           stopSeconds: Number.NaN,
           exitCode: Number.NaN,
+          startAt: Number.NaN,
+          stopAt: Number.NaN,
+          marks: {},
+          info: {},
+          progress: [],
+          afterEnd: [],
           events: [],
           stats: [],
           errors: [],
@@ -197,12 +247,20 @@ export function parseTranscript(kernel: string, text: string, consoleLog: string
       case 'case-ready':
         if (current) {
           current.state = rest[1];
+          current.startAt = Number(rest[2]);
           current.readySeconds = Number(rest[3]) - Number(rest[2]);
         }
+        break;
+      case 'case-mark':
+        if (current) current.marks[rest[1]] = Number(rest[2]);
+        break;
+      case 'case-info':
+        if (current) current.info[rest[1]] = rest.slice(2).join(' ');
         break;
       case 'case-exit':
         if (current) {
           current.exitCode = Number(rest[1]);
+          current.stopAt = Number(rest[2]);
           current.stopSeconds = Number(rest[3]) - Number(rest[2]);
         }
         break;
@@ -219,6 +277,8 @@ export function parseTranscript(kernel: string, text: string, consoleLog: string
 export interface BootOptions {
   kernel: string;
   helper: string;
+  /** A static cilium/pwru for the cases with tool 'pwru'. */
+  pwru?: string;
   cases: CaseSpec[];
   /** Host-side limit for the whole guest, ms. */
   timeoutMs: number;
@@ -236,7 +296,14 @@ export async function bootGuest(opts: BootOptions): Promise<GuestRun> {
     const initrd = path.join(work, 'initrd.cpio');
     const build = spawnSync(
       'bash',
-      [path.join(root, 'test/kernel-matrix/build-initramfs.sh'), kdir, opts.helper, plan, initrd],
+      [
+        path.join(root, 'test/kernel-matrix/build-initramfs.sh'),
+        kdir,
+        opts.helper,
+        plan,
+        initrd,
+        ...(opts.pwru ? [opts.pwru] : []),
+      ],
       { encoding: 'utf8' },
     );
     if (build.status !== 0) {

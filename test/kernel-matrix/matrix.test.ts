@@ -72,6 +72,10 @@ const EXPECTED_TRACEPOINT_PATH = ['net_dev_queue', 'netif_receive_skb'];
  * them (1630 on 6.12), which would take minutes to detach under TCG.
  */
 const KPROBE_TIMING_REGEX = '^(ip|ip6|udp|tcp|nf|netif|__netif|dev|__dev|skb|__skb)_';
+/** A soft descriptor limit far below what ~400 plain kprobes hold (two each): the helper raises it. */
+const LOW_NOFILE = 256;
+/** A hard limit it may not raise (fs.nr_open the same): it runs out, which must be an error. */
+const CAPPED_NOFILE = 200;
 
 function plan(k: KernelSpec): CaseSpec[] {
   const cases: CaseSpec[] = [];
@@ -127,7 +131,34 @@ function plan(k: KernelSpec): CaseSpec[] {
   }
   for (const b of k.backends) {
     const funcs = b === 'kprobe' ? ['--filter-func', KPROBE_TIMING_REGEX] : [];
-    cases.push({ name: `attach-${b}`, traffic: 'none', readyTimeout: 240, args: ['--backend', b, ...funcs] });
+    // Plain kprobes hold two descriptors each: under a soft limit of 256 the helper must raise it.
+    const ulimit = b === 'kprobe' ? `-S -n ${LOW_NOFILE}` : undefined;
+    cases.push({
+      name: `attach-${b}`,
+      traffic: 'none',
+      readyTimeout: 240,
+      ulimit,
+      args: ['--backend', b, ...funcs],
+    });
+  }
+  if (k.backends.includes('kprobe')) {
+    // A limit it may not raise (the hard limit and fs.nr_open both low): running out is an error.
+    cases.push({
+      name: 'nofile-capped',
+      traffic: 'none',
+      readyTimeout: 240,
+      ulimit: `-n ${CAPPED_NOFILE}`,
+      nrOpen: CAPPED_NOFILE,
+      args: ['--backend', 'kprobe', '--filter-func', KPROBE_TIMING_REGEX],
+    });
+    // Ctrl-C one second into a long attach.
+    cases.push({
+      name: 'stop-attaching',
+      traffic: 'none',
+      readyTimeout: 240,
+      stop: 'attaching',
+      args: ['--backend', 'kprobe', '--filter-func', KPROBE_TIMING_REGEX],
+    });
   }
   return cases;
 }
@@ -182,6 +213,25 @@ function assertAccounted(c: CaseResult): void {
   assert.equal(s.emitted, c.events.length + (s.discarded ?? 0), `${c.name}: ${JSON.stringify(s)}`);
 }
 
+/**
+ * The probes are detached after END (docs/record-stream.md): PROGRESS detach
+ * frames follow it, the last at done == total, and the helper exited only then.
+ */
+function assertDetachedAfterEnd(c: CaseResult): void {
+  assert.ok(c.end, describeCase(c));
+  assert.ok(
+    c.afterEnd.every((kind) => kind === 'progress'),
+    `${c.name}: after END: ${c.afterEnd.join(', ')}`,
+  );
+  const detach = c.progress.filter((p) => p.phase === 'detach');
+  assert.ok(
+    detach.length > 0 && c.afterEnd.length >= detach.length,
+    `${c.name}: ${JSON.stringify(c.progress)}`,
+  );
+  const last = detach.at(-1);
+  assert.ok(last && last.done === last.total && last.total > 0, `${c.name}: ${JSON.stringify(last)}`);
+}
+
 function report(run: GuestRun): string {
   const rows = [...run.cases.values()].map((c) =>
     [
@@ -191,6 +241,7 @@ function report(run: GuestRun): string {
       String(c.ready?.attach_ms ?? '-').padStart(8),
       c.readySeconds.toFixed(1).padStart(7),
       c.stopSeconds.toFixed(1).padStart(7),
+      (c.marks.end - c.stopAt).toFixed(1).padStart(6),
       String(c.events.length).padStart(6),
       `${c.stats.at(-1)?.seen ?? '-'}/${c.stats.at(-1)?.emitted ?? '-'}/${c.stats.at(-1)?.lost ?? '-'}`.padStart(
         15,
@@ -203,7 +254,7 @@ function report(run: GuestRun): string {
   );
   return [
     `kernel ${run.kernel} (${run.release}): /init at ${run.bootSeconds.toFixed(2)} s, network ready at ${run.setupSeconds.toFixed(2)} s, qemu wall ${run.wallSeconds.toFixed(1)} s`,
-    `${'case'.padEnd(20)} ${'backend'.padEnd(13)} probes attachms ready_s  stop_s events seen/emit/lost exit`,
+    `${'case'.padEnd(20)} ${'backend'.padEnd(13)} probes attachms ready_s  stop_s  end_s events seen/emit/lost exit`,
     ...rows,
     ...notes,
   ].join('\n');
@@ -323,14 +374,53 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
       });
     }
 
-    // Events that fire while plain kprobes detach (tens of seconds under TCG)
-    // come after the stop: the helper reads them after detaching and counts them
-    // as discarded, so that the final STATS still account for all it emitted.
-    await t.test('final STATS account for every event, even during a slow detach', () => {
+    // The programs stop before the final STATS (they return at once, and the
+    // helper waits for those running), so that the final STATS account for all
+    // the kernel emitted, and END comes before the slow detach.
+    await t.test('final STATS account for every event; END comes before the detach', () => {
       for (const c of run.cases.values()) {
         if (c.state !== 'ready' || c.stats.length === 0) continue;
         assertAccounted(c);
+        assertDetachedAfterEnd(c);
       }
     });
+
+    if (k.backends.includes('kprobe')) {
+      await t.test(
+        `plain kprobes under a soft limit of ${LOW_NOFILE} descriptors: the helper raises it`,
+        () => {
+          const c = getCase(run, 'attach-kprobe');
+          assertClean(c);
+          assert.ok((c.ready?.attached ?? 0) > LOW_NOFILE / 2, describeCase(c));
+        },
+      );
+
+      await t.test('running out of descriptors is an error, never skipped functions', () => {
+        const c = getCase(run, 'nofile-capped');
+        assert.equal(c.decodeError, undefined, describeCase(c));
+        assert.equal(c.ready, undefined, `READY after running out of descriptors: ${describeCase(c)}`);
+        assert.equal(c.exitCode, 1, describeCase(c));
+        assert.equal(c.errors[0]?.code, 'attach_failed', describeCase(c));
+        assert.match(c.errors[0]?.message ?? '', /out of file descriptors/, describeCase(c));
+        // What did attach is detached before the exit, with progress to the end.
+        const last = c.progress.at(-1);
+        assert.equal(last?.phase, 'detach', describeCase(c));
+        assert.equal(last?.done, last?.total, describeCase(c));
+      });
+
+      await t.test('Ctrl-C during a long attach: END at once, then everything attached is detached', () => {
+        const c = getCase(run, 'stop-attaching');
+        assert.equal(c.decodeError, undefined, describeCase(c));
+        assert.equal(c.state, 'attaching', describeCase(c));
+        assert.equal(c.ready, undefined, describeCase(c));
+        assert.equal(c.exitCode, 0, describeCase(c));
+        assert.equal(c.end?.reason, 'signal', describeCase(c));
+        assert.ok(
+          c.progress.some((p) => p.phase === 'attach' && p.done > 0 && p.done < p.total),
+          `no attach progress before the stop: ${JSON.stringify(c.progress)}`,
+        );
+        assertDetachedAfterEnd(c);
+      });
+    }
   });
 }

@@ -89,47 +89,96 @@ traffic() { # KIND
   esac
 }
 
-# run_case NAME TRAFFIC READY_TIMEOUT HELPER-ARGS...
-# Starts the helper, waits for its READY frame, makes TRAFFIC, stops it with
-# SIGINT and reports timings, exit code, the record stream and stderr.
+# Says "case-mark NAME LABEL TIME" once, when FILE first holds PATTERN.
+marks=""
+mark_once() { # LABEL PATTERN FILE
+  case " $marks " in *" $1 "*) return ;; esac
+  grep -q "$2" "$3" 2>/dev/null || return
+  say case-mark "$name" "$1" "$(now)"
+  marks="$marks $1"
+}
+
+# run_case NAME TRAFFIC READY_TIMEOUT ARGS...
+# Starts the helper (or, with CASE_TOOL=pwru, cilium/pwru with its events to a
+# file), waits for it to be ready, makes TRAFFIC, stops it with SIGINT and
+# reports timings, exit code, its output and stderr. The plan may set, for one
+# case: CASE_ULIMIT (arguments to `ulimit`, in the tool's shell only),
+# CASE_NR_OPEN (fs.nr_open meanwhile, restored after) and CASE_STOP=attaching
+# (the helper is stopped one second into attaching, not once ready).
 run_case() {
   name=$1 kind=$2 limit=$3
   shift 3
+  tool=${CASE_TOOL:-helper}
+  marks=""
   say case-begin "$name" "$(now)"
+  nr_open=$(cat /proc/sys/fs/nr_open)
+  [ -n "$CASE_NR_OPEN" ] && echo "$CASE_NR_OPEN" >/proc/sys/fs/nr_open
   t0=$(now)
-  pwru-helper "$@" </dev/null >/tmp/"$name".out 2>/tmp/"$name".err &
+  if [ "$tool" = pwru ]; then
+    (
+      [ -z "$CASE_ULIMIT" ] || ulimit $CASE_ULIMIT
+      exec pwru --output-file /tmp/"$name".events "$@"
+    ) </dev/null >/tmp/"$name".out 2>/tmp/"$name".err &
+    ready_pattern='Listening for events' ready_file=/tmp/"$name".err
+  else
+    (
+      [ -z "$CASE_ULIMIT" ] || ulimit $CASE_ULIMIT
+      exec pwru-helper "$@"
+    ) </dev/null >/tmp/"$name".out 2>/tmp/"$name".err &
+    ready_pattern='"attach_ms"' ready_file=/tmp/"$name".out
+  fi
   pid=$!
   state=timeout
   i=0
-  while [ $i -lt $((limit * 10)) ]; do
-    if grep -q '"attach_ms"' /tmp/"$name".out 2>/dev/null; then
+  while [ $i -lt $((limit * 20)) ]; do
+    if [ "$tool" = pwru ]; then
+      mark_once attach-begin 'Attaching kprobes' /tmp/"$name".err
+      mark_once attach-end 'Attached (ignored' /tmp/"$name".err
+    fi
+    if grep -q "$ready_pattern" "$ready_file" 2>/dev/null; then
       state=ready
+      break
+    fi
+    if [ "$CASE_STOP" = attaching ] && grep -q '"attaching probes"' /tmp/"$name".out 2>/dev/null; then
+      sleep 1
+      state=attaching
       break
     fi
     kill -0 $pid 2>/dev/null || {
       state=exited
       break
     }
-    sleep 0.1
+    sleep 0.05
     i=$((i + 1))
   done
   t1=$(now)
   say case-ready "$name" "$state" "$t0" "$t1"
   if [ $state = ready ]; then
+    # What the kernel holds attached now, whoever attached it: plain kprobes, and ftrace's traced functions.
+    say case-info "$name" kprobes "$(grep -c . /sys/kernel/debug/kprobes/list 2>/dev/null)"
+    say case-info "$name" ftrace "$(grep -c . /sys/kernel/tracing/enabled_functions 2>/dev/null)"
     traffic "$kind"
     sleep 1
   fi
   t2=$(now)
   kill -INT $pid 2>/dev/null
   i=0
-  while kill -0 $pid 2>/dev/null && [ $i -lt 3000 ]; do
-    sleep 0.1
+  while kill -0 $pid 2>/dev/null && [ $i -lt 6000 ]; do
+    # The helper's END: the trace is over for its reader (it detaches after it).
+    [ "$tool" = pwru ] || mark_once end '"reason"' /tmp/"$name".out
+    [ "$tool" = pwru ] && mark_once detach-begin 'Detaching kprobes' /tmp/"$name".err
+    sleep 0.05
     i=$((i + 1))
   done
   kill -0 $pid 2>/dev/null && kill -KILL $pid
   wait $pid
   code=$?
   say case-exit "$name" "$code" "$t2" "$(now)"
+  echo "$nr_open" >/proc/sys/fs/nr_open
+  if [ -f /tmp/"$name".events ]; then
+    say case-info "$name" events "$(grep -c . /tmp/"$name".events)"
+    rm -f /tmp/"$name".events
+  fi
   send_file "$name.out" /tmp/"$name".out
   send_file "$name.err" /tmp/"$name".err
   rm -f /tmp/"$name".out /tmp/"$name".err
