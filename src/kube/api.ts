@@ -9,7 +9,6 @@
 import { setMaxListeners } from 'node:events';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type * as k8s from '@kubernetes/client-node';
 import { BadInput, UserError } from '../errors';
 
 export interface ApiOptions {
@@ -77,14 +76,24 @@ export function queryString(query: RequestInit['query']): string {
   return s ? `?${s}` : '';
 }
 
+/** The kubeconfig as the Api needs it (src/kube/kubeconfig.ts). */
+export interface Credentials {
+  getCurrentCluster(): { server: string } | null;
+  applyToHTTPSOptions(opts: https.RequestOptions): Promise<void>;
+}
+
 export class Api {
   readonly server: string;
-
   constructor(
-    readonly kc: k8s.KubeConfig,
+    readonly kc: Credentials,
     readonly options: ApiOptions,
     /** The run's signal: aborting it ends every call and watch of this Api. */
     readonly signal?: AbortSignal,
+    /** Connections are kept and reused: a TLS handshake per call is most of a call's cost. */
+    private readonly agents = {
+      'https:': new https.Agent({ keepAlive: true }),
+      'http:': new http.Agent({ keepAlive: true }),
+    },
   ) {
     this.server = (kc.getCurrentCluster()?.server ?? '').replace(/\/+$/, '');
     // Every call in flight listens to it: a service over many nodes makes many at once.
@@ -93,12 +102,12 @@ export class Api {
 
   /** The same connection without the run's signal: for cleaning up after an interrupt. */
   withoutSignal(): Api {
-    return new Api(this.kc, this.options);
+    return new Api(this.kc, this.options, undefined, this.agents);
   }
 
   /** The same connection with another per-request timeout. */
   withTimeout(timeoutMs: number): Api {
-    return new Api(this.kc, { ...this.options, timeoutMs }, this.signal);
+    return new Api(this.kc, { ...this.options, timeoutMs }, this.signal, this.agents);
   }
 
   /** Options for https.request / ws: credentials, TLS, impersonation. */
@@ -151,7 +160,8 @@ export class Api {
         } else resolve(res as http.IncomingMessage);
       };
       const onAbort = () => done(new AbortedError());
-      const req = lib.request(url, { ...base, method, headers }, (res) => done(undefined, res));
+      const agent = this.agents[url.protocol as 'https:' | 'http:'];
+      const req = lib.request(url, { ...base, agent, method, headers }, (res) => done(undefined, res));
       req.on('error', (err) => done(err));
       const timer =
         this.options.timeoutMs > 0

@@ -4,7 +4,6 @@
  * --context, then the namespace from -n or the context. And the one place
  * that turns the API's failures into messages the user can act on.
  */
-import type * as k8s from '@kubernetes/client-node';
 import { BadInput, UserError } from '../errors';
 import {
   AbortedError,
@@ -15,31 +14,29 @@ import {
   RequestTimeout,
   type Step,
 } from './api';
+import type { KubeConfigLite } from './kubeconfig';
 
 export type { Step } from './api';
-export type K8s = typeof k8s;
-
 /**
- * client-node's KubeConfig (and its YAML) only: the generated API classes are
- * not needed (src/kube/api.ts speaks REST itself), and loading them doubles
- * the cost.
+ * What kubectl-pwru uses of client-node: its kubeconfig reading (through
+ * src/kube/kubeconfig.ts, which loads only the small modules it needs) and
+ * YAML (js-yaml, as client-node uses it, loaded as CommonJS).
  */
 export interface K8sLib {
-  KubeConfig: typeof k8s.KubeConfig;
-  loadYaml: typeof k8s.loadYaml;
-  loadAllYaml: typeof k8s.loadAllYaml;
-  dumpYaml: typeof k8s.dumpYaml;
+  KubeConfig: typeof KubeConfigLite;
+  loadYaml(text: string): unknown;
+  loadAllYaml(text: string): unknown[];
+  dumpYaml(value: unknown, opts?: { lineWidth?: number; noRefs?: boolean }): string;
 }
 let loaded: K8sLib | undefined;
 export function k8sLib(): K8sLib {
   if (!loaded) {
-    const config = require('@kubernetes/client-node/dist/config.js') as { KubeConfig: typeof k8s.KubeConfig };
-    const yaml = require('@kubernetes/client-node/dist/yaml.js') as Omit<K8sLib, 'KubeConfig'>;
+    const yaml = require('js-yaml') as typeof import('js-yaml');
     loaded = {
-      KubeConfig: config.KubeConfig,
-      loadYaml: yaml.loadYaml,
-      loadAllYaml: yaml.loadAllYaml,
-      dumpYaml: yaml.dumpYaml,
+      KubeConfig: (require('./kubeconfig') as typeof import('./kubeconfig')).KubeConfigLite,
+      loadYaml: (text) => yaml.load(text),
+      loadAllYaml: (text) => yaml.loadAll(text),
+      dumpYaml: (value, opts) => yaml.dump(value, opts),
     };
   }
   return loaded;
@@ -59,14 +56,14 @@ export interface ConnectOptions {
 }
 
 export interface Cluster {
-  kc: k8s.KubeConfig;
+  kc: KubeConfigLite;
   api: Api;
   /** -n, else the context's namespace, else "default". */
   namespace: string;
   server: string;
 }
 
-export function loadKubeConfig(opts: ConnectOptions): k8s.KubeConfig {
+export function loadKubeConfig(opts: ConnectOptions): KubeConfigLite {
   const kc = new (k8sLib().KubeConfig)();
   try {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);

@@ -170,10 +170,14 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
     throw err;
   }
   const sink = withNames(opts.sink, names);
-  const bundles = new Map<string, Buffer>();
+  // Bundles are packed while the pods start: they are needed only once a pod runs.
+  const bundles = new Map<string, Promise<Buffer>>();
   for (const n of p.nodes) {
     const key = `${n.arch}\n${JSON.stringify(n.runner)}`;
-    if (!bundles.has(key)) bundles.set(key, await buildBundle(n.arch, n.runner));
+    if (bundles.has(key)) continue;
+    const bundle = buildBundle(n.arch, n.runner);
+    bundle.catch(() => {}); // awaited (and reported) by the session that sends it
+    bundles.set(key, bundle);
   }
 
   // One node failing stops them all: a partial trace would mislead.
@@ -192,7 +196,7 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
         cluster: p.cluster,
         node: n.target.node,
         pod: n.pod,
-        bundle: bundles.get(`${n.arch}\n${JSON.stringify(n.runner)}`) as Buffer,
+        bundle: bundles.get(`${n.arch}\n${JSON.stringify(n.runner)}`) as Promise<Buffer>,
         sink,
         label: many ? n.target.node : undefined,
         signal: stopAll.signal,

@@ -26,7 +26,8 @@ export interface NodeSessionOptions {
   cluster: Cluster;
   node: string;
   pod: k8s.V1Pod;
-  bundle: Buffer;
+  /** Packed while the pod starts. */
+  bundle: Promise<Buffer>;
   sink: TraceSink;
   /** Set when several nodes are traced: prefixes progress and tags every line. */
   label?: string;
@@ -75,6 +76,7 @@ export class NodeSession {
   private async trace(): Promise<void> {
     const { cluster, signal, sink } = this.o;
     let readError: Error | undefined;
+    const bundle = await this.o.bundle;
     const channel: AttachChannel = await AttachChannel.open(
       cluster,
       this.life.namespace,
@@ -103,7 +105,7 @@ export class NodeSession {
       signal,
     );
     this.tracing = true;
-    channel.sendBundle(this.o.bundle);
+    channel.sendBundle(bundle);
 
     let stopTimer: NodeJS.Timeout | undefined;
     let deleteTimer: NodeJS.Timeout | undefined;

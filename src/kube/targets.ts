@@ -209,9 +209,7 @@ export async function resolveTarget(
       return fromPods('pod', `pod/${namespace}/${name}`, [pod], `pod "${name}"`);
     }
     case 'node': {
-      await call(cluster, { verb: 'get', resource: 'nodes', name }, (api) =>
-        api.request('GET', paths.nodes(name)),
-      );
+      // The node itself is read when the run plans its pod (src/kube/run.ts): not twice.
       return { kind, display: `node/${name}`, nodes: [{ node: name, pods: [] }], ips: [], warnings: [] };
     }
     case 'svc': {
