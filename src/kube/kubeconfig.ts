@@ -83,9 +83,14 @@ export class KubeConfigLite {
       return;
     }
     const home = join(process.env.HOME || homedir(), '.kube', 'config');
-    if (existsSync(home)) return this.loadFromFile(home);
-    if (existsSync(join(SA_DIR, 'token')) && process.env.KUBERNETES_SERVICE_HOST)
-      return this.loadFromCluster();
+    if (existsSync(home)) {
+      this.loadFromFile(home);
+      return;
+    }
+    if (existsSync(join(SA_DIR, 'token')) && process.env.KUBERNETES_SERVICE_HOST) {
+      this.loadFromCluster();
+      return;
+    }
     // What client-node's loadFromDefault falls back to; src/kube/client.ts says "no kubeconfig found".
     this.clusters = [{ name: 'cluster', server: 'http://localhost:8080', skipTLSVerify: false }];
     this.users = [{ name: 'user' }];
