@@ -215,3 +215,82 @@ describe('netfilter drops named down to the rule (counters, tracepoint backend)'
     assert.ok(/the failing one .*is dropped by `-A PWRU-LEGACY/.test(d.sentence), d.sentence);
   });
 });
+
+describe('forwarded packets: a user chain reached from FORWARD, and a DROP policy (counters)', () => {
+  const lab = new NetLab();
+  let a = '';
+  let b = '';
+  let c = '';
+  let dst = '';
+
+  before(() => {
+    a = lab.ns('a');
+    b = lab.ns('b');
+    c = lab.ns('c');
+    lab.link(a, b, 1);
+    lab.link(b, c, 2);
+    dst = lab.v4(2, 2);
+    lab.exec(b, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+    lab.exec(a, 'ip', ['route', 'add', `${lab.v4(2, 0)}/24`, 'via', lab.v4(1, 2)]);
+    lab.exec(c, 'ip', ['route', 'add', `${lab.v4(1, 0)}/24`, 'via', lab.v4(2, 1)]);
+    // As kube-proxy lays it out: FORWARD jumps to KUBE-FORWARD, which drops; the rest meets the policy.
+    const ipt = (...args: string[]) => lab.exec(b, 'iptables-nft', args);
+    ipt('-N', 'KUBE-FORWARD');
+    ipt('-A', 'FORWARD', '-j', 'KUBE-FORWARD');
+    ipt('-A', 'FORWARD', '-p', 'udp', '--dport', '6400', '-j', 'ACCEPT');
+    ipt('-A', 'KUBE-FORWARD', '-p', 'udp', '--dport', '6401', '-j', 'DROP');
+    ipt('-P', 'FORWARD', 'DROP');
+  });
+  after(() => lab.destroy());
+
+  test('the rule in KUBE-FORWARD on hook FORWARD, and the policy, each named', async () => {
+    const trace = start(['-o', 'json', `udp and host ${dst}`]);
+    await trace.until('ready', (t) => /tracing with/.test(t.err));
+    lab.traffic(a, ['udp', dst, '6401', '1']);
+    await trace.until('the first culprit', (t) => count(t.out, /"type":"culprit"/g) >= 1);
+    lab.traffic(a, ['udp', dst, '6402', '1']);
+    await trace.until('the second culprit', (t) => count(t.out, /"type":"culprit"/g) >= 2);
+    assert.equal(await trace.stop(), 0, trace.err);
+    const lines = jsonLines(trace.out);
+    const culpritOf = (port: number) => {
+      const drop = lines.find(
+        (l): l is TraceEvent =>
+          l.type === 'event' && l.drop?.reason === 'NETFILTER_DROP' && l.tuple?.dport === port,
+      );
+      assert.ok(drop, `port ${port} dropped by netfilter`);
+      return lines.find(
+        (l): l is TraceCulprit => l.type === 'culprit' && l.skb === drop.skb && l.ts === drop.ts,
+      );
+    };
+    const chain = culpritOf(6401);
+    assert.equal(chain?.method, 'counters', JSON.stringify(chain));
+    assert.deepEqual(
+      { ...chain?.rule, counted: undefined },
+      {
+        tool: 'iptables-nft',
+        family: 'ip',
+        table: 'filter',
+        chain: 'KUBE-FORWARD',
+        hook: 'FORWARD',
+        position: 1,
+        text: '-A KUBE-FORWARD -p udp -m udp --dport 6401 -j DROP',
+        counted: undefined,
+      },
+    );
+    const policy = culpritOf(6402);
+    assert.equal(policy?.method, 'counters', JSON.stringify(policy));
+    assert.deepEqual(
+      { ...policy?.rule, counted: undefined },
+      {
+        tool: 'iptables-nft',
+        family: 'ip',
+        table: 'filter',
+        chain: 'FORWARD',
+        hook: 'FORWARD',
+        policy: true,
+        text: '-P FORWARD DROP',
+        counted: undefined,
+      },
+    );
+  });
+});
