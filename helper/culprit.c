@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <linux/types.h>
@@ -41,6 +42,7 @@ struct ns_state {
 	uint64_t prev_read_at;
 	char why_not[200]; /* why its rules could not be read */
 	bool busy;	   /* a reading is under way */
+	char path[300];	   /* where it was last found: tried before scanning /proc again */
 };
 
 /* A NETFILTER_DROP waiting for the reading of its namespace that follows it. */
@@ -102,6 +104,8 @@ static uint64_t mono_ns(void)
 
 static struct ns_state *ns_get(unsigned int inode, bool add)
 {
+	if (!C.ns)
+		return NULL;
 	for (size_t i = 0; i < C.nns; i++)
 		if (C.ns[i].inode == inode)
 			return &C.ns[i];
@@ -137,8 +141,12 @@ void culprit_begin(unsigned int only_netns)
 		n = tools_find_namespace(only_netns, &refs[0]) ? 1 : 0;
 	else
 		n = tools_find_namespaces(refs, MAX_NAMESPACES);
-	for (size_t i = 0; i < n; i++)
-		ns_get(refs[i].inode, true);
+	for (size_t i = 0; i < n; i++) {
+		struct ns_state *st = ns_get(refs[i].inode, true);
+
+		if (st)
+			snprintf(st->path, sizeof(st->path), "%s", refs[i].path);
+	}
 	/* ~30 ms a namespace: a node with many pods shares them out, so that the trace begins sooner. */
 	size_t per = (n + FIRST_JOBS - 1) / FIRST_JOBS;
 	for (size_t k = 0, at = 0; k < FIRST_JOBS && at < n; k++, at += per) {
@@ -172,6 +180,27 @@ void culprit_configure(const struct drop_reasons *reasons, bool emit_json)
 		if (strcmp(name, "XDP") == 0)
 			C.xdp_reason = reasons->v[i].value;
 	}
+}
+
+/*
+ * A file of the namespace: where it was found last, when that still names
+ * it, else a new scan (of every process: not for each drop of a flood).
+ */
+static bool find_namespace(unsigned int netns, struct ns_ref *ref)
+{
+	struct ns_state *st = ns_get(netns, true);
+	struct stat sb;
+
+	if (st && st->path[0] && stat(st->path, &sb) == 0 && sb.st_ino == netns) {
+		ref->inode = netns;
+		snprintf(ref->path, sizeof(ref->path), "%s", st->path);
+		return true;
+	}
+	if (!tools_find_namespace(netns, ref))
+		return false;
+	if (st)
+		snprintf(st->path, sizeof(st->path), "%s", ref->path);
+	return true;
 }
 
 /* ---- the answers ---- */
@@ -454,7 +483,7 @@ static void start_reads(void)
 				free_job = &C.jobs[k];
 		if (!free_job)
 			return;
-		if (!tools_find_namespace(netns, &ref)) {
+		if (!find_namespace(netns, &ref)) {
 			snprintf(why, sizeof(why),
 				 "network namespace %u is gone (no process or /run/netns name holds it any more): its "
 				 "rules could not be read",
@@ -581,7 +610,7 @@ static const struct progs_seen *programs_at(unsigned int netns, unsigned int ifi
 	*ps = (struct progs_seen){ .netns = netns, .ifindex = ifindex, .point = point, .at = now };
 	if (tools_own_netns(&own) == 0 && own == netns)
 		ps->n = attached_programs(NULL, ifindex, point, ps->v, PROGS_MAX, ps->err, sizeof(ps->err));
-	else if (tools_find_namespace(netns, &ref))
+	else if (find_namespace(netns, &ref))
 		ps->n = attached_programs(ref.path, ifindex, point, ps->v, PROGS_MAX, ps->err, sizeof(ps->err));
 	else {
 		ps->n = -ENOENT;
