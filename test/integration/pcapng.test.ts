@@ -7,13 +7,13 @@
  * same file.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NetLab } from './netlab';
 import { runCli, startTrace } from './tracer';
+import { tshark } from './tshark';
 
 interface Block {
   iface: string;
@@ -22,26 +22,12 @@ interface Block {
   comment: string;
 }
 
-/** tshark's view of a pcapng file; its stderr, less the notice it prints for root, must be empty. */
-function tshark(file: string): Block[] {
-  const fields = ['frame.interface_name', 'ip.src', 'ip.dst', 'frame.comment'];
-  const r = spawnSync('tshark', ['-r', file, '-T', 'fields', ...fields.flatMap((f) => ['-e', f])], {
-    encoding: 'utf8',
-  });
-  const complaints = r.stderr
-    .split('\n')
-    .filter((l) => l.trim() && !/^Running as user "root"/.test(l))
-    .join('\n');
-  assert.equal(r.status, 0, r.stderr);
-  assert.equal(complaints, '', `tshark complained about ${file}`);
-  return r.stdout
-    .split('\n')
-    .filter((l) => l)
-    .map((l) => {
-      // The IP layer's fields of an encapsulated packet list inner and outer: the outer is first.
-      const [iface, src, dst, comment] = l.split('\t');
-      return { iface, src: src.split(',')[0], dst: dst.split(',')[0], comment };
-    });
+/** The blocks of a pcapng file, as tshark reads them (test/integration/tshark.ts checks it complains of nothing). */
+function read(file: string): Block[] {
+  // The IP layer's fields of an encapsulated packet list outer and inner: the outer is first.
+  return tshark(file, ['frame.interface_name', 'ip.src', 'ip.dst', 'frame.comment']).map(
+    ([iface, src, dst, comment]) => ({ iface, src: src.split(',')[0], dst: dst.split(',')[0], comment }),
+  );
 }
 
 describe('--pcapng: packets with their kernel path, for Wireshark', () => {
@@ -79,7 +65,7 @@ describe('--pcapng: packets with their kernel path, for Wireshark', () => {
     const { events, code, stderr } = await trace.stop();
     assert.equal(code, 0, stderr);
 
-    const blocks = tshark(file);
+    const blocks = read(file);
     const withBytes = events.filter((e) => e.bytes);
     assert.equal(blocks.length, withBytes.length, 'one block per step that carries bytes');
     assert.ok(
@@ -130,7 +116,7 @@ describe('--pcapng: packets with their kernel path, for Wireshark', () => {
       assert.equal(Buffer.from(e.bytes?.data ?? '', 'base64').length, 40);
       assert.equal(e.bytes?.len, 20 + 8 + 200, 'the original length');
     }
-    assert.equal(tshark(file).length, captured.length);
+    assert.equal(read(file).length, captured.length);
 
     const bad = await runCli(['--local', '--snaplen', '0', '--pcapng', join(dir, 'never.pcapng')]);
     assert.equal(bad.code, 2, bad.stderr);

@@ -13,10 +13,14 @@
  * kernel has a geneve driver, a real Geneve overlay is tested like VXLAN.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TraceEvent } from '../../src/record/event';
 import { NetLab, run } from './netlab';
 import { startTrace } from './tracer';
+import { tshark } from './tshark';
 
 /** An IPv4 UDP packet: 20-byte header (no options), UDP header, payload. */
 function ipv4Udp(src: string, dst: string, sport: number, dport: number, payload = 'pwru tunnel'): Buffer {
@@ -63,15 +67,13 @@ function inners(events: TraceEvent[]): (number | undefined)[] {
 
 describe('--tunnel-filter: the packet inside VXLAN, Geneve, IP-in-IP and GRE', () => {
   const lab = new NetLab();
+  const dir = mkdtempSync(join(tmpdir(), 'pwru-tunnels-'));
   let a = '';
   let b = '';
 
   before(() => {
     [a, b] = lab.pair();
-  });
-  after(() => lab.destroy());
-
-  test('VXLAN overlay: only the inner flow asked for, inner and outer tuples, followed through decap', async () => {
+    // A VXLAN overlay over the veth pair: vx0 on 10.X.50.0/24.
     for (const [ns, local, remote, host] of [
       [a, lab.v4(1, 1), lab.v4(1, 2), 1],
       [b, lab.v4(1, 2), lab.v4(1, 1), 2],
@@ -82,6 +84,13 @@ describe('--tunnel-filter: the packet inside VXLAN, Geneve, IP-in-IP and GRE', (
       lab.exec(ns, 'ip', ['addr', 'add', `${lab.v4(50, host)}/24`, 'dev', 'vx0']);
       lab.exec(ns, 'ip', ['link', 'set', 'vx0', 'up']);
     }
+  });
+  after(() => {
+    lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('VXLAN overlay: only the inner flow asked for, inner and outer tuples, followed through decap', async () => {
     const inner = lab.v4(50, 2);
     const trace = startTrace([
       '--filter-track-skb',
@@ -124,6 +133,33 @@ describe('--tunnel-filter: the packet inside VXLAN, Geneve, IP-in-IP and GRE', (
       decapped.some((e) => e.drop?.reason === 'NO_SOCKET'),
       'and it ends where nothing listens',
     );
+  });
+
+  test('VXLAN with --pcapng: the packet encapsulated and decapsulated, both in the file', async () => {
+    const file = join(dir, 'vxlan.pcapng');
+    const inner = lab.v4(50, 2);
+    const trace = startTrace([
+      '--filter-track-skb',
+      '--pcapng',
+      file,
+      '--tunnel-filter',
+      `udp and dst host ${inner} and dst port 9210`,
+    ]);
+    await trace.ready();
+    lab.traffic(a, ['udp', inner, '9210', '1']);
+    const { events, code, stderr } = await trace.stop();
+    assert.equal(code, 0, stderr);
+    const blocks = tshark(file, ['vxlan.vni', 'ip.dst', 'udp.dstport', 'frame.comment']);
+    assert.equal(blocks.length, events.filter((e) => e.bytes).length, 'one block per captured step');
+    // Encapsulated: Wireshark decodes the VXLAN header and the packet inside it.
+    const outer = blocks.find((x) => x[0] === '100');
+    assert.ok(outer, `no VXLAN block: ${JSON.stringify(blocks)}`);
+    assert.deepEqual(outer[1].split(','), [lab.v4(1, 2), inner]);
+    assert.deepEqual(outer[2].split(','), ['4789', '9210']);
+    // Decapsulated in b: the inner packet alone, its comment saying so.
+    const decapped = blocks.find((x) => x[0] === '' && x[1] === inner);
+    assert.ok(decapped, `no decapsulated block: ${JSON.stringify(blocks)}`);
+    assert.match(decapped[3], /rewritten: VXLAN decap, inner /);
   });
 
   test('Geneve, IP-in-IP, GRE (with a key) and GRE carrying Ethernet: the inner packet matched and shown', async () => {
