@@ -134,9 +134,12 @@ export function createSink(opts: SinkOptions): ReadingSink {
     event(e: TraceEvent) {
       const o = reading.event(e);
       pcapng?.step(o);
-      const annotated = opts.format === 'json' || file ? annotatedEventLine(o) : '';
+      // stdout gone (`| head`) or failed: its lines are not made (the events are still read and counted).
+      const toStdout = lines && !stdout.fault;
+      const annotated =
+        (toStdout && opts.format === 'json') || (file && !file.fault) ? annotatedEventLine(o) : '';
       file?.push(annotated);
-      if (!lines) return;
+      if (!toStdout) return;
       if (opts.format === 'json') out(annotated);
       else if (opts.format === 'wide') out(formatWideLine(o, wide, opts.showNode, paint));
       else out(formatTextLine(o, text, opts.showNode, paint));

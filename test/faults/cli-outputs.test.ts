@@ -11,9 +11,9 @@
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { NetLab } from '../integration/netlab';
-import { CliProcess, plainError } from './cli';
+import { CliProcess, EXIT_BOUND_MS, plainError, stopLeftovers } from './cli';
 import { assertGoneFromKernel, assertNoHelperLeft, startFlood, tinyDisk, wholeLines } from './harness';
 
 /** docs/exit-codes.md */
@@ -31,6 +31,7 @@ describe('faults of the CLI outputs', () => {
     port = 20000 + ((process.pid + 13) % 20000);
     stopFlood = startFlood(ns, '127.0.0.1', port, 900);
   });
+  afterEach(stopLeftovers);
   after(() => {
     stopFlood();
     lab.destroy();
@@ -50,7 +51,7 @@ describe('faults of the CLI outputs', () => {
       try {
         const run = cli(['-o', view, '--duration', '30s', '--output-file', file]);
         const { held } = await run.ready();
-        const r = await run.finished(5000);
+        const r = await run.finished(EXIT_BOUND_MS);
         assert.equal(r.code, EXIT_OUTPUT_FAILED, r.stderr);
         assert.match(
           plainError(r.stderr),
@@ -69,7 +70,7 @@ describe('faults of the CLI outputs', () => {
     test(`-o ${view}, --output-file /dev/full: exit 5 at the first write, naming it`, async () => {
       const run = cli(['-o', view, '--duration', '30s', '--output-file', '/dev/full']);
       const { held } = await run.ready();
-      const r = await run.finished(5000);
+      const r = await run.finished(EXIT_BOUND_MS);
       assert.equal(r.code, EXIT_OUTPUT_FAILED, r.stderr);
       assert.match(plainError(r.stderr), /cannot write the trace to \/dev\/full: No space left on device/);
       await assertGoneFromKernel(held);
@@ -81,7 +82,7 @@ describe('faults of the CLI outputs', () => {
       try {
         const run = cli(['-o', view, '--duration', '30s'], fd);
         const { held } = await run.ready();
-        const r = await run.finished(5000);
+        const r = await run.finished(EXIT_BOUND_MS);
         assert.equal(r.code, EXIT_OUTPUT_FAILED, r.stderr);
         assert.match(plainError(r.stderr), /cannot write the trace to stdout: No space left on device/);
         await assertGoneFromKernel(held);
@@ -91,12 +92,13 @@ describe('faults of the CLI outputs', () => {
       }
     });
 
-    test(`-o ${view} | head -3: the reader leaves, the run stops promptly, nothing said wrong, exit 0`, async () => {
+    test(`-o ${view} | head -3: the reader leaves, the probes detach promptly, nothing said wrong, exit 0`, async () => {
       const run = cli(['-o', view, '--duration', '30s']);
-      const { held } = await run.ready();
+      const { helper, held } = await run.ready();
       await run.until('three lines out', () => run.stdout.split('\n').length > 3, 10000);
       run.child.stdout?.destroy();
-      const r = await run.finished(3000);
+      await run.detachedWithin(helper, 1500);
+      const r = await run.finished(EXIT_BOUND_MS);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(plainError(r.stderr), '');
       const totals = /(\d+) events, (\d+|0) (?:LOST|lost)/.exec(r.stderr + r.stdout);
@@ -113,7 +115,7 @@ describe('faults of the CLI outputs', () => {
       run.child.stdout?.pause();
       await new Promise((r) => setTimeout(r, 2000));
       run.child.stdout?.resume();
-      const r = await run.finished(20000);
+      const r = await run.finished(EXIT_BOUND_MS);
       assert.equal(r.code, 0, r.stderr);
       assert.ok(r.ms - readyMs >= 2900, `ended ${r.ms - readyMs} ms after READY: before its --duration`);
       assert.ok(
@@ -137,20 +139,28 @@ describe('faults of the CLI outputs', () => {
   }
 
   test('two runs, one --output-file: the second is refused while the first writes, the file holds the first run only', async () => {
-    const disk = tinyDisk(16384);
+    const disk = tinyDisk(4096);
     const file = join(disk.dir, 'trace.jsonl');
     try {
-      const first = cli(['-o', 'json', '--duration', '3s', '--max-events', '1000', '--output-file', file]);
-      const { held } = await first.ready();
-      const second = cli(['-o', 'json', '--duration', '3s', '--output-file', file]);
-      const r2 = await second.finished(15000);
+      // The first run traces a port nothing is sent to: it lives until stopped.
+      const quiet = ['--backend', 'tracepoint', '--filter-netns', netns, '-o', 'json', '--output-file', file];
+      const first = new CliProcess([...quiet, '--duration', '60s', `udp and port ${port + 1}`], 'pipe');
+      const { helper, held } = await first.ready();
+      const second = new CliProcess([...quiet, '--duration', '3s', `udp and port ${port}`], 'pipe');
+      const r2 = await second.finished(EXIT_BOUND_MS);
       assert.equal(r2.code, 1, r2.stderr);
       assert.match(plainError(r2.stderr), /is being written by another kubectl-pwru run \(process \d+/);
-      const r1 = await first.finished(15000);
+      assert.ok(first.child.exitCode === null, 'the first run still traces');
+      first.child.kill('SIGINT');
+      await first.detachedWithin(helper, 1500);
+      const r1 = await first.finished(EXIT_BOUND_MS);
       assert.equal(r1.code, 0, r1.stderr);
       const lines = wholeLines(readFileSync(file, 'utf8'), file) as { type: string }[];
-      assert.equal(lines.filter((l) => l.type === 'header').length, 1, 'one run wrote the file');
-      assert.equal(lines.at(-1)?.type, 'stats');
+      assert.deepEqual(
+        lines.map((l) => l.type),
+        ['header', 'stats'],
+        'the first run alone wrote the file',
+      );
       assert.equal(existsSync(`${file}.lock`), false, 'the lock is removed');
       await assertGoneFromKernel(held);
       await assertNoHelperLeft();

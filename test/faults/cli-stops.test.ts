@@ -8,9 +8,9 @@
  * nothing of the run in the kernel and no helper process.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { NetLab } from '../integration/netlab';
-import { CliProcess, plainError } from './cli';
+import { CliProcess, EXIT_BOUND_MS, plainError, stopLeftovers } from './cli';
 import { assertGoneFromKernel, assertNoHelperLeft, startFlood } from './harness';
 
 /** "N events, M LOST (…), K after the stop not shown." from the closing totals. */
@@ -33,6 +33,7 @@ describe('stops of the CLI under a flood', () => {
     port = 20000 + ((process.pid + 29) % 20000);
     stopFlood = startFlood(ns, '127.0.0.1', port, 900);
   });
+  afterEach(stopLeftovers);
   after(() => {
     stopFlood();
     lab.destroy();
@@ -48,10 +49,11 @@ describe('stops of the CLI under a flood', () => {
   for (const view of [[], ['--summary']]) {
     const name = view.length ? '--summary' : 'text';
 
-    test(`${name}: --duration 2s ends about 2 s after READY, the loss counted`, async () => {
+    test(`${name}: --duration 2s detaches about 2 s after READY, the summary written, the loss counted`, async () => {
       const run = cli([...view, '--duration', '2s']);
-      const { held } = await run.ready();
-      const r = await run.finished(2000 + 1500);
+      const { helper, held } = await run.ready();
+      await run.detachedWithin(helper, 2000 + 1500);
+      const r = await run.finished(EXIT_BOUND_MS);
       assert.equal(r.code, 0, r.stderr);
       const t = totals(r.stdout);
       assert.ok(t.events > 0, `nothing delivered: ${JSON.stringify(t)}`);
@@ -61,12 +63,17 @@ describe('stops of the CLI under a flood', () => {
     });
 
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      test(`${name}: one ${signal} to the CLI ends the run within a second or so, the summary written`, async () => {
+      test(`${name}: one ${signal} to the CLI detaches within a second or so, the summary written`, async () => {
         const run = cli([...view, '--duration', '60s']);
-        const { held } = await run.ready();
-        await run.until('lost events reported', () => /events lost so far/.test(run.stderr), 5000);
+        const { helper, held } = await run.ready();
+        await run.until(
+          'the flood traced',
+          () => /events lost so far/.test(run.stderr) || run.stdout.split('\n').length > 100,
+          EXIT_BOUND_MS,
+        );
         run.child.kill(signal);
-        const r = await run.finished(1500);
+        await run.detachedWithin(helper, 1500);
+        const r = await run.finished(EXIT_BOUND_MS);
         assert.equal(r.code, 0, r.stderr);
         const t = totals(r.stdout);
         assert.ok(
@@ -82,7 +89,7 @@ describe('stops of the CLI under a flood', () => {
   test('--max-events 1: one event, nothing lost, the flood after it counted as after the stop', async () => {
     const run = cli(['--max-events', '1', '--duration', '60s']);
     const { held } = await run.ready();
-    const r = await run.finished(3000);
+    const r = await run.finished(EXIT_BOUND_MS);
     assert.equal(r.code, 0, r.stderr);
     const t = totals(r.stdout);
     assert.equal(t.events, 1);
@@ -95,10 +102,12 @@ describe('stops of the CLI under a flood', () => {
   test('a helper stopped with SIGSTOP does not keep the CLI past --duration: killed, and said so', async () => {
     const run = cli(['--duration', '2s']);
     const { helper, held } = await run.ready();
+    assert.ok(helper > 0, 'the helper runs');
     process.kill(helper, 'SIGSTOP');
     try {
-      // --duration, then the client's own deadline (0.5 s) and the stop's silence bound (1.5 s).
-      const r = await run.finished(2000 + 500 + 1500 + 1000);
+      // --duration, then the client's own deadline (0.5 s) and the stop's silence bound (1.5 s);
+      // without them it waits for the helper for ever.
+      const r = await run.finished(EXIT_BOUND_MS);
       assert.equal(r.code, 1, r.stderr);
       assert.match(plainError(r.stderr), /the helper did not answer the stop within 1\.5 s .*killed it/);
     } finally {
