@@ -33,8 +33,12 @@ export const ANNOTATIONS = {
   target: 'pwru.kubectl.io/target',
   filter: 'pwru.kubectl.io/filter',
 } as const;
-/** Without --duration the pod ends itself after this long at the latest. */
-export const DEFAULT_DEADLINE_SEC = 3600;
+/**
+ * Without --duration the trace runs until it is stopped (an --on-drop watch
+ * for hours): the pod's deadline is only the last backstop, 7 days. What ends
+ * a pod whose client went away is the runner, 10 s after the heartbeats stop.
+ */
+export const DEFAULT_DEADLINE_SEC = 7 * 24 * 3600;
 /** Time for scheduling, pulling the image and attaching, on top of --duration. */
 export const START_ALLOWANCE_SEC = 120;
 /** The finished Job (and its pod) is deleted by the cluster this long after it ends. */
