@@ -84,7 +84,8 @@ function serverPod(labels: Record<string, string>): k8s.V1PodTemplateSpec {
             '-c',
             'while true; do echo hi | nc -l -p 8080 >/dev/null 2>&1; done & while true; do nc -u -l -p 9999 >/dev/null 2>&1; done',
           ],
-          readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
+          // Once ready, stay so: the one-connection-at-a-time server above is briefly closed between connections.
+          readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1, failureThreshold: 1000 },
         },
       ],
     },
