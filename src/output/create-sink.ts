@@ -22,6 +22,7 @@ import { type Rotation, traceFileOutput } from './rotating-output';
 import type { TraceSink } from './sink';
 import { renderDigestSummary, renderSummary } from './summary-view';
 import { formatTextLine, TextLayout, textHeader } from './text';
+import { FoldingLines } from './tty-fold';
 import { formatWideLine, WideLayout, wideHeader } from './wide';
 
 export interface SinkOptions {
@@ -49,6 +50,8 @@ export interface SinkOptions {
    * run should stop. close() then reports a failure as an error.
    */
   onOutputFault?: () => void;
+  /** On a terminal, the most lines a second a live trace shows (tty-fold.ts); the rest are folded. */
+  ttyLinesPerSecond?: number;
 }
 
 export type ReadingSink = TraceSink & {
@@ -77,6 +80,11 @@ export function createSink(opts: SinkOptions): ReadingSink {
       ? traceFileOutput(opts.outputFile, opened.fd, opts.rotation, onFault)
       : undefined;
   const outputs = file ? [stdout, file] : [stdout];
+  // A live trace's lines on a terminal: folded past what a person can read (tty-fold.ts).
+  const fold =
+    !opts.replay && !opts.summary && opts.format !== 'json' && (opts.stdout as NodeJS.WriteStream).isTTY
+      ? new FoldingLines((note) => stdout.push(paint.paint(note, 'dim')), opts.ttyLinesPerSecond)
+      : undefined;
   const text = new TextLayout();
   const wide = new WideLayout();
   const lines = !opts.summary;
@@ -139,7 +147,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
       const annotated =
         (toStdout && opts.format === 'json') || (file && !file.fault) ? annotatedEventLine(o) : '';
       file?.push(annotated);
-      if (!toStdout) return;
+      if (!toStdout || (fold && !fold.admit())) return;
       if (opts.format === 'json') out(annotated);
       else if (opts.format === 'wide') out(formatWideLine(o, wide, opts.showNode, paint));
       else out(formatTextLine(o, text, opts.showNode, paint));
@@ -201,6 +209,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     async close() {
+      fold?.end();
       flush();
       pcapng?.close(reading.open());
       // Nothing was traced (refused before the probes were attached): no summary to give.

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createSink } from '../../../src/output/create-sink';
+import { FoldingLines } from '../../../src/output/tty-fold';
+import type { TraceEvent } from '../../../src/record/event';
+import { traceLines } from '../fixtures';
+import { Capture } from './capture';
+
+test('lines past the budget of a window are folded, and a note says how many', () => {
+  let now = 0;
+  const notes: string[] = [];
+  const fold = new FoldingLines(
+    (n) => notes.push(n),
+    1000,
+    () => now,
+  );
+  let shown = 0;
+  for (let i = 0; i < 250; i++) if (fold.admit()) shown++;
+  assert.equal(shown, 100, 'a tenth of a second shows a tenth of the budget');
+  assert.deepEqual(notes, []);
+  now = 100;
+  assert.equal(fold.admit(), true, 'the next window shows lines again');
+  assert.equal(notes.length, 1);
+  assert.match(notes[0], /^… 150 lines folded \(more than a terminal shows/);
+  for (let i = 0; i < 150; i++) fold.admit();
+  fold.end();
+  assert.match(notes[1], /^… 51 lines folded/);
+  assert.equal(fold.folded, 201);
+});
+
+test('a live trace on a terminal folds a firehose; every event is still counted', async () => {
+  const stdout = Object.assign(new Capture(), { isTTY: true });
+  const stderr = new Capture();
+  const sink = createSink({
+    format: 'text',
+    summary: false,
+    color: false,
+    showNode: false,
+    stdout,
+    stderr,
+    ttyLinesPerSecond: 10, // one line per tenth of a second
+  });
+  const lines = traceLines('netfilter-drop.jsonl');
+  const header = lines.find((l) => l.type === 'header');
+  const event = lines.find((l): l is TraceEvent => l.type === 'event');
+  assert.ok(header && event);
+  if (header.type === 'header') sink.header(header);
+  const n = 200;
+  for (let i = 0; i < n; i++) sink.event({ ...event, skb: `0x${(0x1000 + i).toString(16)}` });
+  await sink.close();
+  const eventLines = stdout.text.split('\n').filter((l) => l.startsWith('0x'));
+  assert.ok(eventLines.length < n, `${eventLines.length} of ${n} lines shown`);
+  const folded = [...stdout.text.matchAll(/… (\d+) lines folded/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+  assert.ok(folded > 0, stdout.text.slice(-500));
+  assert.equal(eventLines.length + folded, n, 'each line is shown or counted as folded');
+  assert.match(stdout.text, new RegExp(`${n} events`), 'the summary counts every event');
+});
