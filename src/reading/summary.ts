@@ -15,6 +15,7 @@ import {
 import { classifyChanges, describeChanges } from './changes';
 import { type CulpritBook, describeCulprit } from './culprits';
 import { explainDropReason } from './drop-reasons';
+import { noFailureByPlace } from './drop-rules';
 import { baseFunc } from './kernel-functions';
 import type { Packet, Step } from './packet-tracker';
 import { flowText, formatTuple } from './tuple-format';
@@ -286,6 +287,8 @@ function lostEvents(stats: TraceStats[]): { lost: number; discarded: number } {
 export interface DigestSummary {
   packets: number;
   dropped: number;
+  /** Of dropped, the drops on normal paths by their reason and place (src/reading/drop-rules.ts). */
+  normalDrops?: number;
   dropReasons: ReasonCount[];
   events: number;
   lost: number;
@@ -298,8 +301,10 @@ export interface DigestSummary {
 export function summarizeDigest(d: TraceDigest, stats: TraceStats[] = []): DigestSummary {
   const reasons = new Map<string, ReasonCount>();
   let dropped = 0;
+  let normal = 0;
   for (const drop of d.drops) {
     dropped += drop.count;
+    if (noFailureByPlace(drop.reason, drop.at) !== undefined) normal += drop.count;
     let r = reasons.get(drop.reason);
     if (!r) {
       const info = explainDropReason(drop.reason);
@@ -313,6 +318,7 @@ export function summarizeDigest(d: TraceDigest, stats: TraceStats[] = []): Diges
   return {
     packets: d.packets,
     dropped,
+    ...(normal ? { normalDrops: normal } : {}),
     dropReasons: [...reasons.values()].sort((a, b) => b.count - a.count),
     events: d.events,
     ...lostEvents(stats),

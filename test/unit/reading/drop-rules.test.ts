@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { createSink } from '../../../src/output/create-sink';
 import { replay } from '../../../src/reading/replay';
+import { summarizeDigest, totalsLine } from '../../../src/reading/summary';
 import { describeVerdict, verdictLabel } from '../../../src/reading/verdict-words';
 import { isLoss, type Verdict, verdictOf } from '../../../src/reading/verdicts';
 import { ROOT, traceLines, tracePackets } from '../fixtures';
@@ -162,4 +163,17 @@ test('shown, marked: the drop line says "not a failure" as it happens, the total
   const copy = ping.find((p) => p.copyOf !== undefined);
   assert.ok(copy);
   assert.equal(verdictLabel(verdictOf(copy)), `delivered, a copy of #${copy.copyOf}`);
+});
+
+test('the helper digest (-o json on --local) counts drops on normal paths apart, by reason and place', () => {
+  const s = summarizeDigest({
+    packets: 3,
+    events: 20,
+    drops: [
+      { reason: 'QUEUE_PURGE', at: 'sk_stream_kill_queues+0x57', count: 1 },
+      { reason: 'NETFILTER_DROP', at: 'nf_hook_slow+0x91', count: 1 },
+    ],
+  });
+  assert.equal(s.normalDrops, 1);
+  assert.match(totalsLine(s), /^3 packets: 1 dropped, 1 freed on normal paths \(not failures\)\./);
 });
