@@ -1,6 +1,6 @@
 import { BadInput, UserError } from '../errors';
+import { runTrace } from '../run-trace';
 import { TRACE_FLAGS } from '../trace/flags';
-import { runTrace } from '../trace/run-trace';
 
 // oclif's own entry points, not its index: see src/cli.ts.
 const { Command } = require('@oclif/core/command') as typeof import('@oclif/core/lib/command');

@@ -26,7 +26,7 @@ import {
   packageRoot,
 } from './debug-pod';
 import { PodLife } from './pod-life';
-import type { KubeTraceOptions } from './run';
+import type { DebugPodOptions, KubePlaceOptions, KubeTraceOptions } from './run';
 
 export type Verdict = 'ok' | 'warn' | 'fail';
 
@@ -37,23 +37,15 @@ export interface DoctorRow {
 }
 
 export type DoctorOptions = Pick<
-  KubeTraceOptions,
-  | 'namespace'
-  | 'context'
-  | 'kubeconfig'
-  | 'requestTimeoutMs'
-  | 'as'
-  | 'asGroups'
-  | 'image'
-  | 'profile'
-  | 'imagePullSecrets'
-  | 'podPatch'
-  | 'signal'
-> & {
-  /** node/NAME or NAME; absent: the first Ready node. */
-  node?: string;
-  progress(message: string): void;
-};
+  KubePlaceOptions,
+  'namespace' | 'context' | 'kubeconfig' | 'requestTimeoutMs' | 'as' | 'asGroups'
+> &
+  Pick<DebugPodOptions, 'image' | 'profile' | 'imagePullSecrets' | 'podPatch'> &
+  Pick<KubeTraceOptions, 'signal'> & {
+    /** node/NAME or NAME; absent: the first Ready node. */
+    node?: string;
+    progress(message: string): void;
+  };
 
 /** The backends doctor tries, each for a moment, on functions every kernel has. */
 const PROBE_BACKENDS = BACKENDS.filter((b) => b !== 'auto');

@@ -7,7 +7,6 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import type { TraceRequest } from '../trace/request';
-import { composeFilter } from './targets';
 
 /**
  * The overlay a node's annotations say it runs, if any: flannel's backend
@@ -26,10 +25,13 @@ export function nodeOverlay(node: k8s.V1Node): string | undefined {
 
 /**
  * The inner filter a node's helper gets: the user's --tunnel-filter, or on an
- * overlay node the trace's own filter; with the target's pod addresses added
- * either way. Undefined: none.
+ * overlay node, for a target with pod addresses, the trace's own filter. Both
+ * already hold the target's addresses (src/trace/request.ts). Undefined: none.
  */
-export function innerFilter(ips: string[], request: TraceRequest, overlay: boolean): string | undefined {
-  const own = request.tunnelFilter ?? (overlay && ips.length ? request.pcapFilter : undefined);
-  return own === undefined ? undefined : composeFilter(ips, own);
+export function innerFilter(
+  addresses: readonly string[],
+  request: TraceRequest,
+  overlay: boolean,
+): string | undefined {
+  return request.tunnelFilter ?? (overlay && addresses.length ? request.pcapFilter : undefined);
 }

@@ -1,14 +1,15 @@
 /**
- * Kubernetes mode, kubectl style: Complete (connect, resolve the target,
- * compose the filter, read each node's architecture, build the pods and
- * bundles), Validate (reject what cannot work before anything is created),
- * Run (one NodeSession per node, all at once; every pod deleted on the way
- * out).
+ * Kubernetes mode, kubectl style: Complete and Validate (resolveKubePlace:
+ * connect, resolve the target, read each node; reject what cannot work before
+ * anything is created), then Run with the request built from that place (the
+ * target's addresses are in its filter): one NodeSession per node, all at
+ * once; every pod deleted on the way out.
  */
 import type * as k8s from '@kubernetes/client-node';
 import type { RunnerRequest } from '../../runner/runner';
 import { BadInput, EXIT_INTERRUPTED, UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
+import type { TracePlace } from '../trace/place';
 import { helperArgs, type TraceRequest } from '../trace/request';
 import { AbortedError, parseRequestTimeout } from './api';
 import { buildBundle, checkArch, HEARTBEAT_TIMEOUT_SEC } from './bundle';
@@ -26,9 +27,10 @@ import {
 import { lookupNames, nodeNames, withNames } from './names';
 import { innerFilter, nodeOverlay } from './overlay';
 import { NodeSession } from './session';
-import { composeFilter, type NodeTarget, parseTarget, type ResolvedTarget, resolveTarget } from './targets';
+import { type NodeTarget, parseTarget, type ResolvedTarget, resolveTarget } from './targets';
 
-export interface KubeTraceOptions {
+/** Where to trace: the target and how to reach the cluster. */
+export interface KubePlaceOptions {
   /** 'pod/NAME' | 'NAME' | 'node/NAME' | 'svc/NAME' | 'deploy/NAME' | 'ds/NAME' | 'sts/NAME'; absent when only a selector. */
   target?: string;
   /** -l */
@@ -40,14 +42,45 @@ export interface KubeTraceOptions {
   requestTimeoutMs?: number;
   as?: string;
   asGroups?: string[];
+  podNetnsOnly: boolean;
+  /** --filter-netns, which --pod-netns-only replaces. */
+  filterNetns?: string;
+  /** Ends every call (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+/** What a node says about itself. */
+interface NodeFacts {
+  arch: string;
+  kernel: string;
+  /** The overlay its annotations say it runs, if any. */
+  overlay?: string;
+}
+
+/** A Kubernetes target resolved: its nodes, read, and its addresses. */
+export interface KubePlace extends TracePlace {
+  cluster: Cluster;
+  resolved: ResolvedTarget;
+  /** Each node's facts, in the order of resolved.nodes. */
+  facts: NodeFacts[];
+  /** The nodes' own addresses, for naming them in the lines. */
+  nodeAddresses: Map<string, string>;
+  podNetnsOnly: boolean;
+}
+
+/** How the debug pods are made. */
+export interface DebugPodOptions {
   image?: string;
   profile?: Profile;
   imagePullSecrets?: string[];
   /** --pod-patch FILE */
   podPatch?: string;
   debugNamespace?: string;
-  podNetnsOnly: boolean;
-  /** pcapFilter = the user's filter from flags + positional; the target's addresses are added here. */
+}
+
+export interface KubeTraceOptions extends DebugPodOptions {
+  place: KubePlace;
+  /** The final request: the target's addresses are in its filter. */
   request: TraceRequest;
   sink: TraceSink;
   /** Aborted on Ctrl-C/SIGTERM. */
@@ -61,24 +94,26 @@ interface PlannedNode {
   runner: RunnerRequest;
 }
 
-interface Plan {
-  cluster: Cluster;
-  resolved: ResolvedTarget;
-  filter: string;
-  nodes: PlannedNode[];
+/** Complete + Validate: connect, resolve the target, read its nodes; nothing created. */
+export async function resolveKubePlace(opts: KubePlaceOptions): Promise<KubePlace> {
+  try {
+    return await resolve(opts);
+  } catch (err) {
+    if (err instanceof AbortedError) throw interrupted(false);
+    throw err;
+  }
 }
 
-/** Complete + Validate: everything derived, nothing created. `names` gets the nodes' addresses. */
-async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string, string>): Promise<Plan> {
-  const patch = opts.podPatch ? loadPodPatch(opts.podPatch) : undefined;
+async function resolve(opts: KubePlaceOptions): Promise<KubePlace> {
+  const cluster = connect(opts);
   const resolved = await resolveTarget(cluster, opts.target, opts.selector);
-  for (const w of resolved.warnings) opts.sink.warning(w);
+  const warnings = [...resolved.warnings];
 
   if (opts.podNetnsOnly) {
     if (resolved.kind === 'node') {
       throw new UserError('--pod-netns-only needs a pod target: a node has no pod netns');
     }
-    if (opts.request.filterNetns) {
+    if (opts.filterNetns) {
       throw new BadInput(
         '--pod-netns-only picks the netns itself: drop --filter-netns, or drop --pod-netns-only',
       );
@@ -99,80 +134,88 @@ async function plan(opts: KubeTraceOptions, cluster: Cluster, names?: Map<string
     }
   }
 
-  const filter = composeFilter(resolved.ips, opts.request.pcapFilter);
-  const debugNamespace = opts.debugNamespace || cluster.namespace;
-  const session = newSessionId();
-  const template = loadTemplate();
-  const nodes: PlannedNode[] = [];
-  const kernels = new Map<string, string>();
+  const nodeAddresses = new Map<string, string>();
   // Nodes are read in parallel: a service may span many.
-  const archs = await Promise.all(
-    resolved.nodes.map(async (target) => {
+  const facts = await Promise.all(
+    resolved.nodes.map(async (target): Promise<NodeFacts> => {
       const node = await call(cluster, { verb: 'get', resource: 'nodes', name: target.node }, (api) =>
         api.request<k8s.V1Node>('GET', paths.nodes(target.node)),
       );
-      if (names) nodeNames(node, names);
-      kernels.set(target.node, node.status?.nodeInfo?.kernelVersion ?? '');
+      nodeNames(node, nodeAddresses);
       const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
       if (ready && ready.status !== 'True') {
         // Still worth a try: a node whose pod network is down runs host-network pods like ours.
-        opts.sink.warning(
+        warnings.push(
           `node ${target.node} is NotReady (${ready.reason ?? 'no reason given'}: ${ready.message ?? ''}): the debug pod may not start`,
         );
       }
-      return { arch: node.status?.nodeInfo?.architecture ?? '', overlay: nodeOverlay(node) };
+      const arch = node.status?.nodeInfo?.architecture ?? '';
+      checkArch(target.node, arch);
+      return { arch, kernel: node.status?.nodeInfo?.kernelVersion ?? '', overlay: nodeOverlay(node) };
     }),
   );
-  resolved.nodes.forEach((target, i) => {
-    const { arch, overlay } = archs[i];
-    const tunnelFilter = innerFilter(resolved.ips, opts.request, overlay !== undefined);
-    if (overlay && !opts.request.tunnelFilter && tunnelFilter)
-      opts.sink.progress(
+  return {
+    nodes: resolved.nodes.map((n) => n.node),
+    addresses: resolved.ips,
+    kubernetes: true,
+    warnings,
+    cluster,
+    resolved,
+    facts,
+    nodeAddresses,
+    podNetnsOnly: opts.podNetnsOnly,
+  };
+}
+
+/** The debug pod and the runner's request for each node; nothing created. */
+function planNodes(opts: Omit<KubeTraceOptions, 'sink' | 'signal'>, sink?: TraceSink): PlannedNode[] {
+  const { place, request } = opts;
+  const patch = opts.podPatch ? loadPodPatch(opts.podPatch) : undefined;
+  const debugNamespace = opts.debugNamespace || place.cluster.namespace;
+  const session = newSessionId();
+  const template = loadTemplate();
+  return place.resolved.nodes.map((target, i) => {
+    const { arch, kernel, overlay } = place.facts[i];
+    const tunnelFilter = innerFilter(place.addresses, request, overlay !== undefined);
+    if (overlay && !request.tunnelFilter && tunnelFilter)
+      sink?.progress(
         `${target.node}: ${overlay} overlay: the target's packets are also matched inside the tunnel`,
       );
-    const args = helperArgs({ ...opts.request, pcapFilter: filter, tunnelFilter });
-    checkArch(target.node, arch);
+    const args = helperArgs({ ...request, tunnelFilter });
     const pod = buildDebugPod(
       {
         node: target.node,
         namespace: debugNamespace,
         image: opts.image || DEFAULT_IMAGE,
         session,
-        target: resolved.display,
-        filter,
-        durationSec: opts.request.durationSec,
+        target: place.resolved.display,
+        filter: request.pcapFilter,
+        durationSec: request.durationSec,
         profile: opts.profile,
         imagePullSecrets: opts.imagePullSecrets,
-        kernelVersion: kernels.get(target.node),
+        kernelVersion: kernel,
         patch,
       },
       template,
     );
     const runner: RunnerRequest = { args, heartbeatTimeoutSec: HEARTBEAT_TIMEOUT_SEC };
-    if (opts.podNetnsOnly) runner.netnsContainerIds = target.pods.flatMap((p) => p.containerIds);
-    nodes.push({ target, arch, pod, runner });
+    if (place.podNetnsOnly) runner.netnsContainerIds = target.pods.flatMap((p) => p.containerIds);
+    return { target, arch, pod, runner };
   });
-  return { cluster, resolved, filter, nodes };
 }
 
 export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
-  const cluster = connect(opts);
+  const { cluster, resolved } = opts.place;
   // Names are looked up while the pods start: listing a big cluster takes a while.
-  const names = new Map<string, string>();
+  const names = new Map(opts.place.nodeAddresses);
   const lookup = lookupNames(cluster).then((found) => {
     for (const [ip, name] of found) if (!names.has(ip) || !name.startsWith('node/')) names.set(ip, name);
   });
-  let p: Plan;
-  try {
-    p = await plan(opts, cluster, names);
-  } catch (err) {
-    if (err instanceof AbortedError) throw interrupted(false);
-    throw err;
-  }
+  const nodes = planNodes(opts, opts.sink);
   const sink = withNames(opts.sink, names);
   // Bundles are packed while the pods start: they are needed only once a pod runs.
   const bundles = new Map<string, Promise<Buffer>>();
-  for (const n of p.nodes) {
+  for (const n of nodes) {
     const key = `${n.arch}\n${JSON.stringify(n.runner)}`;
     if (bundles.has(key)) continue;
     const bundle = buildBundle(n.arch, n.runner);
@@ -185,15 +228,15 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
   const onAbort = () => stopAll.abort();
   opts.signal.addEventListener('abort', onAbort, { once: true });
   if (opts.signal.aborted) stopAll.abort();
-  const many = p.nodes.length > 1;
+  const many = nodes.length > 1;
   if (many)
     opts.sink.progress(
-      `tracing ${p.resolved.display} on ${p.nodes.length} nodes: ${p.nodes.map((n) => n.target.node).join(', ')}`,
+      `tracing ${resolved.display} on ${nodes.length} nodes: ${nodes.map((n) => n.target.node).join(', ')}`,
     );
-  const sessions = p.nodes.map(
+  const sessions = nodes.map(
     (n) =>
       new NodeSession({
-        cluster: p.cluster,
+        cluster,
         node: n.target.node,
         pod: n.pod,
         bundle: bundles.get(`${n.arch}\n${JSON.stringify(n.runner)}`) as Promise<Buffer>,
@@ -229,51 +272,63 @@ function interrupted(created: boolean): UserError {
   );
 }
 
-/**
- * The Jobs a run would create, as YAML (one document per node); creates
- * nothing. Without a reachable cluster (or kubeconfig), the values only the
- * cluster knows are placeholders: <NODE OF pod/web-0>, <ADDRESSES OF pod/web-0>.
- */
-export async function printManifest(opts: KubeTraceOptions): Promise<string> {
+/** The Jobs a run would create, as YAML (one document per node); creates nothing. */
+export function printManifest(opts: Omit<KubeTraceOptions, 'sink' | 'signal'>): string {
+  return dumpJobs(planNodes(opts).map((n) => n.pod));
+}
+
+function dumpJobs(pods: k8s.V1Pod[]): string {
   const lib = k8sLib();
-  const dump = (pods: k8s.V1Pod[]) =>
-    pods.map((pod) => lib.dumpYaml(buildDebugJob(pod), { lineWidth: -1, noRefs: true })).join('---\n');
-  let cluster: Cluster | undefined;
-  try {
-    cluster = connect({ ...opts, requestTimeoutMs: Math.min(opts.requestTimeoutMs || 5000, 5000) });
-    const p = await plan(opts, cluster);
-    return dump(p.nodes.map((n) => n.pod));
-  } catch (err) {
-    if (!unreachable(err)) throw err;
-    opts.sink.warning(
-      `${(err as Error).message.split('\n')[0]}\nprinting the manifest with placeholders where the cluster would say`,
-    );
-  }
+  return pods.map((pod) => lib.dumpYaml(buildDebugJob(pod), { lineWidth: -1, noRefs: true })).join('---\n');
+}
+
+/**
+ * The Job a run would create when no cluster answers (or there is no
+ * kubeconfig): the values only the cluster knows are placeholders, <NODE OF
+ * pod/web-0> and <ADDRESSES OF pod/web-0>. The request is built for a target
+ * with one stand-in address (0.0.0.0), shown as that placeholder.
+ */
+export function printManifestWithoutCluster(
+  where: Pick<KubePlaceOptions, 'target' | 'selector' | 'namespace' | 'context' | 'kubeconfig'>,
+  buildRequest: (place: TracePlace) => TraceRequest,
+  opts: DebugPodOptions,
+): string {
   const patch = opts.podPatch ? loadPodPatch(opts.podPatch) : undefined;
-  const { kind, name } = parseTarget(opts.target, opts.selector);
-  const what = opts.target ?? `-l ${opts.selector}`;
+  const { kind, name } = parseTarget(where.target, where.selector);
+  const what = where.target ?? `-l ${where.selector}`;
   const node = kind === 'node' ? name : `<NODE OF ${what}>`;
-  const filter = composeFilter(kind === 'node' ? [] : ['0.0.0.0'], opts.request.pcapFilter).replace(
-    'host 0.0.0.0',
-    `host <ADDRESSES OF ${what}>`,
-  );
+  const request = buildRequest({
+    nodes: [node],
+    addresses: kind === 'node' ? [] : ['0.0.0.0'],
+    kubernetes: true,
+    warnings: [],
+  });
   const pod = buildDebugPod({
     node,
-    namespace: opts.debugNamespace || opts.namespace || cluster?.namespace || 'default',
+    namespace: opts.debugNamespace || where.namespace || kubeconfigNamespace(where) || 'default',
     image: opts.image || DEFAULT_IMAGE,
     session: newSessionId(),
     target: what,
-    filter,
-    durationSec: opts.request.durationSec,
+    filter: request.pcapFilter.replace('host 0.0.0.0', `host <ADDRESSES OF ${what}>`),
+    durationSec: request.durationSec,
     profile: opts.profile,
     imagePullSecrets: opts.imagePullSecrets,
     patch,
   });
-  return dump([pod]);
+  return dumpJobs([pod]);
+}
+
+/** The namespace of the kubeconfig's context, if there is a kubeconfig (nothing is asked of a cluster). */
+function kubeconfigNamespace(where: Pick<KubePlaceOptions, 'context' | 'kubeconfig'>): string | undefined {
+  try {
+    return connect(where).namespace;
+  } catch {
+    return undefined;
+  }
 }
 
 /** No cluster to ask: no kubeconfig, or no answer. Refusals and bad input are real errors still. */
-function unreachable(err: unknown): boolean {
+export function unreachable(err: unknown): boolean {
   const m = (err as Error)?.message ?? '';
   return /no kubeconfig found|no cluster configured|cannot reach the Kubernetes API|did not answer within|cannot read the kubeconfig/.test(
     m,
@@ -290,8 +345,10 @@ export interface KubeFlags {
   'pod-patch'?: string;
 }
 
-/** Validate: those flags as KubeTraceOptions fields; a bad value is exit 2 before anything is created. */
-export function kubeFlagOptions(flags: KubeFlags): Partial<KubeTraceOptions> {
+/** Validate: those flags as options; a bad value is exit 2 before anything is created. */
+export function kubeFlagOptions(
+  flags: KubeFlags,
+): Pick<KubePlaceOptions, 'requestTimeoutMs' | 'as' | 'asGroups'> & DebugPodOptions {
   const profile = flags.profile;
   if (profile !== undefined && !(PROFILES as readonly string[]).includes(profile)) {
     throw new BadInput(`--profile ${profile}: expected one of ${PROFILES.join(', ')}`);

@@ -44,7 +44,7 @@ export class NodeSession {
 
   constructor(private readonly o: NodeSessionOptions) {
     this.where = o.label ? `${o.label}: ` : '';
-    this.stream = new HelperStream(o.sink, o.label, undefined, o.node);
+    this.stream = new HelperStream(o.sink, { node: o.node, prefix: o.label });
     this.life = new PodLife({
       cluster: o.cluster,
       node: o.node,

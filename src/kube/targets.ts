@@ -322,11 +322,3 @@ async function resolveService(cluster: Cluster, svc: k8s.V1Service): Promise<Res
     .map(([node, pods]) => ({ node, pods: [...pods.values()] }));
   return { kind: 'svc', display: `svc/${namespace}/${name}`, nodes, ips: [...ips], warnings };
 }
-
-/** (host A or host B) and (USER FILTER): the target's addresses joined to the user's filter. */
-export function composeFilter(ips: string[], userFilter: string): string {
-  const hosts = ips.filter((ip) => isIP(ip) !== 0).map((ip) => `host ${ip}`);
-  if (hosts.length === 0) return userFilter;
-  const own = `(${hosts.join(' or ')})`;
-  return userFilter.trim() ? `${own} and (${userFilter})` : own;
-}

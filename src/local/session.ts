@@ -34,25 +34,22 @@ export async function runLocalTrace(
   // follow; straight to our outputs when they are descriptors (fd 3, 4 in the helper), after the header.
   // Lines carry no bytes: with --snaplen the events come here (binary) and take their bytes along.
   const direct = sink.acceptsLines && request.snaplen === undefined ? sink.lineOutputs?.() : undefined;
-  const req = direct
-    ? {
-        ...request,
-        emitJson: {
-          packetStarts: [...TX_START_FUNCS],
-          lineFds: direct.fds.map((_, i) => 3 + i),
-          lineNames: direct.names,
-        },
-      }
-    : request;
+  const lines = direct && {
+    packetStarts: [...TX_START_FUNCS],
+    fds: direct.fds.map((_, i) => 3 + i),
+    names: direct.names,
+  };
   // The first three are pipes whatever follows them.
-  const child = spawn(helper, helperArgs(req), {
+  const child = spawn(helper, helperArgs(request, lines), {
     stdio: ['pipe', 'pipe', 'pipe', ...(direct?.fds ?? [])],
   }) as ChildProcessWithoutNullStreams;
   let deadline: NodeJS.Timeout | undefined;
-  const stream = new HelperStream(sink, undefined, () => {
-    direct?.ready().then(() => child.stdin.write('g'));
-    if (request.durationSec !== undefined)
-      deadline = setTimeout(stop, request.durationSec * 1000 + DEADLINE_SLACK_MS);
+  const stream = new HelperStream(sink, {
+    onReady: () => {
+      direct?.ready().then(() => child.stdin.write('g'));
+      if (request.durationSec !== undefined)
+        deadline = setTimeout(stop, request.durationSec * 1000 + DEADLINE_SLACK_MS);
+    },
   });
   let stderr = '';
   let streamError: Error | undefined;

@@ -118,7 +118,8 @@ export function createSink(opts: SinkOptions): ReadingSink {
       reading.header(h);
       pcapng?.header(h);
       file?.push(jsonLine(h));
-      const where = h.node ? ` on ${h.node}` : '';
+      // A live trace on one node need not say which: the node is named when there are several.
+      const where = h.node && (opts.showNode || opts.replay) ? ` on ${h.node}` : '';
       const filter = h.filter ? `, filter '${h.filter}'` : '';
       err(
         errPaint.paint(

@@ -54,13 +54,20 @@ export class HelperStream {
 
   constructor(
     private readonly sink: TraceSink,
-    node?: string,
-    /** Called once when probes are attached and events may flow. */
-    onReady?: () => void,
-    /** The traced host's name, when known better than by the helper's hostname (Kubernetes: the node's). */
-    host?: string,
+    {
+      node,
+      prefix,
+      onReady,
+    }: {
+      /** The Kubernetes node: named in every line (docs/json-schema.md), and the traced host's name. */
+      node?: string;
+      /** Before progress and warnings, when several nodes are traced. */
+      prefix?: string;
+      /** Called once when probes are attached and events may flow. */
+      onReady?: () => void;
+    } = {},
   ) {
-    const where = node ? `${node}: ` : '';
+    const where = prefix ? `${prefix}: ` : '';
     const reports = sink.dropReport ? new DropCollector((r) => sink.dropReport?.({ ...r, node })) : undefined;
     this.decoder = new RecordDecoder(
       {
@@ -81,7 +88,7 @@ export class HelperStream {
             toolVersion: TOOL_VERSION,
             kernel: this.hello?.kernel ?? '',
             ...(node !== undefined ? { node } : {}),
-            ...((host ?? this.hello?.hostname) ? { host: host ?? this.hello?.hostname } : {}),
+            ...((node ?? this.hello?.hostname) ? { host: node ?? this.hello?.hostname } : {}),
             backend: r.backend,
             probes: r.attached,
             attachMs: r.attach_ms,

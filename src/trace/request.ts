@@ -1,9 +1,16 @@
 /**
- * A trace request: everything the user asked for, in one value, built by the
- * trace command (Complete), checked (Validate), then handed to a local or a
- * Kubernetes session (Run). helperArgs() is the one translation into the
- * helper's command line, used by the local runner and by the in-pod runner.
+ * A trace request: everything the user asked for, in one value, built once
+ * (buildRequest) when where to trace is known, and never changed after: the
+ * local session and the Kubernetes sessions run it as it is. helperArgs() is
+ * the one translation into the helper's command line, used by the local
+ * session and by the in-pod runner.
  */
+import { TX_START_FUNCS } from '../reading/kernel-functions';
+import type { CommandWords } from './command-line';
+import { parseDuration } from './duration';
+import { composeFilter } from './filter';
+import type { TraceFlags } from './flags';
+import type { TracePlace } from './place';
 
 export type Backend = 'auto' | 'kprobe-multi' | 'kprobe' | 'tracepoint';
 export const BACKENDS: readonly Backend[] = ['auto', 'kprobe-multi', 'kprobe', 'tracepoint'];
@@ -25,7 +32,7 @@ export interface TraceRequest {
   filterMark?: string;
   filterIfname?: string;
   trackSkb: boolean;
-  /** A pcap expression for the inner packet of a tunnel (VXLAN, Geneve, IP-in-IP, GRE). */
+  /** A pcap expression for the inner packet of a tunnel (VXLAN, Geneve, IP-in-IP, GRE), with the target's addresses. */
   tunnelFilter?: string;
   /** VXLAN's and Geneve's UDP ports, when not the usual ones. */
   vxlanPort?: number;
@@ -41,29 +48,31 @@ export interface TraceRequest {
   /** Bytes of each packet the kernel captures, from its IP header (at its first step and where it was rewritten). */
   snaplen?: number;
   /**
-   * The helper writes the events as JSON lines itself (the sink's
-   * acceptsLines) to its descriptors lineFds, following packets by these
-   * rules: functions where a packet seen in another network namespace starts
-   * anew (src/reading/packet-tracker.ts).
-   */
-  emitJson?: {
-    packetStarts: readonly string[];
-    lineFds: readonly number[];
-    /** What each descriptor is (`stdout`, a path), for the helper's message when writing to it fails. */
-    lineNames: readonly string[];
-  };
-  /**
    * --on-drop: the helper writes no events, only a report of each drop with
    * the last good packet of its flow (helper/on_drop.c), telling packets apart
-   * by these rules (as emitJson).
+   * by these rules (as the JSON lines do).
    */
   onDrop?: { packetStarts: readonly string[] };
   /** --max-rate: matching events per second the kernel program writes at most. */
   maxRate?: number;
 }
 
-/** The helper's argv (without the program name) for a request. */
-export function helperArgs(req: TraceRequest): string[] {
+/**
+ * The helper writes the events as JSON lines itself (the sink's acceptsLines)
+ * to these descriptors of its own, following packets by these rules: the
+ * functions where a packet seen in another network namespace starts anew
+ * (src/reading/kernel-functions.ts). How a session wires its outputs, not
+ * part of the request.
+ */
+export interface LineOutputs {
+  packetStarts: readonly string[];
+  fds: readonly number[];
+  /** What each descriptor is (`stdout`, a path), for the helper's message when writing to it fails. */
+  names: readonly string[];
+}
+
+/** The helper's argv (without the program name) for a request, and where its JSON lines go. */
+export function helperArgs(req: TraceRequest, lines?: LineOutputs): string[] {
   const args = ['--backend', req.backend];
   if (req.filterFunc) args.push('--filter-func', req.filterFunc);
   if (req.filterNetns) args.push('--filter-netns', req.filterNetns);
@@ -81,13 +90,49 @@ export function helperArgs(req: TraceRequest): string[] {
   if (req.snaplen !== undefined) args.push('--snaplen', String(req.snaplen));
   if (req.maxRate !== undefined) args.push('--max-rate', String(req.maxRate));
   if (req.onDrop) args.push('--on-drop', '--packet-starts', req.onDrop.packetStarts.join(','));
-  if (req.emitJson) {
-    args.push('--emit', 'json', '--packet-starts', req.emitJson.packetStarts.join(','));
-    req.emitJson.lineFds.forEach((fd, i) => {
-      args.push('--lines-fd', String(fd), '--lines-name', req.emitJson?.lineNames[i] ?? `descriptor ${fd}`);
+  if (lines) {
+    args.push('--emit', 'json', '--packet-starts', lines.packetStarts.join(','));
+    lines.fds.forEach((fd, i) => {
+      args.push('--lines-fd', String(fd), '--lines-name', lines.names[i] ?? `descriptor ${fd}`);
     });
   }
   // "--" so that a filter starting with "-" is never taken for an option.
   if (req.pcapFilter) args.push('--', req.pcapFilter);
   return args;
+}
+
+/** --on-drop's ring buffer: 4 MiB (~25,000 events) instead of 8, so the helper stays well under 32 MiB. */
+const ON_DROP_RINGBUF_BYTES = 4 << 20;
+
+/** The request, once where the trace runs is known: the target's addresses join the filters. */
+export function buildRequest(flags: TraceFlags, words: CommandWords, place: TracePlace): TraceRequest {
+  const tunnel = flags['tunnel-filter'];
+  return {
+    pcapFilter: composeFilter({
+      proto: flags.proto,
+      port: flags.port,
+      host: flags.host,
+      expression: words.expression,
+      addresses: place.addresses,
+    }),
+    tunnelFilter:
+      tunnel !== undefined ? composeFilter({ expression: tunnel, addresses: place.addresses }) : undefined,
+    vxlanPort: flags['vxlan-port'],
+    genevePort: flags['geneve-port'],
+    backend: flags.backend as Backend,
+    filterFunc: flags['filter-func'],
+    filterNetns: flags['filter-netns'],
+    filterMark: flags['filter-mark'],
+    filterIfname: flags['filter-ifname'],
+    trackSkb: Boolean(flags['filter-track-skb']),
+    allKmods: Boolean(flags['all-kmods']),
+    outputStack: Boolean(flags['output-stack']),
+    durationSec: flags.duration !== undefined ? parseDuration('--duration', flags.duration) : undefined,
+    maxEvents: flags['max-events'],
+    // --on-drop runs for hours: the ring is mapped into the helper (its pages count in its memory) twice over.
+    ringbufBytes: flags['ringbuf-size'] ?? (flags['on-drop'] ? ON_DROP_RINGBUF_BYTES : undefined),
+    snaplen: flags.snaplen ?? (flags.pcapng !== undefined ? DEFAULT_SNAPLEN : undefined),
+    maxRate: flags['max-rate'],
+    ...(flags['on-drop'] ? { onDrop: { packetStarts: [...TX_START_FUNCS] } } : {}),
+  };
 }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UserError } from '../../src/errors';
-import { composeFilter, parseTarget, selectorString } from '../../src/kube/targets';
+import { parseTarget, selectorString } from '../../src/kube/targets';
 import { matchLabels } from '../k8s-apiserver/server';
 
 test('targets parse the kubectl way', () => {
@@ -29,17 +29,6 @@ test('bad targets are refused before any API call', () => {
   assert.throws(() => parseTarget('pod/a;rm -rf /', undefined), /not a valid Kubernetes object name/);
   assert.throws(() => parseTarget('pod/web-0', 'app=web'), /-l selects pods of a workload/);
   assert.throws(() => parseTarget(undefined, undefined), /nothing to trace/);
-});
-
-test("the target's addresses join the user's filter", () => {
-  assert.equal(composeFilter([], 'udp port 53'), 'udp port 53');
-  assert.equal(composeFilter(['10.0.0.1'], ''), '(host 10.0.0.1)');
-  assert.equal(
-    composeFilter(['10.0.0.1', 'fd00::1'], 'tcp port 443'),
-    '(host 10.0.0.1 or host fd00::1) and (tcp port 443)',
-  );
-  // Only addresses ever reach the filter, whatever an API object holds.
-  assert.equal(composeFilter(['10.0.0.1', '1.2.3.4 or tcp', 'None'], 'udp'), '(host 10.0.0.1) and (udp)');
 });
 
 test('workload selectors become kubectl selector strings, which the stand-in reads the same way', () => {

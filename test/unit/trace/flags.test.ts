@@ -8,9 +8,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { withDefaultCommand } from '../../../src/cli';
 import Trace from '../../../src/commands/trace';
+import * as runTraceModule from '../../../src/run-trace';
+import { readWords } from '../../../src/trace/command-line';
 import { KUBERNETES_FLAGS, TRACE_FLAGS, type TraceFlags } from '../../../src/trace/flags';
-import { helperArgs } from '../../../src/trace/request';
-import * as runTraceModule from '../../../src/trace/run-trace';
+import { thisHost } from '../../../src/trace/place';
+import { buildRequest, helperArgs } from '../../../src/trace/request';
 import { ROOT } from '../fixtures';
 
 interface Read {
@@ -169,7 +171,7 @@ describe('the command line, as the trace command receives it', () => {
     ];
     for (const [argv, helper] of cases) {
       const r = await reads(argv);
-      const { request } = runTraceModule.completeTrace(r.flags, r.words);
+      const request = buildRequest(r.flags, readWords(r.flags, r.words), thisHost());
       assert.deepEqual(helperArgs(request), helper, argv.join(' '));
     }
   });
@@ -182,7 +184,7 @@ describe('the command line, as the trace command receives it', () => {
       const r = await reads(argv);
       assert.deepEqual(r.flags.port, ['80']);
       assert.throws(
-        () => runTraceModule.completeTrace(r.flags, r.words),
+        () => buildRequest(r.flags, readWords(r.flags, r.words), thisHost()),
         (err: Error & { exitCode?: number }) =>
           err.exitCode === 2 && /'443' is not a filter on its own.*--port/.test(err.message),
       );
