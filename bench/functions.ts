@@ -48,8 +48,13 @@ function cases(backend: string, rounds: number): CaseSpec[] {
 }
 
 const s = (x: number) => `${x.toFixed(2)} s`;
-const med = (xs: number[]) => (xs.length ? median(xs) : Number.NaN);
-const spread = (xs: number[]) => (xs.length > 1 ? ` (${xs.map((x) => x.toFixed(2)).join(', ')})` : '');
+/** The median of the runs where the guest saw the marks (a 50 ms poll can miss pwru's progress lines). */
+const med = (xs: number[]) => {
+  const seen = xs.filter(Number.isFinite);
+  return seen.length ? median(seen) : Number.NaN;
+};
+const spread = (xs: number[]) =>
+  xs.length > 1 ? ` (${xs.map((x) => (Number.isFinite(x) ? x.toFixed(2) : 'not seen')).join(', ')})` : '';
 
 /** Start → ready, guest seconds (the helper's READY frame; pwru's "Listening for events"). */
 function ready(c: CaseResult): number {
