@@ -65,13 +65,33 @@ function findCluster() {
     );
     return undefined;
   }
+  const kitConfig = join(process.env.K8S_HOME ?? '/var/tmp/k8s-kit', 'admin.kubeconfig');
+  if (clusterAnswers(kitConfig)) {
+    // up.sh is not safe to run again over a running cluster (it fails setting up the node's network).
+    console.error(`e2e/cluster: using the test cluster already running (${kitConfig})`);
+    return kitConfig;
+  }
   console.error(`e2e/cluster: starting the test cluster (${upSh})`);
   const up = spawnSync('bash', [upSh], { stdio: ['ignore', 2, 2] });
   if (up.status !== 0) {
     console.error(`e2e/cluster: ${upSh} failed (exit ${up.status})`);
     process.exit(1);
   }
-  return join(process.env.K8S_HOME ?? '/var/tmp/k8s-kit', 'admin.kubeconfig');
+  return kitConfig;
+}
+
+/** Whether the API server that kubeconfig names is up and ready (false when kubectl is not installed yet). */
+function clusterAnswers(kubeconfig) {
+  if (!existsSync(kubeconfig)) return false;
+  const ready = spawnSync(
+    'kubectl',
+    ['--kubeconfig', kubeconfig, '--request-timeout=5s', 'get', '--raw', '/readyz'],
+    {
+      stdio: 'ignore',
+      timeout: 10_000,
+    },
+  );
+  return ready.status === 0;
 }
 
 if (files.length === 0) {
