@@ -438,7 +438,6 @@ static __always_inline bool tunnel_of(const struct pwru_event *ev, unsigned char
 	    !(ev->l4 == 17 && (ev->dport == cfg_vxlan_ports[0] || ev->dport == cfg_vxlan_ports[1] ||
 			       ev->dport == cfg_geneve_port)))
 		return false;
-	__builtin_memset(t, 0, sizeof(*t));
 	if (!tunnel_inner(head, nh, tail, &inner, &mode, t))
 		return false;
 	t->ts = ev->ts;
@@ -766,6 +765,12 @@ static __always_inline void *with_extensions(struct pwru_event *ev, struct sk_bu
 	__u32 why = 0, start = 0;
 	__u8 *rec = NULL;
 
+	/*
+	 * Zeroed on every path, before anything may set it: verifiers before
+	 * 5.12 refuse a read of stack the program never wrote, and the compiler
+	 * keeps fields of tun in stack slots it may read on paths that do not use them.
+	 */
+	__builtin_memset(&tun, 0, sizeof(tun));
 	has_tun = tunnel_of(ev, head, nh, tail, &tun);
 	if (cfg_snaplen) {
 		why = capture_why(ev, (__u64)head, &now, &remember);
