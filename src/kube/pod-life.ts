@@ -50,6 +50,8 @@ export class PodLife {
   /** Set when the pod was deleted or evicted by someone else while we used it. */
   lostReason?: string;
   private deletedByUs = false;
+  /** A deletion failed (and was said): waiting for the pod to go would only wait on the same fault. */
+  private deleteFailed = false;
   private readonly shown = new Set<string>();
   private readonly watches = new AbortController();
 
@@ -301,6 +303,7 @@ export class PodLife {
         await api.request('DELETE', path, { query });
       } catch (err) {
         if (isNotFound(err)) return;
+        this.deleteFailed = true;
         const e = explain(err, { verb: 'delete', resource: what, namespace: ns }, this.o.cluster.server);
         this.o.warning(
           `could not delete ${this.id}: ${e.message}\nthe cluster deletes it ${'by itself'} once it ends (its Job's ttlSecondsAfterFinished); or run: kubectl pwru cleanup -n ${ns}`,
@@ -330,7 +333,7 @@ export class PodLife {
 
   /** Waits (bounded) until the Job's pods are gone; false when one is still terminating. */
   async waitGone(timeoutMs = GONE_WAIT_MS): Promise<boolean> {
-    if (!this.jobName) return true;
+    if (!this.jobName || this.deleteFailed) return true;
     const api = this.api().withTimeout(Math.min(5000, timeoutMs));
     const until = Date.now() + timeoutMs;
     while (Date.now() < until) {
