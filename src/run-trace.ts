@@ -16,6 +16,7 @@
  * code of a trace that ran (0, or EXIT_DROPPED for --fail-on-drop).
  */
 import { EXIT_DROPPED, EXIT_INTERRUPTED, EXIT_OK } from './errors';
+import { checkWithHelper, helperToCheckWith } from './local/check';
 import { localHelper } from './local/helper-binary';
 import { runLocalTrace } from './local/session';
 import { shouldColor } from './output/ansi';
@@ -118,9 +119,17 @@ async function traceFrom(
   const cluster = kube ? await kube.resolveKubePlace(where) : undefined;
   const place = cluster ?? thisHost();
 
-  // 3. The request.
+  // 3. The request, checked by the helper itself before anything is started: locally the whole of it; for
+  // Kubernetes what does not depend on the node (its namespaces and interfaces are not this machine's).
   const request = build(place);
   const helper = kube ? '' : localHelper();
+  const checker = kube ? helperToCheckWith() : helper;
+  if (checker) {
+    await checkWithHelper(
+      checker,
+      kube ? { ...request, filterNetns: undefined, filterIfname: undefined } : request,
+    );
+  }
 
   // 4. The sink.
   const rotation =

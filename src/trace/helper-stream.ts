@@ -5,7 +5,7 @@
  * helper error or a helper that vanished.
  */
 
-import { EXIT_OUTPUT_FAILED } from '../errors';
+import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OUTPUT_FAILED } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { type HelloInfo, RecordDecoder } from '../record/decode';
 import { TRACE_SCHEMA_VERSION } from '../record/event';
@@ -16,7 +16,9 @@ import { DropCollector } from './drop-collector';
 export const HELPER_BAD_INPUT: ReadonlySet<string> = new Set([
   'usage',
   'bad_filter',
+  'filter_too_slow',
   'bad_regex',
+  'no_interface',
   'no_match',
   'backend_unavailable',
 ]);
@@ -24,7 +26,7 @@ export const HELPER_BAD_INPUT: ReadonlySet<string> = new Set([
 /** The exit code for a helper's error: 2 for bad input, 5 for an output it could not write, 1 otherwise. */
 export function helperExitCode(code: string): number {
   if (code === 'output_failed') return EXIT_OUTPUT_FAILED;
-  return HELPER_BAD_INPUT.has(code) ? 2 : 1;
+  return HELPER_BAD_INPUT.has(code) ? EXIT_BAD_INPUT : EXIT_FAILED;
 }
 
 /** The helper refused or failed; message is the helper's own words. */

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { FrameType } from '../../src/record/decode';
 import { ROOT } from '../unit/fixtures';
 import { event, HELLO, json, READY } from '../unit/record-stream';
+import { HELPER } from './tracer';
 
 const CLI = join(ROOT, 'bin', 'kubectl-pwru');
 
@@ -32,9 +33,13 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'pwru-early-'));
   log = join(dir, 'spawns.log');
   const logLine = `{ printf '%s' "$$"; for a in "$@"; do printf '\\t%s' "$a"; done; printf '\\n'; } >> "$FAKE_LOG"`;
+  // `--check` (the CLI asks it before every trace) answers that the input is good, and is logged apart.
+  const checked = join(dir, 'check.stream');
+  writeFileSync(checked, checkStream());
+  const check = `if [ "$1" = --check ]; then echo "$$" >> "$FAKE_LOG.check"; cat ${JSON.stringify(checked)}; exit 0; fi`;
   const script = (name: string, body: string) => {
     const path = join(dir, name);
-    writeFileSync(path, `#!/bin/sh\n${logLine}\n${body}\n`);
+    writeFileSync(path, `#!/bin/sh\n${check}\n${logLine}\n${body}\n`);
     chmodSync(path, 0o755);
     return path;
   };
@@ -57,6 +62,14 @@ after(() => {
   }
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** What `pwru-helper --check` writes for good input: HELLO, END check. */
+function checkStream(): Buffer {
+  return Buffer.concat([
+    json(FrameType.Hello, HELLO),
+    json(FrameType.End, { reason: 'check', events: 0, lost: 0 }),
+  ]);
+}
 
 /** A helper's record stream (bpf/event.h): HELLO, READY, a packet received and then dropped, STATS, END. */
 function dropStream(): Buffer {
@@ -240,6 +253,31 @@ describe('the CLI with --local', () => {
     }
   });
 
+  test("bad values the helper's --check refuses: its words, exit 2, and no trace started", async () => {
+    // The real helper, behind a script that logs each start that is not a --check.
+    const real = join(dir, 'real-helper');
+    writeFileSync(
+      real,
+      `#!/bin/sh\n[ "$1" = --check ] || echo "$$" >> "$FAKE_LOG"\nexec ${JSON.stringify(HELPER)} "$@"\n`,
+    );
+    chmodSync(real, 0o755);
+    const cases: [string[], RegExp][] = [
+      [['--filter-mark', 'zz'], /^error: --filter-mark zz: expected MARK or MARK\/MASK/],
+      [['--filter-netns', '/nonexistent'], /^error: --filter-netns \/nonexistent: No such file/],
+      [['--filter-ifname', 'nosuch0'], /^error: --filter-ifname nosuch0: no such interface/],
+      [['--filter-func', '(('], /^error: --filter-func: /],
+      [['tcp and'], /^error: invalid pcap filter/],
+    ];
+    for (const [args, message] of cases) {
+      rmSync(log, { force: true });
+      const r = await runCli(['--local', ...args], { helper: real });
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /tracing with|HELLO/);
+      assert.deepEqual(spawns(), [], args.join(' '));
+    }
+  });
+
   test('a mistyped flag: the same one line whether the command is named or not', async () => {
     const bare = await runCli(['pod/web', '--ports', '8080'], { helper: lingering });
     const named = await runCli(['trace', 'pod/web', '--ports', '8080'], { helper: lingering });
@@ -309,8 +347,15 @@ describe('the CLI with --local', () => {
        cp.spawn = function (...call) { note('spawn ' + call[0]); return spawn.apply(this, call); };`,
     );
     const cases: [string[], string[]][] = [
-      [['--local', 'udp'], [`spawn ${failing}`]],
-      [['--local', '-o', 'json', '--output-file', join(dir, 'order.jsonl'), 'udp'], [`spawn ${failing}`]],
+      // The helper's --check, then the trace.
+      [
+        ['--local', 'udp'],
+        [`spawn ${failing}`, `spawn ${failing}`],
+      ],
+      [
+        ['--local', '-o', 'json', '--output-file', join(dir, 'order.jsonl'), 'udp'],
+        [`spawn ${failing}`, `spawn ${failing}`],
+      ],
       [['--local', '--port', '70000'], []],
     ];
     for (const [i, [argv, expected]] of cases.entries()) {
