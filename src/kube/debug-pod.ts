@@ -211,8 +211,9 @@ export function buildDebugJob(pod: k8s.V1Pod): k8s.V1Job {
       parallelism: 1,
       ttlSecondsAfterFinished: JOB_TTL_SEC,
       activeDeadlineSeconds: pod.spec?.activeDeadlineSeconds,
+      // The pod's own metadata (a --pod-patch may add finalizers, more labels...), but its name comes from the Job.
       template: {
-        metadata: { labels: { ...meta.labels }, annotations: { ...meta.annotations } },
+        metadata: (({ name: _n, generateName: _g, namespace: _ns, ...rest }) => rest)(structuredClone(meta)),
         spec: pod.spec,
       },
     },

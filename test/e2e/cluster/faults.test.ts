@@ -122,6 +122,32 @@ describe('ends and faults on a real cluster', { skip }, () => {
     process.stderr.write(`# SIGKILL: everything gone ${Date.now() - killed} ms after the kill\n`);
   });
 
+  test('a pod that is still terminating when the wait ends: said, not hidden', async () => {
+    // A finalizer (by --pod-patch) holds the deleted pod: the CLI waits its 30 s, then says so.
+    const patch = join(world.dir, 'hold.yaml');
+    writeFileSync(patch, 'metadata:\n  finalizers: [kubectl-pwru.e2e/hold]\n');
+    const run = startCli([web0(), '-n', world.ns, ...TRACE, '--max-events', '2', '--pod-patch', patch]);
+    try {
+      assert.equal(await run.done, 0, run.stderr);
+      assert.match(
+        run.stderr,
+        /warning: debug pod [\w-]+\/pwru-[\w-]+ on node .* is still terminating after 30 s/,
+      );
+    } finally {
+      for (const pod of await debugPods(world.ns)) {
+        await api.request('PATCH', `/api/v1/namespaces/${world.ns}/pods/${pod.metadata?.name}`, {
+          body: { metadata: { finalizers: null } },
+          contentType: 'application/merge-patch+json',
+        });
+      }
+      await until(
+        'the held pod gone',
+        async () => ((await debugPods(world.ns)).length === 0 ? true : undefined),
+        30_000,
+      );
+    }
+  });
+
   test('the debug pod deleted mid-trace (kubectl delete): said, exit 1 — not a silent 0', async () => {
     const run = startCli([web0(), '-n', world.ns, ...TRACE, '--fail-on-drop']);
     await run.waitForStderr(/tracing with/);
