@@ -131,8 +131,8 @@ function figure(
     section: SECTION,
     what,
     value: `helper ${s(mh)}${spread(h)}, pwru ${s(mp)}${spread(p)}: ${(mh / mp).toFixed(2)}× pwru's`,
-    goal,
-    met: Number.isFinite(mh) && Number.isFinite(mp) ? met(mh, mp) : undefined,
+    goal: goal || undefined,
+    met: goal && Number.isFinite(mh) && Number.isFinite(mp) ? met(mh, mp) : undefined,
   });
 }
 
