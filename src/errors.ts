@@ -17,6 +17,11 @@ export const EXIT_DROPPED = 3;
 export const EXIT_BAD_TRACE_FILE = 4;
 /** A write to --output-file or stdout failed mid-run (a full disk): the run was stopped. */
 export const EXIT_OUTPUT_FAILED = 5;
+/**
+ * --fail-on-drop found no drop, but the kernel lost events (its ring buffer was
+ * full): one of them may have been the drop, so "no drop" cannot be said.
+ */
+export const EXIT_INCOMPLETE = 6;
 /** A second Ctrl-C/SIGTERM while the first was still stopping the trace. */
 export const EXIT_INTERRUPTED = 130;
 

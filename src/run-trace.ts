@@ -15,7 +15,7 @@
  * `error: <message>` and exits with its code); the resolved value is the exit
  * code of a trace that ran (0, or EXIT_DROPPED for --fail-on-drop).
  */
-import { EXIT_DROPPED, EXIT_INTERRUPTED, EXIT_OK } from './errors';
+import { EXIT_DROPPED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK } from './errors';
 import { checkWithHelper, helperToCheckWith } from './local/check';
 import { localHelper } from './local/helper-binary';
 import { runLocalTrace } from './local/session';
@@ -170,5 +170,23 @@ async function traceFrom(
   } finally {
     await sink.close();
   }
-  return flags['fail-on-drop'] && sink.dropped() ? EXIT_DROPPED : EXIT_OK;
+  return flags['fail-on-drop'] ? failOnDropCode(sink, io.stderr) : EXIT_OK;
+}
+
+/**
+ * --fail-on-drop's answer: a drop seen is a drop (3); none seen is "no drop"
+ * (0) only when the kernel handed over every event, since a lost or skipped
+ * one may have been the drop (6).
+ */
+function failOnDropCode(
+  sink: { dropped(): boolean; missedEvents(): number },
+  stderr: NodeJS.WritableStream,
+): number {
+  if (sink.dropped()) return EXIT_DROPPED;
+  const missed = sink.missedEvents();
+  if (missed === 0) return EXIT_OK;
+  stderr.write(
+    `error: --fail-on-drop cannot say "no drop": ${missed} matching events were lost or skipped (--max-rate), and a drop may be among them; narrow the filter\n`,
+  );
+  return EXIT_INCOMPLETE;
 }

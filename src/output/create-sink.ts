@@ -57,6 +57,8 @@ export interface SinkOptions {
 export type ReadingSink = TraceSink & {
   /** Any packet dropped, socket-teardown purges aside (for --fail-on-drop). */
   dropped(): boolean;
+  /** Matching events never seen: lost (ring buffer full) or skipped (--max-rate), all nodes together. */
+  missedEvents(): number;
 };
 
 export function createSink(opts: SinkOptions): ReadingSink {
@@ -237,5 +239,6 @@ export function createSink(opts: SinkOptions): ReadingSink {
     },
 
     dropped: () => reading.dropped(),
+    missedEvents: () => reading.missedEvents(),
   };
 }

@@ -46,6 +46,8 @@ export interface OnDropSinkOptions {
 export type OnDropSink = TraceSink & {
   /** Any drop reported (for --fail-on-drop). */
   dropped(): boolean;
+  /** Matching events never seen: lost (ring buffer full) or skipped (--max-rate), all nodes together. */
+  missedEvents(): number;
 };
 
 export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
@@ -58,6 +60,7 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
       : undefined;
   const watches = new Map<string, WatchInfo>();
   const lostByNode = new Map<string, number>();
+  const missedByNode = new Map<string, number>(); // lost and skipped (--max-rate), for --fail-on-drop
   let reported = 0;
   let notFailures = 0;
   let beyondLimit = 0;
@@ -165,6 +168,7 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
 
     stats(s: TraceStats) {
       const node = s.node ?? '';
+      missedByNode.set(node, s.lost + (s.skipped ?? 0));
       const before = lostByNode.get(node) ?? 0;
       if (s.lost > before) {
         lostByNode.set(node, s.lost);
@@ -218,6 +222,7 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
     },
 
     dropped: () => reported > 0,
+    missedEvents: () => [...missedByNode.values()].reduce((a, n) => a + n, 0),
   };
 }
 

@@ -24,6 +24,8 @@ export class TraceReading {
   });
   private readonly statsSeen: TraceStats[] = [];
   private readonly lostByNode = new Map<string, number>();
+  /** Per node, the events the kernel did not hand over: lost (ring buffer full) and skipped (--max-rate). */
+  private readonly missedByNode = new Map<string, number>();
   private headers = 0;
   private events = 0;
   /** Packets lost for real: dropped, and no drop rule says it was normal (drop-rules.ts). */
@@ -55,9 +57,17 @@ export class TraceReading {
   stats(s: TraceStats): number | undefined {
     this.statsSeen.push(s);
     const node = s.node ?? '';
+    this.missedByNode.set(node, s.lost + (s.skipped ?? 0));
     if (s.lost <= (this.lostByNode.get(node) ?? 0)) return undefined;
     this.lostByNode.set(node, s.lost);
     return s.lost;
+  }
+
+  /** Matching events never seen here: lost or skipped over --max-rate, all nodes together. */
+  missedEvents(): number {
+    let missed = 0;
+    for (const n of this.missedByNode.values()) missed += n;
+    return missed;
   }
 
   /** The helper's counts of the events it wrote as JSON lines itself. */

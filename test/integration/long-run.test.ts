@@ -69,6 +69,23 @@ describe('long runs: the rate cap and bounded memory', () => {
     assert.match(res.stderr, /skipped \(over --max-rate/);
   });
 
+  test('--fail-on-drop cannot say "no drop" when events were skipped (exit 6), and says so; without the cap it can (exit 0)', async () => {
+    const dst = lab.v4(1, 2);
+    for (const [cap, code] of [
+      [['--max-rate', '16'], 6],
+      [[], 0],
+    ] as const) {
+      const trace = startTrace([...cap, '--fail-on-drop', `udp and dst host ${dst}`]);
+      await trace.ready();
+      lab.traffic(a, ['udp-spread', dst, '2000', '400', '0']);
+      const res = await trace.stop();
+      assert.equal(res.code, code, `${cap.join(' ') || 'no cap'}: ${res.stderr}`);
+      if (code === 6)
+        assert.match(res.stderr, /cannot say "no drop": \d+ matching events were lost or skipped/);
+      else assert.doesNotMatch(res.stderr, /cannot say/);
+    }
+  });
+
   test('--on-drop with more flows than it keeps: the helper stays under 32 MiB and says what it forgot', async () => {
     const dst = lab.v4(1, 2);
     const trace = startTrace(['--on-drop', `udp and dst host ${dst}`]);
