@@ -69,8 +69,10 @@ export function loadKubeConfig(opts: ConnectOptions): KubeConfigLite {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromDefault();
   } catch (err) {
+    // One line: a YAML error's own text goes on with an excerpt of the file.
+    const why = (err as Error).message.split('\n')[0];
     throw new UserError(
-      `cannot read the kubeconfig${opts.kubeconfig ? ` ${opts.kubeconfig}` : ''}: ${(err as Error).message}`,
+      `cannot read the kubeconfig${opts.kubeconfig ? ` ${opts.kubeconfig}` : ''}: ${why}: is it a kubeconfig (kubectl config view --kubeconfig FILE)?`,
     );
   }
   if (opts.context) {
@@ -95,7 +97,9 @@ export function loadKubeConfig(opts: ConnectOptions): KubeConfigLite {
   }
   if (!cluster) {
     throw new UserError(
-      'no cluster configured: set KUBECONFIG, pass --kubeconfig, or run inside a pod with a service account',
+      opts.kubeconfig
+        ? `the kubeconfig ${opts.kubeconfig} names no cluster (is it empty?): pass one that kubectl can use`
+        : 'no cluster configured: set KUBECONFIG, pass --kubeconfig, or run inside a pod with a service account',
     );
   }
   return kc;

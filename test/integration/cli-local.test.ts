@@ -278,6 +278,23 @@ describe('the CLI with --local', () => {
     }
   });
 
+  test('a kubeconfig that is empty or not YAML: one sentence that says so, no stack', async () => {
+    const empty = join(dir, 'empty.kubeconfig');
+    const broken = join(dir, 'broken.kubeconfig');
+    writeFileSync(empty, '');
+    writeFileSync(broken, 'garbage: [\n');
+    const e = await runCli(['pod/web', '--kubeconfig', empty], { helper: lingering });
+    assert.equal(e.code, 1, e.stderr);
+    assert.equal(
+      e.stderr,
+      `error: the kubeconfig ${empty} names no cluster (is it empty?): pass one that kubectl can use\n`,
+    );
+    const b = await runCli(['pod/web', '--kubeconfig', broken], { helper: lingering });
+    assert.equal(b.code, 1, b.stderr);
+    assert.match(b.stderr, /^error: cannot read the kubeconfig .*broken\.kubeconfig: .*: is it a kubeconfig/);
+    assert.equal(b.stderr.split('\n').length, 2, b.stderr);
+  });
+
   test('a mistyped flag: the same one line whether the command is named or not', async () => {
     const bare = await runCli(['pod/web', '--ports', '8080'], { helper: lingering });
     const named = await runCli(['trace', 'pod/web', '--ports', '8080'], { helper: lingering });
