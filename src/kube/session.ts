@@ -7,7 +7,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
-import { HelperStream, helperExitCode } from '../trace/helper-stream';
+import { HelperStream } from '../trace/helper-stream';
 import { AbortedError } from './api';
 import { AttachChannel } from './attach-channel';
 import { HEARTBEAT_TIMEOUT_SEC } from './bundle';
@@ -74,8 +74,7 @@ export class NodeSession {
   }
 
   private async trace(): Promise<void> {
-    const { cluster, signal, sink } = this.o;
-    let readError: Error | undefined;
+    const { cluster, signal } = this.o;
     const bundle = await this.o.bundle;
     const channel: AttachChannel = await AttachChannel.open(
       cluster,
@@ -83,22 +82,9 @@ export class NodeSession {
       this.life.podName ?? '',
       CONTAINER,
       {
+        // A corrupt stream (or a sink that cannot write): stop this node's trace, keep the reason.
         stdout: (payload) => {
-          if (readError) return;
-          try {
-            this.stream.push(payload);
-          } catch (err) {
-            // A corrupt stream (or a sink that cannot write): stop this node's trace, keep the reason.
-            readError = err as Error;
-            channel.terminate();
-            return;
-          }
-          // Output slower than the node: stop reading; the runner's pipe, then the kernel's ring buffer, absorb it.
-          const drained = sink.waitForDrain?.();
-          if (drained) {
-            channel.pause();
-            drained.then(() => channel.resume());
-          }
+          if (!this.stream.feed(payload, channel)) channel.terminate();
         },
         stderr: (payload) => this.stderr(payload),
       },
@@ -124,22 +110,17 @@ export class NodeSession {
     clearTimeout(stopTimer);
     clearTimeout(deleteTimer);
     signal.removeEventListener('abort', stop);
-    try {
-      this.stream.decoder.finish();
-    } catch {
-      // A cut-off last frame after an interrupt is expected; the records before it were shown.
-    }
-
-    if (readError) {
+    // A cut-off last frame after an interrupt is expected; the records before it were shown.
+    this.stream.finish({ cutOffExpected: true });
+    if (this.stream.readError) {
       throw new UserError(
-        `the trace from node ${this.o.node} could not be read: ${readError.message}${this.tail()}`,
+        `the trace from node ${this.o.node} could not be read: ${this.stream.readError.message}${this.tail()}`,
       );
     }
+    // The helper's own words, verbatim (prefixed with the node when several are traced).
+    const error = this.stream.helperError(this.where);
+    if (error) throw error;
     const outcome = this.stream.outcome;
-    if (outcome.error) {
-      // The helper's own words, verbatim (prefixed with the node when several are traced).
-      throw new UserError(`${this.where}${outcome.error.message}`, helperExitCode(outcome.error.code));
-    }
     if (signal.aborted) return;
     // Not our stop: someone deleted or evicted the pod (kubectl delete, a drain, another cleanup).
     const lost = await this.life.lost();

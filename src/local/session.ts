@@ -10,7 +10,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { TX_START_FUNCS } from '../reading/kernel-functions';
-import { HelperStream, helperExitCode } from '../trace/helper-stream';
+import { HelperStream } from '../trace/helper-stream';
 import { helperArgs, type TraceRequest } from '../trace/request';
 
 const STDERR_KEEP = 8192;
@@ -52,7 +52,6 @@ export async function runLocalTrace(
     },
   });
   let stderr = '';
-  let streamError: Error | undefined;
   // END: the trace is over. The helper detaches its probes after it (the kernel takes seconds to minutes
   // with plain kprobes) and exits alone: the user does not wait for that (docs/record-stream.md).
   let ended: (() => void) | undefined;
@@ -60,31 +59,24 @@ export async function runLocalTrace(
   // When we last heard from the helper, or started listening again (for the stop's watchdog).
   let heard = Date.now();
   let paused = false;
+  const source = {
+    pause: () => {
+      child.stdout.pause();
+      paused = true;
+    },
+    resume: () => {
+      paused = false;
+      heard = Date.now();
+      child.stdout.resume();
+    },
+  };
   child.stdout.on('data', (chunk: Buffer) => {
     heard = Date.now();
-    if (streamError) return;
-    try {
-      stream.push(chunk);
-    } catch (err) {
-      streamError = err as Error;
+    if (!stream.feed(chunk, source)) {
       child.kill('SIGINT');
       return;
     }
-    if (stream.outcome.endReason !== undefined && !stream.outcome.error) {
-      ended?.();
-      return;
-    }
-    // Output slower than the kernel: stop reading, so the helper's pipe and then the ring buffer fill.
-    const drained = sink.waitForDrain?.();
-    if (drained) {
-      child.stdout.pause();
-      paused = true;
-      drained.then(() => {
-        paused = false;
-        heard = Date.now();
-        child.stdout.resume();
-      });
-    }
+    if (stream.outcome.endReason !== undefined && !stream.outcome.error) ended?.();
   });
   child.stderr.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-STDERR_KEEP);
@@ -123,16 +115,17 @@ export async function runLocalTrace(
   clearTimeout(deadline);
   clearInterval(watchdog);
 
-  if (streamError) throw new UserError(`the helper's output could not be read: ${streamError.message}`);
+  if (stream.readError)
+    throw new UserError(`the helper's output could not be read: ${stream.readError.message}`);
   if (unresponsive) {
     throw new UserError(
       `the helper did not answer the stop within ${STOP_SILENCE_MS / 1000} s (was it stopped with SIGSTOP?): killed it; the kernel detached its probes`,
     );
   }
   // After END, what follows (detach progress) may be cut mid-frame: it is not read.
-  if (stream.outcome.endReason === undefined) stream.decoder.finish();
-  const { error } = stream.outcome;
-  if (error) throw new UserError(error.message, helperExitCode(error.code));
+  stream.finish({ cutOffExpected: false });
+  const error = stream.helperError();
+  if (error) throw error;
   if (killedBy) {
     throw new UserError(`the helper was killed by ${killedBy} before it finished${tail(stderr)}`);
   }

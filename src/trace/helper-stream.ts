@@ -1,11 +1,12 @@
 /**
- * Connects one helper's record stream to a sink: the piece shared by the local
- * session and each Kubernetes node session. It turns helper frames into trace
- * lines and remembers how the helper ended, so that the session can report a
- * helper error or a helper that vanished.
+ * Connects one helper's record stream to a sink: what the local session and
+ * each Kubernetes node session both do with it, written once: feed each chunk
+ * (decode, push to the sink, pause the source while the sink is behind),
+ * finish, and turn the helper's ERROR into the run's error. It remembers how
+ * the helper ended, so that the session can report a helper that vanished.
  */
 
-import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OUTPUT_FAILED } from '../errors';
+import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OUTPUT_FAILED, UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { type HelloInfo, RecordDecoder } from '../record/decode';
 import { TRACE_SCHEMA_VERSION } from '../record/event';
@@ -148,5 +149,52 @@ export class HelperStream {
   push(chunk: Buffer): void {
     this.decoder.push(chunk);
     this.sink.flush?.();
+  }
+
+  /** Why the stream could not be read (corrupt, or a sink that failed), once feed() has said so. */
+  readError?: Error;
+
+  /**
+   * What both sessions do with each chunk of the helper's stream: decode it
+   * into the sink; false when it cannot be read (the session stops its
+   * source; readError says why). When the sink is behind, the source is
+   * paused until it has drained, so that the helper's pipe and then the
+   * kernel's ring buffer absorb the excess, not this process's memory.
+   */
+  feed(chunk: Buffer, source: { pause(): void; resume(): void }): boolean {
+    if (this.readError) return false;
+    try {
+      this.push(chunk);
+    } catch (err) {
+      this.readError = err as Error;
+      return false;
+    }
+    // After END nothing more is shown: no reason to wait for the output.
+    if (this.outcome.endReason !== undefined) return true;
+    const drained = this.sink.waitForDrain?.();
+    if (drained) {
+      source.pause();
+      drained.then(() => source.resume());
+    }
+    return true;
+  }
+
+  /**
+   * The source has closed: the last frame read. After END, or after a stop,
+   * a frame cut off at the end is expected (what came before it was shown).
+   */
+  finish({ cutOffExpected }: { cutOffExpected: boolean }): void {
+    if (this.outcome.endReason !== undefined) return;
+    try {
+      this.decoder.finish();
+    } catch (err) {
+      if (!cutOffExpected) throw err;
+    }
+  }
+
+  /** The helper's ERROR as the error to end the run with: its own words (after the prefix), its exit code. */
+  helperError(prefix = ''): UserError | undefined {
+    const { error } = this.outcome;
+    return error && new UserError(`${prefix}${error.message}`, helperExitCode(error.code));
   }
 }
