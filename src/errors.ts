@@ -41,3 +41,16 @@ export class BadInput extends UserError {
     super(message, EXIT_BAD_INPUT);
   }
 }
+
+/**
+ * How every command ends on an error: a UserError is one plain `error: …`
+ * line on stderr (people read it, scripts grep it, as kubectl's) and its exit
+ * code; anything else is a bug, rethrown for oclif to report.
+ */
+export function reportError(cmd: { exit(code: number): never }, err: Error): never {
+  if (err instanceof UserError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    cmd.exit(err.exitCode);
+  }
+  throw err;
+}

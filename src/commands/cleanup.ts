@@ -1,5 +1,5 @@
 import { Command, Flags } from '@oclif/core';
-import { BadInput, UserError } from '../errors';
+import { BadInput, reportError } from '../errors';
 
 export default class Cleanup extends Command {
   static override description = `Delete debug pods and Jobs that interrupted runs left behind.
@@ -70,11 +70,7 @@ or -A for every namespace.`;
     if (pods.length === 0) this.log('no kubectl-pwru debug pods found');
   }
 
-  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
-    if (err instanceof UserError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      this.exit(err.exitCode);
-    }
-    return super.catch(err);
+  protected override async catch(err: Error): Promise<unknown> {
+    return reportError(this, err);
   }
 }

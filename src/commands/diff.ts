@@ -1,9 +1,8 @@
 import { Args, Command, Flags } from '@oclif/core';
-import { UserError } from '../errors';
+import { reportError, UserError } from '../errors';
 import { Painter, shouldColor } from '../output/ansi';
 import { diffJson, renderDiff } from '../output/diff-view';
 import { loadCaughtDrops } from '../reading/caught-drops';
-import { reportError } from '../reading/command-errors';
 import { loadCulprits } from '../reading/culprits';
 import { diffPackets } from '../reading/diff';
 import { DIFF_MAX_STEPS, type DiffSide, NoSuchPacket, readDiffSide } from '../reading/diff-sources';
@@ -142,7 +141,7 @@ export default class Diff extends Command {
     );
   }
 
-  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+  protected override async catch(err: Error): Promise<unknown> {
     return reportError(this, err);
   }
 }

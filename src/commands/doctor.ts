@@ -1,5 +1,5 @@
 import { Args, Command, Flags } from '@oclif/core';
-import { UserError } from '../errors';
+import { reportError, UserError } from '../errors';
 
 export default class Doctor extends Command {
   static override description = `Check a node and your rights before an incident needs it.
@@ -95,11 +95,7 @@ what); 2: bad input (no such node).`;
     if (code !== 0) this.exit(code);
   }
 
-  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
-    if (err instanceof UserError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      this.exit(err.exitCode);
-    }
-    return super.catch(err);
+  protected override async catch(err: Error): Promise<unknown> {
+    return reportError(this, err);
   }
 }

@@ -1,8 +1,8 @@
 import { Args, Command, Flags } from '@oclif/core';
+import { EXIT_DROPPED, reportError } from '../errors';
 import { shouldColor } from '../output/ansi';
 import { createSink, type ReadingSink } from '../output/create-sink';
 import { createOnDropSink } from '../output/on-drop-sink';
-import { EXIT_DROPPED, reportError } from '../reading/command-errors';
 import { exitQuietlyOnClosedPipe, feed } from '../reading/replay';
 import { readTraceFile } from '../reading/trace-file';
 
@@ -107,7 +107,7 @@ export default class Show extends Command {
     }
   }
 
-  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+  protected override async catch(err: Error): Promise<unknown> {
     return reportError(this, err);
   }
 }

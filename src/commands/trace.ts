@@ -1,4 +1,4 @@
-import { BadInput, UserError } from '../errors';
+import { BadInput, reportError, UserError } from '../errors';
 import { runTrace } from '../run-trace';
 import { TRACE_FLAGS } from '../trace/flags';
 
@@ -43,13 +43,8 @@ This is the default command: \`kubectl pwru TARGET [PCAP-FILTER]\`.`;
     if (code !== 0) this.exit(code);
   }
 
-  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
-    // Plain, unwrapped text as kubectl prints it: people read it, scripts grep it.
-    if (err instanceof UserError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      this.exit(err.exitCode);
-    }
-    return super.catch(err);
+  protected override async catch(err: Error): Promise<unknown> {
+    return reportError(this, err);
   }
 }
 

@@ -13,7 +13,7 @@ import type { TracePlace } from '../trace/place';
 import { helperArgs, type TraceRequest } from '../trace/request';
 import { AbortedError, parseRequestTimeout } from './api';
 import { buildBundle, checkArch, HEARTBEAT_TIMEOUT_SEC } from './bundle';
-import { type Cluster, call, connect, k8sLib, paths } from './client';
+import { type Cluster, type ConnectOptions, call, connect, k8sLib, paths } from './client';
 import {
   buildDebugJob,
   buildDebugPod,
@@ -30,23 +30,14 @@ import { NodeSession } from './session';
 import { type NodeTarget, parseTarget, type ResolvedTarget, resolveTarget } from './targets';
 
 /** Where to trace: the target and how to reach the cluster. */
-export interface KubePlaceOptions {
+export interface KubePlaceOptions extends ConnectOptions {
   /** 'pod/NAME' | 'NAME' | 'node/NAME' | 'svc/NAME' | 'deploy/NAME' | 'ds/NAME' | 'sts/NAME'; absent when only a selector. */
   target?: string;
   /** -l */
   selector?: string;
-  namespace?: string;
-  context?: string;
-  kubeconfig?: string;
-  /** --request-timeout, ms (0: none). */
-  requestTimeoutMs?: number;
-  as?: string;
-  asGroups?: string[];
   podNetnsOnly: boolean;
   /** --filter-netns, which --pod-netns-only replaces. */
   filterNetns?: string;
-  /** Ends every call (Ctrl-C). */
-  signal?: AbortSignal;
 }
 
 /** What a node says about itself. */

@@ -5,16 +5,18 @@
  * hand-edited file gives an error a person can act on instead of a crash.
  */
 import { createReadStream } from 'node:fs';
+import { EXIT_BAD_TRACE_FILE, UserError } from '../errors';
 import { TRACE_SCHEMA_VERSION, type TraceEvent, type TraceLine } from '../record/event';
 import { checkDropLine } from './drop-report';
 
-export class TraceFileError extends Error {
+/** A saved trace that cannot be read: exit code 4 (docs/exit-codes.md). */
+export class TraceFileError extends UserError {
   constructor(
     readonly file: string,
     readonly line: number | undefined,
     readonly reason: string,
   ) {
-    super(line === undefined ? `${file}: ${reason}` : `${file}:${line}: ${reason}`);
+    super(line === undefined ? `${file}: ${reason}` : `${file}:${line}: ${reason}`, EXIT_BAD_TRACE_FILE);
     this.name = 'TraceFileError';
   }
 }
