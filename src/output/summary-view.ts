@@ -66,10 +66,12 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
     );
     for (const f of s.flows) {
       const sorted = Object.entries(f.verdicts).sort((a, b) => b[1] - a[1]);
-      const shown = sorted.slice(0, 6).map(([label, n]) => `${n} × ${label}`);
-      if (sorted.length > 6) {
-        const rest = sorted.slice(6).reduce((sum, [, n]) => sum + n, 0);
-        shown.push(`${rest} × ${sorted.length - 6} other outcomes`);
+      // Seven outcomes fit; past that, the least common are folded into one line (never "1 × 1 other").
+      const kept = sorted.length > 7 ? 6 : 7;
+      const shown = sorted.slice(0, kept).map(([label, n]) => `${n} × ${label}`);
+      if (sorted.length > kept) {
+        const rest = sorted.slice(kept).reduce((sum, [, n]) => sum + n, 0);
+        shown.push(`${rest} × one of ${sorted.length - kept} other outcomes`);
       }
       const verdicts = shown.join('\n');
       t.push([...(node ? [f.node ?? ''] : []), f.flow, String(f.packets), f.first, f.last, verdicts]);
