@@ -226,25 +226,33 @@ static void rule_json(struct json *j, const struct nf_rule *r, const char *hook,
 	json_end_object(j);
 }
 
+/* The fields every CULPRIT begins with: which drop (time, skb, namespace), what kind of culprit, how it was known. */
+static void frame_begin(struct json *j, uint64_t ts, uint64_t skb, uint32_t netns, const char *kind,
+			const char *method)
+{
+	char num[32];
+
+	json_begin_object(j);
+	if (C.emit_json) {
+		json_kv_string(j, "type", "culprit");
+		json_kv_int(j, "v", PWRU_JSON_SCHEMA_VERSION);
+	}
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)ts);
+	json_kv_string(j, "ts", num);
+	snprintf(num, sizeof(num), "0x%llx", (unsigned long long)skb);
+	json_kv_string(j, "skb", num);
+	json_kv_uint(j, "netns", netns);
+	json_kv_string(j, "kind", kind);
+	json_kv_string(j, "method", method);
+}
+
 /* One CULPRIT: a frame, or with --emit json a line of the trace (docs/json-schema.md, "culprit"). */
 static void emit(const struct pending *p, const char *method, const struct nf_moved *rule, const char *why,
 		 const struct nf_moved *cands, size_t ncands)
 {
 	struct json j = { 0 };
-	char num[32];
 
-	json_begin_object(&j);
-	if (C.emit_json) {
-		json_kv_string(&j, "type", "culprit");
-		json_kv_int(&j, "v", PWRU_JSON_SCHEMA_VERSION);
-	}
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)p->ts);
-	json_kv_string(&j, "ts", num);
-	snprintf(num, sizeof(num), "0x%llx", (unsigned long long)p->skb);
-	json_kv_string(&j, "skb", num);
-	json_kv_uint(&j, "netns", p->netns);
-	json_kv_string(&j, "kind", "netfilter");
-	json_kv_string(&j, "method", method);
+	frame_begin(&j, p->ts, p->skb, p->netns, "netfilter", method);
 	if (rule) {
 		json_key(&j, "rule");
 		rule_json(&j, rule->rule, rule->hook, rule->delta);
@@ -624,22 +632,12 @@ static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
 	static const char *const dirs[] = { [POINT_TC_INGRESS] = "ingress", [POINT_TC_EGRESS] = "egress" };
 	const struct progs_seen *ps = programs_at(ev->netns, ev->ifindex, point, ev->ts);
 	struct json j = { 0 };
-	char num[32], ifname[sizeof(ev->ifname) + 1];
+	char ifname[sizeof(ev->ifname) + 1];
 
 	memcpy(ifname, ev->ifname, sizeof(ev->ifname));
 	ifname[sizeof(ev->ifname)] = 0;
-	json_begin_object(&j);
-	if (C.emit_json) {
-		json_kv_string(&j, "type", "culprit");
-		json_kv_int(&j, "v", PWRU_JSON_SCHEMA_VERSION);
-	}
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)ev->ts);
-	json_kv_string(&j, "ts", num);
-	snprintf(num, sizeof(num), "0x%llx", (unsigned long long)ev->skb);
-	json_kv_string(&j, "skb", num);
-	json_kv_uint(&j, "netns", ev->netns);
-	json_kv_string(&j, "kind", point == POINT_XDP ? "xdp" : "tc");
-	json_kv_string(&j, "method", ps->n > 0 ? "attached" : "none");
+	frame_begin(&j, ev->ts, ev->skb, ev->netns, point == POINT_XDP ? "xdp" : "tc",
+		      ps->n > 0 ? "attached" : "none");
 	json_kv_string(&j, "iface", ifname);
 	json_kv_uint(&j, "ifindex", ev->ifindex);
 	if (point != POINT_XDP)
