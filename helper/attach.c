@@ -270,8 +270,71 @@ static void raise_nofile(size_t needed)
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* The tracepoints' programs being loaded on several threads (see load_tracepoints). */
+struct tp_loads {
+	struct pwru_bpf *skel;
+	struct probe_set *probes;
+	int *fds; /* per probe id: the program, -errno, or 0 when not loaded here */
+	_Atomic size_t next;
+};
+
+static void *tp_load_worker(void *arg)
+{
+	struct tp_loads *l = arg;
+	char err[8]; /* a load that fails is done again by the caller, for the words */
+
+	for (;;) {
+		size_t id = atomic_fetch_add(&l->next, 1);
+
+		if (id >= l->probes->cnt)
+			break;
+		if (l->probes->v[id].kind == PROBE_TRACEPOINT)
+			l->fds[id] = loader_tracepoint_fd(l->skel, l->probes, id, err, sizeof(err));
+	}
+	return NULL;
+}
+
+/*
+ * Each tracepoint gets its own copy of a program, which the kernel verifies
+ * (~5 ms each, most of a tracepoint start): the copies are loaded on two
+ * threads. fds gets each probe's program, or 0 where it was not loaded.
+ */
+static void load_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, int *fds)
+{
+	struct tp_loads l = { .skel = skel, .probes = probes, .fds = fds };
+	sigset_t all, was;
+	pthread_t other;
+
+	/* Signals stay with this thread, which polls for them: the other one starts with them blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
+	bool two = pthread_create(&other, NULL, tp_load_worker, &l) == 0;
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	tp_load_worker(&l);
+	if (two)
+		pthread_join(other, NULL);
+}
+
+static int attach_loaded_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, const int *fds,
+				     struct attachment *att, attach_progress_fn progress, size_t total, size_t *done,
+				     char *err, size_t errlen);
+
 static int attach_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
 			      attach_progress_fn progress, size_t total, size_t *done, char *err, size_t errlen)
+{
+	int *fds = calloc(probes->cnt ? probes->cnt : 1, sizeof(*fds));
+
+	if (!fds)
+		return -ENOMEM;
+	load_tracepoints(skel, probes, fds);
+	int ret = attach_loaded_tracepoints(skel, probes, fds, att, progress, total, done, err, errlen);
+	free(fds);
+	return ret;
+}
+
+static int attach_loaded_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, const int *fds,
+				     struct attachment *att, attach_progress_fn progress, size_t total, size_t *done,
+				     char *err, size_t errlen)
 {
 	for (size_t id = 0; id < probes->cnt; id++) {
 		struct probe *p = &probes->v[id];
@@ -280,7 +343,8 @@ static int attach_tracepoints(struct pwru_bpf *skel, struct probe_set *probes, s
 			continue;
 		if (stopping())
 			return -EINTR;
-		int fd = loader_tracepoint_fd(skel, probes, id, err, errlen);
+		/* A load that failed on a worker is done again here: its error's words are for this err. */
+		int fd = fds[id] > 0 ? fds[id] : loader_tracepoint_fd(skel, probes, id, err, errlen);
 		if (fd < 0 && is_fatal(-fd))
 			return fatal_message(-fd, *done, total, err, errlen);
 		if (fd < 0)

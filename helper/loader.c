@@ -2,6 +2,7 @@
 #include "loader.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,13 +382,19 @@ int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, 
 		return -saved;
 	}
 	free(insns);
+	/* Copies may be loaded from several threads (attach.c): their list is the only state they share. */
+	static pthread_mutex_t clones_lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&clones_lock);
 	int *fds = realloc(st.clone_fds, (st.nclones + 1) * sizeof(*fds));
+	if (fds) {
+		st.clone_fds = fds;
+		st.clone_fds[st.nclones++] = fd;
+	}
+	pthread_mutex_unlock(&clones_lock);
 	if (!fds) {
 		close(fd);
 		return -ENOMEM;
 	}
-	st.clone_fds = fds;
-	st.clone_fds[st.nclones++] = fd;
 	return fd;
 }
 

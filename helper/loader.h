@@ -45,7 +45,8 @@ struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_s
 struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backend, const struct probe *p);
 
 /*
- * A file descriptor of a loaded program for tracepoint probe id: the program
+ * A file descriptor of a loaded program for tracepoint probe id (may be called
+ * from several threads at once): the program
  * itself for the first tracepoint of its kind, a fresh copy otherwise (tp_btf
  * programs are bound to one tracepoint at load). Copies are closed by
  * loader_destroy(). Returns -errno.
