@@ -25,6 +25,7 @@ import {
   type Profile,
 } from './debug-pod';
 import { lookupNames, nodeNames, withNames } from './names';
+import { checkBackendOnKernel } from './node-kernel';
 import { innerFilter, nodeOverlay } from './overlay';
 import { NodeSession } from './session';
 import { type NodeTarget, parseTarget, type ResolvedTarget, resolveTarget } from './targets';
@@ -167,6 +168,7 @@ function planNodes(opts: Omit<KubeTraceOptions, 'sink' | 'signal'>, sink?: Trace
   const template = loadTemplate();
   return place.resolved.nodes.map((target, i) => {
     const { arch, kernel, overlay } = place.facts[i];
+    checkBackendOnKernel(target.node, request.backend, kernel);
     const tunnelFilter = innerFilter(place.addresses, request, overlay !== undefined);
     if (overlay && !request.tunnelFilter && tunnelFilter)
       sink?.progress(

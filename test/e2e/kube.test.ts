@@ -56,6 +56,29 @@ describe('what only a stand-in can do', () => {
     assert.ok(polls.length >= 1, 'the debug pod was polled');
   });
 
+  test('a node whose kernel is too old for --backend: exit 2 before any pod exists', async () => {
+    // The real cluster runs one new kernel; the stand-in can say a node runs an old one.
+    const node = (kernelVersion?: string) =>
+      world.server.put('nodes', {
+        metadata: { name: 'node-a' },
+        status: { nodeInfo: { architecture: 'amd64', ...(kernelVersion ? { kernelVersion } : {}) } },
+      });
+    node('5.15.0-1034-aws');
+    try {
+      const seen = world.server.requests.length;
+      const run = await runCli(world, ['node/node-a', '--backend', 'kprobe-multi', '--proto', 'udp']);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(
+        run.stderr,
+        /--backend kprobe-multi needs Linux 5\.18 or later; node node-a runs 5\.15\.0-1034-aws/,
+      );
+      const writes = world.server.requests.slice(seen).filter((q) => /^(POST|PUT|PATCH|UPGRADE)/.test(q));
+      assert.deepEqual(writes, [], 'nothing created');
+    } finally {
+      node();
+    }
+  });
+
   test('an API server that speaks only v4.channel.k8s.io: Ctrl-C still stops and cleans up', async () => {
     world.server.config.channelProtocols = ['v4.channel.k8s.io'];
     const run = startCli(world, ['pod/web-0', '-n', 'shop', ...TRACE]);
