@@ -113,6 +113,37 @@ export function wholeLines(text: string, what: string): unknown[] {
     });
 }
 
+/**
+ * wholeLines for a stream too big to hold as one string (a flood on a fast
+ * machine writes more than V8's longest string): each line checked as it
+ * completes, only the unfinished tail kept.
+ */
+export class WholeLineCounter {
+  lines = 0;
+  private tail = '';
+
+  constructor(private readonly what: string) {}
+
+  push(chunk: Buffer): void {
+    const parts = (this.tail + chunk.toString('utf8')).split('\n');
+    this.tail = parts.pop() ?? '';
+    for (const l of parts) {
+      this.lines++;
+      try {
+        JSON.parse(l);
+      } catch {
+        throw new Error(`${this.what}: line ${this.lines} is not JSON: ${l.slice(0, 120)}`);
+      }
+    }
+  }
+
+  /** The number of lines, once the stream has ended: it must end with a whole line. */
+  end(): number {
+    assert.equal(this.tail, '', `${this.what} ends inside a line: …${JSON.stringify(this.tail.slice(-80))}`);
+    return this.lines;
+  }
+}
+
 const FLOOD_C = `
 /* flood DST PORT SECONDS: UDP datagrams to DST:PORT as fast as the kernel takes them. */
 #include <arpa/inet.h>
