@@ -85,8 +85,15 @@ export function createSink(opts: SinkOptions): ReadingSink {
   // A live trace's lines on a terminal: folded past what a person can read (tty-fold.ts).
   const fold =
     !opts.replay && !opts.summary && opts.format !== 'json' && (opts.stdout as NodeJS.WriteStream).isTTY
-      ? new FoldingLines((note) => stdout.push(paint.paint(note, 'dim')), opts.ttyLinesPerSecond)
+      ? new FoldingLines(
+          (note) => stdout.push(paint.paint(note, 'dim')),
+          opts.ttyLinesPerSecond,
+          Date.now,
+          () => stdout.behind(),
+        )
       : undefined;
+  // A terminal that folds is never waited for (tty-fold.ts); files and pipes are.
+  const waitFor = fold ? outputs.filter((o) => o !== stdout) : outputs;
   const text = new TextLayout();
   const wide = new WideLayout();
   const lines = !opts.summary;
@@ -207,7 +214,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     flush,
 
     waitForDrain() {
-      const waits = outputs.map((o) => o.drained()).filter((w) => w !== undefined);
+      const waits = waitFor.map((o) => o.drained()).filter((w) => w !== undefined);
       return waits.length ? Promise.all(waits).then(() => undefined) : undefined;
     },
 

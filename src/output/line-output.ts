@@ -26,6 +26,8 @@ export interface LineOutput {
   flush(): void;
   /** When the output cannot keep up: a promise that resolves once it can (or has failed). */
   drained(): Promise<void> | undefined;
+  /** Whether it has not taken what was written yet (what drained() would wait for), without waiting. */
+  behind(): boolean;
   /** Resolves once everything written so far is out (or the output has failed). */
   written(): Promise<void>;
   readonly fault: OutputFault | undefined;
@@ -110,6 +112,7 @@ abstract class BatchedOutput implements LineOutput {
   protected abstract send(text: string): void;
   protected abstract discard(): void;
   abstract drained(): Promise<void> | undefined;
+  abstract behind(): boolean;
   abstract written(): Promise<void>;
   abstract end(): Promise<void>;
 }
@@ -171,8 +174,12 @@ class DescriptorOutput extends BatchedOutput {
   }
 
   drained(): Promise<void> | undefined {
-    if (this.fault || this.queued < HIGH_WATER) return undefined;
+    if (!this.behind()) return undefined;
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  behind(): boolean {
+    return !this.fault && this.queued >= HIGH_WATER;
   }
 
   written(): Promise<void> {
@@ -261,8 +268,12 @@ class StreamOutput extends BatchedOutput {
   }
 
   drained(): Promise<void> | undefined {
-    if (this.fault || !this.backlogged) return undefined;
+    if (!this.behind()) return undefined;
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  behind(): boolean {
+    return !this.fault && this.backlogged;
   }
 
   written(): Promise<void> {

@@ -100,6 +100,10 @@ export class RotatingOutput implements LineOutput {
     return this.current.drained();
   }
 
+  behind(): boolean {
+    return this.current.behind();
+  }
+
   written(): Promise<void> {
     return this.current.written();
   }

@@ -1,10 +1,12 @@
 /**
  * A live trace's lines on a terminal: a person reads a few lines a second,
  * and a terminal that cannot keep up with a firehose would make the run wait
- * for it, so that the kernel loses events. Past TTY_LINES_PER_SECOND the
- * lines are folded: counted, not printed, and a note in their place says how
- * many. Every event is still read (the summary counts it) and written to
- * --output-file. Files and pipes get every line.
+ * for it, so that the kernel loses events. So the trace never waits for a
+ * terminal: past TTY_LINES_PER_SECOND, and whenever the terminal has not yet
+ * taken what it was given (a slow terminal, a paused one), lines are folded:
+ * counted, not printed, and a note in their place says how many. Every event
+ * is still read (the summary counts it) and written to --output-file. Files
+ * and pipes get every line, and make the run wait when they are slow.
  */
 
 /** What a terminal is shown at most, per second (in tenths of a second: bursts of a few hundred lines pass). */
@@ -23,6 +25,8 @@ export class FoldingLines {
     private readonly note: (text: string) => void,
     private readonly perSecond = TTY_LINES_PER_SECOND,
     private readonly now: () => number = Date.now,
+    /** Whether the terminal is still busy with earlier lines: then the next ones are folded, not waited for. */
+    private readonly behind: () => boolean = () => false,
   ) {}
 
   /** Whether the next line is shown; when not, it is counted as folded (and need not be made). */
@@ -33,7 +37,7 @@ export class FoldingLines {
       this.windowStart = t;
       this.shown = 0;
     }
-    if (this.shown < (this.perSecond * WINDOW_MS) / 1000) {
+    if (this.shown < (this.perSecond * WINDOW_MS) / 1000 && !this.behind()) {
       this.shown++;
       return true;
     }
