@@ -15,6 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "event.h"
+#include "nf_verdict.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -56,6 +57,13 @@ const volatile __u16 cfg_vxlan_ports[2] = { 4789, 8472 };
 const volatile __u16 cfg_geneve_port = 6081;
 /* --bench-floor: every program returns at once (the cost of the attachment itself, for benchmarks). */
 const volatile bool cfg_bench_floor = false;
+/*
+ * The value of NETFILTER_DROP, and whether the table walkers are probed
+ * (bpf/nf_verdict.bpf.c, loaded by helper/nf_exact.c): then each
+ * NETFILTER_DROP takes its own verdict from nf_last into nf_drops.
+ */
+const volatile bool cfg_nf_exact = false;
+const volatile __u32 cfg_nf_drop_reason = 0;
 /* Set by the helper at a stop, before it writes the final STATS and END and detaches (attach.c). */
 volatile bool pwru_stopped = false;
 
@@ -110,6 +118,22 @@ struct {
 	__type(key, __u64);
 	__type(value, struct capture_state);
 } captured_skbs SEC(".maps");
+
+/* Per CPU, the last netfilter table traversal (written by bpf/nf_verdict.bpf.c, which shares this map). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_verdict);
+} nf_last SEC(".maps");
+
+/* A NETFILTER_DROP's verdict by skb, for the helper to read with the drop's event (helper/nf_exact.c). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* resized to 4096 with cfg_nf_exact */
+	__type(key, struct nf_drop_key);
+	__type(value, struct nf_verdict);
+} nf_drops SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -651,6 +675,7 @@ static __always_inline void fill_data(struct pwru_event *ev, struct sk_buff *skb
 }
 
 struct probe_hit {
+	__u64 ts; /* the event's time when the caller took it already (0: handle_skb takes it) */
 	__u64 addr;
 	__u64 caller;
 	__u32 probe_id;
@@ -855,7 +880,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 		hit->caller = kprobe_caller(ctx);
 	}
 	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->ts = bpf_ktime_get_ns();
+	ev->ts = hit->ts ? hit->ts : bpf_ktime_get_ns();
 	ev->skb = key;
 	ev->addr = hit->addr;
 	ev->caller = hit->caller;
@@ -962,6 +987,29 @@ int tp_consume_skb_location(__u64 *ctx)
 	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, HIT_TP);
 }
 
+/*
+ * A NETFILTER_DROP: the last table traversal on this CPU is its own when it
+ * returned NF_DROP for this skb (nf_hook_slow frees it right after). What it
+ * said, or that it was not this skb's, goes to nf_drops under the skb and
+ * the drop's time, which its event then carries: the helper matches the two
+ * exactly.
+ */
+static __always_inline void nf_drop_note(__u64 skb, __u64 ts)
+{
+	struct nf_drop_key key = { .skb = skb, .ts = ts };
+	__u32 zero = 0;
+	struct nf_verdict *v = bpf_map_lookup_elem(&nf_last, &zero);
+
+	if (!v)
+		return;
+	v->known = v->skb == skb && v->dropped;
+	v->skb = skb;
+	v->drop_ts = ts;
+	bpf_map_update_elem(&nf_drops, &key, v, BPF_ANY);
+	v->skb = 0;
+	v->dropped = 0;
+}
+
 /* skb:kfree_skb(skb, location, reason[, rx_sk]): kernels 5.17+ say why. */
 SEC("tp_btf")
 int tp_kfree_skb_reason(__u64 *ctx)
@@ -976,6 +1024,10 @@ int tp_kfree_skb_reason(__u64 *ctx)
 	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_CONSUMED) ||
 	    hit.drop_reason != bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
 		hit.flags |= PWRU_F_DROP;
+	if (cfg_nf_exact && hit.drop_reason == cfg_nf_drop_reason) {
+		hit.ts = bpf_ktime_get_ns();
+		nf_drop_note(ctx[0], hit.ts);
+	}
 	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, HIT_TP);
 }
 

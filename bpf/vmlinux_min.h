@@ -114,6 +114,27 @@ struct skb_shared_info {
 	atomic_t dataref;
 } __attribute__((preserve_access_index));
 
+/* Netfilter (bpf/nf_verdict.bpf.c): the table walkers' arguments. nf_tables and x_tables are modules: CO-RE finds them in their BTF. */
+struct nf_hook_state {
+	__u8 hook;
+	__u8 pf;
+} __attribute__((preserve_access_index));
+struct nft_pktinfo {
+	struct sk_buff *skb;
+	const struct nf_hook_state *state;
+} __attribute__((preserve_access_index));
+struct nft_table {
+	__u16 family : 6;
+	char *name;
+} __attribute__((preserve_access_index));
+struct nft_chain {
+	struct nft_table *table;
+	char *name;
+} __attribute__((preserve_access_index));
+struct xt_table {
+	__u8 af;
+	const char name[32];
+} __attribute__((preserve_access_index));
 /* Kernel 5.17+; CO-RE tells whether the running kernel has it. */
 enum skb_drop_reason {
 	SKB_CONSUMED = 1,

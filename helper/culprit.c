@@ -16,6 +16,7 @@
 #include "culprit_netfilter.h"
 #include "culprit_tools.h"
 #include "event_json.h"
+#include "nf_exact.h"
 #include "output.h"
 #include "stop.h"
 
@@ -50,6 +51,9 @@ struct pending {
 	uint64_t ts, skb;
 	unsigned int netns;
 	uint8_t l3;
+	bool asked_kernel; /* the table walkers are probed (nf_exact.c) */
+	bool told;	   /* and their verdict for this drop was read */
+	struct nf_exact exact;
 };
 
 struct job {
@@ -246,6 +250,72 @@ static void frame_begin(struct json *j, uint64_t ts, uint64_t skb, uint32_t netn
 	json_kv_string(j, "method", method);
 }
 
+/* What the kernel's table walkers said of the drop: the table and chain, exactly, or why not. */
+static void chain_json(struct json *j, const struct pending *p)
+{
+	json_key(j, "chain");
+	json_begin_object(j);
+	if (p->told && p->exact.known) {
+		json_kv_string(j, "method", "exact");
+		json_kv_string(j, "by", p->exact.by);
+		json_kv_string(j, "family", p->exact.family);
+		json_kv_string(j, "table", p->exact.table);
+		json_kv_string(j, "chain", p->exact.chain);
+		json_kv_string(j, "hook", p->exact.hook);
+	} else {
+		json_kv_string(j, "method", "none");
+		json_kv_string(j, "why", p->told ? "no iptables or nftables table returned NF_DROP for this packet just "
+						   "before it was freed: another netfilter hook dropped it (conntrack, NAT, "
+						   "a BPF netfilter program, ...)"
+						 : "the kernel's verdict for this drop was no longer kept (a flood of drops "
+						   "overwrote it)");
+	}
+	json_end_object(j);
+}
+
+/*
+ * The rules that moved which can be the one in the table and chain the
+ * kernel named: of a tool that shows that table (nft and iptables-nft for
+ * nf_tables, the legacy tools for x_tables), reached from that hook. Returns
+ * how many are left at the front of moved.
+ */
+static size_t narrow(const struct nf_exact *x, struct nf_moved *moved, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct nf_rule *r = moved[i].rule;
+		bool tool;
+
+		if (x->nft)
+			tool = (r->tool == TOOL_NFT && strcmp(r->family, x->family) == 0) ||
+			       (r->tool == TOOL_IPT_NFT && strcmp(x->family, "ip") == 0) ||
+			       (r->tool == TOOL_IP6T_NFT && strcmp(x->family, "ip6") == 0);
+		else
+			tool = (r->tool == TOOL_IPT_LEGACY && strcmp(x->family, "ip") == 0) ||
+			       (r->tool == TOOL_IP6T_LEGACY && strcmp(x->family, "ip6") == 0);
+		if (!tool || !r->table || strcmp(r->table, x->table) != 0)
+			continue;
+		/* iptables says INPUT where nft says input; a rule reached by no counted jump has no hook to compare. */
+		if (moved[i].hook[0] && strcasecmp(moved[i].hook, x->hook) != 0)
+			continue;
+		moved[k++] = moved[i];
+	}
+	return k;
+}
+
+/* The moved rules, narrowed to the kernel's table and chain when it named them (not for arptables: no tool reads them). */
+static size_t moved_for(const struct pending *p, const struct nf_ruleset *before, const struct nf_ruleset *after,
+			struct nf_moved *moved, size_t *uncounted, size_t *all)
+{
+	size_t n = nf_moved_drops(before, after, p->l3, moved, MAX_MOVED, uncounted);
+
+	*all = n;
+	if (p->told && p->exact.known && strcmp(p->exact.family, "arp") != 0 && strcmp(p->exact.by, "arpt_do_table") != 0)
+		n = narrow(&p->exact, moved, n);
+	return n;
+}
+
 /* One CULPRIT: a frame, or with --emit json a line of the trace (docs/json-schema.md, "culprit"). */
 static void emit(const struct pending *p, const char *method, const struct nf_moved *rule, const char *why,
 		 const struct nf_moved *cands, size_t ncands)
@@ -253,6 +323,8 @@ static void emit(const struct pending *p, const char *method, const struct nf_mo
 	struct json j = { 0 };
 
 	frame_begin(&j, p->ts, p->skb, p->netns, "netfilter", method);
+	if (p->asked_kernel)
+		chain_json(&j, p);
 	if (rule) {
 		json_key(&j, "rule");
 		rule_json(&j, rule->rule, rule->hook, rule->delta);
@@ -291,7 +363,7 @@ static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint
 {
 	struct nf_moved moved[MAX_MOVED];
 	char why[400];
-	size_t covered = 0, nmoved, uncounted;
+	size_t covered = 0, nmoved, uncounted, all;
 	bool any_tool = false;
 
 	for (int t = 0; t < TOOL_COUNT; t++)
@@ -331,7 +403,7 @@ static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint
 			 * One rule that moved over it names both drops.
 			 */
 			if (st->have_prev && p.ts > st->prev_read_at &&
-			    (nmoved = nf_moved_drops(&st->prev, now, p.l3, moved, MAX_MOVED, &uncounted)) == 1) {
+			    (nmoved = moved_for(&p, &st->prev, now, moved, &uncounted, &all)) == 1) {
 				emit(&p, "counters", &moved[0], NULL, NULL, 0);
 				continue;
 			}
@@ -343,12 +415,16 @@ static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint
 			emit(&p, "none", NULL, why, NULL, 0);
 			continue;
 		}
-		nmoved = nf_moved_drops(&st->last, now, p.l3, moved, MAX_MOVED, &uncounted);
+		nmoved = moved_for(&p, &st->last, now, moved, &uncounted, &all);
 		if (nmoved == 1 && moved[0].delta >= covered) {
 			emit(&p, "counters", &moved[0], NULL, NULL, 0);
 			continue;
 		}
-		if (nmoved == 0) {
+		if (nmoved == 0 && all > 0) {
+			snprintf(why, sizeof(why),
+				 "no rule that drops in %s %s/%s counted a packet meanwhile (%zu elsewhere did)",
+				 p.exact.family, p.exact.table, p.exact.chain, all);
+		} else if (nmoved == 0) {
 			int n = snprintf(why, sizeof(why),
 					 "no netfilter rule that drops counted a packet in network namespace %u meanwhile",
 					 p.netns);
@@ -695,7 +771,11 @@ void culprit_drop(const struct pwru_event *ev, const char *caller)
 		C.unanswered++;
 		return;
 	}
-	C.pend[C.npend++] = (struct pending){ .ts = ev->ts, .skb = ev->skb, .netns = ev->netns, .l3 = ev->l3 };
+	struct pending *p = &C.pend[C.npend++];
+	*p = (struct pending){ .ts = ev->ts, .skb = ev->skb, .netns = ev->netns, .l3 = ev->l3 };
+	/* The kernel's verdict is read now, while its map still holds it. */
+	if ((p->asked_kernel = nf_exact_active()))
+		p->told = nf_exact_of(ev->skb, ev->ts, &p->exact);
 	start_reads();
 }
 

@@ -261,6 +261,11 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_direct_dev = kernel_at_least(6, 1);
 	skel->rodata->cfg_direct_pkt = st.direct_packet;
 	skel->rodata->cfg_bench_floor = cfg->bench_floor;
+	skel->rodata->cfg_nf_exact = cfg->nf_exact;
+	skel->rodata->cfg_nf_drop_reason = cfg->nf_drop_reason;
+	/* NETFILTER_DROPs whose verdict waits to be read: the helper reads each as its event arrives. */
+	if (cfg->nf_exact)
+		bpf_map__set_max_entries(skel->maps.nf_drops, 4096);
 	set_wakeup_policy(skel, cfg->ringbuf_bytes);
 	set_rate_cap(skel, cfg->max_rate);
 	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);
@@ -396,6 +401,12 @@ int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, 
 		return -ENOMEM;
 	}
 	return fd;
+}
+
+void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_drops)
+{
+	*nf_last = bpf_map__fd(skel->maps.nf_last);
+	*nf_drops = bpf_map__fd(skel->maps.nf_drops);
 }
 
 void loader_destroy(struct pwru_bpf *skel)

@@ -32,6 +32,9 @@ struct load_config {
 	unsigned int ringbuf_bytes;
 	uint64_t max_rate; /* --max-rate: matching events per second, 0 = no cap */
 	bool bench_floor; /* every program returns at once */
+	/* NETFILTER_DROP's verdicts kept for helper/nf_exact.c (the table walkers are probed): its value. */
+	bool nf_exact;
+	uint32_t nf_drop_reason;
 };
 
 /* Registers the program handlers; call before any BPF object is opened. */
@@ -53,6 +56,9 @@ struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backe
  */
 int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, size_t id, char *err,
 			 size_t errlen);
+
+/* The maps a NETFILTER_DROP's verdict goes through (helper/nf_exact.c shares them). */
+void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_drops);
 
 void loader_destroy(struct pwru_bpf *skel);
 

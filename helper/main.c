@@ -23,6 +23,7 @@
 #include "kernel_btf.h"
 #include "loader.h"
 #include "netns.h"
+#include "nf_exact.h"
 #include "options.h"
 #include "output.h"
 #include "pcap_compile.h"
@@ -278,6 +279,16 @@ static int load(struct run *r, const struct backend_support *support)
 	};
 	int ret;
 
+	/*
+	 * With function probes, the netfilter table walkers too (fexit), if the
+	 * kernel has them: a NETFILTER_DROP's table and chain then come from the
+	 * kernel itself, not only from the rules' counters.
+	 */
+	const struct drop_reason *nf = drop_reason_named(&r->drop_reasons, "NETFILTER_DROP");
+	if (nf && r->backend != BACKEND_TRACEPOINT && !o->verify_only && nf_exact_possible(r->btf)) {
+		lc.nf_exact = true;
+		lc.nf_drop_reason = nf->value;
+	}
 	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
 	kernel_btf_give_to_libbpf(r->btf);
 	r->btf = NULL;
@@ -286,6 +297,16 @@ static int load(struct run *r, const struct backend_support *support)
 	r->skel = loader_load(&lc, &r->probes, r->err, sizeof(r->err));
 	if (!r->skel)
 		return stop_reason() ? stopped_early(stop_reason()) : fail(EXIT_FAILED, "load_failed", "%s", r->err);
+	/* Refused (no fentry here): the drops are named by counters alone, as with tracepoints. */
+	if (lc.nf_exact) {
+		int nf_last, nf_drops;
+
+		loader_nf_map_fds(r->skel, &nf_last, &nf_drops);
+		if (!nf_exact_start(nf_last, nf_drops, r->err, sizeof(r->err)))
+			out_message(PWRU_FRAME_WARNING, "netfilter_not_exact",
+				    "netfilter drops are named by the rules' counters only: %s", r->err);
+	}
+	r->err[0] = 0;
 	return -1;
 }
 
@@ -383,6 +404,7 @@ static void cleanup(struct run *r)
 	}
 	out_drain(LAST_WRITE_STALL_MS);
 	culprit_end();
+	nf_exact_end();
 	if (r->events_open)
 		events_close();
 	if (r->skel)

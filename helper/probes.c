@@ -320,6 +320,14 @@ int drop_reasons_load(const struct btf *btf, struct drop_reasons *out)
 	return 0;
 }
 
+const struct drop_reason *drop_reason_named(const struct drop_reasons *d, const char *name)
+{
+	for (size_t i = 0; i < d->cnt; i++)
+		if (strcmp(d->v[i].name, name) == 0)
+			return &d->v[i];
+	return NULL;
+}
+
 void drop_reasons_free(struct drop_reasons *d)
 {
 	for (size_t i = 0; i < d->cnt; i++)

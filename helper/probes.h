@@ -81,5 +81,7 @@ struct drop_reasons {
 };
 int drop_reasons_load(const struct btf *vmlinux, struct drop_reasons *out);
 void drop_reasons_free(struct drop_reasons *d);
+/* The reason of that name (without SKB_DROP_REASON_), or NULL when this kernel has none. */
+const struct drop_reason *drop_reason_named(const struct drop_reasons *d, const char *name);
 
 #endif

@@ -6,7 +6,7 @@
  * the namespace's rules after the drop), so views look it up by the drop
  * event's identity: node, skb address and timestamp.
  */
-import type { CulpritProgram, CulpritRule, TraceCulprit, TraceEvent } from '../record/event';
+import type { CulpritChain, CulpritProgram, CulpritRule, TraceCulprit, TraceEvent } from '../record/event';
 import { readTraceFile } from './trace-file';
 
 function key(node: string | undefined, skb: string, ts: string): string {
@@ -62,15 +62,28 @@ function describeProgramCulprit(c: TraceCulprit): string {
   return `dropped at ${hookWhere(c)}${returned ? ` (${c.verdict})` : ''}; which program: could not tell (${c.why ?? 'no reason given'})`;
 }
 
+/** "ip filter/INPUT, exactly (ipt_do_table returned NF_DROP)", or undefined when the kernel did not say. */
+export function chainWhere(ch: CulpritChain | undefined): string | undefined {
+  if (ch?.method !== 'exact') return undefined;
+  const hook = ch.hook && ch.hook !== ch.chain ? `, hook ${ch.hook}` : '';
+  return `${ch.family} ${ch.table}/${ch.chain}${hook}, exactly (${ch.by} returned NF_DROP)`;
+}
+
 /** The culprit in words, for a line under the drop and for the verdict table. */
 export function describeCulprit(c: TraceCulprit): string {
   if (c.kind === 'tc' || c.kind === 'xdp') return describeProgramCulprit(c);
+  const exact = chainWhere(c.chain);
+  const chainNote =
+    c.chain?.method === 'none' ? ` (the chain: could not tell: ${c.chain.why ?? 'no reason given'})` : '';
   if (c.method !== 'none' && c.rule) {
     const how = c.method === 'counters' ? 'its counter moved' : c.method;
-    return `dropped by ${describeRule(c.rule)}; known because ${how}`;
+    if (exact) return `dropped in ${exact}; the rule, by counters: ${describeRule(c.rule)}, since ${how}`;
+    return `dropped by ${describeRule(c.rule)}; known because ${how}${chainNote}`;
   }
   const cands = c.candidates?.length ? `; it was one of: ${c.candidates.map(describeRule).join('; ')}` : '';
-  return `which rule dropped it: could not tell (${c.why ?? 'no reason given'})${cands}`;
+  const rule = `which rule: could not tell (${c.why ?? 'no reason given'})${cands}`;
+  if (exact) return `dropped in ${exact}; ${rule}`;
+  return `which rule dropped it: could not tell (${c.why ?? 'no reason given'})${cands}${chainNote}`;
 }
 
 /**
@@ -78,8 +91,13 @@ export function describeCulprit(c: TraceCulprit): string {
  * (id 7) at tc ingress of eth0:2", or undefined when not known.
  */
 export function culpritPhrase(c: TraceCulprit | undefined): string | undefined {
-  if (!c || c.method === 'none') return undefined;
+  if (!c) return undefined;
   const progs = c.programs ?? [];
+  if (c.method === 'none') {
+    // The rule is not known, but the kernel may have named its table and chain.
+    const ch = c.chain;
+    return ch?.method === 'exact' ? `a rule of ${ch.family} ${ch.table}/${ch.chain}` : undefined;
+  }
   if (c.kind !== 'netfilter') {
     if (progs.length === 1) return `BPF program ${progs[0].name} (id ${progs[0].id}) at ${hookWhere(c)}`;
     if (progs.length > 1)

@@ -198,6 +198,26 @@ export interface CulpritRule {
   counted?: number;
 }
 
+/**
+ * The netfilter table and chain that returned NF_DROP, as the kernel's own
+ * table walkers said it (fexit on nft_do_chain, ipt_do_table, ...), where the
+ * helper could probe them; or why it could not tell.
+ */
+export interface CulpritChain {
+  /** 'exact': from the kernel's own functions; 'none': they did not say (why says why). */
+  method: 'exact' | 'none';
+  /** The function that returned the verdict: 'nft_do_chain', 'ipt_do_table', 'ip6t_do_table', 'arpt_do_table'. */
+  by?: string;
+  /** nft's family words: 'ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev'. */
+  family?: string;
+  table?: string;
+  /** nft's base chain; for iptables-legacy, the hook's built-in chain ('INPUT'). */
+  chain?: string;
+  /** nft's hook name ('input'), or iptables' ('INPUT'). */
+  hook?: string;
+  why?: string;
+}
+
 /** A BPF program attached where a packet was dropped (tc or XDP). */
 export interface CulpritProgram {
   id: number;
@@ -231,6 +251,8 @@ export interface TraceCulprit {
   method: 'counters' | 'attached' | 'none';
   rule?: CulpritRule;
   why?: string;
+  /** netfilter, with function probes on the kernel's table walkers: the table and chain, exactly. */
+  chain?: CulpritChain;
   /** When several rules could have: each of them. */
   candidates?: CulpritRule[];
   /** tc and XDP: the interface and, for tc, the direction of the hook. */

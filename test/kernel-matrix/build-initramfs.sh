@@ -40,6 +40,8 @@ copy_elf() { # SRC DEST
 copy_elf /usr/sbin/ip /sbin/ip
 copy_elf /usr/sbin/xtables-legacy-multi /sbin/xtables-legacy-multi
 ln -s xtables-legacy-multi "$root/sbin/iptables-legacy"
+# The helper reads the rules' counters with it (helper/culprit_tools.c) to name a drop's rule.
+ln -s xtables-legacy-multi "$root/sbin/iptables-legacy-save"
 xtlib=/usr/lib/x86_64-linux-gnu/xtables
 for ext in libxt_standard.so libxt_udp.so libxt_tcp.so libipt_icmp.so; do
   copy_elf "$xtlib/$ext" "$xtlib/$ext"

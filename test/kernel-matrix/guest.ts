@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
+  type CulpritInfo,
   type EndInfo,
   type HelperMessage,
   type ProgressInfo,
@@ -91,6 +92,8 @@ export interface CaseResult {
   stats: StatsInfo[];
   errors: HelperMessage[];
   warnings: HelperMessage[];
+  /** CULPRIT frames: who dropped a packet. */
+  culprits: CulpritInfo[];
   end?: EndInfo;
   decodeError?: string;
   stderr: string;
@@ -160,6 +163,9 @@ function decodeStream(result: CaseResult, stream: Buffer): void {
     },
     warning: (w) => {
       result.warnings.push(w);
+    },
+    culprit: (c) => {
+      result.culprits.push(c);
     },
     end: (e) => {
       result.end = e;
@@ -240,6 +246,7 @@ export function parseTranscript(kernel: string, text: string, consoleLog: string
           stats: [],
           errors: [],
           warnings: [],
+          culprits: [],
           stderr: '',
         };
         run.cases.set(current.name, current);

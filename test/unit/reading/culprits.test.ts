@@ -113,6 +113,49 @@ describe('culprits', () => {
     );
   });
 
+  test('the chain exactly from the kernel, the rule by counters; or the chain alone; or why not', () => {
+    const exact = {
+      method: 'exact' as const,
+      by: 'ipt_do_table',
+      family: 'ip',
+      table: 'filter',
+      chain: 'FORWARD',
+      hook: 'FORWARD',
+    };
+    assert.equal(
+      describeCulprit(culprit({ chain: exact })),
+      'dropped in ip filter/FORWARD, exactly (ipt_do_table returned NF_DROP); the rule, by counters: `-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP` in filter/FORWARD (rule 3 of KUBE-FORWARD, iptables-legacy), since its counter moved',
+    );
+    const nft = {
+      method: 'exact' as const,
+      by: 'nft_do_chain',
+      family: 'inet',
+      table: 'mine',
+      chain: 'in',
+      hook: 'input',
+    };
+    const unknown = culprit({
+      method: 'none',
+      rule: undefined,
+      why: 'no rule that drops counted',
+      chain: nft,
+    });
+    assert.equal(
+      describeCulprit(unknown),
+      'dropped in inet mine/in, hook input, exactly (nft_do_chain returned NF_DROP); which rule: could not tell (no rule that drops counted)',
+    );
+    assert.equal(culpritPhrase(unknown), 'a rule of inet mine/in');
+    const notSaid = culprit({ chain: { method: 'none', why: 'another netfilter hook dropped it' } });
+    assert.match(
+      describeCulprit(notSaid),
+      /known because its counter moved \(the chain: could not tell: another netfilter hook dropped it\)$/,
+    );
+    assert.equal(
+      culpritPhrase(culprit({ method: 'none', rule: undefined, chain: notSaid.chain })),
+      undefined,
+    );
+  });
+
   test('tc and XDP: the program attached there, or one of several', () => {
     const prog = {
       id: 41,

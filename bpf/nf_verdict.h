@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Which netfilter table and chain returned NF_DROP for a packet, learnt from
+ * the kernel's own functions where they can be probed (fexit on nft_do_chain,
+ * ipt_do_table, ip6t_do_table, arpt_do_table: bpf/nf_verdict.bpf.c). The one
+ * layout the programs and the helper (helper/nf_exact.c) share; it travels in
+ * maps, not in the record stream.
+ *
+ * The includer provides __u8.. __u64.
+ */
+#ifndef PWRU_NF_VERDICT_H
+#define PWRU_NF_VERDICT_H
+
+/* nf_verdict.kind: which function returned the verdict. */
+#define PWRU_NF_NFT 1	/* nft_do_chain: table and base chain of nftables (native, or iptables-nft) */
+#define PWRU_NF_IPT 2	/* ipt_do_table: an iptables-legacy table */
+#define PWRU_NF_IP6T 3	/* ip6t_do_table: an ip6tables-legacy table */
+#define PWRU_NF_ARPT 4	/* arpt_do_table: an arptables-legacy table */
+
+#define PWRU_NF_NAME_LEN 32
+
+/*
+ * Per CPU, the last table traversal that returned there (written by every
+ * traversal: a drop's own is the last one before the kernel frees it); then,
+ * keyed by skb in nf_drops, what it said for a NETFILTER_DROP.
+ */
+struct nf_verdict {
+	__u64 skb;
+	__u64 drop_ts;	/* nf_drops: the drop event's ts, which this entry belongs to */
+	__u8 known;	/* nf_drops: the traversal just before the drop returned NF_DROP for this skb */
+	__u8 dropped;	/* nf_last: the traversal returned NF_DROP */
+	__u8 kind;	/* PWRU_NF_* */
+	__u8 hook;	/* nf_hook_state.hook */
+	__u8 pf;	/* nf_hook_state.pf */
+	__u8 family;	/* the table's family (NFPROTO_*: nft's inet is 1) */
+	__u8 pad[2];
+	char table[PWRU_NF_NAME_LEN];
+	char chain[PWRU_NF_NAME_LEN]; /* nft's base chain; empty for x_tables (the hook names it) */
+};
+
+/* nf_drops' key: a drop (the skb's address is soon another packet's, dropped in the same burst). */
+struct nf_drop_key {
+	__u64 skb;
+	__u64 ts; /* the drop event's */
+};
+
+#endif

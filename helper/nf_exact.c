@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "nf_exact.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <linux/types.h>
+
+#include "../bpf/nf_verdict.h"
+#include "kernel_btf.h"
+#include "nf_verdict.skel.h"
+
+/* The walkers, by PWRU_NF_* kind - 1. */
+static const struct walker {
+	const char *func, *module;
+	bool table_first; /* x_tables: (priv = table, skb, state), the order since 5.16 */
+} walkers[] = {
+	{ "nft_do_chain", "nf_tables", false },
+	{ "ipt_do_table", "ip_tables", true },
+	{ "ip6t_do_table", "ip6_tables", true },
+	{ "arpt_do_table", "arp_tables", true },
+};
+#define NWALKERS (sizeof(walkers) / sizeof(walkers[0]))
+
+static struct {
+	bool usable[NWALKERS];
+	struct btf *btf; /* a copy of vmlinux for libbpf, given at load */
+	struct nf_verdict_bpf *skel;
+	int drops_fd;
+	bool active;
+} S = { .drops_fd = -1 };
+
+/* Whether func is in btf with the arguments the program reads. */
+static bool walker_fits(const struct btf *btf, const struct walker *w)
+{
+	int id = btf__find_by_name_kind(btf, w->func, BTF_KIND_FUNC);
+	const struct btf_type *proto;
+
+	if (id < 0 || !(proto = btf__type_by_id(btf, btf__type_by_id(btf, id)->type)) || !btf_is_func_proto(proto))
+		return false;
+	if (!w->table_first)
+		return btf_vlen(proto) == 2;
+	return btf_vlen(proto) == 3 && strcmp(btf__name_by_offset(btf, btf_params(proto)[0].name_off), "priv") == 0;
+}
+
+bool nf_exact_possible(const struct btf *vmlinux)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < NWALKERS; i++) {
+		const struct walker *w = &walkers[i];
+		char path[64];
+
+		if (btf__find_by_name_kind(vmlinux, w->func, BTF_KIND_FUNC) >= 0) {
+			S.usable[i] = walker_fits(vmlinux, w);
+		} else {
+			/* A module not loaded has nothing to drop with. */
+			snprintf(path, sizeof(path), "/sys/kernel/btf/%s", w->module);
+			if (access(path, R_OK) != 0)
+				continue;
+			struct btf *mod = btf__load_module_btf(w->module, (struct btf *)vmlinux);
+			if (!mod)
+				continue;
+			S.usable[i] = walker_fits(mod, w);
+			btf__free(mod);
+		}
+		any |= S.usable[i];
+	}
+	if (any) {
+		__u32 size;
+		const void *raw = btf__raw_data(vmlinux, &size);
+
+		S.btf = raw ? btf__new(raw, size) : NULL;
+	}
+	return any;
+}
+
+/* A load the kernel may refuse (fentry on a sandboxed kernel): its log is noise. */
+static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	(void)fmt;
+	(void)ap;
+	return 0;
+}
+
+bool nf_exact_start(int nf_last_fd, int nf_drops_fd, char *why, size_t len)
+{
+	struct bpf_program *progs[NWALKERS];
+	libbpf_print_fn_t old;
+	int ret;
+
+	S.skel = nf_verdict_bpf__open();
+	if (!S.skel) {
+		snprintf(why, len, "cannot open the netfilter programs: %s", strerror(errno));
+		return false;
+	}
+	progs[0] = S.skel->progs.nf_nft_do_chain;
+	progs[1] = S.skel->progs.nf_ipt_do_table;
+	progs[2] = S.skel->progs.nf_ip6t_do_table;
+	progs[3] = S.skel->progs.nf_arpt_do_table;
+	for (size_t i = 0; i < NWALKERS; i++) {
+		bpf_program__set_autoload(progs[i], S.usable[i]);
+		if (S.usable[i] && (ret = bpf_program__set_attach_target(progs[i], 0, walkers[i].func))) {
+			snprintf(why, len, "%s: %s", walkers[i].func, strerror(-ret));
+			goto fail;
+		}
+	}
+	if ((ret = bpf_map__reuse_fd(S.skel->maps.nf_last, nf_last_fd))) {
+		snprintf(why, len, "sharing nf_last: %s", strerror(-ret));
+		goto fail;
+	}
+	kernel_btf_give_to_libbpf(S.btf);
+	S.btf = NULL;
+	old = libbpf_set_print(quiet_print);
+	ret = nf_verdict_bpf__load(S.skel);
+	if (!ret)
+		ret = nf_verdict_bpf__attach(S.skel);
+	libbpf_set_print(old);
+	if (ret) {
+		snprintf(why, len, "fexit on the netfilter table walkers: %s", strerror(-ret));
+		goto fail;
+	}
+	S.drops_fd = nf_drops_fd;
+	S.active = true;
+	return true;
+fail:
+	nf_verdict_bpf__destroy(S.skel);
+	S.skel = NULL;
+	return false;
+}
+
+bool nf_exact_active(void)
+{
+	return S.active;
+}
+
+static const char *nft_family(unsigned family)
+{
+	switch (family) {
+	case 1: return "inet";
+	case 2: return "ip";
+	case 3: return "arp";
+	case 5: return "netdev";
+	case 7: return "bridge";
+	case 10: return "ip6";
+	default: return "?";
+	}
+}
+
+/* nft's hook names, by family (nft list ruleset's words). */
+static const char *nft_hook(unsigned family, unsigned hook)
+{
+	static const char *const inet[] = { "prerouting", "input", "forward", "output", "postrouting", "ingress" };
+
+	if (family == 5)
+		return hook == 0 ? "ingress" : hook == 1 ? "egress" : "?";
+	if (family == 3)
+		return hook == 0 ? "input" : hook == 1 ? "output" : hook == 2 ? "forward" : "?";
+	return hook < sizeof(inet) / sizeof(inet[0]) ? inet[hook] : "?";
+}
+
+/* The built-in chain of an x_tables hook: iptables' words. */
+static const char *xt_chain(int kind, unsigned hook)
+{
+	static const char *const inet[] = { "PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING" };
+	static const char *const arp[] = { "INPUT", "OUTPUT", "FORWARD" };
+
+	if (kind == PWRU_NF_ARPT)
+		return hook < 3 ? arp[hook] : "?";
+	return hook < 5 ? inet[hook] : "?";
+}
+
+bool nf_exact_of(uint64_t skb, uint64_t ts, struct nf_exact *out)
+{
+	struct nf_verdict v = { 0 };
+	struct nf_drop_key key = { .skb = skb, .ts = ts };
+
+	memset(out, 0, sizeof(*out));
+	if (!S.active || bpf_map_lookup_elem(S.drops_fd, &key, &v) || v.drop_ts != ts)
+		return false;
+	bpf_map_delete_elem(S.drops_fd, &key); /* read once: room for the next */
+	out->known = v.known && v.kind >= 1 && v.kind <= NWALKERS;
+	if (!out->known)
+		return true;
+	out->by = walkers[v.kind - 1].func;
+	out->nft = v.kind == PWRU_NF_NFT;
+	snprintf(out->table, sizeof(out->table), "%.*s", (int)sizeof(v.table), v.table);
+	if (out->nft) {
+		out->family = nft_family(v.family);
+		out->hook = nft_hook(v.family == 1 ? v.pf : v.family, v.hook);
+		snprintf(out->chain, sizeof(out->chain), "%.*s", (int)sizeof(v.chain), v.chain);
+	} else {
+		out->family = v.kind == PWRU_NF_IPT ? "ip" : v.kind == PWRU_NF_IP6T ? "ip6" : "arp";
+		out->hook = xt_chain(v.kind, v.hook);
+		snprintf(out->chain, sizeof(out->chain), "%s", out->hook);
+	}
+	return true;
+}
+
+void nf_exact_end(void)
+{
+	nf_verdict_bpf__destroy(S.skel);
+	btf__free(S.btf);
+	S.skel = NULL;
+	S.btf = NULL;
+	S.active = false;
+}

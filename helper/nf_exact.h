@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Which netfilter table and chain dropped a packet, from the kernel itself:
+ * fexit programs on the table walkers (nft_do_chain, ipt_do_table,
+ * ip6t_do_table, arpt_do_table; bpf/nf_verdict.bpf.c) where the kernel lets
+ * them attach, with a function backend. The drop tracepoint takes each
+ * NETFILTER_DROP's verdict into a map under the drop's time (bpf/pwru.bpf.c);
+ * the culprit of that drop (culprit.c) looks it up with the drop's event.
+ * The rule inside the chain still comes from the counters.
+ */
+#ifndef PWRU_NF_EXACT_H
+#define PWRU_NF_EXACT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct btf;
+
+/* What the kernel said for one NETFILTER_DROP. */
+struct nf_exact {
+	bool known;	 /* a table walker returned NF_DROP for this packet just before it was freed */
+	const char *by;	 /* the walker: "nft_do_chain", "ipt_do_table", ... */
+	const char *family; /* nft's words: ip, ip6, inet, arp, bridge, netdev */
+	bool nft;	 /* nf_tables (native nft or iptables-nft), not a legacy x_tables table */
+	char table[33];
+	char chain[33]; /* nft's base chain; for x_tables, the hook's built-in chain (INPUT) */
+	const char *hook; /* nft's hook name (input), or iptables' (INPUT) */
+};
+
+/*
+ * Whether the walkers can be probed on this kernel: some exist (in vmlinux,
+ * or in a loaded module's BTF) with the arguments bpf/nf_verdict.bpf.c reads.
+ * Keeps a copy of vmlinux for loading them later.
+ */
+bool nf_exact_possible(const struct btf *vmlinux);
+/*
+ * Loads and attaches the fexit programs, sharing the probe programs' nf_last
+ * map; nf_drops is where the drops' verdicts are read. False (with why) when
+ * the kernel refuses them: drops are then named by counters alone.
+ */
+bool nf_exact_start(int nf_last_fd, int nf_drops_fd, char *why, size_t len);
+bool nf_exact_active(void);
+/* The verdict of the NETFILTER_DROP of skb at ts (its event's); false when there is none to read. */
+bool nf_exact_of(uint64_t skb, uint64_t ts, struct nf_exact *out);
+void nf_exact_end(void);
+
+#endif
