@@ -2,15 +2,13 @@
  * 7. What --on-drop costs (issue 16): small-UDP and TCP throughput with
  * --on-drop matching all the traffic, against nothing attached and against
  * the plain trace (-o json > file) of the same traffic, paired with baseline
- * runs as section 1 does (the machine's speed drifts); then the helper's and
- * the CLI's memory after a steady-rate run with --on-drop
- * (BENCH_STEADY_SECONDS, default 120 s, at 20,000 packets/s).
+ * runs as section 1 does (the machine's speed drifts). Memory over a long
+ * run is section 7b (bench/long-run.ts).
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext } from './context';
 import type { IperfResult, Load } from './net';
-import { median, mib, pct, rate } from './report';
+import { median, pct, rate } from './report';
 import { type Match, type RunningTracer, startPwru } from './tracers';
 
 type Mode = 'on-drop' | 'trace';
@@ -20,24 +18,15 @@ const MODE_NAME: Record<Mode, string> = {
   trace: 'plain trace (-o json > file)',
 };
 
-const STEADY_PPS = 20000;
-
 function show(load: Load, value: number): string {
   return load === 'tcp' ? rate(value, 'bit/s') : rate(value, 'pkt/s');
 }
 
-function start(
-  ctx: BenchContext,
-  mode: Mode,
-  match: Match,
-  tag: string,
-  memory = false,
-): Promise<RunningTracer> {
+function start(ctx: BenchContext, mode: Mode, match: Match, tag: string): Promise<RunningTracer> {
   return startPwru({
     match,
     format: 'json',
     outFile: join(ctx.work, `ondrop-${tag}.out`),
-    memory,
     extraArgs: mode === 'on-drop' ? ['--on-drop'] : [],
   });
 }
@@ -92,56 +81,5 @@ export async function onDrop(ctx: BenchContext): Promise<void> {
       goal: '≥ 100% (nothing is written per event)',
       met: onDropR >= traceR * 0.97,
     });
-  }
-  await steadyMemory(ctx, section);
-}
-
-/** --on-drop for BENCH_STEADY_SECONDS at a steady rate: what the helper and the CLI hold at the end. */
-async function steadyMemory(ctx: BenchContext, section: string): Promise<void> {
-  const seconds = Number(process.env.BENCH_STEADY_SECONDS ?? 120);
-  const match: Match = { proto: 'udp', host: ctx.net.serverIp };
-  const tracer = await start(ctx, 'on-drop', match, 'steady', true);
-  const helperPid = tracer.bpfPid?.();
-  const cliPid = helperPid === undefined ? undefined : Number(readParent(helperPid));
-  let traffic: IperfResult | undefined;
-  const rssAtEnd = new Map<string, number>();
-  try {
-    traffic = await ctx.net.iperf('udp64', seconds, STEADY_PPS);
-    for (const [name, pid] of [
-      ['pwru-helper', helperPid],
-      ['kubectl-pwru (node)', cliPid],
-    ] as const) {
-      if (pid !== undefined) rssAtEnd.set(name, rssKiB(pid) ?? 0);
-    }
-  } finally {
-    const outcome = await tracer.stop();
-    for (const [name, kib] of outcome.memory ?? []) {
-      const helper = name.startsWith('pwru-helper');
-      const end = rssAtEnd.get(helper ? 'pwru-helper' : name);
-      ctx.report.add({
-        section,
-        what: `--on-drop for ${seconds} s at ${rate(STEADY_PPS, 'pkt/s')} (UDP 64 B, matched): ${name} memory`,
-        value: `peak ${mib(kib)}${end !== undefined ? `, at the end ${mib(end)}` : ''}${traffic ? `; ${rate(traffic.value, 'pkt/s')} sent` : ''}`,
-        goal: helper ? '≤ 32 MiB' : undefined,
-        met: helper ? kib <= 32 * 1024 : undefined,
-      });
-    }
-  }
-}
-
-function readParent(pid: number): string {
-  try {
-    return /^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '';
-  } catch {
-    return '';
-  }
-}
-
-function rssKiB(pid: number): number | undefined {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
   }
 }

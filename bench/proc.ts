@@ -143,6 +143,16 @@ export function comm(pid: number): string {
 }
 
 /** Peak resident set (VmHWM) in KiB, or undefined when the process is gone. */
+/** Resident memory now (VmRSS), KiB. */
+export function rssKiB(pid: number): number | undefined {
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function peakRssKiB(pid: number): number | undefined {
   try {
     const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+) kB/m);

@@ -60,6 +60,8 @@ export interface RunningTracer {
   attachMs?: number;
   /** The process that holds the BPF programs (for their run-time statistics). */
   bpfPid?(): number | undefined;
+  /** kubectl-pwru: the CLI's own process (node). */
+  cliPid?(): number;
   /** CPU seconds the tracer's processes have used so far. */
   cpuNow(): number;
   /** The same by process name (kubectl-pwru with memory sampling on). */
@@ -79,13 +81,15 @@ export interface PwruOptions {
   readyTimeoutMs?: number;
   /** More trace flags, e.g. --pcapng FILE. */
   extraArgs?: string[];
+  /** --duration (default 300s): the run is stopped when its traffic ends. */
+  duration?: string;
 }
 
 const TRACING = /tracing(?: on \S+)? with (\S+): (\d+) probes attached in (\d+) ms/;
 
 export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
   const args = [...(o.nodeArgs ?? []), BIN, '--local', '--backend', 'tracepoint', '-o', o.format];
-  args.push('--duration', '300s', '--no-color');
+  args.push('--duration', o.duration ?? '300s', '--no-color');
   if (o.filterFunc) args.push('--filter-func', o.filterFunc);
   if (o.extraArgs) args.push(...o.extraArgs);
   if (o.match) args.push(pcapFilter(o.match));
@@ -115,6 +119,7 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
     probes: Number(m[2]),
     attachMs: Number(m[3]),
     bpfPid: () => childrenOf(proc.pid).find((c) => comm(c) === 'pwru-helper'),
+    cliPid: () => proc.pid,
     cpuNow: () => treeCpu(proc.pid),
     cpuByProcess: memory ? () => memory.cpuNow() : undefined,
     async stop() {
