@@ -190,6 +190,9 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
       err(errPaint.paint(`warning: ${message}`, 'yellow'));
     },
 
+    // A slow --output-file holds the helper back (its pipe, then the ring), not this process's memory.
+    waitForDrain: () => file?.drained(),
+
     async close() {
       if (headerSeen || reported || notFailures) {
         const w = [...watches.values()];

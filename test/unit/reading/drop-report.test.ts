@@ -4,6 +4,9 @@
  * with the same sentence; a drop alone; a drop that is no failure not reported.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createOnDropSink } from '../../../src/output/on-drop-sink';
 import { caughtDropOf } from '../../../src/reading/drop-report';
@@ -100,5 +103,36 @@ describe('--on-drop reports', () => {
     await s.close();
     assert.equal(enough, 1);
     assert.equal(stdout.text.trim().split('\n').length, 1);
+  });
+
+  test('an --output-file that is behind holds the stream back (waitForDrain), until it has caught up', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pwru-ondrop-'));
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const s = createOnDropSink({
+      json: true,
+      color: false,
+      stdout,
+      stderr,
+      outputFile: join(dir, 'caught.jsonl'),
+    });
+    try {
+      assert.equal(s.waitForDrain?.(), undefined, 'nothing queued: nothing to wait for');
+      // More than the file output queues before it asks the producer to wait (1 MiB), in one go.
+      let n = 0;
+      while (!s.waitForDrain?.() && n < 10000) {
+        s.dropReport?.({ info: info(bad, good), bad, good });
+        n++;
+      }
+      const drained = s.waitForDrain?.();
+      assert.ok(drained, `after ${n} reports written at once, the file is behind`);
+      await drained;
+      assert.equal(s.waitForDrain?.(), undefined, 'caught up');
+      await s.close();
+      const lines = readFileSync(join(dir, 'caught.jsonl'), 'utf8').trim().split('\n');
+      assert.equal(lines.length, n, 'every report, none dropped while waiting');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
