@@ -35,7 +35,8 @@ export interface LineOutput {
   end(): Promise<void>;
 }
 
-const BATCH_CHARS = 1 << 16;
+/** Bytes of lines gathered into one write. */
+const BATCH_BYTES = 1 << 18;
 /** Bytes queued for a descriptor past which the producer is asked to wait. */
 const HIGH_WATER = 1 << 20;
 
@@ -56,9 +57,13 @@ function describe(err: NodeJS.ErrnoException): string {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-/** Lines batched into one write; the writing itself is the subclass's. */
+/**
+ * Lines batched into one write, each encoded straight into the batch's buffer
+ * (joining them into one string first cost a copy and a second pass); the
+ * writing itself is the subclass's.
+ */
 abstract class BatchedOutput implements LineOutput {
-  private parts: string[] = [];
+  private readonly batch = Buffer.allocUnsafe(BATCH_BYTES);
   private size = 0;
   private faulted?: OutputFault;
   protected waiters: (() => void)[] = [];
@@ -74,28 +79,34 @@ abstract class BatchedOutput implements LineOutput {
 
   push(line: string): void {
     if (this.faulted) return;
-    this.parts.push(line);
-    this.size += line.length;
-    if (this.size >= BATCH_CHARS) this.flush();
+    // A UTF-16 unit takes at most 3 bytes in UTF-8; the newline one more.
+    if (this.size + 3 * line.length + 1 > this.batch.length) {
+      this.flush();
+      if (3 * line.length + 1 > this.batch.length) {
+        this.send(Buffer.from(`${line}\n`));
+        return;
+      }
+    }
+    this.size += this.batch.write(line, this.size);
+    this.batch[this.size++] = 10;
   }
 
   flush(): void {
-    if (this.parts.length === 0) return;
-    const text = `${this.parts.join('\n')}\n`;
-    this.parts = [];
+    if (this.size === 0) return;
+    // A copy goes to the writer (which may hold it until the descriptor takes it); the buffer is reused.
+    const full = Buffer.from(this.batch.subarray(0, this.size));
     this.size = 0;
-    if (!this.faulted) this.send(text);
+    if (!this.faulted) this.send(full);
   }
 
   write(text: string): void {
     this.flush();
-    if (!this.faulted && text) this.send(text);
+    if (!this.faulted && text) this.send(Buffer.from(text));
   }
 
   protected fail(err: NodeJS.ErrnoException): void {
     if (this.faulted) return;
     this.faulted = faultOf(err);
-    this.parts = [];
     this.size = 0;
     this.discard();
     this.release();
@@ -109,7 +120,7 @@ abstract class BatchedOutput implements LineOutput {
     for (const w of waiters) w();
   }
 
-  protected abstract send(text: string): void;
+  protected abstract send(bytes: Buffer): void;
   protected abstract discard(): void;
   abstract drained(): Promise<void> | undefined;
   abstract behind(): boolean;
@@ -138,8 +149,7 @@ class DescriptorOutput extends BatchedOutput {
     this.regular = fstatSync(fd).isFile();
   }
 
-  protected send(text: string): void {
-    const b = Buffer.from(text);
+  protected send(b: Buffer): void {
     this.queue.push(b);
     this.queued += b.length;
     this.pump();
@@ -251,9 +261,9 @@ class StreamOutput extends BatchedOutput {
     });
   }
 
-  protected send(text: string): void {
+  protected send(bytes: Buffer): void {
     try {
-      if (!this.stream.write(text)) this.backlogged = true;
+      if (!this.stream.write(bytes)) this.backlogged = true;
     } catch (err) {
       // A synchronous stream (a file) throws what it could not write.
       this.fail(err as NodeJS.ErrnoException);

@@ -34,7 +34,7 @@ export function formatFunc(e: TraceEvent): string {
   return e.drop ? `${e.func}(${e.drop.reason})` : e.func;
 }
 
-export function ifaceLabel(e: TraceEvent): string {
+export function ifaceLabel(e: { iface: string; ifindex: number }): string {
   if (!e.ifindex) return e.iface;
   return `${e.iface}:${e.ifindex}`;
 }
@@ -59,10 +59,56 @@ export function annotations(o: Observed, paint: Painter): string {
   return out;
 }
 
-/** Widths that grow with what has been seen, like pwru's tuple column. */
+/**
+ * A column's text per value, padded: a trace repeats a few CPUs, processes,
+ * devices and lengths in every line, and at hundreds of thousands of lines a
+ * second making them again is most of a line's cost. Bounded: cleared when full.
+ */
+export class ColumnTexts<K> {
+  private readonly texts = new Map<K, string>();
+
+  constructor(private readonly make: (key: K) => string) {}
+
+  get(key: K): string {
+    let text = this.texts.get(key);
+    if (text === undefined) {
+      if (this.texts.size >= 4096) this.texts.clear();
+      text = this.make(key);
+      this.texts.set(key, text);
+    }
+    return text;
+  }
+}
+
+/** The columns text and wide share, of fixed width. */
+export class Columns {
+  readonly cpu = new ColumnTexts((n: number) => String(n).padEnd(3));
+  readonly netns = new ColumnTexts((n: number) => String(n).padEnd(10));
+  readonly mark = new ColumnTexts((n: number) => n.toString(16).padEnd(8));
+  readonly proto = new ColumnTexts((l3: string) => etherType(l3).padEnd(6));
+  /** MTU and LEN. */
+  readonly size = new ColumnTexts((n: number) => String(n).padEnd(5));
+}
+
+/** Widths that grow with what has been seen, like pwru's tuple column; and the columns' texts. */
 export class TextLayout {
   tupleWidth = 40;
-  processWidth = 16;
+  readonly processWidth = 16;
+  readonly columns = new Columns();
+  /** IFACE: the name and index, centred. */
+  private readonly ifaces = new Map<string, ColumnTexts<number>>();
+  readonly process = new ColumnTexts((p: string) => `[${p}]`.padEnd(this.processWidth));
+
+  iface(e: TraceEvent): string {
+    let byIndex = this.ifaces.get(e.iface);
+    if (!byIndex) {
+      if (this.ifaces.size >= 4096) this.ifaces.clear();
+      const iface = e.iface;
+      byIndex = new ColumnTexts((ifindex: number) => center(ifaceLabel({ iface, ifindex }), 16));
+      this.ifaces.set(iface, byIndex);
+    }
+    return byIndex.get(e.ifindex);
+  }
 }
 
 export function textHeader(layout: TextLayout, showNode: boolean): string {
@@ -87,21 +133,13 @@ export function formatTextLine(o: Observed, layout: TextLayout, showNode: boolea
   const e = o.step.event;
   const tuple = formatTuple(e.tuple, true);
   if (tuple.length > layout.tupleWidth) layout.tupleWidth = tuple.length;
-  const process = `[${e.process}]`;
-  const fields = [
-    paint.packet(o.packet.id, e.skb.padEnd(18)),
-    String(e.cpu).padEnd(3),
-    process.padEnd(layout.processWidth),
-    String(e.netns).padEnd(10),
-    e.mark.toString(16).padEnd(8),
-    center(ifaceLabel(e), 16),
-    etherType(e.l3proto).padEnd(6),
-    String(e.mtu).padEnd(5),
-    String(e.len).padEnd(5),
-    tuple.padEnd(layout.tupleWidth),
-    e.drop ? paint.paint(formatFunc(e), 'red', 'bold') : formatFunc(e),
-  ];
-  let line = fields.join(' ') + annotations(o, paint);
+  const c = layout.columns;
+  let line =
+    `${paint.packet(o.packet.id, e.skb.padEnd(18))} ${c.cpu.get(e.cpu)} ${layout.process.get(e.process)} ` +
+    `${c.netns.get(e.netns)} ${c.mark.get(e.mark)} ${layout.iface(e)} ${c.proto.get(e.l3proto)} ` +
+    `${c.size.get(e.mtu)} ${c.size.get(e.len)} ${tuple.padEnd(layout.tupleWidth)} ` +
+    (e.drop ? paint.paint(formatFunc(e), 'red', 'bold') : e.func);
+  if (e.tunnel || o.step.changes.length || e.drop) line += annotations(o, paint);
   if (showNode) line = `${(e.node ?? '').padEnd(16)} ${line}`;
   // --output-stack: the kernel stack under the line, innermost first, as pwru prints it
   if (e.stack?.length) line += `\n${e.stack.map((f) => `    ${f}`).join('\n')}`;

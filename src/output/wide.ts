@@ -6,13 +6,25 @@
 import type { Observed } from '../reading/packet-tracker';
 import { formatTuple } from '../reading/tuple-format';
 import type { Painter } from './ansi';
-import { annotations, etherType, formatFunc, ifaceLabel } from './text';
+import { annotations, Columns, formatFunc, ifaceLabel } from './text';
 
 export class WideLayout {
   tupleWidth = 40;
   funcWidth = 28;
   processWidth = 20;
   ifaceWidth = 14;
+  readonly columns = new Columns();
+  /** The last event's time and its column: events come in bursts within one millisecond. */
+  private time = '';
+  private clockText = clock('');
+
+  clock(time: string): string {
+    if (time !== this.time) {
+      this.time = time;
+      this.clockText = clock(time);
+    }
+    return this.clockText;
+  }
 }
 
 function clock(time: string): string {
@@ -23,12 +35,14 @@ function clock(time: string): string {
 
 /** Microseconds since the packet's first step: "+0.0" for the first. */
 export function sinceFirst(o: Observed): string {
+  const first = o.packet.steps[0].event.ts;
+  const now = o.step.event.ts;
+  // Nanoseconds as doubles are exact below 2^53 (104 days of uptime); BigInt beyond, as the decoder does.
+  const a = Number(first);
+  const b = Number(now);
+  if (Number.isSafeInteger(a) && Number.isSafeInteger(b)) return `+${((b - a) / 1000).toFixed(1)}µs`;
   try {
-    const first = BigInt(o.packet.steps[0].event.ts);
-    const now = BigInt(o.step.event.ts);
-    const ns = now - first;
-    const us = Number(ns) / 1000;
-    return `+${us.toFixed(1)}µs`;
+    return `+${(Number(BigInt(now) - BigInt(first)) / 1000).toFixed(1)}µs`;
   } catch {
     return '';
   }
@@ -67,19 +81,20 @@ export function formatWideLine(o: Observed, layout: WideLayout, showNode: boolea
   layout.funcWidth = Math.max(layout.funcWidth, func.length);
   layout.processWidth = Math.max(layout.processWidth, process.length);
   layout.ifaceWidth = Math.max(layout.ifaceWidth, iface.length);
+  const c = layout.columns;
   const fields = [
-    clock(e.time),
+    layout.clock(e.time),
     sinceFirst(o).padEnd(10),
     paint.packet(o.packet.id, `#${o.packet.id}`.padEnd(5)),
     paint.packet(o.packet.id, e.skb.padEnd(18)),
-    String(e.cpu).padEnd(3),
+    c.cpu.get(e.cpu),
     process.padEnd(layout.processWidth),
-    String(e.netns).padEnd(10),
-    e.mark.toString(16).padEnd(8),
+    c.netns.get(e.netns),
+    c.mark.get(e.mark),
     iface.padEnd(layout.ifaceWidth),
-    etherType(e.l3proto).padEnd(6),
-    String(e.mtu).padEnd(5),
-    String(e.len).padEnd(5),
+    c.proto.get(e.l3proto),
+    c.size.get(e.mtu),
+    c.size.get(e.len),
     e.pktType.padEnd(9),
     tuple.padEnd(layout.tupleWidth),
     e.drop ? paint.paint(func.padEnd(layout.funcWidth), 'red', 'bold') : func.padEnd(layout.funcWidth),

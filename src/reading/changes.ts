@@ -59,9 +59,16 @@ function tunnelOf(port?: string, proto?: string): string | undefined {
   return (proto && TUNNEL_PROTOS[proto]) || (port ? TUNNEL_PORTS[port] : undefined);
 }
 
+/** TUNNEL_PORTS as numbers: asked for every event, where making the strings would cost more than the lookup. */
+const TUNNEL_PORT_NUMBERS = new Set(Object.keys(TUNNEL_PORTS).map(Number));
+
 export function isEncapTuple(t: Tuple): boolean {
   if (tunnelOf(undefined, t.proto)) return true;
-  return t.proto === 'UDP' && Boolean(tunnelOf(String(t.dport)) ?? tunnelOf(String(t.sport)));
+  return (
+    t.proto === 'UDP' &&
+    ((t.dport !== undefined && TUNNEL_PORT_NUMBERS.has(t.dport)) ||
+      (t.sport !== undefined && TUNNEL_PORT_NUMBERS.has(t.sport)))
+  );
 }
 
 export function detectChanges(last: LastSeen, e: TraceEvent): Change[] {

@@ -14,6 +14,11 @@
 import type { TraceEvent } from '../record/event';
 import type { Packet } from './packet-tracker';
 
+/** A data buffer on a node: the address alone on one node (no concatenation per event). */
+function headKey(node: string | undefined, head: string): string {
+  return node === undefined ? head : `${node}/${head}`;
+}
+
 /** Originals waiting for a copy to appear, at most (the oldest give up first). */
 const MAX_WAITING = 4096;
 
@@ -33,7 +38,7 @@ export class CopyLinker {
   /** A packet's first step: link it to the packet whose data it shares, if any. */
   started(packet: Packet, e: TraceEvent): void {
     if (!e.head) return;
-    const key = `${e.node ?? ''}/${e.head}`;
+    const key = headKey(e.node, e.head);
     let original = this.orphaned.get(key);
     if (original) {
       this.orphaned.delete(key);
@@ -51,7 +56,7 @@ export class CopyLinker {
   /** Every step: where the packet's data is now. */
   step(packet: Packet, e: TraceEvent): void {
     if (!e.head) return;
-    const key = `${e.node ?? ''}/${e.head}`;
+    const key = headKey(e.node, e.head);
     const before = this.headOf.get(packet);
     if (before === key) return;
     if (before && this.liveHeads.get(before) === packet) this.liveHeads.delete(before);

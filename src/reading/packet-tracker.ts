@@ -188,7 +188,8 @@ export class PacketTracker {
   }
 
   observe(e: TraceEvent): Observed {
-    const key = `${e.node ?? ''}/${e.skb}`;
+    // The address alone on one node (no concatenation per event); node names hold no "0x".
+    const key = e.node === undefined ? e.skb : `${e.node}/${e.skb}`;
     let entry = this.live.get(key);
     if (entry && startsNewPacket(entry.last, e)) {
       this.done(entry.packet);

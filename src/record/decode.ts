@@ -265,6 +265,29 @@ function hex64(buf: Buffer, off: number): string {
   return h + lo.toString(16).padStart(8, '0');
 }
 
+/**
+ * The text of recent skb and data-buffer addresses: a packet's dozen steps
+ * repeat its address, so each is made once (direct-mapped on the low half,
+ * whose bits above the slab alignment vary most).
+ */
+class AddressTexts {
+  private readonly lo = new Uint32Array(1024);
+  private readonly hi = new Uint32Array(1024);
+  private readonly texts: string[] = new Array(1024).fill('');
+
+  get(b: Buffer, off: number): string {
+    const lo = b.readUInt32LE(off);
+    const hi = b.readUInt32LE(off + 4);
+    const i = ((lo >>> 6) ^ (lo >>> 16)) & 1023;
+    if (this.texts[i] !== '' && this.lo[i] === lo && this.hi[i] === hi) return this.texts[i];
+    const text = hex64(b, off);
+    this.lo[i] = lo;
+    this.hi[i] = hi;
+    this.texts[i] = text;
+    return text;
+  }
+}
+
 /** Few distinct strings recur in a trace (addresses, names): decode each once. */
 class StringCache<K> {
   private readonly map = new Map<K, string>();
@@ -321,6 +344,7 @@ export class RecordDecoder {
   private readonly v4Names = new StringCache<number>();
   private readonly v6Names = new ByteStringCache((b, off) => formatAddress(6, b, off));
   private readonly texts = new ByteStringCache((b, off) => cString(b, off, 16));
+  private readonly addresses = new AddressTexts();
   private seenHello = false;
   /** A PACKET frame, waiting for the EVENT it comes before. */
   private pendingBytes?: { ts: string; skb: string; bytes: PacketBytes };
@@ -508,7 +532,7 @@ export class RecordDecoder {
       v: TRACE_SCHEMA_VERSION,
       ts: tsExact ? String(tsNs) : ((BigInt(tsHi) << 32n) | BigInt(tsLo)).toString(),
       time: this.wallClock(tsNs),
-      skb: hex64(b, o + OFF.skb),
+      skb: this.addresses.get(b, o + OFF.skb),
       func: probe ? probe.name : `probe#${probeId}`,
       probe: probe ? probe.kind : 'tracepoint',
       cpu: b.readUInt32LE(o + OFF.cpu),
@@ -544,7 +568,7 @@ export class RecordDecoder {
     if (flags & F_FREED) ev.freed = true;
     if (flags & F_TRACKED) ev.tracked = true;
     if (b.readUInt32LE(o + OFF.head) !== 0 || b.readUInt32LE(o + OFF.head + 4) !== 0) {
-      ev.head = hex64(b, o + OFF.head);
+      ev.head = this.addresses.get(b, o + OFF.head);
       if (b[o + OFF.dataref] > 1) ev.shared = b[o + OFF.dataref];
     }
     if (ev.tuple) {
