@@ -71,7 +71,7 @@ export interface RunningTracer {
 
 export interface PwruOptions {
   match?: Match;
-  format: 'json' | 'text';
+  format: 'json' | 'text' | 'wide';
   /** stdout goes here, as with `> file`. */
   outFile: string;
   filterFunc?: string;
@@ -131,7 +131,7 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
           ? { delivered: 0, kernelLost: 0 }
           : o.format === 'json'
             ? countJson(o.outFile)
-            : countText(o.outFile);
+            : countText(o.outFile, o.format);
       return {
         ...counted,
         memory: mem,
@@ -156,11 +156,17 @@ function countJson(file: string): { delivered: number; kernelLost: number; emitt
 }
 
 /** -o text: one line per event starting with the skb address, then the summary "N events, L lost". */
-function countText(file: string): { delivered: number; kernelLost: number; emitted?: number } {
+function countText(
+  file: string,
+  format: 'text' | 'wide',
+): { delivered: number; kernelLost: number; emitted?: number } {
   let delivered = 0;
   let summary: RegExpMatchArray | null = null;
+  // An event's line starts with its skb (text) or its time (wide).
+  const isEvent =
+    format === 'text' ? (l: string) => l.startsWith('0x') : (l: string) => /^\d\d:\d\d:\d\d/.test(l);
   scanLines(file, (line) => {
-    if (line.startsWith('0x')) delivered++;
+    if (isEvent(line)) delivered++;
     else summary = line.match(/(\d+) events(?:, 0 lost|, (\d+) LOST)/) ?? summary;
   });
   const s = summary as RegExpMatchArray | null;
