@@ -10,6 +10,7 @@ import {
   readFileSync,
   readSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -62,7 +63,7 @@ export async function startRunner(
 ): Promise<{ stop(): Promise<{ memory: Map<string, number>; stats?: StatsInfo }> }> {
   const dir = mkdtempSync(join(tmpdir(), 'pwru-bench-runner-'));
   symlinkSync(helperBinary(), join(dir, 'pwru-helper'));
-  writeFileSync(join(dir, 'request.json'), JSON.stringify({ args, heartbeatTimeoutSec: 600 }));
+  writeFileSync(join(dir, 'request.json'), JSON.stringify({ args, clientGraceSec: 600 }));
   const runner = join(REPO, 'dist', 'runner', 'runner.js');
   const fd = openSync(outFile, 'w');
   let proc: ReturnType<typeof start>;
@@ -75,10 +76,17 @@ export async function startRunner(
     closeSync(fd);
   }
   const memory = new PeakMemory(proc.pid, 'runner (node)');
+  // The file is the client: what it holds is acknowledged, as the client acknowledges what it has read.
+  const acks = setInterval(() => {
+    try {
+      proc.child.stdin?.write(`ack ${statSync(outFile).size}\n`);
+    } catch {}
+  }, 50);
   // READY is in the output file; the attach progress reaches it before. Wait for the helper's READY frame.
   const until = Date.now() + 30000;
   while (!readyInFile(outFile)) {
     if (Date.now() > until || proc.child.exitCode !== null) {
+      clearInterval(acks);
       memory.finish();
       await stop(proc, 2000);
       rmSync(dir, { recursive: true, force: true });
@@ -88,6 +96,7 @@ export async function startRunner(
   }
   return {
     async stop() {
+      clearInterval(acks);
       proc.child.stdin?.end();
       const timer = setTimeout(() => proc.signal('SIGKILL'), 15000);
       await proc.done;

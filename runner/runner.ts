@@ -4,12 +4,16 @@
  * directory. It must stay dependency-free (node: built-ins only): it travels
  * to the node as one file.
  *
- * Its one job beyond starting the helper is to never leave probes behind:
- * the helper is stopped the moment the client's stdin ends (the client
- * stopped, or its attach stream closed: stdinOnce), when the client's
- * heartbeats stop (the network dropped), or on SIGTERM (the pod is deleted).
- * The helper's stdout is forwarded byte for byte; the runner's own messages
- * go to stderr.
+ * Its one job beyond starting the helper is to never leave probes behind,
+ * while letting a client whose API connection dropped come back: the helper
+ * is stopped when the client says `stop`, when its stdin ends, when the
+ * client has been silent for the grace (clientGraceSec: its acknowledgements
+ * are its heartbeat), or on SIGTERM (the pod is deleted). The helper's stdout
+ * is forwarded byte for byte, and what the client has not acknowledged is
+ * kept (at most REPLAY_WINDOW; reading the helper pauses beyond it, and the
+ * kernel counts what it cannot keep as lost), so that a client that attaches
+ * again gets the stream from its last byte on. The runner's own messages go
+ * to stderr.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -21,8 +25,8 @@ export interface RunnerRequest {
   args: string[];
   /** --pod-netns-only: container IDs of the target pod; the runner adds --filter-netns. */
   netnsContainerIds?: string[];
-  /** Stop the helper when the client has been silent this long. */
-  heartbeatTimeoutSec: number;
+  /** Stop the helper when the client has been silent this long (and, after the helper ended, exit). */
+  clientGraceSec: number;
   /**
    * `kubectl pwru doctor`: instead of one trace, run the helper once per argv
    * here (all at once, each stopping itself) and write one JSON line per run
@@ -44,6 +48,18 @@ export interface NodeFacts {
   facts: { btf: boolean; lockdown?: string; unprivilegedBpfDisabled?: string; kprobesEnabled?: string };
 }
 
+/**
+ * What the client says on stdin after the bundle, one message a line
+ * (src/kube/runner-link.ts sends them; docs/kubernetes.md, "Reconnecting"):
+ *   ack N            the client has the first N bytes of the stream; also its heartbeat
+ *   resume N MARKER  a new attach: write MARKER (hex), then the stream from byte N on
+ *   stop             stop the helper; its last records still go out
+ */
+export const CONTROL = { ack: 'ack', resume: 'resume', stop: 'stop' } as const;
+
+/** Output the client has not acknowledged is kept for a reconnect; reading the helper pauses beyond this. */
+export const REPLAY_WINDOW = 8 * 1024 * 1024;
+
 function readTrimmed(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8').trim();
@@ -53,7 +69,7 @@ function readTrimmed(path: string): string | undefined {
 }
 
 /** Doctor mode: every check at once; a client that goes away stops them. */
-function runChecks(checks: string[][]): void {
+function runChecks(checks: string[][], leftover: Buffer): void {
   const facts: NodeFacts = {
     facts: {
       btf: existsSync('/sys/kernel/btf/vmlinux'),
@@ -63,6 +79,7 @@ function runChecks(checks: string[][]): void {
     },
   };
   process.stdout.write(`${JSON.stringify(facts)}\n`);
+  const stoppers: (() => void)[] = [];
   const helpers = checks.map((args, check) => {
     const helper = spawn('./pwru-helper', args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
@@ -85,7 +102,11 @@ function runChecks(checks: string[][]): void {
       const stop = () => helper.kill('SIGTERM');
       process.stdin.once('end', stop);
       process.on('SIGTERM', stop);
+      stoppers.push(stop);
     });
+  });
+  readControl(leftover, ([word]) => {
+    if (word === CONTROL.stop) for (const stop of stoppers) stop();
   });
   process.stdin.resume();
   void Promise.all(helpers).then(() => process.stdin.destroy());
@@ -138,10 +159,67 @@ function resolveNetns(ids: string[]): number {
   );
 }
 
+/** The client's control lines, from the bytes after the bundle on. */
+function readControl(leftover: Buffer, onLine: (words: string[]) => void): void {
+  let rest = '';
+  const take = (text: string) => {
+    rest += text;
+    for (let nl = rest.indexOf('\n'); nl >= 0; nl = rest.indexOf('\n')) {
+      const line = rest.slice(0, nl).trim();
+      rest = rest.slice(nl + 1);
+      if (line) onLine(line.split(/\s+/));
+    }
+    if (rest.length > 4096) rest = ''; // not ours: never a line this long
+  };
+  process.stdin.on('data', (c: Buffer) => take(c.toString('latin1')));
+  take(leftover.toString('latin1'));
+}
+
+/** The stream from the client's last acknowledged byte on: what a reconnecting client is sent again. */
+export class ReplayBuffer {
+  /** Bytes of the stream so far. */
+  written = 0;
+  /** Bytes the client said it has. */
+  acked = 0;
+  private chunks: Buffer[] = [];
+  /** Stream offset of chunks[0]. */
+  private from = 0;
+
+  add(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.written += chunk.length;
+  }
+
+  get unacked(): number {
+    return this.written - this.acked;
+  }
+
+  ack(n: number): void {
+    if (!Number.isFinite(n)) return;
+    this.acked = Math.min(Math.max(n, this.acked), this.written);
+    while (this.chunks.length > 0 && this.from + this.chunks[0].length <= this.acked) {
+      this.from += this.chunks[0].length;
+      this.chunks.shift();
+    }
+  }
+
+  /** The stream from byte n on (n no earlier than the last acknowledgement). */
+  since(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    let off = this.from;
+    for (const c of this.chunks) {
+      const end = off + c.length;
+      if (end > n) out.push(n > off ? c.subarray(n - off) : c);
+      off = end;
+    }
+    return out;
+  }
+}
+
 export function main(leftover: Buffer): void {
   const req = JSON.parse(readFileSync('request.json', 'utf8')) as RunnerRequest;
   if (req.checks) {
-    runChecks(req.checks);
+    runChecks(req.checks, leftover);
     return;
   }
   let args = req.args;
@@ -155,10 +233,15 @@ export function main(leftover: Buffer): void {
   }
 
   const helper: ChildProcess = spawn('./pwru-helper', args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const replay = new ReplayBuffer();
+  const graceMs = req.clientGraceSec * 1000;
   let stopping = false;
+  let helperDone = false;
+  /** Nobody will take the last bytes (stdin ended), or nobody has time to (the pod is being deleted). */
+  let noWait = false;
   let killTimer: NodeJS.Timeout | undefined;
   const stop = (why: string) => {
-    if (stopping) return;
+    if (stopping || helperDone) return;
     stopping = true;
     log(`stopping the helper: ${why}`);
     // The helper stops on stdin EOF and on SIGTERM; either makes it detach and
@@ -170,51 +253,102 @@ export function main(leftover: Buffer): void {
     killTimer.unref();
   };
 
+  // Reading the helper pauses while stdout is full (a slow client, through the runtime) or while the
+  // client has not acknowledged REPLAY_WINDOW: the helper's pipe and then the kernel's ring buffer take
+  // the excess, which the helper counts as lost, instead of this process's memory.
+  let stdoutFull = false;
+  let windowFull = false;
+  const flow = () => {
+    const full = replay.unacked > REPLAY_WINDOW;
+    if (full && !windowFull)
+      log(`the client has not taken ${REPLAY_WINDOW >> 20} MiB: reading the helper pauses until it does`);
+    windowFull = full;
+    if (stdoutFull || windowFull) helper.stdout?.pause();
+    else helper.stdout?.resume();
+  };
   helper.stdin?.on('error', () => {});
   helper.stdout?.on('data', (chunk: Buffer) => {
-    // Backpressure: a slow client slows the helper, whose ring buffer then
-    // reports lost events instead of growing without bound.
-    if (!process.stdout.write(chunk)) {
-      helper.stdout?.pause();
-      process.stdout.once('drain', () => helper.stdout?.resume());
+    replay.add(chunk);
+    if (!process.stdout.write(chunk) && !stdoutFull) {
+      stdoutFull = true;
+      process.stdout.once('drain', () => {
+        stdoutFull = false;
+        flow();
+      });
     }
+    flow();
   });
   helper.on('error', (err) => {
     log(`cannot start the helper: ${err.message}`);
     process.exitCode = 2;
+    helperDone = true;
     finish();
   });
   helper.on('close', (code, signal) => {
     if (killTimer) clearTimeout(killTimer);
     if (signal && !stopping) log(`the helper died of ${signal}`);
     process.exitCode = code ?? (stopping ? 0 : 1);
-    finish();
+    helperDone = true;
+    // The last records are the client's too: wait (at most the grace) until it has them.
+    if (replay.unacked > 0 && !noWait)
+      log(`the helper ended; waiting for the client to take the last ${replay.unacked} bytes`);
+    maybeFinish();
   });
+  const maybeFinish = () => {
+    if (helperDone && (replay.unacked === 0 || noWait)) finish();
+  };
 
   let lastHeard = Date.now();
   let lastTick = Date.now();
   const watchdog = setInterval(() => {
     const now = Date.now();
-    // This process itself was stalled (a starved node): the heartbeats that came meanwhile are still
+    // This process itself was stalled (a starved node): the messages that came meanwhile are still
     // unread in the pipe, and timers run before it is read. Its own stall is not the client's silence.
     if (now - lastTick > 2000) lastHeard = now;
     lastTick = now;
-    if (now - lastHeard > req.heartbeatTimeoutSec * 1000) {
-      stop(`no heartbeat from the client for ${req.heartbeatTimeoutSec} s`);
+    if (now - lastHeard <= graceMs) return;
+    if (!helperDone) stop(`no word from the client for ${req.clientGraceSec} s`);
+    else {
+      log(`the client did not come back for ${req.clientGraceSec} s; ${replay.unacked} bytes not delivered`);
+      finish();
     }
   }, 1000);
 
-  const onEnd = () => stop('the client closed the stream');
-  process.stdin.on('data', () => {
+  readControl(leftover, ([word, a, b]) => {
     lastHeard = Date.now();
+    if (word === CONTROL.ack) {
+      replay.ack(Number(a));
+      flow();
+      maybeFinish();
+    } else if (word === CONTROL.resume) {
+      // A new attach: everything written before MARKER reaches it too, and is skipped by the client.
+      const from = Math.max(Number(a), replay.acked);
+      replay.ack(from);
+      log(
+        `the client attached again: sending the stream from byte ${from} on (${replay.written - from} bytes)`,
+      );
+      process.stdout.write(Buffer.from(b ?? '', 'hex'));
+      for (const c of replay.since(from)) process.stdout.write(c);
+      flow();
+      maybeFinish();
+    } else if (word === CONTROL.stop) stop('the client asked');
   });
+  const onEnd = () => {
+    noWait = true;
+    stop('the client closed the stream');
+    maybeFinish();
+  };
   process.stdin.on('end', onEnd);
   process.stdin.on('close', onEnd);
   process.stdin.on('error', onEnd);
   process.stdin.resume();
-  if (leftover.length > 0) lastHeard = Date.now();
-  process.on('SIGTERM', () => stop('SIGTERM (the pod is being deleted)'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  const onSignal = (why: string) => {
+    noWait = true;
+    stop(why);
+    maybeFinish();
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM (the pod is being deleted)'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
 
   let finished = false;
   function finish(): void {

@@ -1,20 +1,19 @@
 /**
  * The attach stream to a debug pod's container, nothing else: the
- * Kubernetes channel protocol over a WebSocket (v5, which can close stdin
- * alone; v4, which cannot), stdout/stderr handed to the caller, the bundle and
- * heartbeats sent on stdin, the container's exit status from the error
- * channel. The opening handshake is bound by --request-timeout and ended by
+ * Kubernetes channel protocol over a WebSocket (v5 or v4: the runner is told
+ * to stop in words on stdin, so neither needs to close stdin), stdout/stderr
+ * handed to the caller, the bundle and the runner's control lines sent on
+ * stdin, the container's exit status from the error channel. The opening handshake is bound by --request-timeout and ended by
  * the run's signal; a refusal before the upgrade is read as a Status, so a
  * 403 says which verb on which resource.
  */
 import WebSocket from 'ws';
 import { AbortedError, ApiError, RequestTimeout } from './api';
-import { HEARTBEAT_MS } from './bundle';
 import { type Cluster, explain, paths, type Step } from './client';
 
 const CHANNEL = { stdin: 0, stdout: 1, stderr: 2, error: 3, close: 255 } as const;
 
-/** Protocols we speak, best first: v5 can half-close stdin, v4 cannot (closing stdin closes all). */
+/** Protocols we speak, best first (what differs, closing stdin alone, is not used). */
 export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
 
 /** What the API server sends on the error channel when the container's stream ends. */
@@ -29,6 +28,13 @@ export interface ChannelEnd {
   status?: ChannelStatus;
 }
 
+export interface ChannelHandlers {
+  stdout(data: Buffer): void;
+  stderr(data: Buffer): void;
+  /** Anything came: a message or a pong. */
+  heard?(): void;
+}
+
 /** Bundles go in pieces the API server passes on without fuss. */
 const PIECE = 256 * 1024;
 
@@ -36,13 +42,14 @@ export class AttachChannel {
   /** Resolves when the stream has closed, whichever side closed it. */
   readonly closed: Promise<ChannelEnd>;
   private status?: ChannelStatus;
-  private heartbeat?: NodeJS.Timeout;
 
   private constructor(
     private readonly ws: WebSocket,
-    handlers: { stdout(data: Buffer): void; stderr(data: Buffer): void },
+    handlers: ChannelHandlers,
   ) {
+    ws.on('pong', () => handlers.heard?.());
     ws.on('message', (raw: Buffer, isBinary: boolean) => {
+      handlers.heard?.();
       const data = isBinary ? raw : Buffer.from(raw);
       if (data.length === 0) return;
       const payload = data.subarray(1);
@@ -59,7 +66,6 @@ export class AttachChannel {
     ws.on('error', () => {});
     this.closed = new Promise((resolve) => {
       ws.on('close', (code) => {
-        clearInterval(this.heartbeat);
         resolve({ code, status: this.status });
       });
     });
@@ -71,7 +77,7 @@ export class AttachChannel {
     namespace: string,
     pod: string,
     container: string,
-    handlers: { stdout(data: Buffer): void; stderr(data: Buffer): void },
+    handlers: ChannelHandlers,
     signal?: AbortSignal,
   ): Promise<AttachChannel> {
     const path = `${paths.core('pods', namespace, pod)}/attach?container=${encodeURIComponent(container)}&stdin=true&stdout=true&stderr=true&tty=false`;
@@ -80,8 +86,8 @@ export class AttachChannel {
     return new AttachChannel(ws, handlers);
   }
 
-  get canHalfClose(): boolean {
-    return this.ws.protocol === 'v5.channel.k8s.io';
+  get open(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
   }
 
   private send(channel: number, data: Buffer): void {
@@ -92,18 +98,20 @@ export class AttachChannel {
     this.ws.send(frame);
   }
 
-  /** The bundle, then a heartbeat every HEARTBEAT_MS: the runner stops the helper when they stop. */
+  /** The bundle, in pieces. */
   sendBundle(bundle: Buffer): void {
     for (let off = 0; off < bundle.length; off += PIECE)
       this.send(CHANNEL.stdin, bundle.subarray(off, off + PIECE));
-    this.heartbeat = setInterval(() => this.send(CHANNEL.stdin, Buffer.from('.')), HEARTBEAT_MS);
   }
 
-  /** Closes the container's stdin (the runner's signal to stop); with v4, the whole stream. */
-  closeStdin(): void {
-    clearInterval(this.heartbeat);
-    if (this.canHalfClose) this.send(CHANNEL.close, Buffer.from([CHANNEL.stdin]));
-    else this.ws.close(1000);
+  /** One line to the runner (runner/runner.ts, CONTROL); dropped when the stream is closed. */
+  sendLine(line: string): void {
+    this.send(CHANNEL.stdin, Buffer.from(`${line}\n`));
+  }
+
+  /** Asks for a pong: the API server answers pings on its own, so a stream that brings nothing is dead. */
+  ping(): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
   }
 
   pause(): void {
@@ -115,7 +123,6 @@ export class AttachChannel {
   }
 
   terminate(): void {
-    clearInterval(this.heartbeat);
     this.ws.terminate();
   }
 }

@@ -10,9 +10,15 @@ import type { RunnerRequest } from '../../runner/runner';
 import { UserError } from '../errors';
 import { packageRoot } from './debug-pod';
 
-/** Heartbeats every HEARTBEAT_MS; the runner gives up after HEARTBEAT_TIMEOUT_SEC of silence. */
+/**
+ * The client acknowledges what it has read at least every HEARTBEAT_MS (its
+ * heartbeat). After CLIENT_GRACE_SEC without a word the runner stops the
+ * helper: long enough for a client to attach again after its API connection
+ * dropped (an API server restarting, a laptop changing networks), short
+ * enough that a client gone for good leaves no probes for long.
+ */
 export const HEARTBEAT_MS = 2000;
-export const HEARTBEAT_TIMEOUT_SEC = 10;
+export const CLIENT_GRACE_SEC = 60;
 
 export function helperPath(arch: string): string {
   return join(packageRoot(), 'helper', 'build', arch, 'pwru-helper');

@@ -36,7 +36,7 @@ export const ANNOTATIONS = {
 /**
  * Without --duration the trace runs until it is stopped (an --on-drop watch
  * for hours): the pod's deadline is only the last backstop, 7 days. What ends
- * a pod whose client went away is the runner, 10 s after the heartbeats stop.
+ * a pod whose client went away is the runner, CLIENT_GRACE_SEC after the client's last word.
  */
 export const DEFAULT_DEADLINE_SEC = 7 * 24 * 3600;
 /** Time for scheduling, pulling the image and attaching, on top of --duration. */
@@ -184,7 +184,7 @@ export function buildDebugPod(p: DebugPodParams, template: k8s.V1Pod = loadTempl
     p.durationSec !== undefined ? Math.ceil(p.durationSec) + START_ALLOWANCE_SEC : DEFAULT_DEADLINE_SEC;
   const c = pwruContainer(pod, '--pod-patch: the patched pod');
   c.stdin = true;
-  c.stdinOnce = true;
+  c.stdinOnce = false;
   c.tty = false;
   return pod;
 }

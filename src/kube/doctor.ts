@@ -9,13 +9,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
-import type { CheckResult, NodeFacts, RunnerRequest } from '../../runner/runner';
+import { type CheckResult, CONTROL, type NodeFacts, type RunnerRequest } from '../../runner/runner';
 import { BadInput } from '../errors';
 import { type ReadyInfo, RecordDecoder } from '../record/decode';
 import { BACKENDS } from '../trace/request';
 import { AbortedError } from './api';
 import { AttachChannel } from './attach-channel';
-import { buildBundle, checkArch, HEARTBEAT_TIMEOUT_SEC } from './bundle';
+import { buildBundle, CLIENT_GRACE_SEC, checkArch } from './bundle';
 import { type Cluster, call, connect, explain, isPodSecurityRefusal, k8sLib, paths } from './client';
 import {
   buildDebugPod,
@@ -211,7 +211,7 @@ async function nodeChecks(
     '--',
     NO_TRAFFIC,
   ]);
-  const request: RunnerRequest = { args: [], heartbeatTimeoutSec: HEARTBEAT_TIMEOUT_SEC, checks };
+  const request: RunnerRequest = { args: [], clientGraceSec: CLIENT_GRACE_SEC, checks };
   const bundle = await buildBundle(arch, request);
   const life = new PodLife({
     cluster,
@@ -243,7 +243,7 @@ async function nodeChecks(
       o.signal,
     );
     channel.sendBundle(bundle);
-    const onAbort = () => channel.closeStdin();
+    const onAbort = () => channel.sendLine(CONTROL.stop);
     o.signal?.addEventListener('abort', onAbort, { once: true });
     await channel.closed;
     o.signal?.removeEventListener('abort', onAbort);

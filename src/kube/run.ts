@@ -12,7 +12,7 @@ import type { TraceSink } from '../output/sink';
 import type { TracePlace } from '../trace/place';
 import { helperArgs, type TraceRequest } from '../trace/request';
 import { AbortedError, parseRequestTimeout } from './api';
-import { buildBundle, checkArch, HEARTBEAT_TIMEOUT_SEC } from './bundle';
+import { buildBundle, CLIENT_GRACE_SEC, checkArch } from './bundle';
 import { type Cluster, type ConnectOptions, call, connect, k8sLib, paths } from './client';
 import {
   buildDebugJob,
@@ -191,7 +191,7 @@ function planNodes(opts: Omit<KubeTraceOptions, 'sink' | 'signal'>, sink?: Trace
       },
       template,
     );
-    const runner: RunnerRequest = { args, heartbeatTimeoutSec: HEARTBEAT_TIMEOUT_SEC };
+    const runner: RunnerRequest = { args, clientGraceSec: CLIENT_GRACE_SEC };
     if (place.podNetnsOnly) runner.netnsContainerIds = target.pods.flatMap((p) => p.containerIds);
     return { target, arch, pod, runner };
   });

@@ -1,19 +1,19 @@
 /**
  * One node's trace: the debug pod's life (src/kube/pod-life.ts) around the
- * attach channel (src/kube/attach-channel.ts) that carries the bundle in and
- * the helper's records out into a HelperStream. The pod is deleted, and
- * waited for, on every way out.
+ * link to its runner (src/kube/runner-link.ts) that carries the bundle in and
+ * the helper's records out into a HelperStream, attached again when the API
+ * connection drops. The pod is deleted, and waited for, on every way out.
  */
 import type * as k8s from '@kubernetes/client-node';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { HelperStream } from '../trace/helper-stream';
 import { AbortedError } from './api';
-import { AttachChannel } from './attach-channel';
-import { HEARTBEAT_TIMEOUT_SEC } from './bundle';
+import type { ChannelEnd } from './attach-channel';
+import { CLIENT_GRACE_SEC } from './bundle';
 import type { Cluster } from './client';
-import { CONTAINER } from './debug-pod';
 import { GONE_WAIT_MS, PodLife } from './pod-life';
+import { RunnerLink } from './runner-link';
 
 /** After asking the runner to stop, wait this long for its last records. */
 const STOP_WAIT_MS = 6000;
@@ -74,31 +74,35 @@ export class NodeSession {
   }
 
   private async trace(): Promise<void> {
-    const { cluster, signal } = this.o;
+    const { signal } = this.o;
     const bundle = await this.o.bundle;
-    const channel: AttachChannel = await AttachChannel.open(
-      cluster,
-      this.life.namespace,
-      this.life.podName ?? '',
-      CONTAINER,
-      {
-        // A corrupt stream (or a sink that cannot write): stop this node's trace, keep the reason.
-        stdout: (payload) => {
-          if (!this.stream.feed(payload, channel)) channel.terminate();
-        },
-        stderr: (payload) => this.stderr(payload),
+    let endSaid = false;
+    const link: RunnerLink = new RunnerLink({
+      cluster: this.o.cluster,
+      namespace: this.life.namespace,
+      pod: this.life.podName ?? '',
+      // A corrupt stream (or a sink that cannot write): stop this node's trace, keep the reason.
+      stdout: (payload) => {
+        if (!this.stream.feed(payload, link)) return false;
+        // After END the runner waits until we say we have it all, then exits.
+        if (this.stream.outcome.endReason !== undefined && !endSaid) {
+          endSaid = true;
+          setImmediate(() => link.ack());
+        }
+        return true;
       },
-      signal,
-    );
+      stderr: (payload) => this.stderr(payload),
+    });
+    await link.attach(signal);
     this.tracing = true;
-    channel.sendBundle(bundle);
+    link.sendBundle(bundle);
 
     let stopTimer: NodeJS.Timeout | undefined;
     let deleteTimer: NodeJS.Timeout | undefined;
     const stop = () => {
-      // Closing its stdin asks the runner to stop the helper, which writes its final stats and END.
-      channel.closeStdin();
-      stopTimer = setTimeout(() => channel.terminate(), STOP_WAIT_MS);
+      // The runner stops the helper, which writes its final stats and END.
+      link.stop();
+      stopTimer = setTimeout(() => link.terminate(), STOP_WAIT_MS);
       // A second Ctrl-C exits 3 s after the first: by then the pod's deletion must be under way,
       // with a grace period that leaves the helper time to detach and report.
       deleteTimer = setTimeout(() => void this.life.delete(10), EARLY_DELETE_MS);
@@ -106,10 +110,26 @@ export class NodeSession {
     if (signal.aborted) stop();
     else signal.addEventListener('abort', stop, { once: true });
 
-    const end = await channel.closed;
-    clearTimeout(stopTimer);
-    clearTimeout(deleteTimer);
-    signal.removeEventListener('abort', stop);
+    let end: ChannelEnd;
+    try {
+      for (;;) {
+        end = await link.closed;
+        // Dropped (no status from the container, nobody stopped it): attach again, go on where it was cut.
+        const dropped =
+          end.status === undefined &&
+          !signal.aborted &&
+          !this.stream.readError &&
+          this.stream.outcome.endReason === undefined &&
+          !this.life.lostReason;
+        if (!dropped) break;
+        await this.attachAgain(link, end);
+      }
+    } finally {
+      link.done();
+      clearTimeout(stopTimer);
+      clearTimeout(deleteTimer);
+      signal.removeEventListener('abort', stop);
+    }
     // A cut-off last frame after an interrupt is expected; the records before it were shown.
     this.stream.finish({ cutOffExpected: true });
     if (this.stream.readError) {
@@ -131,15 +151,53 @@ export class NodeSession {
       );
     }
     if (outcome.endReason) return;
-    if (end.status?.status === 'Success' || end.status?.status === 'Failure') {
-      // The container ended without the helper's END frame: the pod says why.
-      throw new UserError(
-        `the runner on node ${this.o.node} ended before the trace did${await this.life.termination()}${this.tail()}`,
-      );
-    }
     throw new UserError(
-      `the connection to the API server dropped during the trace on node ${this.o.node} (websocket closed, code ${end.code}); ` +
-        `the debug pod stops its probes by itself within ${HEARTBEAT_TIMEOUT_SEC} s${this.tail()}`,
+      `the runner on node ${this.o.node} ended before the trace did${await this.life.termination()}${this.tail()}`,
+    );
+  }
+
+  /**
+   * The API connection dropped mid-trace: attach again until the runner's
+   * grace (counted from our last word) runs out. The runner kept what we
+   * have not acknowledged, so nothing traced meanwhile is lost.
+   */
+  private async attachAgain(link: RunnerLink, end: ChannelEnd): Promise<void> {
+    const { signal } = this.o;
+    const started = Date.now();
+    const until = link.lastWord + CLIENT_GRACE_SEC * 1000;
+    this.o.sink.progress(
+      `${this.where}the connection to the API server dropped (websocket closed, code ${end.code}); attaching again ` +
+        `(the debug pod keeps tracing, and waits ${CLIENT_GRACE_SEC} s for us)`,
+    );
+    for (let wait = 250; ; wait = Math.min(wait * 2, 4000)) {
+      try {
+        await link.attach(signal);
+        break;
+      } catch (err) {
+        if (err instanceof AbortedError) throw err;
+        if (this.life.lostReason || Date.now() + wait > until) {
+          throw new UserError(
+            `the connection to the API server dropped during the trace on node ${this.o.node}, and attaching again failed ` +
+              `for ${Math.round((Date.now() - started) / 1000)} s (${(err as Error).message}); the trace ends here: ` +
+              `what it saw until then is above, and the debug pod stops its probes by itself within ${CLIENT_GRACE_SEC} s${this.tail()}`,
+          );
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+      if (signal.aborted) throw new AbortedError();
+    }
+    this.o.sink.progress(
+      `${this.where}attached again after ${((Date.now() - started) / 1000).toFixed(1)} s: the trace goes on from where it was cut`,
     );
   }
 

@@ -91,13 +91,34 @@ describe('what only a stand-in can do', () => {
     assert.deepEqual(debugPods(world), []);
   });
 
-  test('the API connection drops mid-trace: a clear error, and the pod stops its probes', async () => {
-    const run = startCli(world, ['pod/web-0', '-n', 'shop', ...TRACE]);
+  test('the API connection drops mid-trace, twice: attached again each time, the stream goes on unbroken', async () => {
+    const run = startCli(world, ['pod/web-0', '-n', 'shop', ...TRACE, '-o', 'json']);
+    const events = () => run.stdout.split('\n').filter((l) => l.includes('"type":"event"')).length;
     await run.waitForStderr(/tracing with/);
-    world.server.dropConnections();
-    const code = await run.done;
-    assert.notEqual(code, 0);
-    assert.match(run.stderr, /connection to the API server dropped during the trace on node node-a/);
+    for (const n of [1, 2]) {
+      await eventually(() => (events() > 0 ? [] : ['no event yet']), 15000);
+      world.server.dropConnections();
+      await eventually(
+        () => ((run.stderr.match(/attached again after/g) ?? []).length >= n ? [] : ['not attached again']),
+        30000,
+      );
+      const before = events();
+      await eventually(() => (events() > before ? [] : ['no event after attaching again']), 15000);
+    }
+    run.child.kill('SIGINT');
+    assert.equal(await run.done, 0, run.stderr);
+    assert.match(
+      run.stderr,
+      /the connection to the API server dropped \(websocket closed, code 1006\); attaching again/,
+    );
+    // Every line whole: no frame lost, repeated or cut where the streams were joined.
+    const lines = run.stdout.split('\n').filter(Boolean);
+    for (const l of lines) JSON.parse(l);
+    assert.equal(lines.filter((l) => l.includes('"type":"header"')).length, 1);
+    assert.ok(
+      lines.some((l) => l.includes('"final":true')),
+      'the final stats came after the drops',
+    );
   });
 
   test('an API server that accepts connections and never answers: a timeout, and Ctrl-C ends it at once', async () => {

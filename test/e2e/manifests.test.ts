@@ -116,7 +116,7 @@ test('the debug pod has what tracing needs and nothing more', () => {
   assert.equal(c.securityContext?.privileged, true);
   assert.equal(c.imagePullPolicy, 'IfNotPresent');
   assert.equal(c.stdin, true);
-  assert.equal(c.stdinOnce, true);
+  assert.equal(c.stdinOnce, false, 'stdin outlives one attach: a client attaches again after a drop');
   assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory);
   assert.equal(pod.metadata?.labels?.['app.kubernetes.io/managed-by'], 'kubectl-pwru');
   assert.ok(pod.metadata?.annotations?.['pwru.kubectl.io/reason']);

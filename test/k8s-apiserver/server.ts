@@ -807,15 +807,20 @@ export class StandInApiServer {
       const v5 = ws.protocol === 'v5.channel.k8s.io';
       run.attached.add(ws);
       const stdin = run.proc.stdin;
+      // As containerd does: the end of this session's stdin (closed alone, or with the stream) closes the
+      // container's stdin for good with stdinOnce; without it, only this session's output stops.
+      const stdinOnce = pod.spec.containers[0].stdinOnce;
       ws.on('message', (data: Buffer) => {
         if (data.length === 0) return;
         if (data[0] === 0) stdin?.write(data.subarray(1));
-        else if (v5 && data[0] === 255 && data[1] === 0) stdin?.end();
+        else if (v5 && data[0] === 255 && data[1] === 0) {
+          if (stdinOnce) stdin?.end();
+          else run.attached.delete(ws);
+        }
       });
       ws.on('close', () => {
         run.attached.delete(ws);
-        // stdinOnce: the first attach session's end closes the container's stdin for good.
-        if (pod.spec.containers[0].stdinOnce) stdin?.end();
+        if (stdinOnce) stdin?.end();
       });
     });
   }

@@ -1,8 +1,8 @@
 /**
  * How runs end on a real cluster, and the faults a real cluster showed: each
  * of these failed before its fix (issue 13). Ctrl-C/SIGTERM while tracing
- * and while the pod starts, SIGKILL (nothing may remain within a minute,
- * with nobody doing anything), the pod deleted mid-trace, `cleanup` from a
+ * and while the pod starts, SIGKILL (nothing may remain a minute after the
+ * runner's grace for the client, with nobody doing anything), the pod deleted mid-trace, `cleanup` from a
  * second terminal, Pod Security, RBAC with exactly manifests/rbac.yaml (and
  * less), an image that cannot be pulled, --print-manifest without a cluster.
  */
@@ -11,6 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import type * as k8s from '@kubernetes/client-node';
+import { CLIENT_GRACE_SEC } from '../../../src/kube/bundle';
 import { k8sLib } from '../../../src/kube/client';
 import {
   adminApi,
@@ -107,17 +108,24 @@ describe('ends and faults on a real cluster', { skip }, () => {
     assert.match(run.stderr, /interrupted before the trace started; the debug pods were deleted/);
   });
 
-  test('SIGKILL of the CLI: within a minute no probes, no container, no Job, no pod — nobody doing anything', async () => {
+  test('SIGKILL of the CLI: after the grace for a client to come back, no probes, no container, no Job, no pod — nobody doing anything', async () => {
     const run = startCli([web0(), '-n', world.ns, ...TRACE]);
     await run.waitForStderr(/tracing with/);
     const killed = Date.now();
     run.child.kill('SIGKILL');
     await run.done;
-    await until('the helper gone', () => (helperProcesses(world.ns).length === 0 ? true : undefined), 15_000);
+    // The runner waits CLIENT_GRACE_SEC for the client to attach again, then stops the helper and exits;
+    // the Job's TTL removes the rest.
+    const grace = CLIENT_GRACE_SEC * 1000;
+    await until(
+      'the helper gone',
+      () => (helperProcesses(world.ns).length === 0 ? true : undefined),
+      grace + 30_000,
+    );
     await until(
       'no debug Job or pod',
       async () => ((await debugObjects(world.ns)).length === 0 ? true : undefined),
-      60_000,
+      grace + 60_000,
     );
     process.stderr.write(`# SIGKILL: everything gone ${Date.now() - killed} ms after the kill\n`);
   });

@@ -4,10 +4,15 @@
  * (test/integration/masquerade-lab.ts) is built here in network namespaces,
  * and `kubectl pwru node/NODE --on-drop` must report its drops from the debug
  * pod: each beside the last good packet, naming both sources and the
- * reverse-path filter; exit 3 with --fail-on-drop; nothing left behind.
+ * reverse-path filter; exit 3 with --fail-on-drop; nothing left behind. And
+ * the same with the API connection cut (a TCP proxy between the CLI and the
+ * API server) while the drops happen: reported after the CLI attached again.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type * as k8s from '@kubernetes/client-node';
 import type { TraceDropReport } from '../../../src/record/event';
@@ -15,6 +20,7 @@ import { intermittent, type MasqueradeLab, masqueradeLab } from '../../integrati
 import { NetLab } from '../../integration/netlab';
 import {
   api,
+  apiProxy,
   createNamespace,
   debugObjects,
   deleteNamespace,
@@ -80,5 +86,67 @@ describe('--on-drop through Kubernetes mode', { skip }, () => {
       async () => ((await debugObjects(ns)).length === 0 ? true : undefined),
       60_000,
     );
+  });
+
+  test('the API connection cut while the drops happen: the CLI attaches again and reports them', async () => {
+    const proxy = await apiProxy(mkdtempSync(join(tmpdir(), 'pwru-cut-')));
+    m.masquerade(false);
+    const sender = lab.background(m.client, ['udp-every', m.serverIp, String(m.port), '200']);
+    try {
+      const cli = startCli(
+        [
+          `node/${node}`,
+          '--debug-namespace',
+          ns,
+          '--on-drop',
+          '--drops',
+          '2',
+          '--fail-on-drop',
+          '--duration',
+          '150s',
+          '-o',
+          'json',
+          `udp and dst port ${m.port}`,
+        ],
+        { KUBECONFIG: proxy.kubeconfig },
+      );
+      await cli.waitForStderr(/watching for drops/, 90_000);
+      // Good packets first, so that each drop has its flow's last good packet; then the cut, and only while
+      // the connection is down does the router borrow the wrong source: every drop happens while it is down.
+      await new Promise((r) => setTimeout(r, 2000));
+      proxy.down();
+      m.masquerade(true);
+      await new Promise((r) => setTimeout(r, 3000));
+      m.masquerade(false);
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.ok(proxy.cut > 0, 'the attach stream went through the proxy and was cut');
+      assert.doesNotMatch(
+        cli.stdout,
+        /"type":"drop"/,
+        'nothing reached the CLI while the connection was down',
+      );
+      proxy.up();
+      const code = await cli.done;
+      assert.equal(code, 3, cli.stderr);
+      assert.match(cli.stderr, /the connection to the API server dropped .*; attaching again/);
+      assert.match(cli.stderr, /attached again after [\d.]+ s/);
+      const caught = (jsonLines(cli.stdout) as { type: string }[]).filter(
+        (l): l is TraceDropReport => l.type === 'drop',
+      );
+      assert.equal(caught.length, 2, cli.stdout);
+      for (const d of caught) {
+        assert.ok(d.good, `drop #${d.n} has the last good packet beside it: ${d.sentence}`);
+        assert.equal(d.verdict.reason, 'IP_RPFILTER');
+        assert.ok(d.sentence.includes(`source ${m.borrowed} instead of ${m.right}`), d.sentence);
+      }
+      await until(
+        'the debug objects gone',
+        async () => ((await debugObjects(ns)).length === 0 ? true : undefined),
+        60_000,
+      );
+    } finally {
+      sender.kill();
+      proxy.close();
+    }
   });
 });

@@ -11,7 +11,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
@@ -374,4 +374,61 @@ export function jsonLines(stdout: string): Line[] {
     .split('\n')
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l));
+}
+
+/**
+ * A TCP proxy between the CLI and the API server that the test can cut: down()
+ * ends every connection through it (as a network that dropped) and refuses new
+ * ones until up(). `kubeconfig` is the cluster's, pointed at the proxy (the
+ * server's certificate names 127.0.0.1).
+ */
+export async function apiProxy(dir: string): Promise<{
+  kubeconfig: string;
+  down(): void;
+  up(): void;
+  close(): void;
+  /** Connections cut by down(). */
+  cut: number;
+}> {
+  const text = readFileSync(KUBECONFIG, 'utf8');
+  const server = /server:\s*(https:\/\/[^\s]+)/.exec(text)?.[1] ?? '';
+  const target = new URL(server);
+  const open = new Set<Socket>();
+  let isDown = false;
+  const proxy = createServer((client) => {
+    client.on('error', () => {});
+    if (isDown) return void client.destroy();
+    const upstream = tcpConnect(Number(target.port || 443), target.hostname);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+    open.add(client);
+    client.on('close', () => open.delete(client));
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  const port = (proxy.address() as { port: number }).port;
+  const kubeconfig = join(dir, `proxied-${port}.kubeconfig`);
+  writeFileSync(kubeconfig, text.replace(server, `https://127.0.0.1:${port}`));
+  const state = {
+    kubeconfig,
+    cut: 0,
+    down() {
+      isDown = true;
+      for (const c of open) {
+        c.destroy();
+        state.cut++;
+      }
+    },
+    up() {
+      isDown = false;
+    },
+    close() {
+      for (const c of open) c.destroy();
+      proxy.close();
+    },
+  };
+  return state;
 }
