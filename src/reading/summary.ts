@@ -168,7 +168,8 @@ export class SummaryBuilder {
 
   step(s: Step): void {
     this.events++;
-    const fn = baseFunc(s.event.func);
+    // Counted by the probe's own name (one lookup per event), by function at the end.
+    const fn = s.event.func;
     this.funcs.set(fn, (this.funcs.get(fn) ?? 0) + 1);
   }
 
@@ -224,6 +225,16 @@ export class SummaryBuilder {
     }
   }
 
+  /** Steps per function, most first (probe names that differ only in a suffix count as one function). */
+  private functionCounts(): { func: string; count: number }[] {
+    const byFunc = new Map<string, number>();
+    for (const [name, count] of this.funcs) {
+      const func = baseFunc(name);
+      byFunc.set(func, (byFunc.get(func) ?? 0) + count);
+    }
+    return [...byFunc.entries()].map(([func, count]) => ({ func, count })).sort((a, b) => b.count - a.count);
+  }
+
   /** The summary, with the packets still open when the trace ended. */
   build(open: Packet[], stats: TraceStats[] = [], culprits?: CulpritBook): TraceSummary {
     for (const p of open) this.tally(this.row(p));
@@ -245,9 +256,7 @@ export class SummaryBuilder {
       dropReasons: [...this.reasons.values()]
         .sort((a, b) => b.count - a.count || a.firstId - b.firstId)
         .map(({ firstId: _, ...r }) => r),
-      functions: [...this.funcs.entries()]
-        .map(([func, count]) => ({ func, count }))
-        .sort((a, b) => b.count - a.count),
+      functions: this.functionCounts(),
       verdicts: { ...this.verdicts },
       ...(this.normalDrops ? { normalDrops: this.normalDrops } : {}),
       events: this.events,

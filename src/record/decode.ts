@@ -302,24 +302,41 @@ class StringCache<K> {
   }
 }
 
-/** Strings made from 16 raw bytes (names, IPv6 addresses), looked up without allocating a key. */
+/**
+ * Strings made from 16 raw bytes (names, IPv6 addresses), looked up without
+ * allocating a key: each slot keeps the bytes as four words, compared with
+ * the words the hash was made of (no native call per lookup).
+ */
 class ByteStringCache {
-  private readonly slots: ({ bytes: Buffer; text: string } | undefined)[] = new Array(1024);
+  private readonly words = new Uint32Array(1024 * 4);
+  private readonly texts: (string | undefined)[] = new Array(1024);
 
   constructor(private readonly make: (b: Buffer, off: number) => string) {}
 
   get(b: Buffer, off: number): string {
-    const h =
-      (Math.imul(b.readUInt32LE(off), 0x9e3779b1) ^
-        Math.imul(b.readUInt32LE(off + 4), 0x85ebca6b) ^
-        Math.imul(b.readUInt32LE(off + 8), 0xc2b2ae35) ^
-        b.readUInt32LE(off + 12)) >>>
-      22;
-    const slot = this.slots[h];
-    if (slot && b.compare(slot.bytes, 0, 16, off, off + 16) === 0) return slot.text;
-    const text = this.make(b, off);
-    this.slots[h] = { bytes: Buffer.from(b.subarray(off, off + 16)), text };
-    return text;
+    const w0 = b.readUInt32LE(off);
+    const w1 = b.readUInt32LE(off + 4);
+    const w2 = b.readUInt32LE(off + 8);
+    const w3 = b.readUInt32LE(off + 12);
+    const h = (Math.imul(w0, 0x9e3779b1) ^ Math.imul(w1, 0x85ebca6b) ^ Math.imul(w2, 0xc2b2ae35) ^ w3) >>> 22;
+    const text = this.texts[h];
+    const at = h * 4;
+    const words = this.words;
+    if (
+      text !== undefined &&
+      words[at] === w0 &&
+      words[at + 1] === w1 &&
+      words[at + 2] === w2 &&
+      words[at + 3] === w3
+    )
+      return text;
+    const made = this.make(b, off);
+    words[at] = w0;
+    words[at + 1] = w1;
+    words[at + 2] = w2;
+    words[at + 3] = w3;
+    this.texts[h] = made;
+    return made;
   }
 }
 
