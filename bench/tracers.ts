@@ -83,6 +83,8 @@ export interface PwruOptions {
   extraArgs?: string[];
   /** --duration (default 300s): the run is stopped when its traffic ends. */
   duration?: string;
+  /** Count the events in the output at the end (default); a long run's reports need not be. */
+  count?: boolean;
 }
 
 const TRACING = /tracing(?: on \S+)? with (\S+): (\d+) probes attached in (\d+) ms/;
@@ -127,7 +129,7 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
       const mem = memory?.finish();
       if (code !== 0) throw new Error(`kubectl-pwru exited with ${code}: ${proc.stderr.slice(-500)}`);
       const counted =
-        o.outFile === '/dev/null'
+        o.outFile === '/dev/null' || o.count === false
           ? { delivered: 0, kernelLost: 0 }
           : o.format === 'json'
             ? countJson(o.outFile)

@@ -7,10 +7,23 @@
  * each command loads what it needs when it runs: a `--local` trace never loads
  * the Kubernetes client.
  */
+import { setFlagsFromString } from 'node:v8';
 import { PACKAGE_ROOT } from './local/helper-binary';
 
 const COMMANDS = new Set(['trace', 'show', 'diff', 'cleanup', 'doctor', 'completion']);
 const ROOT_FLAGS = new Set(['--help', '-h', '--version', '-v']);
+
+/**
+ * V8 grows its young generation from 2 MiB to 32 MiB under a steady stream of
+ * short-lived objects (decoded events, report lines), and keeps it: half of
+ * the CLI's memory in a long run (docs: BENCHMARKS.md, section 7b). Kept at its
+ * start size, it is collected more often, each time as cheaply (what
+ * survives is small). Only this flag can still change once V8 has started;
+ * --max-semi-space-size cannot.
+ */
+function boundYoungGeneration(): void {
+  setFlagsFromString('--semi-space-growth-factor=1');
+}
 
 export function withDefaultCommand(argv: string[]): string[] {
   if (argv.length === 0) return ['trace'];
@@ -21,6 +34,7 @@ export function withDefaultCommand(argv: string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  boundYoungGeneration();
   // Shell completion (Cobra's protocol, as kubectl plugins answer it): no oclif, no command.
   if (argv[0] === '__complete') {
     const { completeToStdout } = require('./kube/complete') as typeof import('./kube/complete');
