@@ -27,6 +27,13 @@ struct {
 	__type(value, struct nf_verdict);
 } nf_last SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_inside);
+} nf_inside SEC(".maps");
+
 static __always_inline struct nf_verdict *noted(struct sk_buff *skb, unsigned int ret)
 {
 	__u32 zero = 0;
@@ -45,22 +52,50 @@ static __always_inline void hook_of(struct nf_verdict *v, const struct nf_hook_s
 	v->pf = BPF_CORE_READ(state, pf);
 }
 
-/* nft_do_chain(pkt, priv): priv is the base chain; iptables-nft's tables come here too. */
-SEC("fexit")
-int BPF_PROG(nf_nft_do_chain, struct nft_pktinfo *pkt, void *priv, unsigned int ret)
+/* The table, chain and hook of an nft_do_chain(pkt, priv) call: priv is the base chain. */
+static __always_inline void nft_where(struct nf_verdict *v, struct nft_pktinfo *pkt, struct nft_chain *chain)
 {
-	struct nft_chain *chain = priv;
-	struct nft_table *table;
-	struct nf_verdict *v = noted(BPF_CORE_READ(pkt, skb), ret);
+	struct nft_table *table = BPF_CORE_READ(chain, table);
 
-	if (!v)
-		return 0;
 	v->kind = PWRU_NF_NFT;
 	hook_of(v, BPF_CORE_READ(pkt, state));
-	table = BPF_CORE_READ(chain, table);
 	v->family = BPF_CORE_READ_BITFIELD_PROBED(table, family);
 	bpf_probe_read_kernel_str(v->table, sizeof(v->table), BPF_CORE_READ(table, name));
 	bpf_probe_read_kernel_str(v->chain, sizeof(v->chain), BPF_CORE_READ(chain, name));
+}
+
+/* nft_do_chain begins: pushed, for a drop it makes itself (iptables-nft's tables come here too). */
+SEC("fentry")
+int BPF_PROG(nf_nft_enter, struct nft_pktinfo *pkt, void *priv)
+{
+	__u32 zero = 0;
+	struct nf_inside *in = bpf_map_lookup_elem(&nf_inside, &zero);
+	__u32 d;
+
+	if (!in)
+		return 0;
+	d = in->depth;
+	if (d >= PWRU_NF_INSIDE_MAX)
+		d = 0; /* calls that returned on another CPU left these: start over */
+	in->e[d & (PWRU_NF_INSIDE_MAX - 1)].skb = (__u64)BPF_CORE_READ(pkt, skb);
+	nft_where(&in->e[d & (PWRU_NF_INSIDE_MAX - 1)], pkt, priv);
+	in->depth = d + 1;
+	return 0;
+}
+
+/* nft_do_chain returns: popped; a verdict of NF_DROP noted, for kernels where nf_hook_slow frees it. */
+SEC("fexit")
+int BPF_PROG(nf_nft_do_chain, struct nft_pktinfo *pkt, void *priv, unsigned int ret)
+{
+	__u32 zero = 0;
+	struct nf_inside *in = bpf_map_lookup_elem(&nf_inside, &zero);
+	struct nf_verdict *v;
+
+	if (in && in->depth > 0)
+		in->depth--;
+	v = noted(BPF_CORE_READ(pkt, skb), ret);
+	if (v)
+		nft_where(v, pkt, priv);
 	return 0;
 }
 

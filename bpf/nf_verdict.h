@@ -38,6 +38,19 @@ struct nf_verdict {
 	char chain[PWRU_NF_NAME_LEN]; /* nft's base chain; empty for x_tables (the hook names it) */
 };
 
+/*
+ * Per CPU, the nft_do_chain calls under way (fentry pushes, fexit pops): since
+ * 6.x nft_do_chain frees a dropped skb itself (NF_DROP_REASON, returning
+ * NF_STOLEN), so the drop comes before the walker returns. Entries are
+ * trusted only for their own skb: a call that moved CPUs leaves one behind.
+ */
+#define PWRU_NF_INSIDE_MAX 4
+struct nf_inside {
+	__u32 depth;
+	__u32 pad;
+	struct nf_verdict e[PWRU_NF_INSIDE_MAX];
+};
+
 /* nf_drops' key: a drop (the skb's address is soon another packet's, dropped in the same burst). */
 struct nf_drop_key {
 	__u64 skb;

@@ -127,6 +127,14 @@ struct {
 	__type(value, struct nf_verdict);
 } nf_last SEC(".maps");
 
+/* Per CPU, the nft_do_chain calls under way (bpf/nf_verdict.bpf.c, sharing this map). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_inside);
+} nf_inside SEC(".maps");
+
 /* A NETFILTER_DROP's verdict by skb, for the helper to read with the drop's event (helper/nf_exact.c). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -988,18 +996,34 @@ int tp_consume_skb_location(__u64 *ctx)
 }
 
 /*
- * A NETFILTER_DROP: the last table traversal on this CPU is its own when it
- * returned NF_DROP for this skb (nf_hook_slow frees it right after). What it
- * said, or that it was not this skb's, goes to nf_drops under the skb and
- * the drop's time, which its event then carries: the helper matches the two
- * exactly.
+ * A NETFILTER_DROP: made inside an nft_do_chain call for this skb (6.x frees
+ * it there), that call's table and chain; else the last table traversal on
+ * this CPU, when it returned NF_DROP for this skb (nf_hook_slow frees it
+ * right after). What it said, or that neither was this skb's, goes to
+ * nf_drops under the skb and the drop's time, which its event then carries:
+ * the helper matches the two exactly.
  */
 static __always_inline void nf_drop_note(__u64 skb, __u64 ts)
 {
 	struct nf_drop_key key = { .skb = skb, .ts = ts };
 	__u32 zero = 0;
-	struct nf_verdict *v = bpf_map_lookup_elem(&nf_last, &zero);
+	struct nf_inside *in = bpf_map_lookup_elem(&nf_inside, &zero);
+	struct nf_verdict *v;
 
+	if (in) {
+		__u32 d = in->depth;
+
+#pragma unroll
+		for (int i = PWRU_NF_INSIDE_MAX - 1; i >= 0; i--) {
+			if ((__u32)i < d && in->e[i].skb == skb) {
+				in->e[i].known = 1;
+				in->e[i].drop_ts = ts;
+				bpf_map_update_elem(&nf_drops, &key, &in->e[i], BPF_ANY);
+				return;
+			}
+		}
+	}
+	v = bpf_map_lookup_elem(&nf_last, &zero);
 	if (!v)
 		return;
 	v->known = v->skb == skb && v->dropped;

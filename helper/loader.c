@@ -403,9 +403,10 @@ int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, 
 	return fd;
 }
 
-void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_drops)
+void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int *nf_drops)
 {
 	*nf_last = bpf_map__fd(skel->maps.nf_last);
+	*nf_inside = bpf_map__fd(skel->maps.nf_inside);
 	*nf_drops = bpf_map__fd(skel->maps.nf_drops);
 }
 

@@ -58,7 +58,7 @@ int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, 
 			 size_t errlen);
 
 /* The maps a NETFILTER_DROP's verdict goes through (helper/nf_exact.c shares them). */
-void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_drops);
+void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int *nf_drops);
 
 void loader_destroy(struct pwru_bpf *skel);
 

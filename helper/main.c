@@ -299,10 +299,10 @@ static int load(struct run *r, const struct backend_support *support)
 		return stop_reason() ? stopped_early(stop_reason()) : fail(EXIT_FAILED, "load_failed", "%s", r->err);
 	/* Refused (no fentry here): the drops are named by counters alone, as with tracepoints. */
 	if (lc.nf_exact) {
-		int nf_last, nf_drops;
+		int nf_last, nf_inside, nf_drops;
 
-		loader_nf_map_fds(r->skel, &nf_last, &nf_drops);
-		if (!nf_exact_start(nf_last, nf_drops, r->err, sizeof(r->err)))
+		loader_nf_map_fds(r->skel, &nf_last, &nf_inside, &nf_drops);
+		if (!nf_exact_start(nf_last, nf_inside, nf_drops, r->err, sizeof(r->err)))
 			out_message(PWRU_FRAME_WARNING, "netfilter_not_exact",
 				    "netfilter drops are named by the rules' counters only: %s", r->err);
 	}

@@ -90,7 +90,7 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 	return 0;
 }
 
-bool nf_exact_start(int nf_last_fd, int nf_drops_fd, char *why, size_t len)
+bool nf_exact_start(int nf_last_fd, int nf_inside_fd, int nf_drops_fd, char *why, size_t len)
 {
 	struct bpf_program *progs[NWALKERS];
 	libbpf_print_fn_t old;
@@ -105,6 +105,12 @@ bool nf_exact_start(int nf_last_fd, int nf_drops_fd, char *why, size_t len)
 	progs[1] = S.skel->progs.nf_ipt_do_table;
 	progs[2] = S.skel->progs.nf_ip6t_do_table;
 	progs[3] = S.skel->progs.nf_arpt_do_table;
+	/* nft_do_chain has a second program: fentry, for the drops it makes itself. */
+	bpf_program__set_autoload(S.skel->progs.nf_nft_enter, S.usable[0]);
+	if (S.usable[0] && (ret = bpf_program__set_attach_target(S.skel->progs.nf_nft_enter, 0, walkers[0].func))) {
+		snprintf(why, len, "%s: %s", walkers[0].func, strerror(-ret));
+		goto fail;
+	}
 	for (size_t i = 0; i < NWALKERS; i++) {
 		bpf_program__set_autoload(progs[i], S.usable[i]);
 		if (S.usable[i] && (ret = bpf_program__set_attach_target(progs[i], 0, walkers[i].func))) {
@@ -112,8 +118,9 @@ bool nf_exact_start(int nf_last_fd, int nf_drops_fd, char *why, size_t len)
 			goto fail;
 		}
 	}
-	if ((ret = bpf_map__reuse_fd(S.skel->maps.nf_last, nf_last_fd))) {
-		snprintf(why, len, "sharing nf_last: %s", strerror(-ret));
+	if ((ret = bpf_map__reuse_fd(S.skel->maps.nf_last, nf_last_fd)) ||
+	    (ret = bpf_map__reuse_fd(S.skel->maps.nf_inside, nf_inside_fd))) {
+		snprintf(why, len, "sharing the probes' maps: %s", strerror(-ret));
 		goto fail;
 	}
 	kernel_btf_give_to_libbpf(S.btf);

@@ -35,11 +35,11 @@ struct nf_exact {
  */
 bool nf_exact_possible(const struct btf *vmlinux);
 /*
- * Loads and attaches the fexit programs, sharing the probe programs' nf_last
- * map; nf_drops is where the drops' verdicts are read. False (with why) when
+ * Loads and attaches the fentry/fexit programs, sharing the probe programs'
+ * nf_last and nf_inside maps; nf_drops is where the drops' verdicts are read. False (with why) when
  * the kernel refuses them: drops are then named by counters alone.
  */
-bool nf_exact_start(int nf_last_fd, int nf_drops_fd, char *why, size_t len);
+bool nf_exact_start(int nf_last_fd, int nf_inside_fd, int nf_drops_fd, char *why, size_t len);
 bool nf_exact_active(void);
 /* The verdict of the NETFILTER_DROP of skb at ts (its event's); false when there is none to read. */
 bool nf_exact_of(uint64_t skb, uint64_t ts, struct nf_exact *out);

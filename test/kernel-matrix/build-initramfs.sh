@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a kernel-matrix guest's initramfs (an uncompressed newc cpio):
-# busybox-static, iproute2's ip and legacy iptables with their libraries (copied
+# busybox-static, iproute2's ip, legacy iptables and nft with their libraries (copied
 # from the host), the pwru helper, udpkit, one kernel's modules, /init and the
 # test's plan.
 #
@@ -46,6 +46,8 @@ xtlib=/usr/lib/x86_64-linux-gnu/xtables
 for ext in libxt_standard.so libxt_udp.so libxt_tcp.so libipt_icmp.so; do
   copy_elf "$xtlib/$ext" "$xtlib/$ext"
 done
+# nft: the guest's native nftables rule (its libraries by ldd), and the helper reads its counters with it.
+copy_elf /usr/sbin/nft /sbin/nft
 [ -f /etc/protocols ] && cp /etc/protocols "$root/etc/protocols"
 
 copy_elf "$helper" /bin/pwru-helper

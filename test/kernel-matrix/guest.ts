@@ -49,8 +49,11 @@ export function kernelDir(label: string): string {
 /** One helper invocation in the guest: see run_case in guest/init.sh. */
 export interface CaseSpec {
   name: string;
-  /** 'full': noise to :7777, delivered to :9000, dropped to :9001; 'noise': only :7777; 'none'. */
-  traffic: 'full' | 'noise' | 'none';
+  /**
+   * 'full': noise to :7777, delivered to :9000, dropped by iptables to :9001; 'noise': only :7777;
+   * 'nft': three datagrams to :9002, dropped by nftables; 'none'.
+   */
+  traffic: 'full' | 'noise' | 'nft' | 'none';
   /** Seconds to wait for READY. */
   readyTimeout: number;
   args: string[];

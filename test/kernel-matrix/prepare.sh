@@ -27,11 +27,11 @@ die() {
 mkdir -p "$CACHE"
 
 # --- host tools -------------------------------------------------------------
-# busybox-static: the guest's userland. iptables: its rule tool (binary and
+# busybox-static: the guest's userland. iptables, nftables: its rule tools (binaries and
 # libraries are copied into the initramfs). iproute2: the guest's `ip` (busybox's
 # ignores veth peer names). gcc + libc6-dev: the static UDP tool for the guest.
 need=()
-for pkg in busybox-static iptables iproute2 gcc libc6-dev xz-utils zstd ca-certificates; do
+for pkg in busybox-static iptables nftables iproute2 gcc libc6-dev xz-utils zstd ca-certificates; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -119,12 +119,20 @@ fi
 "$QEMU/usr/bin/qemu-system-x86_64" --version | head -1 >&2
 
 # --- kernels ---------------------------------------------------------------------
-# Modules the guest needs: veth for the netns link, legacy iptables for the DROP rule.
-MODULES="veth x_tables ip_tables iptable_filter xt_tcpudp"
+# Modules the guest needs: veth for the netns link, legacy iptables and nftables for the DROP rules.
+# crc32c_generic before nf_tables: its libcrc32c asks the crypto API for crc32c as it loads, a
+# soft dependency (softdep=pre) that depends= does not list and busybox's insmod does not follow.
+MODULES="veth x_tables ip_tables iptable_filter xt_tcpudp crc32c_generic nf_tables"
+
+# A cached kernel is complete when it has every module above (a list that grew is fetched again).
+has_modules() { # DIR
+  local m
+  for m in $MODULES; do grep -qx "$m.ko" "$1/modules.order" 2>/dev/null || return 1; done
+}
 
 fetch_kernel() { # LABEL SUITE
   local label=$1 suite=$2 dest="$CACHE/kernels/$1"
-  if [ -f "$dest/ok" ] && [ "$REFRESH" != 1 ]; then
+  if [ -f "$dest/ok" ] && [ "$REFRESH" != 1 ] && has_modules "$dest"; then
     log "kernel $label: cached ($(cat "$dest/package"))"
     return
   fi

@@ -69,6 +69,11 @@ in_ns() { # NS CMD...
 # 7777 is noise that the trace filters must keep out.
 in_ns ns2 iptables-legacy -A INPUT -p udp --dport 9001 -j DROP 2>/tmp/ipt.err ||
   fail "iptables: $(cat /tmp/ipt.err)"
+# Port 9002 is dropped by native nftables, beside (a counter shows it moving).
+in_ns ns2 nft add table inet pwru 2>/tmp/nft.err &&
+  in_ns ns2 nft add chain inet pwru in '{ type filter hook input priority 0; }' 2>>/tmp/nft.err &&
+  in_ns ns2 nft add rule inet pwru in udp dport 9002 counter drop 2>>/tmp/nft.err ||
+  fail "nft: $(cat /tmp/nft.err)"
 in_ns ns2 udpkit recv 9000 &
 sleep 0.2
 # Resolve neighbours now so that ARP does not delay the first traced packet.
@@ -81,6 +86,7 @@ traffic() { # KIND
   case "$1" in
   none) ;;
   noise) in_ns ns1 udpkit send 10.200.1.2 7777 20 ;;
+  nft) in_ns ns1 udpkit send 10.200.1.2 9002 3 ;;
   full)
     in_ns ns1 udpkit send 10.200.1.2 7777 20
     in_ns ns1 udpkit send 10.200.1.2 9000 3
