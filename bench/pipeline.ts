@@ -9,6 +9,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_SNAPLEN } from '../src/trace/request';
+import { clientCost } from './client-cost';
 import type { BenchContext } from './context';
 import { startHelperToFile } from './helper';
 import { describeProfile, profileIn, summarizeProfile } from './profile';
@@ -98,6 +99,18 @@ export async function pipeline(ctx: BenchContext): Promise<void> {
         what: `kubectl-pwru ${name}: CPU at ${rate(at.sentPps, 'pkt/s')}`,
         value: cpuShare(at),
       });
+  }
+  // The client's own cost per event, on the helper's biggest loss-free stream (client-cost.ts).
+  if (helperOnly.best) {
+    const stream = join(ctx.work, `ramp-helper-${helperOnly.best.pps}.out`);
+    for (const format of ['text', 'wide', 'json'] as const) {
+      const cost = await clientCost(stream, format, join(ctx.work, `replay.${format}`));
+      ctx.report.add({
+        section: '2 pipeline',
+        what: `the CLI's CPU per event, -o ${format}${format === 'json' ? ' read by the client (as with --pcapng)' : ''}: a recorded stream replayed`,
+        value: `${cost.usPerEvent.toFixed(2)} µs (least of 3 runs, ${cost.events} events): ${rate(1e6 / cost.usPerEvent, 'ev/s')} per core at most`,
+      });
+    }
   }
   await profile(ctx, match, 'json', json.firstLoss ?? json.best);
   await profile(ctx, match, 'text', text.firstLoss ?? text.best);
