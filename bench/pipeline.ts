@@ -23,7 +23,7 @@ import {
   type TracerOutcome,
 } from './tracers';
 
-interface Step {
+export interface Step {
   pps: number;
   /** Packets/s iperf3 actually sent. */
   sentPps: number;
@@ -161,7 +161,7 @@ export async function pipelineWithBytes(ctx: BenchContext): Promise<void> {
     });
 }
 
-interface Ramp {
+export interface Ramp {
   steps: Step[];
   best?: Step;
   /** The first step that lost events. */
@@ -171,7 +171,7 @@ interface Ramp {
   double?: Step;
 }
 
-function describe(r: Ramp): string {
+export function describe(r: Ramp): string {
   const best = r.best ? `${rate(r.best.eventsPerSec, 'ev/s')} (at ${rate(r.best.sentPps, 'pkt/s')})` : 'none';
   const loss = r.firstLoss
     ? `; first loss at ${rate(r.firstLoss.sentPps, 'pkt/s')}: ${r.firstLoss.outcome.kernelLost} in the kernel, ${r.firstLoss.userLost} in user space, ${rate(r.firstLoss.eventsPerSec, 'ev/s')} delivered`
@@ -181,7 +181,7 @@ function describe(r: Ramp): string {
   return best + loss;
 }
 
-async function ramp(ctx: BenchContext, name: string, startTracer: Start): Promise<Ramp> {
+export async function ramp(ctx: BenchContext, name: string, startTracer: Start): Promise<Ramp> {
   const out: Ramp = { steps: [] };
   const seconds = Math.max(2, Math.round(ctx.seconds * 0.75));
   for (const pps of STEPS) {
@@ -263,7 +263,7 @@ async function measure(
  * delivered event; and what their sum per event means for a core of its own
  * (on this 2-core machine the traffic generator competes for the same cores).
  */
-function cpuShare(step: Step): string {
+export function cpuShare(step: Step): string {
   const wall = step.wall;
   const parts: string[] = [];
   let total = 0;

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchContext } from './context';
 import { helperReady } from './helper';
+import { clusterKubeconfig } from './kube';
 import { start, stop } from './proc';
 import { describeProfile, profileIn, summarizeProfile } from './profile';
 import { median } from './report';
@@ -108,8 +109,7 @@ export async function ready(ctx: BenchContext): Promise<void> {
  */
 export async function realCluster(ctx: BenchContext): Promise<void> {
   const what = 'Kubernetes (real cluster, image present): Enter → "tracing" line';
-  const kubeconfig =
-    process.env.PWRU_E2E_KUBECONFIG ?? join(process.env.K8S_HOME ?? '/var/tmp/k8s-kit', 'admin.kubeconfig');
+  const kubeconfig = clusterKubeconfig();
   if (!existsSync(kubeconfig)) {
     ctx.report.notMeasured('3 ready', what, `no cluster (${kubeconfig}; set PWRU_E2E_KUBECONFIG)`, '≤ 2 s');
     return;

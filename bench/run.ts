@@ -9,7 +9,7 @@
  *
  * BENCH_SECONDS (default 3): traffic per measurement.
  * BENCH_REPEAT (default 5): baseline/traced pairs per throughput ratio.
- * BENCH_ONLY=overhead,pipeline,bytes,ready,scaling,memory,ondrop,longrun,floor,functions: run some sections.
+ * BENCH_ONLY=overhead,pipeline,bytes,ready,scaling,memory,ondrop,longrun,floor,functions,kube: run some sections.
  * BENCH_TRACE_MB (default 300): size of the generated trace `memory` reads.
  * BENCH_STEADY_SECONDS (default 1800), BENCH_STEADY_MODES (default on-drop; json, text),
  * BENCH_SAMPLE_SECONDS (default 10), BENCH_STEADY_TRACE_PPS (default 2000): section 7b, bench/long-run.ts.
@@ -21,6 +21,7 @@ import type { BenchContext } from './context';
 import { tcpFloor } from './floor';
 import { functions } from './functions';
 import { helperReady } from './helper';
+import { kube } from './kube';
 import { longRun } from './long-run';
 import { memory } from './memory';
 import { BenchNet } from './net';
@@ -44,6 +45,7 @@ const SECTIONS: [string, string, (ctx: BenchContext) => Promise<void>][] = [
   ['longrun', '7b long run', longRun],
   ['floor', '1 tcp floor', tcpFloor],
   ['functions', '8 functions', functions],
+  ['kube', '9 kubernetes', kube],
 ];
 
 async function main(): Promise<number> {

@@ -16,7 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { childrenOf, comm, PeakMemory, type Proc, sleep, start, stop, treeCpu } from './proc';
+import { childrenOf, comm, cpuSeconds, PeakMemory, type Proc, sleep, start, stop, treeCpu } from './proc';
 
 export const REPO = join(__dirname, '..', '..');
 export const BIN = join(REPO, 'bin', 'kubectl-pwru');
@@ -85,12 +85,28 @@ export interface PwruOptions {
   duration?: string;
   /** Count the events in the output at the end (default); a long run's reports need not be. */
   count?: boolean;
+  /** Kubernetes mode instead of --local: node/NAME from a debug pod in namespace, through the real API server. */
+  kube?: KubeRun;
+}
+
+export interface KubeRun {
+  node: string;
+  namespace: string;
+  kubeconfig: string;
+  /**
+   * The pod's processes, once the trace runs, by name: the runner and the helper (memory and CPU),
+   * and what carries the stream to the CLI (CPU only). Found on this machine: the node is it.
+   */
+  podProcesses(): { runner?: number; carriers: Map<string, number> };
 }
 
 const TRACING = /tracing(?: on \S+)? with (\S+): (\d+) probes attached in (\d+) ms/;
 
 export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
-  const args = [...(o.nodeArgs ?? []), BIN, '--local', '--backend', 'tracepoint', '-o', o.format];
+  const where = o.kube
+    ? [`node/${o.kube.node}`, '--kubeconfig', o.kube.kubeconfig, '--debug-namespace', o.kube.namespace]
+    : ['--local'];
+  const args = [...(o.nodeArgs ?? []), BIN, ...where, '--backend', 'tracepoint', '-o', o.format];
   args.push('--duration', o.duration ?? '300s', '--no-color');
   if (o.filterFunc) args.push('--filter-func', o.filterFunc);
   if (o.extraArgs) args.push(...o.extraArgs);
@@ -116,6 +132,15 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
     throw err;
   }
   const readyMs = performance.now() - t0;
+  // Kubernetes mode: the runner and the helper are the debug pod's, not the CLI's children.
+  const pod = o.kube?.podProcesses();
+  const podMemory =
+    memory && pod?.runner ? new PeakMemory(pod.runner, 'runner (node, in the pod)') : undefined;
+  const cpuByProcess = () => {
+    const cpu = new Map([...(memory?.cpuNow() ?? []), ...(podMemory?.cpuNow() ?? [])]);
+    for (const [name, pid] of pod?.carriers ?? []) cpu.set(name, cpuSeconds(pid) ?? 0);
+    return cpu;
+  };
   return {
     readyMs,
     probes: Number(m[2]),
@@ -123,17 +148,24 @@ export async function startPwru(o: PwruOptions): Promise<RunningTracer> {
     bpfPid: () => childrenOf(proc.pid).find((c) => comm(c) === 'pwru-helper'),
     cliPid: () => proc.pid,
     cpuNow: () => treeCpu(proc.pid),
-    cpuByProcess: memory ? () => memory.cpuNow() : undefined,
+    cpuByProcess: memory ? cpuByProcess : undefined,
     async stop() {
       const code = await stop(proc);
-      const mem = memory?.finish();
+      const podPeaks = podMemory?.finish();
+      const mem = memory ? new Map([...memory.finish(), ...(podPeaks ?? [])]) : undefined;
       if (code !== 0) throw new Error(`kubectl-pwru exited with ${code}: ${proc.stderr.slice(-500)}`);
-      const counted =
+      const count = () =>
         o.outFile === '/dev/null' || o.count === false
           ? { delivered: 0, kernelLost: 0 }
           : o.format === 'json'
             ? countJson(o.outFile)
             : countText(o.outFile, o.format);
+      let counted: ReturnType<typeof count>;
+      try {
+        counted = count();
+      } catch (err) {
+        throw new Error(`${(err as Error).message}; kubectl-pwru said: ${proc.stderr.slice(-500)}`);
+      }
       return {
         ...counted,
         memory: mem,

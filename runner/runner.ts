@@ -58,7 +58,7 @@ export interface NodeFacts {
 export const CONTROL = { ack: 'ack', resume: 'resume', stop: 'stop' } as const;
 
 /** Output the client has not acknowledged is kept for a reconnect; reading the helper pauses beyond this. */
-export const REPLAY_WINDOW = 8 * 1024 * 1024;
+export const REPLAY_WINDOW = 4 * 1024 * 1024;
 
 function readTrimmed(path: string): string | undefined {
   try {
@@ -114,6 +114,8 @@ function runChecks(checks: string[][], leftover: Buffer): void {
 
 /** How long a stopped helper gets to flush its last records before SIGKILL. */
 const STOP_GRACE_MS = 5000;
+/** After SIGTERM, how long the client may still take the last bytes (inside the 10 s the client's deletion grants). */
+const SIGNAL_WAIT_MS = 7000;
 
 function log(message: string): void {
   process.stderr.write(`pwru runner: ${message}\n`);
@@ -343,9 +345,13 @@ export function main(leftover: Buffer): void {
   process.stdin.on('error', onEnd);
   process.stdin.resume();
   const onSignal = (why: string) => {
-    noWait = true;
     stop(why);
-    maybeFinish();
+    // The pod is being deleted (the client does it 1.5 s after asking to stop, with 10 s of grace): its
+    // backlog still reaches it for a while, but nobody may wait for it beyond the kubelet's SIGKILL.
+    setTimeout(() => {
+      noWait = true;
+      maybeFinish();
+    }, SIGNAL_WAIT_MS).unref();
   };
   process.on('SIGTERM', () => onSignal('SIGTERM (the pod is being deleted)'));
   process.on('SIGINT', () => onSignal('SIGINT'));

@@ -17,7 +17,7 @@ import type { Cluster } from './client';
 import { CONTAINER } from './debug-pod';
 
 /** Acknowledge at least this often in bytes too: the runner keeps everything not acknowledged. */
-const ACK_BYTES = 1024 * 1024;
+const ACK_BYTES = 512 * 1024;
 /** An open stream that brings nothing, not even a pong, for this long is dead (no FIN ever came). */
 const SILENT_MS = 30_000;
 
@@ -45,6 +45,8 @@ export class RunnerLink {
   private marker?: Buffer;
   private skipped = Buffer.alloc(0);
   private lastHeard = Date.now();
+  /** When the runner's output last brought something (its stderr and pongs do not count). */
+  lastData = Date.now();
 
   constructor(private readonly o: RunnerLinkOptions) {}
 
@@ -134,6 +136,7 @@ export class RunnerLink {
   private stdout(channel: AttachChannel, data: Buffer): void {
     if (channel !== this.channel) return; // an old stream's last words: the new one repeats them
     this.lastHeard = Date.now();
+    this.lastData = this.lastHeard;
     if (this.marker) {
       const seen = Buffer.concat([this.skipped, data]);
       const at = seen.indexOf(this.marker);

@@ -15,7 +15,7 @@ import type { Cluster } from './client';
 import { GONE_WAIT_MS, PodLife } from './pod-life';
 import { RunnerLink } from './runner-link';
 
-/** After asking the runner to stop, wait this long for its last records. */
+/** After asking the runner to stop, wait this long after its last records for more. */
 const STOP_WAIT_MS = 6000;
 /** After asking the runner to stop, delete the pod anyway after this long (its SIGTERM stops the helper too). */
 const EARLY_DELETE_MS = 1500;
@@ -102,7 +102,12 @@ export class NodeSession {
     const stop = () => {
       // The runner stops the helper, which writes its final stats and END.
       link.stop();
-      stopTimer = setTimeout(() => link.terminate(), STOP_WAIT_MS);
+      // A backlog still coming in is read to its end (its final stats included); a runner that sends
+      // nothing more for STOP_WAIT_MS is not waited for.
+      const since = Date.now();
+      stopTimer = setInterval(() => {
+        if (Date.now() - Math.max(since, link.lastData) > STOP_WAIT_MS) link.terminate();
+      }, 250);
       // A second Ctrl-C exits 3 s after the first: by then the pod's deletion must be under way,
       // with a grace period that leaves the helper time to detach and report.
       deleteTimer = setTimeout(() => void this.life.delete(10), EARLY_DELETE_MS);
@@ -126,7 +131,7 @@ export class NodeSession {
       }
     } finally {
       link.done();
-      clearTimeout(stopTimer);
+      clearInterval(stopTimer);
       clearTimeout(deleteTimer);
       signal.removeEventListener('abort', stop);
     }
