@@ -60,6 +60,13 @@ const RULES: readonly DropRule[] = [
     why: 'a socket was closed with this packet still in its queue: it had reached the socket',
   },
   {
+    // 6.1 (before QUEUE_PURGE existed): the same purge as a closing socket is destroyed, given no reason.
+    rule: 'queue-purged-on-close-unnamed',
+    reasons: ['NOT_SPECIFIED'],
+    at: ['sk_stream_kill_queues'],
+    why: 'a socket was closed with this packet still in its queue: it had reached the socket (older kernels give this free no reason)',
+  },
+  {
     rule: 'unix-peer-changed',
     reasons: ['UNIX_DISCONNECT'],
     why: 'a UNIX socket connected elsewhere (or its peer went away) with this message unread in its queue',

@@ -51,9 +51,10 @@ export interface CaseSpec {
   name: string;
   /**
    * 'full': noise to :7777, delivered to :9000, dropped by iptables to :9001; 'noise': only :7777;
-   * 'nft': three datagrams to :9002, dropped by nftables; 'none'.
+   * 'nft': three datagrams to :9002, dropped by nftables; 'tcp': a TCP exchange on :7000 from ns1 to
+   * ns2 (a line each way, the server closes first); 'none'.
    */
-  traffic: 'full' | 'noise' | 'nft' | 'none';
+  traffic: 'full' | 'noise' | 'nft' | 'tcp' | 'none';
   /** Seconds to wait for READY. */
   readyTimeout: number;
   args: string[];

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * A tiny static UDP tool for the kernel-matrix guests (busybox's nc has no UDP):
+ * A tiny static UDP (and TCP) tool for the kernel-matrix guests (busybox's nc has no UDP):
  *   udpkit send DST PORT COUNT   send COUNT small datagrams to DST:PORT, 2 ms apart
  *   udpkit recv PORT             receive and discard datagrams on PORT until killed
+ *   udpkit tcp-serve PORT        accept one TCP connection: read a line, answer one, close first
+ *   udpkit tcp-ask DST PORT      connect, send a line, read the answer, close after the server
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +18,38 @@
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: udpkit send DST PORT COUNT | udpkit recv PORT\n");
+	fprintf(stderr, "usage: udpkit send DST PORT COUNT | recv PORT | tcp-serve PORT | tcp-ask DST PORT\n");
 	return 2;
+}
+
+/* One healthy TCP exchange, as test/fixtures/record-verdict-traces.sh makes on loopback. */
+static int tcp(char **argv, bool serve)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	char buf[256];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), c, one = 1;
+
+	if (fd < 0)
+		return perror("udpkit: socket"), 1;
+	sa.sin_port = htons(atoi(argv[serve ? 2 : 3]));
+	if (serve) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0 || (c = accept(fd, NULL, NULL)) < 0)
+			return perror("udpkit: tcp-serve"), 1;
+		if (read(c, buf, sizeof(buf)) <= 0 || write(c, "reply\n", 6) != 6)
+			return perror("udpkit: tcp-serve"), 1;
+		close(c);
+		close(fd);
+		return 0;
+	}
+	if (inet_pton(AF_INET, argv[2], &sa.sin_addr) != 1)
+		return usage();
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || write(fd, "hello\n", 6) != 6)
+		return perror("udpkit: tcp-ask"), 1;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		; /* the answer, then the server's FIN */
+	close(fd);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -27,6 +60,10 @@ int main(int argc, char **argv)
 
 	if (argc < 3)
 		return usage();
+	if (strcmp(argv[1], "tcp-serve") == 0)
+		return tcp(argv, true);
+	if (strcmp(argv[1], "tcp-ask") == 0 && argc == 4)
+		return tcp(argv, false);
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
 	if (fd < 0) {
 		perror("udpkit: socket");

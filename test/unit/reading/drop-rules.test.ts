@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createSink } from '../../../src/output/create-sink';
+import { noFailureByPlace } from '../../../src/reading/drop-rules';
 import { replay } from '../../../src/reading/replay';
 import { summarizeDigest, totalsLine } from '../../../src/reading/summary';
 import { describeVerdict, verdictLabel } from '../../../src/reading/verdict-words';
@@ -97,6 +98,28 @@ test('rule queue-purged-on-close: a healthy TCP exchange on loopback, its FIN pu
     /^freed at sk_stream_kill_queues \(QUEUE_PURGE\), not a failure: a socket was closed/,
   );
   assert.equal(await failsOnDrop('tcp-close.jsonl'), false);
+});
+
+test('rule queue-purged-on-close-unnamed: a healthy TCP exchange on 6.1, the closing socket purges the peer FIN', async () => {
+  // Recorded in the kernel matrix's 6.1 guest (test/kernel-matrix/record-trace.ts, traffic tcp): ns1 asks,
+  // ns2 answers and closes first; ns2's socket, destroyed, frees ns1's FIN from its queue with no reason.
+  const name = 'tcp-close-6.1.jsonl';
+  const packets = tracePackets(name);
+  const drops = packets.map(verdictOf).filter((v) => v.kind === 'dropped');
+  assert.equal(drops.length, 1);
+  const v = dropped(drops[0]);
+  assert.equal(v.reason, 'NOT_SPECIFIED');
+  assert.equal(v.func, 'sk_stream_kill_queues');
+  assert.equal(v.noFailure?.rule, 'queue-purged-on-close-unnamed');
+  assert.match(
+    describeVerdict(v),
+    /^freed at sk_stream_kill_queues \(NOT_SPECIFIED\), not a failure: a socket was closed/,
+  );
+  assert.equal(isLoss(v), false);
+  assert.equal(await failsOnDrop(name), false);
+  // The reason alone is no pass: NOT_SPECIFIED elsewhere stays a loss.
+  assert.equal(noFailureByPlace('NOT_SPECIFIED', 'tcp_v4_rcv+0x10'), undefined);
+  assert.match(noFailureByPlace('NOT_SPECIFIED', 'sk_stream_kill_queues+0x58') ?? '', /socket was closed/);
 });
 
 test('rule unix-peer-changed: a datagram socket connected elsewhere with a message unread', async () => {
