@@ -104,7 +104,7 @@ export async function pipeline(ctx: BenchContext): Promise<void> {
   if (helperOnly.best) {
     const stream = join(ctx.work, `ramp-helper-${helperOnly.best.pps}.out`);
     for (const format of ['text', 'wide', 'json'] as const) {
-      const cost = await clientCost(stream, format, join(ctx.work, `replay.${format}`));
+      const cost = clientCost(stream, format, join(ctx.work, `replay.${format}`));
       ctx.report.add({
         section: '2 pipeline',
         what: `the CLI's CPU per event, -o ${format}${format === 'json' ? ' read by the client (as with --pcapng)' : ''}: a recorded stream replayed`,

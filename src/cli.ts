@@ -22,7 +22,7 @@ const ROOT_FLAGS = new Set(['--help', '-h', '--version', '-v']);
  * started. Measured on Node 20 (V8 11.3); later V8 raises a factor below 2 to
  * 2, and there this does nothing.
  */
-function boundYoungGeneration(): void {
+export function boundYoungGeneration(): void {
   setFlagsFromString('--semi-space-growth-factor=1');
 }
 
