@@ -44,8 +44,17 @@ export async function makeWorld(): Promise<World> {
   const server = new StandInApiServer({ user: 'alice' });
   await server.listen();
   const kubeconfig = server.writeKubeconfig(join(dir, 'kubeconfig'));
-  const a = createPodNet('a', 1);
-  const b = createPodNet('b', 2);
+  const nets: PodNet[] = [];
+  try {
+    nets.push(createPodNet('a', 1));
+    nets.push(createPodNet('b', 2));
+  } catch (err) {
+    // A listening server would keep the test file's process, and the whole suite, waiting forever.
+    await server.close();
+    for (const net of nets) deletePodNet(net);
+    throw err;
+  }
+  const [a, b] = nets;
   for (const ns of ['default', 'shop', 'locked']) server.put('namespaces', { metadata: { name: ns } });
   for (const node of ['node-a', 'node-b']) {
     server.put('nodes', { metadata: { name: node }, status: { nodeInfo: { architecture: 'amd64' } } });

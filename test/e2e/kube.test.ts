@@ -24,7 +24,7 @@ before(async () => {
 
 after(async () => {
   for (const t of traffic) t.stop();
-  await world.close();
+  await world?.close();
 });
 
 afterEach(async () => {
