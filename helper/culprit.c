@@ -54,6 +54,7 @@ struct pending {
 	bool asked_kernel; /* the table walkers are probed (nf_exact.c) */
 	bool told;	   /* and their verdict for this drop was read */
 	struct nf_exact exact;
+	size_t covered;	   /* the drops its rule's counter must have counted (answer_drops) */
 };
 
 struct job {
@@ -358,6 +359,34 @@ static void tools_absent(const struct nf_ruleset *rs, unsigned int netns, char *
 		 C.note[0] ? "; " : "", C.note);
 }
 
+/* Same table and chain, as the kernel named them. */
+static bool same_chain(const struct pending *a, const struct pending *b)
+{
+	return a->exact.by == b->exact.by && strcmp(a->exact.table, b->exact.table) == 0 &&
+	       strcmp(a->exact.chain, b->exact.chain) == 0 && strcmp(a->exact.family, b->exact.family) == 0;
+}
+
+/*
+ * The drops a rule's counter must have counted for p's rule to be the one:
+ * those of p's namespace in the span (p among them); only those of p's
+ * table and chain when the kernel named them (the rules were narrowed so).
+ */
+static size_t covered_by(const struct pending *p, uint64_t started)
+{
+	bool exact = p->told && p->exact.known;
+	size_t n = 0;
+
+	for (size_t i = 0; i < C.npend; i++) {
+		const struct pending *q = &C.pend[i];
+
+		if (q->netns != p->netns || q->ts >= started)
+			continue;
+		if (!exact || (q->told && q->exact.known && same_chain(p, q)))
+			n++;
+	}
+	return n;
+}
+
 /* The drops a reading of their namespace, started after them, can tell about. */
 static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint64_t started, const char *why_not)
 {
@@ -368,8 +397,10 @@ static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint
 
 	for (int t = 0; t < TOOL_COUNT; t++)
 		any_tool |= now->ran[t];
+	/* Before any is answered (and taken out of the list): what each one's rule must have counted. */
 	for (size_t i = 0; i < C.npend; i++)
-		covered += C.pend[i].netns == st->inode && C.pend[i].ts < started;
+		if (C.pend[i].netns == st->inode && C.pend[i].ts < started)
+			C.pend[i].covered = covered_by(&C.pend[i], started);
 	for (size_t i = 0; i < C.npend;) {
 		struct pending p = C.pend[i];
 
@@ -416,6 +447,7 @@ static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint
 			continue;
 		}
 		nmoved = moved_for(&p, &st->last, now, moved, &uncounted, &all);
+		covered = p.covered;
 		if (nmoved == 1 && moved[0].delta >= covered) {
 			emit(&p, "counters", &moved[0], NULL, NULL, 0);
 			continue;

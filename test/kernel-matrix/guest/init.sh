@@ -87,6 +87,10 @@ traffic() { # KIND
   none) ;;
   noise) in_ns ns1 udpkit send 10.200.1.2 7777 20 ;;
   nft) in_ns ns1 udpkit send 10.200.1.2 9002 3 ;;
+  both)
+    in_ns ns1 udpkit send 10.200.1.2 9001 3
+    in_ns ns1 udpkit send 10.200.1.2 9002 3
+    ;;
   tcp)
     # A healthy TCP exchange: a line each way, the server closes first, then the client.
     in_ns ns2 udpkit tcp-serve 7000 &
