@@ -18,6 +18,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { createDeflateRaw, constants as zlibConstants } from 'node:zlib';
 
 /** request.json, written by the client (src/kube/bundle.ts). */
 export interface RunnerRequest {
@@ -27,6 +28,12 @@ export interface RunnerRequest {
   netnsContainerIds?: string[];
   /** Stop the helper when the client has been silent this long (and, after the helper ended, exit). */
   clientGraceSec: number;
+  /**
+   * Send the helper's stream compressed (raw deflate, flushed after what the helper wrote at once): every
+   * byte costs the container runtime, the kubelet and the API server, and events compress several times.
+   * Offsets (ack, resume) count the compressed bytes.
+   */
+  deflate?: boolean;
   /**
    * `kubectl pwru doctor`: instead of one trace, run the helper once per argv
    * here (all at once, each stopping itself) and write one JSON line per run
@@ -269,7 +276,7 @@ export function main(leftover: Buffer): void {
     else helper.stdout?.resume();
   };
   helper.stdin?.on('error', () => {});
-  helper.stdout?.on('data', (chunk: Buffer) => {
+  const send = (chunk: Buffer) => {
     replay.add(chunk);
     if (!process.stdout.write(chunk) && !stdoutFull) {
       stdoutFull = true;
@@ -279,7 +286,22 @@ export function main(leftover: Buffer): void {
       });
     }
     flow();
-  });
+  };
+  const deflate = req.deflate ? createDeflateRaw({ level: 1 }) : undefined;
+  let flushQueued = false;
+  if (deflate) {
+    deflate.on('data', send);
+    helper.stdout?.on('data', (chunk: Buffer) => {
+      deflate.write(chunk);
+      // One flush for what came in this turn: a quiet trace's records still go out at once.
+      if (flushQueued) return;
+      flushQueued = true;
+      setImmediate(() => {
+        flushQueued = false;
+        if (!deflate.writableEnded) deflate.flush(zlibConstants.Z_SYNC_FLUSH);
+      });
+    });
+  } else helper.stdout?.on('data', send);
   helper.on('error', (err) => {
     log(`cannot start the helper: ${err.message}`);
     process.exitCode = 2;
@@ -287,6 +309,11 @@ export function main(leftover: Buffer): void {
     finish();
   });
   helper.on('close', (code, signal) => {
+    if (!deflate) return helperClosed(code, signal);
+    deflate.once('end', () => helperClosed(code, signal));
+    deflate.end();
+  });
+  const helperClosed = (code: number | null, signal: NodeJS.Signals | null) => {
     if (killTimer) clearTimeout(killTimer);
     if (signal && !stopping) log(`the helper died of ${signal}`);
     process.exitCode = code ?? (stopping ? 0 : 1);
@@ -295,7 +322,7 @@ export function main(leftover: Buffer): void {
     if (replay.unacked > 0 && !noWait)
       log(`the helper ended; waiting for the client to take the last ${replay.unacked} bytes`);
     maybeFinish();
-  });
+  };
   const maybeFinish = () => {
     if (helperDone && (replay.unacked === 0 || noWait)) finish();
   };

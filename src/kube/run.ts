@@ -191,7 +191,7 @@ function planNodes(opts: Omit<KubeTraceOptions, 'sink' | 'signal'>, sink?: Trace
       },
       template,
     );
-    const runner: RunnerRequest = { args, clientGraceSec: CLIENT_GRACE_SEC };
+    const runner: RunnerRequest = { args, clientGraceSec: CLIENT_GRACE_SEC, deflate: true };
     if (place.podNetnsOnly) runner.netnsContainerIds = target.pods.flatMap((p) => p.containerIds);
     return { target, arch, pod, runner };
   });
@@ -234,6 +234,7 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
         pod: n.pod,
         bundle: bundles.get(`${n.arch}\n${JSON.stringify(n.runner)}`) as Promise<Buffer>,
         sink,
+        deflate: n.runner.deflate,
         label: many ? n.target.node : undefined,
         signal: stopAll.signal,
       }),

@@ -10,6 +10,7 @@
  * skipped, and the reader sees one unbroken stream.
  */
 import { randomBytes } from 'node:crypto';
+import { createInflateRaw, type InflateRaw } from 'node:zlib';
 import { CONTROL } from '../../runner/runner';
 import { AttachChannel, type ChannelEnd } from './attach-channel';
 import { HEARTBEAT_MS } from './bundle';
@@ -28,6 +29,10 @@ export interface RunnerLinkOptions {
   /** The runner's output, in order, each byte once. False: stop reading (the stream is closed). */
   stdout(data: Buffer): boolean;
   stderr(data: Buffer): void;
+  /** The runner compresses its output (RunnerRequest.deflate): inflate it here. */
+  deflate?: boolean;
+  /** The compressed stream could not be read. */
+  corrupt?(err: Error): void;
 }
 
 export class RunnerLink {
@@ -48,7 +53,27 @@ export class RunnerLink {
   /** When the runner's output last brought something (its stderr and pongs do not count). */
   lastData = Date.now();
 
-  constructor(private readonly o: RunnerLinkOptions) {}
+  /** The one inflater of the whole run: a resumed stream goes on where the last left it. */
+  private readonly inflater?: InflateRaw;
+
+  constructor(private readonly o: RunnerLinkOptions) {
+    if (!o.deflate) return;
+    this.inflater = createInflateRaw();
+    this.inflater.on('data', (data: Buffer) => {
+      if (!o.stdout(data)) this.channel?.terminate();
+    });
+    this.inflater.on('error', (err) => {
+      o.corrupt?.(new Error(`the runner's compressed stream: ${err.message}`));
+      this.channel?.terminate();
+    });
+  }
+
+  /** Resolves once everything received has been inflated and passed on. */
+  drained(): Promise<void> {
+    const inflater = this.inflater;
+    if (!inflater || inflater.writableEnded || inflater.destroyed) return Promise.resolve();
+    return new Promise((resolve) => inflater.flush(() => resolve()));
+  }
 
   /** Attaches (again, after a drop: the stream goes on from `passed`). */
   async attach(signal: AbortSignal): Promise<void> {
@@ -149,7 +174,8 @@ export class RunnerLink {
       this.skipped = Buffer.alloc(0);
       if (data.length === 0) return;
     }
-    if (!this.o.stdout(data)) {
+    if (this.inflater) this.inflater.write(data);
+    else if (!this.o.stdout(data)) {
       channel.terminate();
       return;
     }

@@ -29,6 +29,8 @@ export interface NodeSessionOptions {
   /** Packed while the pod starts. */
   bundle: Promise<Buffer>;
   sink: TraceSink;
+  /** The runner was asked to compress its stream (RunnerRequest.deflate). */
+  deflate?: boolean;
   /** Set when several nodes are traced: prefixes progress and tags every line. */
   label?: string;
   signal: AbortSignal;
@@ -92,6 +94,10 @@ export class NodeSession {
         return true;
       },
       stderr: (payload) => this.stderr(payload),
+      deflate: this.o.deflate,
+      corrupt: (err) => {
+        this.stream.readError ??= err;
+      },
     });
     await link.attach(signal);
     this.tracing = true;
@@ -119,6 +125,8 @@ export class NodeSession {
     try {
       for (;;) {
         end = await link.closed;
+        // What came before the close is read first (the inflater works in turns of its own).
+        await link.drained();
         // Dropped (no status from the container, nobody stopped it): attach again, go on where it was cut.
         const dropped =
           end.status === undefined &&

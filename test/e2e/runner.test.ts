@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { inflateRawSync, constants as zlibConstants } from 'node:zlib';
 import { bareContainerId, netnsOfContainer, type RunnerRequest } from '../../runner/runner';
 import { buildBundle } from '../../src/kube/bundle';
 import { loadTemplate } from '../../src/kube/debug-pod';
@@ -189,6 +190,27 @@ test('a client that attaches again gets, after its marker, the stream from its l
   const seen = decode([whole]);
   assert.ok(seen.ready && seen.end, 'one unbroken stream: READY ... END');
   assert.match(run.stderr, /the client attached again: sending the stream from byte 10 on/);
+  await assertNothingLeft(run);
+});
+
+test('deflate (as the client asks): the stream comes compressed, one record stream once inflated', async () => {
+  const run = startPod();
+  run.stdin.write(await buildBundle('amd64', { ...request(30), deflate: true }));
+  const beat = heartbeats(run);
+  const inflated = () => [
+    inflateRawSync(Buffer.concat(run.stdout), { finishFlush: zlibConstants.Z_SYNC_FLUSH }),
+  ];
+  try {
+    // Flushed as it goes: READY can be read before the trace ends.
+    await until(() => decode(inflated()).ready, 'READY, inflated');
+    run.stdin.write('stop\n');
+    await until(() => decode(inflated()).end !== undefined, 'END, inflated');
+  } finally {
+    beat.stop();
+  }
+  run.stdin.write(`ack ${Buffer.concat(run.stdout).length}\n`);
+  assert.equal(await run.done, 0, run.stderr);
+  assert.equal(decode(inflated()).error, undefined);
   await assertNothingLeft(run);
 });
 
