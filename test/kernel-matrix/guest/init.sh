@@ -69,11 +69,13 @@ in_ns() { # NS CMD...
 # 7777 is noise that the trace filters must keep out.
 in_ns ns2 iptables-legacy -A INPUT -p udp --dport 9001 -j DROP 2>/tmp/ipt.err ||
   fail "iptables: $(cat /tmp/ipt.err)"
-# Port 9002 is dropped by native nftables, beside (a counter shows it moving).
+# Port 9002 is dropped by native nftables, beside (a counter shows it moving). Not on 5.10, whose
+# counter is a module of its own the guest does not carry: said, not fatal (culprits.test.ts runs on
+# 6.1 and 6.12 only).
 in_ns ns2 nft add table inet pwru 2>/tmp/nft.err &&
   in_ns ns2 nft add chain inet pwru in '{ type filter hook input priority 0; }' 2>>/tmp/nft.err &&
   in_ns ns2 nft add rule inet pwru in udp dport 9002 counter drop 2>>/tmp/nft.err ||
-  fail "nft: $(cat /tmp/nft.err)"
+  say info nft_error "$(tr '\n' ' ' </tmp/nft.err)"
 in_ns ns2 udpkit recv 9000 &
 sleep 0.2
 # Resolve neighbours now so that ARP does not delay the first traced packet.
