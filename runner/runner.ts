@@ -9,11 +9,11 @@
  * is stopped when the client says `stop`, when its stdin ends, when the
  * client has been silent for the grace (clientGraceSec: its acknowledgements
  * are its heartbeat), or on SIGTERM (the pod is deleted). The helper's stdout
- * is forwarded byte for byte, and what the client has not acknowledged is
- * kept (at most REPLAY_WINDOW; reading the helper pauses beyond it, and the
- * kernel counts what it cannot keep as lost), so that a client that attaches
- * again gets the stream from its last byte on. The runner's own messages go
- * to stderr.
+ * is forwarded byte for byte (deflated when the client asks), and what the
+ * client has not acknowledged is kept (at most REPLAY_WINDOW; reading the
+ * helper pauses beyond it, and the kernel counts what it cannot keep as lost),
+ * so that a client that attaches again gets the stream from its last byte on.
+ * The runner's own messages go to stderr.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
