@@ -9,7 +9,7 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import { UserError } from '../errors';
-import { AbortedError, type Api } from './api';
+import { AbortedError, type Api, ApiError } from './api';
 import { type Cluster, call, explain, isNotFound, paths } from './client';
 import { buildDebugJob, CONTAINER } from './debug-pod';
 
@@ -171,6 +171,9 @@ export class PodLife {
           .watch<k8s.V1Pod>(paths.core('pods', ns), selector, (e) => onPod(e.type, e.object), stop.signal)
           .then(startPolling, (err) => {
             if (err instanceof AbortedError) return;
+            // The API server's watch cache is behind (504 "Too large resource version") or the watch expired
+            // (410): not the pod's fault, and polling sees the same pod.
+            if (err instanceof ApiError && (err.code === 504 || err.code === 410)) return startPolling();
             settle(explain(err, { verb: 'watch', resource: 'pods', namespace: ns }, cluster.server));
           });
       });

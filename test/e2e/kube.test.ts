@@ -33,6 +33,7 @@ afterEach(async () => {
   world.server.config.unpullable = [];
   world.server.config.withoutNode = [];
   world.server.config.watchTimeoutMs = undefined;
+  world.server.config.podWatchBehind = undefined;
   world.server.config.kubeletDelayMs = undefined;
   world.server.config.channelProtocols = undefined;
   // Every run, whatever its ending, must leave nothing behind.
@@ -54,6 +55,13 @@ describe('what only a stand-in can do', () => {
       .slice(seen)
       .filter((q) => /^GET \/api\/v1\/namespaces\/shop\/pods\?labelSelector=job-name/.test(q));
     assert.ok(polls.length >= 1, 'the debug pod was polled');
+  });
+
+  test("a watch refused because the API server's watch cache is behind (504): the wait goes on by polling", async () => {
+    world.server.config.podWatchBehind = true;
+    const r = await runCli(world, ['pod/web-0', '-n', 'shop', ...TRACE, '--max-events', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /10\.213\.1\.2:9999/);
   });
 
   test('a node whose kernel is too old for --backend: exit 2 before any pod exists', async () => {

@@ -38,6 +38,11 @@ export interface StandInConfig {
   kubeletDelayMs?: number;
   /** End every watch this long after it starts (real servers end them after a timeout). */
   watchTimeoutMs?: number;
+  /**
+   * Refuse watches of pods as a real API server does when its watch cache is behind etcd:
+   * 504 "Timeout: Too large resource version" (seen on the test cluster under load).
+   */
+  podWatchBehind?: boolean;
   /** Attach subprotocols offered, best first (default v5 then v4). */
   channelProtocols?: string[];
 }
@@ -370,6 +375,17 @@ export class StandInApiServer {
           kind: `${KINDS[r.resource]}List`,
           metadata: { resourceVersion: String(this.rv) },
           items,
+        });
+      }
+      if (this.config.podWatchBehind && r.resource === 'pods') {
+        return this.send(res, 504, {
+          kind: 'Status',
+          apiVersion: 'v1',
+          status: 'Failure',
+          message: `Timeout: Too large resource version: ${this.rv + 2}, current: ${this.rv}`,
+          reason: 'Timeout',
+          details: { retryAfterSeconds: 1 },
+          code: 504,
         });
       }
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
