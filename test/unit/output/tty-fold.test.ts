@@ -7,6 +7,16 @@ import type { TraceEvent } from '../../../src/record/event';
 import { traceLines } from '../fixtures';
 import { Capture } from './capture';
 
+/** Gives the sink the recorded trace's header; returns its first event, for copies with their own skb. */
+function startTrace(sink: ReturnType<typeof createSink>): TraceEvent {
+  const lines = traceLines('netfilter-drop.jsonl');
+  const header = lines.find((l) => l.type === 'header');
+  const event = lines.find((l): l is TraceEvent => l.type === 'event');
+  assert.ok(header && event);
+  if (header.type === 'header') sink.header(header);
+  return event;
+}
+
 test('lines past the budget of a window are folded, and a note says how many', () => {
   let now = 0;
   const notes: string[] = [];
@@ -41,11 +51,7 @@ test('a live trace on a terminal folds a firehose; every event is still counted'
     stderr,
     ttyLinesPerSecond: 10, // one line per tenth of a second
   });
-  const lines = traceLines('netfilter-drop.jsonl');
-  const header = lines.find((l) => l.type === 'header');
-  const event = lines.find((l): l is TraceEvent => l.type === 'event');
-  assert.ok(header && event);
-  if (header.type === 'header') sink.header(header);
+  const event = startTrace(sink);
   const n = 200;
   for (let i = 0; i < n; i++) sink.event({ ...event, skb: `0x${(0x1000 + i).toString(16)}` });
   await sink.close();
@@ -81,11 +87,7 @@ test('a terminal that falls behind is never waited for: its lines are folded, an
   const stdout = new StuckTerminal();
   const stderr = new Capture();
   const sink = createSink({ format: 'text', summary: false, color: false, showNode: false, stdout, stderr });
-  const lines = traceLines('netfilter-drop.jsonl');
-  const header = lines.find((l) => l.type === 'header');
-  const event = lines.find((l): l is TraceEvent => l.type === 'event');
-  assert.ok(header && event);
-  if (header.type === 'header') sink.header(header);
+  const event = startTrace(sink);
   const n = 300;
   for (let i = 0; i < n; i++) {
     sink.event({ ...event, skb: `0x${(0x1000 + i).toString(16)}` });
