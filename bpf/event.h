@@ -223,6 +223,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_DROP_REPORT = 16, /* {n, flow, bad:{packet, steps, forgotten_steps}, good?, forgotten_*} */
 	PWRU_FRAME_WATCH = 17,	     /* --on-drop, with each STATS: {packets, flows, drops, unreported, forgotten_*, final} */
 	PWRU_FRAME_TUNNEL = 18,	     /* struct pwru_tunnel: the inner packet of the next EVENT's tunnel */
+	PWRU_FRAME_PROG = 19,	     /* {ts, skb, netns, kind, iface, ifindex, direction?, program, ret, verdict}: a tc/XDP program's run */
 };
 
 #endif

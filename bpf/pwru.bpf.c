@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 #include "event.h"
 #include "nf_verdict.h"
+#include "prog_verdict.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -64,6 +65,12 @@ const volatile bool cfg_bench_floor = false;
  */
 const volatile bool cfg_nf_exact = false;
 const volatile __u32 cfg_nf_drop_reason = 0;
+/*
+ * tc and XDP programs are traced (bpf/prog_verdict.bpf.c, loaded by
+ * helper/prog_exact.c): each reported packet is noted in prog_last, by which
+ * a program's run is known to be this packet's.
+ */
+const volatile bool cfg_prog_exact = false;
 /* Set by the helper at a stop, before it writes the final STATS and END and detaches (attach.c). */
 volatile bool pwru_stopped = false;
 
@@ -142,6 +149,14 @@ struct {
 	__type(key, struct nf_drop_key);
 	__type(value, struct nf_verdict);
 } nf_drops SEC(".maps");
+
+/* Per CPU, the packet last reported (bpf/prog_verdict.bpf.c reads it, sharing this map). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct prog_seen);
+} prog_last SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -915,6 +930,15 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	}
 	fill_tuple(ev, skb, direct);
 	fill_data(ev, skb, direct);
+	if (cfg_prog_exact) {
+		__u32 zero = 0;
+		struct prog_seen *seen = bpf_map_lookup_elem(&prog_last, &zero);
+
+		if (seen) {
+			seen->skb = key;
+			seen->head = ev->head;
+		}
+	}
 	ev->stack_id = cfg_output_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	bpf_ringbuf_submit(with_extensions(ev, skb, direct), wakeup_flags(count_ret(PWRU_CNT_EMITTED)));
 	return 0;

@@ -103,6 +103,16 @@ struct sk_buff {
 	unsigned char *head;
 	unsigned char *data;
 	__u8 pkt_type : 3;
+	__u8 tc_at_ingress : 1; /* bpf/prog_verdict.bpf.c: which way a tc program saw it */
+} __attribute__((preserve_access_index));
+
+/* XDP (bpf/prog_verdict.bpf.c): where a program's packet came in. */
+struct xdp_rxq_info {
+	struct net_device *dev;
+} __attribute__((preserve_access_index));
+struct xdp_buff {
+	void *data_hard_start;
+	struct xdp_rxq_info *rxq;
 } __attribute__((preserve_access_index));
 
 typedef struct {

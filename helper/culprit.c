@@ -18,6 +18,7 @@
 #include "event_json.h"
 #include "nf_exact.h"
 #include "output.h"
+#include "prog_exact.h"
 #include "stop.h"
 
 #define MAX_NAMESPACES 2048
@@ -735,36 +736,60 @@ static const struct progs_seen *programs_at(unsigned int netns, unsigned int ifi
 	return ps;
 }
 
+/* A program's entry of the programs array: how it is attached, when the kernel's list has it. */
+static void program_json(struct json *j, const struct progs_seen *ps, uint32_t id, const char *name,
+			 const char *tag, enum bpf_point point)
+{
+	const struct attached_prog *a = NULL;
+
+	for (int i = 0; i < ps->n; i++)
+		if (ps->v[i].id == id)
+			a = &ps->v[i];
+	json_begin_object(j);
+	json_kv_uint(j, "id", id);
+	json_kv_string(j, "name", a ? a->name : name);
+	json_kv_string(j, "tag", a ? a->tag : tag);
+	/* Not in the list any more (detached since): the hook it ran at is what is known. */
+	json_kv_string(j, "attach", a ? a->attach : point == POINT_XDP ? "xdp" : "tc");
+	if (a && a->detail[0])
+		json_kv_string(j, "detail", a->detail);
+	json_end_object(j);
+}
+
+/*
+ * The programs there. Exact when the program that returned the drop was
+ * traced (prog_exact.c); else those attached where it was dropped.
+ */
 static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
 {
 	static const char *const dirs[] = { [POINT_TC_INGRESS] = "ingress", [POINT_TC_EGRESS] = "egress" };
 	const struct progs_seen *ps = programs_at(ev->netns, ev->ifindex, point, ev->ts);
+	struct prog_exact x;
+	bool exact = prog_exact_drop_of(point == POINT_XDP, ev->skb, ev->head, ev->ts, &x);
 	struct json j = { 0 };
 	char ifname[sizeof(ev->ifname) + 1];
 
 	memcpy(ifname, ev->ifname, sizeof(ev->ifname));
 	ifname[sizeof(ev->ifname)] = 0;
 	frame_begin(&j, ev->ts, ev->skb, ev->netns, point == POINT_XDP ? "xdp" : "tc",
-		      ps->n > 0 ? "attached" : "none");
+		    exact ? "exact" : ps->n > 0 ? "attached" : "none");
 	json_kv_string(&j, "iface", ifname);
 	json_kv_uint(&j, "ifindex", ev->ifindex);
 	if (point != POINT_XDP)
 		json_kv_string(&j, "direction", dirs[point]);
-	/* On the kernel's drop paths these are the verdicts that free the packet. */
-	json_kv_string(&j, "verdict", point == POINT_XDP ? "XDP_DROP or XDP_ABORTED" : "TC_ACT_SHOT");
-	if (ps->n > 0) {
+	/* Exact: what it returned. Else, on the kernel's drop paths these are the verdicts that free the packet. */
+	json_kv_string(&j, "verdict",
+		       exact ? x.verdict : point == POINT_XDP ? "XDP_DROP or XDP_ABORTED" : "TC_ACT_SHOT");
+	if (exact) {
 		json_key(&j, "programs");
 		json_begin_array(&j);
-		for (int i = 0; i < ps->n; i++) {
-			json_begin_object(&j);
-			json_kv_uint(&j, "id", ps->v[i].id);
-			json_kv_string(&j, "name", ps->v[i].name);
-			json_kv_string(&j, "tag", ps->v[i].tag);
-			json_kv_string(&j, "attach", ps->v[i].attach);
-			if (ps->v[i].detail[0])
-				json_kv_string(&j, "detail", ps->v[i].detail);
-			json_end_object(&j);
-		}
+		program_json(&j, ps, x.id, x.name, x.tag, point);
+		json_end_array(&j);
+	} else if (ps->n > 0) {
+		json_key(&j, "programs");
+		json_begin_array(&j);
+		for (int i = 0; i < ps->n; i++)
+			program_json(&j, ps, ps->v[i].id, ps->v[i].name, ps->v[i].tag, point);
 		json_end_array(&j);
 	} else {
 		char why[300];

@@ -19,6 +19,7 @@
 #include "on_drop.h"
 #include "own_programs.h"
 #include "packet_track.h"
+#include "prog_exact.h"
 #include "pwru.skel.h"
 #include "stop.h"
 
@@ -514,6 +515,7 @@ void events_loop(struct loop_result *res)
 		}
 		stop_after_poll(fds + n);
 		out_pump();
+		prog_exact_pump(); /* a program's run comes before the events after it */
 		consume();
 		culprit_pump();
 		out_pump();
@@ -556,6 +558,7 @@ void events_finish(struct loop_result *res)
 		if (mono_s() >= until || stop_hurry() || out_fault() || out_of_memory())
 			break;
 		if (room()) {
+			prog_exact_pump();
 			if (ring_buffer__consume(L.rb) == 0)
 				break; /* all read; -1: paused for room */
 			continue;

@@ -263,6 +263,7 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_bench_floor = cfg->bench_floor;
 	skel->rodata->cfg_nf_exact = cfg->nf_exact;
 	skel->rodata->cfg_nf_drop_reason = cfg->nf_drop_reason;
+	skel->rodata->cfg_prog_exact = cfg->prog_exact;
 	/* NETFILTER_DROPs whose verdict waits to be read: the helper reads each as its event arrives. */
 	if (cfg->nf_exact)
 		bpf_map__set_max_entries(skel->maps.nf_drops, 4096);
@@ -408,6 +409,11 @@ void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int 
 	*nf_last = bpf_map__fd(skel->maps.nf_last);
 	*nf_inside = bpf_map__fd(skel->maps.nf_inside);
 	*nf_drops = bpf_map__fd(skel->maps.nf_drops);
+}
+
+int loader_prog_last_fd(struct pwru_bpf *skel)
+{
+	return bpf_map__fd(skel->maps.prog_last);
 }
 
 void loader_destroy(struct pwru_bpf *skel)

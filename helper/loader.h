@@ -35,6 +35,8 @@ struct load_config {
 	/* NETFILTER_DROP's verdicts kept for helper/nf_exact.c (the table walkers are probed): its value. */
 	bool nf_exact;
 	uint32_t nf_drop_reason;
+	/* tc and XDP programs are traced (helper/prog_exact.c): each reported packet noted in prog_last. */
+	bool prog_exact;
 };
 
 /* Registers the program handlers; call before any BPF object is opened. */
@@ -59,6 +61,9 @@ int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, 
 
 /* The maps a NETFILTER_DROP's verdict goes through (helper/nf_exact.c shares them). */
 void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int *nf_drops);
+
+/* The map the probes note each reported packet in (helper/prog_exact.c shares it). */
+int loader_prog_last_fd(struct pwru_bpf *skel);
 
 void loader_destroy(struct pwru_bpf *skel);
 

@@ -24,6 +24,7 @@
 #include "loader.h"
 #include "netns.h"
 #include "nf_exact.h"
+#include "prog_exact.h"
 #include "options.h"
 #include "output.h"
 #include "pcap_compile.h"
@@ -289,6 +290,8 @@ static int load(struct run *r, const struct backend_support *support)
 		lc.nf_exact = true;
 		lc.nf_drop_reason = nf->value;
 	}
+	/* tc and XDP programs loaded now: their runs are traced too (fexit), where the kernel lets them. */
+	lc.prog_exact = !o->verify_only && !o->on_drop && prog_exact_wanted();
 	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
 	kernel_btf_give_to_libbpf(r->btf);
 	r->btf = NULL;
@@ -306,6 +309,11 @@ static int load(struct run *r, const struct backend_support *support)
 			out_message(PWRU_FRAME_WARNING, "netfilter_not_exact",
 				    "netfilter drops are named by the rules' counters only: %s", r->err);
 	}
+	/* Refused (no fexit on programs here): a tc or XDP drop names the programs attached there. */
+	if (lc.prog_exact && prog_exact_start(loader_prog_last_fd(r->skel), o->emit_json, r->err, sizeof(r->err)) < 0)
+		out_message(PWRU_FRAME_WARNING, "programs_not_exact",
+			    "tc and XDP drops name the programs attached there, not the one that returned the drop: %s",
+			    r->err);
 	r->err[0] = 0;
 	return -1;
 }
@@ -405,6 +413,7 @@ static void cleanup(struct run *r)
 	out_drain(LAST_WRITE_STALL_MS);
 	culprit_end();
 	nf_exact_end();
+	prog_exact_end();
 	if (r->events_open)
 		events_close();
 	if (r->skel)

@@ -73,6 +73,7 @@ export function withNames(sink: TraceSink, names: Map<string, string>): TraceSin
       sink.event(e);
     },
     culprit: (c) => sink.culprit?.(c),
+    prog: (p) => sink.prog?.(p),
     // --on-drop: the reports' steps are named like events (the sink tells whether it takes reports).
     ...(sink.dropReport
       ? {

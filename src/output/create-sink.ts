@@ -10,9 +10,16 @@
  * progress, warnings and, in JSON mode, the human summary go to stderr.
  */
 import { EXIT_OUTPUT_FAILED, UserError } from '../errors';
-import { describeCulprit } from '../reading/culprits';
+import { describeCulprit, describeProgRun } from '../reading/culprits';
 import { TraceReading } from '../reading/trace-reading';
-import type { TraceCulprit, TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import type {
+  TraceCulprit,
+  TraceDigest,
+  TraceEvent,
+  TraceHeader,
+  TraceProgRun,
+  TraceStats,
+} from '../record/event';
 import { Painter } from './ansi';
 import { annotatedEventLine, jsonLine } from './json';
 import { faultMessage, type LineOutput, stdoutOutput } from './line-output';
@@ -170,6 +177,14 @@ export function createSink(opts: SinkOptions): ReadingSink {
       if (!lines) return;
       if (opts.format === 'json') out(jsonLine(c));
       else out(paint.paint(`    ↳ ${c.skb} ${describeCulprit(c)}`, c.method === 'none' ? 'yellow' : 'red'));
+    },
+
+    // Under the packet's steps: a tc or XDP program that handled it, and what it returned.
+    prog(p: TraceProgRun) {
+      file?.push(jsonLine(p));
+      if (!lines) return;
+      if (opts.format === 'json') out(jsonLine(p));
+      else out(paint.paint(`    ↳ ${p.skb} ${describeProgRun(p)}`, 'cyan'));
     },
 
     stats(s: TraceStats) {

@@ -11,6 +11,7 @@ import type {
   TraceDropReport,
   TraceEvent,
   TraceHeader,
+  TraceProgRun,
   TraceStats,
 } from '../record/event';
 
@@ -30,6 +31,8 @@ export interface TraceSink {
   event(event: TraceEvent): void;
   /** Who dropped a packet, known after its drop event (src/reading/culprits.ts). */
   culprit?(culprit: TraceCulprit): void;
+  /** A tc or XDP program's run on a traced packet (where programs can be traced). */
+  prog?(run: TraceProgRun): void;
   /**
    * The view is JSON lines and nothing else per event, so the helper may
    * write the lines itself (--emit json), straight to the outputs: a firehose

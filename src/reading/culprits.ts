@@ -6,7 +6,14 @@
  * the namespace's rules after the drop), so views look it up by the drop
  * event's identity: node, skb address and timestamp.
  */
-import type { CulpritChain, CulpritProgram, CulpritRule, TraceCulprit, TraceEvent } from '../record/event';
+import type {
+  CulpritChain,
+  CulpritProgram,
+  CulpritRule,
+  TraceCulprit,
+  TraceEvent,
+  TraceProgRun,
+} from '../record/event';
 import { readTraceFile } from './trace-file';
 
 function key(node: string | undefined, skb: string, ts: string): string {
@@ -47,7 +54,7 @@ export function describeProgram(p: CulpritProgram): string {
 }
 
 /** "tc ingress of eth0:2", "XDP of eth0:2". */
-function hookWhere(c: TraceCulprit): string {
+function hookWhere(c: Pick<TraceCulprit, 'kind' | 'iface' | 'ifindex' | 'direction'>): string {
   const dev = c.ifindex ? `${c.iface ?? ''}:${c.ifindex}` : (c.iface ?? '?');
   return c.kind === 'xdp' ? `XDP of ${dev}` : `tc ${c.direction ?? ''} of ${dev}`;
 }
@@ -55,6 +62,8 @@ function hookWhere(c: TraceCulprit): string {
 function describeProgramCulprit(c: TraceCulprit): string {
   const progs = c.programs ?? [];
   const returned = c.verdict ? `, which returned ${c.verdict}` : '';
+  if (c.method === 'exact' && progs.length === 1)
+    return `dropped by BPF program ${describeProgram(progs[0])} at ${hookWhere(c)}${returned}; known exactly (the program traced as it returned)`;
   if (c.method === 'attached' && progs.length === 1)
     return `dropped by BPF program ${describeProgram(progs[0])} at ${hookWhere(c)}${returned}; known because it is the one program attached there`;
   if (c.method === 'attached' && progs.length > 1)
@@ -105,6 +114,12 @@ export function culpritPhrase(c: TraceCulprit | undefined): string | undefined {
     return undefined;
   }
   return c.rule ? `\`${c.rule.text}\` in ${ruleWhere(c.rule)}` : undefined;
+}
+
+/** A program's run on a packet: "handled by tc ingress program foo (id 42, tag …) of veth0:3: TC_ACT_REDIRECT". */
+export function describeProgRun(p: TraceProgRun): string {
+  const prog = `${p.program.name || '(no name)'} (id ${p.program.id}, tag ${p.program.tag || '?'})`;
+  return `handled by BPF program ${prog} at ${hookWhere(p)}: ${p.verdict}`;
 }
 
 /** The culprits of a trace, found by the drop they name. */

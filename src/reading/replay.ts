@@ -9,6 +9,7 @@ export function feed(sink: TraceSink, l: TraceLine): void {
   if (l.type === 'header') sink.header(l);
   else if (l.type === 'event') sink.event(l);
   else if (l.type === 'culprit') sink.culprit?.(l);
+  else if (l.type === 'prog') sink.prog?.(l);
   else if (l.type === 'drop') sink.dropLine?.(l);
   else sink.stats(l);
 }

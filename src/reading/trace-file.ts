@@ -68,6 +68,17 @@ const CULPRIT_FIELDS: Fields = [
   ['kind', 'string'],
   ['method', 'string'],
 ];
+const PROG_FIELDS: Fields = [
+  ['ts', 'string'],
+  ['skb', 'string'],
+  ['netns', 'number'],
+  ['kind', 'string'],
+  ['iface', 'string'],
+  ['ifindex', 'number'],
+  ['program', 'object'],
+  ['ret', 'number'],
+  ['verdict', 'string'],
+];
 const TUPLE_FIELDS: Fields = [
   ['src', 'string'],
   ['dst', 'string'],
@@ -139,8 +150,11 @@ export function parseTraceLine(text: string, file: string, line: number): TraceL
     case 'culprit':
       problem = checkFields(rec, CULPRIT_FIELDS, true);
       break;
+    case 'prog':
+      problem = checkFields(rec, PROG_FIELDS, true);
+      break;
     default:
-      problem = `unknown line type ${JSON.stringify(rec.type)} (expected "header", "event", "culprit", "drop" or "stats")`;
+      problem = `unknown line type ${JSON.stringify(rec.type)} (expected "header", "event", "culprit", "prog", "drop" or "stats")`;
   }
   if (problem) throw new TraceFileError(file, line, problem);
   const l = rec as unknown as TraceLine;

@@ -11,6 +11,7 @@ import {
   type TraceCulprit,
   type TraceDigest,
   type TraceEvent,
+  type TraceProgRun,
   type Tunnel,
   type Tuple,
 } from './event';
@@ -39,6 +40,7 @@ export const FrameType = {
   DropReport: 16,
   Watch: 17,
   Tunnel: 18,
+  Prog: 19,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -166,6 +168,8 @@ export interface HelperMessage {
 }
 
 export type CulpritInfo = Omit<TraceCulprit, 'type' | 'v' | 'node'>;
+/** A PROG frame's payload: a tc/XDP program's run on a traced packet (a trace line without type, v and node). */
+export type ProgRunInfo = Omit<TraceProgRun, 'type' | 'v' | 'node'>;
 /** --on-drop: a drop; the next bad.steps + good.steps EVENT frames are its packets' steps (docs/record-stream.md). */
 export interface DropReportInfo {
   n: number;
@@ -216,6 +220,8 @@ export interface RecordListener {
   digest?(digest: TraceDigest): void;
   /** Who dropped a packet: the payload of a CULPRIT frame (a trace line without type, v and node). */
   culprit?(culprit: CulpritInfo): void;
+  /** A tc or XDP program's run on a traced packet: the payload of a PROG frame. */
+  prog?(run: ProgRunInfo): void;
   stats?(stats: StatsInfo): void;
   warning?(warning: HelperMessage): void;
   error?(error: HelperMessage): void;
@@ -468,6 +474,9 @@ export class RecordDecoder {
         return;
       case FrameType.Culprit:
         this.listener.culprit?.(this.json<CulpritInfo>(buf, start, len));
+        return;
+      case FrameType.Prog:
+        this.listener.prog?.(this.json<ProgRunInfo>(buf, start, len));
         return;
       case FrameType.Hello: {
         const hello = this.json<HelloInfo>(buf, start, len);

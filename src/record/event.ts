@@ -245,10 +245,11 @@ export interface TraceCulprit {
   /** What dropped it: a netfilter rule, a tc program, an XDP program. */
   kind: 'netfilter' | 'tc' | 'xdp';
   /**
-   * How it was known: 'counters' (the rule's counter moved in that namespace), 'attached' (the
-   * programs attached where the kernel dropped it), or 'none': could not tell (why says why).
+   * How it was known: 'counters' (the rule's counter moved in that namespace), 'exact' (tc/XDP: the
+   * program that returned the drop, traced with fexit), 'attached' (the programs attached where the
+   * kernel dropped it), or 'none': could not tell (why says why).
    */
-  method: 'counters' | 'attached' | 'none';
+  method: 'counters' | 'exact' | 'attached' | 'none';
   rule?: CulpritRule;
   why?: string;
   /** netfilter, with function probes on the kernel's table walkers: the table and chain, exactly. */
@@ -259,10 +260,34 @@ export interface TraceCulprit {
   iface?: string;
   ifindex?: number;
   direction?: 'ingress' | 'egress';
-  /** What the program returned, as the kernel's drop path says: 'TC_ACT_SHOT', 'XDP_DROP or XDP_ABORTED'. */
+  /** What the program returned: exactly ('TC_ACT_SHOT', 'XDP_ABORTED'), or as the kernel's drop path says ('XDP_DROP or XDP_ABORTED'). */
   verdict?: string;
   /** The programs attached there, in the order they run. */
   programs?: CulpritProgram[];
+}
+
+/**
+ * A tc or XDP program's run on a traced packet, from fexit on the program
+ * itself where the kernel lets programs be traced (docs/json-schema.md,
+ * "prog"): which program, where, and what it returned. ts is the run's; skb
+ * the packet's (for XDP, the skb its buffer belongs to).
+ */
+export interface TraceProgRun {
+  type: 'prog';
+  v: number;
+  node?: string;
+  ts: string;
+  skb: string;
+  netns: number;
+  kind: 'tc' | 'xdp';
+  iface: string;
+  ifindex: number;
+  /** tc: the hook's direction. */
+  direction?: 'ingress' | 'egress';
+  program: { id: number; name: string; tag: string };
+  /** The program's return value, and its name: 'TC_ACT_OK', 'TC_ACT_REDIRECT', 'XDP_PASS', 'XDP_TX', … */
+  ret: number;
+  verdict: string;
 }
 
 /**
@@ -302,4 +327,4 @@ export interface ReportedPath {
   gapAfter?: number;
 }
 
-export type TraceLine = TraceEvent | TraceHeader | TraceStats | TraceCulprit | TraceDropReport;
+export type TraceLine = TraceEvent | TraceHeader | TraceStats | TraceCulprit | TraceProgRun | TraceDropReport;

@@ -113,6 +113,14 @@ export class HelperStream {
             ...c,
           });
         },
+        prog: (p) => {
+          sink.prog?.({
+            type: 'prog',
+            v: TRACE_SCHEMA_VERSION,
+            ...(node !== undefined ? { node } : {}),
+            ...p,
+          });
+        },
         dropReport: (r) => reports?.start(r),
         watch: (w) => sink.watch?.(w, node),
         digest: (d) => {

@@ -7,13 +7,19 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { CulpritBook, culpritPhrase, describeCulprit, describeRule } from '../../../src/reading/culprits';
+import {
+  CulpritBook,
+  culpritPhrase,
+  describeCulprit,
+  describeProgRun,
+  describeRule,
+} from '../../../src/reading/culprits';
 import { diffPackets } from '../../../src/reading/diff';
 import { PacketTracker } from '../../../src/reading/packet-tracker';
 import { SummaryBuilder } from '../../../src/reading/summary';
 import { parseTraceLine, TraceFileError } from '../../../src/reading/trace-file';
 import { FrameType, RecordDecoder } from '../../../src/record/decode';
-import type { CulpritRule, TraceCulprit, TraceEvent } from '../../../src/record/event';
+import type { CulpritRule, TraceCulprit, TraceEvent, TraceProgRun } from '../../../src/record/event';
 import { ROOT } from '../fixtures';
 import { HELLO, json } from '../record-stream';
 
@@ -194,6 +200,59 @@ describe('culprits', () => {
       'one of the BPF programs drop_all (id 41), other (id 42) at XDP of eth0:2',
     );
     assert.equal(culpritPhrase({ ...tc, method: 'none', programs: undefined, why: 'gone' }), undefined);
+  });
+
+  test('tc and XDP, exactly: the one program that returned the drop, and its verdict', () => {
+    const x = culprit({
+      kind: 'tc',
+      method: 'exact',
+      rule: undefined,
+      iface: 'veth2',
+      ifindex: 2,
+      direction: 'ingress',
+      verdict: 'TC_ACT_SHOT',
+      programs: [{ id: 12, name: 'pwru_tc_drop', tag: '0123456789abcdef', attach: 'tcx' }],
+    });
+    assert.equal(
+      describeCulprit(x),
+      'dropped by BPF program pwru_tc_drop (id 12, tag 0123456789abcdef, tcx) at tc ingress of veth2:2, which returned TC_ACT_SHOT; known exactly (the program traced as it returned)',
+    );
+    assert.equal(culpritPhrase(x), 'BPF program pwru_tc_drop (id 12) at tc ingress of veth2:2');
+  });
+
+  test('a program run (PROG frame): numbered as bpf/event.h says, read back from a saved trace, put in words', () => {
+    const header = readFileSync(join(ROOT, 'bpf', 'event.h'), 'utf8');
+    assert.equal(Number(/PWRU_FRAME_PROG = (\d+)/.exec(header)?.[1]), FrameType.Prog);
+    const run: TraceProgRun = {
+      type: 'prog',
+      v: 1,
+      ts: '1500',
+      skb: '0xffff1',
+      netns: 4026532000,
+      kind: 'tc',
+      iface: 'veth2',
+      ifindex: 2,
+      direction: 'ingress',
+      program: { id: 13, name: 'pwru_tc_redir', tag: 'fedcba9876543210' },
+      ret: 7,
+      verdict: 'TC_ACT_REDIRECT',
+    };
+    const seen: unknown[] = [];
+    const d = new RecordDecoder({ prog: (p) => seen.push(p) });
+    const { type: _t, v: _v, ...payload } = run;
+    d.push(Buffer.concat([json(FrameType.Hello, HELLO), json(FrameType.Prog, payload)]));
+    assert.deepEqual(seen, [payload]);
+    assert.deepEqual(parseTraceLine(JSON.stringify(run), 't.jsonl', 1), run);
+    const { program: _p, ...noProgram } = run;
+    assert.throws(() => parseTraceLine(JSON.stringify(noProgram), 't.jsonl', 1), TraceFileError);
+    assert.equal(
+      describeProgRun(run),
+      'handled by BPF program pwru_tc_redir (id 13, tag fedcba9876543210) at tc ingress of veth2:2: TC_ACT_REDIRECT',
+    );
+    assert.equal(
+      describeProgRun({ ...run, kind: 'xdp', direction: undefined, ret: 2, verdict: 'XDP_PASS' }),
+      'handled by BPF program pwru_tc_redir (id 13, tag fedcba9876543210) at XDP of veth2:2: XDP_PASS',
+    );
   });
 
   test('could not tell: the reason and the candidates, and no rule named', () => {

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * fexit on a tc or XDP program: what it returned, for which packet, where.
+ * One copy is loaded per program traced (helper/prog_exact.c sets
+ * cfg_prog_id and attaches it to that program); all copies share the maps.
+ * Runs on the packet the probes last reported on this CPU go to prog_runs
+ * (the helper writes them as PROG frames); runs that drop go to prog_drops
+ * too, for the drop's culprit (helper/culprit.c). Loaded apart from the
+ * probes: where the kernel refuses fexit on programs, the trace goes on
+ * without it.
+ */
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "prog_verdict.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The traced program's id (each copy its own). */
+const volatile __u32 cfg_prog_id = 0;
+
+#define TC_ACT_SHOT 2
+#define XDP_ABORTED 0
+#define XDP_DROP 1
+
+/* Shared with bpf/pwru.bpf.c, which writes it (the helper reuses this map's descriptor there). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct prog_seen);
+} prog_last SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 << 10);
+} prog_runs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct prog_drop_key);
+	__type(value, struct prog_run);
+} prog_drops SEC(".maps");
+
+static __always_inline __u32 dev_netns(struct net_device *dev)
+{
+	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+}
+
+static __always_inline int noted(struct prog_run *r, __u64 id, bool dropped)
+{
+	__u32 zero = 0;
+	struct prog_seen *seen = bpf_map_lookup_elem(&prog_last, &zero);
+	bool traced = seen && (r->kind == PWRU_PROG_TC ? seen->skb == r->skb : seen->head == r->head);
+	struct prog_run *out;
+
+	if (!traced && !dropped)
+		return 0;
+	r->ts = bpf_ktime_get_ns();
+	r->prog_id = cfg_prog_id;
+	if (traced && r->kind == PWRU_PROG_XDP)
+		r->skb = seen->skb;
+	if (dropped) {
+		struct prog_drop_key key = { .id = id, .kind = r->kind };
+
+		bpf_map_update_elem(&prog_drops, &key, r, BPF_ANY);
+	}
+	if (traced && (out = bpf_ringbuf_reserve(&prog_runs, sizeof(*r), 0))) {
+		__builtin_memcpy(out, r, sizeof(*r));
+		bpf_ringbuf_submit(out, 0);
+	}
+	return 0;
+}
+
+SEC("fexit")
+int BPF_PROG(prog_tc, struct sk_buff *skb, int ret)
+{
+	struct prog_run r = { .kind = PWRU_PROG_TC, .ret = ret };
+	struct net_device *dev;
+
+	r.skb = (__u64)skb;
+	r.head = (__u64)BPF_CORE_READ(skb, head);
+	r.ingress = BPF_CORE_READ_BITFIELD_PROBED(skb, tc_at_ingress);
+	dev = BPF_CORE_READ(skb, dev);
+	if (dev) {
+		r.ifindex = BPF_CORE_READ(dev, ifindex);
+		r.netns = dev_netns(dev);
+		BPF_CORE_READ_STR_INTO(&r.ifname, dev, name);
+	}
+	return noted(&r, r.skb, ret == TC_ACT_SHOT);
+}
+
+SEC("fexit")
+int BPF_PROG(prog_xdp, struct xdp_buff *xdp, int ret)
+{
+	struct prog_run r = { .kind = PWRU_PROG_XDP, .ret = ret, .ingress = 1 };
+	struct net_device *dev;
+
+	r.head = (__u64)BPF_CORE_READ(xdp, data_hard_start);
+	dev = BPF_CORE_READ(xdp, rxq, dev);
+	if (dev) {
+		r.ifindex = BPF_CORE_READ(dev, ifindex);
+		r.netns = dev_netns(dev);
+		BPF_CORE_READ_STR_INTO(&r.ifname, dev, name);
+	}
+	return noted(&r, r.head, ret == XDP_DROP || ret == XDP_ABORTED);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What a tc or XDP program returned for a traced packet, learnt by fexit on
+ * the programs themselves (bpf/prog_verdict.bpf.c, loaded per program by
+ * helper/prog_exact.c) where the kernel lets them be traced. The layouts the
+ * programs and the helper share; they travel in maps and in a ring buffer of
+ * their own, not in the record stream (the helper writes PROG frames from
+ * them, docs/record-stream.md).
+ *
+ * The includer provides __u8.. __u64.
+ */
+#ifndef PWRU_PROG_VERDICT_H
+#define PWRU_PROG_VERDICT_H
+
+/* prog_run.kind */
+#define PWRU_PROG_TC 1
+#define PWRU_PROG_XDP 2
+
+/*
+ * Per CPU, the packet the probes last reported (bpf/pwru.bpf.c writes it,
+ * sharing the map): a program's run is the traced packet's when its skb (tc)
+ * or its buffer (XDP: data_hard_start is the skb's head) is this one. A tc or
+ * XDP program runs right after the receive or transmit steps that report it.
+ */
+struct prog_seen {
+	__u64 skb;
+	__u64 head;
+};
+
+/* One run of a traced program on a traced packet (ring buffer prog_runs). */
+struct prog_run {
+	__u64 ts;
+	__u64 skb;	/* the packet's skb (XDP: the one its buffer belongs to) */
+	__u64 head;	/* skb->head, or XDP's data_hard_start */
+	__u32 prog_id;
+	__s32 ret;	/* what the program returned */
+	__u32 ifindex;
+	__u32 netns;
+	__u8 kind;	/* PWRU_PROG_* */
+	__u8 ingress;	/* tc: skb->tc_at_ingress; XDP: always 1 */
+	__u8 pad[6];
+	char ifname[16];
+};
+
+/*
+ * A run that returned a drop (TC_ACT_SHOT; XDP_DROP, XDP_ABORTED), by what
+ * the drop's event carries: the skb (tc) or its head (XDP, whose skb may be
+ * made after the program ran). Written for every such run, traced packet or
+ * not: the drop that follows is what the helper looks it up with.
+ */
+struct prog_drop_key {
+	__u64 id;
+	__u32 kind;
+	__u32 pad;
+};
+
+#endif

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the tc and XDP programs returned for the traced packets, from the
+ * programs themselves: fexit on each tc (cls, act) and XDP program loaded
+ * when the trace begins (bpf/prog_verdict.bpf.c, one copy per program),
+ * where the kernel lets programs be traced. Each run on a reported packet
+ * becomes a PROG frame (or, with --emit json, a "prog" line); a run that
+ * dropped is what names a tc or XDP drop's culprit exactly (culprit.c).
+ * Programs loaded after the trace began are not traced.
+ */
+#ifndef PWRU_PROG_EXACT_H
+#define PWRU_PROG_EXACT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What one traced program returned for a dropped packet. */
+struct prog_exact {
+	uint32_t id;
+	char name[16];
+	char tag[17];
+	int32_t ret;
+	const char *verdict; /* TC_ACT_SHOT, XDP_DROP, XDP_ABORTED */
+};
+
+/* Whether the kernel holds any tc or XDP program that could be traced (with BTF): then the probes note their packets. */
+bool prog_exact_wanted(void);
+/*
+ * Loads and attaches a copy of the fexit program on every tc and XDP program
+ * the kernel holds, sharing the probes' prog_last map. Returns how many are
+ * traced; 0 when there is none to trace; -errno (with why) when the kernel
+ * refused (no fexit on programs here): drops then name the programs attached.
+ */
+int prog_exact_start(int prog_last_fd, bool emit_json, char *why, size_t len);
+bool prog_exact_active(void);
+/* Writes the runs read so far (PROG frames, or lines), while there is room. Never blocks. */
+void prog_exact_pump(void);
+/*
+ * The run that dropped the packet of a tc or XDP drop event (its skb, head
+ * and ts), at or before it. False when none was seen.
+ */
+bool prog_exact_drop_of(bool xdp, uint64_t skb, uint64_t head, uint64_t ts, struct prog_exact *out);
+/* The words for what a program returned: "TC_ACT_REDIRECT", "XDP_PASS", or the number. */
+const char *prog_verdict_name(bool xdp, int32_t ret, char *buf, size_t len);
+void prog_exact_end(void);
+
+#endif
