@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "event_json.h"
+#include "fmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,63 +9,9 @@
 
 #define PUT(b, lit) BUF_PUT_LIT(b, lit)
 
-static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-				  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-				  "8081828384858687888990919293949596979899";
-
-/* Decimal, written in place two digits a step: a line has a dozen numbers, timestamps of 14 digits among them. */
-static void put_u64(struct buf *b, uint64_t v)
-{
-	int digits = 1;
-
-	/* Four digits a step: the timestamps' 14 digits are most of the counting. */
-	for (uint64_t t = v; t >= 10; t /= 10) {
-		if (t >= 10000) {
-			t /= 1000;
-			digits += 3;
-		}
-		digits++;
-	}
-	if (!buf_reserve(b, 20))
-		return;
-	char *end = b->p + b->len + digits, *o = end;
-	while (v >= 100) {
-		uint64_t q = v / 100;
-		unsigned r = (unsigned)(v - q * 100);
-
-		o -= 2;
-		o[0] = digit_pairs[2 * r];
-		o[1] = digit_pairs[2 * r + 1];
-		v = q;
-	}
-	if (v >= 10) {
-		o -= 2;
-		o[0] = digit_pairs[2 * v];
-		o[1] = digit_pairs[2 * v + 1];
-	} else {
-		*--o = (char)('0' + v);
-	}
-	b->len += digits;
-}
-
 #define TEXT_OF(x) #x
 #define TEXT_OF_VALUE(x) TEXT_OF(x)
 #define JSON_SCHEMA_TEXT TEXT_OF_VALUE(PWRU_JSON_SCHEMA_VERSION)
-
-static void put_hex(struct buf *b, uint64_t v)
-{
-	static const char digits[] = "0123456789abcdef";
-	char tmp[20];
-	int i = sizeof(tmp);
-
-	do {
-		tmp[--i] = digits[v & 0xf];
-		v >>= 4;
-	} while (v);
-	tmp[--i] = 'x';
-	tmp[--i] = '0';
-	buf_put(b, tmp + i, sizeof(tmp) - i);
-}
 
 /* Appends m's text when it was made from key. */
 static bool memo_put(struct group_memo *m, const void *key, size_t len, struct buf *b)
@@ -110,9 +57,9 @@ static void put_ts(struct json_writer *w, struct buf *b, uint64_t ts)
 	if (!buf_reserve(b, 6))
 		return;
 	char *o = b->p + b->len;
-	memcpy(o, &digit_pairs[2 * (low / 10000)], 2);
-	memcpy(o + 2, &digit_pairs[2 * (low / 100 % 100)], 2);
-	memcpy(o + 4, &digit_pairs[2 * (low % 100)], 2);
+	memcpy(o, &fmt_digit_pairs[2 * (low / 10000)], 2);
+	memcpy(o + 2, &fmt_digit_pairs[2 * (low / 100 % 100)], 2);
+	memcpy(o + 4, &fmt_digit_pairs[2 * (low % 100)], 2);
 	b->len += 6;
 }
 
@@ -159,48 +106,6 @@ static bool plain(const char *s)
 	return true;
 }
 
-/* src/record/address.ts: dotted quad, or RFC 5952 (longest run of two or more zero groups as "::"). */
-static void format_addr(uint8_t family, const uint8_t *b, char *out, size_t len)
-{
-	uint16_t g[8];
-	int best = -1, best_len = 1, n = 0;
-
-	if (family == 4) {
-		snprintf(out, len, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
-		return;
-	}
-	for (int i = 0; i < 8; i++)
-		g[i] = (uint16_t)(b[2 * i] << 8 | b[2 * i + 1]);
-	if (!g[0] && !g[1] && !g[2] && !g[3] && !g[4] && g[5] == 0xffff) {
-		snprintf(out, len, "::ffff:%u.%u.%u.%u", b[12], b[13], b[14], b[15]);
-		return;
-	}
-	for (int i = 0; i < 8;) {
-		if (g[i]) {
-			i++;
-			continue;
-		}
-		int j = i;
-		while (j < 8 && !g[j])
-			j++;
-		if (j - i > best_len) {
-			best = i;
-			best_len = j - i;
-		}
-		i = j;
-	}
-	out[0] = 0;
-	for (int i = 0; i < 8; i++) {
-		if (i == best) {
-			n += snprintf(out + n, len - n, "::");
-			i += best_len - 1;
-			continue;
-		}
-		bool sep = i > 0 && i != best + best_len;
-		n += snprintf(out + n, len - n, "%s%x", sep ? ":" : "", g[i]);
-	}
-}
-
 /* IPv4 addresses repeat: their JSON text is kept by address. */
 static void put_addr(struct json_writer *w, struct buf *b, uint8_t family, const uint8_t *a)
 {
@@ -222,23 +127,6 @@ static void put_addr(struct json_writer *w, struct buf *b, uint8_t family, const
 	}
 	format_addr(6, a, text, sizeof(text));
 	put_plain(b, text);
-}
-
-static const char *l4_name(uint8_t l4)
-{
-	switch (l4) {
-	case 1:
-		return "ICMP";
-	case 6:
-		return "TCP";
-	case 17:
-		return "UDP";
-	case 58:
-		return "ICMPv6";
-	case 132:
-		return "SCTP";
-	}
-	return NULL;
 }
 
 static void put_l4(struct buf *b, uint8_t l4)
@@ -309,11 +197,7 @@ static void put_tcp_flags(struct buf *b, uint8_t f)
  */
 static void put_time(struct json_writer *w, struct buf *b, uint64_t ts)
 {
-	double exact = w->real_ms + ((double)ts / 1e6 - w->mono_base_ms);
-	int64_t ms = (int64_t)exact;
-
-	if ((double)ms > exact)
-		ms--; /* Math.floor */
+	int64_t ms = wall_ms(w->real_ms, w->mono_base_ms, ts);
 
 	if (ms != w->time.ms || !w->time.len) {
 		int64_t sec = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);

@@ -38,6 +38,8 @@ struct event_names {
 	void (*describe)(void *ctx, uint64_t addr, char *out, size_t len);
 	/* The stack's frames as a JSON array into b; false when the stack is unknown. */
 	bool (*stack_json)(void *ctx, int32_t id, struct buf *b);
+	/* The stack's frames as the text views show them ("\n    frame" each); false when unknown. */
+	bool (*stack_text)(void *ctx, int32_t id, struct buf *b);
 	void *ctx;
 };
 

@@ -303,13 +303,17 @@ void packet_track_step(struct packet_tracker *t, const struct pwru_event *ev, st
 		i = t->used + 1 < t->cap ? insert(t, ev->skb) : NONE;
 		out->packet = ++t->count;
 		out->first = true;
-		if (i != NONE)
+		out->first_ts = ev->ts;
+		if (i != NONE) {
 			t->states[i].packet = out->packet;
+			t->states[i].first_ts = ev->ts;
+		}
 	} else {
 		struct live *e = &t->states[i];
 
 		out->packet = e->packet;
 		out->prev_probe = e->last_probe;
+		out->first_ts = e->first_ts;
 		out->before = e->last;
 		out->changes = changes_of(&e->last, &now);
 	}
@@ -329,6 +333,21 @@ void base_func(const char *name, char *out, size_t len)
 	char *plus = strstr(out, "+0x");
 	if (plus)
 		*plus = 0;
+	/* A compiler's copy of a function is that function: "ip_rcv.isra.0". */
+	static const char *const copies[] = { ".isra.", ".constprop.", ".part.", ".cold." };
+	for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
+		char *dot = strstr(out, copies[i]);
+		const char *d = dot ? dot + strlen(copies[i]) : NULL;
+
+		if (!d || !*d)
+			continue;
+		while (*d >= '0' && *d <= '9')
+			d++;
+		if (!*d) {
+			*dot = 0;
+			return;
+		}
+	}
 }
 
 static bool in_list(const char *list, const char *name)

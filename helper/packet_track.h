@@ -54,6 +54,7 @@ struct step_info {
 	uint32_t packet;       /* 1-based packet number */
 	bool first;	       /* the packet's first step */
 	uint32_t prev_probe;   /* probe id of the packet's previous step (when !first) */
+	uint64_t first_ts;     /* the packet's first step's ts (wide's time since it) */
 	uint32_t changes;      /* bit (1 << enum change_field) per changed field */
 	struct step_state before; /* the packet's state before this step (what changed from) */
 };
@@ -62,6 +63,7 @@ struct step_info {
 struct live {
 	uint32_t packet;
 	uint32_t last_probe;
+	uint64_t first_ts;
 	struct step_state last;
 };
 

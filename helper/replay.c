@@ -6,8 +6,10 @@
  * code (event_json.c, packet_track.c, digest.c), then the digest as one last
  * line. test/unit/record/twins.test.ts requires the client's lines for the
  * same stream, byte for byte: the twins are held together without root or BPF.
+ * With --emit text or wide, the text views' lines instead (event_text.c,
+ * test/unit/record/text-twins.test.ts), with the client's --text-notes.
  *
- *   pwru-replay [--packet-starts LIST] FILE
+ *   pwru-replay [--packet-starts LIST] [--emit json|text|wide] [--text-notes NOTES] FILE
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include "buf.h"
 #include "digest.h"
 #include "event_json.h"
+#include "event_text.h"
 #include "packet_track.h"
 
 /* ---- just enough JSON to read the stream's frames ---- */
@@ -218,6 +221,7 @@ static struct {
 	struct symbol *symbols;
 	size_t nsymbols;
 	struct buf *stacks; /* JSON array text by stack id; len 0 = unknown */
+	struct buf *stack_lines; /* the same frames as the text views' lines */
 	size_t nstacks;
 	char **probe_names, **probe_kinds, **reasons;
 	uint32_t nprobes, nreasons;
@@ -281,11 +285,16 @@ static void on_stack(const struct jval *stack)
 	if (id >= R.nstacks) {
 		R.stacks = realloc(R.stacks, (id + 1) * sizeof(*R.stacks));
 		memset(R.stacks + R.nstacks, 0, (id + 1 - R.nstacks) * sizeof(*R.stacks));
+		R.stack_lines = realloc(R.stack_lines, (id + 1) * sizeof(*R.stack_lines));
+		memset(R.stack_lines + R.nstacks, 0, (id + 1 - R.nstacks) * sizeof(*R.stack_lines));
 		R.nstacks = id + 1;
 	}
 	R.stacks[id].len = 0;
+	R.stack_lines[id].len = 0;
 	BUF_PUT_LIT(&R.stacks[id], "[");
 	for (size_t i = 0; frames && i < frames->n; i++) {
+		BUF_PUT_LIT(&R.stack_lines[id], "\n    ");
+		buf_put(&R.stack_lines[id], frames->items[i].str, strlen(frames->items[i].str));
 		if (i)
 			BUF_PUT_LIT(&R.stacks[id], ",");
 		buf_json_string(&R.stacks[id], frames->items[i].str, strlen(frames->items[i].str), TEXT_LATIN1);
@@ -293,11 +302,22 @@ static void on_stack(const struct jval *stack)
 	BUF_PUT_LIT(&R.stacks[id], "]");
 }
 
+static bool stack_text(void *ctx, int32_t id, struct buf *b)
+{
+	(void)ctx;
+	if (id < 0 || (size_t)id >= R.nstacks || !R.stacks[id].len)
+		return false;
+	buf_put(b, R.stack_lines[id].p, R.stack_lines[id].len);
+	return true;
+}
+
 int main(int argc, char **argv)
 {
-	const char *packet_starts = "", *path = NULL;
-	struct event_names names = { .describe = describe, .stack_json = stack_json };
+	const char *packet_starts = "", *path = NULL, *emit = "json", *notes_text = "";
+	struct event_names names = { .describe = describe, .stack_json = stack_json, .stack_text = stack_text };
 	struct json_writer writer;
+	struct text_writer text;
+	struct text_notes notes;
 	struct packet_tracker tracker = { 0 };
 	struct digest digest = { 0 };
 	struct buf all = { 0 }, line = { 0 };
@@ -311,8 +331,17 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--packet-starts") == 0 && i + 1 < argc)
 			packet_starts = argv[++i];
+		else if (strcmp(argv[i], "--emit") == 0 && i + 1 < argc)
+			emit = argv[++i];
+		else if (strcmp(argv[i], "--text-notes") == 0 && i + 1 < argc)
+			notes_text = argv[++i];
 		else
 			path = argv[i];
+	}
+	bool as_text = strcmp(emit, "text") == 0 || strcmp(emit, "wide") == 0;
+	if ((!as_text && strcmp(emit, "json") != 0) || text_notes_parse(&notes, notes_text)) {
+		fprintf(stderr, "pwru-replay: --emit json|text|wide, and --text-notes as src/output/text-notes.ts writes them\n");
+		return 2;
 	}
 	FILE *f = path ? fopen(path, "rb") : NULL;
 	if (!f) {
@@ -355,7 +384,10 @@ int main(int argc, char **argv)
 			line.len = 0;
 			bool ours = has_tunnel && tunnel.ts == ev.ts && tunnel.skb == ev.skb;
 			has_tunnel = false;
-			event_json(&writer, &ev, ours ? &tunnel : NULL, &step, &line);
+			if (as_text)
+				event_text(&text, &ev, ours ? &tunnel : NULL, &step, &line);
+			else
+				event_json(&writer, &ev, ours ? &tunnel : NULL, &step, &line);
 			fwrite(line.p, 1, line.len, stdout);
 			events++;
 			continue;
@@ -381,7 +413,8 @@ int main(int argc, char **argv)
 			names.drop_reason = (const char *const *)R.reasons;
 			names.ndrop_reasons = R.nreasons;
 			starts = packet_starts_of(names.probe_name, R.nprobes, packet_starts);
-			if (!starts || json_writer_init(&writer, &names) || packet_track_init(&tracker, starts, R.nprobes))
+			if (!starts || json_writer_init(&writer, &names) || packet_track_init(&tracker, starts, R.nprobes) ||
+			    text_writer_init(&text, &names, &notes, strcmp(emit, "wide") == 0))
 				return 1;
 			ready = true;
 		} else if (h.type == PWRU_FRAME_SYMBOL) {

@@ -40,13 +40,13 @@ export interface LastSeen {
 }
 
 /** Tunnels by UDP port or IP protocol, to tell encapsulation from NAT. */
-const TUNNEL_PORTS: Record<string, string> = {
+export const TUNNEL_PORTS: Readonly<Record<string, string>> = {
   '4789': 'VXLAN',
   '8472': 'VXLAN',
   '6081': 'Geneve',
   '51820': 'WireGuard',
 };
-const TUNNEL_PROTOS: Record<string, string> = {
+export const TUNNEL_PROTOS: Readonly<Record<string, string>> = {
   GRE: 'GRE',
   '47': 'GRE',
   '4': 'IPIP',

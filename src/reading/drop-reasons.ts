@@ -388,19 +388,45 @@ const OVS: Record<string, string> = {
   OVS_DROP_IP_TTL: 'Open vSwitch: TTL exceeded',
 };
 
+/** Reasons of a whole subsystem, by the prefix of their names. */
+const PREFIXES: readonly (readonly [string, string])[] = [
+  ['MAC80211_', 'mac80211 (Wi-Fi stack) dropped a frame it could not use'],
+];
+
+function unknownText(key: string): string {
+  return `the kernel reports ${key}; this version of kubectl-pwru has no description (see include/net/dropreason-core.h)`;
+}
+
 export function explainDropReason(name: string): DropReasonInfo {
   const key = name.replace(/^SKB_DROP_REASON_/, '');
   const entry = CATALOGUE[key];
   if (entry) return { name: key, known: true, ...entry };
   const ovs = OVS[key];
   if (ovs) return { name: key, known: true, text: ovs, by: 'Open vSwitch' };
-  if (key.startsWith('MAC80211_')) {
-    return { name: key, known: true, text: 'mac80211 (Wi-Fi stack) dropped a frame it could not use' };
-  }
+  const prefix = PREFIXES.find(([p]) => key.startsWith(p));
+  if (prefix) return { name: key, known: true, text: prefix[1] };
+  return { name: key, known: false, text: unknownText(key) };
+}
+
+/**
+ * The one-line texts as tables, for the helper's text lines (--emit text,
+ * src/output/text-notes.ts): by name, by prefix, and the text of a name
+ * neither knows, split around the name.
+ */
+export function dropReasonTexts(): {
+  names: [string, string][];
+  prefixes: readonly (readonly [string, string])[];
+  unknown: [string, string];
+} {
+  const mark = '\u0000';
+  const [before, after] = unknownText(mark).split(mark);
   return {
-    name: key,
-    known: false,
-    text: `the kernel reports ${key}; this version of kubectl-pwru has no description (see include/net/dropreason-core.h)`,
+    names: [
+      ...Object.entries(CATALOGUE).map(([k, e]): [string, string] => [k, e.text]),
+      ...Object.entries(OVS),
+    ],
+    prefixes: PREFIXES,
+    unknown: [before ?? '', after ?? ''],
   };
 }
 

@@ -100,6 +100,15 @@ export function noFailureByPlace(reason: string, at: string): string | undefined
     ?.why;
 }
 
+/** The rules noFailureByPlace reads, in its order: for the helper's text lines (src/output/text-notes.ts). */
+export function placeRules(): { reasons: readonly string[]; at?: readonly string[]; why: string }[] {
+  return RULES.filter((r) => !r.when).map((r) => ({
+    reasons: r.reasons,
+    ...(r.at ? { at: r.at } : {}),
+    why: r.why,
+  }));
+}
+
 /** Functions that say which kind of socket a copy went to (steps or the callers of its frees). */
 const RAW_SOCKET = new Set(['raw_rcv', 'rawv6_rcv', 'raw_local_deliver', 'raw_recvmsg', 'rawv6_recvmsg']);
 const PING_SOCKET = new Set(['ping_queue_rcv_skb', 'ping_recvmsg']);

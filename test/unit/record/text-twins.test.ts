@@ -1,0 +1,141 @@
+/**
+ * The text views' lines are written by two twins on purpose (speed): the
+ * helper in C with --emit text and --emit wide (helper/event_text.c, with
+ * packet_track.c and the words of helper/text_notes.c) and the client in
+ * TypeScript (src/output/text.ts, wide.ts, with src/reading). This test runs
+ * both over the helper's recorded record streams (test/fixtures/streams) and
+ * over the real traces under test/fixtures/traces turned back into record
+ * streams, and requires the same lines, byte for byte, as they reach a file
+ * or a pipe (no colour). The helper gets its words from the client
+ * (src/output/text-notes.ts), as a live trace passes them. No root, no BPF:
+ * the C writer runs in the test build pwru-replay (`make -C helper replay`).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Painter } from '../../../src/output/ansi';
+import { formatTextLine, TextLayout } from '../../../src/output/text';
+import { textNotes } from '../../../src/output/text-notes';
+import { formatWideLine, WideLayout } from '../../../src/output/wide';
+import { TX_START_FUNCS } from '../../../src/reading/kernel-functions';
+import { PacketTracker } from '../../../src/reading/packet-tracker';
+import { RecordDecoder } from '../../../src/record/decode';
+import type { TraceEvent } from '../../../src/record/event';
+import { ROOT, TRACES, traceEvents, traceHeader } from '../fixtures';
+import { encodeTrace } from './encode-events';
+
+const STREAMS = join(ROOT, 'test', 'fixtures', 'streams');
+const REPLAY = join(ROOT, 'helper', 'build', 'host', 'pwru-replay');
+type View = 'text' | 'wide';
+
+/** The client's lines for a stream, as a file gets them: decoded, followed packet by packet, written. */
+function clientLines(file: string, view: View): string[] {
+  const events: TraceEvent[] = [];
+  const decoder = new RecordDecoder({ event: (e) => events.push(e) });
+  decoder.push(readFileSync(file));
+  decoder.finish();
+  const tracker = new PacketTracker({ retain: false });
+  const paint = new Painter(false);
+  const text = new TextLayout();
+  const wide = new WideLayout();
+  const out = events.map((e) => {
+    const o = tracker.observe(e);
+    return view === 'wide' ? formatWideLine(o, wide, false, paint) : formatTextLine(o, text, false, paint);
+  });
+  return `${out.join('\n')}\n`.split('\n').slice(0, -1);
+}
+
+/** The helper's lines for the same stream (its digest, the last line, left out). */
+function helperLines(file: string, view: View): string[] {
+  const r = spawnSync(
+    REPLAY,
+    ['--packet-starts', [...TX_START_FUNCS].join(','), '--emit', view, '--text-notes', textNotes(), file],
+    { encoding: 'utf8', maxBuffer: 256 << 20 },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.split('\n').slice(0, -1);
+  assert.match(lines.pop() ?? '', /^\{"type":"digest"/);
+  return lines;
+}
+
+function sameLines(name: string, view: View, file: string): string[] {
+  const client = clientLines(file, view);
+  const helper = helperLines(file, view);
+  assert.ok(client.length > 0, `${name}: no lines`);
+  for (let i = 0; i < Math.max(client.length, helper.length); i++)
+    assert.equal(helper[i], client[i], `${name} (${view}): line ${i + 1} differs`);
+  return client;
+}
+
+describe('the text view twins (C and TypeScript) on recorded streams', () => {
+  before(() => {
+    execFileSync('make', ['-s', '-C', join(ROOT, 'helper'), 'replay'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  });
+
+  const files = readdirSync(STREAMS).filter((f) => f.endsWith('.records'));
+  const encoded = mkdtempSync(join(tmpdir(), 'pwru-text-twins-'));
+  after(() => rmSync(encoded, { recursive: true, force: true }));
+  const traces = readdirSync(TRACES).filter((f) => f.endsWith('.jsonl'));
+  const seen: Record<View, string[]> = { text: [], wide: [] };
+
+  for (const view of ['text', 'wide'] as const) {
+    for (const name of files) {
+      test(`${view}, ${name}: the same lines, byte for byte`, () => {
+        seen[view].push(...sameLines(name, view, join(STREAMS, name)));
+      });
+    }
+    for (const name of traces) {
+      test(`${view}, the real trace ${name} as a record stream: the same lines`, () => {
+        const file = join(encoded, `${name}.${view}.records`);
+        writeFileSync(file, encodeTrace(traceHeader(name), traceEvents(name)));
+        seen[view].push(...sameLines(name, view, file));
+      });
+    }
+  }
+
+  test('wide: time since the first step rounds as the client does, exact halves and negatives included', () => {
+    // 0.25 µs and 0.75 µs are exact halves of a tenth (toFixed rounds them up, printf to even); the last step
+    // comes before the first (another CPU's clock).
+    const steps = [0, 250, 750, 1250, 49, 50, 99_950, -250, -150];
+    const [first] = traceEvents('dnat.jsonl');
+    const base = BigInt(first.ts);
+    const events = steps.map((d) => ({ ...first, ts: String(base + BigInt(d)), drop: undefined }));
+    const file = join(encoded, 'since.records');
+    writeFileSync(file, encodeTrace(traceHeader('dnat.jsonl'), events));
+    const lines = sameLines('since', 'wide', file);
+    assert.ok(
+      lines.some((l) => l.includes('+0.3µs')) && lines.some((l) => l.includes('+-0.3µs')),
+      lines.join('\n'),
+    );
+  });
+
+  test('the lines compared hold what the writers have to get right', () => {
+    for (const view of ['text', 'wide'] as const) {
+      const all = seen[view];
+      const has = (what: string, re: RegExp) =>
+        assert.ok(
+          all.some((l) => re.test(l)),
+          `${view}: ${what}`,
+        );
+      has('a drop explained', /\)\s+\[(?!not a failure)[^\]]*\]$/);
+      has('a drop that is no failure', /\[not a failure: /);
+      has('NAT', /\[(SNAT|DNAT) /);
+      has('an encapsulation', /\[\w+ encap, outer /);
+      has('a change of device', /iface \S+ → /);
+      has('a tunnel and its inner packet', /\[vxlan vni \d+: /);
+      has('IPv6 with ports', /\[[0-9a-f:]+\]:\d+->/);
+      has('TCP flags', /\(tcp:[A-Z.]+\)/);
+      has('ICMP', /\(icmp(v6)?\)/);
+      has('a kernel stack', /^ {4}\S/);
+      if (view === 'wide') {
+        has('time since the first step', /\+\d+\.\dµs/);
+        has('a named caller', / [a-z_0-9]+\+0x[0-9a-f]+/);
+      }
+    }
+  });
+});
