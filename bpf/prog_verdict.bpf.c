@@ -5,7 +5,8 @@
  * cfg_prog_id and attaches it to that program); all copies share the maps.
  * Runs on the packet the probes last reported on this CPU go to prog_runs
  * (the helper writes them as PROG frames); runs that drop go to prog_drops
- * too, for the drop's culprit (helper/culprit.c). Loaded apart from the
+ * too, for the drop's culprit (helper/culprit.c; the drop tracepoint of
+ * bpf/pwru.bpf.c notes it under the drop). Loaded apart from the
  * probes: where the kernel refuses fexit on programs, the trace goes on
  * without it.
  */
@@ -37,6 +38,7 @@ struct {
 	__uint(max_entries, 256 << 10);
 } prog_runs SEC(".maps");
 
+/* Shared with bpf/pwru.bpf.c, whose drop tracepoint takes a drop's run from here. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);

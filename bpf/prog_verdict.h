@@ -43,15 +43,23 @@ struct prog_run {
 };
 
 /*
- * A run that returned a drop (TC_ACT_SHOT; XDP_DROP, XDP_ABORTED), by what
- * the drop's event carries: the skb (tc) or its head (XDP, whose skb may be
- * made after the program ran). Written for every such run, traced packet or
- * not: the drop that follows is what the helper looks it up with.
+ * A run that returned a drop (TC_ACT_SHOT; XDP_DROP, XDP_ABORTED), in
+ * prog_drops by what the drop's skb carries: the skb (tc) or its head (XDP,
+ * whose skb may be made after the program ran). Written for every such run,
+ * traced packet or not. The drop tracepoint (bpf/pwru.bpf.c) moves it to
+ * prog_noted under the skb and the drop event's own time, where the helper
+ * reads it with the drop's event: the skb's address is soon another
+ * packet's, dropped in the same burst.
  */
 struct prog_drop_key {
 	__u64 id;
 	__u32 kind;
 	__u32 pad;
+};
+
+struct prog_noted_key {
+	__u64 skb;
+	__u64 ts; /* the drop event's */
 };
 
 #endif

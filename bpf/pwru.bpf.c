@@ -158,6 +158,22 @@ struct {
 	__type(value, struct prog_seen);
 } prog_last SEC(".maps");
 
+/* Runs of tc and XDP programs that returned a drop (bpf/prog_verdict.bpf.c writes them, sharing this map). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* resized to 4096 with cfg_prog_exact */
+	__type(key, struct prog_drop_key);
+	__type(value, struct prog_run);
+} prog_drops SEC(".maps");
+
+/* A drop's run, under the skb and the drop's time, for the helper to read with the drop's event (helper/prog_exact.c). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* resized to 4096 with cfg_prog_exact */
+	__type(key, struct prog_noted_key);
+	__type(value, struct prog_run);
+} prog_noted SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, 1); /* resized to 16384 when --output-stack is on */
@@ -1058,6 +1074,30 @@ static __always_inline void nf_drop_note(__u64 skb, __u64 ts)
 	v->dropped = 0;
 }
 
+/*
+ * A drop that a tc or XDP program returned for this skb (by its address) or
+ * its buffer (XDP: by its head, which data_hard_start was): that run goes to
+ * prog_noted under the skb and the drop's time, and is taken out of
+ * prog_drops (a later packet at the same address is another one's).
+ */
+static __always_inline void prog_drop_note(struct sk_buff *skb, __u64 ts)
+{
+	struct prog_drop_key tc = { .id = (__u64)skb, .kind = PWRU_PROG_TC };
+	struct prog_drop_key xdp = { .id = (__u64)BPF_CORE_READ(skb, head), .kind = PWRU_PROG_XDP };
+	struct prog_noted_key key = { .skb = (__u64)skb, .ts = ts };
+	struct prog_run *r = bpf_map_lookup_elem(&prog_drops, &tc);
+
+	if (r && r->head == xdp.id) {
+		bpf_map_update_elem(&prog_noted, &key, r, BPF_ANY);
+		bpf_map_delete_elem(&prog_drops, &tc);
+		return;
+	}
+	if ((r = bpf_map_lookup_elem(&prog_drops, &xdp))) {
+		bpf_map_update_elem(&prog_noted, &key, r, BPF_ANY);
+		bpf_map_delete_elem(&prog_drops, &xdp);
+	}
+}
+
 /* skb:kfree_skb(skb, location, reason[, rx_sk]): kernels 5.17+ say why. */
 SEC("tp_btf")
 int tp_kfree_skb_reason(__u64 *ctx)
@@ -1075,6 +1115,11 @@ int tp_kfree_skb_reason(__u64 *ctx)
 	if (cfg_nf_exact && hit.drop_reason == cfg_nf_drop_reason) {
 		hit.ts = bpf_ktime_get_ns();
 		nf_drop_note(ctx[0], hit.ts);
+	}
+	if (cfg_prog_exact && (hit.flags & PWRU_F_DROP)) {
+		if (!hit.ts)
+			hit.ts = bpf_ktime_get_ns();
+		prog_drop_note((struct sk_buff *)ctx[0], hit.ts);
 	}
 	return handle_skb(ctx, (struct sk_buff *)ctx[0], &hit, HIT_TP);
 }

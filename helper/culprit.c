@@ -765,7 +765,7 @@ static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
 	static const char *const dirs[] = { [POINT_TC_INGRESS] = "ingress", [POINT_TC_EGRESS] = "egress" };
 	const struct progs_seen *ps = programs_at(ev->netns, ev->ifindex, point, ev->ts);
 	struct prog_exact x;
-	bool exact = prog_exact_drop_of(point == POINT_XDP, ev->skb, ev->head, ev->ts, &x);
+	bool exact = prog_exact_drop_of(point == POINT_XDP, ev->skb, ev->ts, &x);
 	struct json j = { 0 };
 	char ifname[sizeof(ev->ifname) + 1];
 

@@ -267,6 +267,11 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	/* NETFILTER_DROPs whose verdict waits to be read: the helper reads each as its event arrives. */
 	if (cfg->nf_exact)
 		bpf_map__set_max_entries(skel->maps.nf_drops, 4096);
+	/* The drops tc and XDP programs returned, and those noted under their drop events (helper/prog_exact.c). */
+	if (cfg->prog_exact) {
+		bpf_map__set_max_entries(skel->maps.prog_drops, 4096);
+		bpf_map__set_max_entries(skel->maps.prog_noted, 4096);
+	}
 	set_wakeup_policy(skel, cfg->ringbuf_bytes);
 	set_rate_cap(skel, cfg->max_rate);
 	bpf_map__set_max_entries(skel->maps.events, cfg->ringbuf_bytes);
@@ -411,9 +416,11 @@ void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int 
 	*nf_drops = bpf_map__fd(skel->maps.nf_drops);
 }
 
-int loader_prog_last_fd(struct pwru_bpf *skel)
+void loader_prog_map_fds(struct pwru_bpf *skel, int *prog_last, int *prog_drops, int *prog_noted)
 {
-	return bpf_map__fd(skel->maps.prog_last);
+	*prog_last = bpf_map__fd(skel->maps.prog_last);
+	*prog_drops = bpf_map__fd(skel->maps.prog_drops);
+	*prog_noted = bpf_map__fd(skel->maps.prog_noted);
 }
 
 void loader_destroy(struct pwru_bpf *skel)

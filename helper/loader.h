@@ -62,8 +62,8 @@ int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, 
 /* The maps a NETFILTER_DROP's verdict goes through (helper/nf_exact.c shares them). */
 void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int *nf_drops);
 
-/* The map the probes note each reported packet in (helper/prog_exact.c shares it). */
-int loader_prog_last_fd(struct pwru_bpf *skel);
+/* The maps the probes note each reported packet in, and the programs' drops (helper/prog_exact.c shares them). */
+void loader_prog_map_fds(struct pwru_bpf *skel, int *prog_last, int *prog_drops, int *prog_noted);
 
 void loader_destroy(struct pwru_bpf *skel);
 

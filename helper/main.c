@@ -310,7 +310,10 @@ static int load(struct run *r, const struct backend_support *support)
 				    "netfilter drops are named by the rules' counters only: %s", r->err);
 	}
 	/* Refused (no fexit on programs here): a tc or XDP drop names the programs attached there. */
-	if (lc.prog_exact && prog_exact_start(loader_prog_last_fd(r->skel), o->emit_json, r->err, sizeof(r->err)) < 0)
+	int prog_last, prog_drops, prog_noted;
+
+	loader_prog_map_fds(r->skel, &prog_last, &prog_drops, &prog_noted);
+	if (lc.prog_exact && prog_exact_start(prog_last, prog_drops, prog_noted, o->emit_json, r->err, sizeof(r->err)) < 0)
 		out_message(PWRU_FRAME_WARNING, "programs_not_exact",
 			    "tc and XDP drops name the programs attached there, not the one that returned the drop: %s",
 			    r->err);

@@ -34,10 +34,10 @@ struct traced {
 static struct {
 	struct traced t[MAX_TRACED];
 	size_t n;
-	int drops_fd;
+	int drops_fd, noted_fd;
 	struct ring_buffer *rb;
 	bool emit_json, active;
-} P = { .drops_fd = -1 };
+} P = { .drops_fd = -1, .noted_fd = -1 };
 
 /* A load the kernel may refuse (fexit on programs on a sandboxed kernel): its log is noise. */
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -109,8 +109,8 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info,
 	bpf_program__set_autoload(other, false);
 	if ((ret = bpf_program__set_attach_target(p, fd, fname)) ||
 	    (ret = bpf_map__reuse_fd(s->maps.prog_last, prog_last_fd)) ||
-	    (P.n && ((ret = bpf_map__reuse_fd(s->maps.prog_runs, bpf_map__fd(P.t[0].skel->maps.prog_runs))) ||
-		     (ret = bpf_map__reuse_fd(s->maps.prog_drops, P.drops_fd)))) ||
+	    (ret = bpf_map__reuse_fd(s->maps.prog_drops, P.drops_fd)) ||
+	    (P.n && (ret = bpf_map__reuse_fd(s->maps.prog_runs, bpf_map__fd(P.t[0].skel->maps.prog_runs)))) ||
 	    (ret = prog_verdict_bpf__load(s)) || (ret = prog_verdict_bpf__attach(s))) {
 		prog_verdict_bpf__destroy(s);
 		return ret;
@@ -151,13 +151,15 @@ bool prog_exact_wanted(void)
 	return false;
 }
 
-int prog_exact_start(int prog_last_fd, bool emit_json, char *why, size_t len)
+int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json, char *why, size_t len)
 {
 	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
 	uint32_t id = 0;
 	int first_err = 0, candidates = 0;
 
 	P.emit_json = emit_json;
+	P.drops_fd = prog_drops_fd;
+	P.noted_fd = prog_noted_fd;
 	while (P.n < MAX_TRACED && bpf_prog_get_next_id(id, &id) == 0) {
 		struct bpf_prog_info info;
 		struct traced *t = &P.t[P.n];
@@ -179,8 +181,6 @@ int prog_exact_start(int prog_last_fd, bool emit_json, char *why, size_t len)
 				first_err = ret;
 			continue;
 		}
-		if (!P.n)
-			P.drops_fd = bpf_map__fd(t->skel->maps.prog_drops);
 		P.n++;
 	}
 	libbpf_set_print(old);
@@ -274,18 +274,19 @@ void prog_exact_pump(void)
 		ring_buffer__consume(P.rb);
 }
 
-bool prog_exact_drop_of(bool xdp, uint64_t skb, uint64_t head, uint64_t ts, struct prog_exact *out)
+bool prog_exact_drop_of(bool xdp, uint64_t skb, uint64_t ts, struct prog_exact *out)
 {
-	struct prog_drop_key key = { .id = xdp ? head : skb, .kind = xdp ? PWRU_PROG_XDP : PWRU_PROG_TC };
+	struct prog_noted_key key = { .skb = skb, .ts = ts };
 	struct prog_run r;
 	const struct traced *t;
 	static char vbuf[16];
 
 	memset(out, 0, sizeof(*out));
-	/* Another packet at the same address: a later run, or another data buffer. */
-	if (!P.active || bpf_map_lookup_elem(P.drops_fd, &key, &r) || r.ts > ts || r.head != head)
+	if (!P.active || bpf_map_lookup_elem(P.noted_fd, &key, &r))
 		return false;
-	bpf_map_delete_elem(P.drops_fd, &key); /* read once */
+	bpf_map_delete_elem(P.noted_fd, &key); /* read once: room for the next */
+	if (r.kind != (xdp ? PWRU_PROG_XDP : PWRU_PROG_TC))
+		return false;
 	out->id = r.prog_id;
 	out->ret = r.ret;
 	out->verdict = prog_verdict_name(xdp, r.ret, vbuf, sizeof(vbuf));
@@ -302,5 +303,5 @@ void prog_exact_end(void)
 	for (size_t i = 0; i < P.n; i++)
 		prog_verdict_bpf__destroy(P.t[i].skel);
 	memset(&P, 0, sizeof(P));
-	P.drops_fd = -1;
+	P.drops_fd = P.noted_fd = -1;
 }

@@ -28,19 +28,20 @@ struct prog_exact {
 bool prog_exact_wanted(void);
 /*
  * Loads and attaches a copy of the fexit program on every tc and XDP program
- * the kernel holds, sharing the probes' prog_last map. Returns how many are
+ * the kernel holds, sharing the probes' prog_last and prog_drops maps
+ * (prog_noted: where a drop's run is read). Returns how many are
  * traced; 0 when there is none to trace; -errno (with why) when the kernel
  * refused (no fexit on programs here): drops then name the programs attached.
  */
-int prog_exact_start(int prog_last_fd, bool emit_json, char *why, size_t len);
+int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json, char *why, size_t len);
 bool prog_exact_active(void);
 /* Writes the runs read so far (PROG frames, or lines), while there is room. Never blocks. */
 void prog_exact_pump(void);
 /*
- * The run that dropped the packet of a tc or XDP drop event (its skb, head
- * and ts), at or before it. False when none was seen.
+ * The run that dropped the packet of a tc (xdp false) or XDP drop event (its
+ * skb and ts), as the drop tracepoint noted it. False when none was.
  */
-bool prog_exact_drop_of(bool xdp, uint64_t skb, uint64_t head, uint64_t ts, struct prog_exact *out);
+bool prog_exact_drop_of(bool xdp, uint64_t skb, uint64_t ts, struct prog_exact *out);
 /* The words for what a program returned: "TC_ACT_REDIRECT", "XDP_PASS", or the number. */
 const char *prog_verdict_name(bool xdp, int32_t ret, char *buf, size_t len);
 void prog_exact_end(void);

@@ -56,6 +56,13 @@ udpkit=$(mktemp)
 gcc -static -Os -Wall -o "$udpkit" "$here/guest/udpkit.c"
 install -m 0755 "$udpkit" "$root/bin/udpkit"
 rm -f "$udpkit"
+# progload: attaches a BPF program (tcx, generic XDP) with the libbpf the helper links (programs.test.ts).
+progload=$(mktemp)
+gcc -static -Os -Wall -o "$progload" "$here/guest/progload.c" -lbpf -lelf -lz
+install -m 0755 "$progload" "$root/bin/progload"
+rm -f "$progload"
+# INITRAMFS_EXTRA: a folder of the test's own files (compiled programs), as /extra.
+[ -z "${INITRAMFS_EXTRA:-}" ] || cp -r "$INITRAMFS_EXTRA" "$root/extra"
 
 cp "$kernel"/modules/*.ko "$root/modules/"
 cp "$kernel/modules.order" "$root/modules/modules.order"

@@ -12,6 +12,7 @@ import {
   type CulpritInfo,
   type EndInfo,
   type HelperMessage,
+  type ProgRunInfo,
   type ProgressInfo,
   type ReadyInfo,
   RecordDecoder,
@@ -52,9 +53,10 @@ export interface CaseSpec {
   /**
    * 'full': noise to :7777, delivered to :9000, dropped by iptables to :9001; 'noise': only :7777;
    * 'nft': three datagrams to :9002, dropped by nftables; 'tcp': a TCP exchange on :7000 from ns1 to
-   * ns2 (a line each way, the server closes first); 'both': three to :9001, then three to :9002; 'none'.
+   * ns2 (a line each way, the server closes first); 'both': three to :9001, then three to :9002; 'progs': two
+   * each to :9101-9104 (programs.test.ts); 'none'.
    */
-  traffic: 'full' | 'noise' | 'nft' | 'tcp' | 'both' | 'none';
+  traffic: 'full' | 'noise' | 'nft' | 'tcp' | 'both' | 'progs' | 'none';
   /** Seconds to wait for READY. */
   readyTimeout: number;
   args: string[];
@@ -98,6 +100,8 @@ export interface CaseResult {
   warnings: HelperMessage[];
   /** CULPRIT frames: who dropped a packet. */
   culprits: CulpritInfo[];
+  /** PROG frames: tc/XDP programs' runs on traced packets. */
+  progs: ProgRunInfo[];
   end?: EndInfo;
   decodeError?: string;
   stderr: string;
@@ -170,6 +174,9 @@ function decodeStream(result: CaseResult, stream: Buffer): void {
     },
     culprit: (c) => {
       result.culprits.push(c);
+    },
+    prog: (p) => {
+      result.progs.push(p);
     },
     end: (e) => {
       result.end = e;
@@ -251,6 +258,7 @@ export function parseTranscript(kernel: string, text: string, consoleLog: string
           errors: [],
           warnings: [],
           culprits: [],
+          progs: [],
           stderr: '',
         };
         run.cases.set(current.name, current);
@@ -291,6 +299,10 @@ export interface BootOptions {
   /** A static cilium/pwru for the cases with tool 'pwru'. */
   pwru?: string;
   cases: CaseSpec[];
+  /** Shell run in the guest once its network is up, before the cases (the plan's first lines). */
+  setup?: string;
+  /** A folder copied into the guest as /extra (programs the setup loads). */
+  extra?: string;
   /** Host-side limit for the whole guest, ms. */
   timeoutMs: number;
 }
@@ -303,7 +315,7 @@ export async function bootGuest(opts: BootOptions): Promise<GuestRun> {
   const work = mkdtempSync(path.join(tmpdir(), `kernel-matrix-${opts.kernel}-`));
   try {
     const plan = path.join(work, 'plan.sh');
-    writeFileSync(plan, planScript(opts.cases));
+    writeFileSync(plan, `${opts.setup ? `${opts.setup}\n` : ''}${planScript(opts.cases)}`);
     const initrd = path.join(work, 'initrd.cpio');
     const build = spawnSync(
       'bash',
@@ -315,7 +327,7 @@ export async function bootGuest(opts: BootOptions): Promise<GuestRun> {
         initrd,
         ...(opts.pwru ? [opts.pwru] : []),
       ],
-      { encoding: 'utf8' },
+      { encoding: 'utf8', env: { ...process.env, INITRAMFS_EXTRA: opts.extra ?? '' } },
     );
     if (build.status !== 0) {
       throw new Error(`build-initramfs.sh failed for ${opts.kernel}: ${build.stderr}${build.error ?? ''}`);

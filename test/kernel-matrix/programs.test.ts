@@ -1,0 +1,211 @@
+/**
+ * BPF programs named exactly on a kernel that lets programs be traced (6.12
+ * under qemu; fexit on each tc and XDP program, helper/prog_exact.c). The
+ * guest's setup attaches, with progload (guest/progload.c, as the guest has no
+ * tc binary), programs built here with clang: on veth2 (ns2) a tcx ingress
+ * program that drops UDP to :9101 and a generic XDP program that drops :9104;
+ * on veth1 (ns1) a tcx egress program that passes :9102 and redirects :9103
+ * to veth1's own ingress. Each drop's culprit must be the one program that
+ * returned it (method exact, its verdict), and the pass and the redirect must
+ * show as that program's runs on the packet (PROG frames).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import type { CulpritInfo, ProgRunInfo } from '../../src/record/decode';
+import { bootGuest, type CaseResult, type CaseSpec, repoRoot } from './guest';
+
+const PROGRAMS = `
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+static __always_inline int udp_dport(void *data, void *end)
+{
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+
+	if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_UDP ||
+	    ip->ihl != 5)
+		return -1;
+	return bpf_ntohs(udp->dest);
+}
+
+SEC("tc")
+int pwru_tc_in(struct __sk_buff *skb)
+{
+	return udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 9101 ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+SEC("tc")
+int pwru_tc_out(struct __sk_buff *skb)
+{
+	if (udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 9103)
+		return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+	return TC_ACT_OK;
+}
+
+SEC("xdp")
+int pwru_xdp(struct xdp_md *ctx)
+{
+	return udp_dport((void *)(long)ctx->data, (void *)(long)ctx->data_end) == 9104 ? XDP_DROP : XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+`;
+
+const SETUP = [
+  'in_ns ns2 progload /extra/progs.o pwru_tc_in veth2 tcx-ingress /sys/fs/bpf/tc_in 2>/tmp/pl.err || fail "progload tc_in: $(cat /tmp/pl.err)"',
+  'in_ns ns1 progload /extra/progs.o pwru_tc_out veth1 tcx-egress /sys/fs/bpf/tc_out 2>/tmp/pl.err || fail "progload tc_out: $(cat /tmp/pl.err)"',
+  'in_ns ns2 progload /extra/progs.o pwru_xdp veth2 xdp-generic - 2>/tmp/pl.err || fail "progload xdp: $(cat /tmp/pl.err)"',
+].join('\n');
+
+const FILTER = 'udp and dst portrange 9101-9104';
+/** The steps just before tc egress and before the receive hooks, and few: kprobes are slow under emulation. */
+const FUNCS = '^(__dev_queue_xmit|__netif_receive_skb|__netif_receive_skb_one_core|ip_rcv)$';
+
+const CASES: CaseSpec[] = [
+  {
+    name: 'progs-kprobe-multi',
+    traffic: 'progs',
+    readyTimeout: 120,
+    args: ['--backend', 'kprobe-multi', '--filter-func', FUNCS, '--', FILTER],
+  },
+  {
+    name: 'progs-tracepoint',
+    traffic: 'progs',
+    readyTimeout: 120,
+    args: ['--backend', 'tracepoint', '--', FILTER],
+  },
+];
+
+function describe(c: CaseResult): string {
+  return `case ${c.name}: state=${c.state} exit=${c.exitCode} events=${c.events.length} culprits=${JSON.stringify(
+    c.culprits,
+  )} progs=${JSON.stringify(c.progs)} warnings=${JSON.stringify(c.warnings)} errors=${JSON.stringify(
+    c.errors,
+  )}\nstderr: ${c.stderr.slice(-2000)}`;
+}
+
+/** The culprits of the drops of :port, each found by its drop event's skb and ts. */
+function dropCulprits(c: CaseResult, port: number): CulpritInfo[] {
+  const drops = c.events.filter((e) => e.drop && e.tuple?.dport === port);
+  assert.ok(drops.length > 0, `no drop of :${port}: ${describe(c)}`);
+  return drops.map((d) => {
+    const k = c.culprits.find((x) => x.skb === d.skb && x.ts === d.ts);
+    assert.ok(k, `no culprit for ${JSON.stringify(d)}: ${describe(c)}`);
+    return k;
+  });
+}
+
+const only = process.env.KERNEL_MATRIX_ONLY?.split(',');
+
+test('kernel 6.12 under qemu: tc and XDP programs named exactly', {
+  skip: only && !only.includes('6.12'),
+  timeout: 10 * 60_000,
+}, async (t) => {
+  const helper = path.join(repoRoot(), 'helper/build/amd64/pwru-helper');
+  if (!existsSync(helper)) {
+    t.skip(`the helper is not built (${helper}): run make -C helper`);
+    return;
+  }
+  const extra = mkdtempSync(path.join(tmpdir(), 'pwru-progs-'));
+  try {
+    writeFileSync(path.join(extra, 'progs.c'), PROGRAMS);
+    execFileSync('clang', [
+      '-O2',
+      '-g',
+      '-target',
+      'bpf',
+      '-I/usr/include/x86_64-linux-gnu',
+      '-c',
+      path.join(extra, 'progs.c'),
+      '-o',
+      path.join(extra, 'progs.o'),
+    ]);
+    rmSync(path.join(extra, 'progs.c'));
+    const run = await bootGuest({
+      kernel: '6.12',
+      helper,
+      cases: CASES,
+      setup: SETUP,
+      extra,
+      timeoutMs: 9 * 60_000,
+    });
+    assert.equal(run.fatal, undefined, `guest setup failed: ${run.fatal}`);
+
+    for (const name of CASES.map((c) => c.name)) {
+      await t.test(`${name}: each drop's culprit is the one program that returned it`, () => {
+        const c = run.cases.get(name);
+        assert.ok(c, `case ${name} did not run`);
+        assert.equal(c.exitCode, 0, describe(c));
+        assert.deepEqual(c.errors, [], describe(c));
+        assert.ok(!c.warnings.some((w) => w.code === 'programs_not_exact'), describe(c));
+        for (const k of dropCulprits(c, 9101)) {
+          assert.equal(k.kind, 'tc', JSON.stringify(k));
+          assert.equal(k.method, 'exact', JSON.stringify(k));
+          assert.equal(k.iface, 'veth2', JSON.stringify(k));
+          assert.equal(k.direction, 'ingress', JSON.stringify(k));
+          assert.equal(k.verdict, 'TC_ACT_SHOT', JSON.stringify(k));
+          assert.equal(k.programs?.length, 1, JSON.stringify(k));
+          assert.equal(k.programs?.[0].name, 'pwru_tc_in', JSON.stringify(k));
+          assert.equal(k.programs?.[0].attach, 'tcx', JSON.stringify(k));
+          assert.match(k.programs?.[0].tag ?? '', /^[0-9a-f]{16}$/);
+        }
+        for (const k of dropCulprits(c, 9104)) {
+          assert.equal(k.kind, 'xdp', JSON.stringify(k));
+          assert.equal(k.method, 'exact', JSON.stringify(k));
+          assert.equal(k.iface, 'veth2', JSON.stringify(k));
+          assert.equal(k.verdict, 'XDP_DROP', JSON.stringify(k));
+          assert.deepEqual(
+            k.programs?.map((p) => [p.name, p.attach]),
+            [['pwru_xdp', 'xdp-generic']],
+            JSON.stringify(k),
+          );
+        }
+      });
+    }
+
+    await t.test(
+      'progs-kprobe-multi: the pass and the redirect are shown as the program runs of their packets',
+      () => {
+        const c = run.cases.get('progs-kprobe-multi');
+        assert.ok(c);
+        // A run belongs to the packet whose step with that skb came last before it (an skb's address is reused).
+        const portOf = (p: ProgRunInfo): number | undefined =>
+          c.events.filter((e) => e.skb === p.skb && BigInt(e.ts) <= BigInt(p.ts)).at(-1)?.tuple?.dport;
+        for (const [port, verdict, ret] of [
+          [9102, 'TC_ACT_OK', 0],
+          [9103, 'TC_ACT_REDIRECT', 7],
+        ] as const) {
+          const runs: ProgRunInfo[] = c.progs.filter(
+            (p) => portOf(p) === port && p.program.name === 'pwru_tc_out',
+          );
+          assert.equal(runs.length, 2, `one run of pwru_tc_out for each packet to :${port}: ${describe(c)}`);
+          for (const r of runs) {
+            assert.equal(r.kind, 'tc', JSON.stringify(r));
+            assert.equal(r.iface, 'veth1', JSON.stringify(r));
+            assert.equal(r.direction, 'egress', JSON.stringify(r));
+            assert.equal(r.verdict, verdict, JSON.stringify(r));
+            assert.equal(r.ret, ret, JSON.stringify(r));
+          }
+        }
+        // Never a run of another packet's program taken for these: none names a port outside the filter.
+        const traced = new Set(c.events.map((e) => e.skb));
+        for (const p of c.progs)
+          assert.ok(traced.has(p.skb), `a run on an untraced skb: ${JSON.stringify(p)}`);
+      },
+    );
+  } finally {
+    rmSync(extra, { recursive: true, force: true });
+  }
+});
