@@ -141,7 +141,7 @@ bool backends_may_have_kprobes(void)
 static const char *const known_funcs[] = { "kfree_skbmem", "__kfree_skb", "ip_rcv", "netif_receive_skb" };
 #define N_KNOWN (sizeof(known_funcs) / sizeof(known_funcs[0]))
 
-void backends_detect(struct backend_support *s, bool try_kprobes, bool want_kprobe)
+static void detect_now(struct backend_support *s, bool try_kprobes, bool want_kprobe)
 {
 	memset(s, 0, sizeof(*s));
 	detect_tracepoint(s);
@@ -162,6 +162,42 @@ void backends_detect(struct backend_support *s, bool try_kprobes, bool want_kpro
 	for (size_t i = 0; i < N_KNOWN && !s->kprobe && !(s->kprobe_multi && !want_kprobe); i++)
 		detect_kprobe(s, known_funcs[i]);
 	s->func_ip = libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_func_ip, NULL) > 0;
+}
+
+/* The detection begun early, if it was (backends_detect_start()). */
+static struct {
+	pthread_t thread;
+	bool started, try_kprobes, want_kprobe;
+	struct backend_support s;
+} detect_bg;
+
+static void *detect_thread(void *arg)
+{
+	(void)arg;
+	detect_now(&detect_bg.s, detect_bg.try_kprobes, detect_bg.want_kprobe);
+	return NULL;
+}
+
+void backends_detect_start(bool try_kprobes, bool want_kprobe)
+{
+	detect_bg.try_kprobes = try_kprobes;
+	detect_bg.want_kprobe = want_kprobe;
+	detect_bg.started = pthread_create(&detect_bg.thread, NULL, detect_thread, NULL) == 0;
+}
+
+void backends_detect(struct backend_support *s, bool try_kprobes, bool want_kprobe)
+{
+	if (detect_bg.started && detect_bg.try_kprobes == try_kprobes && detect_bg.want_kprobe == want_kprobe) {
+		pthread_join(detect_bg.thread, NULL);
+		detect_bg.started = false;
+		*s = detect_bg.s;
+		return;
+	}
+	if (detect_bg.started) {
+		pthread_join(detect_bg.thread, NULL);
+		detect_bg.started = false;
+	}
+	detect_now(s, try_kprobes, want_kprobe);
 }
 
 /* Makes room for one more element in a growing array. */

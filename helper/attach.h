@@ -31,6 +31,12 @@ bool backends_may_have_kprobes(void);
  * kprobe-multi).
  */
 void backends_detect(struct backend_support *s, bool try_kprobes, bool want_kprobe);
+/*
+ * The same in a thread, begun early: the test attach and its removal wait on
+ * the kernel (~0.4 s under emulation) while the BTF and the symbols are read.
+ * backends_detect() then takes its answer (it was begun with the same flags).
+ */
+void backends_detect_start(bool try_kprobes, bool want_kprobe);
 
 /* Progress callback: phase, done, total. */
 typedef void (*attach_progress_fn)(const char *phase, size_t done, size_t total);

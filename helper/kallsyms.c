@@ -2,9 +2,11 @@
 #include "kallsyms.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t name_hash(const char *s)
 {
@@ -45,64 +47,125 @@ next:;
 	return 0;
 }
 
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Appends one text symbol; names are stored as offsets while the pool grows. */
+static int add_sym(struct kallsyms *ks, size_t *cap, size_t *names_len, size_t *names_cap, uint64_t addr,
+		   const char *name, size_t n, bool bpf)
+{
+	if (*names_len + n + 1 > *names_cap) {
+		size_t grown = *names_cap * 2;
+		char *p = realloc(ks->names, grown);
+
+		if (!p)
+			return -ENOMEM;
+		ks->names = p;
+		*names_cap = grown;
+	}
+	if (ks->cnt == *cap) {
+		struct ksym *p = realloc(ks->syms, *cap * 2 * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		ks->syms = p;
+		*cap *= 2;
+	}
+	memcpy(ks->names + *names_len, name, n);
+	ks->names[*names_len + n] = 0;
+	ks->syms[ks->cnt++] = (struct ksym){ .addr = addr, .name = (const char *)(uintptr_t)*names_len, .bpf = bpf };
+	*names_len += n + 1;
+	return 0;
+}
+
+/*
+ * One line, "ADDR TYPE NAME[\t[MODULE]]": text symbols are kept. Parsed by
+ * hand: ~165k lines, where sscanf() took twice as long as the kernel takes to
+ * write them (~1 s more under emulation).
+ */
+static int parse_line(struct kallsyms *ks, const char *l, const char *end, size_t *cap, size_t *names_len,
+		      size_t *names_cap, bool *any_addr)
+{
+	uint64_t addr = 0;
+	int v;
+
+	while (l < end && (v = hexval(*l)) >= 0) {
+		addr = addr << 4 | (uint64_t)v;
+		l++;
+	}
+	if (end - l < 4 || l[0] != ' ' || (l[1] != 't' && l[1] != 'T') || l[2] != ' ')
+		return 0;
+	const char *name = l + 3, *e = name;
+	while (e < end && *e != '\t' && *e != ' ')
+		e++;
+	if (e == name)
+		return 0;
+	/* The module follows a tab: "[bpf]" marks BPF programs, trampolines and dispatchers. */
+	const char *mod = e;
+	while (mod < end && (*mod == '\t' || *mod == ' '))
+		mod++;
+	bool bpf = end - mod == 5 && memcmp(mod, "[bpf]", 5) == 0;
+	*any_addr |= addr != 0;
+	return add_sym(ks, cap, names_len, names_cap, addr, name, (size_t)(e - name), bpf);
+}
+
 int kallsyms_load(struct kallsyms *ks)
 {
-	FILE *f = fopen("/proc/kallsyms", "r");
-	size_t names_len = 0, names_cap = 1 << 20, cap = 1 << 16;
-	char line[512];
+	int fd = open("/proc/kallsyms", O_RDONLY | O_CLOEXEC);
+	size_t names_len = 0, names_cap = 1 << 20, cap = 1 << 16, have = 0;
+	const size_t chunk = 1 << 20;
 	bool any_addr = false;
+	char *buf;
+	ssize_t n;
+	int ret = 0;
 
 	memset(ks, 0, sizeof(*ks));
-	if (!f)
+	if (fd < 0)
 		return -errno;
+	buf = malloc(chunk + 1024);
 	ks->syms = malloc(cap * sizeof(*ks->syms));
 	ks->names = malloc(names_cap);
-	if (!ks->syms || !ks->names) {
-		fclose(f);
-		return -ENOMEM;
+	if (!buf || !ks->syms || !ks->names) {
+		ret = -ENOMEM;
+		goto out;
 	}
-	/* Names are stored as offsets first: the pool moves while it grows. */
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long addr;
-		char type, name[256], module[16] = "";
+	/* Big reads: the kernel fills each from its symbol table, a line at a time. */
+	while ((n = read(fd, buf + have, chunk + 1024 - have)) > 0) {
+		const char *p = buf, *end = buf + have + n, *nl;
 
-		if (sscanf(line, "%llx %c %255s %15s", &addr, &type, name, module) < 3)
-			continue;
-		if (type != 't' && type != 'T')
-			continue;
-		size_t n = strlen(name) + 1;
-		if (names_len + n > names_cap) {
-			char *p = realloc(ks->names, names_cap * 2);
-			if (!p)
-				goto oom;
-			ks->names = p;
-			names_cap *= 2;
+		while ((nl = memchr(p, '\n', (size_t)(end - p)))) {
+			if ((ret = parse_line(ks, p, nl, &cap, &names_len, &names_cap, &any_addr)))
+				goto out;
+			p = nl + 1;
 		}
-		if (ks->cnt == cap) {
-			struct ksym *p = realloc(ks->syms, cap * 2 * sizeof(*p));
-			if (!p)
-				goto oom;
-			ks->syms = p;
-			cap *= 2;
-		}
-		memcpy(ks->names + names_len, name, n);
-		ks->syms[ks->cnt].addr = addr;
-		ks->syms[ks->cnt].name = (const char *)(uintptr_t)names_len;
-		ks->syms[ks->cnt].bpf = strcmp(module, "[bpf]") == 0;
-		ks->cnt++;
-		names_len += n;
-		any_addr |= addr != 0;
+		/* A part line waits for the rest; a line longer than any symbol's is dropped. */
+		have = (size_t)(end - p);
+		if (have > 1024)
+			have = 0;
+		memmove(buf, p, have);
 	}
-	fclose(f);
+	if (n < 0)
+		ret = -errno;
+out:
+	close(fd);
+	free(buf);
+	if (ret) {
+		kallsyms_free(ks);
+		return ret;
+	}
 	for (size_t i = 0; i < ks->cnt; i++)
 		ks->syms[i].name = ks->names + (uintptr_t)ks->syms[i].name;
 	ks->addrs_hidden = !any_addr;
 	qsort(ks->syms, ks->cnt, sizeof(*ks->syms), cmp_addr);
 	return build_hash(ks);
-oom:
-	fclose(f);
-	kallsyms_free(ks);
-	return -ENOMEM;
 }
 
 void kallsyms_free(struct kallsyms *ks)

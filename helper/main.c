@@ -62,6 +62,7 @@ struct run {
 	struct pwru_bpf *skel;
 	struct attachment att;
 	struct step_times steps;
+	double start_ms; /* main() began */
 	bool symbols_started;
 	bool attached, events_open;
 	char err[1024];
@@ -235,7 +236,9 @@ static int choose_probes(struct run *r, struct backend_support *support)
 	r->symbols_started = true;
 	if (req.functions) {
 		/* Which functions exist, and where: the kprobe backends need kernel symbols now. */
-		if (!(req.ks = symbols_get(&r->symbols)))
+		symbols_urgent(&r->symbols); /* waited for now: no longer behind anything */
+		req.ks = symbols_get(&r->symbols);
+		if (!req.ks)
 			return fail(EXIT_FAILED, "no_kallsyms", "cannot read /proc/kallsyms: %s",
 				    strerror(-symbols_error(&r->symbols)));
 		if (req.ks->addrs_hidden)
@@ -304,10 +307,12 @@ static int load(struct run *r, const struct backend_support *support)
 	if (lc.nf_exact) {
 		int nf_last, nf_inside, nf_drops;
 
+		double t = mono_ms();
 		loader_nf_map_fds(r->skel, &nf_last, &nf_inside, &nf_drops);
 		if (!nf_exact_start(nf_last, nf_inside, nf_drops, r->err, sizeof(r->err)))
 			out_message(PWRU_FRAME_WARNING, "netfilter_not_exact",
 				    "netfilter drops are named by the rules' counters only: %s", r->err);
+		r->steps.netfilter = mono_ms() - t;
 	}
 	/* Refused (no fexit on programs here): a tc or XDP drop names the programs attached there. */
 	int prog_last, prog_drops, prog_noted;
@@ -358,7 +363,10 @@ static int trace(struct run *r, double attach_ms)
 	symbols_urgent(&r->symbols);
 	/* The rules' counters as the trace begins: a netfilter drop's rule is the one whose counter moves. */
 	culprit_configure(&r->drop_reasons, o->emit_json);
+	double t = mono_ms();
 	culprit_wait_first(CULPRIT_FIRST_MS);
+	r->steps.culprits = mono_ms() - t;
+	r->steps.total = mono_ms() - r->start_ms;
 	out_ready(&(struct ready_info){ .backend = backend_name(r->backend), .backend_note = r->backend_note,
 				       .func_kind = backend_name(r->backend), .probes = &r->probes,
 				       .attached = r->att.attached, .skipped = r->att.skipped, .attach_ms = attach_ms,
@@ -456,12 +464,14 @@ static int run(struct run *r, enum options_result parsed)
 				    "before 5.8)");
 		/*
 		 * Function probes need the kernel's symbols and its list of traceable
-		 * functions, each seconds under emulation: read them beside the BTF.
+		 * functions, each seconds under emulation, and a test attach that waits
+		 * on the kernel: all in threads, beside the BTF.
 		 */
 		if (o->backend != BACKEND_TRACEPOINT && !o->verify_only && backends_may_have_kprobes()) {
 			symbols_start(&r->symbols);
 			r->symbols_started = true;
 			probes_prefetch_traceable();
+			backends_detect_start(true, o->backend == BACKEND_KPROBE);
 		}
 		double t = mono_ms();
 		r->btf = kernel_btf_load();
@@ -474,8 +484,10 @@ static int run(struct run *r, enum options_result parsed)
 	}
 
 	/* The filter compiled, the namespace and interface found: bad input fails before anything is loaded. */
+	double t = mono_ms();
 	if ((code = check_input(r)) >= 0)
 		return code;
+	r->steps.input = mono_ms() - t;
 	if (o->check)
 		return stopped_early("check");
 	/* The namespaces' netfilter rules are read meanwhile (child processes), to name what drops. */
@@ -483,7 +495,7 @@ static int run(struct run *r, enum options_result parsed)
 		culprit_begin(r->netns);
 
 	/* What to probe, and with which backend. */
-	double t = mono_ms();
+	t = mono_ms();
 	if ((code = choose_probes(r, &support)) >= 0)
 		return code;
 	r->steps.probes = mono_ms() - t;
@@ -492,7 +504,7 @@ static int run(struct run *r, enum options_result parsed)
 	double t0 = mono_ms();
 	if ((code = load(r, &support)) >= 0)
 		return code;
-	r->steps.load = mono_ms() - t0;
+	r->steps.load = mono_ms() - t0 - r->steps.netfilter;
 	if (o->verify_only)
 		return verify_only(r);
 
@@ -518,6 +530,7 @@ int main(int argc, char **argv)
 	enum options_result parsed;
 	int code;
 
+	r.start_ms = mono_ms();
 	/* The options are read before anything is written, so that --help and --version print text. */
 	parsed = options_parse(argc, argv, &r.opts, r.err, sizeof(r.err));
 	if (parsed == OPTIONS_HELP || parsed == OPTIONS_VERSION) {

@@ -101,6 +101,9 @@ bool nf_exact_start(int nf_last_fd, int nf_inside_fd, int nf_drops_fd, char *why
 		snprintf(why, len, "cannot open the netfilter programs: %s", strerror(errno));
 		return false;
 	}
+	/* Before the targets are set: setting one makes libbpf load the kernel's BTF, this copy. */
+	kernel_btf_give_to_libbpf(S.btf);
+	S.btf = NULL;
 	progs[0] = S.skel->progs.nf_nft_do_chain;
 	progs[1] = S.skel->progs.nf_ipt_do_table;
 	progs[2] = S.skel->progs.nf_ip6t_do_table;
@@ -123,8 +126,6 @@ bool nf_exact_start(int nf_last_fd, int nf_inside_fd, int nf_drops_fd, char *why
 		snprintf(why, len, "sharing the probes' maps: %s", strerror(-ret));
 		goto fail;
 	}
-	kernel_btf_give_to_libbpf(S.btf);
-	S.btf = NULL;
 	old = libbpf_set_print(quiet_print);
 	ret = nf_verdict_bpf__load(S.skel);
 	if (!ret)

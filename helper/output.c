@@ -566,9 +566,13 @@ void out_ready(const struct ready_info *r)
 	json_key(&j, "steps_ms");
 	json_begin_object(&j);
 	json_kv_int(&j, "btf", (long long)(r->steps.btf + 0.5));
+	json_kv_int(&j, "input", (long long)(r->steps.input + 0.5));
 	json_kv_int(&j, "probes", (long long)(r->steps.probes + 0.5));
 	json_kv_int(&j, "load", (long long)(r->steps.load + 0.5));
+	json_kv_int(&j, "netfilter", (long long)(r->steps.netfilter + 0.5));
 	json_kv_int(&j, "attach", (long long)(r->steps.attach + 0.5));
+	json_kv_int(&j, "culprits", (long long)(r->steps.culprits + 0.5));
+	json_kv_int(&j, "total", (long long)(r->steps.total + 0.5));
 	json_end_object(&j);
 	json_kv_string(&j, "filter", r->filter);
 	json_kv_uint(&j, "ringbuf_bytes", r->ringbuf_bytes);

@@ -100,9 +100,9 @@ void out_message(uint16_t type, const char *code, const char *fmt, ...) __attrib
 /* PROGRESS, when there is room (it is only news). */
 void out_progress(const char *phase, size_t done, size_t total);
 
-/* How long the start-up steps took, ms (READY's steps_ms). */
+/* How long the start-up steps took, ms (READY's steps_ms); total is from main() to READY. */
 struct step_times {
-	double btf, probes, load, attach;
+	double btf, input, probes, load, netfilter, attach, culprits, total;
 };
 
 struct ready_info {

@@ -141,8 +141,21 @@ export interface ReadyInfo {
   probes: ProbeInfo[];
   attached: number;
   attach_ms: number;
-  /** How long the helper's start-up steps took, ms: the BTF, choosing probes, loading, attaching. */
-  steps_ms?: { btf: number; probes: number; load: number; attach: number };
+  /**
+   * How long the helper's start-up steps took, ms: the BTF, the input checked, choosing probes, loading,
+   * the netfilter walkers' programs, attaching, the first reading of the rules; total from its main() to
+   * READY (helpers before issue 18's start-up work send only btf, probes, load and attach).
+   */
+  steps_ms?: {
+    btf: number;
+    input?: number;
+    probes: number;
+    load: number;
+    netfilter?: number;
+    attach: number;
+    culprits?: number;
+    total?: number;
+  };
   skipped: number;
   filter: string;
   drop_reasons: Record<string, string>;
