@@ -181,6 +181,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
 
     // Under the packet's steps: a tc or XDP program that handled it, and what it returned.
     prog(p: TraceProgRun) {
+      reading.prog(p);
       file?.push(jsonLine(p));
       if (!lines) return;
       if (opts.format === 'json') out(jsonLine(p));

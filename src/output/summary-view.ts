@@ -54,7 +54,9 @@ export function renderSummary(s: TraceSummary, opts: SummaryViewOptions): string
         r.first,
         r.last,
         String(r.steps),
-        verdictCell(r.label, r.verdict.kind, paint) + (r.culprit ? `\n${r.culprit.text}` : ''),
+        verdictCell(r.label, r.verdict.kind, paint) +
+          (r.programs ? `\n${r.programs.join('\n')}` : '') +
+          (r.culprit ? `\n${r.culprit.text}` : ''),
       ]);
     }
     out.push(t.toString());

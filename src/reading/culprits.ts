@@ -122,6 +122,53 @@ export function describeProgRun(p: TraceProgRun): string {
   return `handled by BPF program ${prog} at ${hookWhere(p)}: ${p.verdict}`;
 }
 
+/** Decimal timestamps compared without BigInt: the longer is later, else the text decides. */
+function tsBefore(a: string, b: string): boolean {
+  return a.length !== b.length ? a.length < b.length : a <= b;
+}
+
+/** Where a packet's steps are: its skbs, and its first and last steps' times. */
+export interface PacketSpan {
+  node?: string;
+  skbs: Set<string>;
+  first: string;
+  last: string;
+}
+
+/**
+ * The program runs of a trace, found by the packet they belong to: a run on
+ * one of its skbs between its first and last steps (an skb's address is
+ * another packet's before and after). Bounded: past `limit` runs the oldest
+ * skbs' are forgotten.
+ */
+export class ProgRunBook {
+  private readonly bySkb = new Map<string, TraceProgRun[]>();
+  private count = 0;
+
+  constructor(private readonly limit = 65536) {}
+
+  add(p: TraceProgRun): void {
+    const k = `${p.node ?? ''}\u0000${p.skb}`;
+    const runs = this.bySkb.get(k);
+    if (runs) runs.push(p);
+    else this.bySkb.set(k, [p]);
+    if (++this.count <= this.limit) return;
+    const oldest = this.bySkb.keys().next().value;
+    if (oldest === undefined) return;
+    this.count -= this.bySkb.get(oldest)?.length ?? 0;
+    this.bySkb.delete(oldest);
+  }
+
+  /** The runs on a packet, in the order they came. */
+  of(span: PacketSpan): TraceProgRun[] {
+    const out: TraceProgRun[] = [];
+    for (const skb of span.skbs)
+      for (const r of this.bySkb.get(`${span.node ?? ''}\u0000${skb}`) ?? [])
+        if (tsBefore(span.first, r.ts) && tsBefore(r.ts, span.last)) out.push(r);
+    return out;
+  }
+}
+
 /** The culprits of a trace, found by the drop they name. */
 export class CulpritBook {
   private readonly byDrop = new Map<string, TraceCulprit>();

@@ -13,7 +13,13 @@ import {
   type Tuple,
 } from '../record/event';
 import { classifyChanges, describeChanges } from './changes';
-import { type CulpritBook, describeCulprit } from './culprits';
+import {
+  type CulpritBook,
+  describeCulprit,
+  describeProgRun,
+  type PacketSpan,
+  type ProgRunBook,
+} from './culprits';
 import { explainDropReason } from './drop-reasons';
 import { noFailureByPlace } from './drop-rules';
 import { baseFunc } from './kernel-functions';
@@ -43,6 +49,8 @@ export interface PacketRow {
   changes: string[];
   /** Who dropped it (src/reading/culprits.ts), when the helper said. */
   culprit?: { method: string; text: string; rule?: CulpritRule };
+  /** The tc and XDP programs that handled it, where programs could be traced: "handled by BPF program … : TC_ACT_OK". */
+  programs?: string[];
 }
 
 export interface FlowRow {
@@ -150,6 +158,8 @@ export class SummaryBuilder {
   private readonly rows: PacketRow[] = [];
   /** The drop event of each dropped packet's row: its culprit may come after the row is made. */
   private readonly drops = new WeakMap<PacketRow, TraceEvent>();
+  /** Where each kept row's packet was: its program runs may come after the row is made. */
+  private readonly spans = new WeakMap<PacketRow, PacketSpan>();
   private readonly funcs = new Map<string, number>();
   private readonly flows = new Map<string, FlowTally>();
   private readonly reasons = new Map<string, ReasonTally>();
@@ -176,7 +186,7 @@ export class SummaryBuilder {
   /** A packet whose path is complete (freed), or every packet at the end. */
   packet(p: Packet): PacketRow {
     const row = this.row(p);
-    this.tally(row);
+    this.tally(row, p);
     return row;
   }
 
@@ -187,9 +197,19 @@ export class SummaryBuilder {
     return row;
   }
 
-  private tally(row: PacketRow): void {
+  private tally(row: PacketRow, p: Packet): void {
     this.packets++;
-    if (this.rows.length < this.limits.packetRows) this.rows.push(row);
+    if (this.rows.length < this.limits.packetRows) {
+      this.rows.push(row);
+      const skbs = new Set(p.steps.map((s) => s.event.skb));
+      const span: PacketSpan = {
+        skbs,
+        first: p.steps[0].event.ts,
+        last: p.steps[p.steps.length - 1].event.ts,
+      };
+      if (p.node !== undefined) span.node = p.node;
+      this.spans.set(row, span);
+    }
     this.verdicts[row.verdict.kind]++;
     if (row.verdict.kind === 'dropped' && row.verdict.noFailure) this.normalDrops++;
     let key = `${row.node ?? ''}\u0000${row.flow}`;
@@ -236,10 +256,13 @@ export class SummaryBuilder {
   }
 
   /** The summary, with the packets still open when the trace ended. */
-  build(open: Packet[], stats: TraceStats[] = [], culprits?: CulpritBook): TraceSummary {
-    for (const p of open) this.tally(this.row(p));
+  build(open: Packet[], stats: TraceStats[] = [], culprits?: CulpritBook, progs?: ProgRunBook): TraceSummary {
+    for (const p of open) this.tally(this.row(p), p);
     const rows = [...this.rows].sort((a, b) => a.id - b.id);
     for (const row of rows) {
+      const span = this.spans.get(row);
+      const runs = span && progs ? progs.of(span) : [];
+      if (runs.length && !row.programs) row.programs = runs.map(describeProgRun);
       const c = culprits?.of(this.drops.get(row));
       if (!c || row.culprit) continue;
       row.culprit = { method: c.method, text: describeCulprit(c), ...(c.rule ? { rule: c.rule } : {}) };

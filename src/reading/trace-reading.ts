@@ -4,8 +4,15 @@
  * helper's counts per node, whether a packet was dropped. A live trace and a
  * saved one (`show`) are read by the same code, so their summaries agree.
  */
-import type { TraceCulprit, TraceDigest, TraceEvent, TraceHeader, TraceStats } from '../record/event';
-import { CulpritBook } from './culprits';
+import type {
+  TraceCulprit,
+  TraceDigest,
+  TraceEvent,
+  TraceHeader,
+  TraceProgRun,
+  TraceStats,
+} from '../record/event';
+import { CulpritBook, ProgRunBook } from './culprits';
 import { noFailureByPlace } from './drop-rules';
 import { type Observed, type Packet, PacketTracker } from './packet-tracker';
 import { type DigestSummary, SummaryBuilder, summarizeDigest, type TraceSummary } from './summary';
@@ -33,6 +40,7 @@ export class TraceReading {
   private digestLoss = false;
   private digested?: TraceDigest;
   private readonly culprits = new CulpritBook();
+  private readonly progs = new ProgRunBook();
 
   /** onPacketDone: each packet once finished (freed, or its address reused), for a view that needs whole packets. */
   constructor(private readonly onPacketDone?: (p: Packet) => void) {}
@@ -51,6 +59,11 @@ export class TraceReading {
   /** Who dropped a packet: named in the summary's row of that packet. */
   culprit(c: TraceCulprit): void {
     this.culprits.add(c);
+  }
+
+  /** A tc or XDP program's run: named in the summary's row of its packet. */
+  prog(p: TraceProgRun): void {
+    this.progs.add(p);
   }
 
   /** Records the helper's counts; returns how many events its node has lost in all, when that grew. */
@@ -102,7 +115,7 @@ export class TraceReading {
     if (this.digested) return { kind: 'digest', summary: summarizeDigest(this.digested, this.statsSeen) };
     return {
       kind: 'packets',
-      summary: this.summary.build(this.tracker.open(), this.statsSeen, this.culprits),
+      summary: this.summary.build(this.tracker.open(), this.statsSeen, this.culprits, this.progs),
     };
   }
 }

@@ -13,6 +13,7 @@ import {
   describeCulprit,
   describeProgRun,
   describeRule,
+  ProgRunBook,
 } from '../../../src/reading/culprits';
 import { diffPackets } from '../../../src/reading/diff';
 import { PacketTracker } from '../../../src/reading/packet-tracker';
@@ -297,5 +298,45 @@ describe('culprits', () => {
       d.sentence,
       /is dropped by `-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP` in filter\/FORWARD/,
     );
+  });
+
+  test('the verdict table names the programs that handled a packet: its skb, between its first and last steps', () => {
+    const run = (ts: string, verdict: string, skb = '0xffff1'): TraceProgRun => ({
+      type: 'prog',
+      v: 1,
+      ts,
+      skb,
+      netns: 4026532000,
+      kind: 'tc',
+      iface: 'eth0',
+      ifindex: 2,
+      direction: 'egress',
+      program: { id: 7, name: 'out', tag: '0123456789abcdef' },
+      ret: verdict === 'TC_ACT_OK' ? 0 : 7,
+      verdict,
+    });
+    const book = new ProgRunBook();
+    // Before the packet (another packet at the same address), during it, after it, on another skb.
+    for (const r of [
+      run('900', 'TC_ACT_OK'),
+      run('1500', 'TC_ACT_REDIRECT'),
+      run('2100', 'TC_ACT_OK'),
+      run('1600', 'TC_ACT_OK', '0xffff2'),
+    ])
+      book.add(r);
+    const tracker = new PacketTracker();
+    const summary = new SummaryBuilder();
+    for (const e of [event('__dev_queue_xmit', '1000'), event('consume_skb', '2000')])
+      summary.step(tracker.observe(e).step);
+    for (const p of tracker.packets()) summary.packet(p);
+    const s = summary.build([], [], undefined, book);
+    assert.deepEqual(s.packets[0].programs, [
+      'handled by BPF program out (id 7, tag 0123456789abcdef) at tc egress of eth0:2: TC_ACT_REDIRECT',
+    ]);
+    // Bounded: past its limit, the oldest skbs' runs are forgotten.
+    const small = new ProgRunBook(1);
+    small.add(run('1500', 'TC_ACT_OK'));
+    small.add(run('1600', 'TC_ACT_OK', '0xffff2'));
+    assert.deepEqual(small.of({ skbs: new Set(['0xffff1']), first: '1000', last: '2000' }), []);
   });
 });
