@@ -224,6 +224,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_WATCH = 17,	     /* --on-drop, with each STATS: {packets, flows, drops, unreported, forgotten_*, final} */
 	PWRU_FRAME_TUNNEL = 18,	     /* struct pwru_tunnel: the inner packet of the next EVENT's tunnel */
 	PWRU_FRAME_PROG = 19,	     /* {ts, skb, netns, kind, iface, ifindex, direction?, program, ret, verdict}: a tc/XDP program's run */
+	PWRU_FRAME_PACKET_DONE = 20, /* --emit text|wide: {id, count, steps, copy_of?, replaced_by?, copies?, open?} + steps EVENTs */
 };
 
 #endif

@@ -16,8 +16,10 @@
 #include "culprit.h"
 #include "digest.h"
 #include "event_json.h"
+#include "event_text.h"
 #include "on_drop.h"
 #include "own_programs.h"
+#include "packet_book.h"
 #include "packet_track.h"
 #include "prog_exact.h"
 #include "pwru.skel.h"
@@ -34,6 +36,8 @@
 #define EVENT_ROOM (16 << 10)
 /* How long the end of a trace waits for the rules read after its last drops. */
 #define CULPRIT_FINISH_MS 3000
+/* --emit text|wide: frame room a finished packet's PACKET_DONE and steps may need (more waits for the reader). */
+#define UNIT_ROOM (64 << 10)
 
 /* Function address to probe id, for the kprobe backends. */
 struct addr_entry {
@@ -65,6 +69,11 @@ static struct {
 	struct packet_tracker tracker;
 	struct digest digest;
 	struct buf line;
+	/* --emit text|wide */
+	struct text_notes notes;
+	struct text_writer text;
+	struct packet_book book;
+	uint64_t units_unsent; /* finished packets the client's table misses: no room even after waiting */
 } L;
 
 static double mono_s(void)
@@ -188,32 +197,58 @@ static bool tracer_frame(const struct kallsyms *ks, uint64_t addr, const char *n
 	       (ks && (!s || addr - s->addr >= (1 << 20)));
 }
 
-/* The frames of a stack as a JSON array into b; false when the kernel has no such stack. */
-static bool stack_json(void *ctx, int32_t id, struct buf *b)
+/* The frames of a stack into b, as a JSON array or as the text views' lines; false when the kernel has no such stack. */
+static bool stack_frames(int32_t id, struct buf *b, bool json)
 {
 	const struct kallsyms *ks = symbols_get(L.cfg->symbols);
 	__u64 ips[STACK_DEPTH] = { 0 };
 	char name[300];
 	bool top = true, first = true;
 
-	(void)ctx;
 	if (id < 0 || id >= MAX_STACK_IDS)
 		return false;
 	if (bpf_map_lookup_elem(bpf_map__fd(L.cfg->skel->maps.stacks), &id, ips) != 0)
 		return false;
-	BUF_PUT_LIT(b, "[");
+	if (json)
+		BUF_PUT_LIT(b, "[");
 	for (int i = 0; i < STACK_DEPTH && ips[i]; i++) {
 		describe_addr(NULL, ips[i], name, sizeof(name));
 		if (top && tracer_frame(ks, ips[i], name))
 			continue;
 		top = false;
+		if (!json) {
+			BUF_PUT_LIT(b, "\n    ");
+			/* The names' bytes as the client decodes them (latin1), in UTF-8. */
+			for (const char *c = name; *c; c++) {
+				unsigned char u = (unsigned char)*c;
+				char two[2] = { (char)(0xc0 | u >> 6), (char)(0x80 | (u & 0x3f)) };
+				if (u < 0x80)
+					buf_put(b, c, 1);
+				else
+					buf_put(b, two, 2);
+			}
+			continue;
+		}
 		if (!first)
 			BUF_PUT_LIT(b, ",");
 		first = false;
 		buf_json_string(b, name, strlen(name), TEXT_LATIN1);
 	}
-	BUF_PUT_LIT(b, "]");
+	if (json)
+		BUF_PUT_LIT(b, "]");
 	return true;
+}
+
+static bool stack_json(void *ctx, int32_t id, struct buf *b)
+{
+	(void)ctx;
+	return stack_frames(id, b, true);
+}
+
+static bool stack_text(void *ctx, int32_t id, struct buf *b)
+{
+	(void)ctx;
+	return stack_frames(id, b, false);
 }
 
 /* STACK, before the first event with that id. */
@@ -257,6 +292,7 @@ static int json_mode_open(const struct loop_config *cfg)
 		.real_ns = cfg->clocks.real_ns,
 		.describe = describe_addr,
 		.stack_json = stack_json,
+		.stack_text = stack_text,
 	};
 	if (!L.starts_tx || json_writer_init(&L.writer, &L.names) || digest_init(&L.digest) ||
 	    packet_track_init(&L.tracker, L.starts_tx, (uint32_t)n))
@@ -314,6 +350,52 @@ static void emit_event(const struct pwru_event *in)
 		culprit_drop_named(ev);
 }
 
+/*
+ * A finished packet for the client's closing table: PACKET_DONE, then its
+ * steps as EVENT frames (with the SYMBOL frames that name their callers).
+ * It waits for the reader when it must: the table would miss the packet.
+ */
+static void send_unit(const struct book_unit *u, const struct pwru_event *steps, uint32_t nsteps)
+{
+	struct json j = { 0 };
+	size_t need;
+
+	json_begin_object(&j);
+	json_kv_uint(&j, "id", u->id);
+	json_kv_uint(&j, "count", u->count);
+	json_kv_uint(&j, "steps", nsteps);
+	if (u->copy_of)
+		json_kv_uint(&j, "copy_of", u->copy_of);
+	if (u->replaced_by)
+		json_kv_uint(&j, "replaced_by", u->replaced_by);
+	if (u->ncopies) {
+		json_key(&j, "copies");
+		json_begin_array(&j);
+		for (uint32_t i = 0; i < u->ncopies; i++)
+			json_uint(&j, u->copies[i]);
+		json_end_array(&j);
+	}
+	if (u->open)
+		json_kv_bool(&j, "open", true);
+	json_end_object(&j);
+	need = j.b.len + 64 + (size_t)nsteps * (sizeof(struct pwru_frame_header) + sizeof(*steps) + 400);
+	if (!out_frame_room(need) && !(out_drain(2000) && out_frame_room(need))) {
+		L.units_unsent++;
+		json_free(&j);
+		return;
+	}
+	out_json_frame(PWRU_FRAME_PACKET_DONE, &j);
+	json_free(&j);
+	for (uint32_t i = 0; i < nsteps; i++) {
+		struct pwru_event *ev;
+
+		write_symbol(steps[i].caller);
+		ev = out_reserve(PWRU_FRAME_EVENT, sizeof(*ev));
+		if (ev)
+			memcpy(ev, &steps[i], sizeof(*ev));
+	}
+}
+
 static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun)
 {
 	if (L.cfg->on_drop) {
@@ -322,6 +404,21 @@ static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun)
 		if (L.cfg->kprobe_backend && copy.addr)
 			copy.probe_id = probe_id_of(copy.addr);
 		on_drop_event(&copy);
+		return;
+	}
+	if (L.cfg->emit_text) {
+		struct pwru_event copy = *in;
+		struct step_info step;
+
+		if (L.cfg->kprobe_backend && copy.addr)
+			copy.probe_id = probe_id_of(copy.addr);
+		packet_track_step(&L.tracker, &copy, &step);
+		if (copy.flags & PWRU_F_DROP)
+			culprit_drop_named(&copy);
+		L.line.len = 0;
+		event_text(&L.text, &copy, tun, &step, &L.line);
+		out_line(L.line.p, L.line.len);
+		packet_book_step(&L.book, &copy, &step);
 		return;
 	}
 	if (L.cfg->emit_json) {
@@ -348,6 +445,8 @@ static bool room(void)
 {
 	if (L.cfg->on_drop)
 		return out_frame_room(ON_DROP_REPORT_ROOM);
+	if (L.cfg->emit_text)
+		return out_lines_room(EVENT_ROOM) && out_frame_room(UNIT_ROOM);
 	return L.cfg->emit_json ? out_lines_room(EVENT_ROOM)
 				: out_frame_room(EVENT_ROOM + sizeof(struct pwru_packet) + L.cfg->snaplen);
 }
@@ -423,7 +522,7 @@ static int on_event(void *ctx, void *data, size_t len)
 	 * its tunnel, its bytes; as frames only when the event goes out now as
 	 * one (--on-drop holds events back and sends neither).
 	 */
-	bool frames_now = !L.cfg->emit_json && !L.cfg->on_drop;
+	bool frames_now = !L.cfg->emit_json && !L.cfg->emit_text && !L.cfg->on_drop;
 	const struct pwru_tunnel *tun = NULL;
 	size_t rest = len - sizeof(*ev);
 	const char *ext = (const char *)(ev + 1);
@@ -454,7 +553,11 @@ int events_open(const struct loop_config *cfg)
 	L.stacks_sent = calloc(MAX_STACK_IDS / 8, 1);
 	if (!L.seen_callers || !L.stacks_sent || (cfg->kprobe_backend && build_addr_map(cfg->probes)))
 		return -ENOMEM;
-	if (cfg->emit_json && json_mode_open(cfg))
+	if ((cfg->emit_json || cfg->emit_text) && json_mode_open(cfg))
+		return -ENOMEM;
+	if (cfg->emit_text && (text_notes_parse(&L.notes, cfg->text_notes) ||
+			       text_writer_init(&L.text, &L.names, &L.notes, cfg->emit_text == EMIT_WIDE) ||
+			       packet_book_init(&L.book, send_unit, BOOK_WHOLE_FIRST)))
 		return -ENOMEM;
 	if (cfg->on_drop && on_drop_open(cfg->probes, cfg->packet_starts, emit_event))
 		return -ENOMEM;
@@ -576,6 +679,14 @@ void events_finish(struct loop_result *res)
 	/* The culprits of the last drops, before the final STATS (the client ends the lines after it). */
 	if (write)
 		culprit_finish(CULPRIT_FINISH_MS);
+	/* The finished packets held back, those in flight, and every shape, for the client's closing table. */
+	if (L.cfg->emit_text && write) {
+		packet_book_finish(&L.book);
+		if (L.units_unsent)
+			out_message(PWRU_FRAME_WARNING, "packets_unsent",
+				    "%llu finished packets could not be sent for the closing table: the reader did not keep up",
+				    (unsigned long long)L.units_unsent);
+	}
 	if (L.cfg->emit_json)
 		out_digest(packet_track_count(&L.tracker), L.events, L.digest.drops, L.digest.ndrops);
 	if (L.cfg->on_drop)
@@ -594,7 +705,12 @@ void events_close(void)
 	own_programs_free(&L.own);
 	if (L.cfg && L.cfg->on_drop)
 		on_drop_close();
-	if (L.cfg && L.cfg->emit_json) {
+	if (L.cfg && L.cfg->emit_text) {
+		text_writer_free(&L.text);
+		text_notes_free(&L.notes);
+		packet_book_free(&L.book);
+	}
+	if (L.cfg && (L.cfg->emit_json || L.cfg->emit_text)) {
 		json_writer_free(&L.writer);
 		packet_track_free(&L.tracker);
 		digest_free(&L.digest);

@@ -17,6 +17,10 @@
 
 struct pwru_bpf;
 
+/* --emit text and --emit wide (struct options and struct loop_config emit_text). */
+#define EMIT_TEXT 1
+#define EMIT_WIDE 2
+
 struct loop_config {
 	struct pwru_bpf *skel;
 	const struct probe_set *probes;
@@ -26,6 +30,9 @@ struct loop_config {
 	uint64_t max_events; /* 0: no limit */
 	/* --emit json: events as JSON lines (event_json.h) instead of binary records. */
 	bool emit_json;
+	/* --emit text|wide (EMIT_TEXT, EMIT_WIDE): the text views' lines (event_text.h), finished packets as PACKET_DONE (packet_book.h). */
+	uint8_t emit_text;
+	const char *text_notes;
 	const char *func_kind; /* "probe" of function probes: the backend's name */
 	const struct drop_reasons *drop_reasons;
 	struct clocks clocks;	   /* from HELLO, for the lines' wall-clock times */

@@ -349,6 +349,8 @@ static int trace(struct run *r, double attach_ms)
 		.duration_sec = o->duration_sec,
 		.max_events = o->max_events,
 		.emit_json = o->emit_json,
+		.emit_text = o->emit_text,
+		.text_notes = o->text_notes,
 		.func_kind = backend_name(r->backend),
 		.drop_reasons = &r->drop_reasons,
 		.clocks = r->clocks,

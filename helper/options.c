@@ -12,6 +12,7 @@
 
 #include "../bpf/event.h"
 #include "attach.h"
+#include "events.h"
 
 static const char usage[] =
 	"Usage: pwru-helper [OPTIONS] [--] [PCAP-FILTER]\n"
@@ -39,11 +40,16 @@ static const char usage[] =
 	"  --duration SECONDS       stop after this long\n"
 	"  --max-events N           stop after N events\n"
 	"  --ringbuf-size BYTES     ring buffer size, a power of two (default 8 MiB)\n"
-	"  --emit binary|json       events as binary records (default) or as the\n"
-	"                           client's JSON lines, written to the --lines-fd\n"
-	"  --packet-starts LIST     with --emit json: comma-separated functions where a\n"
+	"  --emit binary|json|text|wide\n"
+	"                           events as binary records (default) or as the\n"
+	"                           client's JSON lines or text view's lines (no\n"
+	"                           colour), written to the --lines-fd; with text and\n"
+	"                           wide, finished packets as PACKET_DONE frames\n"
+	"  --text-notes NOTES       with --emit text|wide: the words of the lines' notes\n"
+	"                           (src/output/text-notes.ts)\n"
+	"  --packet-starts LIST     with --emit json|text|wide: comma-separated functions where a\n"
 	"                           packet seen in another netns starts anew\n"
-	"  --lines-fd N             with --emit json: write the lines to descriptor N\n"
+	"  --lines-fd N             with --emit json|text|wide: write the lines to descriptor N\n"
 	"                           (once or twice), once the client sends 'g' on\n"
 	"                           stdin after READY\n"
 	"  --lines-name NAME        what the last --lines-fd is (a file's path), for\n"
@@ -79,6 +85,7 @@ enum {
 	OPT_BENCH_FLOOR,
 	OPT_EMIT,
 	OPT_PACKET_STARTS,
+	OPT_TEXT_NOTES,
 	OPT_LINES_FD,
 	OPT_LINES_NAME,
 	OPT_CHECK,
@@ -108,6 +115,7 @@ static const struct option long_opts[] = {
 	{ "bench-floor", no_argument, NULL, OPT_BENCH_FLOOR },
 	{ "emit", required_argument, NULL, OPT_EMIT },
 	{ "packet-starts", required_argument, NULL, OPT_PACKET_STARTS },
+	{ "text-notes", required_argument, NULL, OPT_TEXT_NOTES },
 	{ "lines-fd", required_argument, NULL, OPT_LINES_FD },
 	{ "lines-name", required_argument, NULL, OPT_LINES_NAME },
 	{ "check", no_argument, NULL, OPT_CHECK },
@@ -272,11 +280,16 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 			o->bench_floor = true;
 			break;
 		case OPT_EMIT:
-			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "binary") != 0) {
-				snprintf(err, errlen, "--emit %s: expected binary or json", optarg);
+			if (strcmp(optarg, "json") != 0 && strcmp(optarg, "binary") != 0 && strcmp(optarg, "text") != 0 &&
+			    strcmp(optarg, "wide") != 0) {
+				snprintf(err, errlen, "--emit %s: expected binary, json, text or wide", optarg);
 				return OPTIONS_BAD;
 			}
 			o->emit_json = strcmp(optarg, "json") == 0;
+			o->emit_text = strcmp(optarg, "text") == 0 ? EMIT_TEXT : strcmp(optarg, "wide") == 0 ? EMIT_WIDE : 0;
+			break;
+		case OPT_TEXT_NOTES:
+			o->text_notes = optarg;
 			break;
 		case OPT_PACKET_STARTS:
 			o->packet_starts = optarg;
@@ -321,12 +334,12 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 			return OPTIONS_BAD;
 		}
 	}
-	if (o->nline_fds && !o->emit_json) {
-		snprintf(err, errlen, "--lines-fd needs --emit json");
+	if (o->nline_fds && !o->emit_json && !o->emit_text) {
+		snprintf(err, errlen, "--lines-fd needs --emit json, text or wide");
 		return OPTIONS_BAD;
 	}
-	if (o->emit_json && !o->nline_fds) {
-		snprintf(err, errlen, "--emit json needs --lines-fd");
+	if ((o->emit_json || o->emit_text) && !o->nline_fds) {
+		snprintf(err, errlen, "--emit %s needs --lines-fd", o->emit_json ? "json" : "text|wide");
 		return OPTIONS_BAD;
 	}
 	/* --check runs without the client's plumbing: the descriptors are only named. */
@@ -338,8 +351,8 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 			return OPTIONS_BAD;
 		}
 	}
-	if (o->snaplen && o->emit_json) {
-		snprintf(err, errlen, "--snaplen needs --emit binary: JSON lines carry no packet bytes");
+	if (o->snaplen && (o->emit_json || o->emit_text)) {
+		snprintf(err, errlen, "--snaplen needs --emit binary: lines carry no packet bytes");
 		return OPTIONS_BAD;
 	}
 	/* A record with its bytes must fit the ring buffer many times over. */
@@ -348,8 +361,8 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 			 o->ringbuf_bytes / 16);
 		return OPTIONS_BAD;
 	}
-	if (o->on_drop && o->emit_json) {
-		snprintf(err, errlen, "--on-drop writes reports, not lines: drop --emit json");
+	if (o->on_drop && (o->emit_json || o->emit_text)) {
+		snprintf(err, errlen, "--on-drop writes reports, not lines: drop --emit");
 		return OPTIONS_BAD;
 	}
 	if (o->on_drop && o->snaplen) {

@@ -29,6 +29,8 @@ struct options {
 	uint64_t max_events;	/* 0 = unlimited */
 	unsigned int ringbuf_bytes;
 	bool emit_json;		   /* --emit json: events as JSON lines */
+	uint8_t emit_text;	   /* --emit text|wide: the text views' lines (EMIT_TEXT, EMIT_WIDE), no colour */
+	const char *text_notes;	   /* --text-notes: their words, from the client (text_notes.h) */
 	const char *packet_starts; /* --packet-starts LIST */
 	bool on_drop;		   /* --on-drop: only drop reports (helper/on_drop.c) */
 	uint64_t max_rate;	   /* --max-rate N: matching events per second, 0 = no cap */

@@ -289,11 +289,13 @@ void packet_track_step(struct packet_tracker *t, const struct pwru_event *ev, st
 	memset(out, 0, sizeof(*out));
 	i = find(t, ev->skb);
 	if (i != NONE && starts_new_packet(t, &t->states[i].last, &now, ev->probe_id)) {
+		out->ended = t->states[i].packet;
 		erase(t, i);
 		i = NONE;
 	}
 	if (i == NONE) {
 		if (t->used >= MAX_LIVE_PACKETS) {
+			out->forgot_all = true;
 			memset(t->keys, 0, t->cap * sizeof(*t->keys));
 			t->used = 0;
 		}

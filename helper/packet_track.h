@@ -55,6 +55,8 @@ struct step_info {
 	bool first;	       /* the packet's first step */
 	uint32_t prev_probe;   /* probe id of the packet's previous step (when !first) */
 	uint64_t first_ts;     /* the packet's first step's ts (wide's time since it) */
+	uint32_t ended;	       /* a packet this event's address ended (reused by a new packet), 0 = none */
+	bool forgot_all;       /* every packet in flight was forgotten (ended) before this one started */
 	uint32_t changes;      /* bit (1 << enum change_field) per changed field */
 	struct step_state before; /* the packet's state before this step (what changed from) */
 };

@@ -9,7 +9,13 @@
  * With --emit text or wide, the text views' lines instead (event_text.c,
  * test/unit/record/text-twins.test.ts), with the client's --text-notes.
  *
- *   pwru-replay [--packet-starts LIST] [--emit json|text|wide] [--text-notes NOTES] FILE
+ * With --units OUT (text and wide), the finished packets the helper would send
+ * the client for its closing table (packet_book.c) go to OUT as a record
+ * stream: the input's frames other than events, then PACKET_DONE frames
+ * with their EVENT frames; --whole-first N as the helper's BOOK_WHOLE_FIRST.
+ *
+ *   pwru-replay [--packet-starts LIST] [--emit json|text|wide] [--text-notes NOTES]
+ *               [--units OUT [--whole-first N]] FILE
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +29,7 @@
 #include "digest.h"
 #include "event_json.h"
 #include "event_text.h"
+#include "packet_book.h"
 #include "packet_track.h"
 
 /* ---- just enough JSON to read the stream's frames ---- */
@@ -302,6 +309,40 @@ static void on_stack(const struct jval *stack)
 	BUF_PUT_LIT(&R.stacks[id], "]");
 }
 
+static FILE *units_out;
+
+static void put_frame(uint16_t type, const void *payload, uint32_t len)
+{
+	struct pwru_frame_header h = { .len = len, .type = type };
+
+	fwrite(&h, sizeof(h), 1, units_out);
+	fwrite(payload, 1, len, units_out);
+}
+
+static void send_unit(const struct book_unit *u, const struct pwru_event *steps, uint32_t nsteps)
+{
+	char json[4096];
+	int n = snprintf(json, sizeof(json), "{\"id\":%u,\"count\":%llu,\"steps\":%u", u->id,
+			 (unsigned long long)u->count, nsteps);
+
+	if (u->copy_of)
+		n += snprintf(json + n, sizeof(json) - n, ",\"copy_of\":%u", u->copy_of);
+	if (u->replaced_by)
+		n += snprintf(json + n, sizeof(json) - n, ",\"replaced_by\":%u", u->replaced_by);
+	if (u->ncopies) {
+		n += snprintf(json + n, sizeof(json) - n, ",\"copies\":[");
+		for (uint32_t i = 0; i < u->ncopies && n < (int)sizeof(json) - 16; i++)
+			n += snprintf(json + n, sizeof(json) - n, "%s%u", i ? "," : "", u->copies[i]);
+		n += snprintf(json + n, sizeof(json) - n, "]");
+	}
+	if (u->open)
+		n += snprintf(json + n, sizeof(json) - n, ",\"open\":true");
+	n += snprintf(json + n, sizeof(json) - n, "}");
+	put_frame(PWRU_FRAME_PACKET_DONE, json, (uint32_t)n);
+	for (uint32_t i = 0; i < nsteps; i++)
+		put_frame(PWRU_FRAME_EVENT, &steps[i], sizeof(steps[i]));
+}
+
 static bool stack_text(void *ctx, int32_t id, struct buf *b)
 {
 	(void)ctx;
@@ -313,7 +354,9 @@ static bool stack_text(void *ctx, int32_t id, struct buf *b)
 
 int main(int argc, char **argv)
 {
-	const char *packet_starts = "", *path = NULL, *emit = "json", *notes_text = "";
+	const char *packet_starts = "", *path = NULL, *emit = "json", *notes_text = "", *units = NULL;
+	uint32_t whole_first = BOOK_WHOLE_FIRST;
+	struct packet_book book = { 0 };
 	struct event_names names = { .describe = describe, .stack_json = stack_json, .stack_text = stack_text };
 	struct json_writer writer;
 	struct text_writer text;
@@ -335,6 +378,10 @@ int main(int argc, char **argv)
 			emit = argv[++i];
 		else if (strcmp(argv[i], "--text-notes") == 0 && i + 1 < argc)
 			notes_text = argv[++i];
+		else if (strcmp(argv[i], "--units") == 0 && i + 1 < argc)
+			units = argv[++i];
+		else if (strcmp(argv[i], "--whole-first") == 0 && i + 1 < argc)
+			whole_first = (uint32_t)strtoul(argv[++i], NULL, 10);
 		else
 			path = argv[i];
 	}
@@ -343,6 +390,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pwru-replay: --emit json|text|wide, and --text-notes as src/output/text-notes.ts writes them\n");
 		return 2;
 	}
+	if (units && !(units_out = fopen(units, "wb"))) {
+		fprintf(stderr, "pwru-replay: %s: %s\n", units, strerror(errno));
+		return 2;
+	}
+	packet_book_init(&book, send_unit, whole_first);
 	FILE *f = path ? fopen(path, "rb") : NULL;
 	if (!f) {
 		fprintf(stderr, "usage: pwru-replay [--packet-starts LIST] FILE (%s)\n", path ? strerror(errno) : "no FILE");
@@ -379,6 +431,8 @@ int main(int argc, char **argv)
 			}
 			memcpy(&ev, payload, sizeof(ev));
 			packet_track_step(&tracker, &ev, &step);
+			if (units_out)
+				packet_book_step(&book, &ev, &step);
 			if (ev.flags & PWRU_F_DROP)
 				digest_drop(&digest, &names, &ev, &step);
 			line.len = 0;
@@ -392,6 +446,8 @@ int main(int argc, char **argv)
 			events++;
 			continue;
 		}
+		if (units_out && h.type != PWRU_FRAME_PACKET && h.type != PWRU_FRAME_STATS && h.type != PWRU_FRAME_END)
+			put_frame(h.type, payload, h.len);
 		if (h.type != PWRU_FRAME_HELLO && h.type != PWRU_FRAME_READY && h.type != PWRU_FRAME_SYMBOL &&
 		    h.type != PWRU_FRAME_STACK)
 			continue;
@@ -425,6 +481,11 @@ int main(int argc, char **argv)
 			on_stack(&v);
 		}
 		jfree(&v);
+	}
+	if (units_out) {
+		packet_book_finish(&book);
+		packet_book_free(&book);
+		fclose(units_out);
 	}
 	/* The digest the helper would send (DIGEST), as one more line. */
 	printf("{\"type\":\"digest\",\"packets\":%u,\"events\":%llu,\"drops\":[", packet_track_count(&tracker),

@@ -9,6 +9,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
+import { textNotes } from '../output/text-notes';
 import { TX_START_FUNCS } from '../reading/kernel-functions';
 import { HelperStream } from '../trace/helper-stream';
 import { helperArgs, type TraceRequest } from '../trace/request';
@@ -30,15 +31,20 @@ export async function runLocalTrace(
   signal: AbortSignal,
   helper: string,
 ): Promise<void> {
-  // JSON lines and nothing else per event: the helper writes them, at rates decoding here could not
-  // follow; straight to our outputs when they are descriptors (fd 3, 4 in the helper), after the header.
+  // Lines and nothing else per event (JSON, or a text view to a file or pipe): the helper writes them, at
+  // rates decoding here could not follow; straight to our outputs when they are descriptors (fd 3, 4 in the
+  // helper), after the header. With a text view, finished packets still come here for the verdict table.
   // Lines carry no bytes: with --snaplen the events come here (binary) and take their bytes along.
-  const direct = sink.acceptsLines && request.snaplen === undefined ? sink.lineOutputs?.() : undefined;
-  const lines = direct && {
-    packetStarts: [...TX_START_FUNCS],
-    fds: direct.fds.map((_, i) => 3 + i),
-    names: direct.names,
-  };
+  const emit = request.snaplen === undefined ? sink.acceptsLines : undefined;
+  const direct = emit ? sink.lineOutputs?.() : undefined;
+  const lines = emit &&
+    direct && {
+      emit,
+      ...(emit === 'json' ? {} : { textNotes: textNotes() }),
+      packetStarts: [...TX_START_FUNCS],
+      fds: direct.fds.map((_, i) => 3 + i),
+      names: direct.names,
+    };
   // The first three are pipes whatever follows them.
   const child = spawn(helper, helperArgs(request, lines), {
     stdio: ['pipe', 'pipe', 'pipe', ...(direct?.fds ?? [])],

@@ -12,6 +12,7 @@
 import { EXIT_OUTPUT_FAILED, UserError } from '../errors';
 import { describeCulprit, describeProgRun } from '../reading/culprits';
 import { TraceReading } from '../reading/trace-reading';
+import type { PacketDoneInfo } from '../record/decode';
 import type {
   TraceCulprit,
   TraceDigest,
@@ -204,8 +205,22 @@ export function createSink(opts: SinkOptions): ReadingSink {
       if (lines && opts.format === 'json') out(jsonLine(s));
     },
 
-    // Lines and nothing else per event: a live trace (not `show`) may take the helper's own.
-    acceptsLines: opts.format === 'json' && !opts.summary && !opts.replay && !pcapng && !opts.verdicts,
+    // Lines and nothing else per event: a live trace (not `show`) may take the helper's own. The text views'
+    // only when they go to a file or a pipe without colour, and no --output-file wants JSON lines beside them.
+    acceptsLines:
+      opts.summary || opts.replay || pcapng
+        ? undefined
+        : opts.format === 'json'
+          ? opts.verdicts
+            ? undefined
+            : 'json'
+          : !file && !fold && !opts.color && !(opts.stdout as NodeJS.WriteStream).isTTY
+            ? opts.format
+            : undefined,
+
+    packetDone(info: PacketDoneInfo, events: TraceEvent[]) {
+      reading.packetDone(info, events);
+    },
 
     lineOutputs() {
       if (outputs.some((o) => o.fd === undefined)) return undefined;

@@ -4,7 +4,7 @@
  * JSON lines, a file, a summary). Progress and warnings are for people and go
  * to stderr, so that stdout stays machine-clean.
  */
-import type { DropReportInfo, WatchInfo } from '../record/decode';
+import type { DropReportInfo, PacketDoneInfo, WatchInfo } from '../record/decode';
 import type {
   TraceCulprit,
   TraceDigest,
@@ -14,6 +14,9 @@ import type {
   TraceProgRun,
   TraceStats,
 } from '../record/event';
+
+/** The lines the helper can write itself (its --emit). */
+export type LinesFormat = 'json' | 'text' | 'wide';
 
 /** --on-drop: a drop the helper caught, with the steps of its packet and of the flow's last good one. */
 export interface HelperDropReport {
@@ -34,12 +37,15 @@ export interface TraceSink {
   /** A tc or XDP program's run on a traced packet (where programs can be traced). */
   prog?(run: TraceProgRun): void;
   /**
-   * The view is JSON lines and nothing else per event, so the helper may
-   * write the lines itself (--emit json), straight to the outputs: a firehose
-   * of events then reaches them without being decoded here, and digest()
-   * brings the counts the closing summary is made of.
+   * The view has nothing to add per event, so the helper may write the
+   * lines itself (--emit json, text or wide), straight to the outputs: a
+   * firehose of events then reaches them without being decoded here. With
+   * json, digest() brings the counts the closing summary is made of; with
+   * text and wide, packetDone() the finished packets for the verdict table.
    */
-  readonly acceptsLines?: boolean;
+  readonly acceptsLines?: LinesFormat;
+  /** --emit text|wide: a finished packet, or one standing for `info.count` of its shape (helper/packet_book.c). */
+  packetDone?(info: PacketDoneInfo, events: TraceEvent[]): void;
   /**
    * The outputs' descriptors for the helper, and a promise that resolves
    * once what the sink wrote before them (the header line) is out. Undefined

@@ -141,6 +141,29 @@ function sameFlow(a?: Tuple, b?: Tuple): boolean {
   );
 }
 
+/**
+ * A packet whose steps are known to be one packet's (the helper followed it:
+ * --emit text|wide, helper/packet_book.c), with its changes step by step as
+ * observe() makes them. Its copies and replacement are the caller's to link.
+ */
+export function packetOfSteps(id: number, events: readonly TraceEvent[]): Packet {
+  const first = events[0];
+  const packet: Packet = { id, skb: first?.skb ?? '', steps: [], freed: false };
+  if (first?.node !== undefined) packet.node = first.node;
+  const last: LastSeen = {};
+  for (const e of events) {
+    packet.steps.push({
+      event: e,
+      index: packet.steps.length,
+      changes: packet.steps.length ? detectChanges(last, e) : [],
+    });
+    if (!packet.tuple && e.tuple) packet.tuple = e.tuple;
+    remember(last, e);
+    if (e.freed || e.drop) packet.freed = true;
+  }
+  return packet;
+}
+
 export class PacketTracker {
   private readonly live = new Map<string, { packet: Packet; last: LastSeen }>();
   private readonly all: Packet[] = [];

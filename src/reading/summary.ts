@@ -145,7 +145,8 @@ export const SUMMARY_LIMITS = { packetRows: 10_000, flows: 10_000 };
 /** The row that stands for every flow past SUMMARY_LIMITS.flows. */
 export const OTHER_FLOWS = '(other flows)';
 
-type FlowTally = FlowRow & { firstId: number };
+/** verdictFirst: each verdict's first packet, so that outcomes list alike whatever order packets finish in. */
+type FlowTally = FlowRow & { firstId: number; verdictFirst: Map<string, number> };
 type ReasonTally = ReasonCount & { firstId: number };
 
 /**
@@ -176,17 +177,18 @@ export class SummaryBuilder {
 
   constructor(private readonly limits = SUMMARY_LIMITS) {}
 
-  step(s: Step): void {
-    this.events++;
+  /** A step; count: of as many packets of one shape (--emit text|wide, helper/packet_book.c). */
+  step(s: Step, count = 1): void {
+    this.events += count;
     // Counted by the probe's own name (one lookup per event), by function at the end.
     const fn = s.event.func;
-    this.funcs.set(fn, (this.funcs.get(fn) ?? 0) + 1);
+    this.funcs.set(fn, (this.funcs.get(fn) ?? 0) + count);
   }
 
-  /** A packet whose path is complete (freed), or every packet at the end. */
-  packet(p: Packet): PacketRow {
+  /** A packet whose path is complete (freed), or every packet at the end; count: as many of its shape. */
+  packet(p: Packet, count = 1): PacketRow {
     const row = this.row(p);
-    this.tally(row, p);
+    this.tally(row, p, count);
     return row;
   }
 
@@ -197,8 +199,8 @@ export class SummaryBuilder {
     return row;
   }
 
-  private tally(row: PacketRow, p: Packet): void {
-    this.packets++;
+  private tally(row: PacketRow, p: Packet, count = 1): void {
+    this.packets += count;
     if (this.rows.length < this.limits.packetRows) {
       this.rows.push(row);
       const skbs = new Set(p.steps.map((s) => s.event.skb));
@@ -210,14 +212,22 @@ export class SummaryBuilder {
       if (p.node !== undefined) span.node = p.node;
       this.spans.set(row, span);
     }
-    this.verdicts[row.verdict.kind]++;
-    if (row.verdict.kind === 'dropped' && row.verdict.noFailure) this.normalDrops++;
+    this.verdicts[row.verdict.kind] += count;
+    if (row.verdict.kind === 'dropped' && row.verdict.noFailure) this.normalDrops += count;
     let key = `${row.node ?? ''}\u0000${row.flow}`;
     if (!this.flows.has(key) && this.flows.size >= this.limits.flows) key = OTHER_FLOWS;
     let f = this.flows.get(key);
     if (!f) {
       const flow = key === OTHER_FLOWS ? OTHER_FLOWS : row.flow;
-      f = { flow, packets: 0, first: row.first, last: row.last, verdicts: {}, firstId: row.id };
+      f = {
+        flow,
+        packets: 0,
+        first: row.first,
+        last: row.last,
+        verdicts: {},
+        firstId: row.id,
+        verdictFirst: new Map(),
+      };
       if (row.node !== undefined && key !== OTHER_FLOWS) f.node = row.node;
       this.flows.set(key, f);
     } else if (row.id < f.firstId) {
@@ -226,11 +236,12 @@ export class SummaryBuilder {
       f.last = row.last;
       f.firstId = row.id;
     }
-    f.packets++;
+    f.packets += count;
     // Grouped by what happened, not by which packet: "replaced by a copy", not "… #17".
     const group =
       row.verdict.kind === 'consumed' && row.verdict.replacedBy ? 'replaced by a copy' : row.label;
-    f.verdicts[group] = (f.verdicts[group] ?? 0) + 1;
+    f.verdicts[group] = (f.verdicts[group] ?? 0) + count;
+    f.verdictFirst.set(group, Math.min(f.verdictFirst.get(group) ?? row.id, row.id));
     if (row.verdict.kind === 'dropped') {
       const name = row.verdict.reason;
       let r = this.reasons.get(name);
@@ -240,8 +251,8 @@ export class SummaryBuilder {
         this.reasons.set(name, r);
       }
       r.firstId = Math.min(r.firstId, row.id);
-      r.count++;
-      r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + 1;
+      r.count += count;
+      r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + count;
     }
   }
 
@@ -275,7 +286,11 @@ export class SummaryBuilder {
       v: TRACE_SCHEMA_VERSION,
       packets: rows,
       packetCount: this.packets,
-      flows: [...this.flows.values()].sort(byFirst).map(({ firstId: _, ...f }) => f),
+      flows: [...this.flows.values()].sort(byFirst).map(({ firstId: _, verdictFirst, ...f }) => {
+        // Outcomes in order of their first packet (the table then sorts them by count, ties kept so).
+        const order = [...verdictFirst.entries()].sort((a, b) => a[1] - b[1]);
+        return { ...f, verdicts: Object.fromEntries(order.map(([v]) => [v, f.verdicts[v]])) };
+      }),
       dropReasons: [...this.reasons.values()]
         .sort((a, b) => b.count - a.count || a.firstId - b.firstId)
         .map(({ firstId: _, ...r }) => r),

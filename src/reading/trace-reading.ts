@@ -4,6 +4,7 @@
  * helper's counts per node, whether a packet was dropped. A live trace and a
  * saved one (`show`) are read by the same code, so their summaries agree.
  */
+import type { PacketDoneInfo } from '../record/decode';
 import type {
   TraceCulprit,
   TraceDigest,
@@ -14,7 +15,7 @@ import type {
 } from '../record/event';
 import { CulpritBook, ProgRunBook } from './culprits';
 import { noFailureByPlace } from './drop-rules';
-import { type Observed, type Packet, PacketTracker } from './packet-tracker';
+import { type Observed, type Packet, PacketTracker, packetOfSteps } from './packet-tracker';
 import { type DigestSummary, SummaryBuilder, summarizeDigest, type TraceSummary } from './summary';
 import { isLoss } from './verdicts';
 
@@ -41,6 +42,12 @@ export class TraceReading {
   private digested?: TraceDigest;
   private readonly culprits = new CulpritBook();
   private readonly progs = new ProgRunBook();
+  /** --emit text|wide: packets the helper sent whole that copies may point to, by number. */
+  private readonly copiesSent = new Map<number, Packet>();
+  /** Originals waiting for their copies to arrive (the helper sends a copy first, except at the end). */
+  private waiting: { packet: Packet; copies: number[]; count: number; open: boolean }[] = [];
+  /** Packets the helper sent as still in flight at the end. */
+  private readonly openSent: Packet[] = [];
 
   /** onPacketDone: each packet once finished (freed, or its address reused), for a view that needs whole packets. */
   constructor(private readonly onPacketDone?: (p: Packet) => void) {}
@@ -54,6 +61,47 @@ export class TraceReading {
     const o = this.tracker.observe(e);
     this.summary.step(o.step);
     return o;
+  }
+
+  /**
+   * A finished packet from the helper, whole or standing for `count` of its
+   * shape (--emit text|wide, helper/packet_book.c): read by the same verdict
+   * code as the events. Its copies and replacement come linked by the helper,
+   * which follows copies.ts and packet-tracker.ts.
+   */
+  packetDone(info: PacketDoneInfo, events: readonly TraceEvent[]): void {
+    const packet = packetOfSteps(info.id, events);
+    if (info.copy_of !== undefined) {
+      packet.copyOf = info.copy_of;
+      this.copiesSent.set(packet.id, packet);
+    }
+    if (info.replaced_by !== undefined) packet.replacedBy = info.replaced_by;
+    for (const s of packet.steps) this.summary.step(s, info.count);
+    this.waiting.push({ packet, copies: info.copies ?? [], count: info.count, open: info.open === true });
+    this.settle(false);
+  }
+
+  /** Reads the packets whose copies have all arrived (at the end: all of them, with what arrived). */
+  private settle(end: boolean): void {
+    let progress = true;
+    while (progress) {
+      progress = false;
+      const still: typeof this.waiting = [];
+      for (const w of this.waiting) {
+        if (!end && !w.copies.every((id) => this.copiesSent.has(id))) {
+          still.push(w);
+          continue;
+        }
+        progress = true;
+        const copies = w.copies.map((id) => this.copiesSent.get(id)).filter((c) => c !== undefined);
+        if (copies.length) w.packet.copies = copies;
+        for (const id of w.copies) this.copiesSent.delete(id);
+        if (w.open) this.openSent.push(w.packet);
+        else if (isLoss(this.summary.packet(w.packet, w.count).verdict)) this.losses += w.count;
+      }
+      this.waiting = still;
+      if (end) break;
+    }
   }
 
   /** Who dropped a packet: named in the summary's row of that packet. */
@@ -97,6 +145,7 @@ export class TraceReading {
    */
   dropped(): boolean {
     this.tracker.open(); // finishes what was held back
+    this.settle(true);
     return this.losses > 0 || this.digestLoss;
   }
 
@@ -113,9 +162,15 @@ export class TraceReading {
   /** The closing summary: of the events read here, or of the helper's digest when it wrote the lines. */
   result(): { kind: 'packets'; summary: TraceSummary } | { kind: 'digest'; summary: DigestSummary } {
     if (this.digested) return { kind: 'digest', summary: summarizeDigest(this.digested, this.statsSeen) };
+    this.settle(true);
     return {
       kind: 'packets',
-      summary: this.summary.build(this.tracker.open(), this.statsSeen, this.culprits, this.progs),
+      summary: this.summary.build(
+        [...this.tracker.open(), ...this.openSent],
+        this.statsSeen,
+        this.culprits,
+        this.progs,
+      ),
     };
   }
 }

@@ -41,6 +41,7 @@ export const FrameType = {
   Watch: 17,
   Tunnel: 18,
   Prog: 19,
+  PacketDone: 20,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -205,6 +206,22 @@ export interface ReportedPathInfo {
   ended?: string;
 }
 
+/**
+ * --emit text|wide: a finished packet for the closing table (helper/packet_book.c);
+ * the next `steps` EVENT frames are its steps. `count` packets of the same
+ * shape stand behind it (id: the lowest of them).
+ */
+export interface PacketDoneInfo {
+  id: number;
+  count: number;
+  steps: number;
+  copy_of?: number;
+  replaced_by?: number;
+  copies?: number[];
+  /** Not finished when the trace ended. */
+  open?: boolean;
+}
+
 /** --on-drop: what the helper watches and what it had to forget, with each STATS. */
 export interface WatchInfo {
   packets: number;
@@ -241,6 +258,7 @@ export interface RecordListener {
   end?(end: EndInfo): void;
   dropReport?(report: DropReportInfo): void;
   watch?(watch: WatchInfo): void;
+  packetDone?(info: PacketDoneInfo): void;
 }
 
 export class StreamError extends Error {}
@@ -490,6 +508,9 @@ export class RecordDecoder {
         return;
       case FrameType.Prog:
         this.listener.prog?.(this.json<ProgRunInfo>(buf, start, len));
+        return;
+      case FrameType.PacketDone:
+        this.listener.packetDone?.(this.json<PacketDoneInfo>(buf, start, len));
         return;
       case FrameType.Hello: {
         const hello = this.json<HelloInfo>(buf, start, len);

@@ -12,6 +12,7 @@ import { type HelloInfo, RecordDecoder } from '../record/decode';
 import { TRACE_SCHEMA_VERSION } from '../record/event';
 import { TOOL_VERSION } from '../version';
 import { DropCollector } from './drop-collector';
+import { PacketCollector } from './packet-collector';
 
 /** Helper error codes that mean the user's input was wrong: exit code 2 (docs/exit-codes.md). */
 export const HELPER_BAD_INPUT: ReadonlySet<string> = new Set([
@@ -72,6 +73,12 @@ export class HelperStream {
   ) {
     const where = prefix ? `${prefix}: ` : '';
     const reports = sink.dropReport ? new DropCollector((r) => sink.dropReport?.({ ...r, node })) : undefined;
+    const packets = sink.packetDone
+      ? new PacketCollector((info, events) => {
+          this.outcome.events += info.steps * info.count;
+          sink.packetDone?.(info, events);
+        })
+      : undefined;
     this.decoder = new RecordDecoder(
       {
         hello: (hello) => {
@@ -102,9 +109,11 @@ export class HelperStream {
           onReady?.();
         },
         event: (e) => {
+          if (packets?.take(e)) return;
           this.outcome.events++;
           if (!reports?.take(e)) sink.event(e);
         },
+        packetDone: (info) => packets?.start(info),
         culprit: (c) => {
           sink.culprit?.({
             type: 'culprit',

@@ -5,6 +5,7 @@
  * the one translation into the helper's command line, used by the local
  * session and by the in-pod runner.
  */
+import type { LinesFormat } from '../output/sink';
 import { TX_START_FUNCS } from '../reading/kernel-functions';
 import type { CommandWords } from './command-line';
 import { parseDuration } from './duration';
@@ -65,6 +66,9 @@ export interface TraceRequest {
  * part of the request.
  */
 export interface LineOutputs {
+  /** Which lines: JSON, or a text view's (with the words of their notes, src/output/text-notes.ts). */
+  emit: LinesFormat;
+  textNotes?: string;
   packetStarts: readonly string[];
   fds: readonly number[];
   /** What each descriptor is (`stdout`, a path), for the helper's message when writing to it fails. */
@@ -91,7 +95,8 @@ export function helperArgs(req: TraceRequest, lines?: LineOutputs): string[] {
   if (req.maxRate !== undefined) args.push('--max-rate', String(req.maxRate));
   if (req.onDrop) args.push('--on-drop', '--packet-starts', req.onDrop.packetStarts.join(','));
   if (lines) {
-    args.push('--emit', 'json', '--packet-starts', lines.packetStarts.join(','));
+    args.push('--emit', lines.emit, '--packet-starts', lines.packetStarts.join(','));
+    if (lines.textNotes !== undefined) args.push('--text-notes', lines.textNotes);
     lines.fds.forEach((fd, i) => {
       args.push('--lines-fd', String(fd), '--lines-name', lines.names[i] ?? `descriptor ${fd}`);
     });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -272,7 +272,7 @@ test('with the helper writing the JSON lines to the outputs, they follow the hea
     stderr,
     outputFile: file,
   });
-  assert.equal(sink.acceptsLines, true);
+  assert.equal(sink.acceptsLines, 'json');
   const header = traceLines('netfilter-drop.jsonl')[0];
   assert.equal(header.type, 'header');
   if (header.type === 'header') sink.header(header);
@@ -328,20 +328,24 @@ test('a digest with only socket-teardown purges is not a drop for --fail-on-drop
 
 test('an output without a descriptor takes events, decoded here', () => {
   const sink = streamJsonSink();
-  assert.equal(sink.acceptsLines, true);
+  assert.equal(sink.acceptsLines, 'json');
   assert.equal(sink.lineOutputs?.(), undefined);
 });
 
-test('the text views and --summary take events, not lines', () => {
-  for (const over of [{ format: 'text' as const }, { format: 'json' as const, summary: true }]) {
-    const sink = createSink({
-      summary: false,
-      color: false,
-      showNode: false,
-      stdout: new Capture(),
-      stderr: new Capture(),
-      ...over,
-    });
-    assert.equal(sink.acceptsLines, false, JSON.stringify(over));
+test('the text views take the helper lines only to a file or pipe without colour; --summary never', () => {
+  const base = { summary: false, color: false, showNode: false, stderr: new Capture() };
+  const tty = () => Object.assign(new Capture(), { isTTY: true });
+  const dir = mkdtempSync(join(tmpdir(), 'pwru-accepts-'));
+  for (const [over, want] of [
+    [{ format: 'text' as const }, 'text'],
+    [{ format: 'wide' as const }, 'wide'],
+    [{ format: 'text' as const, color: true }, undefined],
+    [{ format: 'text' as const, stdout: tty() }, undefined],
+    [{ format: 'wide' as const, outputFile: join(dir, 'trace.jsonl') }, undefined],
+    [{ format: 'json' as const, summary: true }, undefined],
+  ] as const) {
+    const sink = createSink({ ...base, stdout: new Capture(), ...over });
+    assert.equal(sink.acceptsLines, want, JSON.stringify(over));
   }
+  rmSync(dir, { recursive: true, force: true });
 });

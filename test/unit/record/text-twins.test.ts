@@ -17,13 +17,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Painter } from '../../../src/output/ansi';
+import { renderSummary } from '../../../src/output/summary-view';
 import { formatTextLine, TextLayout } from '../../../src/output/text';
 import { textNotes } from '../../../src/output/text-notes';
 import { formatWideLine, WideLayout } from '../../../src/output/wide';
 import { TX_START_FUNCS } from '../../../src/reading/kernel-functions';
 import { PacketTracker } from '../../../src/reading/packet-tracker';
+import { TraceReading } from '../../../src/reading/trace-reading';
 import { RecordDecoder } from '../../../src/record/decode';
 import type { TraceEvent } from '../../../src/record/event';
+import { PacketCollector } from '../../../src/trace/packet-collector';
 import { ROOT, TRACES, traceEvents, traceHeader } from '../fixtures';
 import { encodeTrace } from './encode-events';
 
@@ -59,6 +62,68 @@ function helperLines(file: string, view: View): string[] {
   const lines = r.stdout.split('\n').slice(0, -1);
   assert.match(lines.pop() ?? '', /^\{"type":"digest"/);
   return lines;
+}
+
+/** The closing tables as a person reads them (packet rows, or flow rows), and whether --fail-on-drop fails. */
+function tables(reading: TraceReading): { rows: string; flows: string; dropped: boolean } {
+  const result = reading.result();
+  assert.equal(result.kind, 'packets');
+  if (result.kind !== 'packets') throw new Error('no packets');
+  const paint = new Painter(false);
+  return {
+    rows: renderSummary(result.summary, { paint, showNode: false, functions: false }),
+    flows: renderSummary(result.summary, { paint, showNode: false, functions: false, maxPacketRows: 0 }),
+    dropped: reading.dropped(),
+  };
+}
+
+/** The client's tables from every event of a stream. */
+function clientTables(file: string): ReturnType<typeof tables> {
+  const reading = new TraceReading();
+  const decoder = new RecordDecoder({ event: (e) => reading.event(e) });
+  decoder.push(readFileSync(file));
+  decoder.finish();
+  return tables(reading);
+}
+
+/** The client's tables from the finished packets the helper sends with --emit text (helper/packet_book.c). */
+function unitTables(
+  file: string,
+  wholeFirst: number,
+  dir: string,
+): ReturnType<typeof tables> & { units: number } {
+  const out = join(dir, `units-${wholeFirst}`);
+  const r = spawnSync(
+    REPLAY,
+    [
+      '--packet-starts',
+      [...TX_START_FUNCS].join(','),
+      '--emit',
+      'text',
+      '--text-notes',
+      textNotes(),
+      '--units',
+      out,
+      '--whole-first',
+      String(wholeFirst),
+      file,
+    ],
+    { encoding: 'utf8', maxBuffer: 256 << 20 },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const reading = new TraceReading();
+  let units = 0;
+  const packets = new PacketCollector((info, events) => {
+    units++;
+    reading.packetDone(info, events);
+  });
+  const decoder = new RecordDecoder({
+    event: (e) => assert.ok(packets.take(e), 'an event outside a finished packet'),
+    packetDone: (info) => packets.start(info),
+  });
+  decoder.push(readFileSync(out));
+  decoder.finish();
+  return { ...tables(reading), units };
 }
 
 function sameLines(name: string, view: View, file: string): string[] {
@@ -97,6 +162,36 @@ describe('the text view twins (C and TypeScript) on recorded streams', () => {
       });
     }
   }
+
+  const shaped = { streams: 0, fewerUnits: 0 };
+  for (const name of [...files, ...traces]) {
+    test(`the closing tables of ${name} from the helper's finished packets: the same as from every event`, () => {
+      let file = join(STREAMS, name);
+      if (name.endsWith('.jsonl')) {
+        file = join(encoded, `${name}.units.records`);
+        writeFileSync(file, encodeTrace(traceHeader(name), traceEvents(name)));
+      }
+      const client = clientTables(file);
+      // As shipped (the first 40 packets whole), and with every packet that may be counted under its shape.
+      for (const wholeFirst of [40, 0]) {
+        const helper = unitTables(file, wholeFirst, encoded);
+        // A packet's own row is shown only when every packet is (at most 40): then all came whole.
+        if (wholeFirst === 40)
+          assert.equal(helper.rows, client.rows, `${name}, whole first ${wholeFirst}: the packet table`);
+        assert.equal(helper.flows, client.flows, `${name}, whole first ${wholeFirst}: the flow table`);
+        assert.equal(helper.dropped, client.dropped, `${name}, whole first ${wholeFirst}: --fail-on-drop`);
+        if (wholeFirst === 0) {
+          shaped.streams++;
+          const packets = Number(/(\d+) packets/.exec(client.flows)?.[1] ?? 0);
+          if (helper.units < packets) shaped.fewerUnits++;
+        }
+      }
+    });
+  }
+
+  test('packets were counted under shapes, not only sent whole', () => {
+    assert.ok(shaped.streams > 0 && shaped.fewerUnits > 0, JSON.stringify(shaped));
+  });
 
   test('wide: time since the first step rounds as the client does, exact halves and negatives included', () => {
     // 0.25 µs and 0.75 µs are exact halves of a tenth (toFixed rounds them up, printf to even); the last step
