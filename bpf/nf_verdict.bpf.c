@@ -16,23 +16,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* nf_last and nf_inside, shared with the probes, are declared in nf_verdict.h. */
+
 #define NF_DROP 0
 #define NF_VERDICT_MASK 0xff
-
-/* Shared with bpf/pwru.bpf.c (the helper reuses this map's descriptor there). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nf_verdict);
-} nf_last SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nf_inside);
-} nf_inside SEC(".maps");
 
 static __always_inline struct nf_verdict *noted(struct sk_buff *skb, unsigned int ret)
 {

@@ -6,7 +6,7 @@
  * layout the programs and the helper (helper/nf_exact.c) share; it travels in
  * maps, not in the record stream.
  *
- * The includer provides __u8.. __u64.
+ * The includer provides __u8.. __u64 (and, in BPF programs, bpf_helpers.h: the shared maps at the end).
  */
 #ifndef PWRU_NF_VERDICT_H
 #define PWRU_NF_VERDICT_H
@@ -56,5 +56,29 @@ struct nf_drop_key {
 	__u64 skb;
 	__u64 ts; /* the drop event's */
 };
+
+#ifdef __bpf__
+/*
+ * The maps bpf/pwru.bpf.c and bpf/nf_verdict.bpf.c share, declared once: each
+ * object gets its own copy, and the helper gives the second the first's
+ * descriptors (helper/nf_exact.c). Not for the helper's own includes.
+ */
+
+/* Per CPU, the last table traversal (nf_verdict.bpf.c writes it; pwru.bpf.c's drop tracepoint reads it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_verdict);
+} nf_last SEC(".maps");
+
+/* Per CPU, the nft_do_chain calls under way. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nf_inside);
+} nf_inside SEC(".maps");
+#endif
 
 #endif

@@ -18,6 +18,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* prog_last and prog_drops, shared with the probes, are declared in prog_verdict.h. */
+
 /* The traced program's id (each copy its own). */
 const volatile __u32 cfg_prog_id = 0;
 
@@ -25,26 +27,10 @@ const volatile __u32 cfg_prog_id = 0;
 #define XDP_ABORTED 0
 #define XDP_DROP 1
 
-/* Shared with bpf/pwru.bpf.c, which writes it (the helper reuses this map's descriptor there). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct prog_seen);
-} prog_last SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 << 10);
 } prog_runs SEC(".maps");
-
-/* Shared with bpf/pwru.bpf.c, whose drop tracepoint takes a drop's run from here. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct prog_drop_key);
-	__type(value, struct prog_run);
-} prog_drops SEC(".maps");
 
 static __always_inline __u32 dev_netns(struct net_device *dev)
 {
@@ -55,8 +41,17 @@ static __always_inline int noted(struct prog_run *r, __u64 id, bool dropped)
 {
 	__u32 zero = 0;
 	struct prog_seen *seen = bpf_map_lookup_elem(&prog_last, &zero);
-	bool traced = seen && (r->kind == PWRU_PROG_TC ? seen->skb == r->skb : seen->head == r->head);
+	bool traced = false;
 	struct prog_run *out;
+
+	if (seen && r->kind == PWRU_PROG_TC)
+		traced = seen->skb == r->skb;
+	/* Generic XDP may give the skb a new head first (pskb_expand_head): the skb's head now is the buffer's. */
+	else if (seen && seen->skb) {
+		struct sk_buff *skb = (struct sk_buff *)seen->skb; /* apart: CO-RE must not relocate seen->skb */
+
+		traced = seen->head == r->head || (__u64)BPF_CORE_READ(skb, head) == r->head;
+	}
 
 	if (!traced && !dropped)
 		return 0;

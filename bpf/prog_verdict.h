@@ -7,7 +7,7 @@
  * their own, not in the record stream (the helper writes PROG frames from
  * them, docs/record-stream.md).
  *
- * The includer provides __u8.. __u64.
+ * The includer provides __u8.. __u64 (and, in BPF programs, bpf_helpers.h: the shared maps at the end).
  */
 #ifndef PWRU_PROG_VERDICT_H
 #define PWRU_PROG_VERDICT_H
@@ -19,7 +19,8 @@
 /*
  * Per CPU, the packet the probes last reported (bpf/pwru.bpf.c writes it,
  * sharing the map): a program's run is the traced packet's when its skb (tc)
- * or its buffer (XDP: data_hard_start is the skb's head) is this one. A tc or
+ * or its buffer (XDP: data_hard_start is the skb's head, as it was reported
+ * or as it is now) is this one. A tc or
  * XDP program runs right after the receive or transmit steps that report it.
  */
 struct prog_seen {
@@ -61,5 +62,29 @@ struct prog_noted_key {
 	__u64 skb;
 	__u64 ts; /* the drop event's */
 };
+
+#ifdef __bpf__
+/*
+ * The maps bpf/pwru.bpf.c and bpf/prog_verdict.bpf.c share, declared once:
+ * each object gets its own copy, and the helper gives the copies the probes'
+ * descriptors (helper/prog_exact.c). Not for the helper's own includes.
+ */
+
+/* Per CPU, the packet the probes last reported (pwru.bpf.c writes it, the program copies read it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct prog_seen);
+} prog_last SEC(".maps");
+
+/* The runs that returned a drop (the copies write them; pwru.bpf.c's drop tracepoint takes them). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* resized to 4096 by the helper (helper/loader.c) */
+	__type(key, struct prog_drop_key);
+	__type(value, struct prog_run);
+} prog_drops SEC(".maps");
+#endif
 
 #endif

@@ -126,22 +126,6 @@ struct {
 	__type(value, struct capture_state);
 } captured_skbs SEC(".maps");
 
-/* Per CPU, the last netfilter table traversal (written by bpf/nf_verdict.bpf.c, which shares this map). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nf_verdict);
-} nf_last SEC(".maps");
-
-/* Per CPU, the nft_do_chain calls under way (bpf/nf_verdict.bpf.c, sharing this map). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nf_inside);
-} nf_inside SEC(".maps");
-
 /* A NETFILTER_DROP's verdict by skb, for the helper to read with the drop's event (helper/nf_exact.c). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -149,22 +133,6 @@ struct {
 	__type(key, struct nf_drop_key);
 	__type(value, struct nf_verdict);
 } nf_drops SEC(".maps");
-
-/* Per CPU, the packet last reported (bpf/prog_verdict.bpf.c reads it, sharing this map). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct prog_seen);
-} prog_last SEC(".maps");
-
-/* Runs of tc and XDP programs that returned a drop (bpf/prog_verdict.bpf.c writes them, sharing this map). */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1); /* resized to 4096 with cfg_prog_exact */
-	__type(key, struct prog_drop_key);
-	__type(value, struct prog_run);
-} prog_drops SEC(".maps");
 
 /* A drop's run, under the skb and the drop's time, for the helper to read with the drop's event (helper/prog_exact.c). */
 struct {

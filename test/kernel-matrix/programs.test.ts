@@ -1,13 +1,15 @@
 /**
- * BPF programs named exactly on a kernel that lets programs be traced (6.12
- * under qemu; fexit on each tc and XDP program, helper/prog_exact.c). The
+ * BPF programs named exactly on kernels that let programs be traced (6.12 and
+ * 6.1 under qemu; fexit on each tc and XDP program, helper/prog_exact.c). The
  * guest's setup attaches, with progload (guest/progload.c, as the guest has no
  * tc binary), programs built here with clang: on veth2 (ns2) a tcx ingress
  * program that drops UDP to :9101 and a generic XDP program that drops :9104;
  * on veth1 (ns1) a tcx egress program that passes :9102 and redirects :9103
  * to veth1's own ingress. Each drop's culprit must be the one program that
  * returned it (method exact, its verdict), and the pass and the redirect must
- * show as that program's runs on the packet (PROG frames).
+ * show as that program's runs on the packet (PROG frames), as must the XDP
+ * program's XDP_PASS of :9102. 6.1 has no tcx (6.6+) and the guests no
+ * clsact modules: there only the XDP program is attached.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -63,30 +65,38 @@ int pwru_xdp(struct xdp_md *ctx)
 char LICENSE[] SEC("license") = "GPL";
 `;
 
-const SETUP = [
+const TCX_SETUP = [
   'in_ns ns2 progload /extra/progs.o pwru_tc_in veth2 tcx-ingress /sys/fs/bpf/tc_in 2>/tmp/pl.err || fail "progload tc_in: $(cat /tmp/pl.err)"',
   'in_ns ns1 progload /extra/progs.o pwru_tc_out veth1 tcx-egress /sys/fs/bpf/tc_out 2>/tmp/pl.err || fail "progload tc_out: $(cat /tmp/pl.err)"',
-  'in_ns ns2 progload /extra/progs.o pwru_xdp veth2 xdp-generic - 2>/tmp/pl.err || fail "progload xdp: $(cat /tmp/pl.err)"',
-].join('\n');
+];
+const XDP_SETUP =
+  'in_ns ns2 progload /extra/progs.o pwru_xdp veth2 xdp-generic - 2>/tmp/pl.err || fail "progload xdp: $(cat /tmp/pl.err)"';
+
+const KERNELS = [
+  { label: '6.12', tcx: true, backend: 'kprobe-multi' },
+  { label: '6.1', tcx: false, backend: 'kprobe' },
+];
 
 const FILTER = 'udp and dst portrange 9101-9104';
 /** The steps just before tc egress and before the receive hooks, and few: kprobes are slow under emulation. */
 const FUNCS = '^(__dev_queue_xmit|__netif_receive_skb|__netif_receive_skb_one_core|ip_rcv)$';
 
-const CASES: CaseSpec[] = [
-  {
-    name: 'progs-kprobe-multi',
-    traffic: 'progs',
-    readyTimeout: 120,
-    args: ['--backend', 'kprobe-multi', '--filter-func', FUNCS, '--', FILTER],
-  },
-  {
-    name: 'progs-tracepoint',
-    traffic: 'progs',
-    readyTimeout: 120,
-    args: ['--backend', 'tracepoint', '--', FILTER],
-  },
-];
+function cases(backend: string): CaseSpec[] {
+  return [
+    {
+      name: `progs-${backend}`,
+      traffic: 'progs',
+      readyTimeout: 120,
+      args: ['--backend', backend, '--filter-func', FUNCS, '--', FILTER],
+    },
+    {
+      name: 'progs-tracepoint',
+      traffic: 'progs',
+      readyTimeout: 120,
+      args: ['--backend', 'tracepoint', '--', FILTER],
+    },
+  ];
+}
 
 function describe(c: CaseResult): string {
   return `case ${c.name}: state=${c.state} exit=${c.exitCode} events=${c.events.length} culprits=${JSON.stringify(
@@ -109,103 +119,120 @@ function dropCulprits(c: CaseResult, port: number): CulpritInfo[] {
 
 const only = process.env.KERNEL_MATRIX_ONLY?.split(',');
 
-test('kernel 6.12 under qemu: tc and XDP programs named exactly', {
-  skip: only && !only.includes('6.12'),
-  timeout: 10 * 60_000,
-}, async (t) => {
-  const helper = path.join(repoRoot(), 'helper/build/amd64/pwru-helper');
-  if (!existsSync(helper)) {
-    t.skip(`the helper is not built (${helper}): run make -C helper`);
-    return;
+/** The programs, compiled here into dir/progs.o (the guest's /extra). */
+function buildPrograms(dir: string): void {
+  writeFileSync(path.join(dir, 'progs.c'), PROGRAMS);
+  const obj = path.join(dir, 'progs.o');
+  execFileSync('clang', [
+    '-O2',
+    '-g',
+    '-target',
+    'bpf',
+    '-I/usr/include/x86_64-linux-gnu',
+    '-c',
+    path.join(dir, 'progs.c'),
+    '-o',
+    obj,
+  ]);
+  rmSync(path.join(dir, 'progs.c'));
+}
+
+/** The tc program's drops of :9101: exact, at veth2's tcx ingress, TC_ACT_SHOT. */
+function assertTcDrops(c: CaseResult): void {
+  for (const k of dropCulprits(c, 9101)) {
+    assert.equal(k.kind, 'tc', JSON.stringify(k));
+    assert.equal(k.method, 'exact', JSON.stringify(k));
+    assert.equal(k.iface, 'veth2', JSON.stringify(k));
+    assert.equal(k.direction, 'ingress', JSON.stringify(k));
+    assert.equal(k.verdict, 'TC_ACT_SHOT', JSON.stringify(k));
+    assert.equal(k.programs?.length, 1, JSON.stringify(k));
+    assert.equal(k.programs?.[0].name, 'pwru_tc_in', JSON.stringify(k));
+    assert.equal(k.programs?.[0].attach, 'tcx', JSON.stringify(k));
+    assert.match(k.programs?.[0].tag ?? '', /^[0-9a-f]{16}$/);
   }
-  const extra = mkdtempSync(path.join(tmpdir(), 'pwru-progs-'));
-  try {
-    writeFileSync(path.join(extra, 'progs.c'), PROGRAMS);
-    execFileSync('clang', [
-      '-O2',
-      '-g',
-      '-target',
-      'bpf',
-      '-I/usr/include/x86_64-linux-gnu',
-      '-c',
-      path.join(extra, 'progs.c'),
-      '-o',
-      path.join(extra, 'progs.o'),
-    ]);
-    rmSync(path.join(extra, 'progs.c'));
-    const run = await bootGuest({
-      kernel: '6.12',
-      helper,
-      cases: CASES,
-      setup: SETUP,
-      extra,
-      timeoutMs: 9 * 60_000,
-    });
-    assert.equal(run.fatal, undefined, `guest setup failed: ${run.fatal}`);
+}
 
-    for (const name of CASES.map((c) => c.name)) {
-      await t.test(`${name}: each drop's culprit is the one program that returned it`, () => {
-        const c = run.cases.get(name);
-        assert.ok(c, `case ${name} did not run`);
-        assert.equal(c.exitCode, 0, describe(c));
-        assert.deepEqual(c.errors, [], describe(c));
-        assert.ok(!c.warnings.some((w) => w.code === 'programs_not_exact'), describe(c));
-        for (const k of dropCulprits(c, 9101)) {
-          assert.equal(k.kind, 'tc', JSON.stringify(k));
-          assert.equal(k.method, 'exact', JSON.stringify(k));
-          assert.equal(k.iface, 'veth2', JSON.stringify(k));
-          assert.equal(k.direction, 'ingress', JSON.stringify(k));
-          assert.equal(k.verdict, 'TC_ACT_SHOT', JSON.stringify(k));
-          assert.equal(k.programs?.length, 1, JSON.stringify(k));
-          assert.equal(k.programs?.[0].name, 'pwru_tc_in', JSON.stringify(k));
-          assert.equal(k.programs?.[0].attach, 'tcx', JSON.stringify(k));
-          assert.match(k.programs?.[0].tag ?? '', /^[0-9a-f]{16}$/);
-        }
-        for (const k of dropCulprits(c, 9104)) {
-          assert.equal(k.kind, 'xdp', JSON.stringify(k));
-          assert.equal(k.method, 'exact', JSON.stringify(k));
-          assert.equal(k.iface, 'veth2', JSON.stringify(k));
-          assert.equal(k.verdict, 'XDP_DROP', JSON.stringify(k));
-          assert.deepEqual(
-            k.programs?.map((p) => [p.name, p.attach]),
-            [['pwru_xdp', 'xdp-generic']],
-            JSON.stringify(k),
-          );
-        }
-      });
-    }
-
-    await t.test(
-      'progs-kprobe-multi: the pass and the redirect are shown as the program runs of their packets',
-      () => {
-        const c = run.cases.get('progs-kprobe-multi');
-        assert.ok(c);
-        // A run belongs to the packet whose step with that skb came last before it (an skb's address is reused).
-        const portOf = (p: ProgRunInfo): number | undefined =>
-          c.events.filter((e) => e.skb === p.skb && BigInt(e.ts) <= BigInt(p.ts)).at(-1)?.tuple?.dport;
-        for (const [port, verdict, ret] of [
-          [9102, 'TC_ACT_OK', 0],
-          [9103, 'TC_ACT_REDIRECT', 7],
-        ] as const) {
-          const runs: ProgRunInfo[] = c.progs.filter(
-            (p) => portOf(p) === port && p.program.name === 'pwru_tc_out',
-          );
-          assert.equal(runs.length, 2, `one run of pwru_tc_out for each packet to :${port}: ${describe(c)}`);
-          for (const r of runs) {
-            assert.equal(r.kind, 'tc', JSON.stringify(r));
-            assert.equal(r.iface, 'veth1', JSON.stringify(r));
-            assert.equal(r.direction, 'egress', JSON.stringify(r));
-            assert.equal(r.verdict, verdict, JSON.stringify(r));
-            assert.equal(r.ret, ret, JSON.stringify(r));
-          }
-        }
-        // Never a run of another packet's program taken for these: none names a port outside the filter.
-        const traced = new Set(c.events.map((e) => e.skb));
-        for (const p of c.progs)
-          assert.ok(traced.has(p.skb), `a run on an untraced skb: ${JSON.stringify(p)}`);
-      },
+/** The XDP program's drops of :9104: exact, on veth2, XDP_DROP. */
+function assertXdpDrops(c: CaseResult): void {
+  for (const k of dropCulprits(c, 9104)) {
+    assert.equal(k.kind, 'xdp', JSON.stringify(k));
+    assert.equal(k.method, 'exact', JSON.stringify(k));
+    assert.equal(k.iface, 'veth2', JSON.stringify(k));
+    assert.equal(k.verdict, 'XDP_DROP', JSON.stringify(k));
+    assert.deepEqual(
+      k.programs?.map((p) => [p.name, p.attach]),
+      [['pwru_xdp', 'xdp-generic']],
+      JSON.stringify(k),
     );
-  } finally {
-    rmSync(extra, { recursive: true, force: true });
   }
-});
+}
+
+/** The runs of program name on the packets to port: one per packet (2 sent), each as want says. */
+function assertRuns(c: CaseResult, port: number, name: string, want: Partial<ProgRunInfo>): void {
+  // A run belongs to the packet whose step with that skb came last before it (an skb's address is reused).
+  const portOf = (p: ProgRunInfo): number | undefined =>
+    c.events.filter((e) => e.skb === p.skb && BigInt(e.ts) <= BigInt(p.ts)).at(-1)?.tuple?.dport;
+  const runs: ProgRunInfo[] = c.progs.filter((p) => portOf(p) === port && p.program.name === name);
+  assert.equal(runs.length, 2, `one run of ${name} for each packet to :${port}: ${describe(c)}`);
+  for (const r of runs)
+    for (const [k, v] of Object.entries(want))
+      assert.deepEqual(r[k as keyof ProgRunInfo], v, JSON.stringify(r));
+}
+
+for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
+  test(`kernel ${k.label} under qemu: tc and XDP programs named exactly`, {
+    timeout: 10 * 60_000,
+  }, async (t) => {
+    const helper = path.join(repoRoot(), 'helper/build/amd64/pwru-helper');
+    if (!existsSync(helper)) {
+      t.skip(`the helper is not built (${helper}): run make -C helper`);
+      return;
+    }
+    const extra = mkdtempSync(path.join(tmpdir(), 'pwru-progs-'));
+    try {
+      buildPrograms(extra);
+      const plan = cases(k.backend);
+      const run = await bootGuest({
+        kernel: k.label,
+        helper,
+        cases: plan,
+        setup: [...(k.tcx ? TCX_SETUP : []), XDP_SETUP].join('\n'),
+        extra,
+        timeoutMs: 9 * 60_000,
+      });
+      assert.equal(run.fatal, undefined, `guest setup failed: ${run.fatal}`);
+
+      for (const name of plan.map((c) => c.name)) {
+        await t.test(`${name}: each drop's culprit is the one program that returned it`, () => {
+          const c = run.cases.get(name);
+          assert.ok(c, `case ${name} did not run`);
+          assert.equal(c.exitCode, 0, describe(c));
+          assert.deepEqual(c.errors, [], describe(c));
+          assert.ok(!c.warnings.some((w) => w.code === 'programs_not_exact'), describe(c));
+          if (k.tcx) assertTcDrops(c);
+          assertXdpDrops(c);
+        });
+      }
+
+      await t.test(
+        `progs-${k.backend}: passes and redirects are shown as the program runs of their packets`,
+        () => {
+          const c = run.cases.get(`progs-${k.backend}`);
+          assert.ok(c);
+          assertRuns(c, 9102, 'pwru_xdp', { kind: 'xdp', iface: 'veth2', ret: 2, verdict: 'XDP_PASS' });
+          if (k.tcx) {
+            const out = { kind: 'tc', iface: 'veth1', direction: 'egress' } as const;
+            assertRuns(c, 9102, 'pwru_tc_out', { ...out, ret: 0, verdict: 'TC_ACT_OK' });
+            assertRuns(c, 9103, 'pwru_tc_out', { ...out, ret: 7, verdict: 'TC_ACT_REDIRECT' });
+          }
+          // Never a run taken for a traced packet's that was not on one of its skbs.
+          const traced = new Set(c.events.map((e) => e.skb));
+          for (const p of c.progs)
+            assert.ok(traced.has(p.skb), `a run on an untraced skb: ${JSON.stringify(p)}`);
+        },
+      );
+    } finally {
+      rmSync(extra, { recursive: true, force: true });
+    }
+  });
+}
