@@ -294,17 +294,53 @@ static void tcp_flag_letters(uint8_t f, char s[10])
 		strcpy(s, "none");
 }
 
-static void put_event_tuple(struct buf *b, const struct pwru_event *ev)
+/* Appends m's text when it was made from key. */
+static bool memo_put(struct text_memo *m, const void *key, size_t len, struct buf *b)
+{
+	if (!m->set || memcmp(m->key, key, len) != 0)
+		return false;
+	buf_put(b, m->text.p, m->text.len);
+	return true;
+}
+
+/* Remembers b's text from start on, made from key. */
+static void memo_keep(struct text_memo *m, const void *key, size_t len, const struct buf *b, size_t start)
+{
+	memcpy(m->key, key, len);
+	m->text.len = 0;
+	buf_put(&m->text, b->p + start, b->len - start);
+	m->set = !out_of_memory();
+}
+
+/* What a tuple's text is made of. */
+struct tuple_key {
+	uint8_t l3, l4, tcp_flags, zero;
+	uint16_t sport, dport;
+	uint8_t saddr[16], daddr[16];
+};
+
+_Static_assert(sizeof(struct tuple_key) <= sizeof(((struct text_memo *)0)->key), "tuple_key fits the memo");
+
+static void put_event_tuple(struct text_writer *w, struct buf *b, const struct pwru_event *ev)
 {
 	char flags[10];
 	bool ports = ev->l4 == 6 || ev->l4 == 17 || ev->l4 == 132;
 
 	if (!(ev->flags & PWRU_F_HAS_TUPLE))
 		return;
+	struct tuple_key k = { ev->l3, ev->l4, ev->tcp_flags, 0, ev->sport, ev->dport, { 0 }, { 0 } };
+	struct text_memo *m = &w->tuple[ev->cpu % TEXT_MEMOS];
+	size_t start = b->len;
+
+	memcpy(k.saddr, ev->saddr, 16);
+	memcpy(k.daddr, ev->daddr, 16);
+	if (memo_put(m, &k, sizeof(k), b))
+		return;
 	if (ev->l4 == 6)
 		tcp_flag_letters(ev->tcp_flags, flags);
 	put_tuple(b, ev->l3 == 6 ? 6 : 4, ev->l4, ev->saddr, ev->daddr, ports, ev->sport, ev->dport,
 		  ev->l4 == 6 ? flags : NULL);
+	memo_keep(m, &k, sizeof(k), b, start);
 }
 
 /* "vxlan vni 42: inner tuple" (src/reading/tuple-format.ts formatTunnel). */
@@ -450,13 +486,52 @@ static void put_skb(struct buf *b, uint64_t skb)
 	pad_from(b, start, 18);
 }
 
+static void put_where(struct text_writer *w, struct buf *b, const struct pwru_event *ev);
+
+/* What the text view's columns from CPU to LEN are made of (no padding: every byte is a field). */
+struct where_key {
+	uint32_t cpu, netns, mark, ifindex, mtu, len;
+	uint16_t protocol, zero;
+	char comm[16], ifname[16];
+};
+
+_Static_assert(sizeof(struct where_key) <= sizeof(((struct text_memo *)0)->key), "where_key fits the memo");
+
 static void put_text_line(struct text_writer *w, struct buf *b, const struct pwru_event *ev,
 			  const struct pwru_tunnel *tun, const struct step_info *step)
 {
 	size_t start;
+	struct where_key k = { ev->cpu, ev->netns, ev->mark, ev->ifindex, ev->mtu, ev->len, ev->protocol, 0,
+			       { 0 }, { 0 } };
+	struct text_memo *m = &w->where[ev->cpu % TEXT_MEMOS];
 
 	put_skb(b, ev->skb);
 	PUT(b, " ");
+	memcpy(k.comm, ev->comm, 16);
+	memcpy(k.ifname, ev->ifname, 16);
+	if (!memo_put(m, &k, sizeof(k), b)) {
+		size_t where = b->len;
+
+		put_where(w, b, ev);
+		memo_keep(m, &k, sizeof(k), b, where);
+	}
+	start = b->len;
+	put_event_tuple(w, b, ev);
+	size_t tuple = chars_from(b, start);
+	if (tuple > w->tuple_width)
+		w->tuple_width = tuple;
+	spaces(b, w->tuple_width - tuple);
+	PUT(b, " ");
+	put_func(w, b, ev);
+	if (tun || step->changes || (ev->flags & PWRU_F_DROP))
+		put_annotations(w, b, ev, tun, step);
+}
+
+/* CPU to LEN, each column followed by its space. */
+static void put_where(struct text_writer *w, struct buf *b, const struct pwru_event *ev)
+{
+	size_t start;
+
 	put_u64_pad(b, ev->cpu, 3);
 	PUT(b, " ");
 	start = b->len;
@@ -482,16 +557,6 @@ static void put_text_line(struct text_writer *w, struct buf *b, const struct pwr
 	PUT(b, " ");
 	put_u64_pad(b, ev->len, 5);
 	PUT(b, " ");
-	start = b->len;
-	put_event_tuple(b, ev);
-	size_t tuple = chars_from(b, start);
-	if (tuple > w->tuple_width)
-		w->tuple_width = tuple;
-	spaces(b, w->tuple_width - tuple);
-	PUT(b, " ");
-	put_func(w, b, ev);
-	if (tun || step->changes || (ev->flags & PWRU_F_DROP))
-		put_annotations(w, b, ev, tun, step);
 }
 
 /* HH:MM:SS.mmm of the event's wall-clock millisecond (src/output/wide.ts clock). */
@@ -590,7 +655,7 @@ static void put_wide_line(struct text_writer *w, struct buf *b, const struct pwr
 	put_pkt_type(b, ev->pkt_type);
 	PUT(b, " ");
 	start = b->len;
-	put_event_tuple(b, ev);
+	put_event_tuple(w, b, ev);
 	pad_growing(b, start, &w->tuple_width);
 	PUT(b, " ");
 	start = b->len;
@@ -631,6 +696,10 @@ int text_writer_init(struct text_writer *w, const struct event_names *names, con
 void text_writer_free(struct text_writer *w)
 {
 	buf_free(&w->scratch);
+	for (int i = 0; i < TEXT_MEMOS; i++) {
+		buf_free(&w->where[i].text);
+		buf_free(&w->tuple[i].text);
+	}
 	buf_free(&w->drop_note.text);
 	memset(w, 0, sizeof(*w));
 }

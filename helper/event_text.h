@@ -29,6 +29,15 @@ struct drop_note_memo {
 	bool set;
 };
 
+/* A group of columns' text, kept with the event bytes it was made from (per CPU: runs of one packet's steps). */
+struct text_memo {
+	uint8_t key[64];
+	bool set;
+	struct buf text;
+};
+
+#define TEXT_MEMOS 8
+
 /* Everything the writer keeps from one line to the next: the columns that grow, like the client's layout. */
 struct text_writer {
 	const struct event_names *names;
@@ -42,6 +51,7 @@ struct text_writer {
 		char text[16];
 	} clock; /* wide's HH:MM:SS.mmm: events come in bursts within one millisecond */
 	struct drop_note_memo drop_note;
+	struct text_memo where[TEXT_MEMOS], tuple[TEXT_MEMOS];
 	struct buf scratch;
 };
 
