@@ -3,7 +3,7 @@ import { reportError, UserError } from '../errors';
 import { Painter, shouldColor } from '../output/ansi';
 import { diffJson, renderDiff } from '../output/diff-view';
 import { loadCaughtDrops } from '../reading/caught-drops';
-import { loadCulprits } from '../reading/culprits';
+import { loadBooks } from '../reading/culprits';
 import { diffPackets } from '../reading/diff';
 import { DIFF_MAX_STEPS, type DiffSide, NoSuchPacket, readDiffSide } from '../reading/diff-sources';
 import { exitQuietlyOnClosedPipe } from '../reading/replay';
@@ -93,8 +93,13 @@ export default class Diff extends Command {
     // Streamed, one side at a time: memory stays bounded whatever the files' size.
     const good = await this.side(args.good, 'good', flags['good-packet'], flags);
     const bad = await this.side(args.bad, 'bad', flags['bad-packet'], flags);
-    const culprits = { good: await loadCulprits(args.good), bad: await loadCulprits(args.bad) };
-    const d = diffPackets(good.path, bad.path, culprits);
+    const [g, b] = [await loadBooks(args.good), await loadBooks(args.bad)];
+    const d = diffPackets(
+      good.path,
+      bad.path,
+      { good: g.culprits, bad: b.culprits },
+      { good: g.progs, bad: b.progs },
+    );
     if (flags.output === 'json') {
       process.stdout.write(`${JSON.stringify(diffJson(d, args.good, args.bad))}\n`);
       return;

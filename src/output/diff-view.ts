@@ -105,6 +105,7 @@ export function diffJson(d: PathDiff, goodFile: string, badFile: string): object
       tuple: d.good.tuple,
       verdict: d.goodVerdict,
       ...(d.goodCulprit ? { culprit: d.goodCulprit } : {}),
+      ...(d.goodPrograms ? { programs: d.goodPrograms } : {}),
     },
     bad: {
       file: badFile,
@@ -113,6 +114,7 @@ export function diffJson(d: PathDiff, goodFile: string, badFile: string): object
       tuple: d.bad.tuple,
       verdict: d.badVerdict,
       ...(d.badCulprit ? { culprit: d.badCulprit } : {}),
+      ...(d.badPrograms ? { programs: d.badPrograms } : {}),
     },
     divergence: d.divergence < 0 ? null : d.divergence,
     rows: d.rows.map((r) => ({ kind: r.kind, good: side(r.good), bad: side(r.bad) })),

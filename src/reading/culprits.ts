@@ -14,6 +14,7 @@ import type {
   TraceEvent,
   TraceProgRun,
 } from '../record/event';
+import type { Packet } from './packet-tracker';
 import { readTraceFile } from './trace-file';
 
 function key(node: string | undefined, skb: string, ts: string): string {
@@ -135,6 +136,22 @@ export interface PacketSpan {
   last: string;
 }
 
+/** Where a packet is, for finding its program runs. */
+export function spanOf(p: Packet): PacketSpan {
+  const span: PacketSpan = {
+    skbs: new Set(p.steps.map((s) => s.event.skb)),
+    first: p.steps[0].event.ts,
+    last: p.steps[p.steps.length - 1].event.ts,
+  };
+  if (p.node !== undefined) span.node = p.node;
+  return span;
+}
+
+/** A run, short, for a sentence: "pwru_tc_out (id 12) at tc egress of veth1:2: TC_ACT_REDIRECT". */
+export function progRunPhrase(p: TraceProgRun): string {
+  return `${p.program.name || '(no name)'} (id ${p.program.id}) at ${hookWhere(p)}: ${p.verdict}`;
+}
+
 /**
  * The program runs of a trace, found by the packet they belong to: a run on
  * one of its skbs between its first and last steps (an skb's address is
@@ -187,9 +204,18 @@ export class CulpritBook {
   }
 }
 
+/** The culprits and program runs in a saved trace. */
+export async function loadBooks(file: string): Promise<{ culprits: CulpritBook; progs: ProgRunBook }> {
+  const culprits = new CulpritBook();
+  const progs = new ProgRunBook();
+  for await (const l of readTraceFile(file)) {
+    if (l.type === 'culprit') culprits.add(l);
+    else if (l.type === 'prog') progs.add(l);
+  }
+  return { culprits, progs };
+}
+
 /** The culprits in a saved trace. */
 export async function loadCulprits(file: string): Promise<CulpritBook> {
-  const book = new CulpritBook();
-  for await (const l of readTraceFile(file)) if (l.type === 'culprit') book.add(l);
-  return book;
+  return (await loadBooks(file)).culprits;
 }

@@ -10,7 +10,7 @@
 
 import type { Tuple } from '../record/event';
 import { type Change, describeChanges } from './changes';
-import { type CulpritBook, culpritPhrase } from './culprits';
+import { type CulpritBook, culpritPhrase, type ProgRunBook, progRunPhrase, spanOf } from './culprits';
 import { droppedBy, explainDropReason } from './drop-reasons';
 import { baseFunc } from './kernel-functions';
 import type { Packet, Step } from './packet-tracker';
@@ -38,6 +38,9 @@ export interface PathDiff {
   /** Who dropped each, when the traces say (src/reading/culprits.ts): "`-A … -j DROP` in filter/FORWARD". */
   goodCulprit?: string;
   badCulprit?: string;
+  /** The tc and XDP programs that handled each, where they could be traced: "out (id 12) at tc egress of veth1:2: TC_ACT_OK". */
+  goodPrograms?: string[];
+  badPrograms?: string[];
 }
 
 /** What identifies a step for alignment: the function, whether it dropped, and in a flow, the direction. */
@@ -153,6 +156,10 @@ function verdictPhrase(v: Verdict, culprit?: string): string {
 }
 
 function sentenceFor(d: Omit<PathDiff, 'sentence'>): string {
+  return pathSentence(d) + programsDiffer(d);
+}
+
+function pathSentence(d: Omit<PathDiff, 'sentence'>): string {
   const { rows, divergence, goodVerdict: gv, badVerdict: bv } = d;
   const goodEnd = verdictPhrase(gv, d.goodCulprit);
   const badEnd = verdictPhrase(bv, d.badCulprit);
@@ -191,6 +198,15 @@ function sentenceFor(d: Omit<PathDiff, 'sentence'>): string {
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
+/** When the programs that handled them differ: " The failing one was handled by …; the working one by …." */
+function programsDiffer(d: Omit<PathDiff, 'sentence'>): string {
+  const g = d.goodPrograms ?? [];
+  const b = d.badPrograms ?? [];
+  if (g.join('\n') === b.join('\n')) return '';
+  const list = (l: string[]) => (l.length ? l.join('; ') : 'no traced program');
+  return ` The failing one was handled by ${list(b)}; the working one by ${list(g)}.`;
+}
+
 /** The culprit of a packet's drop, in the words of a sentence. */
 function culpritOf(p: Packet, v: Verdict, book?: CulpritBook): string | undefined {
   return v.kind === 'dropped' ? culpritPhrase(book?.of(p.steps[v.step]?.event)) : undefined;
@@ -200,6 +216,7 @@ export function diffPackets(
   good: Packet,
   bad: Packet,
   culprits: { good?: CulpritBook; bad?: CulpritBook } = {},
+  progs: { good?: ProgRunBook; bad?: ProgRunBook } = {},
 ): PathDiff {
   const pairs = align(good.steps.map(stepKey), bad.steps.map(stepKey));
   const raw: DiffRow[] = pairs.map(([i, j]) => {
@@ -217,6 +234,8 @@ export function diffPackets(
   const badVerdict = verdictOf(bad);
   const goodCulprit = culpritOf(good, goodVerdict, culprits.good);
   const badCulprit = culpritOf(bad, badVerdict, culprits.bad);
+  const goodPrograms = progs.good?.of(spanOf(good)).map(progRunPhrase);
+  const badPrograms = progs.bad?.of(spanOf(bad)).map(progRunPhrase);
   const partial = {
     good,
     bad,
@@ -226,6 +245,8 @@ export function diffPackets(
     divergence,
     ...(goodCulprit ? { goodCulprit } : {}),
     ...(badCulprit ? { badCulprit } : {}),
+    ...(goodPrograms?.length ? { goodPrograms } : {}),
+    ...(badPrograms?.length ? { badPrograms } : {}),
   };
   return { ...partial, sentence: sentenceFor(partial) };
 }

@@ -19,6 +19,7 @@ import {
   describeProgRun,
   type PacketSpan,
   type ProgRunBook,
+  spanOf,
 } from './culprits';
 import { explainDropReason } from './drop-reasons';
 import { noFailureByPlace } from './drop-rules';
@@ -203,14 +204,7 @@ export class SummaryBuilder {
     this.packets += count;
     if (this.rows.length < this.limits.packetRows) {
       this.rows.push(row);
-      const skbs = new Set(p.steps.map((s) => s.event.skb));
-      const span: PacketSpan = {
-        skbs,
-        first: p.steps[0].event.ts,
-        last: p.steps[p.steps.length - 1].event.ts,
-      };
-      if (p.node !== undefined) span.node = p.node;
-      this.spans.set(row, span);
+      this.spans.set(row, spanOf(p));
     }
     this.verdicts[row.verdict.kind] += count;
     if (row.verdict.kind === 'dropped' && row.verdict.noFailure) this.normalDrops += count;

@@ -339,4 +339,38 @@ describe('culprits', () => {
     small.add(run('1600', 'TC_ACT_OK', '0xffff2'));
     assert.deepEqual(small.of({ skbs: new Set(['0xffff1']), first: '1000', last: '2000' }), []);
   });
+
+  test('diff says when the programs that handled the two packets differ', () => {
+    const run = (verdict: string, ret: number): TraceProgRun => ({
+      type: 'prog',
+      v: 1,
+      ts: '1500',
+      skb: '0xffff1',
+      netns: 4026532000,
+      kind: 'tc',
+      iface: 'eth0',
+      ifindex: 2,
+      direction: 'egress',
+      program: { id: 7, name: 'out', tag: '0123456789abcdef' },
+      ret,
+      verdict,
+    });
+    const packet = () => {
+      const t = new PacketTracker();
+      for (const e of [event('__dev_queue_xmit', '1000'), event('consume_skb', '2000')]) t.observe(e);
+      return t.packets()[0];
+    };
+    const good = new ProgRunBook();
+    good.add(run('TC_ACT_OK', 0));
+    const bad = new ProgRunBook();
+    bad.add(run('TC_ACT_REDIRECT', 7));
+    const d = diffPackets(packet(), packet(), {}, { good, bad });
+    assert.deepEqual(d.badPrograms, ['out (id 7) at tc egress of eth0:2: TC_ACT_REDIRECT']);
+    assert.match(
+      d.sentence,
+      / The failing one was handled by out \(id 7\) at tc egress of eth0:2: TC_ACT_REDIRECT; the working one by out \(id 7\) at tc egress of eth0:2: TC_ACT_OK\.$/,
+    );
+    // The same programs, the same verdicts: nothing said.
+    assert.doesNotMatch(diffPackets(packet(), packet(), {}, { good, bad: good }).sentence, /handled by/);
+  });
 });
