@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, readFileSync, rmSync } from 'node:fs';
-import { boundYoungGeneration } from '../src/cli';
+import { boundHeap } from '../src/cli';
 import { createSink } from '../src/output/create-sink';
 import { HelperStream } from '../src/trace/helper-stream';
 
@@ -65,7 +65,7 @@ async function replay(stream: string, format: Format, outFile: string, runs: num
 
 if (require.main === module) {
   const [stream, format, outFile, runs] = process.argv.slice(2);
-  boundYoungGeneration();
+  boundHeap();
   replay(stream, format as Format, outFile, Number(runs)).then((cost) =>
     process.stdout.write(JSON.stringify(cost)),
   );

@@ -239,6 +239,8 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
         signal: stopAll.signal,
       }),
   );
+  // Each session lets go of its bundle once sent; nothing else keeps them for the run.
+  bundles.clear();
   const results = await Promise.allSettled(
     sessions.map((s) =>
       s.run().catch((err) => {

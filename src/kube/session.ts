@@ -26,7 +26,7 @@ export interface NodeSessionOptions {
   cluster: Cluster;
   node: string;
   pod: k8s.V1Pod;
-  /** Packed while the pod starts. */
+  /** Packed while the pod starts; let go of once sent (2.3 MiB). */
   bundle: Promise<Buffer>;
   sink: TraceSink;
   /** The runner was asked to compress its stream (RunnerRequest.deflate). */
@@ -43,8 +43,13 @@ export class NodeSession {
   tracing = false;
   private stderrTail: string[] = [];
   private readonly where: string;
+  private readonly o: Omit<NodeSessionOptions, 'bundle'>;
+  /** Packed (awaited before anything is attached), then sent, then dropped: a field, not a local the trace's frame keeps. */
+  private bundle?: Promise<Buffer> | Buffer;
 
-  constructor(private readonly o: NodeSessionOptions) {
+  constructor({ bundle, ...o }: NodeSessionOptions) {
+    this.o = o;
+    this.bundle = bundle;
     this.where = o.label ? `${o.label}: ` : '';
     this.stream = new HelperStream(o.sink, { node: o.node, prefix: o.label });
     this.life = new PodLife({
@@ -77,7 +82,7 @@ export class NodeSession {
 
   private async trace(): Promise<void> {
     const { signal } = this.o;
-    const bundle = await this.o.bundle;
+    this.bundle = await this.bundle;
     let endSaid = false;
     const link: RunnerLink = new RunnerLink({
       cluster: this.o.cluster,
@@ -101,7 +106,8 @@ export class NodeSession {
     });
     await link.attach(signal);
     this.tracing = true;
-    link.sendBundle(bundle);
+    if (this.bundle instanceof Buffer) link.sendBundle(this.bundle);
+    this.bundle = undefined;
 
     let stopTimer: NodeJS.Timeout | undefined;
     let deleteTimer: NodeJS.Timeout | undefined;
