@@ -407,14 +407,14 @@ static int attach_loaded_tracepoints(struct pwru_bpf *skel, struct probe_set *pr
 /*
  * Attaches one kprobe-multi link over the functions' addresses (as pwru
  * does: given names, the kernel looks each one up in kallsyms, ~50 ms a link
- * of ~300 functions under emulation); on refusal halves the set to skip what
- * cannot be traced.
+ * of ~300 functions under emulation), each with its skb's position as the
+ * cookie; on refusal halves the set to skip what cannot be traced.
  */
-static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const unsigned long *addrs, size_t n,
-			      struct attachment *att, attach_progress_fn progress, size_t total, size_t *done,
-			      char *err, size_t errlen)
+static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const unsigned long *addrs,
+			      const __u64 *cookies, size_t n, struct attachment *att, attach_progress_fn progress,
+			      size_t total, size_t *done, char *err, size_t errlen)
 {
-	LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .addrs = addrs, .cnt = n);
+	LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .addrs = addrs, .cookies = cookies, .cnt = n);
 	struct bpf_link *link;
 
 	if (n == 0)
@@ -439,42 +439,42 @@ static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const
 		++*done;
 		return 0;
 	}
-	int ret = attach_multi_range(prog, ps, addrs, n / 2, att, progress, total, done, err, errlen);
+	int ret = attach_multi_range(prog, ps, addrs, cookies, n / 2, att, progress, total, done, err, errlen);
 	if (ret)
 		return ret;
-	return attach_multi_range(prog, ps + n / 2, addrs + n / 2, n - n / 2, att, progress, total, done, err,
-				  errlen);
+	return attach_multi_range(prog, ps + n / 2, addrs + n / 2, cookies + n / 2, n - n / 2, att, progress, total,
+				  done, err, errlen);
 }
 
 static int attach_functions_multi(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
 				  attach_progress_fn progress, size_t total, size_t *done, char *err, size_t errlen)
 {
 	unsigned long *addrs = calloc(probes->cnt, sizeof(*addrs));
+	__u64 *cookies = calloc(probes->cnt, sizeof(*cookies));
 	struct probe **ps = calloc(probes->cnt, sizeof(*ps));
+	struct bpf_program *prog = NULL;
+	size_t n = 0;
 	int ret = 0;
 
-	if (!addrs || !ps) {
+	if (!addrs || !cookies || !ps) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	for (int pos = 1; pos <= MAX_SKB_POS && !ret; pos++) {
-		struct bpf_program *prog = NULL;
-		size_t n = 0;
+	for (size_t id = 0; id < probes->cnt; id++) {
+		struct probe *p = &probes->v[id];
 
-		for (size_t id = 0; id < probes->cnt; id++) {
-			struct probe *p = &probes->v[id];
-
-			if (p->kind != PROBE_FUNC || p->skb_pos != pos)
-				continue;
-			prog = loader_program_for(skel, BACKEND_KPROBE_MULTI, p);
-			addrs[n] = (unsigned long)p->addr;
-			ps[n++] = p;
-		}
-		if (prog)
-			ret = attach_multi_range(prog, ps, addrs, n, att, progress, total, done, err, errlen);
+		if (p->kind != PROBE_FUNC)
+			continue;
+		prog = loader_program_for(skel, BACKEND_KPROBE_MULTI, p);
+		addrs[n] = (unsigned long)p->addr;
+		cookies[n] = (__u64)p->skb_pos;
+		ps[n++] = p;
 	}
+	if (prog)
+		ret = attach_multi_range(prog, ps, addrs, cookies, n, att, progress, total, done, err, errlen);
 out:
 	free(addrs);
+	free(cookies);
 	free(ps);
 	return ret;
 }

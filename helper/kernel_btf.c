@@ -13,7 +13,8 @@
 /* libbpf's own reader; the helper is linked with --wrap=btf__load_vmlinux_btf (see below). */
 struct btf *__real_btf__load_vmlinux_btf(void);
 
-static struct btf *given;
+/* Per thread: the netfilter walkers' object loads in its own thread, with its own copy (nf_exact.c). */
+static __thread struct btf *given;
 
 /*
  * Kernels since 6.16 let /sys/kernel/btf/vmlinux be mapped: parsing the

@@ -9,7 +9,8 @@ struct btf *kernel_btf_load(void);
 
 /*
  * Gives btf to libbpf, which would otherwise read and parse the kernel's BTF
- * again when it loads the programs (~60 ms here). libbpf frees it.
+ * again when it loads the programs (~60 ms here), in the calling thread.
+ * libbpf frees it.
  */
 void kernel_btf_give_to_libbpf(struct btf *btf);
 

@@ -138,11 +138,14 @@ static int prepare_load(struct bpf_program *prog, struct bpf_prog_load_opts *opt
 	return 0;
 }
 
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap);
+
 int loader_init(void)
 {
 	LIBBPF_OPTS(libbpf_prog_handler_opts, opts, .prog_prepare_load_fn = prepare_load);
 	int ret;
 
+	libbpf_set_print(libbpf_print);
 	ret = libbpf_register_prog_handler("kprobe", BPF_PROG_TYPE_KPROBE, 0, &opts);
 	if (ret < 0)
 		return ret;
@@ -157,8 +160,6 @@ struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backe
 {
 	struct bpf_program *kprobe[] = { skel->progs.kprobe_skb_1, skel->progs.kprobe_skb_2, skel->progs.kprobe_skb_3,
 					 skel->progs.kprobe_skb_4, skel->progs.kprobe_skb_5 };
-	struct bpf_program *kmulti[] = { skel->progs.kmulti_skb_1, skel->progs.kmulti_skb_2, skel->progs.kmulti_skb_3,
-					 skel->progs.kmulti_skb_4, skel->progs.kmulti_skb_5 };
 	struct bpf_program *tp[] = { skel->progs.tp_skb_1, skel->progs.tp_skb_2, skel->progs.tp_skb_3,
 				     skel->progs.tp_skb_4, skel->progs.tp_skb_5 };
 	int i = p->skb_pos - 1;
@@ -166,7 +167,7 @@ struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backe
 	if (i < 0 || i >= MAX_SKB_POS)
 		return NULL;
 	if (p->kind == PROBE_FUNC)
-		return backend == BACKEND_KPROBE_MULTI ? kmulti[i] : kprobe[i];
+		return backend == BACKEND_KPROBE_MULTI ? skel->progs.kmulti_skb_pos : kprobe[i];
 	switch (p->role) {
 	case TP_KFREE_SKB:
 		return skel->progs.tp_kfree_skb;
@@ -181,10 +182,17 @@ struct bpf_program *loader_program_for(struct pwru_bpf *skel, enum backend backe
 	}
 }
 
+static __thread bool quiet_thread;
+
+void loader_quiet_thread(void)
+{
+	quiet_thread = true;
+}
+
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	/* Warnings carry the verifier's log when a load fails: worth showing. */
-	if (level == LIBBPF_DEBUG || st.quiet || getenv("PWRU_QUIET_LIBBPF"))
+	if (level == LIBBPF_DEBUG || st.quiet || quiet_thread || getenv("PWRU_QUIET_LIBBPF"))
 		return 0;
 	return vfprintf(stderr, fmt, ap);
 }
@@ -264,6 +272,11 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_nf_exact = cfg->nf_exact;
 	skel->rodata->cfg_nf_drop_reason = cfg->nf_drop_reason;
 	skel->rodata->cfg_prog_exact = cfg->prog_exact;
+	if (cfg->nf_last_fd > 0 && ((ret = bpf_map__reuse_fd(skel->maps.nf_last, cfg->nf_last_fd)) ||
+				    (ret = bpf_map__reuse_fd(skel->maps.nf_inside, cfg->nf_inside_fd)))) {
+		snprintf(err, errlen, "sharing the netfilter walkers' maps: %s", strerror(-ret));
+		goto fail;
+	}
 	/* NETFILTER_DROPs whose verdict waits to be read: the helper reads each as its event arrives. */
 	if (cfg->nf_exact)
 		bpf_map__set_max_entries(skel->maps.nf_drops, 4096);

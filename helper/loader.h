@@ -35,12 +35,15 @@ struct load_config {
 	/* NETFILTER_DROP's verdicts kept for helper/nf_exact.c (the table walkers are probed): its value. */
 	bool nf_exact;
 	uint32_t nf_drop_reason;
+	int nf_last_fd, nf_inside_fd; /* > 0: those maps, made by helper/nf_exact.c, are shared */
 	/* tc and XDP programs are traced (helper/prog_exact.c): each reported packet noted in prog_last. */
 	bool prog_exact;
 };
 
-/* Registers the program handlers; call before any BPF object is opened. */
+/* Registers the program handlers and libbpf's printer; call before any BPF object is opened. */
 int loader_init(void);
+/* libbpf's messages from the calling thread are dropped (a load that may be refused, with another way to go). */
+void loader_quiet_thread(void);
 
 /* Opens and loads. probes[i] gets probe id i; programs are chosen for the probes present. */
 struct pwru_bpf *loader_load(const struct load_config *cfg, const struct probe_set *probes, char *err,

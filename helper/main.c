@@ -289,27 +289,34 @@ static int load(struct run *r, const struct backend_support *support)
 	 * kernel itself, not only from the rules' counters.
 	 */
 	const struct drop_reason *nf = drop_reason_named(&r->drop_reasons, "NETFILTER_DROP");
+	bool nf_begun = false;
+
+	if ((ret = loader_init()) < 0)
+		return fail(EXIT_FAILED, "load_failed", "registering program handlers: %s", strerror(-ret));
 	if (nf && r->backend != BACKEND_TRACEPOINT && !o->verify_only && nf_exact_possible(r->btf)) {
 		lc.nf_exact = true;
 		lc.nf_drop_reason = nf->value;
+		/* Loaded beside the probes, in a thread, sharing two maps with them. */
+		nf_begun = nf_exact_begin(&lc.nf_last_fd, &lc.nf_inside_fd, r->err, sizeof(r->err));
+		if (!nf_begun)
+			out_message(PWRU_FRAME_WARNING, "netfilter_not_exact",
+				    "netfilter drops are named by the rules' counters only: %s", r->err);
 	}
 	/* tc and XDP programs loaded now: their runs are traced too (fexit), where the kernel lets them. */
 	lc.prog_exact = !o->verify_only && !o->on_drop && prog_exact_wanted();
 	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
 	kernel_btf_give_to_libbpf(r->btf);
 	r->btf = NULL;
-	if ((ret = loader_init()) < 0)
-		return fail(EXIT_FAILED, "load_failed", "registering program handlers: %s", strerror(-ret));
 	r->skel = loader_load(&lc, &r->probes, r->err, sizeof(r->err));
 	if (!r->skel)
 		return stop_reason() ? stopped_early(stop_reason()) : fail(EXIT_FAILED, "load_failed", "%s", r->err);
 	/* Refused (no fentry here): the drops are named by counters alone, as with tracepoints. */
-	if (lc.nf_exact) {
+	if (nf_begun) {
 		int nf_last, nf_inside, nf_drops;
 
 		double t = mono_ms();
 		loader_nf_map_fds(r->skel, &nf_last, &nf_inside, &nf_drops);
-		if (!nf_exact_start(nf_last, nf_inside, nf_drops, r->err, sizeof(r->err)))
+		if (!nf_exact_wait(nf_drops, r->err, sizeof(r->err)))
 			out_message(PWRU_FRAME_WARNING, "netfilter_not_exact",
 				    "netfilter drops are named by the rules' counters only: %s", r->err);
 		r->steps.netfilter = mono_ms() - t;

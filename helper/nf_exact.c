@@ -2,7 +2,8 @@
 #include "nf_exact.h"
 
 #include <errno.h>
-#include <stdarg.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 
 #include "../bpf/nf_verdict.h"
 #include "kernel_btf.h"
+#include "loader.h"
 #include "nf_verdict.skel.h"
 
 /* The walkers, by PWRU_NF_* kind - 1. */
@@ -30,11 +32,18 @@ static const struct walker {
 
 static struct {
 	bool usable[NWALKERS];
-	struct btf *btf; /* a copy of vmlinux for libbpf, given at load */
+	void *raw; /* vmlinux's BTF, its bytes, for libbpf's copy at load */
+	__u32 raw_size;
 	struct nf_verdict_bpf *skel;
 	int drops_fd;
 	bool active;
-} S = { .drops_fd = -1 };
+	int shared[2]; /* nf_last, nf_inside: made here, shared with the probes' object */
+	/* Loading and attaching in a thread (nf_exact_begin() to nf_exact_wait()). */
+	pthread_t thread;
+	bool loading;
+	int ret;
+	char why[256];
+} S = { .drops_fd = -1, .shared = { -1, -1 } };
 
 /* Whether func is in btf with the arguments the program reads. */
 static bool walker_fits(const struct btf *btf, const struct walker *w)
@@ -73,37 +82,41 @@ bool nf_exact_possible(const struct btf *vmlinux)
 		any |= S.usable[i];
 	}
 	if (any) {
-		__u32 size;
-		const void *raw = btf__raw_data(vmlinux, &size);
+		/* Its bytes only: the thread that loads the programs parses them (~0.1 s under emulation). */
+		const void *raw = btf__raw_data(vmlinux, &S.raw_size);
 
-		S.btf = raw ? btf__new(raw, size) : NULL;
+		S.raw = raw ? malloc(S.raw_size) : NULL;
+		if (S.raw)
+			memcpy(S.raw, raw, S.raw_size);
 	}
 	return any;
 }
 
-/* A load the kernel may refuse (fentry on a sandboxed kernel): its log is noise. */
-static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+/* A map of the object made here, so that the probes' object can share it before either is loaded. */
+static int create_shared(struct bpf_map *m, int *fd)
 {
-	(void)level;
-	(void)fmt;
-	(void)ap;
-	return 0;
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = bpf_map__map_flags(m));
+
+	*fd = bpf_map_create(bpf_map__type(m), bpf_map__name(m), bpf_map__key_size(m), bpf_map__value_size(m),
+			     bpf_map__max_entries(m), &opts);
+	if (*fd < 0)
+		return -errno;
+	return bpf_map__reuse_fd(m, *fd);
 }
 
-bool nf_exact_start(int nf_last_fd, int nf_inside_fd, int nf_drops_fd, char *why, size_t len)
+/* The targets set, the programs loaded and attached: in the loading thread. */
+static void *load_thread(void *arg)
 {
 	struct bpf_program *progs[NWALKERS];
-	libbpf_print_fn_t old;
 	int ret;
 
-	S.skel = nf_verdict_bpf__open();
-	if (!S.skel) {
-		snprintf(why, len, "cannot open the netfilter programs: %s", strerror(errno));
-		return false;
-	}
+	(void)arg;
+	/* A load the kernel may refuse (fentry on a sandboxed kernel): its log is noise. */
+	loader_quiet_thread();
 	/* Before the targets are set: setting one makes libbpf load the kernel's BTF, this copy. */
-	kernel_btf_give_to_libbpf(S.btf);
-	S.btf = NULL;
+	kernel_btf_give_to_libbpf(S.raw ? btf__new(S.raw, S.raw_size) : NULL);
+	free(S.raw);
+	S.raw = NULL;
 	progs[0] = S.skel->progs.nf_nft_do_chain;
 	progs[1] = S.skel->progs.nf_ipt_do_table;
 	progs[2] = S.skel->progs.nf_ip6t_do_table;
@@ -111,37 +124,70 @@ bool nf_exact_start(int nf_last_fd, int nf_inside_fd, int nf_drops_fd, char *why
 	/* nft_do_chain has a second program: fentry, for the drops it makes itself. */
 	bpf_program__set_autoload(S.skel->progs.nf_nft_enter, S.usable[0]);
 	if (S.usable[0] && (ret = bpf_program__set_attach_target(S.skel->progs.nf_nft_enter, 0, walkers[0].func))) {
-		snprintf(why, len, "%s: %s", walkers[0].func, strerror(-ret));
-		goto fail;
+		snprintf(S.why, sizeof(S.why), "%s: %s", walkers[0].func, strerror(-ret));
+		goto out;
 	}
 	for (size_t i = 0; i < NWALKERS; i++) {
 		bpf_program__set_autoload(progs[i], S.usable[i]);
 		if (S.usable[i] && (ret = bpf_program__set_attach_target(progs[i], 0, walkers[i].func))) {
-			snprintf(why, len, "%s: %s", walkers[i].func, strerror(-ret));
-			goto fail;
+			snprintf(S.why, sizeof(S.why), "%s: %s", walkers[i].func, strerror(-ret));
+			goto out;
 		}
 	}
-	if ((ret = bpf_map__reuse_fd(S.skel->maps.nf_last, nf_last_fd)) ||
-	    (ret = bpf_map__reuse_fd(S.skel->maps.nf_inside, nf_inside_fd))) {
-		snprintf(why, len, "sharing the probes' maps: %s", strerror(-ret));
-		goto fail;
-	}
-	old = libbpf_set_print(quiet_print);
 	ret = nf_verdict_bpf__load(S.skel);
 	if (!ret)
 		ret = nf_verdict_bpf__attach(S.skel);
-	libbpf_set_print(old);
-	if (ret) {
-		snprintf(why, len, "fexit on the netfilter table walkers: %s", strerror(-ret));
-		goto fail;
+	if (ret)
+		snprintf(S.why, sizeof(S.why), "fexit on the netfilter table walkers: %s", strerror(-ret));
+out:
+	S.ret = ret;
+	return NULL;
+}
+
+bool nf_exact_begin(int *nf_last_fd, int *nf_inside_fd, char *why, size_t len)
+{
+	sigset_t all, was;
+	int ret;
+
+	S.skel = nf_verdict_bpf__open();
+	if (!S.skel) {
+		snprintf(why, len, "cannot open the netfilter programs: %s", strerror(errno));
+		return false;
+	}
+	if ((ret = create_shared(S.skel->maps.nf_last, &S.shared[0])) ||
+	    (ret = create_shared(S.skel->maps.nf_inside, &S.shared[1]))) {
+		snprintf(why, len, "the maps shared with the probes: %s", strerror(-ret));
+		nf_exact_end();
+		return false;
+	}
+	*nf_last_fd = S.shared[0];
+	*nf_inside_fd = S.shared[1];
+	/* Signals stay with the main thread, which watches for them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
+	S.loading = pthread_create(&S.thread, NULL, load_thread, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	if (!S.loading)
+		load_thread(NULL);
+	return true;
+}
+
+bool nf_exact_wait(int nf_drops_fd, char *why, size_t len)
+{
+	if (S.loading)
+		pthread_join(S.thread, NULL);
+	S.loading = false;
+	if (!S.skel)
+		return false;
+	if (S.ret) {
+		snprintf(why, len, "%s", S.why);
+		nf_verdict_bpf__destroy(S.skel);
+		S.skel = NULL;
+		return false;
 	}
 	S.drops_fd = nf_drops_fd;
 	S.active = true;
 	return true;
-fail:
-	nf_verdict_bpf__destroy(S.skel);
-	S.skel = NULL;
-	return false;
 }
 
 bool nf_exact_active(void)
@@ -214,9 +260,16 @@ bool nf_exact_of(uint64_t skb, uint64_t ts, struct nf_exact *out)
 
 void nf_exact_end(void)
 {
+	if (S.loading)
+		pthread_join(S.thread, NULL);
+	S.loading = false;
+	for (int i = 0; i < 2; i++)
+		if (S.shared[i] >= 0)
+			close(S.shared[i]);
+	S.shared[0] = S.shared[1] = -1;
 	nf_verdict_bpf__destroy(S.skel);
-	btf__free(S.btf);
+	free(S.raw);
 	S.skel = NULL;
-	S.btf = NULL;
+	S.raw = NULL;
 	S.active = false;
 }

@@ -35,11 +35,19 @@ struct nf_exact {
  */
 bool nf_exact_possible(const struct btf *vmlinux);
 /*
- * Loads and attaches the fentry/fexit programs, sharing the probe programs'
- * nf_last and nf_inside maps; nf_drops is where the drops' verdicts are read. False (with why) when
- * the kernel refuses them: drops are then named by counters alone.
+ * Makes the maps the probe programs share with the fentry/fexit programs
+ * (nf_last, nf_inside: for loader.c to reuse) and loads and attaches those
+ * programs in a thread, beside the probes' load (each is ~0.3 s of the
+ * kernel's verifier and ftrace under emulation). False (with why) when
+ * nothing was begun.
  */
-bool nf_exact_start(int nf_last_fd, int nf_inside_fd, int nf_drops_fd, char *why, size_t len);
+bool nf_exact_begin(int *nf_last_fd, int *nf_inside_fd, char *why, size_t len);
+/*
+ * Waits for what nf_exact_begin() began; nf_drops is where the drops'
+ * verdicts are read. False (with why) when the kernel refused the programs:
+ * drops are then named by counters alone.
+ */
+bool nf_exact_wait(int nf_drops_fd, char *why, size_t len);
 bool nf_exact_active(void);
 /* The verdict of the NETFILTER_DROP of skb at ts (its event's); false when there is none to read. */
 bool nf_exact_of(uint64_t skb, uint64_t ts, struct nf_exact *out);
