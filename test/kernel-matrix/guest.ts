@@ -68,6 +68,8 @@ export interface CaseSpec {
   nrOpen?: number;
   /** 'attaching': SIGINT one second into attaching, instead of once ready. */
   stop?: 'attaching';
+  /** Descriptor 4 is a file, whose text comes back as CaseResult.lines (--emit json --lines-fd 4). */
+  lines?: boolean;
 }
 
 export interface CaseResult {
@@ -105,6 +107,8 @@ export interface CaseResult {
   end?: EndInfo;
   decodeError?: string;
   stderr: string;
+  /** With CaseSpec.lines: what the helper wrote to descriptor 4. */
+  lines?: string;
 }
 
 export interface GuestRun {
@@ -135,6 +139,7 @@ export function planScript(cases: CaseSpec[]): string {
         `CASE_ULIMIT=${shellQuote(c.ulimit ?? '')}`,
         `CASE_NR_OPEN=${shellQuote(c.nrOpen === undefined ? '' : String(c.nrOpen))}`,
         `CASE_STOP=${shellQuote(c.stop ?? '')}`,
+        `CASE_LINES=${c.lines ? '1' : "''"}`,
       ].join('; ');
       const call = ['run_case', c.name, c.traffic, String(c.readyTimeout), ...c.args]
         .map(shellQuote)
@@ -215,6 +220,7 @@ export function parseTranscript(kernel: string, text: string, consoleLog: string
         }
         if (current && file.label === `${current.name}.out`) decodeStream(current, data);
         if (current && file.label === `${current.name}.err`) current.stderr = data.toString('utf8');
+        if (current && file.label === `${current.name}.lines`) current.lines = data.toString('utf8');
         file = undefined;
       } else {
         file.chunks.push(line.trim());

@@ -17,7 +17,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { jsonLine } from '../../src/output/json';
 import type { CulpritInfo, ProgRunInfo } from '../../src/record/decode';
+import type { TraceCulprit, TraceEvent, TraceLine, TraceProgRun } from '../../src/record/event';
 import { bootGuest, type CaseResult, type CaseSpec, repoRoot } from './guest';
 
 const PROGRAMS = `
@@ -95,7 +97,53 @@ function cases(backend: string): CaseSpec[] {
       readyTimeout: 120,
       args: ['--backend', 'tracepoint', '--', FILTER],
     },
+    // The helper's own JSON lines (helper/culprit.c, helper/prog_exact.c write them, twins of the client's).
+    {
+      name: 'progs-json',
+      traffic: 'progs',
+      readyTimeout: 120,
+      lines: true,
+      args: [
+        '--backend',
+        'tracepoint',
+        '--emit',
+        'json',
+        '--lines-fd',
+        '4',
+        '--lines-name',
+        'lines',
+        '--',
+        FILTER,
+      ],
+    },
   ];
+}
+
+/**
+ * A case as its JSON lines tell it (--emit json): events, culprits and runs
+ * from the lines; and each culprit and prog line as the client's writer
+ * (jsonLine) would write the same object, byte for byte.
+ */
+function fromLines(c: CaseResult): CaseResult {
+  const parsed = (c.lines ?? '')
+    .split('\n')
+    .filter((l) => l)
+    .map((l) => ({ text: l, line: JSON.parse(l) as TraceLine }));
+  for (const { text, line } of parsed)
+    if (line.type === 'culprit' || line.type === 'prog') assert.equal(jsonLine(line), text);
+  const strip = <T extends { type: string; v: number }>({ type: _t, v: _v, ...rest }: T) => rest;
+  return {
+    ...c,
+    events: parsed.map((p) => p.line).filter((l): l is TraceEvent => l.type === 'event'),
+    culprits: parsed
+      .map((p) => p.line)
+      .filter((l): l is TraceCulprit => l.type === 'culprit')
+      .map(strip),
+    progs: parsed
+      .map((p) => p.line)
+      .filter((l): l is TraceProgRun => l.type === 'prog')
+      .map(strip),
+  };
 }
 
 function describe(c: CaseResult): string {
@@ -204,8 +252,9 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
 
       for (const name of plan.map((c) => c.name)) {
         await t.test(`${name}: each drop's culprit is the one program that returned it`, () => {
-          const c = run.cases.get(name);
-          assert.ok(c, `case ${name} did not run`);
+          const raw = run.cases.get(name);
+          assert.ok(raw, `case ${name} did not run`);
+          const c = raw.lines === undefined ? raw : fromLines(raw);
           assert.equal(c.exitCode, 0, describe(c));
           assert.deepEqual(c.errors, [], describe(c));
           assert.ok(!c.warnings.some((w) => w.code === 'programs_not_exact'), describe(c));
@@ -220,6 +269,15 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
           const c = run.cases.get(`progs-${k.backend}`);
           assert.ok(c);
           assertRuns(c, 9102, 'pwru_xdp', { kind: 'xdp', iface: 'veth2', ret: 2, verdict: 'XDP_PASS' });
+          // The helper's own lines name the same runs of the XDP program.
+          const json = run.cases.get('progs-json');
+          assert.ok(json?.lines, 'the JSON lines came back');
+          assertRuns(fromLines(json), 9102, 'pwru_xdp', {
+            kind: 'xdp',
+            iface: 'veth2',
+            ret: 2,
+            verdict: 'XDP_PASS',
+          });
           if (k.tcx) {
             const out = { kind: 'tc', iface: 'veth1', direction: 'egress' } as const;
             assertRuns(c, 9102, 'pwru_tc_out', { ...out, ret: 0, verdict: 'TC_ACT_OK' });

@@ -124,8 +124,9 @@ mark_once() { # LABEL PATTERN FILE
 # file), waits for it to be ready, makes TRAFFIC, stops it with SIGINT and
 # reports timings, exit code, its output and stderr. The plan may set, for one
 # case: CASE_ULIMIT (arguments to `ulimit`, in the tool's shell only),
-# CASE_NR_OPEN (fs.nr_open meanwhile, restored after) and CASE_STOP=attaching
-# (the helper is stopped one second into attaching, not once ready).
+# CASE_NR_OPEN (fs.nr_open meanwhile, restored after), CASE_STOP=attaching
+# (the helper is stopped one second into attaching, not once ready) and
+# CASE_LINES=1 (descriptor 4 is a file, sent back as NAME.lines: --emit json --lines-fd 4).
 run_case() {
   name=$1 kind=$2 limit=$3
   shift 3
@@ -144,6 +145,7 @@ run_case() {
   else
     (
       [ -z "$CASE_ULIMIT" ] || ulimit $CASE_ULIMIT
+      [ -z "$CASE_LINES" ] || exec 4>/tmp/"$name".lines
       exec pwru-helper "$@"
     ) </dev/null >/tmp/"$name".out 2>/tmp/"$name".err &
     ready_pattern='"attach_ms"' ready_file=/tmp/"$name".out
@@ -202,7 +204,8 @@ run_case() {
   fi
   send_file "$name.out" /tmp/"$name".out
   send_file "$name.err" /tmp/"$name".err
-  rm -f /tmp/"$name".out /tmp/"$name".err
+  [ -f /tmp/"$name".lines ] && send_file "$name.lines" /tmp/"$name".lines
+  rm -f /tmp/"$name".out /tmp/"$name".err /tmp/"$name".lines
   say case-end "$name"
 }
 
