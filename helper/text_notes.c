@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* src/output/text-notes.ts: fields by ASCII unit separators, entries by record separators. */
+#define UNIT_SEP '\x1f'
+#define RECORD_SEP '\x1e'
+
 /* Fields each kind of entry has (src/output/text-notes.ts). */
 static int fields_of(char kind)
 {
@@ -29,12 +33,12 @@ int text_notes_parse(struct text_notes *n, const char *text)
 	if (!n->text)
 		return -1;
 	for (const char *p = n->text; *p; p++)
-		lines += *p == '\n';
+		lines += *p == RECORD_SEP;
 	n->v = calloc(lines + 1, sizeof(*n->v));
 	if (!n->v)
 		return -1;
 	for (char *line = n->text, *next; *line; line = next) {
-		char *end = strchr(line, '\n');
+		char *end = strchr(line, RECORD_SEP);
 		struct text_note *e = &n->v[n->n];
 		int want;
 
@@ -44,12 +48,12 @@ int text_notes_parse(struct text_notes *n, const char *text)
 		if (!*line)
 			continue;
 		want = fields_of(line[0]);
-		if (want < 0 || line[1] != '\t')
+		if (want < 0 || line[1] != UNIT_SEP)
 			return -1;
 		e->kind = line[0];
 		char *f = line + 2;
 		for (int i = 0; i < want; i++) {
-			char *tab = strchr(f, '\t');
+			char *tab = strchr(f, UNIT_SEP);
 
 			if (i < want - 1 && !tab)
 				return -1;

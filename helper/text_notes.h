@@ -20,7 +20,7 @@ struct text_note {
 };
 
 struct text_notes {
-	char *text; /* the argument, copied; tabs and line ends made NULs */
+	char *text; /* the argument, copied; its separators made NULs */
 	struct text_note *v;
 	size_t n;
 };

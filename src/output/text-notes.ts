@@ -3,7 +3,7 @@
  * --emit wide; helper/text_notes.c reads it): the words a line's bracketed
  * notes are made of, from the one place each is declared. The drop reasons'
  * texts, the drops that are no failure by their place alone, and the tunnels
- * that tell encapsulation from NAT travel as one argument, a line per entry:
+ * that tell encapsulation from NAT travel as one argument, an entry per record:
  *
  *   R NAME TEXT            a drop reason's text
  *   P PREFIX TEXT          the text of every reason whose name starts so
@@ -12,16 +12,22 @@
  *   T PORT NAME            a tunnel by UDP port
  *   G PROTO NAME           a tunnel by IP protocol
  *
- * fields separated by tabs.
+ * fields separated by ASCII unit separators (0x1f), entries by record
+ * separators (0x1e): an argument without tabs or line breaks, which logs and
+ * `ps` keep whole.
  */
 import { TUNNEL_PORTS, TUNNEL_PROTOS } from '../reading/changes';
 import { dropReasonTexts } from '../reading/drop-reasons';
 import { placeRules } from '../reading/drop-rules';
 
+const FIELD = '\u001f';
+const ENTRY = '\u001e';
+
 function entry(...fields: readonly string[]): string {
   for (const f of fields)
-    if (/[\t\n]/.test(f)) throw new Error(`a text note holds a tab or a line break: ${JSON.stringify(f)}`);
-  return fields.join('\t');
+    if (f.includes(FIELD) || f.includes(ENTRY))
+      throw new Error(`a text note holds a separator: ${JSON.stringify(f)}`);
+  return fields.join(FIELD);
 }
 
 let made: string | undefined;
@@ -37,6 +43,6 @@ export function textNotes(): string {
     ...Object.entries(TUNNEL_PORTS).map(([port, name]) => entry('T', port, name)),
     ...Object.entries(TUNNEL_PROTOS).map(([proto, name]) => entry('G', proto, name)),
   ];
-  made = `${lines.join('\n')}\n`;
+  made = lines.join(ENTRY);
   return made;
 }

@@ -88,6 +88,12 @@ interface Spawned {
   args: string[];
 }
 
+/** A helper's arguments without how a session wires the lines it writes itself (--emit and its companions). */
+function requestArgs(args: string[]): string[] {
+  const wiring = new Set(['--emit', '--packet-starts', '--text-notes', '--lines-fd', '--lines-name']);
+  return args.filter((a, i) => !wiring.has(a) && !wiring.has(args[i - 1] ?? ''));
+}
+
 function spawns(file = log): Spawned[] {
   if (!existsSync(file)) return [];
   return readFileSync(file, 'utf8')
@@ -201,10 +207,24 @@ describe('the CLI with --local', () => {
         assert.match(r.stderr, /the helper exited with code 1; its last words:\nfake helper/);
         assert.doesNotMatch(r.stderr, /\n {4}at /);
         assert.deepEqual(
-          spawns(file).map((s) => s.args),
+          spawns(file).map((s) => requestArgs(s.args)),
           [expected],
           argv.join(' '),
         );
+        // A text view to a pipe (stdout here): the helper writes its lines, with the client's words.
+        const emit = spawns(file)[0]?.args ?? [];
+        const view =
+          argv.includes('json') || argv.includes('--summary') || argv.includes('--output-file')
+            ? undefined
+            : argv.includes('wide')
+              ? 'wide'
+              : 'text';
+        assert.equal(
+          emit.includes('--emit') ? emit[emit.indexOf('--emit') + 1] : undefined,
+          view,
+          argv.join(' '),
+        );
+        if (view) assert.ok(emit.includes('--text-notes') && emit.includes('--lines-fd'), emit.join(' '));
       }),
     );
   });
