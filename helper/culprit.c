@@ -771,6 +771,8 @@ static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
 
 	memcpy(ifname, ev->ifname, sizeof(ev->ifname));
 	ifname[sizeof(ev->ifname)] = 0;
+	if (!exact)
+		prog_exact_say_refused();
 	frame_begin(&j, ev->ts, ev->skb, ev->netns, point == POINT_XDP ? "xdp" : "tc",
 		    exact ? "exact" : ps->n > 0 ? "attached" : "none");
 	json_kv_string(&j, "iface", ifname);

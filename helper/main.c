@@ -321,14 +321,15 @@ static int load(struct run *r, const struct backend_support *support)
 				    "netfilter drops are named by the rules' counters only: %s", r->err);
 		r->steps.netfilter = mono_ms() - t;
 	}
-	/* Refused (no fexit on programs here): a tc or XDP drop names the programs attached there. */
+	/*
+	 * Refused (no fexit on programs here): a tc or XDP drop names the programs
+	 * attached there, and the first such drop says why (prog_exact.c).
+	 */
 	int prog_last, prog_drops, prog_noted;
 
 	loader_prog_map_fds(r->skel, &prog_last, &prog_drops, &prog_noted);
-	if (lc.prog_exact && prog_exact_start(prog_last, prog_drops, prog_noted, o->emit_json, r->err, sizeof(r->err)) < 0)
-		out_message(PWRU_FRAME_WARNING, "programs_not_exact",
-			    "tc and XDP drops name the programs attached there, not the one that returned the drop: %s",
-			    r->err);
+	if (lc.prog_exact)
+		prog_exact_start(prog_last, prog_drops, prog_noted, o->emit_json);
 	r->err[0] = 0;
 	return -1;
 }

@@ -36,7 +36,8 @@ static struct {
 	size_t n;
 	int drops_fd, noted_fd;
 	struct ring_buffer *rb;
-	bool emit_json, active;
+	bool emit_json, active, said;
+	char refused[300]; /* why the kernel refused the copies, when it did */
 } P = { .drops_fd = -1, .noted_fd = -1 };
 
 /* A load the kernel may refuse (fexit on programs on a sandboxed kernel): its log is noise. */
@@ -151,8 +152,10 @@ bool prog_exact_wanted(void)
 	return false;
 }
 
-int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json, char *why, size_t len)
+int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json)
 {
+	char *why = P.refused;
+	size_t len = sizeof(P.refused);
 	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
 	uint32_t id = 0;
 	int first_err = 0, candidates = 0;
@@ -194,8 +197,8 @@ int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, boo
 	if (!P.rb) {
 		int err = -errno;
 
+		prog_exact_end(); /* clears the state: the reason after it */
 		snprintf(why, len, "reading the programs' runs: %s", strerror(-err));
-		prog_exact_end();
 		return err;
 	}
 	P.active = true;
@@ -205,6 +208,16 @@ int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, boo
 bool prog_exact_active(void)
 {
 	return P.active;
+}
+
+void prog_exact_say_refused(void)
+{
+	if (P.active || P.said || !P.refused[0])
+		return;
+	P.said = true;
+	out_message(PWRU_FRAME_WARNING, "programs_not_exact",
+		    "tc and XDP drops name the programs attached there, not the one that returned the drop: %s",
+		    P.refused);
 }
 
 static const struct traced *traced_of(uint32_t id)

@@ -30,11 +30,19 @@ bool prog_exact_wanted(void);
  * Loads and attaches a copy of the fexit program on every tc and XDP program
  * the kernel holds, sharing the probes' prog_last and prog_drops maps
  * (prog_noted: where a drop's run is read). Returns how many are
- * traced; 0 when there is none to trace; -errno (with why) when the kernel
- * refused (no fexit on programs here): drops then name the programs attached.
+ * traced; 0 when there is none to trace; -errno when the kernel refused (no
+ * fexit on programs here): drops then name the programs attached, and the
+ * first of them says why (prog_exact_refused).
  */
-int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json, char *why, size_t len);
+int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json);
 bool prog_exact_active(void);
+/*
+ * Once, for the first tc or XDP drop named by the programs attached: a
+ * WARNING programs_not_exact that says why they were not traced, when the
+ * kernel refused. Not at the start: on such kernels every trace beside a CNI's
+ * programs would say it, drops or not.
+ */
+void prog_exact_say_refused(void);
 /* Writes the runs read so far (PROG frames, or lines), while there is room. Never blocks. */
 void prog_exact_pump(void);
 /*
