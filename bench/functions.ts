@@ -167,7 +167,25 @@ async function kprobeMulti(ctx: BenchContext): Promise<void> {
     '',
     () => true,
   );
+  startupSteps(ctx, label, h);
   coverage(ctx, label, backend, h, p, load, 'the same functions (both counts)');
+}
+
+/** The helper's own start-up steps (READY's steps_ms), medians of its runs: where start → ready goes. */
+function startupSteps(ctx: BenchContext, label: string, h: Side): void {
+  const steps = h.runs.map((c) => c.ready?.steps_ms).filter((x) => x !== undefined);
+  if (!steps.length) return;
+  const keys = Object.keys(steps[0]) as (keyof (typeof steps)[0])[];
+  const ms = (k: (typeof keys)[number]) => median(steps.map((x) => x[k] ?? Number.NaN));
+  const named = keys.filter((k) => k !== 'total');
+  const outside = ms('total') - named.reduce((sum, k) => sum + ms(k), 0);
+  ctx.report.add({
+    section: SECTION,
+    what: `${label}: the helper's start-up steps (READY's steps_ms, medians of ${steps.length} runs)`,
+    value: `${named.map((k) => `${k} ${Math.round(ms(k))}`).join(', ')} ms; main() → READY ${Math.round(
+      ms('total'),
+    )} ms (${Math.round(outside)} ms in no step)`,
+  });
 }
 
 /** Both tools' functions covered and events of the traced flow, from their first runs. */
