@@ -145,6 +145,13 @@ static char frame_buf[OUT_BUF_SIZE], line_buf[OUT_BUF_SIZE], message_buf[8192];
 static struct {
 	struct channel stream; /* stdout: the record stream */
 	size_t flen, foff;     /* frames buffered, of which written */
+	/*
+	 * While lines wait for their reader: the frames queued before the first
+	 * of them ([0, fence)) may still go out, and a periodic STATS is put at
+	 * the fence, ahead of the frames that wait (the client warns of losses
+	 * while a reader sleeps). A frame boundary.
+	 */
+	size_t fence;
 	struct channel lines[MAX_LINE_FDS];
 	int nlines;
 	bool lines_over; /* no more lines come: each line output is closed once written */
@@ -317,8 +324,10 @@ void out_pump(void)
 {
 	for (int i = 0; i < out.nlines; i++)
 		channel_pump(&out.lines[i], line_buf, &out.lines[i].off, out.llen, false);
-	if (lines_pending())
+	if (lines_pending()) {
+		channel_pump(&out.stream, frame_buf, &out.foff, out.fence, true);
 		return;
+	}
 	if (out.lines_over)
 		release_lines();
 	out.llen = 0;
@@ -341,7 +350,7 @@ int out_pollfds(struct pollfd *fds)
 	for (int i = 0; i < out.nlines; i++)
 		if (!out.lines[i].done && out.lines[i].off < out.llen)
 			fds[n++] = (struct pollfd){ .fd = out.lines[i].fd, .events = POLLOUT };
-	if (n == 0 && !out.stream.done && out.foff < out.flen)
+	if (!out.stream.done && out.foff < (n ? out.fence : out.flen))
 		fds[n++] = (struct pollfd){ .fd = out.stream.fd, .events = POLLOUT };
 	return n;
 }
@@ -390,6 +399,7 @@ static void compact_frames(void)
 		return;
 	memmove(frame_buf, frame_buf + out.foff, out.flen - out.foff);
 	out.flen -= out.foff;
+	out.fence = out.fence > out.foff ? out.fence - out.foff : 0;
 	out.foff = 0;
 }
 
@@ -435,7 +445,7 @@ void *out_reserve(uint16_t type, uint32_t len)
 	if (!out_frame_room(len))
 		return NULL;
 	if (out.stream.done)
-		out.flen = out.foff = 0; /* keep taking frames, and forget them */
+		out.flen = out.foff = out.fence = 0; /* keep taking frames, and forget them */
 	h = (struct pwru_frame_header *)(frame_buf + out.flen);
 	h->len = len;
 	h->type = type;
@@ -448,6 +458,8 @@ void out_line(const char *text, size_t len)
 {
 	if (!out.nlines || !out_lines_room(len))
 		return;
+	if (!lines_pending())
+		out.fence = out.flen;
 	memcpy(line_buf + out.llen, text, len);
 	out.llen += len;
 }
@@ -465,6 +477,23 @@ static bool put_frame(uint16_t type, const struct json *j, bool wait)
 	if (!p)
 		return false;
 	memcpy(p, j->b.p, j->b.len);
+	return true;
+}
+
+/* A frame that need not wait for the lines: put at the fence, ahead of the frames that do (no waiting for room). */
+static bool put_frame_at_fence(uint16_t type, const struct json *j)
+{
+	size_t need = sizeof(struct pwru_frame_header) + j->b.len;
+
+	if (out_of_memory() || out.stream.done || !out_frame_room(j->b.len))
+		return false;
+	char *at = frame_buf + out.fence;
+	memmove(at + need, at, out.flen - out.fence);
+	struct pwru_frame_header h = { .len = (uint32_t)j->b.len, .type = type };
+	memcpy(at, &h, sizeof(h));
+	memcpy(at + sizeof(h), j->b.p, j->b.len);
+	out.flen += need;
+	out.fence += need;
 	return true;
 }
 
@@ -604,8 +633,9 @@ bool out_stats(const struct counts *c, bool final)
 		json_kv_uint(&j, "skipped", c->skipped);
 	json_kv_bool(&j, "final", final);
 	json_end_object(&j);
-	/* A periodic STATS is only news: it waits for no reader. */
-	bool ok = put_frame(PWRU_FRAME_STATS, &j, final);
+	/* A periodic STATS is only news: it waits for no reader, not even the lines' (put at the fence). */
+	bool ok = final || !lines_pending() ? put_frame(PWRU_FRAME_STATS, &j, final)
+					    : put_frame_at_fence(PWRU_FRAME_STATS, &j);
 	json_free(&j);
 	return ok;
 }
