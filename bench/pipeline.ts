@@ -196,7 +196,7 @@ export async function ramp(ctx: BenchContext, name: string, startTracer: Start):
       out.firstLoss = step;
       break;
     }
-    out.best = step;
+    keepHighest(out, step);
     // The generator could not keep up: higher targets would measure the same thing.
     if (step.sentPps < pps * 0.8) {
       out.shortOf = step;
@@ -211,11 +211,16 @@ export async function ramp(ctx: BenchContext, name: string, startTracer: Start):
     process.stderr.write(
       `bench: pipeline ${name}: ${rate(step.sentPps, 'pkt/s')} → ${rate(step.eventsPerSec, 'ev/s')}, lost ${step.outcome.kernelLost} kernel, ${step.userLost} user (refining)\n`,
     );
-    if (step.clean) out.best = step;
+    if (step.clean) keepHighest(out, step);
     else out.firstLoss = step;
   }
   if (out.best) out.double = await measure(ctx, name, startTracer, out.best.pps * 2, seconds);
   return out;
+}
+
+/** A clean step is the best only if it delivered more: a step the sender fell short in may deliver less than the one before. */
+function keepHighest(out: Ramp, step: Step): void {
+  if (!out.best || step.eventsPerSec >= out.best.eventsPerSec) out.best = step;
 }
 
 async function measure(
