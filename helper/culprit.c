@@ -15,6 +15,7 @@
 #include "culprit_bpf.h"
 #include "culprit_netfilter.h"
 #include "culprit_tools.h"
+#include "culprit_words.h"
 #include "event_json.h"
 #include "nf_exact.h"
 #include "output.h"
@@ -82,7 +83,7 @@ struct progs_seen {
 };
 
 static struct {
-	bool begun, configured, emit_json;
+	bool begun, configured, emit_json, emit_text;
 	bool has_nf_reason;
 	uint32_t nf_reason;
 	/* The kernel's drop reasons that say a tc or XDP program dropped it (absent on older kernels). */
@@ -167,10 +168,11 @@ void culprit_begin(unsigned int only_netns)
 	free(refs);
 }
 
-void culprit_configure(const struct drop_reasons *reasons, bool emit_json)
+void culprit_configure(const struct drop_reasons *reasons, bool emit_json, bool emit_text)
 {
 	C.configured = true;
 	C.emit_json = emit_json;
+	C.emit_text = emit_text;
 	C.tc_ingress_reason = C.tc_egress_reason = C.xdp_reason = -1;
 	for (size_t i = 0; reasons && i < reasons->cnt; i++) {
 		const char *name = reasons->v[i].name;
@@ -253,26 +255,57 @@ static void frame_begin(struct json *j, uint64_t ts, uint64_t skb, uint32_t netn
 }
 
 /* What the kernel's table walkers said of the drop: the table and chain, exactly, or why not. */
-static void chain_json(struct json *j, const struct pending *p)
+static struct chain_words chain_of(const struct pending *p)
+{
+	if (p->told && p->exact.known)
+		return (struct chain_words){ .exact = true,
+					     .by = p->exact.by,
+					     .family = p->exact.family,
+					     .table = p->exact.table,
+					     .chain = p->exact.chain,
+					     .hook = p->exact.hook };
+	return (struct chain_words){
+		.why = p->told ? "no iptables or nftables table returned NF_DROP for this packet just before it was "
+				 "freed: another netfilter hook dropped it (conntrack, NAT, a BPF netfilter program, ...)"
+			       : "the kernel's verdict for this drop was no longer kept (a flood of drops overwrote it)"
+	};
+}
+
+static void chain_json(struct json *j, const struct chain_words *c)
 {
 	json_key(j, "chain");
 	json_begin_object(j);
-	if (p->told && p->exact.known) {
+	if (c->exact) {
 		json_kv_string(j, "method", "exact");
-		json_kv_string(j, "by", p->exact.by);
-		json_kv_string(j, "family", p->exact.family);
-		json_kv_string(j, "table", p->exact.table);
-		json_kv_string(j, "chain", p->exact.chain);
-		json_kv_string(j, "hook", p->exact.hook);
+		json_kv_string(j, "by", c->by);
+		json_kv_string(j, "family", c->family);
+		json_kv_string(j, "table", c->table);
+		json_kv_string(j, "chain", c->chain);
+		json_kv_string(j, "hook", c->hook);
 	} else {
 		json_kv_string(j, "method", "none");
-		json_kv_string(j, "why", p->told ? "no iptables or nftables table returned NF_DROP for this packet just "
-						   "before it was freed: another netfilter hook dropped it (conntrack, NAT, "
-						   "a BPF netfilter program, ...)"
-						 : "the kernel's verdict for this drop was no longer kept (a flood of drops "
-						   "overwrote it)");
+		json_kv_string(j, "why", c->why);
 	}
 	json_end_object(j);
+}
+
+/* A culprit's JSON: a line of the trace with --emit json, else a CULPRIT frame. */
+static void culprit_out(struct json *j)
+{
+	if (C.emit_json) {
+		BUF_PUT_LIT(&j->b, "\n");
+		if (out_lines_room(j->b.len))
+			out_line(j->b.p, j->b.len);
+	} else {
+		out_json_frame(PWRU_FRAME_CULPRIT, j);
+	}
+}
+
+/* With --emit text|wide, the culprit's line too (culprit_words.h): the helper is the lines' one writer. */
+static void culprit_line(const struct buf *line)
+{
+	if (out_lines_room(line->len))
+		out_line(line->p, line->len);
 }
 
 /*
@@ -323,10 +356,11 @@ static void emit(const struct pending *p, const char *method, const struct nf_mo
 		 const struct nf_moved *cands, size_t ncands)
 {
 	struct json j = { 0 };
+	struct chain_words chain = chain_of(p);
 
 	frame_begin(&j, p->ts, p->skb, p->netns, "netfilter", method);
 	if (p->asked_kernel)
-		chain_json(&j, p);
+		chain_json(&j, &chain);
 	if (rule) {
 		json_key(&j, "rule");
 		rule_json(&j, rule->rule, rule->hook, rule->delta);
@@ -341,14 +375,15 @@ static void emit(const struct pending *p, const char *method, const struct nf_mo
 		json_end_array(&j);
 	}
 	json_end_object(&j);
-	if (C.emit_json) {
-		BUF_PUT_LIT(&j.b, "\n");
-		if (out_lines_room(j.b.len))
-			out_line(j.b.p, j.b.len);
-	} else {
-		out_json_frame(PWRU_FRAME_CULPRIT, &j);
-	}
+	culprit_out(&j);
 	json_free(&j);
+	if (C.emit_text) {
+		struct buf line = { 0 };
+
+		words_netfilter_culprit(&line, p->skb, method, p->asked_kernel ? &chain : NULL, rule, why, cands, ncands);
+		culprit_line(&line);
+		buf_free(&line);
+	}
 }
 
 static void tools_absent(const struct nf_ruleset *rs, unsigned int netns, char *why, size_t len)
@@ -737,22 +772,31 @@ static const struct progs_seen *programs_at(unsigned int netns, unsigned int ifi
 }
 
 /* A program's entry of the programs array: how it is attached, when the kernel's list has it. */
-static void program_json(struct json *j, const struct progs_seen *ps, uint32_t id, const char *name,
-			 const char *tag, enum bpf_point point)
+/* A program the culprit names: as the kernel listed it at that point, else (detached since) what its run said. */
+static struct prog_words prog_of(const struct progs_seen *ps, uint32_t id, const char *name, const char *tag,
+				 enum bpf_point point)
 {
-	const struct attached_prog *a = NULL;
-
 	for (int i = 0; i < ps->n; i++)
 		if (ps->v[i].id == id)
-			a = &ps->v[i];
+			return (struct prog_words){ .id = id,
+						    .name = ps->v[i].name,
+						    .tag = ps->v[i].tag,
+						    .attach = ps->v[i].attach,
+						    .detail = ps->v[i].detail };
+	/* Not in the list any more: the hook it ran at is what is known. */
+	return (struct prog_words){ .id = id, .name = name, .tag = tag, .attach = point == POINT_XDP ? "xdp" : "tc",
+				    .detail = "" };
+}
+
+static void program_json(struct json *j, const struct prog_words *p)
+{
 	json_begin_object(j);
-	json_kv_uint(j, "id", id);
-	json_kv_string(j, "name", a ? a->name : name);
-	json_kv_string(j, "tag", a ? a->tag : tag);
-	/* Not in the list any more (detached since): the hook it ran at is what is known. */
-	json_kv_string(j, "attach", a ? a->attach : point == POINT_XDP ? "xdp" : "tc");
-	if (a && a->detail[0])
-		json_kv_string(j, "detail", a->detail);
+	json_kv_uint(j, "id", p->id);
+	json_kv_string(j, "name", p->name);
+	json_kv_string(j, "tag", p->tag);
+	json_kv_string(j, "attach", p->attach);
+	if (p->detail[0])
+		json_kv_string(j, "detail", p->detail);
 	json_end_object(j);
 }
 
@@ -767,51 +811,57 @@ static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
 	struct prog_exact x;
 	bool exact = prog_exact_drop_of(point == POINT_XDP, ev->skb, ev->ts, &x);
 	struct json j = { 0 };
-	char ifname[sizeof(ev->ifname) + 1];
+	char ifname[sizeof(ev->ifname) + 1], why[300] = "";
+	struct prog_words progs[PROGS_MAX];
+	size_t nprogs = 0;
 
 	memcpy(ifname, ev->ifname, sizeof(ev->ifname));
 	ifname[sizeof(ev->ifname)] = 0;
 	if (!exact)
 		prog_exact_say_refused();
-	frame_begin(&j, ev->ts, ev->skb, ev->netns, point == POINT_XDP ? "xdp" : "tc",
-		    exact ? "exact" : ps->n > 0 ? "attached" : "none");
+	if (exact)
+		progs[nprogs++] = prog_of(ps, x.id, x.name, x.tag, point);
+	else
+		for (int i = 0; i < ps->n; i++)
+			progs[nprogs++] = prog_of(ps, ps->v[i].id, ps->v[i].name, ps->v[i].tag, point);
+	if (!nprogs && ps->n < 0)
+		snprintf(why, sizeof(why), "the programs attached there could not be asked for: %s", ps->err);
+	else if (!nprogs)
+		snprintf(why, sizeof(why), "no %s program is attached to %s (%u) in network namespace %u any more",
+			 point == POINT_XDP ? "XDP" : "tc", ifname, ev->ifindex, ev->netns);
+	const char *method = exact ? "exact" : nprogs ? "attached" : "none";
+	struct hook_words hook = { .xdp = point == POINT_XDP,
+				   .iface = ifname,
+				   .ifindex = ev->ifindex,
+				   .direction = point == POINT_XDP ? NULL : dirs[point] };
+	/* Exact: what it returned. Else, on the kernel's drop paths these are the verdicts that free the packet. */
+	const char *verdict = exact ? x.verdict : point == POINT_XDP ? "XDP_DROP or XDP_ABORTED" : "TC_ACT_SHOT";
+
+	frame_begin(&j, ev->ts, ev->skb, ev->netns, point == POINT_XDP ? "xdp" : "tc", method);
 	json_kv_string(&j, "iface", ifname);
 	json_kv_uint(&j, "ifindex", ev->ifindex);
-	if (point != POINT_XDP)
-		json_kv_string(&j, "direction", dirs[point]);
-	/* Exact: what it returned. Else, on the kernel's drop paths these are the verdicts that free the packet. */
-	json_kv_string(&j, "verdict",
-		       exact ? x.verdict : point == POINT_XDP ? "XDP_DROP or XDP_ABORTED" : "TC_ACT_SHOT");
-	if (exact) {
+	if (hook.direction)
+		json_kv_string(&j, "direction", hook.direction);
+	json_kv_string(&j, "verdict", verdict);
+	if (nprogs) {
 		json_key(&j, "programs");
 		json_begin_array(&j);
-		program_json(&j, ps, x.id, x.name, x.tag, point);
-		json_end_array(&j);
-	} else if (ps->n > 0) {
-		json_key(&j, "programs");
-		json_begin_array(&j);
-		for (int i = 0; i < ps->n; i++)
-			program_json(&j, ps, ps->v[i].id, ps->v[i].name, ps->v[i].tag, point);
+		for (size_t i = 0; i < nprogs; i++)
+			program_json(&j, &progs[i]);
 		json_end_array(&j);
 	} else {
-		char why[300];
-
-		if (ps->n < 0)
-			snprintf(why, sizeof(why), "the programs attached there could not be asked for: %s", ps->err);
-		else
-			snprintf(why, sizeof(why), "no %s program is attached to %s (%u) in network namespace %u any more",
-				 point == POINT_XDP ? "XDP" : "tc", ifname, ev->ifindex, ev->netns);
 		json_kv_string(&j, "why", why);
 	}
 	json_end_object(&j);
-	if (C.emit_json) {
-		BUF_PUT_LIT(&j.b, "\n");
-		if (out_lines_room(j.b.len))
-			out_line(j.b.p, j.b.len);
-	} else {
-		out_json_frame(PWRU_FRAME_CULPRIT, &j);
-	}
+	culprit_out(&j);
 	json_free(&j);
+	if (C.emit_text) {
+		struct buf line = { 0 };
+
+		words_program_culprit(&line, ev->skb, method, &hook, verdict, progs, nprogs, why);
+		culprit_line(&line);
+		buf_free(&line);
+	}
 }
 
 void culprit_drop(const struct pwru_event *ev, const char *caller)

@@ -413,11 +413,12 @@ static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun)
 		if (L.cfg->kprobe_backend && copy.addr)
 			copy.probe_id = probe_id_of(copy.addr);
 		packet_track_step(&L.tracker, &copy, &step);
-		if (copy.flags & PWRU_F_DROP)
-			culprit_drop_named(&copy);
 		L.line.len = 0;
 		event_text(&L.text, &copy, tun, &step, &L.line);
 		out_line(L.line.p, L.line.len);
+		/* Its culprit's line, when known at once (tc, XDP), right under it. */
+		if (copy.flags & PWRU_F_DROP)
+			culprit_drop_named(&copy);
 		packet_book_step(&L.book, &copy, &step);
 		return;
 	}

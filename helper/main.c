@@ -329,7 +329,7 @@ static int load(struct run *r, const struct backend_support *support)
 
 	loader_prog_map_fds(r->skel, &prog_last, &prog_drops, &prog_noted);
 	if (lc.prog_exact)
-		prog_exact_start(prog_last, prog_drops, prog_noted, o->emit_json);
+		prog_exact_start(prog_last, prog_drops, prog_noted, o->emit_json, o->emit_text != 0);
 	r->err[0] = 0;
 	return -1;
 }
@@ -372,7 +372,7 @@ static int trace(struct run *r, double attach_ms)
 
 	symbols_urgent(&r->symbols);
 	/* The rules' counters as the trace begins: a netfilter drop's rule is the one whose counter moves. */
-	culprit_configure(&r->drop_reasons, o->emit_json);
+	culprit_configure(&r->drop_reasons, o->emit_json, o->emit_text != 0);
 	double t = mono_ms();
 	culprit_wait_first(CULPRIT_FIRST_MS);
 	r->steps.culprits = mono_ms() - t;

@@ -14,6 +14,7 @@
 
 #include "../bpf/event.h"
 #include "../bpf/prog_verdict.h"
+#include "culprit_words.h"
 #include "event_json.h"
 #include "output.h"
 #include "prog_verdict.skel.h"
@@ -36,7 +37,7 @@ static struct {
 	size_t n;
 	int drops_fd, noted_fd;
 	struct ring_buffer *rb;
-	bool emit_json, active, said;
+	bool emit_json, emit_text, active, said;
 	char refused[300]; /* why the kernel refused the copies, when it did */
 } P = { .drops_fd = -1, .noted_fd = -1 };
 
@@ -152,7 +153,7 @@ bool prog_exact_wanted(void)
 	return false;
 }
 
-int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json)
+int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json, bool emit_text)
 {
 	char *why = P.refused;
 	size_t len = sizeof(P.refused);
@@ -161,6 +162,7 @@ int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, boo
 	int first_err = 0, candidates = 0;
 
 	P.emit_json = emit_json;
+	P.emit_text = emit_text;
 	P.drops_fd = prog_drops_fd;
 	P.noted_fd = prog_noted_fd;
 	while (P.n < MAX_TRACED && bpf_prog_get_next_id(id, &id) == 0) {
@@ -259,8 +261,9 @@ static void write_run(const struct prog_run *r)
 	json_kv_string(&j, "name", t ? t->name : "");
 	json_kv_string(&j, "tag", t ? t->tag : "");
 	json_end_object(&j);
+	const char *verdict = prog_verdict_name(xdp, r->ret, vbuf, sizeof(vbuf));
 	json_kv_int(&j, "ret", r->ret);
-	json_kv_string(&j, "verdict", prog_verdict_name(xdp, r->ret, vbuf, sizeof(vbuf)));
+	json_kv_string(&j, "verdict", verdict);
 	json_end_object(&j);
 	if (P.emit_json) {
 		BUF_PUT_LIT(&j.b, "\n");
@@ -269,6 +272,25 @@ static void write_run(const struct prog_run *r)
 		out_json_frame(PWRU_FRAME_PROG, &j);
 	}
 	json_free(&j);
+	if (P.emit_text) {
+		struct hook_words hook = { .xdp = xdp,
+					   .iface = ifname,
+					   .ifindex = r->ifindex,
+					   .direction = xdp ? NULL : r->ingress ? "ingress" : "egress" };
+		struct buf line = { 0 };
+
+		words_prog_run(&line, r->skb, &hook, r->prog_id, t ? t->name : "", t ? t->tag : "", verdict);
+		out_line(line.p, line.len);
+		buf_free(&line);
+	}
+}
+
+/* Room for one more run in what it goes to. */
+static bool run_room(void)
+{
+	if (P.emit_json)
+		return out_lines_room(PROG_ROOM);
+	return out_frame_room(PROG_ROOM) && (!P.emit_text || out_lines_room(PROG_ROOM));
 }
 
 static int on_run(void *ctx, void *data, size_t len)
@@ -278,12 +300,12 @@ static int on_run(void *ctx, void *data, size_t len)
 		return 0;
 	write_run(data);
 	/* Paused while the outputs are full: the rest waits in the ring. */
-	return (P.emit_json ? out_lines_room(PROG_ROOM) : out_frame_room(PROG_ROOM)) ? 0 : -1;
+	return run_room() ? 0 : -1;
 }
 
 void prog_exact_pump(void)
 {
-	if (P.active && (P.emit_json ? out_lines_room(PROG_ROOM) : out_frame_room(PROG_ROOM)))
+	if (P.active && run_room())
 		ring_buffer__consume(P.rb);
 }
 

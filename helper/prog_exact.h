@@ -27,6 +27,8 @@ struct prog_exact {
 /* Whether the kernel holds any tc or XDP program that could be traced (with BTF): then the probes note their packets. */
 bool prog_exact_wanted(void);
 /*
+ * A run becomes a PROG frame, or with --emit json a "prog" line; with
+ * --emit text|wide its line is written too (culprit_words.h).
  * Loads and attaches a copy of the fexit program on every tc and XDP program
  * the kernel holds, sharing the probes' prog_last and prog_drops maps
  * (prog_noted: where a drop's run is read). Returns how many are
@@ -34,7 +36,7 @@ bool prog_exact_wanted(void);
  * fexit on programs here): drops then name the programs attached, and the
  * first of them says why (prog_exact_refused).
  */
-int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json);
+int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json, bool emit_text);
 bool prog_exact_active(void);
 /*
  * Once, for the first tc or XDP drop named by the programs attached: a

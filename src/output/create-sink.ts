@@ -105,6 +105,8 @@ export function createSink(opts: SinkOptions): ReadingSink {
   const text = new TextLayout();
   const wide = new WideLayout();
   const lines = !opts.summary;
+  // The helper writes every line of the trace (lineOutputs() taken): another writer's line could land inside one of its.
+  let helperWritesLines = false;
   let headerPrinted = false;
 
   const flush = () => {
@@ -175,7 +177,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     culprit(c: TraceCulprit) {
       reading.culprit(c);
       file?.push(jsonLine(c));
-      if (!lines) return;
+      if (!lines || helperWritesLines) return;
       if (opts.format === 'json') out(jsonLine(c));
       else out(paint.paint(`    ↳ ${c.skb} ${describeCulprit(c)}`, c.method === 'none' ? 'yellow' : 'red'));
     },
@@ -184,7 +186,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
     prog(p: TraceProgRun) {
       reading.prog(p);
       file?.push(jsonLine(p));
-      if (!lines) return;
+      if (!lines || helperWritesLines) return;
       if (opts.format === 'json') out(jsonLine(p));
       else out(paint.paint(`    ↳ ${p.skb} ${describeProgRun(p)}`, 'cyan'));
     },
@@ -224,6 +226,7 @@ export function createSink(opts: SinkOptions): ReadingSink {
 
     lineOutputs() {
       if (outputs.some((o) => o.fd === undefined)) return undefined;
+      helperWritesLines = true;
       return {
         fds: outputs.map((o) => o.fd as number),
         names: outputs.map((o) => o.name),

@@ -41,7 +41,9 @@ export interface TraceSink {
    * lines itself (--emit json, text or wide), straight to the outputs: a
    * firehose of events then reaches them without being decoded here. With
    * json, digest() brings the counts the closing summary is made of; with
-   * text and wide, packetDone() the finished packets for the verdict table.
+   * text and wide, packetDone() the finished packets for the verdict table
+   * (and culprit() and prog() their culprits and program runs, whose lines
+   * the helper writes too: it is the lines' one writer).
    */
   readonly acceptsLines?: LinesFormat;
   /** --emit text|wide: a finished packet, or one standing for `info.count` of its shape (helper/packet_book.c). */

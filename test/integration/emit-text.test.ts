@@ -6,7 +6,10 @@
  * same events: four tracers run at once over the same traffic, for each view
  * one with the helper's lines (stdout a pipe) and one that reads every event
  * (an --output-file keeps the client on its own path); their stdout must be
- * the same, the closing table included, and --fail-on-drop must agree.
+ * the same, the closing table included, and --fail-on-drop must agree. The
+ * culprits of drops by a tc program and by an iptables rule are lines of the
+ * helper's too (it is the lines' one writer): the client's words, the tc one
+ * right under its drop.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -15,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EXIT_DROPPED } from '../../src/errors';
+import { buildDropPrograms } from './drop-programs';
 import { NetLab } from './netlab';
 import { CLI, RunningTrace, type TraceResult } from './tracer';
 
@@ -87,6 +91,24 @@ describe('text and wide lines written by the helper', () => {
         `${server}:6999`,
       ]),
     );
+    // Culprits: a tc program that drops UDP port 6201, and an iptables rule that drops port 6102.
+    const obj = join(dir, 'drop.bpf.o');
+    buildDropPrograms(obj);
+    lab.exec(b, 'tc', ['qdisc', 'add', 'dev', 'vb1', 'clsact']);
+    lab.exec(b, 'tc', [
+      'filter',
+      'add',
+      'dev',
+      'vb1',
+      'ingress',
+      'bpf',
+      'da',
+      'obj',
+      obj,
+      'sec',
+      'tc/ingress',
+    ]);
+    lab.exec(b, 'iptables', ['-A', 'INPUT', '-p', 'udp', '--dport', '6102', '-j', 'DROP']);
     await lab.serve(b, ['tcp-serve', '7001']);
     const filter = `host ${server} or host ${service} or host ${lab.v6(1, 2)}`;
     const started = {
@@ -108,6 +130,10 @@ describe('text and wide lines written by the helper', () => {
     lab.traffic(a, ['tcp', server, '7001']);
     lab.traffic(a, ['tcp', lab.v6(1, 2), '7001']);
     lab.exec(a, 'ping', ['-c', '2', '-i', '0.2', '-W', '1', lab.v6(1, 2)]);
+    lab.traffic(a, ['udp', server, '6201', '2']);
+    lab.traffic(a, ['udp', server, '6102', '2']);
+    // The rule's culprit is read from its counters after the drop: let it be told before the stop.
+    await Promise.all(all.map((t) => t.until('the rule named', (o) => o.includes('--dport 6102 -j DROP`'))));
     const [th, tc, wh, wc] = await Promise.all(all.map((t) => t.stop()));
     runs.text.helper = th;
     runs.text.client = tc;
@@ -139,6 +165,14 @@ describe('text and wide lines written by the helper', () => {
       assert.equal(h.lines.length, c.lines.length, 'not the same number of lines');
       for (let i = 0; i < h.lines.length; i++) assert.equal(h.lines[i], c.lines[i], `line ${i + 1} differs`);
       assert.deepEqual(h.notes, c.notes);
+      const tcCulprit =
+        /↳ 0x[0-9a-f]+ dropped by BPF program pwru_tc_drop \(id \d+, tag [0-9a-f]{16}, clsact filter drop\.bpf\.o:\[tc\/ingress\] pref \d+ handle 0x1\) at tc ingress of vb1:\d+, which returned TC_ACT_SHOT; known (exactly|because it is the one program attached there)/;
+      assert.equal(h.notes.filter((n) => tcCulprit.test(n)).length, 2, h.notes.join('\n'));
+      const ruleCulprit =
+        /↳ 0x[0-9a-f]+ dropped by `-A INPUT -p udp -m udp --dport 6102 -j DROP` in filter\/INPUT \(rule 1 of INPUT, iptables-(nft|legacy)\); known because its counter moved/;
+      assert.equal(h.notes.filter((n) => ruleCulprit.test(n)).length, 2, h.notes.join('\n'));
+      // Known at the drop: right under its line.
+      assert.match(helper.stdout, /\n[^\n]*\n {4}↳ 0x[0-9a-f]+ dropped by BPF program pwru_tc_drop/);
       assert.equal(h.rest, c.rest);
       assert.match(h.rest, /\d+ packets, one row per flow:/);
       assert.match(h.rest, /dropped at \S+: NO_SOCKET/);

@@ -68,6 +68,18 @@ export class RunningTrace {
     }
   }
 
+  /** Resolves once its stdout so far satisfies cond; rejects, saying what it printed, after timeoutMs or if it ends first. */
+  async until(what: string, cond: (stdout: string) => boolean, timeoutMs = 20000): Promise<void> {
+    const started = Date.now();
+    while (!cond(this.stdout)) {
+      if (this.child.exitCode !== null || this.child.signalCode !== null)
+        throw new Error(`tracer ended before ${what}:\n${this.stderr}`);
+      if (Date.now() - started > timeoutMs)
+        throw new Error(`not ${what} after ${timeoutMs} ms:\n${this.stdout.slice(-2000)}\n${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   /** Stops it as a user would (Ctrl-C) and returns what it printed. */
   async stop(): Promise<TraceResult> {
     // Give the last events time to leave the ring buffer.
