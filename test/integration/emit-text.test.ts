@@ -171,8 +171,11 @@ describe('text and wide lines written by the helper', () => {
       const ruleCulprit =
         /↳ 0x[0-9a-f]+ dropped by `-A INPUT -p udp -m udp --dport 6102 -j DROP` in filter\/INPUT \(rule 1 of INPUT, iptables-(nft|legacy)\); known because its counter moved/;
       assert.equal(h.notes.filter((n) => ruleCulprit.test(n)).length, 2, h.notes.join('\n'));
-      // Known at the drop: right under its line.
-      assert.match(helper.stdout, /\n[^\n]*\n {4}↳ 0x[0-9a-f]+ dropped by BPF program pwru_tc_drop/);
+      // Known at the drop: right under its line (the same skb).
+      assert.match(
+        helper.stdout,
+        /(0x[0-9a-f]{8,}) [^\n]*kfree_skb\([A-Z_]+\)[^\n]*\n {4}↳ \1 dropped by BPF program pwru_tc_drop/,
+      );
       assert.equal(h.rest, c.rest);
       assert.match(h.rest, /\d+ packets, one row per flow:/);
       assert.match(h.rest, /dropped at \S+: NO_SOCKET/);
