@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TraceCulprit, TraceEvent, TraceLine } from '../../src/record/event';
-import { buildDropPrograms } from './drop-programs';
+import { buildDropPrograms, tcFilterArgs } from './drop-programs';
 import { NetLab } from './netlab';
 import { startTrace } from './tracer';
 
@@ -37,8 +37,8 @@ describe('drops by tc and XDP programs name the programs attached there', () => 
     buildDropPrograms(obj);
     [a, b] = lab.pair();
     dst = lab.v4(1, 2);
-    const tcFilter = (ns: string, dev: string, dir: string, sec: string) =>
-      lab.exec(ns, 'tc', ['filter', 'add', 'dev', dev, dir, 'bpf', 'da', 'obj', obj, 'sec', sec]);
+    const tcFilter = (ns: string, dev: string, dir: 'ingress' | 'egress', sec: string) =>
+      lab.exec(ns, 'tc', tcFilterArgs(dev, dir, obj, sec));
     lab.exec(b, 'tc', ['qdisc', 'add', 'dev', 'vb1', 'clsact']);
     tcFilter(b, 'vb1', 'ingress', 'tc/ingress');
     // On the sender's side, a program that drops another port on its way out.

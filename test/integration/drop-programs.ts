@@ -57,3 +57,13 @@ export function buildDropPrograms(obj: string): void {
   const multiarch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
   execFileSync('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${multiarch}`, '-c', src, '-o', obj]);
 }
+
+/** `tc filter add dev DEV DIR bpf da obj OBJ sec SEC`'s arguments (after `tc`): one of obj's programs on clsact. */
+export function tcFilterArgs(
+  dev: string,
+  dir: 'ingress' | 'egress',
+  obj: string,
+  sec = `tc/${dir}`,
+): string[] {
+  return ['filter', 'add', 'dev', dev, dir, 'bpf', 'da', 'obj', obj, 'sec', sec];
+}

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EXIT_DROPPED } from '../../src/errors';
-import { buildDropPrograms } from './drop-programs';
+import { buildDropPrograms, tcFilterArgs } from './drop-programs';
 import { NetLab } from './netlab';
 import { CLI, RunningTrace, type TraceResult } from './tracer';
 
@@ -95,19 +95,7 @@ describe('text and wide lines written by the helper', () => {
     const obj = join(dir, 'drop.bpf.o');
     buildDropPrograms(obj);
     lab.exec(b, 'tc', ['qdisc', 'add', 'dev', 'vb1', 'clsact']);
-    lab.exec(b, 'tc', [
-      'filter',
-      'add',
-      'dev',
-      'vb1',
-      'ingress',
-      'bpf',
-      'da',
-      'obj',
-      obj,
-      'sec',
-      'tc/ingress',
-    ]);
+    lab.exec(b, 'tc', tcFilterArgs('vb1', 'ingress', obj));
     lab.exec(b, 'iptables', ['-A', 'INPUT', '-p', 'udp', '--dport', '6102', '-j', 'DROP']);
     await lab.serve(b, ['tcp-serve', '7001']);
     const filter = `host ${server} or host ${service} or host ${lab.v6(1, 2)}`;

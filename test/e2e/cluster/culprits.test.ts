@@ -12,7 +12,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TraceCulprit, TraceEvent } from '../../../src/record/event';
-import { buildDropPrograms } from '../../integration/drop-programs';
+import { buildDropPrograms, tcFilterArgs } from '../../integration/drop-programs';
 import {
   deleteNamespace,
   jsonLines,
@@ -68,19 +68,7 @@ describe('culprits through Kubernetes mode', { skip }, () => {
     inPod(pid, 'iptables-nft', ['-A', 'INPUT', '-p', 'udp', '--dport', '6300', '-j', 'ACCEPT']);
     inPod(pid, 'iptables-nft', ['-A', 'INPUT', '-p', 'udp', '--dport', '6301', '-j', 'DROP']);
     inPod(pid, 'tc', ['qdisc', 'add', 'dev', 'eth0', 'clsact']);
-    inPod(pid, 'tc', [
-      'filter',
-      'add',
-      'dev',
-      'eth0',
-      'ingress',
-      'bpf',
-      'da',
-      'obj',
-      obj,
-      'sec',
-      'tc/ingress',
-    ]);
+    inPod(pid, 'tc', tcFilterArgs('eth0', 'ingress', obj));
   });
   after(async () => {
     if (world) await deleteNamespace(world.ns);
