@@ -173,6 +173,26 @@ PWRU_TUNNEL_AT(saddr, 32);
 PWRU_TUNNEL_AT(daddr, 48);
 _Static_assert(sizeof(struct pwru_tunnel) == 64, "pwru_tunnel is 64 bytes");
 
+/*
+ * Copies (bpf/copy_link.h): a ring buffer record of its own, told from an
+ * event by its size, just before the first event of a new skb reported
+ * after a copy function made it from another (skb_copy, pskb_copy,
+ * skb_copy_expand). The helper writes it as a COPY frame before that EVENT.
+ */
+struct pwru_copy {
+	__u64 ts;	/* the event's ts: a COPY frame belongs to the next EVENT */
+	__u64 skb;	/* the event's skb: the copy */
+	__u64 orig_skb;	/* the skb it was copied from */
+	__u64 orig_head; /* that skb's data buffer (skb->head) when it was copied */
+};
+#define PWRU_COPY_AT(field, offset) \
+	_Static_assert(__builtin_offsetof(struct pwru_copy, field) == (offset), "pwru_copy." #field " at " #offset)
+PWRU_COPY_AT(ts, 0);
+PWRU_COPY_AT(skb, 8);
+PWRU_COPY_AT(orig_skb, 16);
+PWRU_COPY_AT(orig_head, 24);
+_Static_assert(sizeof(struct pwru_copy) == 32, "pwru_copy is 32 bytes");
+
 /* The largest --snaplen. */
 #define PWRU_SNAPLEN_MAX 65535
 
@@ -225,6 +245,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_TUNNEL = 18,	     /* struct pwru_tunnel: the inner packet of the next EVENT's tunnel */
 	PWRU_FRAME_PROG = 19,	     /* {ts, skb, netns, kind, iface, ifindex, direction?, program, ret, verdict}: a tc/XDP program's run */
 	PWRU_FRAME_PACKET_DONE = 20, /* --emit text|wide: {id, count, steps, copy_of?, replaced_by?, copies?, open?} + steps EVENTs */
+	PWRU_FRAME_COPY = 21,	     /* struct pwru_copy: the next EVENT's skb is a copy of that one */
 };
 
 #endif

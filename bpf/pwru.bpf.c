@@ -17,6 +17,7 @@
 #include "event.h"
 #include "nf_verdict.h"
 #include "prog_verdict.h"
+#include "copy_link.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -71,6 +72,11 @@ const volatile __u32 cfg_nf_drop_reason = 0;
  * a program's run is known to be this packet's.
  */
 const volatile bool cfg_prog_exact = false;
+/*
+ * The copy functions are probed (bpf/copy_link.bpf.c, loaded by
+ * helper/copy_link.c): a copy's next reported step says what it was copied from.
+ */
+const volatile bool cfg_copy_link = false;
 /* Set by the helper at a stop, before it writes the final STATS and END and detaches (attach.c). */
 volatile bool pwru_stopped = false;
 
@@ -844,6 +850,30 @@ static __always_inline void *with_extensions(struct pwru_event *ev, struct sk_bu
 	return rec;
 }
 
+/*
+ * If skb is a copy not reported since it was made, a struct pwru_copy record
+ * just before its event (same ts and skb): what it was copied from. A note
+ * whose data buffer is not this skb's was left by a copy never reported.
+ */
+static __always_inline void report_copy(struct sk_buff *skb, __u64 key, __u64 ts)
+{
+	struct copy_origin *o = bpf_map_lookup_elem(&copy_origins, &key);
+	struct pwru_copy *c = NULL;
+
+	if (!o)
+		return;
+	if (o->copy_head == (__u64)BPF_CORE_READ(skb, head))
+		c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+	if (c) {
+		c->ts = ts;
+		c->skb = key;
+		c->orig_skb = o->skb;
+		c->orig_head = o->head;
+		bpf_ringbuf_submit(c, RB_NO_WAKEUP);
+	}
+	bpf_map_delete_elem(&copy_origins, &key);
+}
+
 static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct probe_hit *hit, enum hit_kind kind)
 {
 	bool direct = kind == HIT_TP;
@@ -871,6 +901,10 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 		bpf_map_delete_elem(&tracked_skbs, &key);
 	if (!rate_allows())
 		return 0;
+	if (!hit->ts)
+		hit->ts = bpf_ktime_get_ns();
+	if (cfg_copy_link)
+		report_copy(skb, key, hit->ts);
 
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
@@ -887,7 +921,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 		hit->caller = kprobe_caller(ctx);
 	}
 	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->ts = hit->ts ? hit->ts : bpf_ktime_get_ns();
+	ev->ts = hit->ts;
 	ev->skb = key;
 	ev->addr = hit->addr;
 	ev->caller = hit->caller;

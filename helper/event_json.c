@@ -497,8 +497,8 @@ static void put_drop(const struct event_names *n, struct buf *b, const struct pw
 	PUT(b, "}");
 }
 
-/* ,"head":…,"shared":…,"ipId":…,"seq":…: what tells packets apart and links clones (src/record/decode.ts). */
-static void put_data(struct buf *b, const struct pwru_event *ev)
+/* ,"head":…,"shared":…,"copiedFrom":…,"ipId":…,"seq":…: what tells packets apart and links copies (src/record/decode.ts). */
+static void put_data(struct buf *b, const struct pwru_event *ev, const struct pwru_copy *cp)
 {
 	if (ev->head) {
 		PUT(b, ",\"head\":\"");
@@ -508,6 +508,13 @@ static void put_data(struct buf *b, const struct pwru_event *ev)
 			PUT(b, ",\"shared\":");
 			put_u64(b, ev->dataref);
 		}
+	}
+	if (cp) {
+		PUT(b, ",\"copiedFrom\":{\"skb\":\"");
+		put_hex(b, cp->orig_skb);
+		PUT(b, "\",\"head\":\"");
+		put_hex(b, cp->orig_head);
+		PUT(b, "\"}");
 	}
 	if (!(ev->flags & PWRU_F_HAS_TUPLE))
 		return;
@@ -548,7 +555,7 @@ void json_writer_free(struct json_writer *w)
 }
 
 void event_json(struct json_writer *w, const struct pwru_event *ev, const struct pwru_tunnel *tun,
-		const struct step_info *step, struct buf *b)
+		const struct pwru_copy *cp, const struct step_info *step, struct buf *b)
 {
 	PUT(b, "{\"type\":\"event\",\"v\":" JSON_SCHEMA_TEXT ",\"ts\":\"");
 	put_ts(w, b, ev->ts);
@@ -569,7 +576,7 @@ void event_json(struct json_writer *w, const struct pwru_event *ev, const struct
 		PUT(b, ",\"freed\":true");
 	if (ev->flags & PWRU_F_TRACKED)
 		PUT(b, ",\"tracked\":true");
-	put_data(b, ev);
+	put_data(b, ev, cp);
 	if (ev->stack_id >= 0) {
 		PUT(b, ",\"stack\":");
 		if (!w->names->stack_json(w->names->ctx, ev->stack_id, b))

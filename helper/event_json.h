@@ -80,8 +80,8 @@ struct json_writer {
 int json_writer_init(struct json_writer *w, const struct event_names *names);
 void json_writer_free(struct json_writer *w);
 
-/* Appends ev's line (with its '\n') to line. */
+/* Appends ev's line (with its '\n') to line; tun and cp, when the event has them (bpf/event.h), or NULL. */
 void event_json(struct json_writer *w, const struct pwru_event *ev, const struct pwru_tunnel *tun,
-		const struct step_info *step, struct buf *line);
+		const struct pwru_copy *cp, const struct step_info *step, struct buf *line);
 
 #endif

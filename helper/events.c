@@ -13,6 +13,7 @@
 #include <linux/types.h>
 
 #include "../bpf/event.h"
+#include "copy_link.h"
 #include "culprit.h"
 #include "digest.h"
 #include "event_json.h"
@@ -74,6 +75,9 @@ static struct {
 	struct text_writer text;
 	struct packet_book book;
 	uint64_t units_unsent; /* finished packets the client's table misses: no room even after waiting */
+	/* COPY records (bpf/event.h) waiting for their event: another CPU's record may come between. */
+	struct pwru_copy copies[16];
+	unsigned ncopies;
 } L;
 
 static double mono_s(void)
@@ -322,6 +326,38 @@ static void deliver_tunnel(const struct pwru_tunnel *tun)
 		memcpy(frame, tun, sizeof(*tun));
 }
 
+/* COPY: what the event written next was copied from. */
+static void deliver_copy(const struct pwru_copy *cp)
+{
+	void *frame = out_reserve(PWRU_FRAME_COPY, sizeof(*cp));
+
+	if (frame)
+		memcpy(frame, cp, sizeof(*cp));
+}
+
+/* The COPY record of ev, taken out of those waiting; NULL when it has none. */
+static const struct pwru_copy *copy_of(const struct pwru_event *ev, struct pwru_copy *out)
+{
+	for (unsigned i = 0; i < L.ncopies; i++) {
+		if (L.copies[i].ts != ev->ts || L.copies[i].skb != ev->skb)
+			continue;
+		*out = L.copies[i];
+		L.copies[i] = L.copies[--L.ncopies];
+		return out;
+	}
+	return NULL;
+}
+
+/* A COPY record: kept for its event, which follows (the oldest gives way when too many wait). */
+static void copy_noted(const struct pwru_copy *cp)
+{
+	if (L.ncopies == sizeof(L.copies) / sizeof(L.copies[0])) {
+		memmove(&L.copies[0], &L.copies[1], (L.ncopies - 1) * sizeof(L.copies[0]));
+		L.ncopies--;
+	}
+	L.copies[L.ncopies++] = *cp;
+}
+
 /* A drop, with its location's name: culprit.c tells XDP's drops by the function that freed the packet. */
 static void culprit_drop_named(const struct pwru_event *ev)
 {
@@ -366,6 +402,8 @@ static void send_unit(const struct book_unit *u, const struct pwru_event *steps,
 	json_kv_uint(&j, "steps", nsteps);
 	if (u->copy_of)
 		json_kv_uint(&j, "copy_of", u->copy_of);
+	if (u->copied)
+		json_kv_bool(&j, "copied", true);
 	if (u->replaced_by)
 		json_kv_uint(&j, "replaced_by", u->replaced_by);
 	if (u->ncopies) {
@@ -396,8 +434,10 @@ static void send_unit(const struct book_unit *u, const struct pwru_event *steps,
 	}
 }
 
-static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun)
+static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun, const struct pwru_copy *cp)
 {
+	if (in->flags & PWRU_F_DROP)
+		copy_link_dropped();
 	if (L.cfg->on_drop) {
 		struct pwru_event copy = *in;
 
@@ -419,7 +459,7 @@ static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun)
 		/* Its culprit's line, when known at once (tc, XDP), right under it. */
 		if (copy.flags & PWRU_F_DROP)
 			culprit_drop_named(&copy);
-		packet_book_step(&L.book, &copy, &step);
+		packet_book_step(&L.book, &copy, cp, &step);
 		return;
 	}
 	if (L.cfg->emit_json) {
@@ -434,7 +474,7 @@ static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun)
 			culprit_drop_named(&copy);
 		}
 		L.line.len = 0;
-		event_json(&L.writer, &copy, tun, &step, &L.line);
+		event_json(&L.writer, &copy, tun, cp, &step, &L.line);
 		out_line(L.line.p, L.line.len);
 		return;
 	}
@@ -507,6 +547,10 @@ static int on_event(void *ctx, void *data, size_t len)
 	const struct pwru_event *ev = data;
 
 	(void)ctx;
+	if (len == sizeof(struct pwru_copy)) {
+		copy_noted(data);
+		return 0;
+	}
 	if (len < sizeof(*ev))
 		return 0;
 	/* Ring order is commit order across CPUs, not time: the limit is counted, not the stop time. */
@@ -525,6 +569,8 @@ static int on_event(void *ctx, void *data, size_t len)
 	 */
 	bool frames_now = !L.cfg->emit_json && !L.cfg->emit_text && !L.cfg->on_drop;
 	const struct pwru_tunnel *tun = NULL;
+	struct pwru_copy copy_buf;
+	const struct pwru_copy *cp = L.ncopies ? copy_of(ev, &copy_buf) : NULL;
 	size_t rest = len - sizeof(*ev);
 	const char *ext = (const char *)(ev + 1);
 
@@ -535,9 +581,11 @@ static int on_event(void *ctx, void *data, size_t len)
 		if (frames_now)
 			deliver_tunnel(tun);
 	}
+	if (cp && frames_now)
+		deliver_copy(cp);
 	if (rest >= sizeof(struct pwru_packet) && frames_now)
 		deliver_bytes((const struct pwru_packet *)ext, rest);
-	deliver(ev, tun);
+	deliver(ev, tun, cp);
 	L.events++;
 	if (L.cfg->max_events && L.events >= L.cfg->max_events) {
 		stop_at(ev->ts);

@@ -272,6 +272,12 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	skel->rodata->cfg_nf_exact = cfg->nf_exact;
 	skel->rodata->cfg_nf_drop_reason = cfg->nf_drop_reason;
 	skel->rodata->cfg_prog_exact = cfg->prog_exact;
+	skel->rodata->cfg_copy_link = cfg->copy_link && cfg->copy_origins_fd > 0;
+	if (cfg->copy_link && cfg->copy_origins_fd > 0 &&
+	    (ret = bpf_map__reuse_fd(skel->maps.copy_origins, cfg->copy_origins_fd))) {
+		snprintf(err, errlen, "sharing the copy functions' map: %s", strerror(-ret));
+		goto fail;
+	}
 	if (cfg->nf_last_fd > 0 && ((ret = bpf_map__reuse_fd(skel->maps.nf_last, cfg->nf_last_fd)) ||
 				    (ret = bpf_map__reuse_fd(skel->maps.nf_inside, cfg->nf_inside_fd)))) {
 		snprintf(err, errlen, "sharing the netfilter walkers' maps: %s", strerror(-ret));

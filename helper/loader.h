@@ -38,7 +38,13 @@ struct load_config {
 	int nf_last_fd, nf_inside_fd; /* > 0: those maps, made by helper/nf_exact.c, are shared */
 	/* tc and XDP programs are traced (helper/prog_exact.c): each reported packet noted in prog_last. */
 	bool prog_exact;
+	/* The copy functions are probed (helper/copy_link.c): copy_origins is that descriptor, shared. */
+	bool copy_link;
+	int copy_origins_fd;
 };
+
+/* Copies noted and not yet reported at once, at most (copy_origins, bpf/copy_link.h). */
+#define LOADER_COPY_ORIGINS 4096
 
 /* Registers the program handlers and libbpf's printer; call before any BPF object is opened. */
 int loader_init(void);

@@ -24,6 +24,7 @@
 #include "loader.h"
 #include "netns.h"
 #include "nf_exact.h"
+#include "copy_link.h"
 #include "prog_exact.h"
 #include "options.h"
 #include "output.h"
@@ -302,6 +303,16 @@ static int load(struct run *r, const struct backend_support *support)
 			out_message(PWRU_FRAME_WARNING, "netfilter_not_exact",
 				    "netfilter drops are named by the rules' counters only: %s", r->err);
 	}
+	/* With function probes, the copy functions too (fexit): a copy is linked to what it was copied from. */
+	bool copy_begun = false;
+
+	if (r->backend == BACKEND_TRACEPOINT)
+		copy_link_not_seen("the tracepoint backend cannot see copies made (function probes can)");
+	else if (!o->verify_only && !copy_link_possible(r->btf))
+		copy_link_not_seen("this kernel has none of the copy functions in its BTF");
+	else if (!o->verify_only && !(copy_begun = copy_link_begin(&lc.copy_origins_fd, r->err, sizeof(r->err))))
+		copy_link_not_seen(r->err);
+	lc.copy_link = copy_begun;
 	/* tc and XDP programs loaded now: their runs are traced too (fexit), where the kernel lets them. */
 	lc.prog_exact = !o->verify_only && !o->on_drop && prog_exact_wanted();
 	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
@@ -321,6 +332,9 @@ static int load(struct run *r, const struct backend_support *support)
 				    "netfilter drops are named by the rules' counters only: %s", r->err);
 		r->steps.netfilter = mono_ms() - t;
 	}
+	/* Refused: copies start as packets of their own, and the first drop says so. */
+	if (copy_begun && !copy_link_wait(r->err, sizeof(r->err)))
+		copy_link_not_seen(r->err);
 	/*
 	 * Refused (no fexit on programs here): a tc or XDP drop names the programs
 	 * attached there, and the first such drop says why (prog_exact.c).
@@ -435,6 +449,7 @@ static void cleanup(struct run *r)
 	culprit_end();
 	nf_exact_end();
 	prog_exact_end();
+	copy_link_end();
 	if (r->events_open)
 		events_close();
 	if (r->skel)

@@ -16,6 +16,7 @@
 struct book_packet {
 	uint32_t id, copy_of, replaced_by;
 	bool freed, released;
+	bool copied;			/* Packet.copied: linked by a COPY record, not by a shared buffer */
 	uint64_t head;			/* CopyLinker.headOf */
 	struct book_packet *original;	/* CopyLinker.originals: linked, and this copy not done yet */
 	uint32_t live_links;		/* copies linked to this one and not done yet */
@@ -226,6 +227,7 @@ static void send_whole(struct packet_book *b, const struct book_packet *p, bool 
 	struct book_unit u = { .id = p->id,
 			       .count = 1,
 			       .copy_of = p->copy_of,
+			       .copied = p->copied,
 			       .replaced_by = p->replaced_by,
 			       .copies = p->copies,
 			       .ncopies = p->ncopies,
@@ -450,6 +452,8 @@ static void tracker_started(struct packet_book *b, struct book_packet *p, const 
 	flush_lone(b);
 }
 
+static void link_copy(struct book_packet *p, struct book_packet *original);
+
 /* CopyLinker.started: link a packet to the one whose data it shares. */
 static void copies_started(struct packet_book *b, struct book_packet *p, const struct pwru_event *ev)
 {
@@ -466,6 +470,12 @@ static void copies_started(struct packet_book *b, struct book_packet *p, const s
 	} else if (ev->dataref > 1) {
 		original = map_get(&b->heads, ev->head);
 	}
+	link_copy(p, original);
+}
+
+/* CopyLinker.link: p is a copy of original. */
+static void link_copy(struct book_packet *p, struct book_packet *original)
+{
 	if (!original || original == p)
 		return;
 	uint32_t *copies = realloc(original->copies, (original->ncopies + 1) * sizeof(*copies));
@@ -480,9 +490,18 @@ static void copies_started(struct packet_book *b, struct book_packet *p, const s
 	p->original = original;
 }
 
-/* CopyLinker.step: where the packet's data is now. */
-static void copies_step(struct packet_book *b, struct book_packet *p, const struct pwru_event *ev)
+/* CopyLinker.step: a copy linked to the packet it was copied from; where the packet's data is now. */
+static void copies_step(struct packet_book *b, struct book_packet *p, const struct pwru_event *ev,
+			const struct pwru_copy *cp)
 {
+	if (cp && !p->copy_of) {
+		struct book_packet *original = map_get(&b->heads, cp->orig_head);
+
+		if (original && original != p) {
+			p->copied = true;
+			link_copy(p, original);
+		}
+	}
 	if (!ev->head || p->head == ev->head)
 		return;
 	if (p->head && map_get(&b->heads, p->head) == p)
@@ -523,7 +542,8 @@ int packet_book_init(struct packet_book *b, book_send_fn send, uint32_t whole_fi
 	return 0;
 }
 
-void packet_book_step(struct packet_book *b, const struct pwru_event *ev, const struct step_info *step)
+void packet_book_step(struct packet_book *b, const struct pwru_event *ev, const struct pwru_copy *cp,
+		      const struct step_info *step)
 {
 	struct book_packet *p;
 
@@ -564,7 +584,7 @@ void packet_book_step(struct packet_book *b, const struct pwru_event *ev, const 
 		p->cap = cap;
 	}
 	p->steps[p->nsteps++] = *ev;
-	copies_step(b, p, ev);
+	copies_step(b, p, ev, cp);
 	if (ev->flags & (PWRU_F_FREED | PWRU_F_DROP)) {
 		p->freed = true;
 		map_del(&b->live, p->id);

@@ -32,6 +32,7 @@ struct book_unit {
 	uint32_t id;	      /* the packet's number; for a shape, its lowest */
 	uint64_t count;	      /* how many packets it stands for */
 	uint32_t copy_of;     /* 0 = none */
+	bool copied;	      /* a copy with its own data buffer (copiedFrom), not a clone */
 	uint32_t replaced_by; /* 0 = none */
 	const uint32_t *copies;
 	uint32_t ncopies;
@@ -69,8 +70,9 @@ struct packet_book {
 #define BOOK_WHOLE_FIRST 40
 
 int packet_book_init(struct packet_book *b, book_send_fn send, uint32_t whole_first);
-/* After packet_track_step gave step for ev. */
-void packet_book_step(struct packet_book *b, const struct pwru_event *ev, const struct step_info *step);
+/* After packet_track_step gave step for ev; cp: its COPY record (what it was copied from), or NULL. */
+void packet_book_step(struct packet_book *b, const struct pwru_event *ev, const struct pwru_copy *cp,
+		      const struct step_info *step);
 /* The end of the trace: what was held back, the packets in flight, then every shape. */
 void packet_book_finish(struct packet_book *b);
 void packet_book_free(struct packet_book *b);

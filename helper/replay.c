@@ -327,6 +327,8 @@ static void send_unit(const struct book_unit *u, const struct pwru_event *steps,
 
 	if (u->copy_of)
 		n += snprintf(json + n, sizeof(json) - n, ",\"copy_of\":%u", u->copy_of);
+	if (u->copied)
+		n += snprintf(json + n, sizeof(json) - n, ",\"copied\":true");
 	if (u->replaced_by)
 		n += snprintf(json + n, sizeof(json) - n, ",\"replaced_by\":%u", u->replaced_by);
 	if (u->ncopies) {
@@ -370,6 +372,8 @@ int main(int argc, char **argv)
 	size_t n, pos = 0;
 	struct pwru_tunnel tunnel;
 	bool has_tunnel = false;
+	struct pwru_copy copy;
+	bool has_copy = false;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--packet-starts") == 0 && i + 1 < argc)
@@ -421,6 +425,12 @@ int main(int argc, char **argv)
 			has_tunnel = true;
 			continue;
 		}
+		/* COPY: what the next event's skb was copied from. */
+		if (h.type == PWRU_FRAME_COPY && h.len >= sizeof(copy)) {
+			memcpy(&copy, payload, sizeof(copy));
+			has_copy = true;
+			continue;
+		}
 		if (h.type == PWRU_FRAME_EVENT) {
 			struct pwru_event ev;
 			struct step_info step;
@@ -430,9 +440,11 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			memcpy(&ev, payload, sizeof(ev));
+			const struct pwru_copy *cp = has_copy && copy.ts == ev.ts && copy.skb == ev.skb ? &copy : NULL;
+			has_copy = false;
 			packet_track_step(&tracker, &ev, &step);
 			if (units_out)
-				packet_book_step(&book, &ev, &step);
+				packet_book_step(&book, &ev, cp, &step);
 			if (ev.flags & PWRU_F_DROP)
 				digest_drop(&digest, &names, &ev, &step);
 			line.len = 0;
@@ -441,7 +453,7 @@ int main(int argc, char **argv)
 			if (as_text)
 				event_text(&text, &ev, ours ? &tunnel : NULL, &step, &line);
 			else
-				event_json(&writer, &ev, ours ? &tunnel : NULL, &step, &line);
+				event_json(&writer, &ev, ours ? &tunnel : NULL, cp, &step, &line);
 			fwrite(line.p, 1, line.len, stdout);
 			events++;
 			continue;

@@ -8,6 +8,11 @@
  *   packet's data lived on in this copy;
  * - sharing the data buffer of a packet still in flight, and saying so
  *   (`shared` > 1 at its first step).
+ * A copy (skb_copy, pskb_copy, skb_copy_expand: nft dup, TEE) has a data
+ * buffer of its own: the kernel program says what it was copied from on its
+ * first step after the copy function returned (`copiedFrom`, function
+ * backends only), and it is linked then to the packet in flight at that
+ * buffer. With tracepoints copies are not seen: a copy is a packet of its own.
  * A dropped original whose data lived on is held back from its summary until
  * its copies are finished, so that its verdict can say what became of them.
  */
@@ -47,14 +52,25 @@ export class CopyLinker {
       original = this.liveHeads.get(key);
     }
     if (!original || original === packet) return;
+    this.link(packet, original);
+  }
+
+  private link(packet: Packet, original: Packet): void {
     packet.copyOf = original.id;
     original.copies ??= [];
     original.copies.push(packet);
     this.originals.set(packet, original);
   }
 
-  /** Every step: where the packet's data is now. */
+  /** Every step: a copy linked to what it was copied from; where the packet's data is now. */
   step(packet: Packet, e: TraceEvent): void {
+    if (e.copiedFrom && packet.copyOf === undefined) {
+      const original = this.liveHeads.get(headKey(e.node, e.copiedFrom.head));
+      if (original && original !== packet) {
+        packet.copied = true;
+        this.link(packet, original);
+      }
+    }
     if (!e.head) return;
     const key = headKey(e.node, e.head);
     const before = this.headOf.get(packet);

@@ -32,15 +32,18 @@ export interface NoFailure {
 
 export interface DeliveredCopy {
   packet: number;
-  /** "a raw socket", "a ping socket", "a local socket". */
+  /** "a raw socket", "a ping socket", "a local socket"; "the network" for a copy sent out. */
   to: string;
+  /** A copy made of the packet (nft dup, TEE) that was sent out of this interface. */
+  out?: string;
   /** Where the copy was delivered. */
   func: string;
 }
 
 interface DropRule {
   rule: string;
-  reasons: readonly string[];
+  /** The reasons it is about; 'any' for a rule that decides on the packet alone. */
+  reasons: readonly string[] | 'any';
   at?: readonly string[];
   when?: (d: DropSite) => boolean;
   why: string;
@@ -53,6 +56,14 @@ const RULES: readonly DropRule[] = [
     reasons: ['NO_SOCKET'],
     when: (d) => deliveredCopy(d.packet) !== undefined,
     why: 'a copy of it was delivered to a local socket; no other socket wanted the original',
+  },
+  {
+    // nft `dup to`, iptables TEE, mirroring: the packet was copied (a data buffer of its own) and
+    // the copy got through; the original, dropped, was not the last living copy.
+    rule: 'copy-got-through',
+    reasons: 'any',
+    when: (d) => deliveredCopy(d.packet, true) !== undefined,
+    why: 'a copy made of it (nft dup, TEE, mirroring) got through; the original was not the last living copy',
   },
   {
     rule: 'queue-purged-on-close',
@@ -81,10 +92,15 @@ const RULES: readonly DropRule[] = [
 /** The rule that makes this drop no failure, if any. */
 export function noFailure(site: DropSite): NoFailure | undefined {
   for (const r of RULES) {
-    if (!r.reasons.includes(site.reason)) continue;
+    if (r.reasons !== 'any' && !r.reasons.includes(site.reason)) continue;
     if (r.at && !r.at.includes(site.at)) continue;
     if (r.when && !r.when(site)) continue;
-    const copy = r.rule === 'copy-delivered' ? deliveredCopy(site.packet) : undefined;
+    const copy =
+      r.rule === 'copy-delivered'
+        ? deliveredCopy(site.packet)
+        : r.rule === 'copy-got-through'
+          ? deliveredCopy(site.packet, true)
+          : undefined;
     return { rule: r.rule, why: r.why, ...(copy ? { copy } : {}) };
   }
   return undefined;
@@ -96,14 +112,16 @@ export function noFailure(site: DropSite): NoFailure | undefined {
  * printed as it happens can be judged by. Returns why, or undefined.
  */
 export function noFailureByPlace(reason: string, at: string): string | undefined {
-  return RULES.find((r) => !r.when && r.reasons.includes(reason) && (!r.at || r.at.includes(baseFunc(at))))
-    ?.why;
+  return RULES.find(
+    (r) =>
+      !r.when && r.reasons !== 'any' && r.reasons.includes(reason) && (!r.at || r.at.includes(baseFunc(at))),
+  )?.why;
 }
 
 /** The rules noFailureByPlace reads, in its order: for the helper's text lines (src/output/text-notes.ts). */
 export function placeRules(): { reasons: readonly string[]; at?: readonly string[]; why: string }[] {
-  return RULES.filter((r) => !r.when).map((r) => ({
-    reasons: r.reasons,
+  return RULES.filter((r) => !r.when && r.reasons !== 'any').map((r) => ({
+    reasons: r.reasons as readonly string[],
     ...(r.at ? { at: r.at } : {}),
     why: r.why,
   }));
@@ -119,9 +137,12 @@ const PACKET_SOCKET = new Set(['packet_rcv', 'tpacket_rcv', 'packet_rcv_spkt', '
  * A copy of p that reached a socket (not a tap): a socket took it, or it was
  * freed by a drop that is itself no failure (purged from the socket's queue
  * as it closed). A copy dropped for real was the last living copy: no delivery.
+ * made: only copies made by a copy function (copies.ts), which also get
+ * through by being sent out of an interface (nft dup to a gateway).
  */
-export function deliveredCopy(p: Packet): DeliveredCopy | undefined {
+export function deliveredCopy(p: Packet, made = false): DeliveredCopy | undefined {
   for (const c of p.copies ?? []) {
+    if (made && !c.copied) continue;
     const names = c.steps.flatMap((s) => [
       baseFunc(s.event.func),
       ...(s.event.caller ? [baseFunc(s.event.caller)] : []),
@@ -129,6 +150,14 @@ export function deliveredCopy(p: Packet): DeliveredCopy | undefined {
     if (names.some((n) => PACKET_SOCKET.has(n))) continue;
     const drop = c.steps.find((s) => s.event.drop);
     const socket = c.steps.find((s) => stepRole(s.event.func) === 'socket');
+    const sent = made && !drop && !socket ? lastSent(c) : undefined;
+    if (sent)
+      return {
+        packet: c.id,
+        to: 'the network',
+        out: sent.event.iface || '?',
+        func: baseFunc(sent.event.func),
+      };
     if (drop) {
       const at = drop.event.caller ? baseFunc(drop.event.caller) : baseFunc(drop.event.func);
       const reason = drop.event.drop?.reason ?? 'UNKNOWN';
@@ -144,4 +173,15 @@ export function deliveredCopy(p: Packet): DeliveredCopy | undefined {
     return { packet: c.id, to, func: baseFunc((socket ?? drop ?? c.steps[0]).event.func) };
   }
   return undefined;
+}
+
+/** The copy's last step out of a device, when nothing received it after (verdicts.ts's 'sent'). */
+function lastSent(c: Packet): Packet['steps'][number] | undefined {
+  let out: Packet['steps'][number] | undefined;
+  for (const s of c.steps) {
+    const role = stepRole(s.event.func);
+    if (role === 'xmit') out = s;
+    else if (role === 'recv' || role === 'local') out = undefined;
+  }
+  return out;
 }

@@ -39,8 +39,10 @@ export interface Packet {
    * for headers) and the path goes on as that packet.
    */
   replacedBy?: number;
-  /** A copy of that packet: a clone sharing its data buffer (copies.ts). */
+  /** A copy of that packet: a clone sharing its data buffer, or a copy made of it (copies.ts). */
   copyOf?: number;
+  /** That copy has a data buffer of its own: a copy function made it (skb_copy, pskb_copy), not a clone. */
+  copied?: boolean;
   /** Copies of this packet seen in the trace (copies.ts). */
   copies?: Packet[];
   /** For a merged flow path (diff --flow): the packets it is made of, and the one it was chosen by. */

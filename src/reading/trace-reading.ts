@@ -73,6 +73,7 @@ export class TraceReading {
     const packet = packetOfSteps(info.id, events);
     if (info.copy_of !== undefined) {
       packet.copyOf = info.copy_of;
+      if (info.copied) packet.copied = true;
       this.copiesSent.set(packet.id, packet);
     }
     if (info.replaced_by !== undefined) packet.replacedBy = info.replaced_by;

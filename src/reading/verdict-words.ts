@@ -13,13 +13,15 @@ export function describeVerdict(v: Verdict): string {
     }
     case 'delivered':
       if (v.copy)
-        return `delivered (a copy to ${v.copy.to}, packet #${v.copy.packet}); the original freed at ${v.copy.original.func} (${v.copy.original.reason})`;
+        return `delivered (a copy ${copyWhere(v.copy)}, packet #${v.copy.packet}); the original freed at ${v.copy.original.func} (${v.copy.original.reason})`;
       if (v.copyOf !== undefined)
         return `delivered to ${v.socket ? 'a local socket' : 'the local stack'} (${v.func}), a copy of packet #${v.copyOf}`;
       return v.socket
         ? `delivered to a local socket (${v.func})`
         : `delivered to the local stack (${v.func})`;
     case 'sent':
+      if (v.copyOf !== undefined)
+        return `sent out of ${v.iface || 'an interface'} (${v.func}), a copy of packet #${v.copyOf}`;
       return `sent out of ${v.iface || 'an interface'} (${v.func})`;
     case 'consumed':
       if (v.replacedBy)
@@ -42,15 +44,22 @@ export function verdictLabel(v: Verdict): string {
         ? `freed at ${v.func}: ${v.reason} (not a failure)`
         : `dropped at ${v.func}: ${v.reason}`;
     case 'delivered':
-      if (v.copy) return `delivered (a copy to ${v.copy.to})`;
+      if (v.copy) return `delivered (a copy ${copyWhere(v.copy)})`;
       if (v.copyOf !== undefined) return `delivered, a copy of #${v.copyOf}`;
       return v.socket ? 'delivered to socket' : `delivered locally (${v.func})`;
     case 'sent':
-      return `sent out of ${v.iface || '?'}`;
+      return v.copyOf !== undefined
+        ? `sent out of ${v.iface || '?'}, a copy of #${v.copyOf}`
+        : `sent out of ${v.iface || '?'}`;
     case 'consumed':
       return v.replacedBy ? `replaced by a copy: #${v.replacedBy}` : `freed at ${v.func}`;
     case 'in-flight':
       if (v.received) return `received on ${v.iface || '?'}, end not traced`;
       return v.iface ? `in flight (last: ${v.func} on ${v.iface})` : `in flight (last: ${v.func})`;
   }
+}
+
+/** "to a raw socket", or "sent out of eth1" for a copy made of the packet and sent on. */
+function copyWhere(c: { to: string; out?: string }): string {
+  return c.out !== undefined ? `sent out of ${c.out}` : `to ${c.to}`;
 }

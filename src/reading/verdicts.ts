@@ -23,11 +23,18 @@ export type Verdict =
       socket: boolean;
       step: number;
       /** Delivered as a copy (a raw socket's clone): which, where to, and how the original ended. */
-      copy?: { packet: number; to: string; original: { func: string; reason: string } };
+      copy?: { packet: number; to: string; out?: string; original: { func: string; reason: string } };
       /** This packet is itself a copy of that one (copies.ts). */
       copyOf?: number;
     }
-  | { kind: 'sent'; iface: string; func: string; step: number }
+  | {
+      kind: 'sent';
+      iface: string;
+      func: string;
+      step: number;
+      /** This packet is itself a copy of that one (copies.ts): a copy made of it and sent on (nft dup). */
+      copyOf?: number;
+    }
   | { kind: 'consumed'; func: string; step: number; replacedBy?: number }
   | { kind: 'in-flight'; func: string; step: number; iface?: string; received?: boolean };
 
@@ -46,7 +53,9 @@ export function isLoss(v: Verdict): boolean {
 
 export function verdictOf(p: Packet): Verdict {
   const v = stepsVerdict(p);
-  return v.kind === 'delivered' && p.copyOf !== undefined ? { ...v, copyOf: p.copyOf } : v;
+  return (v.kind === 'delivered' || v.kind === 'sent') && p.copyOf !== undefined
+    ? { ...v, copyOf: p.copyOf }
+    : v;
 }
 
 function stepsVerdict(p: Packet): Verdict {
@@ -64,13 +73,18 @@ function stepsVerdict(p: Packet): Verdict {
   // A flow nothing dropped ends the way the packet it was chosen by ended.
   if (!drop && p.seed) return verdictOf(p.seed);
   if (drop?.ok?.copy) {
-    const { packet, to, func } = drop.ok.copy;
+    const { packet, to, out, func } = drop.ok.copy;
     return {
       kind: 'delivered',
       func,
-      socket: true,
+      socket: out === undefined,
       step: drop.index,
-      copy: { packet, to, original: { func: drop.func, reason: drop.reason } },
+      copy: {
+        packet,
+        to,
+        ...(out !== undefined ? { out } : {}),
+        original: { func: drop.func, reason: drop.reason },
+      },
     };
   }
   if (drop) {

@@ -42,6 +42,7 @@ export const FrameType = {
   Tunnel: 18,
   Prog: 19,
   PacketDone: 20,
+  Copy: 21,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -105,6 +106,10 @@ const TUN = {
   saddr: 32,
   daddr: 48,
 } as const;
+/* struct pwru_copy (bpf/event.h): a COPY frame. */
+export const COPY_SIZE = 32;
+const CPY = { ts: 0, skb: 8, origSkb: 16, origHead: 24 } as const;
+
 const TUNNEL_KINDS: Tunnel['kind'][] = ['unknown', 'vxlan', 'geneve', 'ipip', 'gre'];
 
 export interface HelloInfo {
@@ -216,6 +221,8 @@ export interface PacketDoneInfo {
   count: number;
   steps: number;
   copy_of?: number;
+  /** That copy has its own data buffer (a copy function made it), not a clone's. */
+  copied?: boolean;
   replaced_by?: number;
   copies?: number[];
   /** Not finished when the trace ended. */
@@ -404,6 +411,8 @@ export class RecordDecoder {
   private pendingBytes?: { ts: string; skb: string; bytes: PacketBytes };
   /** A TUNNEL frame, likewise. */
   private pendingTunnel?: { ts: string; skb: string; tunnel: Tunnel };
+  /** A COPY frame, likewise. */
+  private pendingCopy?: { ts: string; skb: string; from: { skb: string; head: string } };
   private offset = 0;
 
   constructor(
@@ -496,6 +505,17 @@ export class RecordDecoder {
       case FrameType.Tunnel:
         if (len < TUNNEL_SIZE) throw new StreamError(`short tunnel frame (${len} bytes)`);
         this.pendingTunnel = this.decodeTunnel(buf, start);
+        return;
+      case FrameType.Copy:
+        if (len < COPY_SIZE) throw new StreamError(`short copy frame (${len} bytes)`);
+        this.pendingCopy = {
+          ts: buf.readBigUInt64LE(start + CPY.ts).toString(),
+          skb: hex64(buf, start + CPY.skb),
+          from: {
+            skb: this.addresses.get(buf, start + CPY.origSkb),
+            head: this.addresses.get(buf, start + CPY.origHead),
+          },
+        };
         return;
       case FrameType.Packet:
         this.pendingBytes = this.decodePacket(buf, start, len);
@@ -630,6 +650,11 @@ export class RecordDecoder {
     if (b.readUInt32LE(o + OFF.head) !== 0 || b.readUInt32LE(o + OFF.head + 4) !== 0) {
       ev.head = this.addresses.get(b, o + OFF.head);
       if (b[o + OFF.dataref] > 1) ev.shared = b[o + OFF.dataref];
+    }
+    const copy = this.pendingCopy;
+    if (copy) {
+      this.pendingCopy = undefined;
+      if (copy.ts === ev.ts && copy.skb === ev.skb) ev.copiedFrom = copy.from;
     }
     if (ev.tuple) {
       if (ev.tuple.family === 4) ev.ipId = b.readUInt16LE(o + OFF.ipId);

@@ -102,6 +102,13 @@ export interface TraceEvent {
   head?: string;
   /** How many skbs hold that data buffer (this one and its clones), when more than one. */
   shared?: number;
+  /**
+   * This skb is a copy with a data buffer of its own (skb_copy, pskb_copy,
+   * skb_copy_expand: nft dup, TEE), made from that skb and data buffer: on
+   * the copy's first step reported after the copy function returned
+   * (function backends only; bpf/copy_link.h).
+   */
+  copiedFrom?: { skb: string; head: string };
   /** IPv4 identification of the header at this step (IPv4 only). */
   ipId?: number;
   /** TCP sequence number of the header at this step (TCP only). */

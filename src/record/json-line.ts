@@ -44,6 +44,8 @@ export function eventJson(e: TraceEvent): string {
   if (e.tracked !== undefined) s += `,"tracked":${e.tracked}`;
   if (e.head !== undefined) s += `,"head":${q(e.head)}`;
   if (e.shared !== undefined) s += `,"shared":${e.shared}`;
+  if (e.copiedFrom !== undefined)
+    s += `,"copiedFrom":{"skb":${q(e.copiedFrom.skb)},"head":${q(e.copiedFrom.head)}}`;
   if (e.ipId !== undefined) s += `,"ipId":${e.ipId}`;
   if (e.seq !== undefined) s += `,"seq":${e.seq}`;
   if (e.stack !== undefined) s += `,"stack":${q(e.stack)}`;

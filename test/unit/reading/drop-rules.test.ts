@@ -9,12 +9,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { createSink } from '../../../src/output/create-sink';
 import { noFailureByPlace } from '../../../src/reading/drop-rules';
+import { PacketTracker } from '../../../src/reading/packet-tracker';
 import { replay } from '../../../src/reading/replay';
 import { summarizeDigest, totalsLine } from '../../../src/reading/summary';
 import { describeVerdict, verdictLabel } from '../../../src/reading/verdict-words';
 import { isLoss, type Verdict, verdictOf } from '../../../src/reading/verdicts';
 import { ROOT, traceLines, tracePackets } from '../fixtures';
 import { Capture } from '../output/capture';
+import { dupTrace } from './dup-trace';
 
 /** What --fail-on-drop would say of a saved trace, read as `show` reads it. */
 async function failsOnDrop(name: string): Promise<boolean> {
@@ -63,6 +65,20 @@ test('rule copy-delivered: ping as root, the raw socket took a copy of each echo
     assert.equal(isLoss(v), false);
   }
   assert.equal(await failsOnDrop('ping-raw-socket.jsonl'), false, '--fail-on-drop does not count it');
+});
+
+test('rule copy-got-through: nft dup, the original dropped by a later rule, its copy sent out', () => {
+  const tracker = new PacketTracker();
+  for (const e of dupTrace('sent')) tracker.observe(e);
+  tracker.open();
+  const [orig] = tracker.packets();
+  const v = verdictOf(orig);
+  assert.equal(v.kind, 'delivered', JSON.stringify(v));
+  assert.equal(isLoss(v), false);
+  // The same drop with no copy seen is a loss: the rule needs the copy.
+  const alone = new PacketTracker();
+  for (const e of dupTrace('none')) alone.observe(e);
+  assert.equal(isLoss(verdictOf(alone.packets()[0])), true);
 });
 
 test('a copy that is dropped too leaves the original a loss (the last living copy was dropped)', () => {

@@ -99,6 +99,18 @@ function eventBytes(e: TraceEvent, probeId: number, reasonCode: number | undefin
   return Buffer.concat([h, b]);
 }
 
+/** A COPY frame (struct pwru_copy) before the event of a copy that says what it was copied from. */
+function copyFrame(e: TraceEvent): Buffer {
+  const b = Buffer.alloc(8 + 32);
+  b.writeUInt32LE(32, 0);
+  b.writeUInt16LE(FrameType.Copy, 4);
+  b.writeBigUInt64LE(BigInt(e.ts), 8);
+  b.writeBigUInt64LE(BigInt(e.skb), 16);
+  b.writeBigUInt64LE(BigInt(e.copiedFrom?.skb ?? 0), 24);
+  b.writeBigUInt64LE(BigInt(e.copiedFrom?.head ?? 0), 32);
+  return b;
+}
+
 /** HELLO, READY (one probe per function the events name) and the events, as the helper would write them. */
 export function encodeTrace(header: TraceHeader, events: TraceEvent[]): Buffer {
   const funcs = [...new Set(events.map((e) => e.func))];
@@ -117,6 +129,7 @@ export function encodeTrace(header: TraceHeader, events: TraceEvent[]): Buffer {
   const parts = [json(FrameType.Hello, HELLO), json(FrameType.Ready, ready)];
   for (const e of events) {
     const code = e.drop ? (e.drop.code ?? codes.get(e.drop.reason)) : undefined;
+    if (e.copiedFrom) parts.push(copyFrame(e));
     parts.push(eventBytes(e, funcs.indexOf(e.func), code));
   }
   return Buffer.concat(parts);

@@ -150,3 +150,46 @@ describe('the record layout: bpf/event.h and the decoder', () => {
     assert.equal(icmp?.icmpCode, 3);
   });
 });
+
+describe('the COPY frame: struct pwru_copy and the decoder', () => {
+  const COPY_AT = new Map(
+    [...header.matchAll(/^PWRU_COPY_AT\((\w+), (\d+)\);$/gm)].map((m) => [m[1], Number(m[2])]),
+  );
+  const copyAt = (f: string): number => {
+    const off = COPY_AT.get(f);
+    assert.ok(off !== undefined, `bpf/event.h asserts no offset for pwru_copy.${f}`);
+    return off;
+  };
+
+  /** A COPY frame for the event eventBytes() makes (its ts and skb, or others), then that event. */
+  function decodeCopied(ts: bigint, skb: bigint): TraceEvent {
+    const size = Number(/_Static_assert\(sizeof\(struct pwru_copy\) == (\d+),/.exec(header)?.[1]);
+    const c = Buffer.alloc(8 + size);
+    c.writeUInt32LE(size, 0);
+    c.writeUInt16LE(FrameType.Copy, 4);
+    c.writeBigUInt64LE(ts, 8 + copyAt('ts'));
+    c.writeBigUInt64LE(skb, 8 + copyAt('skb'));
+    c.writeBigUInt64LE(0xffff888800aa0000n, 8 + copyAt('orig_skb'));
+    c.writeBigUInt64LE(0xffff888800bb0000n, 8 + copyAt('orig_head'));
+    const h = Buffer.alloc(8);
+    const body = eventBytes(17);
+    h.writeUInt32LE(body.length, 0);
+    h.writeUInt16LE(FrameType.Event, 4);
+    const events: TraceEvent[] = [];
+    const d = new RecordDecoder({ event: (e) => events.push(e) });
+    d.push(Buffer.concat([json(FrameType.Hello, HELLO), json(FrameType.Ready, READY), c, h, body]));
+    d.finish();
+    assert.equal(events.length, 1);
+    return events[0];
+  }
+
+  test('the next event of that skb and time is a copy of that skb and buffer', () => {
+    const e = decodeCopied(123456789012345n, 0xffff888812345678n);
+    assert.deepEqual(e.copiedFrom, { skb: '0xffff888800aa0000', head: '0xffff888800bb0000' });
+  });
+
+  test('a COPY frame of another skb or time says nothing of the event', () => {
+    assert.equal(decodeCopied(123456789012346n, 0xffff888812345678n).copiedFrom, undefined);
+    assert.equal(decodeCopied(123456789012345n, 0xffff888812345600n).copiedFrom, undefined);
+  });
+});

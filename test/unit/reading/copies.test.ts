@@ -1,0 +1,71 @@
+/**
+ * Copies made by a copy function (nft `dup to`, iptables TEE: pskb_copy),
+ * linked to their original by the event's copiedFrom (src/reading/copies.ts),
+ * and what the original's verdict says of them, on nf_dup_ipv4's steps (dup-trace.ts).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { PacketTracker } from '../../../src/reading/packet-tracker';
+import { describeVerdict, verdictLabel } from '../../../src/reading/verdict-words';
+import { isLoss, verdictOf } from '../../../src/reading/verdicts';
+import type { TraceEvent } from '../../../src/record/event';
+import { dupTrace } from './dup-trace';
+
+function read(events: TraceEvent[]) {
+  const done: number[] = [];
+  const t = new PacketTracker({ onDone: (p) => done.push(p.id) });
+  for (const e of events) t.observe(e);
+  t.open();
+  return { packets: t.packets(), done };
+}
+
+test('a copy made by pskb_copy is linked to its original at the step that says so', () => {
+  const { packets } = read(dupTrace('sent'));
+  const [orig, copy] = packets;
+  assert.equal(packets.length, 2);
+  assert.equal(copy.copyOf, orig.id);
+  assert.equal(copy.copied, true);
+  assert.deepEqual(
+    orig.copies?.map((c) => c.id),
+    [copy.id],
+  );
+});
+
+test('the original dropped, its copy sent out: delivered by the copy, no loss', () => {
+  const { packets, done } = read(dupTrace('sent'));
+  const [orig, copy] = packets;
+  const v = verdictOf(orig);
+  assert.equal(v.kind, 'delivered', JSON.stringify(v));
+  assert.equal(
+    describeVerdict(v),
+    `delivered (a copy sent out of veth0, packet #${copy.id}); the original freed at nf_hook_slow (NETFILTER_DROP)`,
+  );
+  assert.equal(verdictLabel(v), 'delivered (a copy sent out of veth0)');
+  assert.equal(isLoss(v), false);
+  // Held back until its copy was finished (here: at the end of the trace, as the copy is in flight).
+  assert.ok(done.includes(orig.id));
+});
+
+test('the copy dropped too: the last living copy was dropped, both are losses', () => {
+  const { packets } = read(dupTrace('dropped'));
+  const [orig, copy] = packets;
+  assert.equal(copy.copyOf, orig.id);
+  assert.equal(isLoss(verdictOf(orig)), true);
+  assert.equal(isLoss(verdictOf(copy)), true);
+});
+
+test('no copy seen (tracepoints): the original is a loss, nothing guessed', () => {
+  const { packets } = read(dupTrace('none'));
+  assert.equal(packets.length, 1);
+  assert.equal(isLoss(verdictOf(packets[0])), true);
+});
+
+test('a clone sharing no buffer and saying nothing is not linked', () => {
+  const events = dupTrace('sent').map((e) => {
+    const { copiedFrom: _drop, ...rest } = e;
+    return rest as TraceEvent;
+  });
+  const { packets } = read(events);
+  assert.equal(packets[1].copyOf, undefined);
+  assert.equal(isLoss(verdictOf(packets[0])), true);
+});
