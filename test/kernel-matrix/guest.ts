@@ -54,7 +54,7 @@ export interface CaseSpec {
    * 'full': noise to :7777, delivered to :9000, dropped by iptables to :9001; 'noise': only :7777;
    * 'nft': three datagrams to :9002, dropped by nftables; 'tcp': a TCP exchange on :7000 from ns1 to
    * ns2 (a line each way, the server closes first); 'both': three to :9001, then three to :9002; 'progs': two
-   * each to :9101-9104 (programs.test.ts); 'none'.
+   * each to :9101-9105 (programs.test.ts); 'none'.
    */
   traffic: 'full' | 'noise' | 'nft' | 'tcp' | 'both' | 'progs' | 'none';
   /** Seconds to wait for READY. */

@@ -119,10 +119,11 @@ fi
 "$QEMU/usr/bin/qemu-system-x86_64" --version | head -1 >&2
 
 # --- kernels ---------------------------------------------------------------------
-# Modules the guest needs: veth for the netns link, legacy iptables and nftables for the DROP rules.
+# Modules the guest needs: veth for the netns link, legacy iptables and nftables for the DROP rules,
+# sch_ingress (clsact) and cls_bpf for the tc programs that 6.1 nodes attach the classic way.
 # crc32c_generic before nf_tables: its libcrc32c asks the crypto API for crc32c as it loads, a
 # soft dependency (softdep=pre) that depends= does not list and busybox's insmod does not follow.
-MODULES="veth x_tables ip_tables iptable_filter xt_tcpudp crc32c_generic nf_tables"
+MODULES="veth x_tables ip_tables iptable_filter xt_tcpudp crc32c_generic nf_tables sch_ingress cls_bpf"
 
 # A cached kernel is complete when it has every module above (a list that grew is fetched again).
 has_modules() { # DIR

@@ -2,14 +2,17 @@
  * BPF programs named exactly on kernels that let programs be traced (6.12 and
  * 6.1 under qemu; fexit on each tc and XDP program, helper/prog_exact.c). The
  * guest's setup attaches, with progload (guest/progload.c, as the guest has no
- * tc binary), programs built here with clang: on veth2 (ns2) a tcx ingress
- * program that drops UDP to :9101 and a generic XDP program that drops :9104;
- * on veth1 (ns1) a tcx egress program that passes :9102 and redirects :9103
- * to veth1's own ingress. Each drop's culprit must be the one program that
- * returned it (method exact, its verdict), and the pass and the redirect must
- * show as that program's runs on the packet (PROG frames), as must the XDP
- * program's XDP_PASS of :9102. 6.1 has no tcx (6.6+) and the guests no
- * clsact modules: there only the XDP program is attached.
+ * tc binary), programs built here with clang. On veth2 (ns2), where the
+ * packets arrive: a generic XDP program that drops UDP to :9104 and passes
+ * the rest; on 6.12 a tcx ingress program that drops :9101 and lets the rest
+ * go on to clsact (TCX_NEXT); a clsact ingress filter (cls_bpf, direct
+ * action: what `tc filter add … bpf da` makes) that drops :9105 and passes the
+ * rest. On veth1 (ns1), as they leave: an egress program that passes :9102 and
+ * redirects :9103 to veth1's own ingress, by tcx on 6.12 and by clsact on 6.1
+ * (6.1 has no tcx: clsact is what its nodes use). Each drop's culprit must be
+ * the one program that returned it (method exact, its verdict, how it is
+ * attached), and the passes and the redirect must show as that program's
+ * runs on their packets (PROG frames).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -44,10 +47,17 @@ static __always_inline int udp_dport(void *data, void *end)
 	return bpf_ntohs(udp->dest);
 }
 
+/* tcx: TC_ACT_UNSPEC is TCX_NEXT, so that the clsact filters run after it. */
 SEC("tc")
 int pwru_tc_in(struct __sk_buff *skb)
 {
-	return udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 9101 ? TC_ACT_SHOT : TC_ACT_OK;
+	return udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 9101 ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int pwru_cls_in(struct __sk_buff *skb)
+{
+	return udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 9105 ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
 SEC("tc")
@@ -67,19 +77,28 @@ int pwru_xdp(struct xdp_md *ctx)
 char LICENSE[] SEC("license") = "GPL";
 `;
 
-const TCX_SETUP = [
-  'in_ns ns2 progload /extra/progs.o pwru_tc_in veth2 tcx-ingress /sys/fs/bpf/tc_in 2>/tmp/pl.err || fail "progload tc_in: $(cat /tmp/pl.err)"',
-  'in_ns ns1 progload /extra/progs.o pwru_tc_out veth1 tcx-egress /sys/fs/bpf/tc_out 2>/tmp/pl.err || fail "progload tc_out: $(cat /tmp/pl.err)"',
-];
-const XDP_SETUP =
-  'in_ns ns2 progload /extra/progs.o pwru_xdp veth2 xdp-generic - 2>/tmp/pl.err || fail "progload xdp: $(cat /tmp/pl.err)"';
+/** progload's line for program prog on iface of ns, attached as how (arg: a tcx link's pin, a clsact filter's preference). */
+const load = (ns: string, prog: string, iface: string, how: string, arg = '-') =>
+  `in_ns ${ns} progload /extra/progs.o ${prog} ${iface} ${how} ${arg} 2>/tmp/pl.err || fail "progload ${prog}: $(cat /tmp/pl.err)"`;
 
 const KERNELS = [
   { label: '6.12', tcx: true, backend: 'kprobe-multi' },
   { label: '6.1', tcx: false, backend: 'kprobe' },
 ];
 
-const FILTER = 'udp and dst portrange 9101-9104';
+/** In the order they run on veth2's ingress: XDP, then tcx (6.12), then clsact (preference 2). */
+function setup(tcx: boolean): string {
+  return [
+    load('ns2', 'pwru_xdp', 'veth2', 'xdp-generic'),
+    ...(tcx ? [load('ns2', 'pwru_tc_in', 'veth2', 'tcx-ingress', '/sys/fs/bpf/tc_in')] : []),
+    load('ns2', 'pwru_cls_in', 'veth2', 'clsact-ingress', '2'),
+    tcx
+      ? load('ns1', 'pwru_tc_out', 'veth1', 'tcx-egress', '/sys/fs/bpf/tc_out')
+      : load('ns1', 'pwru_tc_out', 'veth1', 'clsact-egress'),
+  ].join('\n');
+}
+
+const FILTER = 'udp and dst portrange 9101-9105';
 /** The steps just before tc egress and before the receive hooks, and few: kprobes are slow under emulation. */
 const FUNCS = '^(__dev_queue_xmit|__netif_receive_skb|__netif_receive_skb_one_core|ip_rcv)$';
 
@@ -215,6 +234,28 @@ function assertXdpDrops(c: CaseResult): void {
   }
 }
 
+/** The clsact filter's drops of :9105: exact, at veth2's ingress, TC_ACT_SHOT, with the filter as tc lists it. */
+function assertClsactDrops(c: CaseResult): void {
+  for (const k of dropCulprits(c, 9105)) {
+    assert.equal(k.kind, 'tc', JSON.stringify(k));
+    assert.equal(k.method, 'exact', JSON.stringify(k));
+    assert.equal(k.iface, 'veth2', JSON.stringify(k));
+    assert.equal(k.direction, 'ingress', JSON.stringify(k));
+    assert.equal(k.verdict, 'TC_ACT_SHOT', JSON.stringify(k));
+    assert.deepEqual(
+      k.programs?.map((p) => [p.name, p.attach]),
+      [['pwru_cls_in', 'clsact']],
+      JSON.stringify(k),
+    );
+    // libbpf names the filter after the program and its id: "pwru_cls_in:[12]".
+    const p = k.programs?.[0];
+    assert.match(
+      p?.detail ?? '',
+      new RegExp(`^filter pwru_cls_in:\\[${p?.id}\\] pref 2 handle 0x[0-9a-f]+$`),
+    );
+  }
+}
+
 /** The runs of program name on the packets to port: one per packet (2 sent), each as want says. */
 function assertRuns(c: CaseResult, port: number, name: string, want: Partial<ProgRunInfo>): void {
   // A run belongs to the packet whose step with that skb came last before it (an skb's address is reused).
@@ -244,7 +285,7 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
         kernel: k.label,
         helper,
         cases: plan,
-        setup: [...(k.tcx ? TCX_SETUP : []), XDP_SETUP].join('\n'),
+        setup: setup(k.tcx),
         extra,
         timeoutMs: 9 * 60_000,
       });
@@ -260,6 +301,7 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
           assert.ok(!c.warnings.some((w) => w.code === 'programs_not_exact'), describe(c));
           if (k.tcx) assertTcDrops(c);
           assertXdpDrops(c);
+          assertClsactDrops(c);
         });
       }
 
@@ -278,11 +320,17 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
             ret: 2,
             verdict: 'XDP_PASS',
           });
-          if (k.tcx) {
-            const out = { kind: 'tc', iface: 'veth1', direction: 'egress' } as const;
-            assertRuns(c, 9102, 'pwru_tc_out', { ...out, ret: 0, verdict: 'TC_ACT_OK' });
-            assertRuns(c, 9103, 'pwru_tc_out', { ...out, ret: 7, verdict: 'TC_ACT_REDIRECT' });
-          }
+          assertRuns(c, 9102, 'pwru_cls_in', {
+            kind: 'tc',
+            iface: 'veth2',
+            direction: 'ingress',
+            ret: 0,
+            verdict: 'TC_ACT_OK',
+          });
+          // Egress: tcx on 6.12, clsact on 6.1.
+          const out = { kind: 'tc', iface: 'veth1', direction: 'egress' } as const;
+          assertRuns(c, 9102, 'pwru_tc_out', { ...out, ret: 0, verdict: 'TC_ACT_OK' });
+          assertRuns(c, 9103, 'pwru_tc_out', { ...out, ret: 7, verdict: 'TC_ACT_REDIRECT' });
           // Never a run taken for a traced packet's that was not on one of its skbs.
           const traced = new Set(c.events.map((e) => e.skb));
           for (const p of c.progs)

@@ -90,7 +90,7 @@ traffic() { # KIND
   noise) in_ns ns1 udpkit send 10.200.1.2 7777 20 ;;
   nft) in_ns ns1 udpkit send 10.200.1.2 9002 3 ;;
   progs) # programs.test.ts: one port each for the programs its setup attached
-    for port in 9101 9102 9103 9104; do in_ns ns1 udpkit send 10.200.1.2 $port 2; done ;;
+    for port in 9101 9102 9103 9104 9105; do in_ns ns1 udpkit send 10.200.1.2 $port 2; done ;;
   both)
     in_ns ns1 udpkit send 10.200.1.2 9001 3
     in_ns ns1 udpkit send 10.200.1.2 9002 3
