@@ -7,6 +7,7 @@
  */
 
 import { EXIT_OUTPUT_FAILED, UserError } from '../errors';
+import { CulpritPairing, describeCulprit } from '../reading/culprits';
 import {
   buildReport,
   type CaughtDrop,
@@ -17,7 +18,7 @@ import {
   protoName,
 } from '../reading/drop-report';
 import type { WatchInfo } from '../record/decode';
-import type { TraceEvent, TraceHeader, TraceStats } from '../record/event';
+import type { TraceCulprit, TraceEvent, TraceHeader, TraceStats } from '../record/event';
 import { Painter } from './ansi';
 import { describeFlow, renderCaughtDrop } from './drop-report-view';
 import { jsonLine } from './json';
@@ -69,11 +70,24 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
   const err = (s: string) => opts.stderr.write(`${s}\n`);
   const limitReached = () => opts.maxDrops !== undefined && reported >= opts.maxDrops;
 
+  // Who dropped it: said under its report once both are here (a rule is named after its counters are read).
+  const culprits = new CulpritPairing<number>((n, found) => {
+    const c: TraceCulprit = { ...found, drop: n };
+    if (opts.json) opts.stdout.write(`${jsonLine(c)}\n`);
+    else
+      opts.stdout.write(
+        paint.paint(`    ↳ drop #${n} ${describeCulprit(c)}\n`, c.method === 'none' ? 'yellow' : 'red'),
+      );
+    file?.push(jsonLine(c));
+    file?.flush();
+  });
   const show = (c: CaughtDrop) => {
     if (opts.json) opts.stdout.write(`${JSON.stringify(c.line)}\n`);
     else opts.stdout.write(`${reported > 1 ? '\n' : ''}${renderCaughtDrop(c, paint, opts.columns)}`);
     file?.push(JSON.stringify(c.line));
     file?.flush();
+    const dropped = [...c.bad.steps].reverse().find((s) => s.event.drop)?.event;
+    if (dropped) culprits.drop({ ...dropped, ...(c.line.node ? { node: c.line.node } : {}) }, c.line.n);
   };
 
   return {
@@ -158,8 +172,11 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
       const c = caughtDropOf(line);
       if (!c) return;
       reported++;
-      if (opts.json) opts.stdout.write(`${JSON.stringify(line)}\n`);
-      else opts.stdout.write(`${reported > 1 ? '\n' : ''}${renderCaughtDrop(c, paint, opts.columns)}`);
+      show(c);
+    },
+
+    culprit(c: TraceCulprit) {
+      culprits.culprit(c);
     },
 
     watch(w: WatchInfo, node?: string) {

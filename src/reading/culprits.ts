@@ -204,6 +204,54 @@ export class CulpritBook {
   }
 }
 
+/**
+ * Drops and their culprits as they come, in either order (a tc or XDP
+ * program's culprit comes right after its drop, a rule's once its counters
+ * are read again; --on-drop's report may come after either): paired() is
+ * called once both are there. Bounded: past `limit` waiting on each side, the
+ * oldest are forgotten (a culprit of a drop that is never reported, one that
+ * is no failure, waits for nothing).
+ */
+export class CulpritPairing<T> {
+  private readonly drops = new Map<string, T>();
+  private readonly culprits = new Map<string, TraceCulprit>();
+
+  constructor(
+    private readonly paired: (drop: T, culprit: TraceCulprit) => void,
+    private readonly limit = 4096,
+  ) {}
+
+  /** A drop event (the last step of a dropped packet), and what to hand back with its culprit. */
+  drop(e: TraceEvent, value: T): void {
+    const k = key(e.node, e.skb, e.ts);
+    const c = this.culprits.get(k);
+    if (!c) {
+      remember(this.drops, k, value, this.limit);
+      return;
+    }
+    this.culprits.delete(k);
+    this.paired(value, c);
+  }
+
+  culprit(c: TraceCulprit): void {
+    const k = key(c.node, c.skb, c.ts);
+    const d = this.drops.get(k);
+    if (d === undefined) {
+      remember(this.culprits, k, c, this.limit);
+      return;
+    }
+    this.drops.delete(k);
+    this.paired(d, c);
+  }
+}
+
+function remember<V>(m: Map<string, V>, k: string, v: V, limit: number): void {
+  m.set(k, v);
+  if (m.size <= limit) return;
+  const oldest = m.keys().next().value;
+  if (oldest !== undefined) m.delete(oldest);
+}
+
 /** The culprits and program runs in a saved trace. */
 export async function loadBooks(file: string): Promise<{ culprits: CulpritBook; progs: ProgRunBook }> {
   const culprits = new CulpritBook();

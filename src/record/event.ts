@@ -271,6 +271,8 @@ export interface TraceCulprit {
   verdict?: string;
   /** The programs attached there, in the order they run. */
   programs?: CulpritProgram[];
+  /** --on-drop: the report it names (that drop line's n). */
+  drop?: number;
 }
 
 /**
