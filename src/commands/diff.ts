@@ -3,9 +3,14 @@ import { reportError, UserError } from '../errors';
 import { Painter, shouldColor } from '../output/ansi';
 import { diffJson, renderDiff } from '../output/diff-view';
 import { loadCaughtDrops } from '../reading/caught-drops';
-import { loadBooks } from '../reading/culprits';
 import { diffPackets } from '../reading/diff';
-import { DIFF_MAX_STEPS, type DiffSide, NoSuchPacket, readDiffSide } from '../reading/diff-sources';
+import {
+  DIFF_MAX_STEPS,
+  type DiffSide,
+  loadBooks,
+  NoSuchPacket,
+  readDiffSide,
+} from '../reading/diff-sources';
 import { exitQuietlyOnClosedPipe } from '../reading/replay';
 
 export default class Diff extends Command {

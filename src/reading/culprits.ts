@@ -15,7 +15,6 @@ import type {
   TraceProgRun,
 } from '../record/event';
 import type { Packet } from './packet-tracker';
-import { readTraceFile } from './trace-file';
 
 function key(node: string | undefined, skb: string, ts: string): string {
   return `${node ?? ''}\u0000${skb}\u0000${ts}`;
@@ -250,20 +249,4 @@ function remember<V>(m: Map<string, V>, k: string, v: V, limit: number): void {
   if (m.size <= limit) return;
   const oldest = m.keys().next().value;
   if (oldest !== undefined) m.delete(oldest);
-}
-
-/** The culprits and program runs in a saved trace. */
-export async function loadBooks(file: string): Promise<{ culprits: CulpritBook; progs: ProgRunBook }> {
-  const culprits = new CulpritBook();
-  const progs = new ProgRunBook();
-  for await (const l of readTraceFile(file)) {
-    if (l.type === 'culprit') culprits.add(l);
-    else if (l.type === 'prog') progs.add(l);
-  }
-  return { culprits, progs };
-}
-
-/** The culprits in a saved trace. */
-export async function loadCulprits(file: string): Promise<CulpritBook> {
-  return (await loadBooks(file)).culprits;
 }

@@ -5,6 +5,7 @@
  * and at most maxSteps steps of the flow are held). A trace of any size diffs
  * within the bound docs/reading-traces.md gives.
  */
+import { CulpritBook, ProgRunBook } from './culprits';
 import { FlowCollector, PacketPick } from './diff';
 import { type Packet, PacketTracker } from './packet-tracker';
 import { readTraceFile } from './trace-file';
@@ -83,4 +84,15 @@ export async function readDiffSide(
   await eachPacket(file, (p) => flow.forwardPacket(p));
   await eachPacket(file, (p) => flow.replyPacket(p));
   return { path: flow.path(), count, stepsSeen: flow.stepsSeen };
+}
+
+/** The culprits and program runs in a saved trace, for the sentence that names who dropped the failing one. */
+export async function loadBooks(file: string): Promise<{ culprits: CulpritBook; progs: ProgRunBook }> {
+  const culprits = new CulpritBook();
+  const progs = new ProgRunBook();
+  for await (const l of readTraceFile(file)) {
+    if (l.type === 'culprit') culprits.add(l);
+    else if (l.type === 'prog') progs.add(l);
+  }
+  return { culprits, progs };
 }
