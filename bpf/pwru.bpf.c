@@ -67,9 +67,9 @@ const volatile bool cfg_bench_floor = false;
 const volatile bool cfg_nf_exact = false;
 const volatile __u32 cfg_nf_drop_reason = 0;
 /*
- * tc and XDP programs are traced (bpf/prog_verdict.bpf.c, loaded by
- * helper/prog_exact.c): each reported packet is noted in prog_last, by which
- * a program's run is known to be this packet's.
+ * tc and XDP programs may be traced (bpf/prog_verdict.bpf.c, loaded by
+ * helper/prog_exact.c): once prog_traced is set, each reported packet is
+ * noted in prog_last, by which a program's run is known to be this packet's.
  */
 const volatile bool cfg_prog_exact = false;
 /*
@@ -79,6 +79,12 @@ const volatile bool cfg_prog_exact = false;
 const volatile bool cfg_copy_link = false;
 /* Set by the helper at a stop, before it writes the final STATS and END and detaches (attach.c). */
 volatile bool pwru_stopped = false;
+/*
+ * Set by the helper once the first program is traced, which may be after the
+ * trace began (a program loaded later, helper/prog_exact.c): until then, and
+ * where the kernel refuses fexit on programs, nothing is noted.
+ */
+volatile bool prog_traced = false;
 
 /* From the kernel's uapi (vmlinux_min.h declares only what it reads). */
 #define RB_NO_WAKEUP 1	  /* BPF_RB_NO_WAKEUP */
@@ -948,7 +954,7 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 	}
 	fill_tuple(ev, skb, direct);
 	fill_data(ev, skb, direct);
-	if (cfg_prog_exact) {
+	if (cfg_prog_exact && prog_traced) {
 		__u32 zero = 0;
 		struct prog_seen *seen = bpf_map_lookup_elem(&prog_last, &zero);
 
@@ -1130,7 +1136,7 @@ int tp_kfree_skb_reason(__u64 *ctx)
 		hit.ts = bpf_ktime_get_ns();
 		nf_drop_note(ctx[0], hit.ts);
 	}
-	if (cfg_prog_exact && (hit.flags & PWRU_F_DROP)) {
+	if (cfg_prog_exact && prog_traced && (hit.flags & PWRU_F_DROP)) {
 		if (!hit.ts)
 			hit.ts = bpf_ktime_get_ns();
 		prog_drop_note((struct sk_buff *)ctx[0], hit.ts);

@@ -801,6 +801,30 @@ static void program_json(struct json *j, const struct prog_words *p)
 }
 
 /*
+ * Where programs are traced in this run, why the drop was not named exactly:
+ * each program attached there, and why it was not the one seen returning the
+ * drop ("pwru_tc (id 12): loaded after the trace began and not traced yet").
+ * Left empty where programs are not traced, or the kernel refused them all.
+ */
+static void not_exact_why(const struct progs_seen *ps, uint64_t drop_ts, char *why, size_t len)
+{
+	char one[400];
+	size_t at = 0;
+
+	why[0] = 0;
+	for (int i = 0; i < ps->n && at < len; i++) {
+		const struct attached_prog *a = &ps->v[i];
+
+		if (!prog_exact_why_not(a->id, drop_ts, one, sizeof(one))) {
+			why[0] = 0;
+			return;
+		}
+		at += (size_t)snprintf(why + at, len - at, "%s%s (id %u): %s", i ? "; " : "",
+				       a->name[0] ? a->name : "(no name)", a->id, one);
+	}
+}
+
+/*
  * The programs there. Exact when the program that returned the drop was
  * traced (prog_exact.c); else those attached where it was dropped.
  */
@@ -811,7 +835,7 @@ static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
 	struct prog_exact x;
 	bool exact = prog_exact_drop_of(point == POINT_XDP, ev->skb, ev->ts, &x);
 	struct json j = { 0 };
-	char ifname[sizeof(ev->ifname) + 1], why[300] = "";
+	char ifname[sizeof(ev->ifname) + 1], why[600] = "";
 	struct prog_words progs[PROGS_MAX];
 	size_t nprogs = 0;
 
@@ -829,6 +853,8 @@ static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
 	else if (!nprogs)
 		snprintf(why, sizeof(why), "no %s program is attached to %s (%u) in network namespace %u any more",
 			 point == POINT_XDP ? "XDP" : "tc", ifname, ev->ifindex, ev->netns);
+	else if (!exact)
+		not_exact_why(ps, ev->ts, why, sizeof(why));
 	const char *method = exact ? "exact" : nprogs ? "attached" : "none";
 	struct hook_words hook = { .xdp = point == POINT_XDP,
 				   .iface = ifname,
@@ -849,9 +875,10 @@ static void bpf_culprit(const struct pwru_event *ev, enum bpf_point point)
 		for (size_t i = 0; i < nprogs; i++)
 			program_json(&j, &progs[i]);
 		json_end_array(&j);
-	} else {
-		json_kv_string(&j, "why", why);
 	}
+	/* none: why not; attached, where programs are traced: why not exactly. */
+	if (why[0])
+		json_kv_string(&j, "why", why);
 	json_end_object(&j);
 	culprit_out(&j);
 	json_free(&j);

@@ -221,6 +221,16 @@ static void program_words(struct buf *b, const struct prog_words *p)
 	BUF_PUT_LIT(b, ")");
 }
 
+/* Programs traced in this run, but not this drop's: " (not known exactly: WHY)". */
+static void not_exact_words(struct buf *b, const char *why)
+{
+	if (!why || !*why)
+		return;
+	BUF_PUT_LIT(b, " (not known exactly: ");
+	put(b, why);
+	BUF_PUT_LIT(b, ")");
+}
+
 void words_program_culprit(struct buf *b, uint64_t skb, const char *method, const struct hook_words *h,
 			   const char *verdict, const struct prog_words *progs, size_t nprogs, const char *why)
 {
@@ -238,6 +248,8 @@ void words_program_culprit(struct buf *b, uint64_t skb, const char *method, cons
 		}
 		put(b, exact ? "; known exactly (the program traced as it returned)"
 			     : "; known because it is the one program attached there");
+		if (attached)
+			not_exact_words(b, why);
 	} else {
 		BUF_PUT_LIT(b, "dropped at ");
 		hook_where(b, h);
@@ -253,6 +265,7 @@ void words_program_culprit(struct buf *b, uint64_t skb, const char *method, cons
 					BUF_PUT_LIT(b, "; ");
 				program_words(b, &progs[i]);
 			}
+			not_exact_words(b, why);
 		} else {
 			BUF_PUT_LIT(b, "; which program: could not tell (");
 			why_words(b, why);

@@ -42,7 +42,7 @@ struct prog_words {
 void words_netfilter_culprit(struct buf *b, uint64_t skb, const char *method, const struct chain_words *chain,
 			     const struct nf_moved *rule, const char *why, const struct nf_moved *cands, size_t ncands);
 
-/* A tc or XDP culprit's line. */
+/* A tc or XDP culprit's line; why: with "none", why not; with "attached", why not exactly (empty: not said). */
 void words_program_culprit(struct buf *b, uint64_t skb, const char *method, const struct hook_words *h,
 			   const char *verdict, const struct prog_words *progs, size_t nprogs, const char *why);
 

@@ -442,6 +442,11 @@ void loader_prog_map_fds(struct pwru_bpf *skel, int *prog_last, int *prog_drops,
 	*prog_noted = bpf_map__fd(skel->maps.prog_noted);
 }
 
+volatile bool *loader_prog_traced(struct pwru_bpf *skel)
+{
+	return &skel->bss->prog_traced;
+}
+
 void loader_destroy(struct pwru_bpf *skel)
 {
 	for (size_t i = 0; i < st.nclones; i++)

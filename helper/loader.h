@@ -36,7 +36,7 @@ struct load_config {
 	bool nf_exact;
 	uint32_t nf_drop_reason;
 	int nf_last_fd, nf_inside_fd; /* > 0: those maps, made by helper/nf_exact.c, are shared */
-	/* tc and XDP programs are traced (helper/prog_exact.c): each reported packet noted in prog_last. */
+	/* tc and XDP programs may be traced (helper/prog_exact.c): the maps for it, sized; prog_traced switches it on. */
 	bool prog_exact;
 	/* The copy functions are probed (helper/copy_link.c): copy_origins is that descriptor, shared. */
 	bool copy_link;
@@ -73,6 +73,8 @@ void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int 
 
 /* The maps the probes note each reported packet in, and the programs' drops (helper/prog_exact.c shares them). */
 void loader_prog_map_fds(struct pwru_bpf *skel, int *prog_last, int *prog_drops, int *prog_noted);
+/* The probes' switch for noting their packets, set once a program is traced (helper/prog_exact.c). */
+volatile bool *loader_prog_traced(struct pwru_bpf *skel);
 
 void loader_destroy(struct pwru_bpf *skel);
 

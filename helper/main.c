@@ -313,8 +313,8 @@ static int load(struct run *r, const struct backend_support *support)
 	else if (!o->verify_only && !(copy_begun = copy_link_begin(&lc.copy_origins_fd, r->err, sizeof(r->err))))
 		copy_link_not_seen(r->err);
 	lc.copy_link = copy_begun;
-	/* tc and XDP programs loaded now: their runs are traced too (fexit), where the kernel lets them. */
-	lc.prog_exact = !o->verify_only && !o->on_drop && prog_exact_wanted();
+	/* tc and XDP programs, loaded now or later: their runs are traced too (fexit), where the kernel lets them. */
+	lc.prog_exact = !o->verify_only && !o->on_drop;
 	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
 	kernel_btf_give_to_libbpf(r->btf);
 	r->btf = NULL;
@@ -336,14 +336,17 @@ static int load(struct run *r, const struct backend_support *support)
 	if (copy_begun && !copy_link_wait(r->err, sizeof(r->err)))
 		copy_link_not_seen(r->err);
 	/*
-	 * Refused (no fexit on programs here): a tc or XDP drop names the programs
-	 * attached there, and the first such drop says why (prog_exact.c).
+	 * The tc and XDP programs loaded now are traced before the probes attach,
+	 * those loaded later by a thread (prog_exact.c). Refused (no fexit on
+	 * programs here): a tc or XDP drop names the programs attached there, and
+	 * the first such drop says why.
 	 */
 	int prog_last, prog_drops, prog_noted;
 
 	loader_prog_map_fds(r->skel, &prog_last, &prog_drops, &prog_noted);
 	if (lc.prog_exact)
-		prog_exact_start(prog_last, prog_drops, prog_noted, o->emit_json, o->emit_text != 0);
+		prog_exact_start(prog_last, prog_drops, prog_noted, loader_prog_traced(r->skel), o->emit_json,
+				 o->emit_text != 0);
 	r->err[0] = 0;
 	return -1;
 }
@@ -442,6 +445,7 @@ static void cleanup(struct run *r)
 	out_lines_end();
 	if (r->attached) {
 		stop_begin(stop_reason());
+		prog_exact_stop();
 		attach_quiesce(r->skel);
 		attach_detach(&r->att, out_progress);
 	}

@@ -2,9 +2,12 @@
 #include "prog_exact.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -16,30 +19,73 @@
 #include "../bpf/prog_verdict.h"
 #include "culprit_words.h"
 #include "event_json.h"
+#include "loader.h"
 #include "output.h"
 #include "prog_verdict.skel.h"
 
 /* Enough for a node's CNI (Cilium loads a few per interface); more are left untraced. */
 #define MAX_TRACED 256
+/* Programs that could not be traced, each with why (the culprit of their drops says it). */
+#define MAX_UNTRACED 64
 /* Room a PROG frame or line may need. */
 #define PROG_ROOM 1024
+/* How often the scanner looks for programs loaded since (one syscall when there is none). */
+#define SCAN_EVERY_MS 200
+/* The runs of all copies, read by the helper: one ring they share. */
+#define RUNS_BYTES (256 << 10)
 
 struct traced {
 	uint32_t id;
 	bool xdp;
 	char name[16];
 	char tag[17];
+	uint64_t since; /* CLOCK_MONOTONIC ns (the programs' clock) when its copy was attached */
 	struct prog_verdict_bpf *skel;
 };
 
+struct untraced {
+	uint32_t id;
+	char why[96];
+};
+
+/*
+ * The copies are loaded at the start (prog_exact_start, before the probes
+ * attach) and then by a scanner thread, for the programs loaded since: a CNI
+ * agent that restarts loads new ones mid-trace. What the scanner adds is
+ * read by the event loop (runs, drops, culprits), under mu.
+ */
 static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t wake;
 	struct traced t[MAX_TRACED];
 	size_t n;
-	int drops_fd, noted_fd;
+	struct untraced u[MAX_UNTRACED];
+	size_t nu;
+	uint32_t scanned; /* the highest program id looked at: ids only grow */
+	uint32_t loading; /* the program being set up now, if any */
+	char refused[300]; /* why the kernel refused the copies (none traced), when it did */
+	char late[160];	   /* why programs loaded later are not traced, when they cannot be */
+	int runs_fd;	   /* made with the first copy; the loop reads it once it is there */
+	bool stop;
+	/* Only the loader (start, then the scanner) touches these. */
+	int last_fd, drops_fd, noted_fd;
+	volatile bool *traced_flag;
+	int first_err;
+	/* Only the event loop. */
 	struct ring_buffer *rb;
-	bool emit_json, emit_text, active, said;
-	char refused[300]; /* why the kernel refused the copies, when it did */
-} P = { .drops_fd = -1, .noted_fd = -1 };
+	bool emit_json, emit_text, started, said, scanning;
+	pthread_t scanner;
+} P = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .runs_fd = -1,
+	.drops_fd = -1, .noted_fd = -1, .last_fd = -1 };
+
+/* The programs' clock (bpf_ktime_get_ns), which the drops' times are on. */
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 /* A load the kernel may refuse (fexit on programs on a sandboxed kernel): its log is noise. */
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -93,8 +139,8 @@ static bool func_name(int fd, const struct bpf_prog_info *info, char *out, size_
 	return ok;
 }
 
-/* One copy of the fexit program, on program fd (an XDP or a tc one); with the first copy's maps. */
-static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info, int prog_last_fd)
+/* One copy of the fexit program, on program fd (an XDP or a tc one); all copies share the maps. */
+static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info)
 {
 	struct prog_verdict_bpf *s;
 	struct bpf_program *p, *other;
@@ -103,6 +149,15 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info,
 
 	if (!func_name(fd, info, fname, sizeof(fname)))
 		return -ENOENT;
+	if (P.runs_fd < 0) {
+		int runs = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "prog_runs", 0, 0, RUNS_BYTES, NULL);
+
+		if (runs < 0)
+			return -errno;
+		pthread_mutex_lock(&P.mu);
+		P.runs_fd = runs;
+		pthread_mutex_unlock(&P.mu);
+	}
 	if (!(s = prog_verdict_bpf__open()))
 		return -errno;
 	p = t->xdp ? s->progs.prog_xdp : s->progs.prog_tc;
@@ -110,10 +165,10 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info,
 	s->rodata->cfg_prog_id = t->id;
 	bpf_program__set_autoload(other, false);
 	if ((ret = bpf_program__set_attach_target(p, fd, fname)) ||
-	    (ret = bpf_map__reuse_fd(s->maps.prog_last, prog_last_fd)) ||
+	    (ret = bpf_map__reuse_fd(s->maps.prog_last, P.last_fd)) ||
 	    (ret = bpf_map__reuse_fd(s->maps.prog_drops, P.drops_fd)) ||
-	    (P.n && (ret = bpf_map__reuse_fd(s->maps.prog_runs, bpf_map__fd(P.t[0].skel->maps.prog_runs)))) ||
-	    (ret = prog_verdict_bpf__load(s)) || (ret = prog_verdict_bpf__attach(s))) {
+	    (ret = bpf_map__reuse_fd(s->maps.prog_runs, P.runs_fd)) || (ret = prog_verdict_bpf__load(s)) ||
+	    (ret = prog_verdict_bpf__attach(s))) {
 		prog_verdict_bpf__destroy(s);
 		return ret;
 	}
@@ -123,105 +178,196 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info,
 
 static int on_run(void *ctx, void *data, size_t len);
 
-/* A tc or XDP program with BTF (fexit needs the target's): its info, or false. */
-static bool traceable(uint32_t id, int *fd, struct bpf_prog_info *info)
+enum kind_of { NOT_OURS, NO_BTF, TRACEABLE };
+
+/* A tc or XDP program, and whether it has BTF (fexit needs the target's): with its info and an fd. */
+static enum kind_of kind_of(uint32_t id, int *fd, struct bpf_prog_info *info)
 {
 	__u32 ilen = sizeof(*info);
 
 	memset(info, 0, sizeof(*info));
 	if ((*fd = bpf_prog_get_fd_by_id(id)) < 0)
-		return false;
-	if (bpf_obj_get_info_by_fd(*fd, info, &ilen) == 0 && info->btf_id &&
+		return NOT_OURS;
+	if (bpf_obj_get_info_by_fd(*fd, info, &ilen) == 0 &&
 	    (info->type == BPF_PROG_TYPE_SCHED_CLS || info->type == BPF_PROG_TYPE_SCHED_ACT ||
 	     info->type == BPF_PROG_TYPE_XDP))
-		return true;
+		return info->btf_id ? TRACEABLE : NO_BTF;
 	close(*fd);
-	return false;
+	*fd = -1;
+	return NOT_OURS;
 }
 
-bool prog_exact_wanted(void)
+static void untraced(uint32_t id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void untraced(uint32_t id, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&P.mu);
+	if (P.nu < MAX_UNTRACED) {
+		P.u[P.nu].id = id;
+		va_start(ap, fmt);
+		vsnprintf(P.u[P.nu].why, sizeof(P.u[P.nu].why), fmt, ap);
+		va_end(ap);
+		P.nu++;
+	}
+	pthread_mutex_unlock(&P.mu);
+}
+
+/* Errors that say the kernel lets no program be traced here, rather than this one. */
+static bool refused_everywhere(int err)
+{
+	return err == -EPERM || err == -EACCES || err == -EOPNOTSUPP || err == -524 /* ENOTSUPP */ ||
+	       err == -ENOSYS;
+}
+
+/* Program id: a copy on it when it is a tc or XDP program with BTF, else why not (when it is one). */
+static void consider(uint32_t id)
 {
 	struct bpf_prog_info info;
-	uint32_t id = 0;
-	int fd;
+	struct traced t = { .id = id };
+	enum kind_of k;
+	int fd, ret;
 
-	while (bpf_prog_get_next_id(id, &id) == 0)
-		if (traceable(id, &fd, &info)) {
-			close(fd);
-			return true;
+	if ((k = kind_of(id, &fd, &info)) == NOT_OURS)
+		return;
+	if (k == NO_BTF) {
+		untraced(id, "it has no BTF, which fexit needs");
+		close(fd);
+		return;
+	}
+	if (P.refused[0]) {
+		close(fd); /* said once, for all */
+		return;
+	}
+	if (P.n >= MAX_TRACED) {
+		untraced(id, "%d tc and XDP programs were traced already, the most there is room for", MAX_TRACED);
+		close(fd);
+		return;
+	}
+	t.xdp = info.type == BPF_PROG_TYPE_XDP;
+	snprintf(t.name, sizeof(t.name), "%s", info.name);
+	for (int b = 0; b < 8; b++)
+		snprintf(t.tag + 2 * b, 3, "%02x", info.tag[b]);
+	ret = trace_one(&t, fd, &info);
+	close(fd);
+	if (ret) {
+		if (!P.first_err)
+			P.first_err = ret;
+		/* The first copies all refused for a reason no program could change: none will load. */
+		if (!P.n && refused_everywhere(ret)) {
+			pthread_mutex_lock(&P.mu);
+			snprintf(P.refused, sizeof(P.refused), "fexit on the tc and XDP programs loaded: %s",
+				 strerror(-ret));
+			pthread_mutex_unlock(&P.mu);
+		} else {
+			untraced(id, "fexit on it failed: %s", strerror(ret < 0 ? -ret : ret));
 		}
-	return false;
+		return;
+	}
+	t.since = mono_ns();
+	pthread_mutex_lock(&P.mu);
+	P.t[P.n++] = t;
+	pthread_mutex_unlock(&P.mu);
+	/* The probes note their packets from now on (bpf/pwru.bpf.c). */
+	*P.traced_flag = true;
 }
 
-int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json, bool emit_text)
+/* The programs loaded since the last look (ids only grow), each considered; false once told to stop. */
+static bool scan(void)
 {
-	char *why = P.refused;
-	size_t len = sizeof(P.refused);
+	uint32_t id = P.scanned;
+
+	while (bpf_prog_get_next_id(id, &id) == 0) {
+		pthread_mutex_lock(&P.mu);
+		bool stop = P.stop;
+		P.loading = stop ? 0 : id;
+		pthread_mutex_unlock(&P.mu);
+		if (stop)
+			return false;
+		consider(id);
+		pthread_mutex_lock(&P.mu);
+		P.scanned = id;
+		P.loading = 0;
+		pthread_mutex_unlock(&P.mu);
+	}
+	return true;
+}
+
+static void *scanner(void *arg)
+{
+	(void)arg;
+	loader_quiet_thread(); /* refused loads are said once, in our words */
+	for (;;) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += SCAN_EVERY_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&P.mu);
+		while (!P.stop && pthread_cond_timedwait(&P.wake, &P.mu, &until) == 0)
+			;
+		bool stop = P.stop;
+		pthread_mutex_unlock(&P.mu);
+		/* Refused everywhere: no copy will load, and that is said already. */
+		if (stop || P.refused[0] || !scan())
+			return NULL;
+	}
+}
+
+int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, volatile bool *traced_flag,
+		     bool emit_json, bool emit_text)
+{
 	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
-	uint32_t id = 0;
-	int first_err = 0, candidates = 0;
+	pthread_condattr_t ca;
+	sigset_t all, was;
+	int ret;
 
 	P.emit_json = emit_json;
 	P.emit_text = emit_text;
+	P.last_fd = prog_last_fd;
 	P.drops_fd = prog_drops_fd;
 	P.noted_fd = prog_noted_fd;
-	while (P.n < MAX_TRACED && bpf_prog_get_next_id(id, &id) == 0) {
-		struct bpf_prog_info info;
-		struct traced *t = &P.t[P.n];
-		int fd, ret;
-
-		if (!traceable(id, &fd, &info))
-			continue;
-		memset(t, 0, sizeof(*t));
-		t->id = id;
-		t->xdp = info.type == BPF_PROG_TYPE_XDP;
-		snprintf(t->name, sizeof(t->name), "%s", info.name);
-		for (int b = 0; b < 8; b++)
-			snprintf(t->tag + 2 * b, 3, "%02x", info.tag[b]);
-		candidates++;
-		ret = trace_one(t, fd, &info, prog_last_fd);
-		close(fd);
-		if (ret) {
-			if (!first_err)
-				first_err = ret;
-			continue;
-		}
-		P.n++;
-	}
+	P.traced_flag = traced_flag;
+	P.started = true;
+	/* The programs loaded now, before the probes attach. */
+	scan();
 	libbpf_set_print(old);
-	if (!P.n) {
-		if (candidates)
-			snprintf(why, len, "fexit on the %d tc and XDP programs loaded: %s", candidates,
-				 strerror(first_err < 0 ? -first_err : first_err));
-		return candidates ? (first_err < 0 ? first_err : -EPERM) : 0;
-	}
-	P.rb = ring_buffer__new(bpf_map__fd(P.t[0].skel->maps.prog_runs), on_run, NULL, NULL);
-	if (!P.rb) {
-		int err = -errno;
-
-		prog_exact_end(); /* clears the state: the reason after it */
-		snprintf(why, len, "reading the programs' runs: %s", strerror(-err));
-		return err;
-	}
-	P.active = true;
+	/* Those loaded later, by a thread of its own: loading a copy takes the kernel's verifier a while. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&P.wake);
+	pthread_cond_init(&P.wake, &ca);
+	pthread_condattr_destroy(&ca);
+	/* Signals stay with the main thread, which watches for them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
+	ret = pthread_create(&P.scanner, NULL, scanner, NULL);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	if (ret == 0)
+		P.scanning = true;
+	else
+		snprintf(P.late, sizeof(P.late), "the thread that traces them could not start: %s", strerror(ret));
+	if (P.refused[0])
+		return P.first_err < 0 ? P.first_err : -EPERM;
 	return (int)P.n;
-}
-
-bool prog_exact_active(void)
-{
-	return P.active;
 }
 
 void prog_exact_say_refused(void)
 {
-	if (P.active || P.said || !P.refused[0])
+	char why[sizeof(P.refused)];
+
+	pthread_mutex_lock(&P.mu);
+	snprintf(why, sizeof(why), "%s", P.refused);
+	pthread_mutex_unlock(&P.mu);
+	if (P.said || !why[0])
 		return;
 	P.said = true;
 	out_message(PWRU_FRAME_WARNING, "programs_not_exact",
-		    "tc and XDP drops name the programs attached there, not the one that returned the drop: %s",
-		    P.refused);
+		    "tc and XDP drops name the programs attached there, not the one that returned the drop: %s", why);
 }
 
+/* Under mu. */
 static const struct traced *traced_of(uint32_t id)
 {
 	for (size_t i = 0; i < P.n; i++)
@@ -230,13 +376,52 @@ static const struct traced *traced_of(uint32_t id)
 	return NULL;
 }
 
+bool prog_exact_why_not(uint32_t id, uint64_t drop_ts, char *out, size_t len)
+{
+	const struct traced *t;
+
+	if (!P.started)
+		return false;
+	pthread_mutex_lock(&P.mu);
+	/* Refused everywhere: the WARNING programs_not_exact says it once, not at every drop. */
+	if (P.refused[0]) {
+		pthread_mutex_unlock(&P.mu);
+		return false;
+	}
+	if ((t = traced_of(id)) && t->since < drop_ts)
+		snprintf(out, len, "traced, but not seen returning this drop");
+	else if (t)
+		snprintf(out, len, "loaded after the trace began, and traced only from %.3f s after this drop",
+			 (double)(t->since - drop_ts) / 1e9);
+	else if ((id > P.scanned || id == P.loading) && P.late[0])
+		snprintf(out, len, "loaded after the trace began, not traced: %s", P.late);
+	else if (id > P.scanned || id == P.loading)
+		snprintf(out, len, "loaded after the trace began and not traced yet (looked for every %d ms)",
+			 SCAN_EVERY_MS);
+	else {
+		snprintf(out, len, "not traced");
+		for (size_t i = 0; i < P.nu; i++)
+			if (P.u[i].id == id)
+				snprintf(out, len, "not traced: %s", P.u[i].why);
+	}
+	pthread_mutex_unlock(&P.mu);
+	return true;
+}
+
 /* A run as a PROG frame's JSON (docs/record-stream.md), or a "prog" line with --emit json. */
 static void write_run(const struct prog_run *r)
 {
-	const struct traced *t = traced_of(r->prog_id);
 	bool xdp = r->kind == PWRU_PROG_XDP;
-	char num[32], vbuf[16], ifname[sizeof(r->ifname) + 1];
+	char num[32], vbuf[16], ifname[sizeof(r->ifname) + 1], name[16] = "", tag[17] = "";
 	struct json j = { 0 };
+	const struct traced *t;
+
+	pthread_mutex_lock(&P.mu);
+	if ((t = traced_of(r->prog_id))) {
+		memcpy(name, t->name, sizeof(name));
+		memcpy(tag, t->tag, sizeof(tag));
+	}
+	pthread_mutex_unlock(&P.mu);
 
 	memcpy(ifname, r->ifname, sizeof(r->ifname));
 	ifname[sizeof(r->ifname)] = 0;
@@ -258,8 +443,8 @@ static void write_run(const struct prog_run *r)
 	json_key(&j, "program");
 	json_begin_object(&j);
 	json_kv_uint(&j, "id", r->prog_id);
-	json_kv_string(&j, "name", t ? t->name : "");
-	json_kv_string(&j, "tag", t ? t->tag : "");
+	json_kv_string(&j, "name", name);
+	json_kv_string(&j, "tag", tag);
 	json_end_object(&j);
 	const char *verdict = prog_verdict_name(xdp, r->ret, vbuf, sizeof(vbuf));
 	json_kv_int(&j, "ret", r->ret);
@@ -279,7 +464,7 @@ static void write_run(const struct prog_run *r)
 					   .direction = xdp ? NULL : r->ingress ? "ingress" : "egress" };
 		struct buf line = { 0 };
 
-		words_prog_run(&line, r->skb, &hook, r->prog_id, t ? t->name : "", t ? t->tag : "", verdict);
+		words_prog_run(&line, r->skb, &hook, r->prog_id, name, tag, verdict);
 		out_line(line.p, line.len);
 		buf_free(&line);
 	}
@@ -305,7 +490,17 @@ static int on_run(void *ctx, void *data, size_t len)
 
 void prog_exact_pump(void)
 {
-	if (P.active && run_room())
+	if (!P.rb) {
+		int fd;
+
+		pthread_mutex_lock(&P.mu);
+		fd = P.runs_fd;
+		pthread_mutex_unlock(&P.mu);
+		/* Made with the first copy, maybe by the scanner: read from here on. */
+		if (fd < 0 || !(P.rb = ring_buffer__new(fd, on_run, NULL, NULL)))
+			return;
+	}
+	if (run_room())
 		ring_buffer__consume(P.rb);
 }
 
@@ -317,7 +512,7 @@ bool prog_exact_drop_of(bool xdp, uint64_t skb, uint64_t ts, struct prog_exact *
 	static char vbuf[16];
 
 	memset(out, 0, sizeof(*out));
-	if (!P.active || bpf_map_lookup_elem(P.noted_fd, &key, &r))
+	if (!P.started || bpf_map_lookup_elem(P.noted_fd, &key, &r))
 		return false;
 	bpf_map_delete_elem(P.noted_fd, &key); /* read once: room for the next */
 	if (r.kind != (xdp ? PWRU_PROG_XDP : PWRU_PROG_TC))
@@ -325,18 +520,35 @@ bool prog_exact_drop_of(bool xdp, uint64_t skb, uint64_t ts, struct prog_exact *
 	out->id = r.prog_id;
 	out->ret = r.ret;
 	out->verdict = prog_verdict_name(xdp, r.ret, vbuf, sizeof(vbuf));
+	pthread_mutex_lock(&P.mu);
 	if ((t = traced_of(r.prog_id))) {
 		memcpy(out->name, t->name, sizeof(out->name));
 		memcpy(out->tag, t->tag, sizeof(out->tag));
 	}
+	pthread_mutex_unlock(&P.mu);
 	return true;
+}
+
+void prog_exact_stop(void)
+{
+	pthread_mutex_lock(&P.mu);
+	P.stop = true;
+	pthread_cond_signal(&P.wake);
+	pthread_mutex_unlock(&P.mu);
 }
 
 void prog_exact_end(void)
 {
+	prog_exact_stop();
+	if (P.scanning)
+		pthread_join(P.scanner, NULL);
 	ring_buffer__free(P.rb);
 	for (size_t i = 0; i < P.n; i++)
 		prog_verdict_bpf__destroy(P.t[i].skel);
-	memset(&P, 0, sizeof(P));
-	P.drops_fd = P.noted_fd = -1;
+	if (P.runs_fd >= 0)
+		close(P.runs_fd);
+	P.rb = NULL;
+	P.n = P.nu = 0;
+	P.runs_fd = P.drops_fd = P.noted_fd = P.last_fd = -1;
+	P.started = P.scanning = false;
 }

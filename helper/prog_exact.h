@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the tc and XDP programs returned for the traced packets, from the
- * programs themselves: fexit on each tc (cls, act) and XDP program loaded
- * when the trace begins (bpf/prog_verdict.bpf.c, one copy per program),
- * where the kernel lets programs be traced. Each run on a reported packet
- * becomes a PROG frame (or, with --emit json, a "prog" line); a run that
- * dropped is what names a tc or XDP drop's culprit exactly (culprit.c).
- * Programs loaded after the trace began are not traced.
+ * programs themselves: fexit on each tc (cls, act) and XDP program
+ * (bpf/prog_verdict.bpf.c, one copy per program), where the kernel lets
+ * programs be traced. Those loaded when the trace begins are traced before
+ * the probes attach; those loaded later (a CNI agent that restarts) by a
+ * thread that looks for new program ids every 200 ms. Each run on a reported
+ * packet becomes a PROG frame (or, with --emit json, a "prog" line); a run
+ * that dropped is what names a tc or XDP drop's culprit exactly (culprit.c).
+ * A drop by a program not traced (yet) names the programs attached there,
+ * and says why each was not (prog_exact_why_not).
  */
 #ifndef PWRU_PROG_EXACT_H
 #define PWRU_PROG_EXACT_H
@@ -24,20 +27,20 @@ struct prog_exact {
 	const char *verdict; /* TC_ACT_SHOT, XDP_DROP, XDP_ABORTED */
 };
 
-/* Whether the kernel holds any tc or XDP program that could be traced (with BTF): then the probes note their packets. */
-bool prog_exact_wanted(void);
 /*
- * A run becomes a PROG frame, or with --emit json a "prog" line; with
- * --emit text|wide its line is written too (culprit_words.h).
  * Loads and attaches a copy of the fexit program on every tc and XDP program
  * the kernel holds, sharing the probes' prog_last and prog_drops maps
- * (prog_noted: where a drop's run is read). Returns how many are
- * traced; 0 when there is none to trace; -errno when the kernel refused (no
+ * (prog_noted: where a drop's run is read), then starts the thread that does
+ * the same for programs loaded later. traced_flag (the probes' prog_traced)
+ * is set once a copy is attached: the probes note their packets from then
+ * on. Returns how many are traced now; -errno when the kernel refused (no
  * fexit on programs here): drops then name the programs attached, and the
- * first of them says why (prog_exact_refused).
+ * first of them says why (prog_exact_say_refused). A run becomes a PROG
+ * frame, or with --emit json a "prog" line; with --emit text|wide its line
+ * is written too (culprit_words.h).
  */
-int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, bool emit_json, bool emit_text);
-bool prog_exact_active(void);
+int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, volatile bool *traced_flag,
+		     bool emit_json, bool emit_text);
 /*
  * Once, for the first tc or XDP drop named by the programs attached: a
  * WARNING programs_not_exact that says why they were not traced, when the
@@ -52,8 +55,18 @@ void prog_exact_pump(void);
  * skb and ts), as the drop tracepoint noted it. False when none was.
  */
 bool prog_exact_drop_of(bool xdp, uint64_t skb, uint64_t ts, struct prog_exact *out);
+/*
+ * Why a drop (its event's ts) at a hook where program id is attached was not
+ * named exactly by it: not traced (no BTF; loaded after the trace began and
+ * not traced yet), or traced but not seen returning that drop. False when
+ * programs are not traced in this run at all, or the kernel refused every
+ * copy (prog_exact_say_refused says that once).
+ */
+bool prog_exact_why_not(uint32_t id, uint64_t drop_ts, char *out, size_t len);
 /* The words for what a program returned: "TC_ACT_REDIRECT", "XDP_PASS", or the number. */
 const char *prog_verdict_name(bool xdp, int32_t ret, char *buf, size_t len);
+/* No more programs traced from now on (the trace is stopping); those traced stay until prog_exact_end. */
+void prog_exact_stop(void);
 void prog_exact_end(void);
 
 #endif

@@ -62,12 +62,14 @@ function hookWhere(c: Pick<TraceCulprit, 'kind' | 'iface' | 'ifindex' | 'directi
 function describeProgramCulprit(c: TraceCulprit): string {
   const progs = c.programs ?? [];
   const returned = c.verdict ? `, which returned ${c.verdict}` : '';
+  // Programs are traced in this run, but not this drop's: why, program by program.
+  const notExact = c.why ? ` (not known exactly: ${c.why})` : '';
   if (c.method === 'exact' && progs.length === 1)
     return `dropped by BPF program ${describeProgram(progs[0])} at ${hookWhere(c)}${returned}; known exactly (the program traced as it returned)`;
   if (c.method === 'attached' && progs.length === 1)
-    return `dropped by BPF program ${describeProgram(progs[0])} at ${hookWhere(c)}${returned}; known because it is the one program attached there`;
+    return `dropped by BPF program ${describeProgram(progs[0])} at ${hookWhere(c)}${returned}; known because it is the one program attached there${notExact}`;
   if (c.method === 'attached' && progs.length > 1)
-    return `dropped at ${hookWhere(c)}${returned ? ` (${c.verdict})` : ''} by one of the BPF programs attached there, in the order they run: ${progs.map(describeProgram).join('; ')}`;
+    return `dropped at ${hookWhere(c)}${returned ? ` (${c.verdict})` : ''} by one of the BPF programs attached there, in the order they run: ${progs.map(describeProgram).join('; ')}${notExact}`;
   return `dropped at ${hookWhere(c)}${returned ? ` (${c.verdict})` : ''}; which program: could not tell (${c.why ?? 'no reason given'})`;
 }
 

@@ -258,6 +258,11 @@ export interface TraceCulprit {
    */
   method: 'counters' | 'exact' | 'attached' | 'none';
   rule?: CulpritRule;
+  /**
+   * 'none': why it could not be told. tc and XDP 'attached', where programs are traced in this run: why
+   * the drop was not named exactly, for each program attached there ("pwru_tc (id 12): loaded after the
+   * trace began and not traced yet").
+   */
   why?: string;
   /** netfilter, with function probes on the kernel's table walkers: the table and chain, exactly. */
   chain?: CulpritChain;

@@ -60,6 +60,13 @@ int pwru_cls_in(struct __sk_buff *skb)
 	return udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 9105 ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
+/* Attached after the trace began (case progs-late), ahead of pwru_cls_in: the rest goes on to it. */
+SEC("tc")
+int pwru_late(struct __sk_buff *skb)
+{
+	return udp_dport((void *)(long)skb->data, (void *)(long)skb->data_end) == 9106 ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}
+
 SEC("tc")
 int pwru_tc_out(struct __sk_buff *skb)
 {
@@ -86,7 +93,7 @@ const KERNELS = [
   { label: '6.1', tcx: false, backend: 'kprobe' },
 ];
 
-/** In the order they run on veth2's ingress: XDP, then tcx (6.12), then clsact (preference 2). */
+/** In the order they run on veth2's ingress: XDP, then tcx (6.12), then clsact (preference 2: progs-late's goes first). */
 function setup(tcx: boolean): string {
   return [
     load('ns2', 'pwru_xdp', 'veth2', 'xdp-generic'),
@@ -98,7 +105,7 @@ function setup(tcx: boolean): string {
   ].join('\n');
 }
 
-const FILTER = 'udp and dst portrange 9101-9105';
+const FILTER = 'udp and dst portrange 9101-9107';
 /** The steps just before tc egress and before the receive hooks, and few: kprobes are slow under emulation. */
 const FUNCS = '^(__dev_queue_xmit|__netif_receive_skb|__netif_receive_skb_one_core|ip_rcv)$';
 
@@ -137,6 +144,31 @@ function cases(backend: string): CaseSpec[] {
     },
   ];
 }
+
+/**
+ * Programs loaded after the trace began (a CNI agent restarting): setup's
+ * programs are traced from the start, pwru_late is attached during the case
+ * (guest/init.sh, traffic progs-late), ahead of pwru_cls_in.
+ */
+const LATE: CaseSpec = {
+  name: 'progs-late',
+  traffic: 'progs-late',
+  readyTimeout: 120,
+  // The helper's own JSON lines: its culprit lines (with why) held to the client's writer too.
+  lines: true,
+  args: [
+    '--backend',
+    'tracepoint',
+    '--emit',
+    'json',
+    '--lines-fd',
+    '4',
+    '--lines-name',
+    'lines',
+    '--',
+    FILTER,
+  ],
+};
 
 /**
  * A case as its JSON lines tell it (--emit json): events, culprits and runs
@@ -280,7 +312,7 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
     const extra = mkdtempSync(path.join(tmpdir(), 'pwru-progs-'));
     try {
       buildPrograms(extra);
-      const plan = cases(k.backend);
+      const plan = [...cases(k.backend), LATE];
       const run = await bootGuest({
         kernel: k.label,
         helper,
@@ -291,7 +323,7 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
       });
       assert.equal(run.fatal, undefined, `guest setup failed: ${run.fatal}`);
 
-      for (const name of plan.map((c) => c.name)) {
+      for (const name of cases(k.backend).map((c) => c.name)) {
         await t.test(`${name}: each drop's culprit is the one program that returned it`, () => {
           const raw = run.cases.get(name);
           assert.ok(raw, `case ${name} did not run`);
@@ -335,6 +367,63 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
           const traced = new Set(c.events.map((e) => e.skb));
           for (const p of c.progs)
             assert.ok(traced.has(p.skb), `a run on an untraced skb: ${JSON.stringify(p)}`);
+        },
+      );
+
+      await t.test(
+        'progs-late: a program attached after the trace began is named with why until it is traced, then exactly',
+        () => {
+          const raw = run.cases.get(LATE.name);
+          assert.ok(raw?.lines, `case ${LATE.name} did not run, or its lines did not come back`);
+          const c = fromLines(raw);
+          assert.equal(c.exitCode, 0, describe(c));
+          assert.deepEqual(c.errors, [], describe(c));
+          const drops = c.events
+            .filter((e) => e.drop && e.tuple?.dport === 9106)
+            .sort((a, b) => (BigInt(a.ts) < BigInt(b.ts) ? -1 : 1));
+          assert.equal(
+            drops.length,
+            4,
+            `two drops of :9106 before its copy was loaded, two after: ${describe(c)}`,
+          );
+          const culpritOf = (d: TraceEvent) => {
+            const k = c.culprits.find((x) => x.skb === d.skb && x.ts === d.ts);
+            assert.ok(k, `no culprit for ${JSON.stringify(d)}: ${describe(c)}`);
+            return k;
+          };
+          // Sent at once: the programs attached there, and why this one was not known exactly.
+          for (const k of drops.slice(0, 2).map(culpritOf)) {
+            assert.equal(k.method, 'attached', JSON.stringify(k));
+            assert.equal(k.iface, 'veth2', JSON.stringify(k));
+            assert.equal(k.direction, 'ingress', JSON.stringify(k));
+            assert.ok(
+              k.programs?.some((p) => p.name === 'pwru_late' && p.attach === 'clsact'),
+              JSON.stringify(k),
+            );
+            assert.match(
+              k.why ?? '',
+              /pwru_late \(id \d+\): loaded after the trace began/,
+              JSON.stringify(k),
+            );
+          }
+          // Sent 4 s later: exactly.
+          for (const k of drops.slice(2).map(culpritOf)) {
+            assert.equal(k.method, 'exact', JSON.stringify(k));
+            assert.equal(k.verdict, 'TC_ACT_SHOT', JSON.stringify(k));
+            assert.deepEqual(
+              k.programs?.map((p) => [p.name, p.attach]),
+              [['pwru_late', 'clsact']],
+              JSON.stringify(k),
+            );
+          }
+          // And its runs on the packets it let go on (to pwru_cls_in).
+          assertRuns(c, 9107, 'pwru_late', {
+            kind: 'tc',
+            iface: 'veth2',
+            direction: 'ingress',
+            ret: -1,
+            verdict: 'TC_ACT_UNSPEC',
+          });
         },
       );
     } finally {

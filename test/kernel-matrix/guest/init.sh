@@ -91,6 +91,16 @@ traffic() { # KIND
   nft) in_ns ns1 udpkit send 10.200.1.2 9002 3 ;;
   progs) # programs.test.ts: one port each for the programs its setup attached
     for port in 9101 9102 9103 9104 9105; do in_ns ns1 udpkit send 10.200.1.2 $port 2; done ;;
+  progs-late) # programs.test.ts: a clsact filter attached after the trace began, ahead of the setup's
+    in_ns ns2 progload /extra/progs.o pwru_late veth2 clsact-ingress 1 2>/tmp/pl.err ||
+      fail "progload pwru_late: $(cat /tmp/pl.err)"
+    # At once, before its copy can be loaded (looked for every 200 ms; a load takes longer under emulation).
+    in_ns ns1 udpkit send 10.200.1.2 9106 2
+    # Once it is.
+    sleep 4
+    in_ns ns1 udpkit send 10.200.1.2 9106 2
+    in_ns ns1 udpkit send 10.200.1.2 9107 2
+    ;;
   both)
     in_ns ns1 udpkit send 10.200.1.2 9001 3
     in_ns ns1 udpkit send 10.200.1.2 9002 3

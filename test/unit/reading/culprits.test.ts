@@ -186,6 +186,11 @@ describe('culprits', () => {
       'dropped by BPF program drop_all (id 41, tag 0123456789abcdef, clsact filter x.o:[tc] pref 1 handle 0x1) at tc ingress of eth0:2, which returned TC_ACT_SHOT; known because it is the one program attached there',
     );
     assert.equal(culpritPhrase(tc), 'BPF program drop_all (id 41) at tc ingress of eth0:2');
+    // Programs traced in this run, but not this one yet: why it is not exact.
+    assert.match(
+      describeCulprit({ ...tc, why: 'drop_all (id 41): loaded after the trace began and not traced yet' }),
+      /; known because it is the one program attached there \(not known exactly: drop_all \(id 41\): loaded after the trace began and not traced yet\)$/,
+    );
     const two = {
       ...tc,
       kind: 'xdp' as const,
