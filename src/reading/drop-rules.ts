@@ -150,7 +150,9 @@ export function deliveredCopy(p: Packet, made = false): DeliveredCopy | undefine
     if (names.some((n) => PACKET_SOCKET.has(n))) continue;
     const drop = c.steps.find((s) => s.event.drop);
     const socket = c.steps.find((s) => stepRole(s.event.func) === 'socket');
-    const sent = made && !drop && !socket ? lastSent(c) : undefined;
+    // A copy made of it also got through by reaching a host's IP stack (socket functions may not be probed).
+    const local = made ? c.steps.find((s) => stepRole(s.event.func) === 'local') : undefined;
+    const sent = made && !drop && !socket && !local ? lastSent(c) : undefined;
     if (sent)
       return {
         packet: c.id,
@@ -162,15 +164,17 @@ export function deliveredCopy(p: Packet, made = false): DeliveredCopy | undefine
       const at = drop.event.caller ? baseFunc(drop.event.caller) : baseFunc(drop.event.func);
       const reason = drop.event.drop?.reason ?? 'UNKNOWN';
       if (!noFailure({ reason, at, event: drop.event, packet: c })) continue;
-    } else if (!socket) {
+    } else if (!socket && !local) {
       continue;
     }
     const to = names.some((n) => RAW_SOCKET.has(n))
       ? 'a raw socket'
       : names.some((n) => PING_SOCKET.has(n))
         ? 'a ping socket'
-        : 'a local socket';
-    return { packet: c.id, to, func: baseFunc((socket ?? drop ?? c.steps[0]).event.func) };
+        : socket || drop
+          ? 'a local socket'
+          : 'the local stack';
+    return { packet: c.id, to, func: baseFunc((socket ?? drop ?? local ?? c.steps[0]).event.func) };
   }
   return undefined;
 }

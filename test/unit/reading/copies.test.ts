@@ -46,6 +46,17 @@ test('the original dropped, its copy sent out: delivered by the copy, no loss', 
   assert.ok(done.includes(orig.id));
 });
 
+test('the original dropped, its copy received and delivered to the IP stack: delivered by the copy', () => {
+  const { packets } = read(dupTrace('local'));
+  const [orig, copy] = packets;
+  const v = verdictOf(orig);
+  assert.equal(
+    describeVerdict(v),
+    `delivered (a copy to the local stack, packet #${copy.id}); the original freed at nf_hook_slow (NETFILTER_DROP)`,
+  );
+  assert.equal(isLoss(v), false);
+});
+
 test('the copy dropped too: the last living copy was dropped, both are losses', () => {
   const { packets } = read(dupTrace('dropped'));
   const [orig, copy] = packets;

@@ -10,7 +10,7 @@ import { event } from '../fixtures';
 const ORIG = { skb: '0xffff888004a1c000', head: '0xffff888005b2d000' };
 const COPY = { skb: '0xffff888004a1d100', head: '0xffff888005c3e000' };
 
-export function dupTrace(copyEnd: 'sent' | 'dropped' | 'none'): TraceEvent[] {
+export function dupTrace(copyEnd: 'sent' | 'local' | 'dropped' | 'none'): TraceEvent[] {
   let ts = 1000;
   const at = (skb: typeof ORIG, func: string, over: Partial<TraceEvent> = {}) =>
     event({
@@ -33,16 +33,26 @@ export function dupTrace(copyEnd: 'sent' | 'dropped' | 'none'): TraceEvent[] {
           at(COPY, 'skb_copy_header'),
           at(COPY, 'ip_local_out', { copiedFrom: { ...ORIG } }),
           at(COPY, 'ip_output', { iface: 'veth0', ifindex: 3 }),
-          copyEnd === 'sent'
-            ? at(COPY, 'dev_queue_xmit', { iface: 'veth0', ifindex: 3 })
-            : at(COPY, 'kfree_skb', {
-                iface: 'veth0',
-                ifindex: 3,
-                probe: 'tracepoint',
-                drop: { reason: 'NETFILTER_DROP', code: 6 },
-                freed: true,
-                caller: 'nf_hook_slow+0x8d',
-              }),
+          ...(copyEnd === 'local'
+            ? [
+                at(COPY, 'dev_queue_xmit', { iface: 'veth0', ifindex: 3 }),
+                at(COPY, 'ip_rcv', { iface: 'veth1', ifindex: 4 }),
+                at(COPY, 'ip_local_deliver', { iface: 'veth1', ifindex: 4 }),
+                at(COPY, 'consume_skb', { probe: 'tracepoint', freed: true }),
+              ]
+            : []),
+          copyEnd === 'local'
+            ? undefined
+            : copyEnd === 'sent'
+              ? at(COPY, 'dev_queue_xmit', { iface: 'veth0', ifindex: 3 })
+              : at(COPY, 'kfree_skb', {
+                  iface: 'veth0',
+                  ifindex: 3,
+                  probe: 'tracepoint',
+                  drop: { reason: 'NETFILTER_DROP', code: 6 },
+                  freed: true,
+                  caller: 'nf_hook_slow+0x8d',
+                }),
         ]),
     at(ORIG, 'kfree_skb', {
       probe: 'tracepoint',
@@ -51,5 +61,5 @@ export function dupTrace(copyEnd: 'sent' | 'dropped' | 'none'): TraceEvent[] {
       caller: 'nf_hook_slow+0x8d',
     }),
   ];
-  return events;
+  return events.filter((e) => e !== undefined);
 }
