@@ -55,9 +55,10 @@ export interface CaseSpec {
    * 'nft': three datagrams to :9002, dropped by nftables; 'tcp': a TCP exchange on :7000 from ns1 to
    * ns2 (a line each way, the server closes first); 'both': three to :9001, then three to :9002; 'progs': two
    * each to :9101-9105 (programs.test.ts); 'progs-late': attaches pwru_late, then two to :9106 at once, and
-   * 4 s later two to :9106 and two to :9107 (programs.test.ts); 'none'.
+   * 4 s later two to :9106 and two to :9107 (programs.test.ts); 'dup': three to :9003, 'dup-both': three to
+   * :9004 (copies.test.ts); 'none'.
    */
-  traffic: 'full' | 'noise' | 'nft' | 'tcp' | 'both' | 'progs' | 'progs-late' | 'none';
+  traffic: 'full' | 'noise' | 'nft' | 'tcp' | 'both' | 'progs' | 'progs-late' | 'dup' | 'dup-both' | 'none';
   /** Seconds to wait for READY. */
   readyTimeout: number;
   args: string[];
@@ -110,6 +111,8 @@ export interface CaseResult {
   stderr: string;
   /** With CaseSpec.lines: what the helper wrote to descriptor 4. */
   lines?: string;
+  /** The helper's record stream as it came (a fixture for the unit tests: test/fixtures/streams). */
+  stream?: Buffer;
 }
 
 export interface GuestRun {
@@ -219,7 +222,10 @@ export function parseTranscript(kernel: string, text: string, consoleLog: string
         if (data.length !== file.size) {
           throw new Error(`${kernel}: ${file.label} arrived with ${data.length} of ${file.size} bytes`);
         }
-        if (current && file.label === `${current.name}.out`) decodeStream(current, data);
+        if (current && file.label === `${current.name}.out`) {
+          current.stream = data;
+          decodeStream(current, data);
+        }
         if (current && file.label === `${current.name}.err`) current.stderr = data.toString('utf8');
         if (current && file.label === `${current.name}.lines`) current.lines = data.toString('utf8');
         file = undefined;

@@ -123,7 +123,7 @@ fi
 # sch_ingress (clsact) and cls_bpf for the tc programs that 6.1 nodes attach the classic way.
 # crc32c_generic before nf_tables: its libcrc32c asks the crypto API for crc32c as it loads, a
 # soft dependency (softdep=pre) that depends= does not list and busybox's insmod does not follow.
-MODULES="veth x_tables ip_tables iptable_filter xt_tcpudp crc32c_generic nf_tables sch_ingress cls_bpf"
+MODULES="veth x_tables ip_tables iptable_filter xt_tcpudp crc32c_generic nf_tables sch_ingress cls_bpf nf_dup_ipv4 nft_dup_ipv4"
 
 # A cached kernel is complete when it has every module above (a list that grew is fetched again).
 has_modules() { # DIR

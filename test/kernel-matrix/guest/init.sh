@@ -89,6 +89,8 @@ traffic() { # KIND
   none) ;;
   noise) in_ns ns1 udpkit send 10.200.1.2 7777 20 ;;
   nft) in_ns ns1 udpkit send 10.200.1.2 9002 3 ;;
+  dup) in_ns ns1 udpkit send 10.200.1.2 9003 3 ;;     # copies.test.ts: dup'ed, the original dropped
+  dup-both) in_ns ns1 udpkit send 10.200.1.2 9004 3 ;; # copies.test.ts: dup'ed, both dropped
   progs) # programs.test.ts: one port each for the programs its setup attached
     for port in 9101 9102 9103 9104 9105; do in_ns ns1 udpkit send 10.200.1.2 $port 2; done ;;
   progs-late) # programs.test.ts: a clsact filter attached after the trace began, ahead of the setup's

@@ -9,6 +9,7 @@ import { PacketTracker } from '../../../src/reading/packet-tracker';
 import { describeVerdict, verdictLabel } from '../../../src/reading/verdict-words';
 import { isLoss, verdictOf } from '../../../src/reading/verdicts';
 import type { TraceEvent } from '../../../src/record/event';
+import { tracePackets } from '../fixtures';
 import { dupTrace } from './dup-trace';
 
 function read(events: TraceEvent[]) {
@@ -79,4 +80,23 @@ test('a clone sharing no buffer and saying nothing is not linked', () => {
   const { packets } = read(events);
   assert.equal(packets[1].copyOf, undefined);
   assert.equal(isLoss(verdictOf(packets[0])), true);
+});
+
+test('a real trace (6.12, kprobe-multi): each copy linked at its first step reported, a buffer of its own', () => {
+  const packets = tracePackets('nft-dup-6.12.jsonl');
+  const copies = packets.filter((p) => p.copied);
+  assert.equal(copies.length, 3);
+  for (const c of copies) {
+    const original = packets.find((p) => p.id === c.copyOf);
+    assert.ok(original);
+    assert.equal(c.steps[0].event.copiedFrom?.skb, original.skb, 'the link comes with the first step');
+    assert.notEqual(c.steps[0].event.head, original.steps[0].event.head);
+    assert.equal(
+      c.steps[0].event.copiedFrom?.head,
+      original.steps[0].event.head,
+      'the original buffer, as reported',
+    );
+    const v = verdictOf(c);
+    assert.equal(v.kind === 'delivered' && v.copyOf, original.id);
+  }
 });
