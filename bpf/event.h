@@ -246,6 +246,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_PROG = 19,	     /* {ts, skb, netns, kind, iface, ifindex, direction?, program, ret, verdict}: a tc/XDP program's run */
 	PWRU_FRAME_PACKET_DONE = 20, /* --emit text|wide: {id, count, steps, copy_of?, replaced_by?, copies?, open?} + steps EVENTs */
 	PWRU_FRAME_COPY = 21,	     /* struct pwru_copy: the next EVENT's skb is a copy of that one */
+	PWRU_FRAME_LINES = 22,	     /* --lines-stream: complete lines of --emit json|text|wide, as they would go to a --lines-fd */
 };
 
 #endif

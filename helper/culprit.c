@@ -84,6 +84,7 @@ struct progs_seen {
 
 static struct {
 	bool begun, configured, emit_json, emit_text;
+	const char *node; /* --line-node: named in the JSON lines */
 	bool has_nf_reason;
 	uint32_t nf_reason;
 	/* The kernel's drop reasons that say a tc or XDP program dropped it (absent on older kernels). */
@@ -168,8 +169,9 @@ void culprit_begin(unsigned int only_netns)
 	free(refs);
 }
 
-void culprit_configure(const struct drop_reasons *reasons, bool emit_json, bool emit_text)
+void culprit_configure(const struct drop_reasons *reasons, bool emit_json, bool emit_text, const char *node)
 {
+	C.node = node;
 	C.configured = true;
 	C.emit_json = emit_json;
 	C.emit_text = emit_text;
@@ -244,6 +246,8 @@ static void frame_begin(struct json *j, uint64_t ts, uint64_t skb, uint32_t netn
 	if (C.emit_json) {
 		json_kv_string(j, "type", "culprit");
 		json_kv_int(j, "v", PWRU_JSON_SCHEMA_VERSION);
+		if (C.node)
+			json_kv_string(j, "node", C.node);
 	}
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)ts);
 	json_kv_string(j, "ts", num);

@@ -31,7 +31,7 @@ void culprit_wait_first(int max_ms);
  * How drops are recognised, and where the answer goes (--emit json: a line;
  * else a CULPRIT frame, and with --emit text|wide its line too).
  */
-void culprit_configure(const struct drop_reasons *reasons, bool emit_json, bool emit_text);
+void culprit_configure(const struct drop_reasons *reasons, bool emit_json, bool emit_text, const char *node);
 /*
  * A drop event as it is delivered (caller: its drop location's name, or
  * NULL): a NETFILTER_DROP gets its namespace's rules read again; a drop by a

@@ -69,6 +69,12 @@ static void put_cstr(struct buf *b, const char *s)
 	buf_json_string(b, s, strlen(s), TEXT_LATIN1);
 }
 
+/* Our own text (a node's name, an address's owner) as JSON.stringify writes it. */
+static void put_utf8(struct buf *b, const char *s)
+{
+	buf_json_string(b, s, strlen(s), TEXT_UTF8);
+}
+
 /* A 16-byte name (process, device) as JSON text: a trace names a few, over and over. */
 static void put_name16(struct buf *b, struct group_memo *memos, size_t nmemos, const char name[16])
 {
@@ -400,6 +406,28 @@ static void put_caller(struct json_writer *w, struct buf *b, uint64_t caller)
 	memo_keep(m, &caller, sizeof(caller), b, start);
 }
 
+/* ,"srcName":…,"dstName":… of the addresses whose owners --addr-names gave */
+static void put_owners(struct json_writer *w, struct buf *b, uint8_t family, const struct pwru_event *ev)
+{
+	char text[48];
+	const char *src, *dst;
+
+	if (!w->names->owners)
+		return;
+	format_addr(family, ev->saddr, text, sizeof(text));
+	src = addr_name_of(w->names->owners, text);
+	format_addr(family, ev->daddr, text, sizeof(text));
+	dst = addr_name_of(w->names->owners, text);
+	if (src) {
+		PUT(b, ",\"srcName\":");
+		put_utf8(b, src);
+	}
+	if (dst) {
+		PUT(b, ",\"dstName\":");
+		put_utf8(b, dst);
+	}
+}
+
 /* ,"tuple":{…} when the packet's addresses were read */
 static void put_tuple(struct json_writer *w, struct buf *b, const struct pwru_event *ev)
 {
@@ -439,6 +467,7 @@ static void put_tuple(struct json_writer *w, struct buf *b, const struct pwru_ev
 		PUT(b, ",\"icmpCode\":");
 		put_u64(b, ev->icmp_code);
 	}
+	put_owners(w, b, family, ev);
 	PUT(b, "}");
 	memo_keep(m, &k, sizeof(k), b, start);
 }
@@ -581,6 +610,10 @@ void event_json(struct json_writer *w, const struct pwru_event *ev, const struct
 		PUT(b, ",\"stack\":");
 		if (!w->names->stack_json(w->names->ctx, ev->stack_id, b))
 			PUT(b, "[]");
+	}
+	if (w->names->node) {
+		PUT(b, ",\"node\":");
+		put_utf8(b, w->names->node);
 	}
 	PUT(b, ",\"packet\":");
 	put_u64(b, step->packet);

@@ -17,6 +17,7 @@
 #include <linux/types.h>
 
 #include "../bpf/event.h"
+#include "addr_names.h"
 #include "buf.h"
 #include "packet_track.h"
 
@@ -41,6 +42,10 @@ struct event_names {
 	/* The stack's frames as the text views show them ("\n    frame" each); false when unknown. */
 	bool (*stack_text)(void *ctx, int32_t id, struct buf *b);
 	void *ctx;
+	/* --addr-names: owners of addresses, or NULL (tuples then name none). */
+	const struct addr_names *owners;
+	/* --line-node: the node every JSON line names, or NULL. */
+	const char *node;
 };
 
 /*

@@ -321,6 +321,28 @@ struct tuple_key {
 
 _Static_assert(sizeof(struct tuple_key) <= sizeof(((struct text_memo *)0)->key), "tuple_key fits the memo");
 
+/* " [SRC → DST]": the addresses' owners (--addr-names) when either has one, "?" for the other. */
+static void put_owners(struct text_writer *w, struct buf *b, const struct pwru_event *ev)
+{
+	char text[48];
+	const char *src, *dst;
+	uint8_t family = ev->l3 == 6 ? 6 : 4;
+
+	if (!w->names->owners)
+		return;
+	format_addr(family, ev->saddr, text, sizeof(text));
+	src = addr_name_of(w->names->owners, text);
+	format_addr(family, ev->daddr, text, sizeof(text));
+	dst = addr_name_of(w->names->owners, text);
+	if (!src && !dst)
+		return;
+	PUT(b, " [");
+	put_str(b, src ? src : "?");
+	PUT(b, " \xe2\x86\x92 ");
+	put_str(b, dst ? dst : "?");
+	PUT(b, "]");
+}
+
 static void put_event_tuple(struct text_writer *w, struct buf *b, const struct pwru_event *ev)
 {
 	char flags[10];
@@ -340,6 +362,7 @@ static void put_event_tuple(struct text_writer *w, struct buf *b, const struct p
 		tcp_flag_letters(ev->tcp_flags, flags);
 	put_tuple(b, ev->l3 == 6 ? 6 : 4, ev->l4, ev->saddr, ev->daddr, ports, ev->sport, ev->dport,
 		  ev->l4 == 6 ? flags : NULL);
+	put_owners(w, b, ev);
 	memo_keep(m, &k, sizeof(k), b, start);
 }
 

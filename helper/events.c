@@ -297,6 +297,8 @@ static int json_mode_open(const struct loop_config *cfg)
 		.describe = describe_addr,
 		.stack_json = stack_json,
 		.stack_text = stack_text,
+		.owners = cfg->owners,
+		.node = cfg->line_node,
 	};
 	if (!L.starts_tx || json_writer_init(&L.writer, &L.names) || digest_init(&L.digest) ||
 	    packet_track_init(&L.tracker, L.starts_tx, (uint32_t)n))

@@ -40,6 +40,8 @@ struct loop_config {
 	unsigned int snaplen;	   /* records may carry this many bytes of the packet (PACKET frames) */
 	uint64_t max_rate;	   /* --max-rate: STATS/END say how many events it skipped */
 	bool on_drop;		   /* --on-drop: events go to helper/on_drop.c, which writes only drop reports */
+	const struct addr_names *owners; /* --addr-names: the lines name addresses' owners */
+	const char *line_node;		 /* --line-node: the JSON lines name the node */
 };
 
 struct loop_result {

@@ -16,6 +16,7 @@
 #include <linux/types.h>
 
 #include "../bpf/event.h"
+#include "addr_names.h"
 #include "attach.h"
 #include "culprit.h"
 #include "events.h"
@@ -62,6 +63,7 @@ struct run {
 	char backend_note[256];
 	struct pwru_bpf *skel;
 	struct attachment att;
+	struct addr_names owners; /* --addr-names */
 	struct step_times steps;
 	double start_ms; /* main() began */
 	bool symbols_started;
@@ -346,7 +348,7 @@ static int load(struct run *r, const struct backend_support *support)
 	loader_prog_map_fds(r->skel, &prog_last, &prog_drops, &prog_noted);
 	if (lc.prog_exact)
 		prog_exact_start(prog_last, prog_drops, prog_noted, loader_prog_traced(r->skel), o->emit_json,
-				 o->emit_text != 0);
+				 o->emit_text != 0, o->line_node);
 	r->err[0] = 0;
 	return -1;
 }
@@ -383,13 +385,20 @@ static int trace(struct run *r, double attach_ms)
 		.snaplen = o->snaplen,
 		.on_drop = o->on_drop,
 		.max_rate = o->max_rate,
+		.owners = o->addr_names ? &r->owners : NULL,
+		.line_node = o->line_node,
 	};
 	struct loop_result res = { 0 };
 	int ret;
 
+	if (o->addr_names && (ret = addr_names_load(&r->owners, o->addr_names))) {
+		snprintf(r->err, sizeof(r->err), "--addr-names %s: %s", o->addr_names, strerror(-ret));
+		return fail(EXIT_BAD_INPUT, "usage", "%s", r->err);
+	}
+
 	symbols_urgent(&r->symbols);
 	/* The rules' counters as the trace begins: a netfilter drop's rule is the one whose counter moves. */
-	culprit_configure(&r->drop_reasons, o->emit_json, o->emit_text != 0);
+	culprit_configure(&r->drop_reasons, o->emit_json, o->emit_text != 0, o->line_node);
 	double t = mono_ms();
 	culprit_wait_first(CULPRIT_FIRST_MS);
 	r->steps.culprits = mono_ms() - t;
@@ -463,6 +472,7 @@ static void cleanup(struct run *r)
 	drop_reasons_free(&r->drop_reasons);
 	pcap_filter_free(&r->filter);
 	symbols_free(&r->symbols);
+	addr_names_free(&r->owners);
 	if (r->has_re)
 		regfree(&r->re);
 	free(r->opts.pcap_filter);
@@ -484,6 +494,8 @@ static int run(struct run *r, enum options_result parsed)
 		return fail(EXIT_BAD_INPUT, "usage", "%s", r->err);
 	for (int i = 0; i < o->nline_fds; i++)
 		out_add_lines(o->line_fds[i], o->line_names[i]);
+	if (o->lines_stream)
+		out_lines_to_stream();
 
 	/* Privileges and the kernel's BTF (not for --check, which loads nothing). */
 	if (!o->check) {

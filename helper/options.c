@@ -54,6 +54,12 @@ static const char usage[] =
 	"                           stdin after READY\n"
 	"  --lines-name NAME        what the last --lines-fd is (a file's path), for\n"
 	"                           the message when writing to it fails\n"
+	"  --lines-stream           with --emit json|text|wide: the lines as LINES frames\n"
+	"                           in the record stream instead of --lines-fd (a client\n"
+	"                           that reads the stream through a runner: Kubernetes)\n"
+	"  --line-node NAME         with --emit json: the node named in every line\n"
+	"  --addr-names FILE        with --emit json|text|wide: lines 'ADDRESS NAME'; a\n"
+	"                           tuple's addresses are named after their owners\n"
 	"  --on-drop                write no events, only a report of each drop: the\n"
 	"                           packet's path and the last good one of its flow\n"
 	"  --max-rate N             write at most N matching events a second (the\n"
@@ -88,6 +94,9 @@ enum {
 	OPT_TEXT_NOTES,
 	OPT_LINES_FD,
 	OPT_LINES_NAME,
+	OPT_LINES_STREAM,
+	OPT_LINE_NODE,
+	OPT_ADDR_NAMES,
 	OPT_CHECK,
 	OPT_ON_DROP,
 	OPT_MAX_RATE,
@@ -118,6 +127,9 @@ static const struct option long_opts[] = {
 	{ "text-notes", required_argument, NULL, OPT_TEXT_NOTES },
 	{ "lines-fd", required_argument, NULL, OPT_LINES_FD },
 	{ "lines-name", required_argument, NULL, OPT_LINES_NAME },
+	{ "lines-stream", no_argument, NULL, OPT_LINES_STREAM },
+	{ "line-node", required_argument, NULL, OPT_LINE_NODE },
+	{ "addr-names", required_argument, NULL, OPT_ADDR_NAMES },
 	{ "check", no_argument, NULL, OPT_CHECK },
 	{ "on-drop", no_argument, NULL, OPT_ON_DROP },
 	{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
@@ -311,6 +323,15 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 			}
 			o->line_names[o->nline_fds - 1] = optarg;
 			break;
+		case OPT_LINES_STREAM:
+			o->lines_stream = true;
+			break;
+		case OPT_LINE_NODE:
+			o->line_node = optarg;
+			break;
+		case OPT_ADDR_NAMES:
+			o->addr_names = optarg;
+			break;
 		case OPT_CHECK:
 			o->check = true;
 			break;
@@ -338,8 +359,24 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 		snprintf(err, errlen, "--lines-fd needs --emit json, text or wide");
 		return OPTIONS_BAD;
 	}
-	if ((o->emit_json || o->emit_text) && !o->nline_fds) {
-		snprintf(err, errlen, "--emit %s needs --lines-fd", o->emit_json ? "json" : "text|wide");
+	if (o->lines_stream && o->nline_fds) {
+		snprintf(err, errlen, "--lines-stream and --lines-fd: pick one");
+		return OPTIONS_BAD;
+	}
+	if (o->lines_stream && !o->emit_json && !o->emit_text) {
+		snprintf(err, errlen, "--lines-stream needs --emit json, text or wide");
+		return OPTIONS_BAD;
+	}
+	if ((o->emit_json || o->emit_text) && !o->nline_fds && !o->lines_stream) {
+		snprintf(err, errlen, "--emit %s needs --lines-fd or --lines-stream", o->emit_json ? "json" : "text|wide");
+		return OPTIONS_BAD;
+	}
+	if (o->line_node && !o->emit_json) {
+		snprintf(err, errlen, "--line-node needs --emit json (text lines name no node)");
+		return OPTIONS_BAD;
+	}
+	if (o->addr_names && !o->emit_json && !o->emit_text) {
+		snprintf(err, errlen, "--addr-names needs --emit json, text or wide");
 		return OPTIONS_BAD;
 	}
 	/* --check runs without the client's plumbing: the descriptors are only named. */

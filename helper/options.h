@@ -38,6 +38,9 @@ struct options {
 	const char *line_names[MAX_LINE_FDS]; /* --lines-name, or "descriptor N" */
 	char line_default_names[MAX_LINE_FDS][24];
 	int nline_fds;
+	bool lines_stream;	/* --lines-stream: the lines as LINES frames on stdout */
+	const char *line_node;	/* --line-node: the node named in every JSON line */
+	const char *addr_names; /* --addr-names FILE: "ADDRESS NAME" lines (addr_names.h) */
 	char *pcap_filter; /* the remaining arguments joined; "" = everything */
 };
 

@@ -155,6 +155,13 @@ static struct {
 	struct channel lines[MAX_LINE_FDS];
 	int nlines;
 	bool lines_over; /* no more lines come: each line output is closed once written */
+	/*
+	 * --lines-stream: lines go into the record stream as LINES frames, each
+	 * appended to the last frame while it is the last one and none of it is
+	 * written yet (lframe: where its header is), so a burst is one frame.
+	 */
+	bool lines_stream;
+	size_t lframe;
 	size_t llen; /* lines buffered; each line channel's off says how far it got */
 	uint64_t written; /* bytes written in all: progress, for out_drain */
 	bool stalled;	  /* out_drain gave up on a reader that took nothing: it does not wait again */
@@ -218,6 +225,11 @@ int out_add_lines(int fd, const char *name)
 bool out_lines_direct(void)
 {
 	return out.nlines > 0;
+}
+
+void out_lines_to_stream(void)
+{
+	out.lines_stream = true;
 }
 
 static void fail(struct channel *c, int err, bool stream)
@@ -335,7 +347,7 @@ void out_pump(void)
 		out.lines[i].off = 0;
 	channel_pump(&out.stream, frame_buf, &out.foff, out.flen, true);
 	if (out.foff == out.flen || out.stream.done)
-		out.flen = out.foff = 0;
+		out.flen = out.foff = 0, out.lframe = OUT_BUF_SIZE;
 }
 
 bool out_pending(void)
@@ -400,6 +412,7 @@ static void compact_frames(void)
 	memmove(frame_buf, frame_buf + out.foff, out.flen - out.foff);
 	out.flen -= out.foff;
 	out.fence = out.fence > out.foff ? out.fence - out.foff : 0;
+	out.lframe = out.lframe >= out.foff ? out.lframe - out.foff : OUT_BUF_SIZE;
 	out.foff = 0;
 }
 
@@ -432,6 +445,8 @@ bool out_frame_room(size_t len)
 
 bool out_lines_room(size_t len)
 {
+	if (out.lines_stream)
+		return out_frame_room(len);
 	if (out.llen + len <= OUT_BUF_SIZE)
 		return true;
 	compact_lines();
@@ -445,7 +460,7 @@ void *out_reserve(uint16_t type, uint32_t len)
 	if (!out_frame_room(len))
 		return NULL;
 	if (out.stream.done)
-		out.flen = out.foff = out.fence = 0; /* keep taking frames, and forget them */
+		out.flen = out.foff = out.fence = 0, out.lframe = OUT_BUF_SIZE; /* keep taking frames, and forget them */
 	h = (struct pwru_frame_header *)(frame_buf + out.flen);
 	h->len = len;
 	h->type = type;
@@ -454,8 +469,40 @@ void *out_reserve(uint16_t type, uint32_t len)
 	return h + 1;
 }
 
+/*
+ * A LINES frame grows to this at most: the client handles a frame whole, and
+ * a reader that waits for a large one holds all of it (and its pieces).
+ */
+#define LINES_FRAME_MAX (64 << 10)
+
+/* --lines-stream: the lines appended to the last LINES frame when nothing of it is written yet, else a new one. */
+static void stream_line(const char *text, size_t len)
+{
+	struct pwru_frame_header *h = (struct pwru_frame_header *)(frame_buf + out.lframe);
+
+	if (out.stream.done)
+		return;
+	if (out.lframe >= out.foff && out.lframe < out.flen && h->type == PWRU_FRAME_LINES &&
+	    out.lframe + sizeof(*h) + h->len == out.flen && h->len + len <= LINES_FRAME_MAX &&
+	    out.flen + len <= OUT_BUF_SIZE) {
+		memcpy(frame_buf + out.flen, text, len);
+		h->len += (uint32_t)len;
+		out.flen += len;
+		return;
+	}
+	char *p = out_reserve(PWRU_FRAME_LINES, (uint32_t)len);
+	if (!p)
+		return;
+	memcpy(p, text, len);
+	out.lframe = (size_t)(p - frame_buf) - sizeof(*h);
+}
+
 void out_line(const char *text, size_t len)
 {
+	if (out.lines_stream) {
+		stream_line(text, len);
+		return;
+	}
 	if (!out.nlines || !out_lines_room(len))
 		return;
 	if (!lines_pending())

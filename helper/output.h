@@ -47,6 +47,8 @@ void out_init(void);
 /* --lines-fd FD [--lines-name NAME]: where the JSON lines go, and how to name it in an error. */
 int out_add_lines(int fd, const char *name);
 bool out_lines_direct(void);
+/* --lines-stream: the lines go into the record stream as LINES frames instead. */
+void out_lines_to_stream(void);
 
 /* Room for a frame of len payload bytes (or lines of len bytes) without waiting for a reader. */
 bool out_frame_room(size_t len);

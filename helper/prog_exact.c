@@ -74,6 +74,7 @@ static struct {
 	/* Only the event loop. */
 	struct ring_buffer *rb;
 	bool emit_json, emit_text, started, said, scanning;
+	const char *node; /* --line-node: named in the JSON lines */
 	pthread_t scanner;
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .runs_fd = -1,
 	.drops_fd = -1, .noted_fd = -1, .last_fd = -1 };
@@ -316,7 +317,7 @@ static void *scanner(void *arg)
 }
 
 int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, volatile bool *traced_flag,
-		     bool emit_json, bool emit_text)
+		     bool emit_json, bool emit_text, const char *node)
 {
 	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
 	pthread_condattr_t ca;
@@ -325,6 +326,7 @@ int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, vol
 
 	P.emit_json = emit_json;
 	P.emit_text = emit_text;
+	P.node = node;
 	P.last_fd = prog_last_fd;
 	P.drops_fd = prog_drops_fd;
 	P.noted_fd = prog_noted_fd;
@@ -429,6 +431,8 @@ static void write_run(const struct prog_run *r)
 	if (P.emit_json) {
 		json_kv_string(&j, "type", "prog");
 		json_kv_int(&j, "v", PWRU_JSON_SCHEMA_VERSION);
+		if (P.node)
+			json_kv_string(&j, "node", P.node);
 	}
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)r->ts);
 	json_kv_string(&j, "ts", num);

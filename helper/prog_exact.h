@@ -40,7 +40,7 @@ struct prog_exact {
  * is written too (culprit_words.h).
  */
 int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, volatile bool *traced_flag,
-		     bool emit_json, bool emit_text);
+		     bool emit_json, bool emit_text, const char *node);
 /*
  * Once, for the first tc or XDP drop named by the programs attached: a
  * WARNING programs_not_exact that says why they were not traced, when the

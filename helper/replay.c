@@ -360,6 +360,7 @@ int main(int argc, char **argv)
 	uint32_t whole_first = BOOK_WHOLE_FIRST;
 	struct packet_book book = { 0 };
 	struct event_names names = { .describe = describe, .stack_json = stack_json, .stack_text = stack_text };
+	struct addr_names owners = { 0 };
 	struct json_writer writer;
 	struct text_writer text;
 	struct text_notes notes;
@@ -386,7 +387,15 @@ int main(int argc, char **argv)
 			units = argv[++i];
 		else if (strcmp(argv[i], "--whole-first") == 0 && i + 1 < argc)
 			whole_first = (uint32_t)strtoul(argv[++i], NULL, 10);
-		else
+		else if (strcmp(argv[i], "--line-node") == 0 && i + 1 < argc)
+			names.node = argv[++i];
+		else if (strcmp(argv[i], "--addr-names") == 0 && i + 1 < argc) {
+			if (addr_names_load(&owners, argv[++i])) {
+				fprintf(stderr, "pwru-replay: --addr-names %s: cannot read it\n", argv[i]);
+				return 2;
+			}
+			names.owners = &owners;
+		} else
 			path = argv[i];
 	}
 	bool as_text = strcmp(emit, "text") == 0 || strcmp(emit, "wide") == 0;

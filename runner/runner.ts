@@ -82,7 +82,7 @@ const YOUNG_EVERY = 2 * 1024 * 1024;
 export class Collector {
   private read = 0;
   private sent = 0;
-  constructor(private readonly gc = (globalThis as { gc?: (o: { type: string }) => void }).gc) {}
+  constructor(private readonly gc = (globalThis as { gc?: (o: { type: 'minor' | 'major' }) => void }).gc) {}
 
   /** Bytes read from the helper. */
   readBytes(n: number): void {
@@ -92,11 +92,11 @@ export class Collector {
     this.gc?.({ type: 'minor' });
   }
 
-  /** Everything, now. */
-  all(): void {
+  /** Everything (or the young generation), now. */
+  all(type: 'minor' | 'major' = 'major'): void {
     this.read = 0;
-    this.sent = 0;
-    this.gc?.({ type: 'major' });
+    if (type === 'major') this.sent = 0;
+    this.gc?.({ type });
   }
 
   /** Bytes sent to the client (and kept until acknowledged). */

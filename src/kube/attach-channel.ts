@@ -98,10 +98,37 @@ export class AttachChannel {
     this.ws.send(frame);
   }
 
-  /** The bundle, in pieces. */
-  sendBundle(bundle: Buffer): void {
-    for (let off = 0; off < bundle.length; off += PIECE)
-      this.send(CHANNEL.stdin, bundle.subarray(off, off + PIECE));
+  /**
+   * The bundle, in pieces of PIECE, each sent once the last is out (the socket took it): its copies for
+   * the WebSocket's mask and for TLS then exist a piece at a time, not 2.3 MiB of each at once.
+   */
+  async sendBundle(bundle: Iterable<Buffer> | AsyncIterable<Buffer>, sentPiece?: () => void): Promise<void> {
+    let parts: Buffer[] = [];
+    let size = 0;
+    const flush = async () => {
+      const piece = parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
+      parts = [];
+      size = 0;
+      for (let off = 0; off < piece.length; off += PIECE) {
+        await this.sent(CHANNEL.stdin, piece.subarray(off, off + PIECE));
+        sentPiece?.();
+      }
+    };
+    for await (const chunk of bundle) {
+      parts.push(chunk);
+      size += chunk.length;
+      if (size >= PIECE) await flush();
+    }
+    if (size > 0) await flush();
+  }
+
+  /** Sends, and resolves once the socket has taken the frame (or the stream is closed). */
+  private sent(channel: number, data: Buffer): Promise<void> {
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve();
+    const frame = Buffer.allocUnsafe(data.length + 1);
+    frame[0] = channel;
+    data.copy(frame, 1);
+    return new Promise((resolve) => this.ws.send(frame, () => resolve()));
   }
 
   /** One line to the runner (runner/runner.ts, CONTROL); dropped when the stream is closed. */

@@ -1,9 +1,9 @@
 /**
  * What travels to each node over the attach stream: a tar of the runner (one
- * dependency-free file), the helper for the node's architecture, and the
- * request. The pod's bootstrap (manifests/debug-pod.yaml) unpacks it.
+ * dependency-free file), the helper for the node's architecture, the
+ * request, and the files the helper's arguments name (names.txt). The pod's bootstrap (manifests/debug-pod.yaml) unpacks it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pack } from 'tar-stream';
 import type { RunnerRequest } from '../../runner/runner';
@@ -44,19 +44,40 @@ export function checkArch(node: string, arch: string): void {
   }
 }
 
-export async function buildBundle(arch: string, request: RunnerRequest): Promise<Buffer> {
+/**
+ * The bundle as a tar stream, packed as it is read: the helper (most of the 2.3 MiB) is read from disk in
+ * pieces as the attach stream takes them, so it is never in this process's memory whole, nor copied
+ * whole for the WebSocket and TLS (the CLI's peak memory was set by that at the start of a trace).
+ * `files`: more files beside the helper, by name (the names of addresses, --addr-names).
+ */
+export function bundleStream(
+  arch: string,
+  request: RunnerRequest,
+  files: Record<string, string> = {},
+): AsyncIterable<Buffer> {
   const tar = pack();
-  const chunks: Buffer[] = [];
-  tar.on('data', (c: unknown) => chunks.push(c as Buffer));
-  const done = new Promise<void>((resolve, reject) => {
-    tar.on('end', resolve);
-    tar.on('error', reject);
-  });
   const mtime = new Date();
   tar.entry({ name: 'runner.js', mode: 0o644, mtime }, readFileSync(runnerPath()));
   tar.entry({ name: 'request.json', mode: 0o644, mtime }, JSON.stringify(request));
-  tar.entry({ name: 'pwru-helper', mode: 0o755, mtime }, readFileSync(helperPath(arch)));
-  tar.finalize();
-  await done;
+  for (const [name, text] of Object.entries(files)) tar.entry({ name, mode: 0o644, mtime }, text);
+  const path = helperPath(arch);
+  const entry = tar.entry({ name: 'pwru-helper', mode: 0o755, mtime, size: statSync(path).size }, (err) => {
+    if (err) tar.destroy(err);
+    else tar.finalize();
+  });
+  const file = createReadStream(path, { highWaterMark: 64 * 1024 });
+  file.on('error', (err) => tar.destroy(err));
+  file.pipe(entry as unknown as NodeJS.WritableStream);
+  return tar as unknown as AsyncIterable<Buffer>;
+}
+
+/** The whole bundle at once (doctor, tests). */
+export async function buildBundle(
+  arch: string,
+  request: RunnerRequest,
+  files: Record<string, string> = {},
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of bundleStream(arch, request, files)) chunks.push(c);
   return Buffer.concat(chunks);
 }

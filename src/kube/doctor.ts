@@ -242,7 +242,7 @@ async function nodeChecks(
       },
       o.signal,
     );
-    channel.sendBundle(bundle);
+    void channel.sendBundle([bundle]);
     const onAbort = () => channel.sendLine(CONTROL.stop);
     o.signal?.addEventListener('abort', onAbort, { once: true });
     await channel.closed;

@@ -8,7 +8,8 @@
 
 import type * as k8s from '@kubernetes/client-node';
 import type { HelperDropReport, TraceSink } from '../output/sink';
-import type { TraceEvent, Tuple } from '../record/event';
+import type { PacketDoneInfo } from '../record/decode';
+import type { TraceDigest, TraceEvent, Tuple } from '../record/event';
 import { type Cluster, paths } from './client';
 
 /** A node's own addresses: "node/NAME". */
@@ -54,6 +55,16 @@ export async function lookupNames(cluster: Cluster): Promise<Map<string, string>
   return names;
 }
 
+/**
+ * The names as the helper reads them (--addr-names): "ADDRESS NAME" lines.
+ * Kubernetes names have no spaces or line breaks; anything else is left out.
+ */
+export function namesFile(names: ReadonlyMap<string, string>): string {
+  let text = '';
+  for (const [addr, name] of names) if (!/\s/.test(addr + name) && addr && name) text += `${addr} ${name}\n`;
+  return text;
+}
+
 /** Sets the tuple's srcName/dstName where the address is known. */
 export function nameTuple(tuple: Tuple, names: Map<string, string>): Tuple {
   const src = names.get(tuple.src);
@@ -83,6 +94,19 @@ export function withNames(sink: TraceSink, names: Map<string, string>): TraceSin
           },
         }
       : {}),
+    // The helper writes the lines (Kubernetes mode with one node: --lines-stream), naming addresses itself
+    // from namesFile(); finished packets and the digest still come here.
+    ...(sink.acceptsLines ? { acceptsLines: sink.acceptsLines } : {}),
+    ...(sink.lines ? { lines: (text: Buffer) => sink.lines?.(text) } : {}),
+    ...(sink.packetDone
+      ? {
+          packetDone: (info: PacketDoneInfo, events: TraceEvent[]) => {
+            for (const e of events) if (e.tuple) e.tuple = nameTuple(e.tuple, names);
+            sink.packetDone?.(info, events);
+          },
+        }
+      : {}),
+    ...(sink.digest ? { digest: (d: TraceDigest) => sink.digest?.(d) } : {}),
     watch: (w, node) => sink.watch?.(w, node),
     stats: (s) => sink.stats(s),
     flush: () => sink.flush?.(),

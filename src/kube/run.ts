@@ -8,11 +8,13 @@
 import type * as k8s from '@kubernetes/client-node';
 import type { RunnerRequest } from '../../runner/runner';
 import { BadInput, EXIT_INTERRUPTED, UserError } from '../errors';
-import type { TraceSink } from '../output/sink';
+import type { LinesFormat, TraceSink } from '../output/sink';
+import { textNotes } from '../output/text-notes';
+import { TX_START_FUNCS } from '../reading/kernel-functions';
 import type { TracePlace } from '../trace/place';
 import { helperArgs, type TraceRequest } from '../trace/request';
 import { AbortedError, parseRequestTimeout } from './api';
-import { buildBundle, CLIENT_GRACE_SEC, checkArch } from './bundle';
+import { bundleStream, CLIENT_GRACE_SEC, checkArch } from './bundle';
 import { type Cluster, type ConnectOptions, call, connect, k8sLib, paths } from './client';
 import {
   buildDebugJob,
@@ -24,7 +26,7 @@ import {
   PROFILES,
   type Profile,
 } from './debug-pod';
-import { lookupNames, nodeNames, withNames } from './names';
+import { lookupNames, namesFile, nodeNames, withNames } from './names';
 import { checkBackendOnKernel } from './node-kernel';
 import { innerFilter, nodeOverlay } from './overlay';
 import { NodeSession } from './session';
@@ -85,6 +87,17 @@ interface PlannedNode {
   pod: k8s.V1Pod;
   runner: RunnerRequest;
 }
+
+/**
+ * With one node, a view that has nothing to add per event (the sink's acceptsLines) gets its lines from the
+ * helper in the pod, inside the record stream (--lines-stream), naming the node (JSON) and the addresses'
+ * owners (NAMES_FILE) itself; the client copies them to its outputs. Decoding and formatting every event
+ * here capped a trace at ~100k events/s (BENCHMARKS.md, section 9). Several nodes keep binary events: the
+ * client numbers packets across them and adds the NODE column.
+ */
+const NAMES_FILE = 'names.txt';
+/** How long the bundles wait for the names of pods and services (the lines name none without them). */
+const NAMES_WAIT_MS = 3000;
 
 /** Complete + Validate: connect, resolve the target, read its nodes; nothing created. */
 export async function resolveKubePlace(opts: KubePlaceOptions): Promise<KubePlace> {
@@ -160,7 +173,11 @@ async function resolve(opts: KubePlaceOptions): Promise<KubePlace> {
 }
 
 /** The debug pod and the runner's request for each node; nothing created. */
-function planNodes(opts: Omit<KubeTraceOptions, 'sink' | 'signal'>, sink?: TraceSink): PlannedNode[] {
+function planNodes(
+  opts: Omit<KubeTraceOptions, 'sink' | 'signal'>,
+  sink?: TraceSink,
+  emit?: LinesFormat,
+): PlannedNode[] {
   const { place, request } = opts;
   const patch = opts.podPatch ? loadPodPatch(opts.podPatch) : undefined;
   const debugNamespace = opts.debugNamespace || place.cluster.namespace;
@@ -174,7 +191,16 @@ function planNodes(opts: Omit<KubeTraceOptions, 'sink' | 'signal'>, sink?: Trace
       sink?.progress(
         `${target.node}: ${overlay} overlay: the target's packets are also matched inside the tunnel`,
       );
-    const args = helperArgs({ ...request, tunnelFilter });
+    const args = helperArgs(
+      { ...request, tunnelFilter },
+      emit && {
+        emit,
+        ...(emit === 'json' ? { node: target.node } : { textNotes: textNotes() }),
+        packetStarts: [...TX_START_FUNCS],
+        to: 'stream',
+        addrNames: NAMES_FILE,
+      },
+    );
     const pod = buildDebugPod(
       {
         node: target.node,
@@ -204,17 +230,18 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
   const lookup = lookupNames(cluster).then((found) => {
     for (const [ip, name] of found) if (!names.has(ip) || !name.startsWith('node/')) names.set(ip, name);
   });
-  const nodes = planNodes(opts, opts.sink);
+  const emit =
+    resolved.nodes.length === 1 && opts.request.snaplen === undefined && opts.sink.lines
+      ? opts.sink.acceptsLines
+      : undefined;
+  const nodes = planNodes(opts, opts.sink, emit);
   const sink = withNames(opts.sink, names);
-  // Bundles are packed while the pods start: they are needed only once a pod runs.
-  const bundles = new Map<string, Promise<Buffer>>();
-  for (const n of nodes) {
-    const key = `${n.arch}\n${JSON.stringify(n.runner)}`;
-    if (bundles.has(key)) continue;
-    const bundle = buildBundle(n.arch, n.runner);
-    bundle.catch(() => {}); // awaited (and reported) by the session that sends it
-    bundles.set(key, bundle);
-  }
+  // The helper's own lines name addresses from the names found by the time its bundle goes.
+  const namesFound = emit
+    ? Promise.race([lookup, new Promise((r) => setTimeout(r, NAMES_WAIT_MS).unref())])
+    : Promise.resolve();
+  const bundle = (n: PlannedNode) => () =>
+    namesFound.then(() => bundleStream(n.arch, n.runner, emit ? { [NAMES_FILE]: namesFile(names) } : {}));
 
   // One node failing stops them all: a partial trace would mislead.
   const stopAll = new AbortController();
@@ -232,15 +259,13 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
         cluster,
         node: n.target.node,
         pod: n.pod,
-        bundle: bundles.get(`${n.arch}\n${JSON.stringify(n.runner)}`) as Promise<Buffer>,
+        bundle: bundle(n),
         sink,
         deflate: n.runner.deflate,
         label: many ? n.target.node : undefined,
         signal: stopAll.signal,
       }),
   );
-  // Each session lets go of its bundle once sent; nothing else keeps them for the run.
-  bundles.clear();
   const results = await Promise.allSettled(
     sessions.map((s) =>
       s.run().catch((err) => {

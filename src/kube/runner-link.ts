@@ -11,11 +11,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createInflateRaw, type InflateRaw } from 'node:zlib';
-import { CONTROL } from '../../runner/runner';
+import { CONTROL, Collector } from '../../runner/runner';
 import { AttachChannel, type ChannelEnd } from './attach-channel';
 import { HEARTBEAT_MS } from './bundle';
 import type { Cluster } from './client';
 import { CONTAINER } from './debug-pod';
+import { exposedGc } from './gc';
 
 /** Acknowledge at least this often in bytes too: the runner keeps everything not acknowledged. */
 const ACK_BYTES = 512 * 1024;
@@ -137,11 +138,14 @@ export class RunnerLink {
 
   /** The one inflater of the whole run: a resumed stream goes on where the last left it. */
   private readonly inflater?: BatchedInflater;
+  /** What came in is collected every few MiB (src/kube/gc.ts): its pieces are Buffers, few objects. */
+  private readonly collector = new Collector(exposedGc());
 
   constructor(private readonly o: RunnerLinkOptions) {
     if (!o.deflate) return;
     this.inflater = new BatchedInflater(
       (data) => {
+        this.collector.readBytes(data.length);
         if (!o.stdout(data)) this.channel?.terminate();
       },
       (err) => {
@@ -196,8 +200,10 @@ export class RunnerLink {
     return this.channel?.closed ?? Promise.resolve({ code: 0 });
   }
 
-  sendBundle(bundle: Buffer): void {
-    this.channel?.sendBundle(bundle);
+  /** The bundle, its pieces' copies collected as they go out (src/kube/gc.ts). */
+  async sendBundle(bundle: AsyncIterable<Buffer>): Promise<void> {
+    await this.channel?.sendBundle(bundle, () => this.collector.all('minor'));
+    this.collector.all();
   }
 
   /** Asks the runner to stop the helper; its last records still come, and are acknowledged. */

@@ -26,8 +26,8 @@ export interface NodeSessionOptions {
   cluster: Cluster;
   node: string;
   pod: k8s.V1Pod;
-  /** Packed while the pod starts; let go of once sent (2.3 MiB). */
-  bundle: Promise<Buffer>;
+  /** The bundle, packed as it is sent (src/kube/bundle.ts); asked for once the pod runs. */
+  bundle: () => Promise<AsyncIterable<Buffer>>;
   sink: TraceSink;
   /** The runner was asked to compress its stream (RunnerRequest.deflate). */
   deflate?: boolean;
@@ -44,8 +44,7 @@ export class NodeSession {
   private stderrTail: string[] = [];
   private readonly where: string;
   private readonly o: Omit<NodeSessionOptions, 'bundle'>;
-  /** Packed (awaited before anything is attached), then sent, then dropped: a field, not a local the trace's frame keeps. */
-  private bundle?: Promise<Buffer> | Buffer;
+  private readonly bundle: () => Promise<AsyncIterable<Buffer>>;
 
   constructor({ bundle, ...o }: NodeSessionOptions) {
     this.o = o;
@@ -82,7 +81,7 @@ export class NodeSession {
 
   private async trace(): Promise<void> {
     const { signal } = this.o;
-    this.bundle = await this.bundle;
+    const bundle = await this.bundle();
     let endSaid = false;
     const link: RunnerLink = new RunnerLink({
       cluster: this.o.cluster,
@@ -106,8 +105,7 @@ export class NodeSession {
     });
     await link.attach(signal);
     this.tracing = true;
-    if (this.bundle instanceof Buffer) link.sendBundle(this.bundle);
-    this.bundle = undefined;
+    await link.sendBundle(bundle);
 
     let stopTimer: NodeJS.Timeout | undefined;
     let deleteTimer: NodeJS.Timeout | undefined;

@@ -42,8 +42,7 @@ export async function runLocalTrace(
       emit,
       ...(emit === 'json' ? {} : { textNotes: textNotes() }),
       packetStarts: [...TX_START_FUNCS],
-      fds: direct.fds.map((_, i) => 3 + i),
-      names: direct.names,
+      to: { fds: direct.fds.map((_, i) => 3 + i), names: direct.names },
     };
   // The first three are pipes whatever follows them.
   const child = spawn(helper, helperArgs(request, lines), {

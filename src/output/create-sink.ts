@@ -237,6 +237,11 @@ export function createSink(opts: SinkOptions): ReadingSink {
       };
     },
 
+    // The helper's lines from its record stream (Kubernetes mode): copied to every output that still takes them.
+    lines(text: Buffer) {
+      for (const o of outputs) if (!o.fault) o.pushBytes(text);
+    },
+
     digest(d: TraceDigest) {
       reading.digest(d);
     },

@@ -20,6 +20,8 @@ export interface LineOutput {
   readonly fd?: number;
   /** One line (without its newline), batched. */
   push(line: string): void;
+  /** Whole lines as bytes, each with its newline (the helper's), batched with the others. */
+  pushBytes(lines: Buffer): void;
   /** Text as is (the closing tables), after what was batched. */
   write(text: string): void;
   /** Writes what was batched. */
@@ -89,6 +91,19 @@ abstract class BatchedOutput implements LineOutput {
     }
     this.size += this.batch.write(line, this.size);
     this.batch[this.size++] = 10;
+  }
+
+  pushBytes(lines: Buffer): void {
+    if (this.faulted) return;
+    if (this.size + lines.length > this.batch.length) {
+      this.flush();
+      // A large piece goes as it is: a view of the stream's chunk, which nothing writes to again.
+      if (lines.length > this.batch.length / 4) {
+        this.send(lines);
+        return;
+      }
+    }
+    this.size += lines.copy(this.batch, this.size);
   }
 
   flush(): void {

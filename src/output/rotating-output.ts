@@ -87,6 +87,15 @@ export class RotatingOutput implements LineOutput {
     this.add(line);
   }
 
+  /** The helper's lines: each on its own, so that a file never ends mid-line at a rotation. */
+  pushBytes(lines: Buffer): void {
+    let from = 0;
+    for (let nl = lines.indexOf(10); nl >= 0; nl = lines.indexOf(10, from)) {
+      this.push(lines.toString('utf8', from, nl));
+      from = nl + 1;
+    }
+  }
+
   write(text: string): void {
     this.current.write(text);
     this.size += Buffer.byteLength(text);

@@ -54,6 +54,8 @@ export interface TraceSink {
    * when an output has no descriptor of its own: events are decoded here then.
    */
   lineOutputs?(): { fds: number[]; names: string[]; ready(): Promise<void> } | undefined;
+  /** Lines the helper wrote into its record stream (--lines-stream), each with its newline: copied to the outputs. */
+  lines?(text: Buffer): void;
   digest?(digest: TraceDigest): void;
   stats(stats: TraceStats): void;
   warning(message: string): void;

@@ -43,6 +43,7 @@ export const FrameType = {
   Prog: 19,
   PacketDone: 20,
   Copy: 21,
+  Lines: 22,
 } as const;
 
 /* Offsets in struct pwru_event. */
@@ -266,6 +267,8 @@ export interface RecordListener {
   dropReport?(report: DropReportInfo): void;
   watch?(watch: WatchInfo): void;
   packetDone?(info: PacketDoneInfo): void;
+  /** --lines-stream: whole lines the helper wrote (--emit json|text|wide), each with its newline; a view of the chunk. */
+  lines?(text: Buffer): void;
 }
 
 export class StreamError extends Error {}
@@ -531,6 +534,9 @@ export class RecordDecoder {
         return;
       case FrameType.PacketDone:
         this.listener.packetDone?.(this.json<PacketDoneInfo>(buf, start, len));
+        return;
+      case FrameType.Lines:
+        this.listener.lines?.(buf.subarray(start, start + len));
         return;
       case FrameType.Hello: {
         const hello = this.json<HelloInfo>(buf, start, len);

@@ -114,6 +114,7 @@ export class HelperStream {
           if (!reports?.take(e)) sink.event(e);
         },
         packetDone: (info) => packets?.start(info),
+        lines: (text) => sink.lines?.(text),
         culprit: (c) => {
           sink.culprit?.({
             type: 'culprit',

@@ -70,9 +70,16 @@ export interface LineOutputs {
   emit: LinesFormat;
   textNotes?: string;
   packetStarts: readonly string[];
-  fds: readonly number[];
-  /** What each descriptor is (`stdout`, a path), for the helper's message when writing to it fails. */
-  names: readonly string[];
+  /**
+   * Where the lines go: the client's descriptors (its stdout and --output-file, as the helper's fd 3 and
+   * 4), or the record stream itself as LINES frames (`stream`: Kubernetes mode, where the stream travels
+   * through the runner and the API server and the client copies them to its outputs).
+   */
+  to: { fds: readonly number[]; names: readonly string[] } | 'stream';
+  /** With JSON lines in Kubernetes mode: the node every line names. */
+  node?: string;
+  /** A file in the helper's directory of "ADDRESS NAME" lines: the lines name addresses' owners. */
+  addrNames?: string;
 }
 
 /** The helper's argv (without the program name) for a request, and where its JSON lines go. */
@@ -97,9 +104,14 @@ export function helperArgs(req: TraceRequest, lines?: LineOutputs): string[] {
   if (lines) {
     args.push('--emit', lines.emit, '--packet-starts', lines.packetStarts.join(','));
     if (lines.textNotes !== undefined) args.push('--text-notes', lines.textNotes);
-    lines.fds.forEach((fd, i) => {
-      args.push('--lines-fd', String(fd), '--lines-name', lines.names[i] ?? `descriptor ${fd}`);
-    });
+    const to = lines.to;
+    if (to === 'stream') args.push('--lines-stream');
+    else
+      to.fds.forEach((fd, i) => {
+        args.push('--lines-fd', String(fd), '--lines-name', to.names[i] ?? `descriptor ${fd}`);
+      });
+    if (lines.node !== undefined) args.push('--line-node', lines.node);
+    if (lines.addrNames !== undefined) args.push('--addr-names', lines.addrNames);
   }
   // "--" so that a filter starting with "-" is never taken for an option.
   if (req.pcapFilter) args.push('--', req.pcapFilter);

@@ -4,7 +4,7 @@
  */
 import { EVENT_SIZE, EVENT_VERSION, FrameType, PACKET_HEADER_SIZE } from '../../src/record/decode';
 
-function frame(type: number, payload: Buffer): Buffer {
+export function frame(type: number, payload: Buffer): Buffer {
   const h = Buffer.alloc(8);
   h.writeUInt32LE(payload.length, 0);
   h.writeUInt16LE(type, 4);

@@ -11,6 +11,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import type * as k8s from '@kubernetes/client-node';
 import {
   api,
+  type CliRun,
   debugObjects,
   deleteNamespace,
   helperProcesses,
@@ -20,6 +21,7 @@ import {
   podIp,
   podName,
   runCli,
+  startCli,
   traffic,
   until,
   type World,
@@ -71,6 +73,64 @@ describe('tracing on a real cluster', { skip }, () => {
     assert.doesNotMatch(r.stderr, /MissingClusterDNS/);
     const lines = r.stderr.split('\n').filter((l) => /^(warning: )?[A-Z]\w+: /.test(l));
     assert.deepEqual(lines, [...new Set(lines)], 'an event shown twice');
+  });
+
+  /** The debug pod's helper's arguments, read from /proc while it traces (the node shares this machine). */
+  async function helperArgsWhileTracing(run: CliRun): Promise<string[]> {
+    await run.waitForStderr(/tracing with/);
+    const [pid] = helperProcesses(world.ns);
+    assert.ok(pid, `a helper of a debug pod in ${world.ns}: ${run.stderr}`);
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  }
+
+  test("one node, -o json: the helper in the pod writes the lines, the node and the addresses' owners in them", async () => {
+    const [web0] = world.pods.deploy;
+    const run = startCli([`pod/${podName(web0)}`, '-n', world.ns, '--backend', 'tracepoint', '-o', 'json']);
+    const args = await helperArgsWhileTracing(run);
+    assert.ok(args.includes('--lines-stream'), args.join(' '));
+    assert.equal(args[args.indexOf('--emit') + 1], 'json');
+    assert.equal(args[args.indexOf('--line-node') + 1], world.node);
+    assert.ok(args.includes('--addr-names'), args.join(' '));
+    // Lines from both ends of the pod's traffic, then Ctrl-C: the final stats come after the last event.
+    await run.waitForStdout(new RegExp(`"dstName":"${world.ns}/${podName(web0)}"`));
+    run.child.kill('SIGINT');
+    assert.equal(await run.done, 0, run.stderr);
+    const lines = jsonLines(run.stdout);
+    assert.equal(lines[0].type, 'header');
+    assert.equal(lines[0].node, world.node);
+    const last = lines[lines.length - 1];
+    assert.equal(last.type, 'stats', JSON.stringify(last));
+    assert.equal(last.final, true);
+    assert.equal(last.node, world.node);
+    const events = lines.filter((l) => l.type === 'event');
+    assert.ok(events.length > 0);
+    for (const e of events) {
+      assert.equal(e.node, world.node, JSON.stringify(e));
+      assert.ok(Number.isInteger(e.packet) && e.packet >= 1, JSON.stringify(e));
+    }
+    const named = events.find((e) => e.tuple?.dst === podIp(web0) && e.tuple?.src === world.nodeIp);
+    assert.ok(named, `traffic from the node to the pod: ${run.stdout.slice(0, 2000)}`);
+    assert.equal(named.tuple.srcName, `node/${world.node}`);
+    assert.equal(named.tuple.dstName, `${world.ns}/${podName(web0)}`);
+    // The closing summary, on stderr, was made of the helper's digest: it counts the events written.
+    assert.match(run.stderr, new RegExp(`\\. ${events.length} events, 0 lost`), run.stderr);
+  });
+
+  test("one node, -o text to a pipe: the helper's lines with owners, the client's closing table", async () => {
+    const [web0] = world.pods.deploy;
+    const run = startCli([`pod/${podName(web0)}`, '-n', world.ns, '--backend', 'tracepoint', '-o', 'text']);
+    const args = await helperArgsWhileTracing(run);
+    assert.ok(args.includes('--lines-stream'), args.join(' '));
+    assert.equal(args[args.indexOf('--emit') + 1], 'text');
+    assert.ok(!args.includes('--line-node'), 'text lines name no node on one node');
+    const owners = `[node/${world.node} → ${world.ns}/${podName(web0)}]`;
+    await run.waitForStdout(new RegExp(owners.replace(/[[\]/.]/g, '\\$&')));
+    run.child.kill('SIGINT');
+    assert.equal(await run.done, 0, run.stderr);
+    assert.match(run.stdout, /FUNC/);
+    // The verdict table, from the packets the helper finished (PACKET_DONE).
+    assert.match(run.stdout, new RegExp(podIp(web0).replace(/\./g, '\\.')));
+    assert.match(run.stdout, /\d+ packets?/);
   });
 
   const kinds: [string, () => k8s.V1Pod[], string[]][] = [

@@ -6,7 +6,10 @@ import { test } from 'node:test';
 import { createSink, type SinkOptions } from '../../../src/output/create-sink';
 import { hasNodes, replay } from '../../../src/reading/replay';
 import type { TraceSummary } from '../../../src/reading/summary';
+import { FrameType } from '../../../src/record/decode';
+import { HelperStream } from '../../../src/trace/helper-stream';
 import { traceLines, traceText } from '../fixtures';
+import { frame, HELLO, json, READY } from '../record-stream';
 import { Capture } from './capture';
 
 async function render(name: string, over: Partial<SinkOptions> = {}) {
@@ -348,4 +351,56 @@ test('the text views take the helper lines only to a file or pipe without colour
     assert.equal(sink.acceptsLines, want, JSON.stringify(over));
   }
   rmSync(dir, { recursive: true, force: true });
+});
+
+test("the helper's lines inside its record stream (Kubernetes mode, --lines-stream): copied to every output, in order with the frames around them", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pwru-stream-lines-'));
+  try {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const file = join(dir, 'trace.jsonl');
+    // A rotating file takes the lines one by one (a rotation never cuts one).
+    const sink = createSink({
+      format: 'json',
+      summary: false,
+      color: false,
+      showNode: false,
+      stdout,
+      stderr,
+      outputFile: file,
+      rotation: { maxBytes: 1 << 20, maxBackups: 1 },
+    });
+    const stream = new HelperStream(sink, { node: 'kit-node' });
+    const a = '{"type":"event","node":"kit-node","packet":1}\n';
+    const b =
+      '{"type":"event","node":"kit-node","packet":2}\n{"type":"event","node":"kit-node","packet":3}\n';
+    const bytes = Buffer.concat([
+      json(FrameType.Hello, HELLO),
+      json(FrameType.Ready, READY),
+      frame(FrameType.Lines, Buffer.from(a)),
+      frame(FrameType.Lines, Buffer.from(b)),
+      json(FrameType.Digest, { packets: 3, events: 3, drops: [] }),
+      json(FrameType.Stats, { seen: 3, emitted: 3, lost: 0, discarded: 0, final: true }),
+      json(FrameType.End, { reason: 'stdin', events: 3, lost: 0, discarded: 0 }),
+    ]);
+    // Split anywhere: a frame cut between two chunks is joined by the decoder.
+    const source = { pause() {}, resume() {} };
+    for (let off = 0; off < bytes.length; off += 7) stream.feed(bytes.subarray(off, off + 7), source);
+    stream.finish({ cutOffExpected: false });
+    await sink.close();
+    for (const text of [stdout.text, readFileSync(file, 'utf8')]) {
+      const lines = text.split('\n').filter((l) => l);
+      assert.equal(lines.length, 5, text);
+      assert.match(lines[0], /^\{"type":"header",.*"node":"kit-node"/);
+      assert.equal(`${lines.slice(1, 4).join('\n')}\n`, a + b);
+      assert.match(
+        lines[4],
+        /^\{"type":"stats","v":1,"node":"kit-node","seen":3,"events":3,"lost":0,.*"final":true\}$/,
+      );
+    }
+    assert.match(stderr.text, /3 packets\. 3 events, 0 lost\./);
+    assert.equal(stream.outcome.events, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
