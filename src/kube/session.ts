@@ -105,7 +105,12 @@ export class NodeSession {
     });
     await link.attach(signal);
     this.tracing = true;
-    await link.sendBundle(bundle);
+    // Sent while the stream is read, a piece at a time: nothing below waits for it (the stream's end, a
+    // stop), so a send that never completes cannot hold the trace, and one that fails ends it.
+    link.sendBundle(bundle).catch((err: Error) => {
+      this.stream.readError ??= new Error(`sending the helper and the runner: ${err.message}`);
+      link.terminate();
+    });
 
     let stopTimer: NodeJS.Timeout | undefined;
     let deleteTimer: NodeJS.Timeout | undefined;
