@@ -163,7 +163,18 @@ export class NodeSession {
     const error = this.stream.helperError(this.where);
     if (error) throw error;
     const outcome = this.stream.outcome;
-    if (signal.aborted) return;
+    if (signal.aborted) {
+      // Stopped, but the helper's END never came: its last records (the final counts) are missing, and
+      // a file without its final stats line must not pass for a whole trace (exit 1, not 0).
+      if (outcome.ready && outcome.endReason === undefined) {
+        throw new UserError(
+          `the trace on node ${this.o.node} was stopped, but the helper's last records (its final counts) did not ` +
+            'arrive before the debug pod ended (the stream was behind, or the helper did not answer the stop): ' +
+            `what arrived is above, without the final stats${this.tail()}`,
+        );
+      }
+      return;
+    }
     // Not our stop: someone deleted or evicted the pod (kubectl delete, a drain, another cleanup).
     const lost = await this.life.lost();
     if (lost) {

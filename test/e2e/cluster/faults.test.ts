@@ -80,6 +80,23 @@ describe('ends and faults on a real cluster', { skip }, () => {
     assert.match(run.stderr, /detaching probes/);
   });
 
+  test('Ctrl-C while the helper cannot answer (stopped, then killed): its last records never come, exit 1, never 0', async () => {
+    const run = startCli([web0(), '-n', world.ns, ...TRACE, '-o', 'json']);
+    await run.waitForStderr(/tracing with/);
+    const [helper] = helperProcesses(world.ns);
+    assert.ok(helper, run.stderr);
+    process.kill(helper, 'SIGSTOP');
+    run.child.kill('SIGINT');
+    await run.waitForStderr(/stopping/);
+    process.kill(helper, 'SIGKILL');
+    assert.equal(await run.done, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /was stopped, but the helper's last records \(its final counts\) did not arrive/,
+    );
+    assert.ok(!run.stdout.includes('"final":true'), 'no final stats line was made up');
+  });
+
   test('SIGTERM does the same', async () => {
     const run = startCli(['svc/web', '-n', world.ns, ...TRACE]);
     await run.waitForStderr(/tracing with/);
