@@ -15,6 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "event.h"
+#include "kmulti.h"
 #include "nf_verdict.h"
 #include "prog_verdict.h"
 #include "copy_link.h"
@@ -706,7 +707,7 @@ struct probe_hit {
 enum hit_kind {
 	HIT_TP,	    /* tp_btf: the caller fills the hit; the skb is read directly */
 	HIT_KPROBE, /* kprobe: address and caller from the registers, after the filter */
-	HIT_KMULTI, /* kprobe-multi: likewise, the address from bpf_get_func_ip() */
+	HIT_KMULTI, /* kprobe-multi: the caller likewise; the address and the probe id filled by the program */
 };
 
 /* The kprobe'd function's return address. */
@@ -923,7 +924,6 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 		hit->addr = cfg_has_func_ip ? bpf_get_func_ip(ctx) : PT_REGS_IP((struct pt_regs *)ctx);
 		hit->caller = kprobe_caller(ctx);
 	} else if (kind == HIT_KMULTI) {
-		hit->addr = bpf_get_func_ip(ctx);
 		hit->caller = kprobe_caller(ctx);
 	}
 	__builtin_memset(ev, 0, sizeof(*ev));
@@ -986,11 +986,25 @@ KPROBE_SKB(5)
 
 /*
  * ---- kprobe-multi backend: one program and one link for every function ----
- * Each function's cookie is the position of its skb argument (1-5): one
- * program to verify and one link to attach and detach, where one per position
- * cost the kernel a verification, an ftrace update and, on detach, an RCU
- * tasks grace period each.
+ * One program to verify and one link to attach and detach, where one per skb
+ * position cost the kernel a verification, an ftrace update and, on detach,
+ * an RCU tasks grace period each. Each function's skb position and probe id
+ * are found by the address the kernel reports it by (bpf_get_func_ip(), the
+ * function's start): the helper attaches by ftrace's own addresses, which it
+ * reads with the list of traceable functions where the kernel lists them
+ * (available_filter_functions_addrs, 6.5+), and ftrace's address is 4 bytes
+ * past the start when the function begins with endbr64 (IBT), which only the
+ * kernel text shows. The helper enters each function under both, so no
+ * symbol table is needed before tracing (a cookie is found by the address
+ * attached, so it cannot serve).
  */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1); /* sized by the helper: two entries a function */
+	__type(key, __u64);
+	__type(value, struct kmulti_func);
+} kmulti_funcs SEC(".maps");
+
 SEC("kprobe.multi")
 int kmulti_skb_pos(struct pt_regs *ctx)
 {
@@ -1002,12 +1016,16 @@ int kmulti_skb_pos(struct pt_regs *ctx)
 #define ARG(n) (*(volatile unsigned long *)&PT_REGS_PARM##n(ctx))
 	unsigned long a1 = ARG(1), a2 = ARG(2), a3 = ARG(3), a4 = ARG(4), a5 = ARG(5);
 #undef ARG
-	__u64 pos = bpf_get_attach_cookie(ctx);
-	struct probe_hit hit = {};
+	__u64 ip = bpf_get_func_ip(ctx);
+	struct kmulti_func *f = bpf_map_lookup_elem(&kmulti_funcs, &ip);
+	struct probe_hit hit = { .addr = ip };
 	unsigned long skb;
+	__u32 pos;
 
-	if (pos < 1 || pos > 5)
+	if (!f)
 		return 0;
+	pos = f->skb_pos;
+	hit.probe_id = f->probe_id;
 	skb = pos == 1 ? a1 : pos == 2 ? a2 : pos == 3 ? a3 : pos == 4 ? a4 : a5;
 	return handle_skb(ctx, (struct sk_buff *)skb, &hit, HIT_KMULTI);
 }

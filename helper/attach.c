@@ -19,6 +19,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "../bpf/kmulti.h"
 #include "output.h"
 #include "pwru.skel.h"
 #include "stop.h"
@@ -407,14 +408,14 @@ static int attach_loaded_tracepoints(struct pwru_bpf *skel, struct probe_set *pr
 /*
  * Attaches one kprobe-multi link over the functions' addresses (as pwru
  * does: given names, the kernel looks each one up in kallsyms, ~50 ms a link
- * of ~300 functions under emulation), each with its skb's position as the
- * cookie; on refusal halves the set to skip what cannot be traced.
+ * of ~300 functions under emulation); on refusal halves the set to skip what
+ * cannot be traced.
  */
-static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const unsigned long *addrs,
-			      const __u64 *cookies, size_t n, struct attachment *att, attach_progress_fn progress,
-			      size_t total, size_t *done, char *err, size_t errlen)
+static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const unsigned long *addrs, size_t n,
+			      struct attachment *att, attach_progress_fn progress, size_t total, size_t *done,
+			      char *err, size_t errlen)
 {
-	LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .addrs = addrs, .cookies = cookies, .cnt = n);
+	LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .addrs = addrs, .cnt = n);
 	struct bpf_link *link;
 
 	if (n == 0)
@@ -439,27 +440,74 @@ static int attach_multi_range(struct bpf_program *prog, struct probe **ps, const
 		++*done;
 		return 0;
 	}
-	int ret = attach_multi_range(prog, ps, addrs, cookies, n / 2, att, progress, total, done, err, errlen);
+	int ret = attach_multi_range(prog, ps, addrs, n / 2, att, progress, total, done, err, errlen);
 	if (ret)
 		return ret;
-	return attach_multi_range(prog, ps + n / 2, addrs + n / 2, cookies + n / 2, n - n / 2, att, progress, total,
-				  done, err, errlen);
+	return attach_multi_range(prog, ps + n / 2, addrs + n / 2, n - n / 2, att, progress, total, done, err, errlen);
+}
+
+/*
+ * The kprobe-multi program finds each function's skb position and probe id
+ * under the address the kernel reports it by, the function's start
+ * (bpf/pwru.bpf.c, kmulti_funcs): its symbol, or, from ftrace's address, that
+ * address and the one ENDBR_BYTES before it (where the function begins with
+ * endbr64, which only the kernel's text shows). No two functions share a key:
+ * ftrace's calls are 5 bytes long.
+ */
+#define ENDBR_BYTES 4
+
+static int fill_kmulti_funcs(struct pwru_bpf *skel, const struct probe_set *probes, char *err, size_t errlen)
+{
+	int per = probes->ftrace_addrs ? 2 : 1;
+	__u64 *keys = calloc(probes->cnt ? probes->cnt * per : 1, sizeof(*keys));
+	struct kmulti_func *values = calloc(probes->cnt ? probes->cnt * per : 1, sizeof(*values));
+	__u32 n = 0;
+	int ret = 0;
+
+	if (!keys || !values) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t id = 0; id < probes->cnt; id++) {
+		const struct probe *p = &probes->v[id];
+		struct kmulti_func f = { .probe_id = (__u32)id, .skb_pos = (__u32)p->skb_pos };
+
+		if (p->kind != PROBE_FUNC)
+			continue;
+		keys[n] = p->addr;
+		values[n++] = f;
+		if (probes->ftrace_addrs) {
+			keys[n] = p->addr - ENDBR_BYTES;
+			values[n++] = f;
+		}
+	}
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	__u32 count = n;
+	if (n && bpf_map_update_batch(bpf_map__fd(skel->maps.kmulti_funcs), keys, values, &count, &opts)) {
+		ret = -errno;
+		snprintf(err, errlen, "filling the functions' map (%u of %u entries): %s", count, n, strerror(errno));
+	}
+out:
+	free(keys);
+	free(values);
+	return ret;
 }
 
 static int attach_functions_multi(struct pwru_bpf *skel, struct probe_set *probes, struct attachment *att,
 				  attach_progress_fn progress, size_t total, size_t *done, char *err, size_t errlen)
 {
 	unsigned long *addrs = calloc(probes->cnt, sizeof(*addrs));
-	__u64 *cookies = calloc(probes->cnt, sizeof(*cookies));
 	struct probe **ps = calloc(probes->cnt, sizeof(*ps));
 	struct bpf_program *prog = NULL;
 	size_t n = 0;
 	int ret = 0;
 
-	if (!addrs || !cookies || !ps) {
+	if (!addrs || !ps) {
 		ret = -ENOMEM;
 		goto out;
 	}
+	if ((ret = fill_kmulti_funcs(skel, probes, err, errlen)))
+		goto out;
 	for (size_t id = 0; id < probes->cnt; id++) {
 		struct probe *p = &probes->v[id];
 
@@ -467,14 +515,12 @@ static int attach_functions_multi(struct pwru_bpf *skel, struct probe_set *probe
 			continue;
 		prog = loader_program_for(skel, BACKEND_KPROBE_MULTI, p);
 		addrs[n] = (unsigned long)p->addr;
-		cookies[n] = (__u64)p->skb_pos;
 		ps[n++] = p;
 	}
 	if (prog)
-		ret = attach_multi_range(prog, ps, addrs, cookies, n, att, progress, total, done, err, errlen);
+		ret = attach_multi_range(prog, ps, addrs, n, att, progress, total, done, err, errlen);
 out:
 	free(addrs);
-	free(cookies);
 	free(ps);
 	return ret;
 }

@@ -140,9 +140,17 @@ static uint32_t probe_id_of(uint64_t addr)
 
 /* ---- names of kernel addresses ---- */
 
-static void describe_addr(void *ctx, uint64_t addr, char *buf, size_t len)
+/* The kernel's symbols, once read; NULL when they could not be, or hide their addresses (kptr_restrict=2). */
+static const struct kallsyms *kernel_names(void)
 {
 	const struct kallsyms *ks = symbols_get(L.cfg->symbols);
+
+	return ks && !ks->addrs_hidden ? ks : NULL;
+}
+
+static void describe_addr(void *ctx, uint64_t addr, char *buf, size_t len)
+{
+	const struct kallsyms *ks = kernel_names();
 
 	(void)ctx;
 	if (ks)
@@ -204,7 +212,7 @@ static bool tracer_frame(const struct kallsyms *ks, uint64_t addr, const char *n
 /* The frames of a stack into b, as a JSON array or as the text views' lines; false when the kernel has no such stack. */
 static bool stack_frames(int32_t id, struct buf *b, bool json)
 {
-	const struct kallsyms *ks = symbols_get(L.cfg->symbols);
+	const struct kallsyms *ks = kernel_names();
 	__u64 ips[STACK_DEPTH] = { 0 };
 	char name[300];
 	bool top = true, first = true;

@@ -25,7 +25,7 @@ struct loop_config {
 	struct pwru_bpf *skel;
 	const struct probe_set *probes;
 	struct symbols *symbols;
-	bool kprobe_backend; /* events carry function addresses to map to probe ids */
+	bool kprobe_backend; /* plain kprobes: events carry function addresses to map to probe ids */
 	double duration_sec; /* 0: until stopped */
 	uint64_t max_events; /* 0: no limit */
 	/* --emit json: events as JSON lines (event_json.h) instead of binary records. */

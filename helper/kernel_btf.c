@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -10,8 +11,9 @@
 
 #define VMLINUX_BTF "/sys/kernel/btf/vmlinux"
 
-/* libbpf's own reader; the helper is linked with --wrap=btf__load_vmlinux_btf (see below). */
+/* libbpf's own reader and free; the helper is linked with --wrap for both (see below). */
 struct btf *__real_btf__load_vmlinux_btf(void);
+void __real_btf__free(struct btf *btf);
 
 /* Per thread: the netfilter walkers' object loads in its own thread, with its own copy (nf_exact.c). */
 static __thread struct btf *given;
@@ -46,6 +48,34 @@ void kernel_btf_give_to_libbpf(struct btf *btf)
 {
 	btf__free(given);
 	given = btf;
+}
+
+/*
+ * One parsed copy lent to loads in several threads at once (libbpf only reads
+ * the kernel's BTF): btf__free() of it drops one reference.
+ */
+static _Atomic(struct btf *) shared;
+static atomic_int shared_refs;
+
+struct btf *kernel_btf_share(struct btf *btf)
+{
+	if (atomic_load(&shared) != btf) {
+		atomic_store(&shared_refs, 1); /* the caller's own */
+		atomic_store(&shared, btf);
+	}
+	atomic_fetch_add(&shared_refs, 1);
+	return btf;
+}
+
+/* Every btf__free() outside libbpf's btf.c lands here (the link's --wrap). */
+void __wrap_btf__free(struct btf *btf)
+{
+	if (btf && btf == atomic_load(&shared)) {
+		if (atomic_fetch_sub(&shared_refs, 1) > 1)
+			return;
+		atomic_store(&shared, NULL);
+	}
+	__real_btf__free(btf);
 }
 
 /*

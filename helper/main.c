@@ -34,6 +34,7 @@
 #include "probes.h"
 #include "stop.h"
 #include "symbols.h"
+#include "traceable.h"
 #include "version.h"
 
 #define EXIT_FAILED 1
@@ -228,17 +229,20 @@ static int choose_probes(struct run *r, struct backend_support *support)
 		return fail(EXIT_BAD_INPUT, "backend_unavailable", "%s", r->err);
 	}
 	req.functions = r->backend != BACKEND_TRACEPOINT;
+	/* kprobe-multi at ftrace's addresses (traceable.h) needs no kernel symbols before tracing. */
+	req.ftrace_addrs = r->backend == BACKEND_KPROBE_MULTI && traceable_has_addrs(traceable_get());
 	/*
 	 * Kernel symbols name callers and stack frames: they load in the
 	 * background while the programs load and attach (not earlier: reading
-	 * them slowed the BTF's parsing by half), and the kprobe backends need
-	 * them now, to know which functions exist.
+	 * them slowed the BTF's parsing by half), and plain kprobes (or
+	 * kprobe-multi without ftrace's addresses) need them now, to know which
+	 * functions exist and where.
 	 */
-	if (!r->symbols_started)
-		symbols_start(&r->symbols);
-	r->symbols_started = true;
-	if (req.functions) {
-		/* Which functions exist, and where: the kprobe backends need kernel symbols now. */
+	if (!r->symbols_started && !req.ftrace_addrs) {
+		symbols_start(&r->symbols, true);
+		r->symbols_started = true;
+	}
+	if (req.functions && !req.ftrace_addrs) {
 		symbols_urgent(&r->symbols); /* waited for now: no longer behind anything */
 		req.ks = symbols_get(&r->symbols);
 		if (!req.ks)
@@ -372,7 +376,7 @@ static int trace(struct run *r, double attach_ms)
 		.skel = r->skel,
 		.probes = &r->probes,
 		.symbols = &r->symbols,
-		.kprobe_backend = r->backend != BACKEND_TRACEPOINT,
+		.kprobe_backend = r->backend == BACKEND_KPROBE,
 		.duration_sec = o->duration_sec,
 		.max_events = o->max_events,
 		.emit_json = o->emit_json,
@@ -396,6 +400,10 @@ static int trace(struct run *r, double attach_ms)
 		return fail(EXIT_BAD_INPUT, "usage", "%s", r->err);
 	}
 
+	/* Names for callers and stack frames: the first event that needs one waits for them. */
+	if (!r->symbols_started)
+		symbols_start(&r->symbols, false);
+	r->symbols_started = true;
 	symbols_urgent(&r->symbols);
 	/* The rules' counters as the trace begins: a netfilter drop's rule is the one whose counter moves. */
 	culprit_configure(&r->drop_reasons, o->emit_json, o->emit_text != 0, o->line_node);
@@ -509,9 +517,14 @@ static int run(struct run *r, enum options_result parsed)
 		 * on the kernel: all in threads, beside the BTF.
 		 */
 		if (o->backend != BACKEND_TRACEPOINT && !o->verify_only && backends_may_have_kprobes()) {
-			symbols_start(&r->symbols);
-			r->symbols_started = true;
-			probes_prefetch_traceable();
+			/* kprobe-multi attaches at ftrace's addresses where they can be read: kallsyms waits for READY. */
+			bool ftrace_addrs = o->backend != BACKEND_KPROBE && traceable_addrs_possible();
+
+			if (!ftrace_addrs) {
+				symbols_start(&r->symbols, true);
+				r->symbols_started = true;
+			}
+			traceable_prefetch(ftrace_addrs);
 			backends_detect_start(true, o->backend == BACKEND_KPROBE);
 		}
 		double t = mono_ms();

@@ -32,8 +32,7 @@ static const struct walker {
 
 static struct {
 	bool usable[NWALKERS];
-	void *raw; /* vmlinux's BTF, its bytes, for libbpf's copy at load */
-	__u32 raw_size;
+	struct btf *btf; /* vmlinux's, lent by the probes' load (kernel_btf_share) until libbpf takes it */
 	struct nf_verdict_bpf *skel;
 	int drops_fd;
 	bool active;
@@ -81,14 +80,8 @@ bool nf_exact_possible(const struct btf *vmlinux)
 		}
 		any |= S.usable[i];
 	}
-	if (any) {
-		/* Its bytes only: the thread that loads the programs parses them (~0.1 s under emulation). */
-		const void *raw = btf__raw_data(vmlinux, &S.raw_size);
-
-		S.raw = raw ? malloc(S.raw_size) : NULL;
-		if (S.raw)
-			memcpy(S.raw, raw, S.raw_size);
-	}
+	if (any)
+		S.btf = kernel_btf_share((struct btf *)vmlinux);
 	return any;
 }
 
@@ -113,10 +106,9 @@ static void *load_thread(void *arg)
 	(void)arg;
 	/* A load the kernel may refuse (fentry on a sandboxed kernel): its log is noise. */
 	loader_quiet_thread();
-	/* Before the targets are set: setting one makes libbpf load the kernel's BTF, this copy. */
-	kernel_btf_give_to_libbpf(S.raw ? btf__new(S.raw, S.raw_size) : NULL);
-	free(S.raw);
-	S.raw = NULL;
+	/* Before the targets are set: setting one makes libbpf load the kernel's BTF, this one. */
+	kernel_btf_give_to_libbpf(S.btf);
+	S.btf = NULL;
 	progs[0] = S.skel->progs.nf_nft_do_chain;
 	progs[1] = S.skel->progs.nf_ipt_do_table;
 	progs[2] = S.skel->progs.nf_ip6t_do_table;
@@ -140,6 +132,7 @@ static void *load_thread(void *arg)
 	if (ret)
 		snprintf(S.why, sizeof(S.why), "fexit on the netfilter table walkers: %s", strerror(-ret));
 out:
+	kernel_btf_give_to_libbpf(NULL); /* what libbpf did not take */
 	S.ret = ret;
 	return NULL;
 }
@@ -268,8 +261,8 @@ void nf_exact_end(void)
 			close(S.shared[i]);
 	S.shared[0] = S.shared[1] = -1;
 	nf_verdict_bpf__destroy(S.skel);
-	free(S.raw);
+	btf__free(S.btf);
 	S.skel = NULL;
-	S.raw = NULL;
+	S.btf = NULL;
 	S.active = false;
 }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "probes.h"
+#include "traceable.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,119 +136,23 @@ int probes_find_tracepoints(const struct btf *btf, const regex_t *re, struct pro
 /*
  * Functions the kernel can trace. When tracefs is readable its list is the
  * truth; otherwise kallsyms (inlined functions have no symbol) is the best
- * guess, and attach failures are handled by the backend.
+ * guess, and attach failures are handled by the backend. The address is
+ * ftrace's from that list with ftrace_addrs, the symbol's from kallsyms
+ * otherwise.
  */
-struct name_list {
-	char **v;
-	size_t cnt;
-};
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void traceable_load(struct name_list *l)
-{
-	static const char *paths[] = { "/sys/kernel/tracing/available_filter_functions",
-				       "/sys/kernel/debug/tracing/available_filter_functions" };
-	size_t cap = 0;
-	char line[512];
-
-	memset(l, 0, sizeof(*l));
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-		FILE *f = fopen(paths[i], "r");
-
-		if (!f)
-			continue;
-		while (fgets(line, sizeof(line), f)) {
-			line[strcspn(line, " \t\n")] = 0;
-			if (l->cnt == cap) {
-				cap = cap ? cap * 2 : 65536;
-				char **v = realloc(l->v, cap * sizeof(*v));
-				if (!v)
-					break;
-				l->v = v;
-			}
-			l->v[l->cnt] = strdup(line);
-			if (l->v[l->cnt])
-				l->cnt++;
-		}
-		fclose(f);
-		if (l->cnt)
-			break;
-	}
-	qsort(l->v, l->cnt, sizeof(*l->v), cmp_str);
-}
-
-/*
- * The kernel formats the list line by line on each read (~50k functions:
- * seconds under emulation), so it is read in a thread from the helper's
- * start, beside the BTF and the kernel's symbols.
- */
-static struct {
-	pthread_t thread;
-	bool started, loaded;
-	struct name_list list;
-} traceable_bg;
-
-static void *traceable_thread(void *arg)
-{
-	(void)arg;
-	traceable_load(&traceable_bg.list);
-	return NULL;
-}
-
-void probes_prefetch_traceable(void)
-{
-	if (!traceable_bg.started && !traceable_bg.loaded)
-		traceable_bg.started = pthread_create(&traceable_bg.thread, NULL, traceable_thread, NULL) == 0;
-}
-
-/* The list, read by the thread started earlier or now; kept until traceable_release(). */
-static const struct name_list *traceable_get(void)
-{
-	if (traceable_bg.started) {
-		pthread_join(traceable_bg.thread, NULL);
-		traceable_bg.started = false;
-		traceable_bg.loaded = true;
-	}
-	if (!traceable_bg.loaded) {
-		traceable_load(&traceable_bg.list);
-		traceable_bg.loaded = true;
-	}
-	return &traceable_bg.list;
-}
-
-static bool traceable_has(const struct name_list *l, const char *name)
-{
-	return bsearch(&name, l->v, l->cnt, sizeof(*l->v), cmp_str) != NULL;
-}
-
-static void traceable_release(void)
-{
-	struct name_list *l = &traceable_bg.list;
-
-	if (traceable_bg.started)
-		pthread_join(traceable_bg.thread, NULL);
-	for (size_t i = 0; i < l->cnt; i++)
-		free(l->v[i]);
-	free(l->v);
-	memset(&traceable_bg, 0, sizeof(traceable_bg));
-}
-
-int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, const regex_t *re,
+int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, bool ftrace_addrs, const regex_t *re,
 			  struct probe_set *out)
 {
 	__u32 n = btf__type_cnt(btf);
-	const struct name_list *traceable = traceable_get();
+	const struct traceable_list *traceable = traceable_get();
+	bool listed = traceable_count(traceable) > 0;
 	int ret = 0;
 
 	/* Split BTF (a module's) starts after vmlinux's ids. */
 	for (__u32 id = 1; id < n; id++) {
 		const struct btf_type *t = btf__type_by_id(btf, id);
 		const char *name;
-		const struct ksym *sym;
+		uint64_t addr = 0;
 
 		if (!btf_is_func(t))
 			continue;
@@ -259,11 +163,15 @@ int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, cons
 		int pos = skb_position(btf, proto, 0);
 		if (!pos || !wanted(re, name))
 			continue;
-		sym = kallsyms_by_name(ks, name);
-		if (!sym)
-			continue; /* inlined everywhere: nothing to probe */
-		if (traceable->cnt && !traceable_has(traceable, name))
+		if (listed && !traceable_find(traceable, name, &addr))
 			continue;
+		if (!ftrace_addrs) {
+			const struct ksym *sym = kallsyms_by_name(ks, name);
+
+			if (!sym)
+				continue; /* inlined everywhere: nothing to probe */
+			addr = sym->addr;
+		}
 		struct probe *p = probes_add(out, name);
 		if (!p) {
 			ret = -ENOMEM;
@@ -272,7 +180,7 @@ int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, cons
 		p->kind = PROBE_FUNC;
 		p->skb_pos = pos;
 		p->btf_id = id;
-		p->addr = sym->addr;
+		p->addr = addr;
 	}
 	return ret;
 }
@@ -338,7 +246,7 @@ void drop_reasons_free(struct drop_reasons *d)
 }
 
 /* Adds the functions of every module with BTF (--all-kmods). */
-static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, const regex_t *re,
+static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, bool ftrace_addrs, const regex_t *re,
 				struct probe_set *probes, bool *any_module)
 {
 	DIR *dir = opendir("/sys/kernel/btf");
@@ -356,7 +264,7 @@ static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, 
 		struct btf *mod = btf__parse_split(path, vmlinux);
 		if (!mod)
 			continue;
-		ret = probes_find_functions(mod, ks, re, probes);
+		ret = probes_find_functions(mod, ks, ftrace_addrs, re, probes);
 		btf__free(mod);
 		*any_module = true;
 	}
@@ -373,6 +281,7 @@ int probes_choose(struct btf *btf, const struct probe_request *req, struct probe
 	int ret;
 
 	err[0] = 0;
+	out->ftrace_addrs = req->functions && req->ftrace_addrs;
 	if (!req->functions) {
 		ret = probes_find_tracepoints(btf, req->re, out);
 	} else {
@@ -381,11 +290,11 @@ int probes_choose(struct btf *btf, const struct probe_request *req, struct probe
 		ret = probes_find_tracepoints(btf, &none, out);
 		regfree(&none);
 		if (!ret)
-			ret = probes_find_functions(btf, req->ks, req->re, &functions);
+			ret = probes_find_functions(btf, req->ks, req->ftrace_addrs, req->re, &functions);
 		if (!ret && req->all_kmods) {
 			bool any_module;
 
-			ret = add_module_functions(btf, req->ks, req->re, &functions, &any_module);
+			ret = add_module_functions(btf, req->ks, req->ftrace_addrs, req->re, &functions, &any_module);
 			if (!ret && !any_module)
 				snprintf(err, errlen, "--all-kmods: this kernel has no module BTF (needs 5.11+ with "
 						      "CONFIG_DEBUG_INFO_BTF_MODULES=y): only built-in functions are probed");

@@ -30,24 +30,26 @@ struct probe {
 	int skb_pos;	  /* 1-based argument position of the skb */
 	uint32_t btf_id;  /* FUNC id, or the btf_trace_<name> typedef id */
 	enum tp_role role;
-	uint64_t addr;	  /* function address from kallsyms */
+	uint64_t addr;	  /* the function's symbol (kallsyms), or ftrace's address for it (probe_request.ftrace_addrs) */
 	bool attached;
 };
 
 struct probe_set {
 	struct probe *v;
 	size_t cnt, cap;
+	bool ftrace_addrs; /* the functions' addresses are ftrace's, not their symbols' */
 };
 
 /* Every tracepoint whose prototype takes a struct sk_buff * in its first five arguments. */
 int probes_find_tracepoints(const struct btf *vmlinux, const regex_t *re, struct probe_set *out);
 
-/* Every function with a struct sk_buff * among its first five parameters that can be probed. */
-int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, const regex_t *re,
+/*
+ * Every function with a struct sk_buff * among its first five parameters that
+ * can be probed (traceable.h), at ftrace's address when ftrace_addrs (ks
+ * unused), else at its symbol's in ks.
+ */
+int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, bool ftrace_addrs, const regex_t *re,
 			  struct probe_set *out);
-
-/* Starts reading the kernel's list of traceable functions in the background (probes_find_functions waits for it). */
-void probes_prefetch_traceable(void);
 
 struct probe *probes_add(struct probe_set *set, const char *name);
 void probes_free(struct probe_set *set);
@@ -55,7 +57,8 @@ void probes_free(struct probe_set *set);
 /* What to probe: tracepoints only, or functions with the always-on drop and free tracepoints. */
 struct probe_request {
 	bool functions;
-	const struct kallsyms *ks; /* functions: which exist, and their addresses */
+	const struct kallsyms *ks; /* functions: which exist, and their addresses (unless ftrace_addrs) */
+	bool ftrace_addrs;	   /* functions at ftrace's addresses (traceable.h): no kallsyms needed */
 	const regex_t *re;	   /* --filter-func, or NULL */
 	const char *filter_func;   /* its text, for the message when nothing matches */
 	bool all_kmods;

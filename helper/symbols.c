@@ -12,14 +12,16 @@ static void *load(void *arg)
 
 	/* While the programs load and attach, they come first (symbols_urgent() says when no longer). */
 	atomic_store(&s->tid, (int)syscall(SYS_gettid));
-	setpriority(PRIO_PROCESS, (id_t)atomic_load(&s->tid), 10);
+	if (s->background)
+		setpriority(PRIO_PROCESS, (id_t)atomic_load(&s->tid), 10);
 	s->err = kallsyms_load(&s->ks);
 	return NULL;
 }
 
-void symbols_start(struct symbols *s)
+void symbols_start(struct symbols *s, bool background)
 {
 	memset(s, 0, sizeof(*s));
+	s->background = background;
 	s->started = pthread_create(&s->thread, NULL, load, s) == 0;
 	if (!s->started) {
 		/* No thread: load them now. */
