@@ -298,13 +298,17 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 		bpf_map__set_max_entries(skel->maps.stacks, 16384);
 	if (cfg->track_skb)
 		bpf_map__set_max_entries(skel->maps.tracked_skbs, 65536);
-	/* kprobe-multi: each function under one address, or two from ftrace's (helper/attach.c). */
+	/*
+	 * kprobe-multi: each function under one address, or two from ftrace's
+	 * (helper/attach.c); the functions are those chosen, of which the
+	 * untraceable are left out once their list is read.
+	 */
 	if (cfg->backend == BACKEND_KPROBE_MULTI) {
 		__u32 funcs = 0;
 
 		for (size_t id = 0; id < probes->cnt; id++)
 			funcs += probes->v[id].kind == PROBE_FUNC;
-		bpf_map__set_max_entries(skel->maps.kmulti_funcs, funcs ? funcs * (probes->ftrace_addrs ? 2 : 1) : 1);
+		bpf_map__set_max_entries(skel->maps.kmulti_funcs, funcs ? funcs * 2 : 1);
 	}
 	/* Packets in flight at once whose last capture is remembered; an evicted one is captured again. */
 	if (cfg->snaplen)

@@ -229,29 +229,14 @@ static int choose_probes(struct run *r, struct backend_support *support)
 		return fail(EXIT_BAD_INPUT, "backend_unavailable", "%s", r->err);
 	}
 	req.functions = r->backend != BACKEND_TRACEPOINT;
-	/* kprobe-multi at ftrace's addresses (traceable.h) needs no kernel symbols before tracing. */
-	req.ftrace_addrs = r->backend == BACKEND_KPROBE_MULTI && traceable_has_addrs(traceable_get());
 	/*
-	 * Kernel symbols name callers and stack frames: they load in the
-	 * background while the programs load and attach (not earlier: reading
-	 * them slowed the BTF's parsing by half), and plain kprobes (or
-	 * kprobe-multi without ftrace's addresses) need them now, to know which
-	 * functions exist and where.
+	 * Kernel symbols name callers and stack frames: with tracepoints they load
+	 * in the background while the programs load and attach (not earlier:
+	 * reading them slowed the BTF's parsing by half).
 	 */
-	if (!r->symbols_started && !req.ftrace_addrs) {
+	if (!r->symbols_started && !req.functions) {
 		symbols_start(&r->symbols, true);
 		r->symbols_started = true;
-	}
-	if (req.functions && !req.ftrace_addrs) {
-		symbols_urgent(&r->symbols); /* waited for now: no longer behind anything */
-		req.ks = symbols_get(&r->symbols);
-		if (!req.ks)
-			return fail(EXIT_FAILED, "no_kallsyms", "cannot read /proc/kallsyms: %s",
-				    strerror(-symbols_error(&r->symbols)));
-		if (req.ks->addrs_hidden)
-			return fail(EXIT_FAILED, "kallsyms_hidden", "%s",
-				    "kernel addresses are hidden in /proc/kallsyms (kernel.kptr_restrict=2): use "
-				    "--backend tracepoint or set kernel.kptr_restrict=1");
 	}
 	ret = probes_choose(r->btf, &req, &r->probes, r->err, sizeof(r->err));
 	if (ret == -ENOENT)
@@ -262,6 +247,41 @@ static int choose_probes(struct run *r, struct backend_support *support)
 		out_message(PWRU_FRAME_WARNING, "no_module_btf", "%s", r->err);
 	if (drop_reasons_load(r->btf, &r->drop_reasons))
 		return fail(EXIT_FAILED, "out_of_memory", "%s", "out of memory reading drop reasons");
+	return -1;
+}
+
+/*
+ * The functions kept and where they are, once the kernel's lists are read
+ * (they were read in threads while the BTF was parsed and the programs
+ * loaded). Returns an exit code, or -1 to go on.
+ */
+static int place_probes(struct run *r)
+{
+	const struct kallsyms *ks = NULL;
+	int ret;
+
+	if (r->backend == BACKEND_TRACEPOINT)
+		return -1;
+	/* kprobe-multi at ftrace's addresses (traceable.h) needs no kernel symbols before tracing. */
+	bool ftrace_addrs = r->backend == BACKEND_KPROBE_MULTI && traceable_has_addrs(traceable_get());
+	if (!ftrace_addrs) {
+		/* Which functions exist, and where: plain kprobes (or kprobe-multi elsewhere) need kernel symbols now. */
+		if (!r->symbols_started)
+			symbols_start(&r->symbols, false);
+		r->symbols_started = true;
+		symbols_urgent(&r->symbols); /* waited for now: no longer behind anything */
+		ks = symbols_get(&r->symbols);
+		if (!ks)
+			return fail(EXIT_FAILED, "no_kallsyms", "cannot read /proc/kallsyms: %s",
+				    strerror(-symbols_error(&r->symbols)));
+		if (ks->addrs_hidden)
+			return fail(EXIT_FAILED, "kallsyms_hidden", "%s",
+				    "kernel addresses are hidden in /proc/kallsyms (kernel.kptr_restrict=2): use "
+				    "--backend tracepoint or set kernel.kptr_restrict=1");
+	}
+	ret = probes_place(&r->probes, ks, ftrace_addrs, r->opts.filter_func, r->err, sizeof(r->err));
+	if (ret == -ENOENT)
+		return fail(EXIT_BAD_INPUT, "no_match", "%s", r->err);
 	return -1;
 }
 
@@ -554,13 +574,17 @@ static int run(struct run *r, enum options_result parsed)
 		return code;
 	r->steps.probes = mono_ms() - t;
 
-	/* Load the programs. */
+	/* Load the programs, while the lists of what can be probed, and where, are still being read. */
 	double t0 = mono_ms();
 	if ((code = load(r, &support)) >= 0)
 		return code;
 	r->steps.load = mono_ms() - t0 - r->steps.netfilter;
 	if (o->verify_only)
 		return verify_only(r);
+	t = mono_ms();
+	if ((code = place_probes(r)) >= 0)
+		return code;
+	r->steps.probes += mono_ms() - t;
 
 	/* Attach them, unless the client went away meanwhile. */
 	if (out_fault())

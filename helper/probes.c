@@ -133,26 +133,14 @@ int probes_find_tracepoints(const struct btf *btf, const regex_t *re, struct pro
 	return 0;
 }
 
-/*
- * Functions the kernel can trace. When tracefs is readable its list is the
- * truth; otherwise kallsyms (inlined functions have no symbol) is the best
- * guess, and attach failures are handled by the backend. The address is
- * ftrace's from that list with ftrace_addrs, the symbol's from kallsyms
- * otherwise.
- */
-int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, bool ftrace_addrs, const regex_t *re,
-			  struct probe_set *out)
+int probes_find_functions(const struct btf *btf, const regex_t *re, struct probe_set *out)
 {
 	__u32 n = btf__type_cnt(btf);
-	const struct traceable_list *traceable = traceable_get();
-	bool listed = traceable_count(traceable) > 0;
-	int ret = 0;
 
 	/* Split BTF (a module's) starts after vmlinux's ids. */
 	for (__u32 id = 1; id < n; id++) {
 		const struct btf_type *t = btf__type_by_id(btf, id);
 		const char *name;
-		uint64_t addr = 0;
 
 		if (!btf_is_func(t))
 			continue;
@@ -163,26 +151,65 @@ int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, bool
 		int pos = skb_position(btf, proto, 0);
 		if (!pos || !wanted(re, name))
 			continue;
-		if (listed && !traceable_find(traceable, name, &addr))
-			continue;
-		if (!ftrace_addrs) {
-			const struct ksym *sym = kallsyms_by_name(ks, name);
-
-			if (!sym)
-				continue; /* inlined everywhere: nothing to probe */
-			addr = sym->addr;
-		}
 		struct probe *p = probes_add(out, name);
-		if (!p) {
-			ret = -ENOMEM;
-			break;
-		}
+		if (!p)
+			return -ENOMEM;
 		p->kind = PROBE_FUNC;
 		p->skb_pos = pos;
 		p->btf_id = id;
-		p->addr = addr;
 	}
-	return ret;
+	return 0;
+}
+
+/* The message when nothing is left to probe. */
+static int nothing_to_probe(const char *what, const char *filter_func, char *err, size_t errlen)
+{
+	if (filter_func)
+		snprintf(err, errlen, "--filter-func '%s' matches no %s that takes a struct sk_buff *", filter_func, what);
+	else
+		snprintf(err, errlen, "found no %s that takes a struct sk_buff *", what);
+	return -ENOENT;
+}
+
+/*
+ * Functions the kernel can trace. When tracefs is readable its list is the
+ * truth; otherwise kallsyms (inlined functions have no symbol) is the best
+ * guess, and attach failures are handled by the backend.
+ */
+int probes_place(struct probe_set *set, const struct kallsyms *ks, bool ftrace_addrs, const char *filter_func,
+		 char *err, size_t errlen)
+{
+	const struct traceable_list *traceable = traceable_get();
+	bool listed = traceable_count(traceable) > 0;
+	size_t kept = 0, functions = 0;
+
+	err[0] = 0;
+	set->ftrace_addrs = ftrace_addrs;
+	for (size_t i = 0; i < set->cnt; i++) {
+		struct probe *p = &set->v[i];
+		uint64_t addr = 0;
+		bool keep = true;
+
+		if (p->kind == PROBE_FUNC) {
+			keep = !listed || traceable_find(traceable, p->name, &addr);
+			if (keep && !ftrace_addrs) {
+				const struct ksym *sym = kallsyms_by_name(ks, p->name);
+
+				keep = sym != NULL; /* none: inlined everywhere, nothing to probe */
+				addr = sym ? sym->addr : 0;
+			}
+			p->addr = addr;
+			functions += keep;
+		}
+		if (!keep) {
+			free(p->name);
+			continue;
+		}
+		set->v[kept++] = *p; /* tracepoints come first: their ids stay */
+	}
+	set->cnt = kept;
+	traceable_release();
+	return functions ? 0 : nothing_to_probe("probeable function", filter_func, err, errlen);
 }
 
 int drop_reasons_load(const struct btf *btf, struct drop_reasons *out)
@@ -246,8 +273,7 @@ void drop_reasons_free(struct drop_reasons *d)
 }
 
 /* Adds the functions of every module with BTF (--all-kmods). */
-static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, bool ftrace_addrs, const regex_t *re,
-				struct probe_set *probes, bool *any_module)
+static int add_module_functions(struct btf *vmlinux, const regex_t *re, struct probe_set *probes, bool *any_module)
 {
 	DIR *dir = opendir("/sys/kernel/btf");
 	struct dirent *de;
@@ -264,7 +290,7 @@ static int add_module_functions(struct btf *vmlinux, const struct kallsyms *ks, 
 		struct btf *mod = btf__parse_split(path, vmlinux);
 		if (!mod)
 			continue;
-		ret = probes_find_functions(mod, ks, ftrace_addrs, re, probes);
+		ret = probes_find_functions(mod, re, probes);
 		btf__free(mod);
 		*any_module = true;
 	}
@@ -281,7 +307,6 @@ int probes_choose(struct btf *btf, const struct probe_request *req, struct probe
 	int ret;
 
 	err[0] = 0;
-	out->ftrace_addrs = req->functions && req->ftrace_addrs;
 	if (!req->functions) {
 		ret = probes_find_tracepoints(btf, req->re, out);
 	} else {
@@ -290,11 +315,11 @@ int probes_choose(struct btf *btf, const struct probe_request *req, struct probe
 		ret = probes_find_tracepoints(btf, &none, out);
 		regfree(&none);
 		if (!ret)
-			ret = probes_find_functions(btf, req->ks, req->ftrace_addrs, req->re, &functions);
+			ret = probes_find_functions(btf, req->re, &functions);
 		if (!ret && req->all_kmods) {
 			bool any_module;
 
-			ret = add_module_functions(btf, req->ks, req->ftrace_addrs, req->re, &functions, &any_module);
+			ret = add_module_functions(btf, req->re, &functions, &any_module);
 			if (!ret && !any_module)
 				snprintf(err, errlen, "--all-kmods: this kernel has no module BTF (needs 5.11+ with "
 						      "CONFIG_DEBUG_INFO_BTF_MODULES=y): only built-in functions are probed");
@@ -311,19 +336,11 @@ int probes_choose(struct btf *btf, const struct probe_request *req, struct probe
 			p->name = name;
 		}
 		probes_free(&functions);
-		traceable_release();
 	}
 	if (ret)
 		return ret;
 	for (size_t i = 0; i < out->cnt; i++)
 		if (out->v[i].kind == PROBE_FUNC || out->v[i].role == TP_GENERIC)
 			chosen++;
-	if (chosen)
-		return 0;
-	if (req->filter_func)
-		snprintf(err, errlen, "--filter-func '%s' matches no %s that takes a struct sk_buff *", req->filter_func,
-			 what);
-	else
-		snprintf(err, errlen, "found no %s that takes a struct sk_buff *", what);
-	return -ENOENT;
+	return chosen ? 0 : nothing_to_probe(what, req->filter_func, err, errlen);
 }

@@ -30,7 +30,7 @@ struct probe {
 	int skb_pos;	  /* 1-based argument position of the skb */
 	uint32_t btf_id;  /* FUNC id, or the btf_trace_<name> typedef id */
 	enum tp_role role;
-	uint64_t addr;	  /* the function's symbol (kallsyms), or ftrace's address for it (probe_request.ftrace_addrs) */
+	uint64_t addr;	  /* the function's symbol (kallsyms), or ftrace's address for it (probe_set.ftrace_addrs); set by probes_place() */
 	bool attached;
 };
 
@@ -43,13 +43,8 @@ struct probe_set {
 /* Every tracepoint whose prototype takes a struct sk_buff * in its first five arguments. */
 int probes_find_tracepoints(const struct btf *vmlinux, const regex_t *re, struct probe_set *out);
 
-/*
- * Every function with a struct sk_buff * among its first five parameters that
- * can be probed (traceable.h), at ftrace's address when ftrace_addrs (ks
- * unused), else at its symbol's in ks.
- */
-int probes_find_functions(const struct btf *btf, const struct kallsyms *ks, bool ftrace_addrs, const regex_t *re,
-			  struct probe_set *out);
+/* Every function with a struct sk_buff * among its first five parameters, by its BTF (probes_place() keeps those that can be probed). */
+int probes_find_functions(const struct btf *btf, const regex_t *re, struct probe_set *out);
 
 struct probe *probes_add(struct probe_set *set, const char *name);
 void probes_free(struct probe_set *set);
@@ -57,19 +52,28 @@ void probes_free(struct probe_set *set);
 /* What to probe: tracepoints only, or functions with the always-on drop and free tracepoints. */
 struct probe_request {
 	bool functions;
-	const struct kallsyms *ks; /* functions: which exist, and their addresses (unless ftrace_addrs) */
-	bool ftrace_addrs;	   /* functions at ftrace's addresses (traceable.h): no kallsyms needed */
 	const regex_t *re;	   /* --filter-func, or NULL */
 	const char *filter_func;   /* its text, for the message when nothing matches */
 	bool all_kmods;
 };
 
 /*
- * Chooses the probes. Returns -ENOENT with the reason in err when nothing
- * matches; on success err may hold a warning ("" otherwise).
+ * Chooses the probes from the kernel's BTF: tracepoints first, then functions
+ * (probes_place() keeps the functions that can be probed, once the lists it
+ * reads are in: the programs load meanwhile). Returns -ENOENT with the reason
+ * in err when nothing matches; on success err may hold a warning ("" otherwise).
  */
 int probes_choose(struct btf *vmlinux, const struct probe_request *req, struct probe_set *out, char *err,
 		  size_t errlen);
+
+/*
+ * Keeps the functions the kernel can trace (traceable.h; without tracefs, those
+ * kallsyms has), each at ftrace's address when ftrace_addrs, else at its
+ * symbol's in ks. Tracepoints keep their ids. -ENOENT with the reason in err
+ * when no function is left.
+ */
+int probes_place(struct probe_set *set, const struct kallsyms *ks, bool ftrace_addrs, const char *filter_func,
+		 char *err, size_t errlen);
 
 /* The kernel's enum skb_drop_reason, names without the SKB_DROP_REASON_ prefix (none before 5.17). */
 struct drop_reason {
