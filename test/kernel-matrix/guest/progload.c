@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * progload OBJ PROG IFNAME tcx-ingress|tcx-egress|clsact-ingress|clsact-egress|xdp-generic ARG
+ * progload OBJ PROG IFNAME tcx-ingress|tcx-egress|clsact-ingress|clsact-egress|xdp-generic|xdp-native ARG
  *
  * Loads program PROG (alone) of the ELF object OBJ and attaches it to
  * interface IFNAME of the current network namespace, as the guests have no tc
  * binary: a tcx link (pinned at ARG, so that it outlives this process), a
  * cls_bpf filter in direct-action mode on the clsact qdisc (made when
  * missing; what `tc filter add dev IFNAME ingress pref ARG bpf da obj OBJ`
- * does; ARG "-": the kernel picks the preference), or generic XDP (netlink
- * holds both). Built statically with the libbpf the helper links.
+ * does; ARG "-": the kernel picks the preference), or XDP, generic or native
+ * (the driver's own: veth runs it in its NAPI poll; netlink holds these). Built statically with the libbpf the helper links.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -53,7 +53,8 @@ int main(int argc, char **argv)
 
 	if (argc != 6) {
 		fprintf(stderr,
-			"usage: %s OBJ PROG IFNAME tcx-ingress|tcx-egress|clsact-ingress|clsact-egress|xdp-generic ARG\n",
+			"usage: %s OBJ PROG IFNAME tcx-ingress|tcx-egress|clsact-ingress|clsact-egress|xdp-generic|xdp-native "
+			"ARG\n",
 			argv[0]);
 		return 2;
 	}
@@ -76,8 +77,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fd = bpf_program__fd(prog);
-	if (strcmp(argv[4], "xdp-generic") == 0) {
-		if ((err = bpf_xdp_attach((int)ifindex, fd, XDP_FLAGS_SKB_MODE, NULL))) {
+	if (strncmp(argv[4], "xdp-", 4) == 0) {
+		__u32 mode = strcmp(argv[4], "xdp-native") == 0 ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
+
+		if ((err = bpf_xdp_attach((int)ifindex, fd, mode, NULL))) {
 			fprintf(stderr, "progload: xdp on %s: %s\n", argv[3], strerror(-err));
 			return 1;
 		}
