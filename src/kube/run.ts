@@ -234,6 +234,7 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
     resolved.nodes.length === 1 && opts.request.snaplen === undefined && opts.sink.lines
       ? opts.sink.acceptsLines
       : undefined;
+  if (emit) opts.sink.linesFromStream?.();
   const nodes = planNodes(opts, opts.sink, emit);
   const sink = withNames(opts.sink, names);
   // The helper's own lines name addresses from the names found by the time its bundle goes.

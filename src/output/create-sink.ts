@@ -237,6 +237,10 @@ export function createSink(opts: SinkOptions): ReadingSink {
       };
     },
 
+    linesFromStream() {
+      helperWritesLines = true;
+    },
+
     // The helper's lines from its record stream (Kubernetes mode): copied to every output that still takes them.
     lines(text: Buffer) {
       for (const o of outputs) if (!o.fault) o.pushBytes(text);

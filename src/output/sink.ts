@@ -56,6 +56,11 @@ export interface TraceSink {
   lineOutputs?(): { fds: number[]; names: string[]; ready(): Promise<void> } | undefined;
   /** Lines the helper wrote into its record stream (--lines-stream), each with its newline: copied to the outputs. */
   lines?(text: Buffer): void;
+  /**
+   * The helper will write every line into its record stream (--lines-stream), its culprits' and program
+   * runs' too: the sink then writes none of its own (it would write them twice). lineOutputs() implies it.
+   */
+  linesFromStream?(): void;
   digest?(digest: TraceDigest): void;
   stats(stats: TraceStats): void;
   warning(message: string): void;

@@ -137,4 +137,34 @@ describe('culprits through Kubernetes mode', { skip }, () => {
       [[Number(tc[1]), 'pwru_tc_drop', tc[2], 'clsact']],
     );
   });
+
+  test('pod/NAME -o text to a pipe (the helper in the pod writes the lines): each culprit once, under its drop', async () => {
+    const pod = podName(world.pods.deploy[0]);
+    const run = startCli([
+      `pod/${pod}`,
+      '-n',
+      world.ns,
+      '--backend',
+      'tracepoint',
+      '--duration',
+      '60s',
+      '-o',
+      'text',
+      'udp and (port 6301 or port 6201)',
+    ]);
+    await run.waitForStderr(/tracing with/);
+    const sock = createSocket('udp4');
+    for (const port of [6301, 6201]) await new Promise((r) => sock.send('pwru-e2e', port, ip, r));
+    sock.close();
+    await run.waitForStdout(/↳[^\n]*dropped by `-A INPUT -p udp -m udp --dport 6301 -j DROP`/, 30_000);
+    await run.waitForStdout(/↳[^\n]*dropped by BPF program pwru_tc_drop/, 30_000);
+    run.child.kill('SIGINT');
+    assert.equal(await run.done, 0, run.stderr);
+    const notes = run.stdout.split('\n').filter((l) => l.startsWith('    ↳'));
+    assert.equal(notes.length, 2, `one culprit line per drop, no more:\n${run.stdout}`);
+    assert.match(
+      run.stdout,
+      /(0x[0-9a-f]{8,}) [^\n]*kfree_skb\([A-Z_]+\)[^\n]*\n {4}↳ \1 dropped by BPF program pwru_tc_drop/,
+    );
+  });
 });
