@@ -74,12 +74,9 @@ describe('culprits through Kubernetes mode', { skip }, () => {
     if (world) await deleteNamespace(world.ns);
   });
 
-  test('pod/NAME: the iptables rule and the tc program that dropped, named', async () => {
+  /** `kubectl pwru pod/NAME -o FORMAT` on the two ports that drop, once one datagram went to each. */
+  async function traceDrops(format: 'json' | 'text'): Promise<ReturnType<typeof startCli>> {
     const pod = podName(world.pods.deploy[0]);
-    const tc = /id (\d+) name pwru_tc_drop tag ([0-9a-f]{16})/.exec(
-      inPod(pid, 'tc', ['filter', 'show', 'dev', 'eth0', 'ingress']),
-    );
-    assert.ok(tc, 'the tc program is attached');
     const run = startCli([
       `pod/${pod}`,
       '-n',
@@ -89,13 +86,22 @@ describe('culprits through Kubernetes mode', { skip }, () => {
       '--duration',
       '60s',
       '-o',
-      'json',
+      format,
       'udp and (port 6301 or port 6201)',
     ]);
     await run.waitForStderr(/tracing with/);
     const sock = createSocket('udp4');
     for (const port of [6301, 6201]) await new Promise((r) => sock.send('pwru-e2e', port, ip, r));
     sock.close();
+    return run;
+  }
+
+  test('pod/NAME: the iptables rule and the tc program that dropped, named', async () => {
+    const tc = /id (\d+) name pwru_tc_drop tag ([0-9a-f]{16})/.exec(
+      inPod(pid, 'tc', ['filter', 'show', 'dev', 'eth0', 'ingress']),
+    );
+    assert.ok(tc, 'the tc program is attached');
+    const run = await traceDrops('json');
     await run.waitForStdout(/"type":"culprit"[^\n]*\n(.*\n)*.*"type":"culprit"/, 30_000);
     run.child.kill('SIGINT');
     assert.equal(await run.done, 0, run.stderr);
@@ -139,23 +145,7 @@ describe('culprits through Kubernetes mode', { skip }, () => {
   });
 
   test('pod/NAME -o text to a pipe (the helper in the pod writes the lines): each culprit once, under its drop', async () => {
-    const pod = podName(world.pods.deploy[0]);
-    const run = startCli([
-      `pod/${pod}`,
-      '-n',
-      world.ns,
-      '--backend',
-      'tracepoint',
-      '--duration',
-      '60s',
-      '-o',
-      'text',
-      'udp and (port 6301 or port 6201)',
-    ]);
-    await run.waitForStderr(/tracing with/);
-    const sock = createSocket('udp4');
-    for (const port of [6301, 6201]) await new Promise((r) => sock.send('pwru-e2e', port, ip, r));
-    sock.close();
+    const run = await traceDrops('text');
     await run.waitForStdout(/↳[^\n]*dropped by `-A INPUT -p udp -m udp --dport 6301 -j DROP`/, 30_000);
     await run.waitForStdout(/↳[^\n]*dropped by BPF program pwru_tc_drop/, 30_000);
     run.child.kill('SIGINT');
