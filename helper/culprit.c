@@ -775,7 +775,6 @@ static const struct progs_seen *programs_at(unsigned int netns, unsigned int ifi
 	return ps;
 }
 
-/* A program's entry of the programs array: how it is attached, when the kernel's list has it. */
 /* A program the culprit names: as the kernel listed it at that point, else (detached since) what its run said. */
 static struct prog_words prog_of(const struct progs_seen *ps, uint32_t id, const char *name, const char *tag,
 				 enum bpf_point point)

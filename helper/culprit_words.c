@@ -1,29 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "culprit_words.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "culprit_tools.h"
+#include "fmt.h"
 
 static void put(struct buf *b, const char *s)
 {
 	buf_put(b, s, strlen(s));
 }
 
-static void put_uint(struct buf *b, unsigned long long v)
-{
-	char num[24];
-
-	buf_put(b, num, (size_t)snprintf(num, sizeof(num), "%llu", v));
-}
-
 static void put_lead(struct buf *b, uint64_t skb)
 {
-	char num[32];
-
 	BUF_PUT_LIT(b, "    \xe2\x86\xb3 "); /* ↳ */
-	buf_put(b, num, (size_t)snprintf(num, sizeof(num), "0x%llx ", (unsigned long long)skb));
+	put_hex(b, skb);
+	BUF_PUT_LIT(b, " ");
 }
 
 static bool nft(const struct nf_rule *r)
@@ -66,7 +58,7 @@ static void rule_words(struct buf *b, const struct nf_moved *m)
 			put(b, or_empty(r->chain));
 		} else if (r->handle) {
 			BUF_PUT_LIT(b, "handle ");
-			put_uint(b, r->handle);
+			put_u64(b, r->handle);
 		} else {
 			any = false;
 		}
@@ -84,7 +76,7 @@ static void rule_words(struct buf *b, const struct nf_moved *m)
 			BUF_PUT_LIT(b, "policy of ");
 		} else {
 			BUF_PUT_LIT(b, "rule ");
-			put_uint(b, r->position);
+			put_u64(b, r->position);
 			BUF_PUT_LIT(b, " of ");
 		}
 		put(b, or_empty(r->chain));
@@ -188,7 +180,7 @@ static void hook_where(struct buf *b, const struct hook_words *h)
 	if (h->ifindex) {
 		put(b, or_empty(h->iface));
 		BUF_PUT_LIT(b, ":");
-		put_uint(b, h->ifindex);
+		put_u64(b, h->ifindex);
 	} else {
 		put(b, h->iface ? h->iface : "?");
 	}
@@ -202,7 +194,7 @@ static void name_words(struct buf *b, const char *name)
 static void tag_words(struct buf *b, uint32_t id, const char *tag)
 {
 	BUF_PUT_LIT(b, " (id ");
-	put_uint(b, id);
+	put_u64(b, id);
 	BUF_PUT_LIT(b, ", tag ");
 	put(b, tag && *tag ? tag : "?");
 }
