@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fmt.h"
+
 static int by_addr(const void *a, const void *b)
 {
 	return strcmp(((const struct addr_name *)a)->addr, ((const struct addr_name *)b)->addr);
@@ -69,6 +71,17 @@ const char *addr_name_of(const struct addr_names *n, const char *addr)
 		return NULL;
 	found = bsearch(&key, n->v, n->n, sizeof(*n->v), by_addr);
 	return found ? found->name : NULL;
+}
+
+void addr_names_of_pair(const struct addr_names *n, uint8_t family, const uint8_t *saddr, const uint8_t *daddr,
+			const char **src, const char **dst)
+{
+	char text[48];
+
+	format_addr(family, saddr, text, sizeof(text));
+	*src = addr_name_of(n, text);
+	format_addr(family, daddr, text, sizeof(text));
+	*dst = addr_name_of(n, text);
 }
 
 void addr_names_free(struct addr_names *n)

@@ -26,6 +26,9 @@ struct addr_names {
 int addr_names_load(struct addr_names *n, const char *path);
 /* The owner of the address (text as format_addr writes it), or NULL. */
 const char *addr_name_of(const struct addr_names *n, const char *addr);
+/* The owners of a tuple's two addresses (family 4 or 6, the event's raw bytes): each, or NULL. */
+void addr_names_of_pair(const struct addr_names *n, uint8_t family, const uint8_t *saddr, const uint8_t *daddr,
+			const char **src, const char **dst);
 void addr_names_free(struct addr_names *n);
 
 #endif

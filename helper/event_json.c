@@ -409,15 +409,11 @@ static void put_caller(struct json_writer *w, struct buf *b, uint64_t caller)
 /* ,"srcName":…,"dstName":… of the addresses whose owners --addr-names gave */
 static void put_owners(struct json_writer *w, struct buf *b, uint8_t family, const struct pwru_event *ev)
 {
-	char text[48];
 	const char *src, *dst;
 
 	if (!w->names->owners)
 		return;
-	format_addr(family, ev->saddr, text, sizeof(text));
-	src = addr_name_of(w->names->owners, text);
-	format_addr(family, ev->daddr, text, sizeof(text));
-	dst = addr_name_of(w->names->owners, text);
+	addr_names_of_pair(w->names->owners, family, ev->saddr, ev->daddr, &src, &dst);
 	if (src) {
 		PUT(b, ",\"srcName\":");
 		put_utf8(b, src);

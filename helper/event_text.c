@@ -324,16 +324,11 @@ _Static_assert(sizeof(struct tuple_key) <= sizeof(((struct text_memo *)0)->key),
 /* " [SRC → DST]": the addresses' owners (--addr-names) when either has one, "?" for the other. */
 static void put_owners(struct text_writer *w, struct buf *b, const struct pwru_event *ev)
 {
-	char text[48];
 	const char *src, *dst;
-	uint8_t family = ev->l3 == 6 ? 6 : 4;
 
 	if (!w->names->owners)
 		return;
-	format_addr(family, ev->saddr, text, sizeof(text));
-	src = addr_name_of(w->names->owners, text);
-	format_addr(family, ev->daddr, text, sizeof(text));
-	dst = addr_name_of(w->names->owners, text);
+	addr_names_of_pair(w->names->owners, ev->l3 == 6 ? 6 : 4, ev->saddr, ev->daddr, &src, &dst);
 	if (!src && !dst)
 		return;
 	PUT(b, " [");
