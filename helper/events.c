@@ -378,8 +378,8 @@ static void culprit_drop_named(const struct pwru_event *ev)
 	culprit_drop(ev, ev->caller ? caller : NULL);
 }
 
-/* An EVENT frame, after the SYMBOL and STACK frames it needs. */
-static void emit_event(const struct pwru_event *in)
+/* An EVENT frame, after the SYMBOL and STACK frames it needs: the event as written (its probe id resolved). */
+static const struct pwru_event *write_event(const struct pwru_event *in)
 {
 	struct pwru_event *ev;
 
@@ -388,12 +388,32 @@ static void emit_event(const struct pwru_event *in)
 		write_stack(in->stack_id);
 	ev = out_reserve(PWRU_FRAME_EVENT, sizeof(*ev));
 	if (!ev)
-		return; /* not reached: room was checked before */
+		return NULL; /* not reached: room was checked before */
 	memcpy(ev, in, sizeof(*ev));
 	if (L.cfg->kprobe_backend && ev->addr)
 		ev->probe_id = probe_id_of(ev->addr);
-	if (ev->flags & PWRU_F_DROP)
+	return ev;
+}
+
+/* An EVENT frame; a drop's culprit is asked for. */
+static void emit_event(const struct pwru_event *in)
+{
+	const struct pwru_event *ev = write_event(in);
+
+	if (ev && (ev->flags & PWRU_F_DROP))
 		culprit_drop_named(ev);
+}
+
+/* --on-drop: an event of a report, after its COPY record when it has one. */
+static void emit_report_event(const struct pwru_event *ev, const struct pwru_copy *made, bool ask_culprit)
+{
+	const struct pwru_event *written;
+
+	if (made)
+		deliver_copy(made);
+	written = write_event(ev);
+	if (written && ask_culprit)
+		culprit_drop_named(written);
 }
 
 /*
@@ -453,7 +473,7 @@ static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun, 
 
 		if (L.cfg->kprobe_backend && copy.addr)
 			copy.probe_id = probe_id_of(copy.addr);
-		on_drop_event(&copy);
+		on_drop_event(&copy, cp);
 		return;
 	}
 	if (L.cfg->emit_text) {
@@ -618,7 +638,7 @@ int events_open(const struct loop_config *cfg)
 			       text_writer_init(&L.text, &L.names, &L.notes, cfg->emit_text == EMIT_WIDE) ||
 			       packet_book_init(&L.book, send_unit, BOOK_WHOLE_FIRST)))
 		return -ENOMEM;
-	if (cfg->on_drop && on_drop_open(cfg->probes, cfg->packet_starts, emit_event))
+	if (cfg->on_drop && on_drop_open(cfg->probes, cfg->packet_starts, emit_report_event, culprit_drop_named))
 		return -ENOMEM;
 	L.rb = ring_buffer__new(bpf_map__fd(cfg->skel->maps.events), on_event, NULL, NULL);
 	if (!L.rb)
@@ -679,6 +699,8 @@ void events_loop(struct loop_result *res)
 		out_pump();
 		prog_exact_pump(); /* a program's run comes before the events after it */
 		consume();
+		if (cfg->on_drop)
+			on_drop_tick(mono_ns());
 		culprit_pump();
 		out_pump();
 
@@ -735,6 +757,9 @@ void events_finish(struct loop_result *res)
 	/* What is left is counted: lost when it fired before the stop, discarded after it. */
 	L.give_up = true;
 	ring_buffer__consume(L.rb);
+	/* The drops held back for their copies, with what was seen of those (their culprits were asked for). */
+	if (L.cfg->on_drop && write)
+		on_drop_flush();
 	/* The culprits of the last drops, before the final STATS (the client ends the lines after it). */
 	if (write)
 		culprit_finish(CULPRIT_FINISH_MS);

@@ -28,6 +28,10 @@
 #define OD_QUIET_NS 1000000000ULL	/* not seen for 1 s and not dropped: it got through, its end untraced */
 #define OD_FLOW_IDLE_NS 600000000000ULL /* a flow without a packet for 10 minutes is forgotten */
 #define OD_TICK_NS 250000000ULL
+#define OD_HELD 32		/* drops held back for their copies at once */
+#define OD_COPIES 4		/* copies kept with a packet */
+#define OD_COPY_START_NS 1000000000ULL /* a drop whose data lived on waits this long for a copy to start */
+#define OD_HOLD_NS 3000000000ULL	/* and is reported this long after it at the latest, its copies ended or not */
 #define NIL (-1)
 
 struct flow_key {
@@ -47,10 +51,35 @@ struct path {
 	const char *ended;	  /* how a good one ended: "freed", "quiet" (its end untraced), "in-flight" */
 };
 
+/* A packet's copies that ended, for its report: their paths in order. */
+struct copy_paths {
+	struct path v[OD_COPIES];
+	struct pwru_copy made[OD_COPIES]; /* made[i].skb: v[i] was made by a copy function (its COPY record) */
+	uint32_t n;
+};
+
 struct live_packet {
 	struct path path;
 	int32_t flow; /* NIL until the packet has shown a tuple */
 	bool used;
+	uint32_t copy_of;	  /* the packet this one is a copy or clone of; 0: none */
+	uint64_t head;		  /* its data buffer at its latest step; 0: not seen */
+	struct pwru_copy made;	  /* made.skb: a copy function made it */
+	struct copy_paths copies; /* its copies that ended while it lived */
+};
+
+/* A drop held back until its copies end, or the wait is over. */
+struct held_drop {
+	bool used;
+	struct path bad;	/* in order */
+	bool has_flow;
+	struct flow_key key;
+	struct path good;	/* the flow's last good packet when it dropped (steps NULL: none) */
+	uint64_t orphan_head;	/* waiting for a copy to start at this data buffer (0: not) */
+	uint64_t orphan_until;
+	uint64_t until;
+	uint32_t live_copies;	/* its copies in flight */
+	struct copy_paths copies;
 };
 
 struct flow {
@@ -65,6 +94,7 @@ struct flow {
 static struct {
 	bool open;
 	on_drop_emit_fn emit;
+	on_drop_culprit_fn ask_culprit;
 	struct packet_tracker tracker;
 	bool *starts_tx;
 	const char **names;
@@ -73,6 +103,7 @@ static struct {
 	int32_t free_flows; /* chain of unused flows, through hnext */
 	int32_t lru_head, lru_tail;
 	struct live_packet *live;
+	struct held_drop held[OD_HELD];
 	uint64_t next_tick;
 	struct on_drop_counts c;
 } D;
@@ -118,6 +149,42 @@ static bool path_compact(struct path *p)
 	D.c.forgot_steps += p->forgotten;
 	p->nsteps = n;
 	return true;
+}
+
+/* A live packet's path, finished: in order, in memory of its own size (cap = nsteps). */
+static bool path_finish(struct path *p)
+{
+	uint32_t cap = p->cap;
+
+	if (!path_compact(p))
+		return false;
+	D.c.stored_steps -= cap;
+	p->cap = p->nsteps;
+	D.c.stored_steps += p->cap;
+	return true;
+}
+
+/* A finished path's copy, steps and all. */
+static bool path_dup(const struct path *from, struct path *to)
+{
+	*to = *from;
+	to->steps = malloc((from->nsteps ? from->nsteps : 1) * sizeof(*to->steps));
+	if (!to->steps) {
+		set_out_of_memory();
+		memset(to, 0, sizeof(*to));
+		return false;
+	}
+	memcpy(to->steps, from->steps, from->nsteps * sizeof(*to->steps));
+	to->cap = from->nsteps;
+	D.c.stored_steps += to->cap;
+	return true;
+}
+
+static void path_free(struct path *p)
+{
+	D.c.stored_steps -= p->cap;
+	free(p->steps);
+	memset(p, 0, sizeof(*p));
 }
 
 /* ---- flows ---- */
@@ -180,9 +247,7 @@ static void flow_forget(int32_t i)
 		pp = &D.flows[*pp].hnext;
 	*pp = f->hnext;
 	lru_unlink(i);
-	if (f->good.steps)
-		D.c.stored_steps -= f->good.nsteps;
-	free(f->good.steps);
+	path_free(&f->good);
 	memset(f, 0, sizeof(*f));
 	f->hnext = D.free_flows;
 	D.free_flows = i;
@@ -230,18 +295,78 @@ static int32_t flow_find_or_add(const struct flow_key *k, uint64_t ts)
 
 /* ---- packets in flight ---- */
 
+static struct live_packet *live_of(uint32_t number)
+{
+	struct live_packet *lp = &D.live[number & (OD_LIVE - 1)];
+
+	return lp->used && lp->path.number == number ? lp : NULL;
+}
+
+static void copy_paths_free(struct copy_paths *c)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		path_free(&c->v[i]);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Takes *p (it is left empty); one past OD_COPIES is let go. */
+static void copy_paths_add(struct copy_paths *c, struct path *p, const struct pwru_copy *made)
+{
+	if (c->n == OD_COPIES) {
+		path_free(p);
+		return;
+	}
+	c->v[c->n] = *p;
+	c->made[c->n] = *made;
+	c->n++;
+	memset(p, 0, sizeof(*p));
+}
+
 static void live_release(struct live_packet *lp)
 {
-	D.c.stored_steps -= lp->path.cap;
-	free(lp->path.steps);
+	path_free(&lp->path);
+	copy_paths_free(&lp->copies);
 	memset(lp, 0, sizeof(*lp));
 	lp->flow = NIL;
 }
 
+static void held_report(struct held_drop *h);
+
+static struct held_drop *held_of(uint32_t number)
+{
+	for (uint32_t i = 0; i < OD_HELD; i++)
+		if (D.held[i].used && D.held[i].bad.number == number)
+			return &D.held[i];
+	return NULL;
+}
+
+/*
+ * A copy ended (or was dropped: then p is a copy of its path): p goes with its
+ * original, to the report held for it (written once no copy is left in
+ * flight) or to the original still in flight. Takes *p.
+ */
+static void give_to_original(uint32_t original, struct path *p, const struct pwru_copy *made)
+{
+	struct held_drop *h = held_of(original);
+	struct live_packet *o = h ? NULL : live_of(original);
+
+	if (h) {
+		copy_paths_add(&h->copies, p, made);
+		if (h->live_copies)
+			h->live_copies--;
+		if (!h->live_copies && !h->orphan_head)
+			held_report(h);
+	} else if (o) {
+		copy_paths_add(&o->copies, p, made);
+	} else {
+		path_free(p); /* its original was reported or forgotten already */
+	}
+}
+
 /*
  * A packet that ended without a drop (freed, or quiet for OD_QUIET_NS) is its
- * flow's last good one. One without a flow (it never showed a tuple) is only
- * let go.
+ * flow's last good one; a copy goes with its original instead. One without a
+ * flow (it never showed a tuple) is only let go.
  */
 static void live_finish_good(struct live_packet *lp)
 {
@@ -249,20 +374,21 @@ static void live_finish_good(struct live_packet *lp)
 
 	if (!lp->path.ended)
 		lp->path.ended = "quiet";
-	/* A lone free (the end of a packet whose path came before the trace, or out of its sight) is no path. */
-	if (!f || lp->path.nsteps < 2 || !path_compact(&lp->path)) {
+	if (lp->copy_of) {
+		if (path_finish(&lp->path))
+			give_to_original(lp->copy_of, &lp->path, &lp->made);
 		live_release(lp);
 		return;
 	}
-	D.c.stored_steps -= lp->path.cap;
-	if (f->good.steps)
-		D.c.stored_steps -= f->good.nsteps;
-	free(f->good.steps);
+	/* A lone free (the end of a packet whose path came before the trace, or out of its sight) is no path. */
+	if (!f || lp->path.nsteps < 2 || !path_finish(&lp->path)) {
+		live_release(lp);
+		return;
+	}
+	path_free(&f->good);
 	f->good = lp->path;
-	f->good.cap = f->good.nsteps;
-	D.c.stored_steps += f->good.nsteps;
-	memset(lp, 0, sizeof(*lp));
-	lp->flow = NIL;
+	memset(&lp->path, 0, sizeof(lp->path));
+	live_release(lp);
 	make_room(0);
 }
 
@@ -290,6 +416,58 @@ static struct live_packet *live_start(uint32_t number)
 	return lp;
 }
 
+/*
+ * A packet's first step: the packet it is a clone of, as src/reading/copies.ts
+ * links it: one dropped while its data was shared and waiting for a copy at
+ * that buffer, else one in flight at that buffer when this one says the data
+ * is shared.
+ */
+static void link_at_start(struct live_packet *lp, const struct pwru_event *ev)
+{
+	const struct live_packet *best = NULL;
+
+	if (!ev->head)
+		return;
+	for (uint32_t i = 0; D.c.held && i < OD_HELD; i++) {
+		struct held_drop *h = &D.held[i];
+
+		if (h->used && h->orphan_head == ev->head) {
+			lp->copy_of = h->bad.number;
+			h->orphan_head = 0;
+			h->live_copies++;
+			return;
+		}
+	}
+	if (ev->dataref <= 1)
+		return;
+	for (uint32_t s = 0; s < OD_LIVE; s++) {
+		const struct live_packet *x = &D.live[s];
+
+		if (x->used && x != lp && x->head == ev->head && (!best || x->path.number > best->path.number))
+			best = x;
+	}
+	if (best)
+		lp->copy_of = best->path.number;
+}
+
+/* A copy function made this packet (its COPY record): its original is the packet in flight at that buffer. */
+static void link_made(struct live_packet *lp, const struct pwru_copy *made)
+{
+	const struct live_packet *best = NULL;
+
+	for (uint32_t s = 0; s < OD_LIVE; s++) {
+		const struct live_packet *x = &D.live[s];
+
+		if (x->used && x != lp && x->head == made->orig_head &&
+		    (!best || x->path.number > best->path.number))
+			best = x;
+	}
+	if (best) {
+		lp->copy_of = best->path.number;
+		lp->made = *made;
+	}
+}
+
 /* ---- reports ---- */
 
 static void put_addr(struct json *j, const char *key, uint8_t family, const uint8_t *a)
@@ -300,12 +478,10 @@ static void put_addr(struct json *j, const char *key, uint8_t family, const uint
 	json_kv_string(j, key, text);
 }
 
-static void put_path(struct json *j, const char *key, const struct path *p, const char *ended)
+static void put_path_fields(struct json *j, const struct path *p, const char *ended)
 {
 	uint32_t forgotten = p->forgotten + (p->nsteps - kept(p));
 
-	json_key(j, key);
-	json_begin_object(j);
 	json_kv_uint(j, "packet", p->number);
 	json_kv_uint(j, "steps", kept(p));
 	json_kv_uint(j, "forgotten_steps", forgotten);
@@ -313,15 +489,25 @@ static void put_path(struct json *j, const char *key, const struct path *p, cons
 		json_kv_uint(j, "gap_after", OD_HEAD);
 	if (ended)
 		json_kv_string(j, "ended", ended);
+}
+
+static void put_path(struct json *j, const char *key, const struct path *p, const char *ended)
+{
+	json_key(j, key);
+	json_begin_object(j);
+	put_path_fields(j, p, ended);
 	json_end_object(j);
 }
 
-/* DROP_REPORT, then the dropped packet's steps, then the good one's. */
-static void report(const struct live_packet *bad, const struct path *good)
+/*
+ * DROP_REPORT, then the dropped packet's steps, the good one's, and its
+ * copies' (each copy made by a copy function with its COPY record before the
+ * step it belongs to).
+ */
+static void report(const struct path *bad, const struct flow_key *key, const struct path *good,
+		   const struct copy_paths *copies, bool ask_culprit)
 {
-	const struct flow *f = bad->flow != NIL ? &D.flows[bad->flow] : NULL;
 	struct json j = { 0 };
-	uint32_t bad_forgotten = bad->path.nsteps - kept(&bad->path);
 
 	if (!out_frame_room(ON_DROP_REPORT_ROOM)) {
 		D.c.unreported++;
@@ -330,77 +516,169 @@ static void report(const struct live_packet *bad, const struct path *good)
 	D.c.drops++;
 	json_begin_object(&j);
 	json_kv_uint(&j, "n", D.c.drops);
-	if (f) {
+	if (key) {
 		json_key(&j, "flow");
 		json_begin_object(&j);
-		json_kv_uint(&j, "family", f->key.family);
-		json_kv_uint(&j, "l4", f->key.l4);
-		put_addr(&j, "src", f->key.family, f->key.saddr);
-		put_addr(&j, "dst", f->key.family, f->key.daddr);
-		if (f->key.l4 == 6 || f->key.l4 == 17 || f->key.l4 == 132)
-			json_kv_uint(&j, "dport", f->key.dport);
+		json_kv_uint(&j, "family", key->family);
+		json_kv_uint(&j, "l4", key->l4);
+		put_addr(&j, "src", key->family, key->saddr);
+		put_addr(&j, "dst", key->family, key->daddr);
+		if (key->l4 == 6 || key->l4 == 17 || key->l4 == 132)
+			json_kv_uint(&j, "dport", key->dport);
 		json_end_object(&j);
 	}
-	put_path(&j, "bad", &bad->path, NULL);
+	put_path(&j, "bad", bad, NULL);
 	if (good)
 		put_path(&j, "good", good, good->ended);
+	if (copies && copies->n) {
+		json_key(&j, "copies");
+		json_begin_array(&j);
+		for (uint32_t c = 0; c < copies->n; c++) {
+			json_begin_object(&j);
+			put_path_fields(&j, &copies->v[c], copies->v[c].ended);
+			json_end_object(&j);
+		}
+		json_end_array(&j);
+	}
 	json_kv_uint(&j, "forgotten_flows", D.c.forgot_flows);
 	json_kv_uint(&j, "forgotten_packets", D.c.forgot_packets);
-	json_kv_uint(&j, "forgotten_steps", D.c.forgot_steps + bad_forgotten);
+	json_kv_uint(&j, "forgotten_steps", D.c.forgot_steps + (bad->nsteps - kept(bad)));
 	json_end_object(&j);
 	void *p = out_reserve(PWRU_FRAME_DROP_REPORT, (uint32_t)j.b.len);
 	if (p)
 		memcpy(p, j.b.p, j.b.len);
 	json_free(&j);
-	for (uint32_t i = 0; i < kept(&bad->path); i++)
-		D.emit(kept_step(&bad->path, i));
+	for (uint32_t i = 0; i < kept(bad); i++) {
+		const struct pwru_event *ev = kept_step(bad, i);
+
+		D.emit(ev, NULL, ask_culprit && (ev->flags & PWRU_F_DROP));
+	}
 	for (uint32_t i = 0; good && i < good->nsteps; i++)
-		D.emit(&good->steps[i]);
+		D.emit(&good->steps[i], NULL, false);
+	for (uint32_t c = 0; copies && c < copies->n; c++) {
+		const struct pwru_copy *made = &copies->made[c];
+
+		for (uint32_t i = 0; i < copies->v[c].nsteps; i++) {
+			const struct pwru_event *ev = &copies->v[c].steps[i];
+			bool at = made->skb && made->skb == ev->skb && made->ts == ev->ts;
+
+			D.emit(ev, at ? made : NULL, false);
+		}
+	}
 }
 
 /*
  * The flow's last packet that got through before the dropped one: finished,
  * or still in flight and not dropped so far (its end may be untraced). A scan
- * of the packets in flight, once per drop.
+ * of the packets in flight, once per drop. Returns a path of its own (the
+ * caller frees it with path_free), or NULL.
  */
-static const struct path *last_good(const struct live_packet *bad, struct path *scratch)
+static bool last_good(int32_t flow, uint32_t before, struct path *out)
 {
-	const struct flow *f = &D.flows[bad->flow];
+	const struct flow *f = &D.flows[flow];
 	const struct live_packet *lp = NULL;
 
+	memset(out, 0, sizeof(*out));
 	for (uint32_t s = 0; s < OD_LIVE; s++) {
 		const struct live_packet *x = &D.live[s];
 
-		if (x->used && x != bad && x->flow == bad->flow && x->path.nsteps >= 2 &&
-		    x->path.number < bad->path.number && (!lp || x->path.number > lp->path.number))
+		if (x->used && x->flow == flow && !x->copy_of && x->path.nsteps >= 2 && x->path.number < before &&
+		    (!lp || x->path.number > lp->path.number))
 			lp = x;
 	}
 	if (lp && (!f->good.steps || lp->path.number > f->good.number)) {
 		/* In flight, not dropped (so far): its steps in order, without taking them from it. */
-		scratch->nsteps = kept(&lp->path);
-		scratch->forgotten = lp->path.nsteps - scratch->nsteps;
-		scratch->number = lp->path.number;
-		scratch->ended = "in-flight";
-		scratch->steps = malloc((scratch->nsteps ? scratch->nsteps : 1) * sizeof(*scratch->steps));
-		if (!scratch->steps) {
+		uint32_t n = kept(&lp->path);
+
+		out->steps = malloc((n ? n : 1) * sizeof(*out->steps));
+		if (!out->steps) {
 			set_out_of_memory();
-			return NULL;
+			return false;
 		}
-		for (uint32_t i = 0; i < scratch->nsteps; i++)
-			scratch->steps[i] = *kept_step(&lp->path, i);
-		return scratch;
+		for (uint32_t i = 0; i < n; i++)
+			out->steps[i] = *kept_step(&lp->path, i);
+		out->nsteps = out->cap = n;
+		out->forgotten = lp->path.nsteps - n;
+		out->number = lp->path.number;
+		out->ended = "in-flight";
+		D.c.stored_steps += n;
+		return true;
 	}
-	return f->good.steps ? &f->good : NULL;
+	return f->good.steps && path_dup(&f->good, out);
+}
+
+/* A held drop's report, and its slot let go. */
+static void held_report(struct held_drop *h)
+{
+	/* Its culprit was asked for at the drop: the rules' counters are read close to it. */
+	report(&h->bad, h->has_flow ? &h->key : NULL, h->good.steps ? &h->good : NULL, &h->copies, false);
+	path_free(&h->bad);
+	path_free(&h->good);
+	copy_paths_free(&h->copies);
+	memset(h, 0, sizeof(*h));
+	D.c.held--;
+}
+
+/*
+ * lp was dropped (its path finished). With copies in flight, or its data still
+ * shared (a clone may yet show up: a raw socket's, read later), its report
+ * waits for them (at most OD_HOLD_NS); else it goes out now.
+ */
+static void dropped(struct live_packet *lp, const struct pwru_event *ev)
+{
+	const struct flow *f = lp->flow != NIL ? &D.flows[lp->flow] : NULL;
+	struct held_drop *h = NULL;
+	uint32_t live_copies = 0;
+	struct path good;
+
+	for (uint32_t s = 0; s < OD_LIVE; s++)
+		if (D.live[s].used && D.live[s].copy_of == lp->path.number)
+			live_copies++;
+	bool orphan = !live_copies && ev->head && ev->dataref > 1;
+
+	for (uint32_t i = 0; (live_copies || orphan) && !h && i < OD_HELD; i++)
+		if (!D.held[i].used)
+			h = &D.held[i];
+	if (f)
+		last_good(lp->flow, lp->path.number, &good);
+	else
+		memset(&good, 0, sizeof(good));
+	if (!h) {
+		report(&lp->path, f ? &f->key : NULL, good.steps ? &good : NULL, &lp->copies, true);
+		path_free(&good);
+		live_release(lp);
+		return;
+	}
+	*h = (struct held_drop){
+		.used = true,
+		.bad = lp->path,
+		.has_flow = f != NULL,
+		.good = good,
+		.orphan_head = orphan ? ev->head : 0,
+		.orphan_until = ev->ts + OD_COPY_START_NS,
+		.until = ev->ts + OD_HOLD_NS,
+		.live_copies = live_copies,
+		.copies = lp->copies,
+	};
+	if (f)
+		h->key = f->key;
+	D.c.held++;
+	D.ask_culprit(ev);
+	memset(&lp->path, 0, sizeof(lp->path));
+	memset(&lp->copies, 0, sizeof(lp->copies));
+	live_release(lp);
 }
 
 /* ---- the interface ---- */
 
-int on_drop_open(const struct probe_set *probes, const char *packet_starts, on_drop_emit_fn emit)
+int on_drop_open(const struct probe_set *probes, const char *packet_starts, on_drop_emit_fn emit,
+		 on_drop_culprit_fn ask_culprit)
 {
 	size_t n = probes->cnt;
 
 	memset(&D, 0, sizeof(D));
 	D.emit = emit;
+	D.ask_culprit = ask_culprit;
 	D.names = calloc(n ? n : 1, sizeof(*D.names));
 	D.flows = calloc(OD_FLOWS, sizeof(*D.flows));
 	D.live = calloc(OD_LIVE, sizeof(*D.live));
@@ -424,7 +702,7 @@ int on_drop_open(const struct probe_set *probes, const char *packet_starts, on_d
 	return 0;
 }
 
-void on_drop_event(const struct pwru_event *ev)
+void on_drop_event(const struct pwru_event *ev, const struct pwru_copy *made)
 {
 	struct step_info step;
 	struct live_packet *lp;
@@ -438,7 +716,12 @@ void on_drop_event(const struct pwru_event *ev)
 		}
 		if (!(lp = live_start(step.packet)))
 			return;
+		link_at_start(lp, ev);
 	}
+	if (made && !lp->copy_of)
+		link_made(lp, made);
+	if (ev->head)
+		lp->head = ev->head;
 	if (slot_of(lp->path.nsteps) >= lp->path.cap) {
 		/* Slots double until OD_STEPS; from then on the tail is a ring and needs no more. */
 		uint32_t cap = lp->path.cap * 2 < OD_STEPS ? lp->path.cap * 2 : OD_STEPS;
@@ -465,12 +748,19 @@ void on_drop_event(const struct pwru_event *ev)
 	if (lp->flow != NIL)
 		D.flows[lp->flow].last_ts = ev->ts;
 	if (ev->flags & PWRU_F_DROP) {
-		struct path scratch = { 0 };
-		const struct path *good = lp->flow != NIL ? last_good(lp, &scratch) : NULL;
+		if (!path_finish(&lp->path)) {
+			live_release(lp);
+			return;
+		}
+		if (lp->copy_of) {
+			/* A copy dropped: its original's report shows it too. */
+			struct path p;
 
-		report(lp, good);
-		free(scratch.steps);
-		live_release(lp);
+			lp->path.ended = "dropped";
+			if (path_dup(&lp->path, &p))
+				give_to_original(lp->copy_of, &p, &lp->made);
+		}
+		dropped(lp, ev);
 	} else if (ev->flags & PWRU_F_FREED) {
 		lp->path.ended = "freed";
 		live_finish_good(lp);
@@ -485,8 +775,36 @@ void on_drop_tick(uint64_t now_ns)
 	for (uint32_t s = 0; s < OD_LIVE; s++)
 		if (D.live[s].used && D.live[s].path.last_ts + OD_QUIET_NS < now_ns)
 			live_finish_good(&D.live[s]);
+	for (uint32_t i = 0; i < OD_HELD; i++) {
+		struct held_drop *h = &D.held[i];
+
+		if (h->used && h->orphan_head && h->orphan_until < now_ns)
+			h->orphan_head = 0; /* no copy started: it waits no more for one */
+		if (h->used && ((!h->orphan_head && !h->live_copies) || h->until < now_ns))
+			held_report(h);
+	}
 	while (D.lru_tail != NIL && D.flows[D.lru_tail].last_ts + OD_FLOW_IDLE_NS < now_ns)
 		flow_forget(D.lru_tail);
+}
+
+void on_drop_flush(void)
+{
+	if (!D.open)
+		return;
+	/* Copies still in flight go with their originals as they are. */
+	for (uint32_t s = 0; s < OD_LIVE; s++) {
+		struct live_packet *lp = &D.live[s];
+
+		if (lp->used && lp->copy_of && held_of(lp->copy_of)) {
+			lp->path.ended = "in-flight";
+			if (path_finish(&lp->path))
+				give_to_original(lp->copy_of, &lp->path, &lp->made);
+			live_release(lp);
+		}
+	}
+	for (uint32_t i = 0; i < OD_HELD; i++)
+		if (D.held[i].used)
+			held_report(&D.held[i]);
 }
 
 void on_drop_counts(struct on_drop_counts *c)
@@ -524,10 +842,15 @@ void on_drop_close(void)
 {
 	if (D.live)
 		for (uint32_t s = 0; s < OD_LIVE; s++)
-			free(D.live[s].path.steps);
+			live_release(&D.live[s]);
 	if (D.flows)
 		for (int32_t i = 0; i < OD_FLOWS; i++)
 			free(D.flows[i].good.steps);
+	for (uint32_t i = 0; i < OD_HELD; i++) {
+		path_free(&D.held[i].bad);
+		path_free(&D.held[i].good);
+		copy_paths_free(&D.held[i].copies);
+	}
 	free(D.live);
 	free(D.flows);
 	free(D.names);

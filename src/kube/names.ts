@@ -89,7 +89,8 @@ export function withNames(sink: TraceSink, names: Map<string, string>): TraceSin
     ...(sink.dropReport
       ? {
           dropReport: (r: HelperDropReport) => {
-            for (const e of [...r.bad, ...r.good]) if (e.tuple) e.tuple = nameTuple(e.tuple, names);
+            for (const e of [...r.bad, ...r.good, ...r.copies.flat()])
+              if (e.tuple) e.tuple = nameTuple(e.tuple, names);
             sink.dropReport?.(r);
           },
         }

@@ -116,7 +116,12 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
     },
 
     dropReport(r: HelperDropReport) {
-      const bad = packetOf(r.bad, r.info.bad.packet);
+      const copyInfo = r.info.copies ?? [];
+      const bad = packetOf(
+        r.bad,
+        r.info.bad.packet,
+        r.copies.map((events, i) => ({ events, id: copyInfo[i]?.packet ?? 0 })),
+      );
       if (!bad) return;
       if (!isFailure(bad)) {
         notFailures++;
@@ -146,6 +151,12 @@ export function createOnDropSink(opts: OnDropSinkOptions): OnDropSink {
             ...(r.info.bad.gap_after !== undefined ? { gapAfter: r.info.bad.gap_after } : {}),
           },
           badPacket: r.info.bad.packet,
+          copies: r.copies.map((events, i) => ({
+            events,
+            forgottenSteps: copyInfo[i]?.forgotten_steps ?? 0,
+            ...(copyInfo[i]?.gap_after !== undefined ? { gapAfter: copyInfo[i].gap_after } : {}),
+            ended: copyInfo[i]?.ended ?? 'freed',
+          })),
           good:
             good && r.info.good
               ? {

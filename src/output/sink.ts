@@ -23,6 +23,8 @@ export interface HelperDropReport {
   info: DropReportInfo;
   bad: TraceEvent[];
   good: TraceEvent[];
+  /** The dropped packet's copies' steps, as info.copies lists them. */
+  copies: TraceEvent[][];
   node?: string;
 }
 

@@ -29,18 +29,39 @@ export function protoName(l4: number): string {
   return PROTO_NAMES[l4] ?? String(l4);
 }
 
+/** A packet's steps as a report holds them, and its number in the trace. */
+export interface ReportedSteps {
+  events: TraceEvent[];
+  id: number;
+}
+
+const byTime = (a: TraceEvent, b: TraceEvent) => {
+  const d = BigInt(a.ts) - BigInt(b.ts);
+  return d < 0n ? -1 : d > 0n ? 1 : 0;
+};
+
 /**
  * The packet a list of steps is. The helper grouped them as one packet by the
  * rules the tracker applies too; should the tracker still split them, the part
- * with the drop (or the longest) is the packet.
+ * with the drop (or the longest) is the packet. Its copies' steps, when the
+ * report has them, go through the same tracker in time order, so that they are
+ * linked to it (src/reading/copies.ts) and its verdict reads them.
  */
-export function packetOf(events: TraceEvent[], id: number): Packet | undefined {
+export function packetOf(events: TraceEvent[], id: number, copies: ReportedSteps[] = []): Packet | undefined {
   const tracker = new PacketTracker();
-  for (const e of events) tracker.observe(e);
-  const all = tracker.packets();
+  const all = copies.length ? [...events, ...copies.flatMap((c) => c.events)].sort(byTime) : events;
+  for (const e of all) tracker.observe(e);
+  const own = new Set(events);
+  const packets = tracker.packets();
+  const mine = packets.filter((p) => p.steps.some((s) => own.has(s.event)));
   const pick =
-    all.find((p) => p.steps.some((s) => s.event.drop)) ??
-    all.reduce<Packet | undefined>((a, b) => (!a || b.steps.length > a.steps.length ? b : a), undefined);
+    mine.find((p) => p.steps.some((s) => s.event.drop && own.has(s.event))) ??
+    mine.reduce<Packet | undefined>((a, b) => (!a || b.steps.length > a.steps.length ? b : a), undefined);
+  for (const c of copies) {
+    const first = c.events[0];
+    const p = first && packets.find((x) => x !== pick && x.steps.some((s) => s.event === first));
+    if (p) p.id = c.id;
+  }
   if (pick) pick.id = id;
   return pick;
 }
@@ -70,6 +91,7 @@ export function buildReport(
     badPacket: number;
     good?: ReportedPath & { ended: string };
     goodPacket?: number;
+    copies?: (ReportedPath & { ended: string })[];
     forgotten: { flows: number; packets: number; steps: number };
   },
   bad: Packet,
@@ -87,6 +109,7 @@ export function buildReport(
     ...(input.flow ? { flow: input.flow } : {}),
     bad: input.bad,
     ...(input.good ? { good: input.good } : {}),
+    ...(input.copies?.length ? { copies: input.copies } : {}),
     verdict,
     sentence: diff ? diff.sentence : aloneSentence(verdict, input.flow),
     forgotten: input.forgotten,
@@ -96,7 +119,9 @@ export function buildReport(
 
 /** A report read back from a saved line (`show`, `diff`): its packets rebuilt, compared again. */
 export function caughtDropOf(line: DropReportLine): CaughtDrop | undefined {
-  const bad = packetOf(line.bad.events, 2);
+  // The copies' numbers are not kept in the line: after the two packets'.
+  const copies = (line.copies ?? []).map((c, i) => ({ events: c.events, id: 3 + i }));
+  const bad = packetOf(line.bad.events, 2, copies);
   if (!bad) return undefined;
   const good = line.good ? packetOf(line.good.events, 1) : undefined;
   return { line, verdict: verdictOf(bad), bad, good, diff: good ? diffPackets(good, bad) : undefined };
@@ -109,12 +134,14 @@ export function checkDropLine(
 ): string | undefined {
   if (typeof o.n !== 'number') return '"n" should be a number';
   if (typeof o.sentence !== 'string') return '"sentence" should be a string';
-  for (const side of ['bad', 'good'] as const) {
-    const path = o[side] as Record<string, unknown> | undefined;
+  if (o.copies !== undefined && !Array.isArray(o.copies)) return '"copies" should be an array';
+  const copies = ((o.copies as unknown[] | undefined) ?? []).map((c, k) => [`copies[${k}]`, c] as const);
+  const paths = [['bad', o.bad] as const, ['good', o.good] as const, ...copies];
+  for (const [side, path] of paths) {
     if (path === undefined && side === 'good') continue;
-    if (!path || typeof path !== 'object' || !Array.isArray(path.events))
-      return `"${side}.events" should be an array`;
-    for (const [i, e] of (path.events as unknown[]).entries()) {
+    const p = path as Record<string, unknown> | undefined;
+    if (!p || typeof p !== 'object' || !Array.isArray(p.events)) return `"${side}.events" should be an array`;
+    for (const [i, e] of (p.events as unknown[]).entries()) {
       const problem =
         e && typeof e === 'object' && !Array.isArray(e)
           ? eventProblem(e as Record<string, unknown>)

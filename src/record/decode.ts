@@ -190,13 +190,18 @@ export interface HelperMessage {
 export type CulpritInfo = Omit<TraceCulprit, 'type' | 'v' | 'node'>;
 /** A PROG frame's payload: a tc/XDP program's run on a traced packet (a trace line without type, v and node). */
 export type ProgRunInfo = Omit<TraceProgRun, 'type' | 'v' | 'node'>;
-/** --on-drop: a drop; the next bad.steps + good.steps EVENT frames are its packets' steps (docs/record-stream.md). */
+/**
+ * --on-drop: a drop; the next bad.steps + good.steps EVENT frames, then each
+ * copy's steps, are its packets' steps (docs/record-stream.md).
+ */
 export interface DropReportInfo {
   n: number;
   /** The flow as the packet entered the trace: absent when it never showed an IP tuple. */
   flow?: { family: 4 | 6; l4: number; src: string; dst: string; dport?: number };
   bad: ReportedPathInfo;
   good?: ReportedPathInfo;
+  /** The dropped packet's copies and clones (a raw socket's, nft dup's), each with how it ended. */
+  copies?: ReportedPathInfo[];
   forgotten_flows: number;
   forgotten_packets: number;
   forgotten_steps: number;
@@ -208,7 +213,7 @@ export interface ReportedPathInfo {
   forgotten_steps: number;
   /** The kept steps are the first gap_after and the last ones: the rest are forgotten. */
   gap_after?: number;
-  /** How the good one ended: freed, quiet (its end untraced), in-flight. */
+  /** How the good one or a copy ended: freed, quiet (its end untraced), in-flight; a copy also dropped. */
   ended?: string;
 }
 

@@ -325,6 +325,14 @@ export interface TraceDropReport {
     /** freed: its end was traced; quiet: not seen for a while, not dropped; in-flight: still going. */
     ended: string;
   };
+  /**
+   * The dropped packet's copies and clones (a raw socket's, a tap's, nft dup's): what its verdict reads
+   * (a copy that got through makes its drop no failure, docs/reading-traces.md); absent when none.
+   */
+  copies?: (ReportedPath & {
+    /** freed, quiet, in-flight as good's; dropped: the copy was dropped too. */
+    ended: string;
+  })[];
   /** The dropped packet's verdict (as `diff -o json` gives verdicts). */
   verdict: { kind: string; func?: string; reason?: string; step?: number };
   /** The difference in one sentence (or, alone, why it is alone). */

@@ -2,7 +2,8 @@
  * Verdicts on a real kernel (the tracepoint backend), in namespaces the test
  * makes: ping as root and a raw UDP receiver get their packets through copies
  * (the original is freed with NO_SOCKET) and --fail-on-drop exits 0; a healthy
- * TCP exchange exits 0; a real drop in the same run exits 3. And under a flood
+ * TCP exchange exits 0; a real drop in the same run exits 3; with --on-drop,
+ * the copies go with the drops they make no failure. And under a flood
  * of short-lived packets, where the kernel reuses skb addresses after frees no
  * tracepoint sees, no rewrite is invented: every address or port change in the
  * lines is the one DNAT the test set up.
@@ -12,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { TraceEvent, TraceLine } from '../../src/record/event';
+import type { TraceDropReport, TraceEvent, TraceLine } from '../../src/record/event';
 import { NetLab } from './netlab';
 import { runCli, startTrace } from './tracer';
 
@@ -146,6 +147,46 @@ describe('verdicts on this kernel', () => {
         stderr,
       );
       assert.match(verdictLines(stderr).join('\n'), /delivered \(a copy to a raw socket\)/);
+      assert.equal(code, 3, stderr);
+    } finally {
+      lab.exec(local, 'iptables', ['-D', 'INPUT', '-p', 'udp', '--dport', '7301', '-j', 'DROP']);
+    }
+  });
+
+  test('--on-drop: the copies go with their originals (not reported, not counted); the real drop is reported, exit 3', async () => {
+    lab.exec(local, 'iptables', ['-A', 'INPUT', '-p', 'udp', '--dport', '7301', '-j', 'DROP']);
+    try {
+      const trace = startTrace([
+        ...inLocal(),
+        '--on-drop',
+        '--fail-on-drop',
+        'icmp or tcp port 7302 or udp port 7300 or udp port 7301',
+      ]);
+      await trace.ready();
+      lab.exec(local, 'ping', ['-c', '3', '-i', '0.2', '-W', '1', '127.0.0.1']);
+      assert.equal(python(lab, local, RAW_RECEIVER).trim(), '3', 'the raw socket read its three copies');
+      python(lab, local, TCP_EXCHANGE);
+      python(
+        lab,
+        local,
+        'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", 7301))',
+      );
+      // A held report waits for its copies (at most 3 s): give the last ones time before the stop.
+      await new Promise((r) => setTimeout(r, 1500));
+      const { lines, code, stderr } = await trace.stop();
+
+      const reports = lines.filter((l): l is TraceDropReport => l.type === 'drop');
+      assert.deepEqual(
+        reports.map((r) => [r.flow?.dport, r.verdict.reason]),
+        [[7301, 'NETFILTER_DROP']],
+        stderr,
+      );
+      // The six originals freed with NO_SOCKET (and the TCP close's purges, if any) were told apart.
+      const notFailures = Number(/(\d+) not failures/.exec(stderr)?.[1] ?? 0);
+      assert.ok(
+        notFailures >= 6,
+        `three echo replies and three datagrams delivered through copies:\n${stderr}`,
+      );
       assert.equal(code, 3, stderr);
     } finally {
       lab.exec(local, 'iptables', ['-D', 'INPUT', '-p', 'udp', '--dport', '7301', '-j', 'DROP']);

@@ -68,7 +68,7 @@ describe('--on-drop reports', () => {
 
   test('with no good packet, the drop stands alone and says so', async () => {
     const { stdout, sink: s } = sink();
-    s.dropReport?.({ info: info(bad, []), bad, good: [] });
+    s.dropReport?.({ info: info(bad, []), bad, good: [], copies: [] });
     await s.close();
     const line = JSON.parse(stdout.text.trim()) as TraceDropReport;
     assert.equal(line.good, undefined);
@@ -79,11 +79,63 @@ describe('--on-drop reports', () => {
     const purged = traceEvents('tcp-good.jsonl').filter((e) => e.drop?.reason === 'QUEUE_PURGE');
     assert.equal(purged.length, 1);
     const { stdout, stderr, sink: s } = sink();
-    s.dropReport?.({ info: info(purged, []), bad: purged, good: [] });
+    s.dropReport?.({ info: info(purged, []), bad: purged, good: [], copies: [] });
     await s.close();
     assert.equal(stdout.text, '');
     assert.equal(s.dropped(), false);
     assert.match(stderr.text, /1 not failures \(not reported\)/);
+  });
+
+  test("a drop whose clone was delivered (ping as root: the raw socket's) is no failure; without the clone it is one", async () => {
+    const original = tracePackets('ping-raw-socket.jsonl').find((p) => p.copies?.length);
+    assert.ok(original?.copies, 'the recorded ping has an echo reply with a raw socket clone');
+    const bad = original.steps.map((s) => s.event);
+    const clone = original.copies[0].steps.map((s) => s.event);
+    const withCopy: DropReportInfo = {
+      ...info(bad, []),
+      copies: [{ packet: 9, steps: clone.length, forgotten_steps: 0, ended: 'freed' }],
+    };
+    const { stdout, stderr, sink: s } = sink();
+    s.dropReport?.({ info: withCopy, bad, good: [], copies: [clone] });
+    await s.close();
+    assert.equal(stdout.text, '');
+    assert.equal(s.dropped(), false);
+    assert.match(stderr.text, /1 not failures \(not reported\)/);
+
+    // The same drop without its clone is a loss: what the report said before it carried copies.
+    const alone = sink();
+    alone.sink.dropReport?.({ info: info(bad, []), bad, good: [], copies: [] });
+    await alone.sink.close();
+    assert.equal(alone.sink.dropped(), true);
+    const line = JSON.parse(alone.stdout.text.trim()) as TraceDropReport;
+    assert.equal(line.verdict.reason, 'NO_SOCKET');
+
+    // A saved line with the copies reads back to the same verdict (show, diff).
+    const saved: TraceDropReport = {
+      ...line,
+      copies: [{ events: clone, forgottenSteps: 0, ended: 'freed' }],
+    };
+    assert.equal(caughtDropOf(saved)?.verdict.kind, 'delivered');
+  });
+
+  test("the collector gives each copy its steps, after the good packet's", () => {
+    const got: { bad: number; good: number; copies: number[] }[] = [];
+    const c = new DropCollector((r) =>
+      got.push({ bad: r.bad.length, good: r.good.length, copies: r.copies.map((x) => x.length) }),
+    );
+    const e = traceEvents('ping-raw-socket.jsonl');
+    c.start({
+      ...info(e.slice(0, 2), e.slice(0, 1)),
+      copies: [
+        { packet: 8, steps: 2, forgotten_steps: 0, ended: 'freed' },
+        { packet: 9, steps: 1, forgotten_steps: 0, ended: 'dropped' },
+      ],
+    });
+    for (const x of e.slice(0, 5)) assert.ok(c.take(x));
+    assert.deepEqual(got, []);
+    assert.ok(c.take(e[5]));
+    assert.deepEqual(got, [{ bad: 2, good: 1, copies: [2, 1] }]);
+    assert.equal(c.take(e[6]), false);
   });
 
   test('--drops N: the Nth report asks the run to stop, later ones are not shown', async () => {
@@ -98,8 +150,8 @@ describe('--on-drop reports', () => {
       maxDrops: 1,
       enough: () => enough++,
     });
-    s.dropReport?.({ info: info(bad, good), bad, good });
-    s.dropReport?.({ info: info(bad, good), bad, good });
+    s.dropReport?.({ info: info(bad, good), bad, good, copies: [] });
+    s.dropReport?.({ info: info(bad, good), bad, good, copies: [] });
     await s.close();
     assert.equal(enough, 1);
     assert.equal(stdout.text.trim().split('\n').length, 1);
@@ -121,7 +173,7 @@ describe('--on-drop reports', () => {
       // More than the file output queues before it asks the producer to wait (1 MiB), in one go.
       let n = 0;
       while (!s.waitForDrain?.() && n < 10000) {
-        s.dropReport?.({ info: info(bad, good), bad, good });
+        s.dropReport?.({ info: info(bad, good), bad, good, copies: [] });
         n++;
       }
       const drained = s.waitForDrain?.();
