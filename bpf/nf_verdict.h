@@ -19,6 +19,11 @@
 
 #define PWRU_NF_NAME_LEN 32
 
+/* nf_verdict.rule: whether the nft rule whose verdict dropped it is known. */
+#define PWRU_NF_RULE_NONE 0  /* no immediate drop verdict ran for it: a policy, reject, vmap, xt target ... */
+#define PWRU_NF_RULE_EXACT 1 /* handle and rule_chain are the rule's */
+#define PWRU_NF_RULE_LOST 2  /* an immediate drop verdict ran, but its rule was not found in the chains seen */
+
 /*
  * Per CPU, the last table traversal that returned there (written by every
  * traversal: a drop's own is the last one before the kernel frees it); then,
@@ -33,9 +38,12 @@ struct nf_verdict {
 	__u8 hook;	/* nf_hook_state.hook */
 	__u8 pf;	/* nf_hook_state.pf */
 	__u8 family;	/* the table's family (NFPROTO_*: nft's inet is 1) */
-	__u8 pad[2];
+	__u8 rule;	/* PWRU_NF_RULE_*: nft only */
+	__u8 pad;
 	char table[PWRU_NF_NAME_LEN];
 	char chain[PWRU_NF_NAME_LEN]; /* nft's base chain; empty for x_tables (the hook names it) */
+	__u64 handle;			   /* the rule's handle, with PWRU_NF_RULE_EXACT */
+	char rule_chain[PWRU_NF_NAME_LEN]; /* the chain that holds it: the base chain, or one jumped to */
 };
 
 /*
@@ -45,10 +53,22 @@ struct nf_verdict {
  * trusted only for their own skb: a call that moved CPUs leaves one behind.
  */
 #define PWRU_NF_INSIDE_MAX 4
+/*
+ * The chains an nft_do_chain call has been in: its base chain, then those an
+ * immediate verdict jumped or went to (a vmap's jumps are not seen). A drop
+ * verdict's expression is looked for in their rules.
+ */
+#define PWRU_NF_CHAINS_MAX 8
+struct nf_chains {
+	__u64 chain[PWRU_NF_CHAINS_MAX]; /* struct nft_chain * */
+	__u32 n;
+	__u32 pad;
+};
 struct nf_inside {
 	__u32 depth;
 	__u32 pad;
 	struct nf_verdict e[PWRU_NF_INSIDE_MAX];
+	struct nf_chains c[PWRU_NF_INSIDE_MAX];
 };
 
 /* nf_drops' key: a drop (the skb's address is soon another packet's, dropped in the same burst). */

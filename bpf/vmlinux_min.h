@@ -137,9 +137,34 @@ struct nft_table {
 	__u16 family : 6;
 	char *name;
 } __attribute__((preserve_access_index));
+/* 5.17+: a chain's rules, packed for nft_do_chain; one blob per generation. */
+struct nft_rule_blob {
+	unsigned long size;
+	unsigned char data[];
+} __attribute__((preserve_access_index));
+struct nft_rule_dp {
+	__u64 header; /* is_last:1, dlen:12, handle:42: read as a word (bpf/nf_verdict.bpf.c) */
+	unsigned char data[];
+} __attribute__((preserve_access_index));
 struct nft_chain {
+	struct nft_rule_blob *blob_gen_0;
+	struct nft_rule_blob *blob_gen_1;
 	struct nft_table *table;
 	char *name;
+} __attribute__((preserve_access_index));
+struct nft_verdict {
+	__u32 code;
+	struct nft_chain *chain;
+} __attribute__((preserve_access_index));
+struct nft_regs {
+	union {
+		__u32 data[20];
+		struct nft_verdict verdict;
+	};
+} __attribute__((preserve_access_index));
+struct nft_expr {
+	const void *ops;
+	unsigned char data[];
 } __attribute__((preserve_access_index));
 struct xt_table {
 	__u8 af;

@@ -427,6 +427,31 @@ static size_t covered_by(const struct pending *p, uint64_t started)
 	return n;
 }
 
+/*
+ * The rule the kernel named by its handle (an immediate drop verdict,
+ * nf_exact.c), as the reading after the drop prints it: false when the
+ * kernel did not name one, or the reading has no such rule (it was deleted
+ * meanwhile), and the counters are to say.
+ */
+static bool emit_exact(const struct pending *p, const struct nf_ruleset *now)
+{
+	const struct nf_rule *found;
+	struct nf_rule r;
+	struct nf_moved m = { .rule = &r };
+
+	if (!p->told || !p->exact.known || !p->exact.nft || p->exact.rule != NF_RULE_EXACT)
+		return false;
+	found = nf_rule_by_handle(now, p->exact.family, p->exact.table, p->exact.rule_chain, p->exact.handle);
+	if (!found)
+		return false;
+	r = *found;
+	r.handle = p->exact.handle; /* iptables-nft's rule too: nft's handle of it */
+	/* The hook in its tool's words: nft's (input), or iptables-nft's base chain (INPUT). */
+	snprintf(m.hook, sizeof(m.hook), "%.15s", r.tool == TOOL_NFT ? p->exact.hook : p->exact.chain);
+	emit(p, "exact", &m, NULL, NULL, 0);
+	return true;
+}
+
 /* The drops a reading of their namespace, started after them, can tell about. */
 static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint64_t started, const char *why_not)
 {
@@ -458,6 +483,8 @@ static void answer_drops(struct ns_state *st, const struct nf_ruleset *now, uint
 			emit(&p, "none", NULL, why, NULL, 0);
 			continue;
 		}
+		if (emit_exact(&p, now))
+			continue;
 		if (!st->have_last) {
 			snprintf(why, sizeof(why),
 				 "the rules of network namespace %u were first read after this drop (the namespace was "

@@ -50,6 +50,11 @@ static bool word_is(const struct words *w, size_t i, const char *s)
 	return i < w->n && w->len[i] == strlen(s) && memcmp(w->w[i], s, w->len[i]) == 0;
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
 static char *dup_n(const char *s, size_t n)
 {
 	char *p = malloc(n + 1);
@@ -249,6 +254,38 @@ struct nft_state {
 	unsigned position;
 };
 
+static void add_handle(struct nf_ruleset *rs, const struct nft_state *st, uint64_t handle)
+{
+	struct nft_handle *h;
+
+	if (rs->nh == rs->caph) {
+		size_t cap = rs->caph ? rs->caph * 2 : 64;
+		struct nft_handle *v = realloc(rs->h, cap * sizeof(*v));
+
+		if (!v) {
+			set_out_of_memory();
+			return;
+		}
+		rs->h = v;
+		rs->caph = cap;
+	}
+	h = &rs->h[rs->nh++];
+	snprintf(h->family, sizeof(h->family), "%s", st->family);
+	h->table = dup_n(st->table, strlen(st->table));
+	h->chain = dup_n(st->chain, strlen(st->chain));
+	h->handle = handle;
+}
+
+/* A rule line of a table iptables-nft shows: its handle only. */
+static void nft_compat_rule(struct nf_ruleset *rs, struct nft_state *st, const char *line, size_t n)
+{
+	struct words w;
+
+	split_words(line, n, &w);
+	if (w.n >= 3 && word_is(&w, w.n - 3, "#") && word_is(&w, w.n - 2, "handle"))
+		add_handle(rs, st, strtoull(w.w[w.n - 1], NULL, 10));
+}
+
 /* A rule line: its text without the counter's values and the handle, whether it drops, where it jumps. */
 static void nft_rule(struct nf_ruleset *rs, struct nft_state *st, const char *line, size_t n)
 {
@@ -263,6 +300,7 @@ static void nft_rule(struct nf_ruleset *rs, struct nft_state *st, const char *li
 	if (w.n < 3 || !word_is(&w, w.n - 3, "#") || !word_is(&w, w.n - 2, "handle"))
 		return; /* not a rule: a chain's type, comment or device line */
 	handle = strtoull(w.w[w.n - 1], NULL, 10);
+	add_handle(rs, st, handle);
 	for (size_t i = 0; i + 3 < w.n; i++) {
 		if (word_is(&w, i, "counter") && word_is(&w, i + 1, "packets") && i + 4 < w.n - 3 &&
 		    word_is(&w, i + 3, "bytes")) {
@@ -349,15 +387,19 @@ static void parse_nft(struct nf_ruleset *rs, const char *text, size_t len)
 			copy_word(st.family, sizeof(st.family), w.w[1], w.len[1]);
 			copy_word(st.table, sizeof(st.table), w.w[2], w.len[2]);
 			st.skip_table = nft_compat_table(rs, st.family, st.table);
-		} else if (st.depth == 1 && word_is(&w, 0, "chain") && w.n >= 2 && !st.skip_table) {
+		} else if (st.depth == 1 && word_is(&w, 0, "chain") && w.n >= 2) {
 			copy_word(st.chain, sizeof(st.chain), w.w[1], w.len[1]);
 			st.hook[0] = 0;
 			st.in_chain = true;
 			st.position = 0;
 		} else if (st.depth == 2 && st.in_chain && word_is(&w, 0, "type")) {
-			nft_chain_type(rs, &st, s, sn);
+			if (!st.skip_table)
+				nft_chain_type(rs, &st, s, sn);
 		} else if (st.depth == 2 && st.in_chain) {
-			nft_rule(rs, &st, s, sn);
+			if (st.skip_table)
+				nft_compat_rule(rs, &st, s, sn);
+			else
+				nft_rule(rs, &st, s, sn);
 		}
 		st.depth += brace_balance(s, sn);
 		if (st.depth < 2)
@@ -385,15 +427,53 @@ void nf_ruleset_free(struct nf_ruleset *rs)
 		free(rs->v[i].target);
 	}
 	free(rs->v);
+	for (size_t i = 0; i < rs->nh; i++) {
+		free(rs->h[i].table);
+		free(rs->h[i].chain);
+	}
+	free(rs->h);
 	memset(rs, 0, sizeof(*rs));
 }
 
-/* ---- what moved ---- */
-
-static bool str_eq(const char *a, const char *b)
+const struct nf_rule *nf_rule_by_handle(const struct nf_ruleset *rs, const char *family, const char *table,
+					const char *chain, uint64_t handle)
 {
-	return a && b && strcmp(a, b) == 0;
+	unsigned rank = 0;
+	bool seen = false;
+	int tool;
+
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct nf_rule *r = &rs->v[i];
+
+		if (r->tool == TOOL_NFT && !r->policy && r->handle == handle && strcmp(r->family, family) == 0 &&
+		    str_eq(r->table, table) && str_eq(r->chain, chain))
+			return r;
+	}
+	/* Not nft's own: a table of iptables-nft, whose tool numbers its rules by their order. */
+	tool = strcmp(family, "ip") == 0 ? TOOL_IPT_NFT : strcmp(family, "ip6") == 0 ? TOOL_IP6T_NFT : -1;
+	if (tool < 0 || !nft_compat_table(rs, family, table))
+		return NULL;
+	for (size_t i = 0; i < rs->nh && !seen; i++) {
+		const struct nft_handle *h = &rs->h[i];
+
+		if (strcmp(h->family, family) != 0 || !str_eq(h->table, table) || !str_eq(h->chain, chain))
+			continue;
+		rank++;
+		seen = h->handle == handle;
+	}
+	if (!seen)
+		return NULL;
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct nf_rule *r = &rs->v[i];
+
+		if (r->tool == tool && !r->policy && r->position == rank && str_eq(r->table, table) &&
+		    str_eq(r->chain, chain))
+			return r;
+	}
+	return NULL;
 }
+
+/* ---- what moved ---- */
 
 static bool same_rule(const struct nf_rule *a, const struct nf_rule *b)
 {

@@ -29,9 +29,18 @@ struct nf_rule {
 	bool policy;	   /* a chain's policy (":FORWARD DROP" in iptables-save) */
 };
 
+/* A rule's handle as nft lists it, for every table (iptables-nft's too): where it stands in its chain. */
+struct nft_handle {
+	char family[8];
+	char *table, *chain;
+	uint64_t handle;
+};
+
 struct nf_ruleset {
 	struct nf_rule *v;
 	size_t n, cap;
+	struct nft_handle *h; /* in nft's order: a chain's rules in their order */
+	size_t nh, caph;
 	bool ran[TOOL_COUNT];  /* the tool answered (found, ran, exit 0) */
 	bool missing[TOOL_COUNT]; /* not found on the node */
 	char nft_compat[16][40]; /* "family table" of tables iptables-nft shows: nft's view of them is skipped */
@@ -41,6 +50,15 @@ struct nf_ruleset {
 /* Adds what one tool printed. */
 void nf_parse(struct nf_ruleset *rs, int tool, const char *text, size_t len);
 void nf_ruleset_free(struct nf_ruleset *rs);
+
+/*
+ * The rule of nf_tables with this handle in family table/chain, as its tool
+ * prints it: nft's own, or for a table of iptables-nft (ip, ip6) its
+ * iptables-save line, the one at the handle's rank among the chain's rules.
+ * NULL when the reading has no such rule.
+ */
+const struct nf_rule *nf_rule_by_handle(const struct nf_ruleset *rs, const char *family, const char *table,
+					const char *chain, uint64_t handle);
 
 /* A rule that drops and counted packets between two readings. */
 struct nf_moved {

@@ -81,6 +81,11 @@ static void rule_words(struct buf *b, const struct nf_moved *m)
 		}
 		put(b, or_empty(r->chain));
 		BUF_PUT_LIT(b, ", ");
+		if (!r->policy && r->handle) { /* iptables-nft's rule named exactly: nft's handle of it */
+			BUF_PUT_LIT(b, "handle ");
+			put_u64(b, r->handle);
+			BUF_PUT_LIT(b, ", ");
+		}
 	}
 	put(b, tool_names[r->tool]);
 	BUF_PUT_LIT(b, ")");
@@ -134,7 +139,13 @@ void words_netfilter_culprit(struct buf *b, uint64_t skb, const char *method, co
 	bool exact = chain && chain->exact;
 
 	put_lead(b, skb);
-	if (strcmp(method, "none") != 0 && rule) {
+	if (strcmp(method, "exact") == 0 && rule) {
+		BUF_PUT_LIT(b, "dropped by ");
+		rule_words(b, rule);
+		BUF_PUT_LIT(b, "; known exactly (its drop verdict ran, and ");
+		put(b, exact ? chain->by : "nft_do_chain");
+		BUF_PUT_LIT(b, " returned NF_DROP)");
+	} else if (strcmp(method, "none") != 0 && rule) {
 		const char *how = strcmp(method, "counters") == 0 ? "its counter moved" : method;
 
 		if (exact) {

@@ -32,6 +32,7 @@ static const struct walker {
 
 static struct {
 	bool usable[NWALKERS];
+	bool rules; /* nft_immediate_eval can be probed, and struct nft_rule_dp is as bpf/nf_verdict.bpf.c reads it */
 	struct btf *btf; /* vmlinux's, lent by the probes' load (kernel_btf_share) until libbpf takes it */
 	struct nf_verdict_bpf *skel;
 	int drops_fd;
@@ -57,6 +58,37 @@ static bool walker_fits(const struct btf *btf, const struct walker *w)
 	return btf_vlen(proto) == 3 && strcmp(btf__name_by_offset(btf, btf_params(proto)[0].name_off), "priv") == 0;
 }
 
+/* Member i of struct t is name, at bit off, a bitfield of bits (0: not one). */
+static bool member_is(const struct btf_type *t, const struct btf *btf, unsigned i, const char *name, unsigned off,
+		      unsigned bits)
+{
+	const struct btf_member *m = btf_members(t) + i;
+
+	return i < btf_vlen(t) && strcmp(btf__name_by_offset(btf, m->name_off), name) == 0 &&
+	       btf_member_bit_offset(t, i) == off && btf_member_bitfield_size(t, i) == bits;
+}
+
+/*
+ * Whether nf_tables' rules can be named by their drop verdicts here:
+ * nft_immediate_eval(expr, regs, pkt), and the rules packed as
+ * struct nft_rule_dp { u64 is_last:1, dlen:12, handle:42; data[] } (5.17+),
+ * whose header word the program decodes itself.
+ */
+static bool rules_fit(const struct btf *btf)
+{
+	int id = btf__find_by_name_kind(btf, "nft_immediate_eval", BTF_KIND_FUNC);
+	const struct btf_type *t;
+
+	if (id < 0 || !(t = btf__type_by_id(btf, btf__type_by_id(btf, id)->type)) || !btf_is_func_proto(t) ||
+	    btf_vlen(t) != 3)
+		return false;
+	id = btf__find_by_name_kind(btf, "nft_rule_dp", BTF_KIND_STRUCT);
+	if (id < 0 || !(t = btf__type_by_id(btf, id)) || t->size != 8 || !btf_kflag(t))
+		return false;
+	return member_is(t, btf, 0, "is_last", 0, 1) && member_is(t, btf, 1, "dlen", 1, 12) &&
+	       member_is(t, btf, 2, "handle", 13, 42) && member_is(t, btf, 3, "data", 64, 0);
+}
+
 bool nf_exact_possible(const struct btf *vmlinux)
 {
 	bool any = false;
@@ -67,6 +99,8 @@ bool nf_exact_possible(const struct btf *vmlinux)
 
 		if (btf__find_by_name_kind(vmlinux, w->func, BTF_KIND_FUNC) >= 0) {
 			S.usable[i] = walker_fits(vmlinux, w);
+			if (i == 0)
+				S.rules = S.usable[i] && rules_fit(vmlinux);
 		} else {
 			/* A module not loaded has nothing to drop with. */
 			snprintf(path, sizeof(path), "/sys/kernel/btf/%s", w->module);
@@ -76,6 +110,8 @@ bool nf_exact_possible(const struct btf *vmlinux)
 			if (!mod)
 				continue;
 			S.usable[i] = walker_fits(mod, w);
+			if (i == 0)
+				S.rules = S.usable[i] && rules_fit(mod);
 			btf__free(mod);
 		}
 		any |= S.usable[i];
@@ -117,6 +153,13 @@ static void *load_thread(void *arg)
 	bpf_program__set_autoload(S.skel->progs.nf_nft_enter, S.usable[0]);
 	if (S.usable[0] && (ret = bpf_program__set_attach_target(S.skel->progs.nf_nft_enter, 0, walkers[0].func))) {
 		snprintf(S.why, sizeof(S.why), "%s: %s", walkers[0].func, strerror(-ret));
+		goto out;
+	}
+	/* And a third, for the rule: on the immediate verdicts it runs. */
+	bpf_program__set_autoload(S.skel->progs.nf_nft_immediate, S.rules);
+	if (S.rules &&
+	    (ret = bpf_program__set_attach_target(S.skel->progs.nf_nft_immediate, 0, "nft_immediate_eval"))) {
+		snprintf(S.why, sizeof(S.why), "nft_immediate_eval: %s", strerror(-ret));
 		goto out;
 	}
 	for (size_t i = 0; i < NWALKERS; i++) {
@@ -243,6 +286,15 @@ bool nf_exact_of(uint64_t skb, uint64_t ts, struct nf_exact *out)
 		out->family = nft_family(v.family);
 		out->hook = nft_hook(v.family == 1 ? v.pf : v.family, v.hook);
 		snprintf(out->chain, sizeof(out->chain), "%.*s", (int)sizeof(v.chain), v.chain);
+		out->rule = !S.rules ? NF_RULE_NOT_PROBED
+			    : v.rule == PWRU_NF_RULE_EXACT ? NF_RULE_EXACT
+			    : v.rule == PWRU_NF_RULE_LOST  ? NF_RULE_LOST
+							   : NF_RULE_NO_IMMEDIATE;
+		if (out->rule == NF_RULE_EXACT) {
+			out->handle = v.handle;
+			snprintf(out->rule_chain, sizeof(out->rule_chain), "%.*s", (int)sizeof(v.rule_chain),
+				 v.rule_chain);
+		}
 	} else {
 		out->family = v.kind == PWRU_NF_IPT ? "ip" : v.kind == PWRU_NF_IP6T ? "ip6" : "arp";
 		out->hook = xt_chain(v.kind, v.hook);

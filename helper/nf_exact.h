@@ -6,7 +6,8 @@
  * them attach, with a function backend. The drop tracepoint takes each
  * NETFILTER_DROP's verdict into a map under the drop's time (bpf/pwru.bpf.c);
  * the culprit of that drop (culprit.c) looks it up with the drop's event.
- * The rule inside the chain still comes from the counters.
+ * For nf_tables, the rule too when an immediate verdict (nft's drop,
+ * iptables-nft's -j DROP) dropped it; else the rule comes from the counters.
  */
 #ifndef PWRU_NF_EXACT_H
 #define PWRU_NF_EXACT_H
@@ -26,6 +27,15 @@ struct nf_exact {
 	char table[33];
 	char chain[33]; /* nft's base chain; for x_tables, the hook's built-in chain (INPUT) */
 	const char *hook; /* nft's hook name (input), or iptables' (INPUT) */
+	/* nft only: the rule whose verdict dropped it, when an immediate verdict did (bpf/nf_verdict.bpf.c). */
+	enum nf_rule_known {
+		NF_RULE_NOT_PROBED,   /* x_tables, or nft_immediate_eval cannot be probed on this kernel */
+		NF_RULE_EXACT,	      /* handle and rule_chain are its */
+		NF_RULE_NO_IMMEDIATE, /* no immediate verdict dropped it: a policy, reject, vmap, xt target ... */
+		NF_RULE_LOST,	      /* one did, but in a chain not seen entered (a vmap's jump), or past the rules walked */
+	} rule;
+	uint64_t handle;
+	char rule_chain[33]; /* the chain that holds it: the base chain, or one jumped to */
 };
 
 /*

@@ -37,6 +37,8 @@ function ruleDetail(r: CulpritRule): string {
     parts.push(`policy of ${r.chain}`);
   } else {
     parts.push(`rule ${r.position} of ${r.chain}`);
+    // iptables-nft's rule named exactly: nft's handle of it.
+    if (r.handle !== undefined) parts.push(`handle ${r.handle}`);
   }
   parts.push(r.tool);
   return parts.join(', ');
@@ -86,6 +88,8 @@ export function describeCulprit(c: TraceCulprit): string {
   const exact = chainWhere(c.chain);
   const chainNote =
     c.chain?.method === 'none' ? ` (the chain: could not tell: ${c.chain.why ?? 'no reason given'})` : '';
+  if (c.method === 'exact' && c.rule)
+    return `dropped by ${describeRule(c.rule)}; known exactly (its drop verdict ran, and ${c.chain?.method === 'exact' ? c.chain.by : 'nft_do_chain'} returned NF_DROP)`;
   if (c.method !== 'none' && c.rule) {
     const how = c.method === 'counters' ? 'its counter moved' : c.method;
     if (exact) return `dropped in ${exact}; the rule, by counters: ${describeRule(c.rule)}, since ${how}`;

@@ -197,7 +197,7 @@ export interface CulpritRule {
   position?: number;
   /** A built-in chain's policy (text "-P FORWARD DROP", or nft's "policy drop"). */
   policy?: boolean;
-  /** nft's rule handle. */
+  /** nft's rule handle (of an iptables-nft rule too, when it was named exactly). */
   handle?: number;
   /** The rule as the tool prints it: "-A KUBE-FORWARD … -j DROP", or nft's statement (counter values left out). */
   text: string;
@@ -253,7 +253,8 @@ export interface TraceCulprit {
   kind: 'netfilter' | 'tc' | 'xdp';
   /**
    * How it was known: 'counters' (the rule's counter moved in that namespace), 'exact' (tc/XDP: the
-   * program that returned the drop, traced with fexit), 'attached' (the programs attached where the
+   * program that returned the drop, traced with fexit; netfilter: the nft rule, or iptables-nft's, whose
+   * drop verdict the kernel ran, by its handle), 'attached' (the programs attached where the
    * kernel dropped it), or 'none': could not tell (why says why).
    */
   method: 'counters' | 'exact' | 'attached' | 'none';

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a kernel-matrix guest's initramfs (an uncompressed newc cpio):
-# busybox-static, iproute2's ip, legacy iptables and nft with their libraries (copied
+# busybox-static, iproute2's ip, legacy iptables, iptables-nft and nft with their libraries (copied
 # from the host), the pwru helper, udpkit, one kernel's modules, /init and the
 # test's plan.
 #
@@ -42,6 +42,11 @@ copy_elf /usr/sbin/xtables-legacy-multi /sbin/xtables-legacy-multi
 ln -s xtables-legacy-multi "$root/sbin/iptables-legacy"
 # The helper reads the rules' counters with it (helper/culprit_tools.c) to name a drop's rule.
 ln -s xtables-legacy-multi "$root/sbin/iptables-legacy-save"
+# iptables-nft: nft-rules.test.ts's rules, and the helper reads them with its -save.
+copy_elf /usr/sbin/xtables-nft-multi /sbin/xtables-nft-multi
+for t in iptables-nft iptables-nft-save ip6tables-nft ip6tables-nft-save; do
+  ln -s xtables-nft-multi "$root/sbin/$t"
+done
 xtlib=/usr/lib/x86_64-linux-gnu/xtables
 for ext in libxt_standard.so libxt_udp.so libxt_tcp.so libipt_icmp.so; do
   copy_elf "$xtlib/$ext" "$xtlib/$ext"

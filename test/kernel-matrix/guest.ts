@@ -56,9 +56,21 @@ export interface CaseSpec {
    * ns2 (a line each way, the server closes first); 'both': three to :9001, then three to :9002; 'progs': two
    * each to :9101-9105, and two from ns2 to ns1:9108 (programs.test.ts); 'progs-late': attaches pwru_late,
    * then two to :9106 at once, and 4 s later two to :9106 and two to :9107 (programs.test.ts); 'dup': three
-   * to :9003, 'dup-both': three to :9004 (copies.test.ts); 'none'.
+   * to :9003, 'dup-both': three to :9004 (copies.test.ts); 'rules': two each to :9022, :9023, :9026, :9041
+   * and :9042, half a second apart (nft-rules.test.ts); 'none'.
    */
-  traffic: 'full' | 'noise' | 'nft' | 'tcp' | 'both' | 'progs' | 'progs-late' | 'dup' | 'dup-both' | 'none';
+  traffic:
+    | 'full'
+    | 'noise'
+    | 'nft'
+    | 'tcp'
+    | 'both'
+    | 'progs'
+    | 'progs-late'
+    | 'dup'
+    | 'dup-both'
+    | 'rules'
+    | 'none';
   /** Seconds to wait for READY. */
   readyTimeout: number;
   args: string[];

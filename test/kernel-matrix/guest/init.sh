@@ -106,6 +106,12 @@ traffic() { # KIND
     in_ns ns1 udpkit send 10.200.1.2 9106 2
     in_ns ns1 udpkit send 10.200.1.2 9107 2
     ;;
+  rules) # nft-rules.test.ts: two each to the ports its setup's rules drop, one port at a time
+    for port in 9022 9023 9026 9041 9042; do
+      in_ns ns1 udpkit send 10.200.1.2 $port 2
+      sleep 0.5
+    done
+    ;;
   both)
     in_ns ns1 udpkit send 10.200.1.2 9001 3
     in_ns ns1 udpkit send 10.200.1.2 9002 3
