@@ -15,7 +15,8 @@
  * reads as delivered by its copy and --fail-on-drop does not count it; when
  * the copy is dropped too, both are losses. With the tracepoint backend the
  * copy is a packet of its own, the original a loss, and the helper says it
- * could not tell (WARNING copies_not_seen).
+ * could not tell (WARNING copies_not_seen). With --on-drop the originals'
+ * reports carry their copies, and read the same.
  *
  * KERNEL_MATRIX_SAVE=DIR writes each function-backend run's record stream
  * and trace there (the unit tests' fixtures: test/fixtures/streams, traces).
@@ -25,9 +26,11 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { annotatedEventLine } from '../../src/output/json';
+import { isFailure, packetOf } from '../../src/reading/drop-report';
 import { type Packet, PacketTracker } from '../../src/reading/packet-tracker';
 import { describeVerdict } from '../../src/reading/verdict-words';
 import { isLoss, verdictOf } from '../../src/reading/verdicts';
+import { RecordDecoder } from '../../src/record/decode';
 import {
   type ProbeKind,
   TRACE_SCHEMA_VERSION,
@@ -35,6 +38,7 @@ import {
   type TraceHeader,
 } from '../../src/record/event';
 import { eventJson } from '../../src/record/json-line';
+import { type CollectedReport, DropCollector } from '../../src/trace/drop-collector';
 import { TOOL_VERSION } from '../../src/version';
 import { bootGuest, type CaseResult, type CaseSpec, type GuestRun, repoRoot } from './guest';
 
@@ -89,6 +93,19 @@ function plan(backend: ProbeKind): CaseSpec[] {
       traffic: 'dup-both',
       readyTimeout: 120,
       args: [...fn, '--', 'udp and dst port 9004'],
+    },
+    // --on-drop: the reports carry the copies, and the client reads the originals' verdicts with them.
+    {
+      name: 'dup-on-drop',
+      traffic: 'dup',
+      readyTimeout: 120,
+      args: [...fn, '--on-drop', '--', 'udp and dst port 9003'],
+    },
+    {
+      name: 'dup-both-on-drop',
+      traffic: 'dup-both',
+      readyTimeout: 120,
+      args: [...fn, '--on-drop', '--', 'udp and dst port 9004'],
     },
     {
       name: 'dup-tracepoint',
@@ -156,6 +173,22 @@ function save(dir: string, kernel: string, run: GuestRun, c: CaseResult): void {
   const tracker = new PacketTracker({ retain: false });
   const lines = [JSON.stringify(header), ...c.events.map((e) => annotatedEventLine(tracker.observe(e)))];
   writeFileSync(path.join(dir, `nft-dup-${kernel}.jsonl`), `${lines.join('\n')}\n`);
+}
+
+/** --on-drop: each report with its dropped packet as the client reads it (with the report's copies). */
+function reportsOf(c: CaseResult): { info: CollectedReport['info']; bad: Packet; failure: boolean }[] {
+  const out: { info: CollectedReport['info']; bad: Packet; failure: boolean }[] = [];
+  const collector = new DropCollector((r) => {
+    const copies = r.copies.map((events, i) => ({ events, id: r.info.copies?.[i]?.packet ?? 0 }));
+    const bad = packetOf(r.bad, r.info.bad.packet, copies);
+    assert.ok(bad, `report ${r.info.n} has its packet`);
+    out.push({ info: r.info, bad, failure: isFailure(bad) });
+  });
+  new RecordDecoder({
+    dropReport: (info) => collector.start(info),
+    event: (e) => assert.ok(collector.take(e), `an event outside a report: ${e.func}`),
+  }).push(c.stream ?? Buffer.alloc(0));
+  return out;
 }
 
 const only = process.env.KERNEL_MATRIX_ONLY?.split(',');
@@ -245,6 +278,34 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
         assert.equal(isLoss(verdictOf(copy)), true, describeVerdict(verdictOf(copy)));
       }
       assert.equal(losses(packets).length, 6, describe(c));
+    });
+
+    await t.test(
+      `${k.backend} --on-drop: the originals' reports carry their copies, delivered: no failure`,
+      () => {
+        const c = ranCleanly(run, 'dup-on-drop');
+        const reports = reportsOf(c);
+        assert.equal(reports.length, 3, describe(c));
+        for (const r of reports) {
+          assert.equal(r.bad.steps.find((s) => s.event.drop)?.event.drop?.reason, 'NETFILTER_DROP');
+          assert.equal(r.info.copies?.length, 1, JSON.stringify(r.info));
+          assert.equal(r.bad.copies?.length, 1, 'the copy linked in the report');
+          assert.equal(r.bad.copies?.[0].copied, true, 'by its COPY record: a copy made by pskb_copy');
+          const v = verdictOf(r.bad);
+          assert.equal(v.kind, 'delivered', describeVerdict(v));
+          assert.equal(r.failure, false);
+        }
+      },
+    );
+
+    await t.test(`${k.backend} --on-drop: the copy dropped too: every report a failure`, () => {
+      const c = ranCleanly(run, 'dup-both-on-drop');
+      const reports = reportsOf(c);
+      assert.equal(reports.length, 6, `three originals and three copies: ${describe(c)}`);
+      assert.ok(reports.every((r) => r.failure));
+      const withCopies = reports.filter((r) => r.info.copies?.length);
+      assert.equal(withCopies.length, 3, 'the originals carry their dropped copies');
+      for (const r of withCopies) assert.equal(r.info.copies?.[0].ended, 'dropped');
     });
 
     await t.test('tracepoint: no link, the original a loss, and the helper says it could not tell', () => {
