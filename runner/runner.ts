@@ -158,9 +158,20 @@ function runChecks(checks: string[][], leftover: Buffer): void {
   void Promise.all(helpers).then(() => process.stdin.destroy());
 }
 
-/** How long a stopped helper gets to flush its last records before SIGKILL. */
-const STOP_GRACE_MS = 5000;
-/** After SIGTERM, how long the client may still take the last bytes (inside the 10 s the client's deletion grants). */
+/**
+ * After the stop, a helper that writes nothing for this long while it is read is killed (SIGKILL: the kernel
+ * detaches its probes): it acts on a stop within 20 ms and writes its last records while it has any. Its
+ * silence while reading it pauses (the client is behind) is ours, not its.
+ */
+const STOP_SILENCE_MS = 5000;
+/**
+ * The longest a stop may take: the backlog of a flood the path to the client carries slower than the helper
+ * wrote it (the pipe, what is kept for the client, the API server's and the client's buffers) drains for up
+ * to this long, the helper's last records (final counts, END) last. The client waits as long for them before
+ * it deletes the pod (src/kube/session.ts); here the helper is killed when it is still writing by then.
+ */
+export const STOP_LIMIT_MS = 30_000;
+/** After SIGTERM (the pod is being deleted), how long the client may still take the last bytes (inside the 10 s of grace a second Ctrl-C grants). */
 const SIGNAL_WAIT_MS = 7000;
 
 function log(message: string): void {
@@ -288,23 +299,48 @@ export function main(leftover: Buffer): void {
   /** Nobody will take the last bytes (stdin ended), or nobody has time to (the pod is being deleted). */
   let noWait = false;
   let killTimer: NodeJS.Timeout | undefined;
+  /** When the helper last wrote, or reading it resumed. */
+  let lastOut = Date.now();
   const stop = (why: string) => {
     if (stopping || helperDone) return;
     stopping = true;
     log(`stopping the helper: ${why}`);
-    // The helper stops on stdin EOF and on SIGTERM; either makes it detach and
-    // write its final records. SIGKILL is the backstop: the kernel detaches
+    // One notice, stdin's EOF: the helper writes what fired before the stop, its final records and END, then
+    // detaches. A second notice (SIGTERM, hurry()) would make it give up waiting for its reader, so a backlog's
+    // last lines and final counts would not wait for the client. SIGKILL is the backstop: the kernel detaches
     // every probe when the helper's file descriptors close.
     helper.stdin?.end();
-    helper.kill('SIGTERM');
-    killTimer = setTimeout(() => helper.kill('SIGKILL'), STOP_GRACE_MS);
+    flow();
+    const since = Date.now();
+    killTimer = setInterval(() => {
+      const now = Date.now();
+      if (!reading()) lastOut = now;
+      const silent = now - lastOut > STOP_SILENCE_MS;
+      if (!silent && now - since <= STOP_LIMIT_MS) return;
+      log(
+        silent
+          ? `the helper wrote nothing for ${STOP_SILENCE_MS / 1000} s after the stop: killing it`
+          : `the helper was still writing ${STOP_LIMIT_MS / 1000} s after the stop: killing it`,
+      );
+      helper.kill('SIGKILL');
+      clearInterval(killTimer);
+    }, 250);
     killTimer.unref();
+  };
+  /** The pod is being deleted: a stopped helper is told again (SIGTERM), and ends without waiting for its reader. */
+  const hurry = (why: string) => {
+    if (!stopping) return stop(why);
+    if (helperDone) return;
+    log(`${why}: the helper ends now`);
+    helper.kill('SIGTERM');
   };
 
   // Reading the helper pauses while stdout is full (a slow client, through the runtime), while the
   // compressor is behind, or while the client has not acknowledged REPLAY_WINDOW: the helper's pipe and
   // then the kernel's ring buffer take the excess, which the helper counts as lost, instead of this
-  // process's memory.
+  // process's memory. Not after the stop: the helper then writes what is in its buffers and what fired
+  // before the stop (at most 0.5 s of its ring buffer), and a reader that takes nothing for 2 s would make
+  // it give up its final counts and END; they wait here for the client instead, a few MiB at most.
   let stdoutFull = false;
   let deflateFull = false;
   let windowFull = false;
@@ -313,9 +349,12 @@ export function main(leftover: Buffer): void {
     if (full && !windowFull)
       log(`the client has not taken ${REPLAY_WINDOW >> 20} MiB: reading the helper pauses until it does`);
     windowFull = full;
-    if (stdoutFull || deflateFull || windowFull) helper.stdout?.pause();
-    else helper.stdout?.resume();
+    if (reading()) {
+      if (helper.stdout?.isPaused()) lastOut = Date.now();
+      helper.stdout?.resume();
+    } else helper.stdout?.pause();
   };
+  const reading = () => !(deflateFull || (!stopping && (stdoutFull || windowFull)));
   helper.stdin?.on('error', () => {});
   const collector = new Collector();
   // What the bootstrap unpacked (the bundle, 2.3 MiB) is garbage from here on.
@@ -337,6 +376,7 @@ export function main(leftover: Buffer): void {
   if (deflate) {
     deflate.on('data', send);
     helper.stdout?.on('data', (chunk: Buffer) => {
+      lastOut = Date.now();
       collector.readBytes(chunk.length);
       if (!deflate.write(chunk) && !deflateFull) {
         deflateFull = true;
@@ -356,6 +396,7 @@ export function main(leftover: Buffer): void {
     });
   } else
     helper.stdout?.on('data', (chunk: Buffer) => {
+      lastOut = Date.now();
       collector.readBytes(chunk.length);
       send(chunk);
     });
@@ -371,7 +412,7 @@ export function main(leftover: Buffer): void {
     deflate.end();
   });
   const helperClosed = (code: number | null, signal: NodeJS.Signals | null) => {
-    if (killTimer) clearTimeout(killTimer);
+    clearInterval(killTimer);
     if (signal && !stopping) log(`the helper died of ${signal}`);
     process.exitCode = code ?? (stopping ? 0 : 1);
     helperDone = true;
@@ -429,9 +470,10 @@ export function main(leftover: Buffer): void {
   process.stdin.on('error', onEnd);
   process.stdin.resume();
   const onSignal = (why: string) => {
-    stop(why);
-    // The pod is being deleted (the client does it 1.5 s after asking to stop, with 10 s of grace): its
-    // backlog still reaches it for a while, but nobody may wait for it beyond the kubelet's SIGKILL.
+    hurry(why);
+    // The pod is being deleted: by the client once it has the helper's END, or gave up waiting for it (with a
+    // second Ctrl-C: 10 s of grace), or by someone else. A backlog still reaches a client for a while, but
+    // nobody may wait for it beyond the kubelet's SIGKILL.
     setTimeout(() => {
       noWait = true;
       maybeFinish();

@@ -46,6 +46,8 @@ export async function runTrace(
   // From here on, the first Ctrl-C/SIGTERM stops the run cleanly, whatever step it is in; a second one
   // forces exit soon after. `kubectl pwru … | head`: a reader that went away stops it too.
   const controller = new AbortController();
+  // The second: what is still stopping gets 3 s (a debug pod's deletion starts at once).
+  const forced = new AbortController();
   let interrupts = 0;
   const onSignal = () => {
     interrupts++;
@@ -53,6 +55,7 @@ export async function runTrace(
       io.stderr.write('stopping (Ctrl-C again to force)...\n');
       controller.abort();
     } else {
+      forced.abort();
       setTimeout(() => process.exit(EXIT_INTERRUPTED), 3000).unref();
     }
   };
@@ -64,7 +67,7 @@ export async function runTrace(
   io.stdout.on('error', onOutputError);
   io.stderr.on('error', onOutputError);
   try {
-    return await traceFrom(flags, words, io, controller);
+    return await traceFrom(flags, words, io, controller, forced.signal);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -79,6 +82,7 @@ async function traceFrom(
   words: CommandWords,
   io: TraceIo,
   controller: AbortController,
+  force: AbortSignal,
 ): Promise<number> {
   const signal = controller.signal;
   // 2. Where. The Kubernetes client is heavy to load: --local never pays for it.
@@ -165,7 +169,7 @@ async function traceFrom(
 
   // 5. Run.
   try {
-    if (kube && cluster) await kube.runKubeTrace({ place: cluster, request, ...pods, sink, signal });
+    if (kube && cluster) await kube.runKubeTrace({ place: cluster, request, ...pods, sink, signal, force });
     else await runLocalTrace(request, sink, signal, helper);
   } finally {
     await sink.close();

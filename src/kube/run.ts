@@ -79,6 +79,8 @@ export interface KubeTraceOptions extends DebugPodOptions {
   sink: TraceSink;
   /** Aborted on Ctrl-C/SIGTERM. */
   signal: AbortSignal;
+  /** Aborted on a second Ctrl-C/SIGTERM: the run exits 3 s later. */
+  force?: AbortSignal;
 }
 
 interface PlannedNode {
@@ -265,6 +267,7 @@ export async function runKubeTrace(opts: KubeTraceOptions): Promise<void> {
         deflate: n.runner.deflate,
         label: many ? n.target.node : undefined,
         signal: stopAll.signal,
+        force: opts.force,
       }),
   );
   const results = await Promise.allSettled(

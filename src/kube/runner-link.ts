@@ -135,6 +135,8 @@ export class RunnerLink {
   private lastHeard = Date.now();
   /** When the runner's output last brought something (its stderr and pongs do not count). */
   lastData = Date.now();
+  /** When the runner's output last brought something, or we last started reading it again. */
+  private readFrom = Date.now();
 
   /** The one inflater of the whole run: a resumed stream goes on where the last left it. */
   private readonly inflater?: BatchedInflater;
@@ -236,8 +238,14 @@ export class RunnerLink {
     if (this.held) this.channel?.pause();
     else {
       this.lastHeard = Date.now();
+      this.readFrom = this.lastHeard;
       this.channel?.resume();
     }
+  }
+
+  /** How long the stream has brought nothing while we read it (0 while we hold it: its silence is ours). */
+  quietMs(now = Date.now()): number {
+    return this.held ? 0 : now - Math.max(this.lastData, this.readFrom);
   }
 
   terminate(): void {

@@ -5,6 +5,7 @@
  * connection drops. The pod is deleted, and waited for, on every way out.
  */
 import type * as k8s from '@kubernetes/client-node';
+import { STOP_LIMIT_MS } from '../../runner/runner';
 import { UserError } from '../errors';
 import type { TraceSink } from '../output/sink';
 import { HelperStream } from '../trace/helper-stream';
@@ -15,10 +16,16 @@ import type { Cluster } from './client';
 import { GONE_WAIT_MS, PodLife } from './pod-life';
 import { RunnerLink } from './runner-link';
 
-/** After asking the runner to stop, wait this long after its last records for more. */
-const STOP_WAIT_MS = 6000;
-/** After asking the runner to stop, delete the pod anyway after this long (its SIGTERM stops the helper too). */
-const EARLY_DELETE_MS = 1500;
+/**
+ * After asking the runner to stop, the stream is read to its end (the helper's END, then the runner exits) and
+ * only then is the pod deleted: deleting it sooner cut a flood's backlog, final counts and END included. The
+ * stream is given up when it brings nothing for this long while we read it (the helper did not answer)...
+ */
+const STOP_QUIET_MS = 6000;
+/** ...or, a backlog still coming, this long after the stop: the runner kills a helper still writing at STOP_LIMIT_MS. */
+const STOP_GIVE_UP_MS = STOP_LIMIT_MS + 2000;
+/** A second Ctrl-C exits 3 s later (src/run-trace.ts): the pod is deleted at once, with this grace to detach. */
+const FORCED_GRACE_SEC = 10;
 
 export { AbortedError } from './api';
 
@@ -34,6 +41,8 @@ export interface NodeSessionOptions {
   /** Set when several nodes are traced: prefixes progress and tags every line. */
   label?: string;
   signal: AbortSignal;
+  /** A second Ctrl-C/SIGTERM: the run exits soon, the pod must be on its way out by then. */
+  force?: AbortSignal;
 }
 
 export class NodeSession {
@@ -113,22 +122,36 @@ export class NodeSession {
     });
 
     let stopTimer: NodeJS.Timeout | undefined;
-    let deleteTimer: NodeJS.Timeout | undefined;
+    /** Why the stream was given up after the stop, before its end. */
+    let gaveUp: string | undefined;
     const stop = () => {
-      // The runner stops the helper, which writes its final stats and END.
+      // The runner stops the helper, which writes what fired before the stop, its final stats and END; the
+      // backlog before them is read to its end, and the pod deleted after it (run()'s finally).
       link.stop();
-      // A backlog still coming in is read to its end (its final stats included); a runner that sends
-      // nothing more for STOP_WAIT_MS is not waited for.
       const since = Date.now();
       stopTimer = setInterval(() => {
-        if (Date.now() - Math.max(since, link.lastData) > STOP_WAIT_MS) link.terminate();
+        const now = Date.now();
+        if (link.quietMs(now) > STOP_QUIET_MS)
+          gaveUp = `the stream brought nothing for ${STOP_QUIET_MS / 1000} s after the stop: the helper did not answer it`;
+        else if (now - since > STOP_GIVE_UP_MS)
+          gaveUp = `the stream was still bringing the backlog ${STOP_GIVE_UP_MS / 1000} s after the stop, and a stop waits no longer`;
+        else return;
+        clearInterval(stopTimer);
+        link.terminate();
       }, 250);
-      // A second Ctrl-C exits 3 s after the first: by then the pod's deletion must be under way,
-      // with a grace period that leaves the helper time to detach and report.
-      deleteTimer = setTimeout(() => void this.life.delete(10), EARLY_DELETE_MS);
     };
     if (signal.aborted) stop();
     else signal.addEventListener('abort', stop, { once: true });
+    // A second Ctrl-C: the run exits 3 s later; the pod's deletion starts now, with a grace period that leaves
+    // the helper time to detach.
+    const force = () => {
+      gaveUp ??= 'a second Ctrl-C ended the wait for them';
+      void this.life.delete(FORCED_GRACE_SEC);
+      link.terminate();
+    };
+    const forced = this.o.force;
+    if (forced?.aborted) force();
+    else forced?.addEventListener('abort', force, { once: true });
 
     let end: ChannelEnd;
     try {
@@ -149,8 +172,8 @@ export class NodeSession {
     } finally {
       link.done();
       clearInterval(stopTimer);
-      clearTimeout(deleteTimer);
       signal.removeEventListener('abort', stop);
+      forced?.removeEventListener('abort', force);
     }
     // A cut-off last frame after an interrupt is expected; the records before it were shown.
     this.stream.finish({ cutOffExpected: true });
@@ -169,8 +192,7 @@ export class NodeSession {
       if (outcome.ready && outcome.endReason === undefined) {
         throw new UserError(
           `the trace on node ${this.o.node} was stopped, but the helper's last records (its final counts) did not ` +
-            'arrive before the debug pod ended (the stream was behind, or the helper did not answer the stop): ' +
-            `what arrived is above, without the final stats${this.tail()}`,
+            `arrive (${gaveUp ?? 'the runner ended without them'}): what arrived is above, without the final stats${this.tail()}`,
         );
       }
       return;

@@ -7,6 +7,7 @@
  * less), an image that cannot be pulled, --print-manifest without a cluster.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -16,10 +17,12 @@ import { k8sLib } from '../../../src/kube/client';
 import {
   adminApi,
   api,
+  BIN,
   BUSYBOX,
   createNamespace,
   debugObjects,
   deleteNamespace,
+  flood,
   helperProcesses,
   KUBECONFIG,
   MANAGED,
@@ -45,6 +48,56 @@ async function debugPods(ns: string): Promise<k8s.V1Pod[]> {
     query: { labelSelector: MANAGED },
   });
   return l.items;
+}
+
+/**
+ * The CLI with its stdout taken at most bytesPerSec: a reader slower than the trace, so that the stream falls
+ * behind (the runner keeps 4 MiB compressed, the API server and the CLI their buffers) and a stop finds a
+ * backlog. Counts the JSON event lines, keeps the last line, and the bytes that came after mark().
+ */
+function startSlowReader(args: string[], bytesPerSec: number) {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, KUBECONFIG, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const run = { child, stderr: '', events: 0, last: '', bytes: 0, marked: 0 };
+  let rest = '';
+  let budget = 0;
+  const tick = setInterval(() => {
+    budget = bytesPerSec / 20;
+    child.stdout.resume();
+  }, 50);
+  child.stdout.on('data', (c: Buffer) => {
+    run.bytes += c.length;
+    budget -= c.length;
+    if (budget <= 0) child.stdout.pause();
+    const lines = (rest + c.toString('utf8')).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) {
+      if (line.startsWith('{"type":"event"')) run.events++;
+      if (line) run.last = line;
+    }
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    run.stderr += c.toString();
+  });
+  const done = new Promise<number | string>((res) =>
+    child.once('close', (code, signal) => {
+      clearInterval(tick);
+      res(code ?? signal ?? -1);
+    }),
+  );
+  return {
+    run,
+    done,
+    /** From now on, count the bytes that come. */
+    mark: () => {
+      run.marked = run.bytes;
+    },
+    async waitForStderr(re: RegExp, ms = 120_000) {
+      await until(`stderr matching ${re}`, () => re.test(run.stderr) || undefined, ms);
+    },
+  };
 }
 
 describe('ends and faults on a real cluster', { skip }, () => {
@@ -95,6 +148,102 @@ describe('ends and faults on a real cluster', { skip }, () => {
       /was stopped, but the helper's last records \(its final counts\) did not arrive/,
     );
     assert.ok(!run.stdout.includes('"final":true'), 'no final stats line was made up');
+  });
+
+  test('Ctrl-C during a flood, the stream far behind (a slow reader): the backlog is read to its end, the final counts and END arrive, exit 0, the pod gone', async () => {
+    // Before: the pod was deleted 1.5 s after the stop and the runner killed the helper 5 s after it, so a
+    // backlog that outlasted them lost the final counts and END (exit 1).
+    const target = world.pods.deploy[1];
+    const rate = 10 * 1024 * 1024;
+    const cli = startSlowReader(
+      [
+        `pod/${podName(target)}`,
+        '-n',
+        world.ns,
+        '--backend',
+        'tracepoint',
+        '--proto',
+        'udp',
+        '--port',
+        '9999',
+        '-o',
+        'json',
+      ],
+      rate,
+    );
+    let sender: { stop(): void } | undefined;
+    try {
+      await cli.waitForStderr(/tracing with/);
+      sender = flood(podIp(target), 9999);
+      await new Promise((r) => setTimeout(r, 4000));
+      cli.mark();
+      cli.run.child.kill('SIGINT');
+      await cli.waitForStderr(/stopping/);
+    } finally {
+      sender?.stop();
+    }
+    const code = await cli.done;
+    const { run } = cli;
+    const tail = run.stderr.slice(-1500);
+    // What the test is about: the stop found seconds of stream still to come.
+    assert.ok(
+      run.bytes - run.marked > 3 * rate,
+      `only ${run.bytes - run.marked} bytes came after the stop: no backlog\n${tail}`,
+    );
+    assert.equal(code, 0, tail);
+    const stats = JSON.parse(run.last) as { type: string; final?: boolean; events: number; lost: number };
+    assert.equal(stats.type, 'stats', `the last line is not the final stats: ${run.last.slice(0, 200)}`);
+    assert.equal(stats.final, true);
+    // The client's count of what it wrote is every event line the reader got, and the helper's END agreed.
+    const summary = /(\d+) events, (?:0 lost|\d+ LOST)/.exec(run.stderr);
+    assert.ok(summary, tail);
+    assert.equal(Number(summary[1]), run.events, tail);
+    assert.ok(
+      run.events > 0 && run.events <= stats.events,
+      `${run.events} event lines, ${stats.events} in the final stats`,
+    );
+    assert.doesNotMatch(run.stderr, /did not arrive/);
+  });
+
+  test('Ctrl-C twice during a flood, the stream far behind: exit 130 at once, the pod already being deleted, gone soon after with nobody doing anything', async () => {
+    const target = world.pods.deploy[1];
+    const cli = startSlowReader(
+      [
+        `pod/${podName(target)}`,
+        '-n',
+        world.ns,
+        '--backend',
+        'tracepoint',
+        '--proto',
+        'udp',
+        '--port',
+        '9999',
+        '-o',
+        'json',
+      ],
+      10 * 1024 * 1024,
+    );
+    let sender: { stop(): void } | undefined;
+    try {
+      await cli.waitForStderr(/tracing with/);
+      sender = flood(podIp(target), 9999);
+      await new Promise((r) => setTimeout(r, 4000));
+      cli.run.child.kill('SIGINT');
+      await cli.waitForStderr(/stopping/);
+      await new Promise((r) => setTimeout(r, 500));
+      cli.run.child.kill('SIGINT');
+    } finally {
+      sender?.stop();
+    }
+    const forced = Date.now();
+    assert.equal(await cli.done, 130, cli.run.stderr.slice(-1500));
+    assert.ok(Date.now() - forced < 10_000, `exited ${Date.now() - forced} ms after the second Ctrl-C`);
+    // The CLI is gone: what it started must go by itself (the pod's grace, the runner's wait for a client).
+    await until(
+      'no debug Job or pod',
+      async () => ((await debugObjects(world.ns)).length === 0 ? true : undefined),
+      30_000,
+    );
   });
 
   test('SIGTERM does the same', async () => {

@@ -215,6 +215,32 @@ export function traffic(ips: string[], gapMs = 200): { stop(): void } {
   };
 }
 
+/**
+ * UDP datagrams (64 bytes) from this host to ip:port as fast as a child process can send them, until stop():
+ * tens of thousands a second, each several events on its way to the pod.
+ */
+export function flood(ip: string, port: number): { stop(): void } {
+  const script = `
+    const s = require('node:dgram').createSocket('udp4');
+    const b = Buffer.alloc(64);
+    let inFlight = 0;
+    const pump = () => {
+      while (inFlight < 512) {
+        inFlight++;
+        s.send(b, () => {
+          if (--inFlight === 256) setImmediate(pump);
+        });
+      }
+    };
+    s.connect(${port}, '${ip}', pump);`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+  return {
+    stop() {
+      child.kill('SIGKILL');
+    },
+  };
+}
+
 export interface CliRun {
   child: ChildProcess;
   stdout: string;
