@@ -25,8 +25,7 @@ static const char *const funcs[] = { "skb_copy", "__pskb_copy_fclone", "skb_copy
 
 static struct {
 	bool usable[NFUNCS];
-	void *raw; /* vmlinux's BTF, its bytes, for libbpf's copy at load */
-	__u32 raw_size;
+	struct btf *btf; /* vmlinux's, lent by the probes' load (kernel_btf_share) until libbpf takes it */
 	struct copy_link_bpf *skel;
 	bool active;
 	int shared; /* copy_origins: made here, shared with the probes' object */
@@ -46,14 +45,9 @@ bool copy_link_possible(const struct btf *vmlinux)
 
 	for (size_t i = 0; i < NFUNCS; i++)
 		any |= S.usable[i] = btf__find_by_name_kind(vmlinux, funcs[i], BTF_KIND_FUNC) >= 0;
-	if (any) {
-		/* Its bytes only: the thread that loads the programs parses them. */
-		const void *raw = btf__raw_data(vmlinux, &S.raw_size);
-
-		S.raw = raw ? malloc(S.raw_size) : NULL;
-		if (S.raw)
-			memcpy(S.raw, raw, S.raw_size);
-	}
+	/* The probes' parsed copy, lent to the loading thread (libbpf only reads it): not parsed again. */
+	if (any)
+		S.btf = kernel_btf_share((struct btf *)vmlinux);
 	return any;
 }
 
@@ -66,9 +60,8 @@ static void *load_thread(void *arg)
 	(void)arg;
 	/* A load the kernel may refuse (fexit on a sandboxed kernel): its log is noise. */
 	loader_quiet_thread();
-	kernel_btf_give_to_libbpf(S.raw ? btf__new(S.raw, S.raw_size) : NULL);
-	free(S.raw);
-	S.raw = NULL;
+	kernel_btf_give_to_libbpf(S.btf);
+	S.btf = NULL;
 	progs[0] = S.skel->progs.copy_skb_copy;
 	progs[1] = S.skel->progs.copy_pskb_copy;
 	progs[2] = S.skel->progs.copy_skb_copy_expand;
@@ -85,6 +78,7 @@ static void *load_thread(void *arg)
 	if (ret)
 		snprintf(S.why, sizeof(S.why), "fexit on the copy functions: %s", strerror(-ret));
 out:
+	kernel_btf_give_to_libbpf(NULL); /* what libbpf did not take */
 	S.ret = ret;
 	return NULL;
 }
@@ -171,8 +165,8 @@ void copy_link_end(void)
 		close(S.shared);
 	S.shared = -1;
 	copy_link_bpf__destroy(S.skel);
-	free(S.raw);
+	btf__free(S.btf);
 	S.skel = NULL;
-	S.raw = NULL;
+	S.btf = NULL;
 	S.active = false;
 }
