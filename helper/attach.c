@@ -57,7 +57,31 @@ static const struct bpf_insn trivial_prog[] = {
 	{ .code = BPF_JMP | BPF_EXIT },
 };
 
-static void detect_kprobe_multi(struct backend_support *s, const char *func)
+/*
+ * The test probes, kept open until the answer is out: removing one waits on
+ * the kernel (RCU grace periods, ~0.15 s under emulation), which nothing
+ * before the real attach needs to wait for (detect_thread()).
+ */
+struct test_probes {
+	int fds[2];
+	int n;
+};
+
+static void test_probe_keep(struct test_probes *t, int fd)
+{
+	if (t && t->n < 2)
+		t->fds[t->n++] = fd;
+	else
+		close(fd);
+}
+
+static void test_probes_remove(struct test_probes *t)
+{
+	while (t->n > 0)
+		close(t->fds[--t->n]);
+}
+
+static void detect_kprobe_multi(struct backend_support *s, const char *func, struct test_probes *t)
 {
 	LIBBPF_OPTS(bpf_prog_load_opts, popts, .expected_attach_type = BPF_TRACE_KPROBE_MULTI);
 	LIBBPF_OPTS(bpf_link_create_opts, lopts);
@@ -78,7 +102,7 @@ static void detect_kprobe_multi(struct backend_support *s, const char *func)
 			 strerror(errno), errno == EOPNOTSUPP ? " (kernel without CONFIG_FPROBE)" : "");
 	} else {
 		s->kprobe_multi = true;
-		close(link);
+		test_probe_keep(t, link);
 	}
 	close(prog);
 }
@@ -99,7 +123,7 @@ static int kprobe_pmu_type(void)
 	return n > 0 ? atoi(buf) : -EIO;
 }
 
-static void detect_kprobe(struct backend_support *s, const char *func)
+static void detect_kprobe(struct backend_support *s, const char *func, struct test_probes *t)
 {
 	struct perf_event_attr attr = { .size = sizeof(attr) };
 	int fd, type = kprobe_pmu_type();
@@ -120,7 +144,7 @@ static void detect_kprobe(struct backend_support *s, const char *func)
 		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "creating a kprobe on %s: %s", func, strerror(errno));
 		return;
 	}
-	close(fd);
+	test_probe_keep(t, fd);
 	s->kprobe = true;
 }
 
@@ -142,7 +166,7 @@ bool backends_may_have_kprobes(void)
 static const char *const known_funcs[] = { "kfree_skbmem", "__kfree_skb", "ip_rcv", "netif_receive_skb" };
 #define N_KNOWN (sizeof(known_funcs) / sizeof(known_funcs[0]))
 
-static void detect_now(struct backend_support *s, bool try_kprobes, bool want_kprobe)
+static void detect_now(struct backend_support *s, bool try_kprobes, bool want_kprobe, struct test_probes *t)
 {
 	memset(s, 0, sizeof(*s));
 	detect_tracepoint(s);
@@ -153,7 +177,7 @@ static void detect_now(struct backend_support *s, bool try_kprobes, bool want_kp
 	}
 	/* A function may be missing or untraceable on some kernel: one success is enough. */
 	for (size_t i = 0; i < N_KNOWN && !s->kprobe_multi; i++)
-		detect_kprobe_multi(s, known_funcs[i]);
+		detect_kprobe_multi(s, known_funcs[i], t);
 	/*
 	 * A test kprobe costs RCU grace periods to remove (~0.1 s under
 	 * emulation): not worth it where kprobe-multi works, which is chosen then.
@@ -161,44 +185,66 @@ static void detect_now(struct backend_support *s, bool try_kprobes, bool want_kp
 	if (s->kprobe_multi && !want_kprobe)
 		snprintf(s->kprobe_why, sizeof(s->kprobe_why), "not tried (kprobe-multi is available)");
 	for (size_t i = 0; i < N_KNOWN && !s->kprobe && !(s->kprobe_multi && !want_kprobe); i++)
-		detect_kprobe(s, known_funcs[i]);
+		detect_kprobe(s, known_funcs[i], t);
 	s->func_ip = libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_func_ip, NULL) > 0;
 }
 
-/* The detection begun early, if it was (backends_detect_start()). */
+/*
+ * The detection begun early, if it was (backends_detect_start()). Its answer
+ * is published (done) before its test probes are removed: the thread goes on
+ * removing them, detached, while the caller loads and attaches.
+ */
 static struct {
 	pthread_t thread;
-	bool started, try_kprobes, want_kprobe;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool started, done, try_kprobes, want_kprobe;
 	struct backend_support s;
-} detect_bg;
+} detect_bg = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 static void *detect_thread(void *arg)
 {
+	struct test_probes t = { .n = 0 };
+
 	(void)arg;
-	detect_now(&detect_bg.s, detect_bg.try_kprobes, detect_bg.want_kprobe);
+	detect_now(&detect_bg.s, detect_bg.try_kprobes, detect_bg.want_kprobe, &t);
+	pthread_mutex_lock(&detect_bg.lock);
+	detect_bg.done = true;
+	pthread_cond_broadcast(&detect_bg.cond);
+	pthread_mutex_unlock(&detect_bg.lock);
+	test_probes_remove(&t);
 	return NULL;
 }
 
 void backends_detect_start(bool try_kprobes, bool want_kprobe)
 {
+	sigset_t all, was;
+
 	detect_bg.try_kprobes = try_kprobes;
 	detect_bg.want_kprobe = want_kprobe;
+	/* Signals stay with the main thread, which watches for them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
 	detect_bg.started = pthread_create(&detect_bg.thread, NULL, detect_thread, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	if (detect_bg.started)
+		pthread_detach(detect_bg.thread);
 }
 
 void backends_detect(struct backend_support *s, bool try_kprobes, bool want_kprobe)
 {
-	if (detect_bg.started && detect_bg.try_kprobes == try_kprobes && detect_bg.want_kprobe == want_kprobe) {
-		pthread_join(detect_bg.thread, NULL);
-		detect_bg.started = false;
-		*s = detect_bg.s;
-		return;
-	}
 	if (detect_bg.started) {
-		pthread_join(detect_bg.thread, NULL);
+		pthread_mutex_lock(&detect_bg.lock);
+		while (!detect_bg.done)
+			pthread_cond_wait(&detect_bg.cond, &detect_bg.lock);
+		pthread_mutex_unlock(&detect_bg.lock);
 		detect_bg.started = false;
+		if (detect_bg.try_kprobes == try_kprobes && detect_bg.want_kprobe == want_kprobe) {
+			*s = detect_bg.s;
+			return;
+		}
 	}
-	detect_now(s, try_kprobes, want_kprobe);
+	detect_now(s, try_kprobes, want_kprobe, NULL);
 }
 
 /* Makes room for one more element in a growing array. */

@@ -32,9 +32,11 @@ bool backends_may_have_kprobes(void);
  */
 void backends_detect(struct backend_support *s, bool try_kprobes, bool want_kprobe);
 /*
- * The same in a thread, begun early: the test attach and its removal wait on
- * the kernel (~0.4 s under emulation) while the BTF and the symbols are read.
- * backends_detect() then takes its answer (it was begun with the same flags).
+ * The same in a thread, begun early: the test attach waits on the kernel
+ * while the BTF and the symbols are read. backends_detect() then takes its
+ * answer (it was begun with the same flags) as soon as it is known: the
+ * thread removes its test probes after that, beside the loading (a removal
+ * waits for RCU grace periods, ~0.15 s under emulation).
  */
 void backends_detect_start(bool try_kprobes, bool want_kprobe);
 
