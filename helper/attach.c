@@ -20,6 +20,7 @@
 #include <bpf/libbpf.h>
 
 #include "../bpf/kmulti.h"
+#include "link_handoff.h"
 #include "output.h"
 #include "pwru.skel.h"
 #include "stop.h"
@@ -810,6 +811,13 @@ static void detach_one(struct pool *pool, size_t i)
 		close(att->raw_fds[i]);
 	else
 		bpf_link__destroy(att->links[i - att->nraw]);
+}
+
+void attach_hand_off_multi(const struct attachment *att)
+{
+	/* Plain kprobes are not: their perf events would be released one after the other in one kernel worker. */
+	for (size_t i = 0; i < att->nlinks; i++)
+		handoff_add(bpf_link__fd(att->links[i]));
 }
 
 void attach_detach(struct attachment *att, attach_progress_fn progress)

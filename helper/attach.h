@@ -66,6 +66,9 @@ int attach_all(struct pwru_bpf *skel, enum backend backend, struct probe_set *pr
 /* Stops the programs (they return at once) and waits until none still runs: the counters are final then. */
 void attach_quiesce(struct pwru_bpf *skel);
 
+/* The kprobe-multi links, to the kernel to remove after the helper (link_handoff.h). */
+void attach_hand_off_multi(const struct attachment *att);
+
 /* Detaches everything, from several threads (each probe removed waits in the kernel); progress as it goes. */
 void attach_detach(struct attachment *att, attach_progress_fn progress);
 

@@ -15,6 +15,7 @@
 #include <linux/types.h>
 
 #include "kernel_btf.h"
+#include "link_handoff.h"
 #include "loader.h"
 #include "output.h"
 #include "copy_link.skel.h"
@@ -154,6 +155,12 @@ void copy_link_dropped(void)
 		    "whether a dropped packet had a copy made of it that got through (nft dup, TEE, mirroring: "
 		    "skb_copy, pskb_copy): could not tell, %s; such a copy shows as a packet of its own",
 		    S.not_seen);
+}
+
+void copy_link_hand_off(void)
+{
+	if (S.active)
+		handoff_add_skeleton(S.skel->skeleton);
 }
 
 void copy_link_end(void)

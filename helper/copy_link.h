@@ -34,6 +34,8 @@ bool copy_link_active(void);
 void copy_link_dropped(void);
 /* Copies will not be linked in this trace, and why (said at the first drop). */
 void copy_link_not_seen(const char *why);
+/* Its links, to the kernel to remove after the helper (link_handoff.h). */
+void copy_link_hand_off(void);
 void copy_link_end(void);
 
 #endif

@@ -22,6 +22,7 @@
 #include "events.h"
 #include "filter_translate.h"
 #include "kernel_btf.h"
+#include "link_handoff.h"
 #include "loader.h"
 #include "netns.h"
 #include "nf_exact.h"
@@ -484,8 +485,20 @@ static void cleanup(struct run *r)
 		stop_begin(stop_reason());
 		prog_exact_stop();
 		attach_quiesce(r->skel);
-		attach_detach(&r->att, out_progress);
 	}
+	/*
+	 * Function probes' links are the kernel's to remove from here on (they
+	 * return at once since the quiesce): closing them below does not wait
+	 * for the kernel's grace periods, one removal after the other.
+	 */
+	if (r->backend == BACKEND_KPROBE_MULTI)
+		attach_hand_off_multi(&r->att);
+	nf_exact_hand_off();
+	copy_link_hand_off();
+	prog_exact_hand_off();
+	handoff_pin();
+	if (r->attached)
+		attach_detach(&r->att, out_progress);
 	out_drain(LAST_WRITE_STALL_MS);
 	culprit_end();
 	nf_exact_end();
@@ -495,6 +508,7 @@ static void cleanup(struct run *r)
 		events_close();
 	if (r->skel)
 		loader_destroy(r->skel);
+	handoff_end(); /* every descriptor of theirs closed: the kernel goes on alone */
 	btf__free(r->btf);
 	probes_free(&r->probes);
 	drop_reasons_free(&r->drop_reasons);

@@ -15,6 +15,7 @@
 
 #include "../bpf/nf_verdict.h"
 #include "kernel_btf.h"
+#include "link_handoff.h"
 #include "loader.h"
 #include "nf_verdict.skel.h"
 
@@ -301,6 +302,12 @@ bool nf_exact_of(uint64_t skb, uint64_t ts, struct nf_exact *out)
 		snprintf(out->chain, sizeof(out->chain), "%s", out->hook);
 	}
 	return true;
+}
+
+void nf_exact_hand_off(void)
+{
+	if (S.active)
+		handoff_add_skeleton(S.skel->skeleton);
 }
 
 void nf_exact_end(void)

@@ -61,6 +61,8 @@ bool nf_exact_wait(int nf_drops_fd, char *why, size_t len);
 bool nf_exact_active(void);
 /* The verdict of the NETFILTER_DROP of skb at ts (its event's); false when there is none to read. */
 bool nf_exact_of(uint64_t skb, uint64_t ts, struct nf_exact *out);
+/* Its links, to the kernel to remove after the helper (link_handoff.h). */
+void nf_exact_hand_off(void);
 void nf_exact_end(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include "../bpf/prog_verdict.h"
 #include "culprit_words.h"
 #include "event_json.h"
+#include "link_handoff.h"
 #include "loader.h"
 #include "output.h"
 #include "prog_verdict.skel.h"
@@ -539,6 +540,18 @@ void prog_exact_stop(void)
 	P.stop = true;
 	pthread_cond_signal(&P.wake);
 	pthread_mutex_unlock(&P.mu);
+}
+
+void prog_exact_hand_off(void)
+{
+	/* The scanner adds no copy after this. */
+	prog_exact_stop();
+	if (P.scanning)
+		pthread_join(P.scanner, NULL);
+	P.scanning = false;
+	for (size_t i = 0; i < P.n; i++)
+		if (P.t[i].skel)
+			handoff_add_skeleton(P.t[i].skel->skeleton);
 }
 
 void prog_exact_end(void)

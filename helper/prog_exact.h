@@ -67,6 +67,8 @@ bool prog_exact_why_not(uint32_t id, uint64_t drop_ts, char *out, size_t len);
 const char *prog_verdict_name(bool xdp, int32_t ret, char *buf, size_t len);
 /* No more programs traced from now on (the trace is stopping); those traced stay until prog_exact_end. */
 void prog_exact_stop(void);
+/* Its links, to the kernel to remove after the helper (link_handoff.h); after prog_exact_stop(). */
+void prog_exact_hand_off(void);
 void prog_exact_end(void);
 
 #endif

@@ -100,7 +100,10 @@ export interface CaseResult {
   /**
    * Guest uptime when the stream or stderr first showed a mark (polled every
    * 50 ms): 'end' (the helper's END frame), pwru's 'attach-begin',
-   * 'attach-end', 'detach-begin'.
+   * 'attach-end', 'detach-begin'; and, after the exit, 'clean': the kernel's
+   * lists of plain kprobes and traced functions back to what they were
+   * before the case (the helper hands its function probes to the kernel to
+   * remove after it: see helper/link_handoff.h).
    */
   marks: Record<string, number>;
   /** pwru: 'events' (lines in its output file). */

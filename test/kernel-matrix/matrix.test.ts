@@ -377,6 +377,17 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
     // The programs stop before the final STATS (they return at once, and the
     // helper waits for those running), so that the final STATS account for all
     // the kernel emitted, and END comes before the slow detach.
+    // Function probes are the kernel's to remove after the helper's exit (helper/link_handoff.h): it does,
+    // and nothing stays attached.
+    await t.test('after each run the kernel lists no probe that was not there before it', () => {
+      for (const c of run.cases.values()) {
+        assert.ok(
+          Number.isFinite(c.marks.clean),
+          `${c.name}: the kernel's lists never came back: ${describeCase(c)}`,
+        );
+      }
+    });
+
     await t.test('final STATS account for every event; END comes before the detach', () => {
       for (const c of run.cases.values()) {
         if (c.state !== 'ready' || c.stats.length === 0) continue;

@@ -131,6 +131,10 @@ traffic() { # KIND
   esac
 }
 
+# What the kernel holds attached now, whoever attached it: plain kprobes, and ftrace's traced functions.
+kernel_kprobes() { n=$(grep -c . /sys/kernel/debug/kprobes/list 2>/dev/null); echo "${n:-0}"; }
+kernel_ftrace() { n=$(grep -c . /sys/kernel/tracing/enabled_functions 2>/dev/null); echo "${n:-0}"; }
+
 # Says "case-mark NAME LABEL TIME" once, when FILE first holds PATTERN.
 marks=""
 mark_once() { # LABEL PATTERN FILE
@@ -155,6 +159,7 @@ run_case() {
   marks=""
   say case-begin "$name" "$(now)"
   nr_open=$(cat /proc/sys/fs/nr_open)
+  kprobes_before=$(kernel_kprobes) ftrace_before=$(kernel_ftrace)
   [ -n "$CASE_NR_OPEN" ] && echo "$CASE_NR_OPEN" >/proc/sys/fs/nr_open
   t0=$(now)
   if [ "$tool" = pwru ]; then
@@ -199,8 +204,8 @@ run_case() {
   say case-ready "$name" "$state" "$t0" "$t1"
   if [ $state = ready ]; then
     # What the kernel holds attached now, whoever attached it: plain kprobes, and ftrace's traced functions.
-    say case-info "$name" kprobes "$(grep -c . /sys/kernel/debug/kprobes/list 2>/dev/null)"
-    say case-info "$name" ftrace "$(grep -c . /sys/kernel/tracing/enabled_functions 2>/dev/null)"
+    say case-info "$name" kprobes "$(kernel_kprobes)"
+    say case-info "$name" ftrace "$(kernel_ftrace)"
     traffic "$kind"
     sleep 1
   fi
@@ -218,6 +223,17 @@ run_case() {
   wait $pid
   code=$?
   say case-exit "$name" "$code" "$t2" "$(now)"
+  # The kernel may still be removing what the tool handed it (the helper's function probes): until its
+  # lists are back to what they were before the case ('clean'), or 120 s.
+  i=0
+  while [ $i -lt 2400 ]; do
+    [ "$(kernel_kprobes)" -le "${kprobes_before:-0}" ] && [ "$(kernel_ftrace)" -le "${ftrace_before:-0}" ] && {
+      say case-mark "$name" clean "$(now)"
+      break
+    }
+    sleep 0.05
+    i=$((i + 1))
+  done
   echo "$nr_open" >/proc/sys/fs/nr_open
   if [ -f /tmp/"$name".events ]; then
     say case-info "$name" events "$(grep -c . /tmp/"$name".events)"
