@@ -4,8 +4,9 @@
  * One copy is loaded per program traced (helper/prog_exact.c sets
  * cfg_prog_id and attaches it to that program); all copies share the maps.
  * Runs on the packet the probes last reported on this CPU go to prog_runs
- * (the helper writes them as PROG frames); runs that drop go to prog_drops
- * too, for the drop's culprit (helper/culprit.c; the drop tracepoint of
+ * (the helper writes them as PROG frames); other XDP runs wait in
+ * prog_pending for the skb built around their buffer (prog_verdict.h);
+ * runs that drop go to prog_drops too, for the drop's culprit (helper/culprit.c; the drop tracepoint of
  * bpf/pwru.bpf.c notes it under the drop). Loaded apart from the
  * probes: where the kernel refuses fexit on programs, the trace goes on
  * without it.
@@ -18,7 +19,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* prog_last and prog_drops, shared with the probes, are declared in prog_verdict.h. */
+/* prog_last, prog_runs, prog_pending and prog_drops, shared with the probes, are declared in prog_verdict.h. */
 
 /* The traced program's id (each copy its own). */
 const volatile __u32 cfg_prog_id = 0;
@@ -26,11 +27,6 @@ const volatile __u32 cfg_prog_id = 0;
 #define TC_ACT_SHOT 2
 #define XDP_ABORTED 0
 #define XDP_DROP 1
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 << 10);
-} prog_runs SEC(".maps");
 
 static __always_inline __u32 dev_netns(struct net_device *dev)
 {
@@ -53,10 +49,21 @@ static __always_inline int noted(struct prog_run *r, __u64 id, bool dropped)
 		traced = seen->head == r->head || (__u64)BPF_CORE_READ(skb, head) == r->head;
 	}
 
-	if (!traced && !dropped)
-		return 0;
 	r->ts = bpf_ktime_get_ns();
 	r->prog_id = cfg_prog_id;
+	/*
+	 * Maybe a buffer the skb that goes on is built around: the probes tie it
+	 * when they report that skb. Only on a CPU that reported a packet
+	 * lately (veth runs XDP on the CPU that sent the packet, right after),
+	 * so that a busy XDP program on untraced traffic costs no map update.
+	 */
+	if (!traced && !dropped && r->kind == PWRU_PROG_XDP && seen && r->ts - seen->ts <= PROG_PENDING_NS) {
+		r->cpu = bpf_get_smp_processor_id();
+		bpf_map_update_elem(&prog_pending, &r->head, r, BPF_ANY);
+		return 0;
+	}
+	if (!traced && !dropped)
+		return 0;
 	if (traced && r->kind == PWRU_PROG_XDP)
 		r->skb = seen->skb;
 	if (dropped) {
@@ -96,6 +103,7 @@ int BPF_PROG(prog_xdp, struct xdp_buff *xdp, int ret)
 	struct net_device *dev;
 
 	r.head = (__u64)BPF_CORE_READ(xdp, data_hard_start);
+	r.data_off = (__u16)((__u64)BPF_CORE_READ(xdp, data) - r.head);
 	dev = BPF_CORE_READ(xdp, rxq, dev);
 	if (dev) {
 		r.ifindex = BPF_CORE_READ(dev, ifindex);

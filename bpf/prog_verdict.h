@@ -26,6 +26,7 @@
 struct prog_seen {
 	__u64 skb;
 	__u64 head;
+	__u64 ts; /* when it was reported */
 };
 
 /* One run of a traced program on a traced packet (ring buffer prog_runs). */
@@ -39,9 +40,27 @@ struct prog_run {
 	__u32 netns;
 	__u8 kind;	/* PWRU_PROG_* */
 	__u8 ingress;	/* tc: skb->tc_at_ingress; XDP: always 1 */
-	__u8 pad[6];
+	__u16 data_off; /* XDP: where the frame began after the run (data - data_hard_start) */
+	__u32 cpu;	/* where it ran */
 	char ifname[16];
 };
+
+/*
+ * An XDP run that did not return a drop and is not on the packet last
+ * reported on its CPU. Native XDP on veth: veth runs the program on a copy
+ * of the packet in a buffer of its own (when the skb is shared, cloned,
+ * paged or short of headroom, as a sent one is), and on XDP_PASS the skb
+ * that goes on is the one built around that buffer (6.1: build_skb in
+ * veth_convert_skb_to_xdp_buff; 6.12: napi_build_skb in skb_pp_cow_data;
+ * both before the program runs, so the skb's head is the run's
+ * data_hard_start; the sent skb is consumed there). The run waits in
+ * prog_pending under the buffer;
+ * the probes tie it to the first skb reported with that head on the run's
+ * CPU, within PROG_PENDING_NS, whose MAC header is where the program left
+ * the frame (eth_type_trans right after the run resets it there). Anything
+ * else takes the run out unshown: a buffer's page is soon another packet's.
+ */
+#define PROG_PENDING_NS 10000000ULL
 
 /*
  * A run that returned a drop (TC_ACT_SHOT; XDP_DROP, XDP_ABORTED), in
@@ -77,6 +96,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct prog_seen);
 } prog_last SEC(".maps");
+
+/*
+ * The runs on traced packets, read by the helper (PROG frames): the copies
+ * write those they tie to a packet themselves, the probes those tied later
+ * (prog_pending). Sized by the helper (helper/loader.c).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} prog_runs SEC(".maps");
+
+/* Native XDP runs waiting for the skb built around their buffer, by data_hard_start (the copies write, the probes take). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* resized to 4096 by the helper (helper/loader.c) */
+	__type(key, __u64);
+	__type(value, struct prog_run);
+} prog_pending SEC(".maps");
 
 /* The runs that returned a drop (the copies write them; pwru.bpf.c's drop tracepoint takes them). */
 struct {

@@ -881,6 +881,32 @@ static __always_inline void report_copy(struct sk_buff *skb, __u64 key, __u64 ts
 	bpf_map_delete_elem(&copy_origins, &key);
 }
 
+/*
+ * An XDP run waiting under this skb's data buffer (prog_pending, see
+ * bpf/prog_verdict.h): this skb's, when reported on the run's CPU soon after
+ * it with its MAC header where the program left the frame; sent as a run on
+ * this skb at this step's time (the run came just before it). Taken out
+ * either way: the buffer is soon another packet's.
+ */
+static __always_inline void prog_pending_take(struct sk_buff *skb, const struct pwru_event *ev, bool direct)
+{
+	__u64 head = ev->head;
+	struct prog_run *r = bpf_map_lookup_elem(&prog_pending, &head);
+	struct prog_run *out;
+
+	if (!r)
+		return;
+	if (r->cpu == ev->cpu && ev->ts >= r->ts && ev->ts - r->ts <= PROG_PENDING_NS &&
+	    SKB_READ(direct, skb, mac_header) == r->data_off &&
+	    (out = bpf_ringbuf_reserve(&prog_runs, sizeof(*out), 0))) {
+		__builtin_memcpy(out, r, sizeof(*out));
+		out->skb = ev->skb;
+		out->ts = ev->ts;
+		bpf_ringbuf_submit(out, 0);
+	}
+	bpf_map_delete_elem(&prog_pending, &head);
+}
+
 static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct probe_hit *hit, enum hit_kind kind)
 {
 	bool direct = kind == HIT_TP;
@@ -961,7 +987,9 @@ static __always_inline int handle_skb(void *ctx, struct sk_buff *skb, struct pro
 		if (seen) {
 			seen->skb = key;
 			seen->head = ev->head;
+			seen->ts = hit->ts;
 		}
+		prog_pending_take(skb, ev, direct);
 	}
 	ev->stack_id = cfg_output_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	bpf_ringbuf_submit(with_extensions(ev, skb, direct), wakeup_flags(count_ret(PWRU_CNT_EMITTED)));

@@ -111,6 +111,7 @@ struct xdp_rxq_info {
 	struct net_device *dev;
 } __attribute__((preserve_access_index));
 struct xdp_buff {
+	void *data;
 	void *data_hard_start;
 	struct xdp_rxq_info *rxq;
 } __attribute__((preserve_access_index));

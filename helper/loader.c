@@ -290,6 +290,9 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 	if (cfg->prog_exact) {
 		bpf_map__set_max_entries(skel->maps.prog_drops, 4096);
 		bpf_map__set_max_entries(skel->maps.prog_noted, 4096);
+		/* The runs on traced packets, and the XDP runs waiting for their skb. */
+		bpf_map__set_max_entries(skel->maps.prog_runs, 256 << 10);
+		bpf_map__set_max_entries(skel->maps.prog_pending, 4096);
 	}
 	set_wakeup_policy(skel, cfg->ringbuf_bytes);
 	set_rate_cap(skel, cfg->max_rate);
@@ -447,11 +450,13 @@ void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int 
 	*nf_drops = bpf_map__fd(skel->maps.nf_drops);
 }
 
-void loader_prog_map_fds(struct pwru_bpf *skel, int *prog_last, int *prog_drops, int *prog_noted)
+void loader_prog_map_fds(struct pwru_bpf *skel, struct prog_map_fds *out)
 {
-	*prog_last = bpf_map__fd(skel->maps.prog_last);
-	*prog_drops = bpf_map__fd(skel->maps.prog_drops);
-	*prog_noted = bpf_map__fd(skel->maps.prog_noted);
+	out->last = bpf_map__fd(skel->maps.prog_last);
+	out->drops = bpf_map__fd(skel->maps.prog_drops);
+	out->noted = bpf_map__fd(skel->maps.prog_noted);
+	out->runs = bpf_map__fd(skel->maps.prog_runs);
+	out->pending = bpf_map__fd(skel->maps.prog_pending);
 }
 
 volatile bool *loader_prog_traced(struct pwru_bpf *skel)

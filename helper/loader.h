@@ -71,8 +71,17 @@ int loader_tracepoint_fd(struct pwru_bpf *skel, const struct probe_set *probes, 
 /* The maps a NETFILTER_DROP's verdict goes through (helper/nf_exact.c shares them). */
 void loader_nf_map_fds(struct pwru_bpf *skel, int *nf_last, int *nf_inside, int *nf_drops);
 
-/* The maps the probes note each reported packet in, and the programs' drops (helper/prog_exact.c shares them). */
-void loader_prog_map_fds(struct pwru_bpf *skel, int *prog_last, int *prog_drops, int *prog_noted);
+/* The probes' maps that the copies of helper/prog_exact.c share (bpf/prog_verdict.h). */
+struct prog_map_fds {
+	int last;    /* the packet each CPU last reported */
+	int drops;   /* the runs that returned a drop */
+	int noted;   /* those runs under their drop events */
+	int runs;    /* the runs on traced packets (a ring) */
+	int pending; /* XDP runs waiting for the skb built around their buffer */
+};
+
+/* The maps the probes note each reported packet in, and the programs' runs and drops. */
+void loader_prog_map_fds(struct pwru_bpf *skel, struct prog_map_fds *out);
 /* The probes' switch for noting their packets, set once a program is traced (helper/prog_exact.c). */
 volatile bool *loader_prog_traced(struct pwru_bpf *skel);
 

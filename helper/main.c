@@ -368,12 +368,12 @@ static int load(struct run *r, const struct backend_support *support)
 	 * programs here): a tc or XDP drop names the programs attached there, and
 	 * the first such drop says why.
 	 */
-	int prog_last, prog_drops, prog_noted;
+	struct prog_map_fds prog_maps;
 
-	loader_prog_map_fds(r->skel, &prog_last, &prog_drops, &prog_noted);
+	loader_prog_map_fds(r->skel, &prog_maps);
 	if (lc.prog_exact)
-		prog_exact_start(prog_last, prog_drops, prog_noted, loader_prog_traced(r->skel), o->emit_json,
-				 o->emit_text != 0, o->line_node);
+		prog_exact_start(&prog_maps, loader_prog_traced(r->skel), o->emit_json, o->emit_text != 0,
+				 o->line_node);
 	r->err[0] = 0;
 	return -1;
 }

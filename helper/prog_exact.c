@@ -32,8 +32,6 @@
 #define PROG_ROOM 1024
 /* How often the scanner looks for programs loaded since (one syscall when there is none). */
 #define SCAN_EVERY_MS 200
-/* The runs of all copies, read by the helper: one ring they share. */
-#define RUNS_BYTES (256 << 10)
 
 struct traced {
 	uint32_t id;
@@ -66,10 +64,10 @@ static struct {
 	uint32_t loading; /* the program being set up now, if any */
 	char refused[300]; /* why the kernel refused the copies (none traced), when it did */
 	char late[160];	   /* why programs loaded later are not traced, when they cannot be */
-	int runs_fd;	   /* made with the first copy; the loop reads it once it is there */
 	bool stop;
-	/* Only the loader (start, then the scanner) touches these. */
-	int last_fd, drops_fd, noted_fd;
+	/* Only the loader (start, then the scanner) touches these: the probes' maps (their skeleton owns them). */
+	int last_fd, drops_fd, noted_fd, pending_fd;
+	int runs_fd; /* the runs of all copies and of the probes' ties, read by the event loop */
 	volatile bool *traced_flag;
 	int first_err;
 	/* Only the event loop. */
@@ -78,7 +76,7 @@ static struct {
 	const char *node; /* --line-node: named in the JSON lines */
 	pthread_t scanner;
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .runs_fd = -1,
-	.drops_fd = -1, .noted_fd = -1, .last_fd = -1 };
+	.drops_fd = -1, .noted_fd = -1, .last_fd = -1, .pending_fd = -1 };
 
 /* The programs' clock (bpf_ktime_get_ns), which the drops' times are on. */
 static uint64_t mono_ns(void)
@@ -151,15 +149,6 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info)
 
 	if (!func_name(fd, info, fname, sizeof(fname)))
 		return -ENOENT;
-	if (P.runs_fd < 0) {
-		int runs = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "prog_runs", 0, 0, RUNS_BYTES, NULL);
-
-		if (runs < 0)
-			return -errno;
-		pthread_mutex_lock(&P.mu);
-		P.runs_fd = runs;
-		pthread_mutex_unlock(&P.mu);
-	}
 	if (!(s = prog_verdict_bpf__open()))
 		return -errno;
 	p = t->xdp ? s->progs.prog_xdp : s->progs.prog_tc;
@@ -169,7 +158,8 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info)
 	if ((ret = bpf_program__set_attach_target(p, fd, fname)) ||
 	    (ret = bpf_map__reuse_fd(s->maps.prog_last, P.last_fd)) ||
 	    (ret = bpf_map__reuse_fd(s->maps.prog_drops, P.drops_fd)) ||
-	    (ret = bpf_map__reuse_fd(s->maps.prog_runs, P.runs_fd)) || (ret = prog_verdict_bpf__load(s)) ||
+	    (ret = bpf_map__reuse_fd(s->maps.prog_runs, P.runs_fd)) ||
+	    (ret = bpf_map__reuse_fd(s->maps.prog_pending, P.pending_fd)) || (ret = prog_verdict_bpf__load(s)) ||
 	    (ret = prog_verdict_bpf__attach(s))) {
 		prog_verdict_bpf__destroy(s);
 		return ret;
@@ -317,8 +307,8 @@ static void *scanner(void *arg)
 	}
 }
 
-int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, volatile bool *traced_flag,
-		     bool emit_json, bool emit_text, const char *node)
+int prog_exact_start(const struct prog_map_fds *maps, volatile bool *traced_flag, bool emit_json, bool emit_text,
+		     const char *node)
 {
 	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
 	pthread_condattr_t ca;
@@ -328,9 +318,11 @@ int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, vol
 	P.emit_json = emit_json;
 	P.emit_text = emit_text;
 	P.node = node;
-	P.last_fd = prog_last_fd;
-	P.drops_fd = prog_drops_fd;
-	P.noted_fd = prog_noted_fd;
+	P.last_fd = maps->last;
+	P.drops_fd = maps->drops;
+	P.noted_fd = maps->noted;
+	P.pending_fd = maps->pending;
+	P.runs_fd = maps->runs;
 	P.traced_flag = traced_flag;
 	P.started = true;
 	/* The programs loaded now, before the probes attach. */
@@ -495,16 +487,8 @@ static int on_run(void *ctx, void *data, size_t len)
 
 void prog_exact_pump(void)
 {
-	if (!P.rb) {
-		int fd;
-
-		pthread_mutex_lock(&P.mu);
-		fd = P.runs_fd;
-		pthread_mutex_unlock(&P.mu);
-		/* Made with the first copy, maybe by the scanner: read from here on. */
-		if (fd < 0 || !(P.rb = ring_buffer__new(fd, on_run, NULL, NULL)))
-			return;
-	}
+	if (!P.rb && (!P.started || P.runs_fd < 0 || !(P.rb = ring_buffer__new(P.runs_fd, on_run, NULL, NULL))))
+		return;
 	if (run_room())
 		ring_buffer__consume(P.rb);
 }
@@ -562,10 +546,8 @@ void prog_exact_end(void)
 	ring_buffer__free(P.rb);
 	for (size_t i = 0; i < P.n; i++)
 		prog_verdict_bpf__destroy(P.t[i].skel);
-	if (P.runs_fd >= 0)
-		close(P.runs_fd);
 	P.rb = NULL;
 	P.n = P.nu = 0;
-	P.runs_fd = P.drops_fd = P.noted_fd = P.last_fd = -1;
+	P.runs_fd = P.drops_fd = P.noted_fd = P.last_fd = P.pending_fd = -1;
 	P.started = P.scanning = false;
 }

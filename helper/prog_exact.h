@@ -29,8 +29,9 @@ struct prog_exact {
 
 /*
  * Loads and attaches a copy of the fexit program on every tc and XDP program
- * the kernel holds, sharing the probes' prog_last and prog_drops maps
- * (prog_noted: where a drop's run is read), then starts the thread that does
+ * the kernel holds, sharing the probes' maps (prog_last, prog_drops,
+ * prog_pending; prog_runs: the runs read; prog_noted: where a drop's run
+ * is read), then starts the thread that does
  * the same for programs loaded later. traced_flag (the probes' prog_traced)
  * is set once a copy is attached: the probes note their packets from then
  * on. Returns how many are traced now; -errno when the kernel refused (no
@@ -39,8 +40,9 @@ struct prog_exact {
  * frame, or with --emit json a "prog" line; with --emit text|wide its line
  * is written too (culprit_words.h).
  */
-int prog_exact_start(int prog_last_fd, int prog_drops_fd, int prog_noted_fd, volatile bool *traced_flag,
-		     bool emit_json, bool emit_text, const char *node);
+struct prog_map_fds;
+int prog_exact_start(const struct prog_map_fds *maps, volatile bool *traced_flag, bool emit_json, bool emit_text,
+		     const char *node);
 /*
  * Once, for the first tc or XDP drop named by the programs attached: a
  * WARNING programs_not_exact that says why they were not traced, when the

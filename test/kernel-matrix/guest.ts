@@ -54,7 +54,7 @@ export interface CaseSpec {
    * 'full': noise to :7777, delivered to :9000, dropped by iptables to :9001; 'noise': only :7777;
    * 'nft': three datagrams to :9002, dropped by nftables; 'tcp': a TCP exchange on :7000 from ns1 to
    * ns2 (a line each way, the server closes first); 'both': three to :9001, then three to :9002; 'progs': two
-   * each to :9101-9105, and two from ns2 to ns1:9108 (programs.test.ts); 'progs-late': attaches pwru_late,
+   * each to :9101-9105, and two each from ns2 to ns1:9108 and :9109 (programs.test.ts); 'progs-late': attaches pwru_late,
    * then two to :9106 at once, and 4 s later two to :9106 and two to :9107 (programs.test.ts); 'dup': three
    * to :9003, 'dup-both': three to :9004 (copies.test.ts); 'rules': two each to :9022, :9023, :9026, :9041
    * and :9042, half a second apart (nft-rules.test.ts); 'none'.

@@ -10,10 +10,12 @@
  * rest. On veth1 (ns1), as they leave: an egress program that passes :9102 and
  * redirects :9103 to veth1's own ingress, by tcx on 6.12 and by clsact on 6.1
  * (6.1 has no tcx: clsact is what its nodes use), and for what comes back
- * from ns2, a native XDP program that drops :9108. Each drop's culprit must be
- * the one program that returned it (method exact, its verdict, how it is
- * attached), and the passes and the redirect must show as that program's
- * runs on their packets (PROG frames).
+ * from ns2, a native XDP program that drops :9108 and passes the rest (:9109,
+ * to a receiver in ns1). Each drop's culprit must be the one program that
+ * returned it (method exact, its verdict, how it is attached), and the passes
+ * and the redirect must show as that program's runs on their packets (PROG
+ * frames); the native XDP passes, which veth runs on a copy of the packet in a
+ * buffer of its own, under the packet of the skb built around that buffer.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -22,8 +24,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { jsonLine } from '../../src/output/json';
+import { ProgRunBook, spanOf } from '../../src/reading/culprits';
+import { PacketTracker } from '../../src/reading/packet-tracker';
+import { describeVerdict } from '../../src/reading/verdict-words';
+import { verdictOf } from '../../src/reading/verdicts';
 import type { CulpritInfo, ProgRunInfo } from '../../src/record/decode';
-import type { TraceCulprit, TraceEvent, TraceLine, TraceProgRun } from '../../src/record/event';
+import {
+  TRACE_SCHEMA_VERSION,
+  type TraceCulprit,
+  type TraceEvent,
+  type TraceLine,
+  type TraceProgRun,
+} from '../../src/record/event';
 import { bootGuest, type CaseResult, type CaseSpec, repoRoot } from './guest';
 
 const PROGRAMS = `
@@ -110,14 +122,22 @@ function setup(tcx: boolean): string {
     tcx
       ? load('ns1', 'pwru_tc_out', 'veth1', 'tcx-egress', '/sys/fs/bpf/tc_out')
       : load('ns1', 'pwru_tc_out', 'veth1', 'clsact-egress'),
-    // What comes back from ns2 to veth1: native XDP.
+    // What comes back from ns2 to veth1: native XDP; what it passes to :9109 is received in ns1.
     load('ns1', 'pwru_xdp_nat', 'veth1', 'xdp-native'),
+    'in_ns ns1 udpkit recv 9109 &',
+    'sleep 0.2',
   ].join('\n');
 }
 
-const FILTER = 'udp and dst portrange 9101-9108';
-/** The steps just before tc egress and before the receive hooks, and few: kprobes are slow under emulation. */
-const FUNCS = '^(__dev_queue_xmit|__netif_receive_skb|__netif_receive_skb_one_core|ip_rcv)$';
+const FILTER = 'udp and dst portrange 9101-9109';
+/**
+ * The steps just before tc egress and before the receive hooks, and few: kprobes are slow under emulation.
+ * eth_type_trans: veth's native XDP path calls it on the skb built around the program's buffer right after
+ * the run, and the list receive that follows passes neither __netif_receive_skb nor ip_rcv; the socket's
+ * __udp_enqueue_schedule_skb says it was delivered.
+ */
+const FUNCS =
+  '^(__dev_queue_xmit|__netif_receive_skb|__netif_receive_skb_one_core|ip_rcv|eth_type_trans|__udp_enqueue_schedule_skb)$';
 
 function cases(backend: string): CaseSpec[] {
   return [
@@ -278,7 +298,7 @@ function assertXdpDrops(c: CaseResult): void {
 
 /**
  * veth1's native XDP drops of :9108 (sent from ns2): exact, XDP_DROP. veth runs it on a copy of the packet
- * in its own buffer; the drop is still that buffer's (its runs that pass are not shown: docs/record-stream.md).
+ * in its own buffer; the drop is still that buffer's (its passes: assertNativeXdpPasses).
  */
 function assertNativeXdpDrops(c: CaseResult): void {
   for (const k of dropCulprits(c, 9108)) {
@@ -328,6 +348,39 @@ function assertRuns(c: CaseResult, port: number, name: string, want: Partial<Pro
       assert.deepEqual(r[k as keyof ProgRunInfo], v, JSON.stringify(r));
 }
 
+/**
+ * veth1's native XDP passes of :9109 (sent from ns2): one run per datagram, XDP_PASS, on the skb veth built
+ * around the program's buffer (its head is not the sent skb's), shown under that packet by the client's own
+ * reading (ProgRunBook, as show and the summary find a packet's runs), and that packet delivered in ns1.
+ */
+function assertNativeXdpPasses(c: CaseResult): void {
+  assertRuns(c, 9109, 'pwru_xdp_nat', { kind: 'xdp', iface: 'veth1', ret: 2, verdict: 'XDP_PASS' });
+  const tracker = new PacketTracker();
+  for (const e of c.events) tracker.observe(e);
+  tracker.open();
+  const packets = tracker.packets().filter((p) => p.tuple?.dport === 9109);
+  const book = new ProgRunBook();
+  for (const r of c.progs) book.add({ type: 'prog', v: TRACE_SCHEMA_VERSION, ...r });
+  const handled = packets.filter((p) => book.of(spanOf(p)).some((r) => r.program.name === 'pwru_xdp_nat'));
+  assert.equal(handled.length, 2, `each datagram to :9109 one packet with its run: ${describe(c)}`);
+  const sentHeads = new Set(
+    c.events.filter((e) => e.tuple?.dport === 9109 && e.iface === 'veth2').map((e) => e.head),
+  );
+  for (const p of handled) {
+    const runs = book.of(spanOf(p));
+    assert.equal(runs.length, 1, `one run under #${p.id}: ${JSON.stringify(runs)}`);
+    // The run's skb is the packet's first, at its first step: the skb built around the program's buffer.
+    assert.equal(runs[0].skb, p.steps[0].event.skb, JSON.stringify(runs[0]));
+    assert.equal(runs[0].ts, p.steps[0].event.ts, JSON.stringify(runs[0]));
+    assert.ok(
+      !sentHeads.has(p.steps[0].event.head),
+      `a buffer of veth's own: ${JSON.stringify(p.steps[0].event)}`,
+    );
+    const v = verdictOf(p);
+    assert.equal(v.kind, 'delivered', `#${p.id}: ${describeVerdict(v)}`);
+  }
+}
+
 for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
   test(`kernel ${k.label} under qemu: tc and XDP programs named exactly`, {
     timeout: 10 * 60_000,
@@ -372,7 +425,8 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
           const c = run.cases.get(`progs-${k.backend}`);
           assert.ok(c);
           assertRuns(c, 9102, 'pwru_xdp', { kind: 'xdp', iface: 'veth2', ret: 2, verdict: 'XDP_PASS' });
-          // The helper's own lines name the same runs of the XDP program.
+          assertNativeXdpPasses(c);
+          // The helper's own lines name the same runs of the XDP programs (the tracepoint backend).
           const json = run.cases.get('progs-json');
           assert.ok(json?.lines, 'the JSON lines came back');
           assertRuns(fromLines(json), 9102, 'pwru_xdp', {
@@ -381,6 +435,7 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
             ret: 2,
             verdict: 'XDP_PASS',
           });
+          assertNativeXdpPasses(fromLines(json));
           assertRuns(c, 9102, 'pwru_cls_in', {
             kind: 'tc',
             iface: 'veth2',

@@ -93,8 +93,9 @@ traffic() { # KIND
   dup-both) in_ns ns1 udpkit send 10.200.1.2 9004 3 ;; # copies.test.ts: dup'ed, both dropped
   progs) # programs.test.ts: one port each for the programs its setup attached
     for port in 9101 9102 9103 9104 9105; do in_ns ns1 udpkit send 10.200.1.2 $port 2; done
-    # The other way, to veth1's native XDP.
+    # The other way, to veth1's native XDP: dropped (:9108), passed to a receiver (:9109).
     in_ns ns2 udpkit send 10.200.1.1 9108 2
+    in_ns ns2 udpkit send 10.200.1.1 9109 2
     ;;
   progs-late) # programs.test.ts: a clsact filter attached after the trace began, ahead of the setup's
     in_ns ns2 progload /extra/progs.o pwru_late veth2 clsact-ingress 1 2>/tmp/pl.err ||
