@@ -341,7 +341,7 @@ static int load(struct run *r, const struct backend_support *support)
 		copy_link_not_seen(r->err);
 	lc.copy_link = copy_begun;
 	/* tc and XDP programs, loaded now or later: their runs are traced too (fexit), where the kernel lets them. */
-	lc.prog_exact = !o->verify_only && !o->on_drop;
+	lc.prog_exact = !o->verify_only;
 	/* libbpf needs the kernel's BTF for CO-RE and the tracepoints: it takes this copy (and frees it after loading). */
 	kernel_btf_give_to_libbpf(r->btf);
 	r->btf = NULL;
@@ -372,8 +372,8 @@ static int load(struct run *r, const struct backend_support *support)
 
 	loader_prog_map_fds(r->skel, &prog_maps);
 	if (lc.prog_exact)
-		prog_exact_start(&prog_maps, loader_prog_traced(r->skel), o->emit_json, o->emit_text != 0,
-				 o->line_node);
+		prog_exact_start(&prog_maps, loader_prog_traced(r->skel), !o->on_drop, o->emit_json,
+				 o->emit_text != 0, o->line_node);
 	r->err[0] = 0;
 	return -1;
 }

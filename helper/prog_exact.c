@@ -72,7 +72,7 @@ static struct {
 	int first_err;
 	/* Only the event loop. */
 	struct ring_buffer *rb;
-	bool emit_json, emit_text, started, said, scanning;
+	bool write_runs, emit_json, emit_text, started, said, scanning;
 	const char *node; /* --line-node: named in the JSON lines */
 	pthread_t scanner;
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .runs_fd = -1,
@@ -307,14 +307,15 @@ static void *scanner(void *arg)
 	}
 }
 
-int prog_exact_start(const struct prog_map_fds *maps, volatile bool *traced_flag, bool emit_json, bool emit_text,
-		     const char *node)
+int prog_exact_start(const struct prog_map_fds *maps, volatile bool *traced_flag, bool write_runs, bool emit_json,
+		     bool emit_text, const char *node)
 {
 	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
 	pthread_condattr_t ca;
 	sigset_t all, was;
 	int ret;
 
+	P.write_runs = write_runs;
 	P.emit_json = emit_json;
 	P.emit_text = emit_text;
 	P.node = node;
@@ -478,7 +479,7 @@ static bool run_room(void)
 static int on_run(void *ctx, void *data, size_t len)
 {
 	(void)ctx;
-	if (len < sizeof(struct prog_run))
+	if (len < sizeof(struct prog_run) || !P.write_runs)
 		return 0;
 	write_run(data);
 	/* Paused while the outputs are full: the rest waits in the ring. */

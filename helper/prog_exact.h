@@ -38,11 +38,12 @@ struct prog_exact {
  * fexit on programs here): drops then name the programs attached, and the
  * first of them says why (prog_exact_say_refused). A run becomes a PROG
  * frame, or with --emit json a "prog" line; with --emit text|wide its line
- * is written too (culprit_words.h).
+ * is written too (culprit_words.h); without write_runs (--on-drop, which
+ * writes reports only) runs are read and let go, and only drops are named.
  */
 struct prog_map_fds;
-int prog_exact_start(const struct prog_map_fds *maps, volatile bool *traced_flag, bool emit_json, bool emit_text,
-		     const char *node);
+int prog_exact_start(const struct prog_map_fds *maps, volatile bool *traced_flag, bool write_runs, bool emit_json,
+		     bool emit_text, const char *node);
 /*
  * Once, for the first tc or XDP drop named by the programs attached: a
  * WARNING programs_not_exact that says why they were not traced, when the

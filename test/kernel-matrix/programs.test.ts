@@ -147,6 +147,13 @@ function cases(backend: string): CaseSpec[] {
       readyTimeout: 120,
       args: ['--backend', backend, '--filter-func', FUNCS, '--', FILTER],
     },
+    // --on-drop: the reports' drops named exactly too (the runs are read, not written).
+    {
+      name: 'progs-on-drop',
+      traffic: 'progs',
+      readyTimeout: 120,
+      args: ['--backend', backend, '--filter-func', FUNCS, '--on-drop', '--', FILTER],
+    },
     {
       name: 'progs-tracepoint',
       traffic: 'progs',
@@ -416,6 +423,7 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
           assertXdpDrops(c);
           assertClsactDrops(c);
           assertNativeXdpDrops(c);
+          if (name === 'progs-on-drop') assert.deepEqual(c.progs, [], 'no runs written with --on-drop');
         });
       }
 
