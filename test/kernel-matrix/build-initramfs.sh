@@ -42,9 +42,9 @@ copy_elf /usr/sbin/xtables-legacy-multi /sbin/xtables-legacy-multi
 ln -s xtables-legacy-multi "$root/sbin/iptables-legacy"
 # The helper reads the rules' counters with it (helper/culprit_tools.c) to name a drop's rule.
 ln -s xtables-legacy-multi "$root/sbin/iptables-legacy-save"
-# iptables-nft: nft-rules.test.ts's rules, and the helper reads them with its -save.
+# iptables-nft, ip6tables-nft, arptables-nft: nft-rules.test.ts's rules; the helper reads the first two with their -save.
 copy_elf /usr/sbin/xtables-nft-multi /sbin/xtables-nft-multi
-for t in iptables-nft iptables-nft-save ip6tables-nft ip6tables-nft-save; do
+for t in iptables-nft iptables-nft-save ip6tables-nft ip6tables-nft-save arptables-nft; do
   ln -s xtables-nft-multi "$root/sbin/$t"
 done
 xtlib=/usr/lib/x86_64-linux-gnu/xtables

@@ -57,7 +57,8 @@ export interface CaseSpec {
    * each to :9101-9105, and two each from ns2 to ns1:9108 and :9109 (programs.test.ts); 'progs-late': attaches pwru_late,
    * then two to :9106 at once, and 4 s later two to :9106 and two to :9107 (programs.test.ts); 'dup': three
    * to :9003, 'dup-both': three to :9004 (copies.test.ts); 'rules': two each to :9022, :9023, :9026, :9041
-   * and :9042, half a second apart (nft-rules.test.ts); 'none'.
+   * and :9042, then to [fd00:200::2]:9061 and :9062, half a second apart, and two ARP requests for
+   * 10.200.1.99 (nft-rules.test.ts, whose setup gives ns2 that IPv6 address); 'none'.
    */
   traffic:
     | 'full'

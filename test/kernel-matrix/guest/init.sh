@@ -107,11 +107,18 @@ traffic() { # KIND
     in_ns ns1 udpkit send 10.200.1.2 9106 2
     in_ns ns1 udpkit send 10.200.1.2 9107 2
     ;;
-  rules) # nft-rules.test.ts: two each to the ports its setup's rules drop, one port at a time
+  rules) # nft-rules.test.ts: two each to the ports its setup's rules drop, one port at a time (IPv6 to
+    # the address its setup gave ns2), and two ARP requests for 10.200.1.99
     for port in 9022 9023 9026 9041 9042; do
       in_ns ns1 udpkit send 10.200.1.2 $port 2
       sleep 0.5
     done
+    for port in 9061 9062; do
+      in_ns ns1 udpkit send fd00:200::2 $port 2
+      sleep 0.5
+    done
+    in_ns ns1 arping -c 2 -w 3 -I veth1 10.200.1.99 >/tmp/arping.out 2>&1
+    say info arping "$(tr '\n' '|' </tmp/arping.out)"
     ;;
   both)
     in_ns ns1 udpkit send 10.200.1.2 9001 3

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A tiny static UDP (and TCP) tool for the kernel-matrix guests (busybox's nc has no UDP):
- *   udpkit send DST PORT COUNT   send COUNT small datagrams to DST:PORT, 2 ms apart
+ *   udpkit send DST PORT COUNT   send COUNT small datagrams to DST:PORT (IPv4 or IPv6), 2 ms apart
  *   udpkit recv PORT             receive and discard datagrams on PORT until killed
  *   udpkit tcp-serve PORT        accept one TCP connection: read a line, answer one, close first
  *   udpkit tcp-ask DST PORT      connect, send a line, read the answer, close after the server
@@ -83,13 +83,25 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "send") == 0 && argc == 5) {
 		struct timespec gap = { 0, 2 * 1000 * 1000 };
 		int i, n = atoi(argv[4]), failed = 0;
+		struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6 };
+		struct sockaddr *to = (struct sockaddr *)&sa;
+		socklen_t tolen = sizeof(sa);
 
 		sa.sin_port = htons(atoi(argv[3]));
-		if (inet_pton(AF_INET, argv[2], &sa.sin_addr) != 1)
-			return usage();
+		if (inet_pton(AF_INET, argv[2], &sa.sin_addr) != 1) {
+			/* An IPv6 destination: a socket of its family. */
+			sa6.sin6_port = sa.sin_port;
+			if (inet_pton(AF_INET6, argv[2], &sa6.sin6_addr) != 1)
+				return usage();
+			close(fd);
+			if ((fd = socket(AF_INET6, SOCK_DGRAM, 0)) < 0)
+				return perror("udpkit: socket"), 1;
+			to = (struct sockaddr *)&sa6;
+			tolen = sizeof(sa6);
+		}
 		for (i = 0; i < n; i++) {
 			snprintf(buf, sizeof(buf), "kubectl-pwru kernel matrix %d", i);
-			if (sendto(fd, buf, strlen(buf), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			if (sendto(fd, buf, strlen(buf), 0, to, tolen) < 0) {
 				perror("udpkit: sendto");
 				failed++;
 			}
