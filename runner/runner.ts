@@ -67,6 +67,19 @@ export const CONTROL = { ack: 'ack', resume: 'resume', stop: 'stop' } as const;
 /** Output the client has not acknowledged is kept for a reconnect; reading the helper pauses beyond this. */
 export const REPLAY_WINDOW = 4 * 1024 * 1024;
 
+/**
+ * The helper's output waiting for the compressor before reading it pauses: the compressor works on Node's
+ * thread pool, and with the stream's default (16 KiB) each 64 KiB read waited for its compression before the
+ * next, so any wait for a CPU stopped the helper's pipe (and then its ring buffer: lost events).
+ */
+const DEFLATE_QUEUE = 1 << 20;
+/**
+ * What the helper wrote is flushed to the client at most this long after it came: one flush per turn of the
+ * loop made a flood's stream thousands of small pieces a second, each a write, a frame and a wake-up in the
+ * runtime, the kubelet, the API server and the client.
+ */
+const FLUSH_MS = 10;
+
 /** Bytes read from the helper between two collections of the young generation (see Collector). */
 const YOUNG_EVERY = 2 * 1024 * 1024;
 
@@ -371,7 +384,8 @@ export function main(leftover: Buffer): void {
     }
     flow();
   };
-  const deflate = req.deflate ? createDeflateRaw({ level: 1 }) : undefined;
+  const deflateOptions = { level: 1, writableHighWaterMark: DEFLATE_QUEUE };
+  const deflate = req.deflate ? createDeflateRaw(deflateOptions) : undefined;
   let flushQueued = false;
   if (deflate) {
     deflate.on('data', send);
@@ -386,13 +400,14 @@ export function main(leftover: Buffer): void {
         });
         flow();
       }
-      // One flush for what came in this turn: a quiet trace's records still go out at once.
+      // One flush for what came in FLUSH_MS: a quiet trace's records still go out at once, a flood's in pieces
+      // big enough that the runtime, the kubelet, the API server and the client each handle few.
       if (flushQueued) return;
       flushQueued = true;
-      setImmediate(() => {
+      setTimeout(() => {
         flushQueued = false;
         if (!deflate.writableEnded) deflate.flush(zlibConstants.Z_SYNC_FLUSH);
-      });
+      }, FLUSH_MS);
     });
   } else
     helper.stdout?.on('data', (chunk: Buffer) => {

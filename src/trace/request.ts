@@ -119,6 +119,14 @@ export function helperArgs(req: TraceRequest, lines?: LineOutputs): string[] {
 }
 
 /** --on-drop's ring buffer: 4 MiB (~25,000 events) instead of 8, so the helper stays well under 32 MiB. */
+/**
+ * Kubernetes mode's ring buffer: 32 MiB (~190,000 events, a second of a 200k events/s flood) instead of 8.
+ * The stream goes through the runner, the runtime, the kubelet, the API server and the client, each a process
+ * that may wait for a CPU, and the helper stops reading the ring while its reader waits: with 8 MiB (~0.25 s
+ * of such a flood) floods of 150-200k events/s lost events in the kernel at a load of 4-5 on the 2-core test
+ * machine, with 32 MiB none (BENCHMARKS.md, section 9). The pod's memory limit (512 MiB) holds it.
+ */
+const KUBE_RINGBUF_BYTES = 32 << 20;
 const ON_DROP_RINGBUF_BYTES = 4 << 20;
 
 /** The request, once where the trace runs is known: the target's addresses join the filters. */
@@ -147,7 +155,9 @@ export function buildRequest(flags: TraceFlags, words: CommandWords, place: Trac
     durationSec: flags.duration !== undefined ? parseDuration('--duration', flags.duration) : undefined,
     maxEvents: flags['max-events'],
     // --on-drop runs for hours: the ring is mapped into the helper (its pages count in its memory) twice over.
-    ringbufBytes: flags['ringbuf-size'] ?? (flags['on-drop'] ? ON_DROP_RINGBUF_BYTES : undefined),
+    ringbufBytes:
+      flags['ringbuf-size'] ??
+      (flags['on-drop'] ? ON_DROP_RINGBUF_BYTES : flags.local ? undefined : KUBE_RINGBUF_BYTES),
     snaplen: flags.snaplen ?? (flags.pcapng !== undefined ? DEFAULT_SNAPLEN : undefined),
     maxRate: flags['max-rate'],
     ...(flags['on-drop'] ? { onDrop: { packetStarts: [...TX_START_FUNCS] } } : {}),
