@@ -282,6 +282,59 @@ describe('culprits', () => {
     assert.throws(() => parseTraceLine(JSON.stringify(bad), 't.jsonl', 2), TraceFileError);
   });
 
+  test('the rule exactly, by its handle: nft by handle, iptables-nft by position and handle; in the table and diff', () => {
+    const nftChain = {
+      method: 'exact' as const,
+      by: 'nft_do_chain',
+      family: 'inet',
+      table: 'mine',
+      chain: 'in',
+      hook: 'input',
+    };
+    const nft = culprit({ method: 'exact', chain: nftChain, rule: { ...NFT, chain: 'sub' } });
+    assert.equal(
+      describeCulprit(nft),
+      'dropped by `udp dport 6104 counter drop` in inet mine/sub (handle 7, hook input, nft); known exactly (its drop verdict ran, and nft_do_chain returned NF_DROP)',
+    );
+    const ipt = culprit({
+      method: 'exact',
+      chain: { ...nftChain, family: 'ip', table: 'filter', chain: 'INPUT' },
+      rule: {
+        tool: 'iptables-nft',
+        family: 'ip',
+        table: 'filter',
+        chain: 'PWRU-SUB',
+        hook: 'INPUT',
+        position: 2,
+        handle: 8,
+        text: '-A PWRU-SUB -p udp -m udp --dport 9041 -j DROP',
+      },
+    });
+    assert.equal(
+      describeCulprit(ipt),
+      'dropped by `-A PWRU-SUB -p udp -m udp --dport 9041 -j DROP` in filter/INPUT (rule 2 of PWRU-SUB, handle 8, iptables-nft); known exactly (its drop verdict ran, and nft_do_chain returned NF_DROP)',
+    );
+    assert.equal(culpritPhrase(ipt), '`-A PWRU-SUB -p udp -m udp --dport 9041 -j DROP` in filter/INPUT');
+
+    const book = new CulpritBook();
+    book.add(nft);
+    const tracker = new PacketTracker();
+    const summary = new SummaryBuilder();
+    for (const e of [event('netif_receive_skb', '1000'), event('kfree_skb', '2000', true)])
+      summary.step(tracker.observe(e).step);
+    for (const p of tracker.packets()) summary.packet(p);
+    const s = summary.build([], [], book);
+    assert.equal(s.packets[0].culprit?.method, 'exact');
+    assert.match(
+      s.packets[0].text,
+      /dropped by `udp dport 6104 counter drop` in inet mine\/sub .*known exactly/,
+    );
+    const good = new PacketTracker();
+    good.observe(event('netif_receive_skb', '1000'));
+    const d = diffPackets(good.packets()[0], tracker.packets()[0], { bad: book });
+    assert.match(d.sentence, /is dropped by `udp dport 6104 counter drop` in inet mine\/sub/);
+  });
+
   test('the verdict table and diff name the rule of the drop the culprit points at', () => {
     const book = new CulpritBook();
     book.add(culprit({ ts: '2000' }));
