@@ -47,7 +47,8 @@ function cases(backend: string, rounds: number): CaseSpec[] {
   return out;
 }
 
-const s = (x: number) => `${x.toFixed(2)} s`;
+const s = (x: number) =>
+  Number.isFinite(x) ? `${x.toFixed(2)} s` : 'not seen (the 50 ms poll missed its marks)';
 /** The median of the runs where the guest saw the marks (a 50 ms poll can miss pwru's progress lines). */
 const med = (xs: number[]) => {
   const seen = xs.filter(Number.isFinite);
@@ -140,7 +141,7 @@ function figure(
   ctx.report.add({
     section: SECTION,
     what,
-    value: `helper ${s(mh)}${spread(h)}, pwru ${s(mp)}${spread(p)}: ${(mh / mp).toFixed(2)}× pwru's`,
+    value: `helper ${s(mh)}${spread(h)}, pwru ${s(mp)}${spread(p)}${Number.isFinite(mh / mp) ? `: ${(mh / mp).toFixed(2)}× pwru's` : ''}`,
     goal: goal || undefined,
     met: goal && Number.isFinite(mh) && Number.isFinite(mp) ? met(mh, mp) : undefined,
   });
