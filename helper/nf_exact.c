@@ -134,10 +134,48 @@ static int create_shared(struct bpf_map *m, int *fd)
 	return bpf_map__reuse_fd(m, *fd);
 }
 
-/* The targets set, the programs loaded and attached: in the loading thread. */
+/* The targets set, the programs loaded and attached; -errno with why in S.why. */
+static int load_attach(void)
+{
+	struct bpf_program *progs[NWALKERS] = {
+		S.skel->progs.nf_nft_do_chain,
+		S.skel->progs.nf_ipt_do_table,
+		S.skel->progs.nf_ip6t_do_table,
+		S.skel->progs.nf_arpt_do_table,
+	};
+	int ret;
+
+	/* nft_do_chain has a second program: fentry, for the drops it makes itself. */
+	bpf_program__set_autoload(S.skel->progs.nf_nft_enter, S.usable[0]);
+	if (S.usable[0] && (ret = bpf_program__set_attach_target(S.skel->progs.nf_nft_enter, 0, walkers[0].func))) {
+		snprintf(S.why, sizeof(S.why), "%s: %s", walkers[0].func, strerror(-ret));
+		return ret;
+	}
+	/* And a third, for the rule: on the immediate verdicts it runs. */
+	bpf_program__set_autoload(S.skel->progs.nf_nft_immediate, S.rules);
+	if (S.rules &&
+	    (ret = bpf_program__set_attach_target(S.skel->progs.nf_nft_immediate, 0, "nft_immediate_eval"))) {
+		snprintf(S.why, sizeof(S.why), "nft_immediate_eval: %s", strerror(-ret));
+		return ret;
+	}
+	for (size_t i = 0; i < NWALKERS; i++) {
+		bpf_program__set_autoload(progs[i], S.usable[i]);
+		if (S.usable[i] && (ret = bpf_program__set_attach_target(progs[i], 0, walkers[i].func))) {
+			snprintf(S.why, sizeof(S.why), "%s: %s", walkers[i].func, strerror(-ret));
+			return ret;
+		}
+	}
+	ret = nf_verdict_bpf__load(S.skel);
+	if (!ret)
+		ret = nf_verdict_bpf__attach(S.skel);
+	if (ret)
+		snprintf(S.why, sizeof(S.why), "fexit on the netfilter table walkers: %s", strerror(-ret));
+	return ret;
+}
+
+/* In the loading thread. */
 static void *load_thread(void *arg)
 {
-	struct bpf_program *progs[NWALKERS];
 	int ret;
 
 	(void)arg;
@@ -146,36 +184,22 @@ static void *load_thread(void *arg)
 	/* Before the targets are set: setting one makes libbpf load the kernel's BTF, this one. */
 	kernel_btf_give_to_libbpf(S.btf);
 	S.btf = NULL;
-	progs[0] = S.skel->progs.nf_nft_do_chain;
-	progs[1] = S.skel->progs.nf_ipt_do_table;
-	progs[2] = S.skel->progs.nf_ip6t_do_table;
-	progs[3] = S.skel->progs.nf_arpt_do_table;
-	/* nft_do_chain has a second program: fentry, for the drops it makes itself. */
-	bpf_program__set_autoload(S.skel->progs.nf_nft_enter, S.usable[0]);
-	if (S.usable[0] && (ret = bpf_program__set_attach_target(S.skel->progs.nf_nft_enter, 0, walkers[0].func))) {
-		snprintf(S.why, sizeof(S.why), "%s: %s", walkers[0].func, strerror(-ret));
-		goto out;
+	ret = load_attach();
+	/*
+	 * The rule's program is the newest and reads the most of nf_tables: a
+	 * kernel that refuses it still gets the table and chain, without it
+	 * (its drops' rules then come from the counters).
+	 */
+	if (ret && S.rules) {
+		nf_verdict_bpf__destroy(S.skel);
+		S.rules = false;
+		S.skel = nf_verdict_bpf__open();
+		if (!S.skel || bpf_map__reuse_fd(S.skel->maps.nf_last, S.shared[0]) ||
+		    bpf_map__reuse_fd(S.skel->maps.nf_inside, S.shared[1]))
+			snprintf(S.why, sizeof(S.why), "reopening the netfilter programs: %s", strerror(errno));
+		else
+			ret = load_attach();
 	}
-	/* And a third, for the rule: on the immediate verdicts it runs. */
-	bpf_program__set_autoload(S.skel->progs.nf_nft_immediate, S.rules);
-	if (S.rules &&
-	    (ret = bpf_program__set_attach_target(S.skel->progs.nf_nft_immediate, 0, "nft_immediate_eval"))) {
-		snprintf(S.why, sizeof(S.why), "nft_immediate_eval: %s", strerror(-ret));
-		goto out;
-	}
-	for (size_t i = 0; i < NWALKERS; i++) {
-		bpf_program__set_autoload(progs[i], S.usable[i]);
-		if (S.usable[i] && (ret = bpf_program__set_attach_target(progs[i], 0, walkers[i].func))) {
-			snprintf(S.why, sizeof(S.why), "%s: %s", walkers[i].func, strerror(-ret));
-			goto out;
-		}
-	}
-	ret = nf_verdict_bpf__load(S.skel);
-	if (!ret)
-		ret = nf_verdict_bpf__attach(S.skel);
-	if (ret)
-		snprintf(S.why, sizeof(S.why), "fexit on the netfilter table walkers: %s", strerror(-ret));
-out:
 	kernel_btf_give_to_libbpf(NULL); /* what libbpf did not take */
 	S.ret = ret;
 	return NULL;
@@ -214,14 +238,14 @@ bool nf_exact_wait(int nf_drops_fd, char *why, size_t len)
 	if (S.loading)
 		pthread_join(S.thread, NULL);
 	S.loading = false;
-	if (!S.skel)
-		return false;
 	if (S.ret) {
 		snprintf(why, len, "%s", S.why);
 		nf_verdict_bpf__destroy(S.skel);
 		S.skel = NULL;
 		return false;
 	}
+	if (!S.skel)
+		return false;
 	S.drops_fd = nf_drops_fd;
 	S.active = true;
 	return true;
