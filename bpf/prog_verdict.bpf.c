@@ -33,7 +33,7 @@ static __always_inline __u32 dev_netns(struct net_device *dev)
 	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
 }
 
-static __always_inline int noted(struct prog_run *r, __u64 id, bool dropped)
+static __always_inline int noted(struct prog_run *r, __u64 id, bool dropped, const void *frame)
 {
 	__u32 zero = 0;
 	struct prog_seen *seen = bpf_map_lookup_elem(&prog_last, &zero);
@@ -57,9 +57,13 @@ static __always_inline int noted(struct prog_run *r, __u64 id, bool dropped)
 	 * lately (veth runs XDP on the CPU that sent the packet, right after),
 	 * so that a busy XDP program on untraced traffic costs no map update.
 	 */
-	if (!traced && !dropped && r->kind == PWRU_PROG_XDP && seen && r->ts - seen->ts <= PROG_PENDING_NS) {
+	if (!traced && !dropped && frame && seen && r->ts - seen->ts <= PROG_PENDING_NS) {
+		struct prog_pending_run p = {};
+
 		r->cpu = bpf_get_smp_processor_id();
-		bpf_map_update_elem(&prog_pending, &r->head, r, BPF_ANY);
+		p.run = *r;
+		if (bpf_probe_read_kernel(p.frame, sizeof(p.frame), frame) == 0)
+			bpf_map_update_elem(&prog_pending, &r->head, &p, BPF_ANY);
 		return 0;
 	}
 	if (!traced && !dropped)
@@ -93,7 +97,7 @@ int BPF_PROG(prog_tc, struct sk_buff *skb, int ret)
 		r.netns = dev_netns(dev);
 		BPF_CORE_READ_STR_INTO(&r.ifname, dev, name);
 	}
-	return noted(&r, r.skb, ret == TC_ACT_SHOT);
+	return noted(&r, r.skb, ret == TC_ACT_SHOT, NULL);
 }
 
 SEC("fexit")
@@ -102,13 +106,15 @@ int BPF_PROG(prog_xdp, struct xdp_buff *xdp, int ret)
 	struct prog_run r = { .kind = PWRU_PROG_XDP, .ret = ret, .ingress = 1 };
 	struct net_device *dev;
 
+	void *data = BPF_CORE_READ(xdp, data);
+
 	r.head = (__u64)BPF_CORE_READ(xdp, data_hard_start);
-	r.data_off = (__u16)((__u64)BPF_CORE_READ(xdp, data) - r.head);
+	r.data_off = (__u16)((__u64)data - r.head);
 	dev = BPF_CORE_READ(xdp, rxq, dev);
 	if (dev) {
 		r.ifindex = BPF_CORE_READ(dev, ifindex);
 		r.netns = dev_netns(dev);
 		BPF_CORE_READ_STR_INTO(&r.ifname, dev, name);
 	}
-	return noted(&r, r.head, ret == XDP_DROP || ret == XDP_ABORTED);
+	return noted(&r, r.head, ret == XDP_DROP || ret == XDP_ABORTED, data);
 }

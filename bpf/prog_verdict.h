@@ -54,13 +54,23 @@ struct prog_run {
  * veth_convert_skb_to_xdp_buff; 6.12: napi_build_skb in skb_pp_cow_data;
  * both before the program runs, so the skb's head is the run's
  * data_hard_start; the sent skb is consumed there). The run waits in
- * prog_pending under the buffer;
- * the probes tie it to the first skb reported with that head on the run's
- * CPU, within PROG_PENDING_NS, whose MAC header is where the program left
- * the frame (eth_type_trans right after the run resets it there). Anything
- * else takes the run out unshown: a buffer's page is soon another packet's.
+ * prog_pending under the buffer, with the frame's first bytes as the run
+ * left them; the probes tie it to the first skb reported with that head on
+ * the run's CPU, within PROG_PENDING_NS, whose MAC header is where the
+ * program left the frame (eth_type_trans right after the run resets it
+ * there) and whose frame starts with those bytes. Anything else takes the
+ * run out unshown: a buffer is soon another packet's (a freed skb's head is
+ * often the next one's, an untraced packet's run may wait under it), and
+ * the bytes (Ethernet and IPv4 headers with the ID and checksum, the ports)
+ * tell that packet from this one.
  */
 #define PROG_PENDING_NS 10000000ULL
+#define PROG_FRAME_BYTES 40
+
+struct prog_pending_run {
+	struct prog_run run;
+	__u8 frame[PROG_FRAME_BYTES]; /* from data (the frame's start) after the run */
+};
 
 /*
  * A run that returned a drop (TC_ACT_SHOT; XDP_DROP, XDP_ABORTED), in
@@ -112,7 +122,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1); /* resized to 4096 by the helper (helper/loader.c) */
 	__type(key, __u64);
-	__type(value, struct prog_run);
+	__type(value, struct prog_pending_run);
 } prog_pending SEC(".maps");
 
 /* The runs that returned a drop (the copies write them; pwru.bpf.c's drop tracepoint takes them). */

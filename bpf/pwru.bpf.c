@@ -884,22 +884,29 @@ static __always_inline void report_copy(struct sk_buff *skb, __u64 key, __u64 ts
 /*
  * An XDP run waiting under this skb's data buffer (prog_pending, see
  * bpf/prog_verdict.h): this skb's, when reported on the run's CPU soon after
- * it with its MAC header where the program left the frame; sent as a run on
+ * it with its MAC header where the program left the frame, and the frame's
+ * first bytes as the program left them; sent as a run on
  * this skb at this step's time (the run came just before it). Taken out
  * either way: the buffer is soon another packet's.
  */
 static __always_inline void prog_pending_take(struct sk_buff *skb, const struct pwru_event *ev, bool direct)
 {
-	__u64 head = ev->head;
-	struct prog_run *r = bpf_map_lookup_elem(&prog_pending, &head);
+	__u64 head = ev->head, frame[PROG_FRAME_BYTES / 8];
+	struct prog_pending_run *p = bpf_map_lookup_elem(&prog_pending, &head);
+	const __u64 *want;
 	struct prog_run *out;
+	bool same;
 
-	if (!r)
+	if (!p)
 		return;
-	if (r->cpu == ev->cpu && ev->ts >= r->ts && ev->ts - r->ts <= PROG_PENDING_NS &&
-	    SKB_READ(direct, skb, mac_header) == r->data_off &&
-	    (out = bpf_ringbuf_reserve(&prog_runs, sizeof(*out), 0))) {
-		__builtin_memcpy(out, r, sizeof(*out));
+	same = p->run.cpu == ev->cpu && ev->ts >= p->run.ts && ev->ts - p->run.ts <= PROG_PENDING_NS &&
+	       SKB_READ(direct, skb, mac_header) == p->run.data_off &&
+	       bpf_probe_read_kernel(frame, sizeof(frame), (void *)(head + p->run.data_off)) == 0;
+	want = (const __u64 *)p->frame;
+	for (int i = 0; same && i < PROG_FRAME_BYTES / 8; i++)
+		same = frame[i] == want[i];
+	if (same && (out = bpf_ringbuf_reserve(&prog_runs, sizeof(*out), 0))) {
+		__builtin_memcpy(out, &p->run, sizeof(*out));
 		out->skb = ev->skb;
 		out->ts = ev->ts;
 		bpf_ringbuf_submit(out, 0);
