@@ -416,6 +416,20 @@ static struct live_packet *live_start(uint32_t number)
 	return lp;
 }
 
+/* The latest packet in flight, other than lp, whose data buffer is head (0: none), as copies.ts's liveHeads keeps it. */
+static uint32_t live_at_head(const struct live_packet *lp, uint64_t head)
+{
+	uint32_t best = 0;
+
+	for (uint32_t s = 0; s < OD_LIVE; s++) {
+		const struct live_packet *x = &D.live[s];
+
+		if (x->used && x != lp && x->head == head && x->path.number > best)
+			best = x->path.number;
+	}
+	return best;
+}
+
 /*
  * A packet's first step: the packet it is a clone of, as src/reading/copies.ts
  * links it: one dropped while its data was shared and waiting for a copy at
@@ -424,8 +438,6 @@ static struct live_packet *live_start(uint32_t number)
  */
 static void link_at_start(struct live_packet *lp, const struct pwru_event *ev)
 {
-	const struct live_packet *best = NULL;
-
 	if (!ev->head)
 		return;
 	for (uint32_t i = 0; D.c.held && i < OD_HELD; i++) {
@@ -438,34 +450,15 @@ static void link_at_start(struct live_packet *lp, const struct pwru_event *ev)
 			return;
 		}
 	}
-	if (ev->dataref <= 1)
-		return;
-	for (uint32_t s = 0; s < OD_LIVE; s++) {
-		const struct live_packet *x = &D.live[s];
-
-		if (x->used && x != lp && x->head == ev->head && (!best || x->path.number > best->path.number))
-			best = x;
-	}
-	if (best)
-		lp->copy_of = best->path.number;
+	if (ev->dataref > 1)
+		lp->copy_of = live_at_head(lp, ev->head);
 }
 
 /* A copy function made this packet (its COPY record): its original is the packet in flight at that buffer. */
 static void link_made(struct live_packet *lp, const struct pwru_copy *made)
 {
-	const struct live_packet *best = NULL;
-
-	for (uint32_t s = 0; s < OD_LIVE; s++) {
-		const struct live_packet *x = &D.live[s];
-
-		if (x->used && x != lp && x->head == made->orig_head &&
-		    (!best || x->path.number > best->path.number))
-			best = x;
-	}
-	if (best) {
-		lp->copy_of = best->path.number;
+	if ((lp->copy_of = live_at_head(lp, made->orig_head)))
 		lp->made = *made;
-	}
 }
 
 /* ---- reports ---- */
