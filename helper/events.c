@@ -686,6 +686,9 @@ void events_loop(struct loop_result *res)
 		 */
 		if (timeout > READ_EVERY_MS)
 			timeout = READ_EVERY_MS;
+		int flush_in = out_flush_wait_ms();
+		if (flush_in >= 0 && flush_in < timeout)
+			timeout = flush_in;
 		/* The ring only while there is room for what it holds: it stays readable. */
 		fds[0] = (struct pollfd){ .fd = room() ? ring_buffer__epoll_fd(L.rb) : -1, .events = POLLIN };
 		int n = 1 + out_pollfds(fds + 1);

@@ -633,7 +633,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	stop_init(); /* without its pipe, signals are still noted, only noticed a poll later */
-	out_init();
+	out_init(r.opts.deflate);
 	code = run(&r, parsed);
 	cleanup(&r);
 	return code;

@@ -57,6 +57,9 @@ static const char usage[] =
 	"  --lines-stream           with --emit json|text|wide: the lines as LINES frames\n"
 	"                           in the record stream instead of --lines-fd (a client\n"
 	"                           that reads the stream through a runner: Kubernetes)\n"
+	"  --deflate                the record stream on stdout as raw deflate (level 1),\n"
+	"                           flushed at most 10 ms after what it holds was written\n"
+	"                           (a reader through a runner and the API server)\n"
 	"  --line-node NAME         with --emit json: the node named in every line\n"
 	"  --addr-names FILE        with --emit json|text|wide: lines 'ADDRESS NAME'; a\n"
 	"                           tuple's addresses are named after their owners\n"
@@ -95,6 +98,7 @@ enum {
 	OPT_LINES_FD,
 	OPT_LINES_NAME,
 	OPT_LINES_STREAM,
+	OPT_DEFLATE,
 	OPT_LINE_NODE,
 	OPT_ADDR_NAMES,
 	OPT_CHECK,
@@ -128,6 +132,7 @@ static const struct option long_opts[] = {
 	{ "lines-fd", required_argument, NULL, OPT_LINES_FD },
 	{ "lines-name", required_argument, NULL, OPT_LINES_NAME },
 	{ "lines-stream", no_argument, NULL, OPT_LINES_STREAM },
+	{ "deflate", no_argument, NULL, OPT_DEFLATE },
 	{ "line-node", required_argument, NULL, OPT_LINE_NODE },
 	{ "addr-names", required_argument, NULL, OPT_ADDR_NAMES },
 	{ "check", no_argument, NULL, OPT_CHECK },
@@ -325,6 +330,9 @@ enum options_result options_parse(int argc, char **argv, struct options *o, char
 			break;
 		case OPT_LINES_STREAM:
 			o->lines_stream = true;
+			break;
+		case OPT_DEFLATE:
+			o->deflate = true;
 			break;
 		case OPT_LINE_NODE:
 			o->line_node = optarg;

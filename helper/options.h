@@ -39,6 +39,7 @@ struct options {
 	char line_default_names[MAX_LINE_FDS][24];
 	int nline_fds;
 	bool lines_stream;	/* --lines-stream: the lines as LINES frames on stdout */
+	bool deflate;		/* --deflate: the record stream compressed (output.c) */
 	const char *line_node;	/* --line-node: the node named in every JSON line */
 	const char *addr_names; /* --addr-names FILE: "ADDRESS NAME" lines (addr_names.h) */
 	char *pcap_filter; /* the remaining arguments joined; "" = everything */

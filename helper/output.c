@@ -13,6 +13,7 @@
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <linux/types.h>
 #include "../bpf/event.h"
@@ -170,6 +171,34 @@ static struct {
 } out;
 
 /*
+ * --deflate: the record stream leaves compressed (raw deflate, level 1), as
+ * one stream that is never finished, only flushed (Z_SYNC_FLUSH), so that the
+ * client can inflate every byte that arrived. In Kubernetes mode every byte
+ * costs the runner, the container runtime (which also logs it), the kubelet,
+ * the API server and the client; compressing here, in the same zlib the runner
+ * called through Node, leaves the runner to forward bytes (BENCHMARKS.md,
+ * section 9). Frames go into the compressor as they would go to the reader:
+ * frame_buf's written part is what the compressor took, and it takes only
+ * while what it gave is written, so a slow reader holds frames back exactly as
+ * without it. What it took is flushed at most ZFLUSH_MS later (one flush for
+ * a flood's many frames: fewer, bigger pieces for every carrier), at once for
+ * the frames people wait for (HELLO, READY, messages, progress) and whenever
+ * out_drain waits.
+ */
+#define ZBUF_SIZE (128 << 10)
+#define ZFLUSH_MS 10
+static unsigned char zbuf[ZBUF_SIZE];
+
+static struct {
+	bool on;
+	z_stream z;
+	size_t len, off;   /* compressed bytes in zbuf, of which written */
+	bool unflushed;	   /* taken since the last flush */
+	bool flush_now;	   /* flush at the next pump, whenever it is due */
+	double due;	   /* when what was taken must be flushed, CLOCK_MONOTONIC ms */
+} zs;
+
+/*
  * A pipe or terminal that blocks would hold the helper in write() while a
  * stop is due. Opening it again through /proc gives a description of our
  * own, made non-blocking without touching the flags the client shares
@@ -200,11 +229,15 @@ static void channel_open(struct channel *c, int fd, const char *name)
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK); /* no /proc: pipes are non-blocking for Node anyway */
 }
 
-void out_init(void)
+static double now_ms(void);
+
+void out_init(bool deflate)
 {
 	struct stat st;
 
 	channel_open(&out.stream, 1, "stdout");
+	/* Without the compressor's memory (~300 KiB) the stream goes plain: the client then says it cannot read it. */
+	zs.on = deflate && deflateInit2(&zs.z, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK;
 	/*
 	 * A reader that pauses (a garbage collection, a busy CPU) stalls the
 	 * stream once the pipe is full, and then the ring buffer fills: a pipe
@@ -302,6 +335,60 @@ static bool channel_pump(struct channel *c, const char *data, size_t *off, size_
 	return true;
 }
 
+/* The record stream: frame_buf[out.foff, limit) to stdout, through the compressor with --deflate. */
+static void stream_pump(size_t limit)
+{
+	if (!zs.on) {
+		channel_pump(&out.stream, frame_buf, &out.foff, limit, true);
+		return;
+	}
+	while (!out.stream.done) {
+		if (zs.off < zs.len && (channel_pump(&out.stream, (const char *)zbuf, &zs.off, zs.len, true), zs.off < zs.len))
+			return; /* the reader takes no more now */
+		zs.off = zs.len = 0;
+		bool more = out.foff < limit;
+		if (more && !zs.unflushed) {
+			zs.unflushed = true;
+			zs.due = now_ms() + ZFLUSH_MS;
+		}
+		bool flush = zs.unflushed && (zs.flush_now || now_ms() >= zs.due);
+		if (!more && !flush)
+			return;
+		zs.z.next_in = (unsigned char *)frame_buf + out.foff;
+		zs.z.avail_in = (uInt)(limit - out.foff);
+		zs.z.next_out = zbuf;
+		zs.z.avail_out = ZBUF_SIZE;
+		/* Z_STREAM_ERROR cannot happen with a stream that was set up; Z_BUF_ERROR is "nothing to do". */
+		deflate(&zs.z, flush ? Z_SYNC_FLUSH : Z_NO_FLUSH);
+		out.foff = limit - zs.z.avail_in;
+		zs.len = ZBUF_SIZE - zs.z.avail_out;
+		/* A flush is complete when it left room behind it (else it goes on at the next turn). */
+		if (flush && zs.z.avail_out > 0 && zs.z.avail_in == 0)
+			zs.unflushed = zs.flush_now = false;
+		if (zs.len == 0)
+			return;
+	}
+}
+
+/* Flushes what the compressor holds at the next pump. */
+static void flush_soon(void)
+{
+	zs.flush_now = true;
+}
+
+static bool stream_pending(size_t limit)
+{
+	return !out.stream.done && (out.foff < limit || zs.off < zs.len || zs.unflushed);
+}
+
+int out_flush_wait_ms(void)
+{
+	if (!zs.on || !zs.unflushed || out.stream.done || zs.off < zs.len)
+		return -1;
+	double left = zs.due - now_ms();
+	return left > 0 ? (int)left + 1 : 0;
+}
+
 static bool lines_pending(void)
 {
 	for (int i = 0; i < out.nlines; i++)
@@ -337,7 +424,7 @@ void out_pump(void)
 	for (int i = 0; i < out.nlines; i++)
 		channel_pump(&out.lines[i], line_buf, &out.lines[i].off, out.llen, false);
 	if (lines_pending()) {
-		channel_pump(&out.stream, frame_buf, &out.foff, out.fence, true);
+		stream_pump(out.fence);
 		return;
 	}
 	if (out.lines_over)
@@ -345,14 +432,14 @@ void out_pump(void)
 	out.llen = 0;
 	for (int i = 0; i < out.nlines; i++)
 		out.lines[i].off = 0;
-	channel_pump(&out.stream, frame_buf, &out.foff, out.flen, true);
+	stream_pump(out.flen);
 	if (out.foff == out.flen || out.stream.done)
 		out.flen = out.foff = 0, out.lframe = OUT_BUF_SIZE;
 }
 
 bool out_pending(void)
 {
-	return lines_pending() || (!out.stream.done && out.foff < out.flen);
+	return lines_pending() || stream_pending(out.flen);
 }
 
 int out_pollfds(struct pollfd *fds)
@@ -362,7 +449,8 @@ int out_pollfds(struct pollfd *fds)
 	for (int i = 0; i < out.nlines; i++)
 		if (!out.lines[i].done && out.lines[i].off < out.llen)
 			fds[n++] = (struct pollfd){ .fd = out.lines[i].fd, .events = POLLOUT };
-	if (!out.stream.done && out.foff < (n ? out.fence : out.flen))
+	/* What the compressor holds until its flush is due is no reason to wake: out_flush_wait_ms() is. */
+	if (!out.stream.done && (zs.off < zs.len || out.foff < (n ? out.fence : out.flen)))
 		fds[n++] = (struct pollfd){ .fd = out.stream.fd, .events = POLLOUT };
 	return n;
 }
@@ -382,6 +470,7 @@ bool out_drain(int stall_ms)
 	uint64_t written = out.written;
 
 	for (;;) {
+		flush_soon();
 		out_pump();
 		if (!out_pending())
 			return true;
@@ -572,6 +661,7 @@ void out_hello(struct clocks *c)
 	json_end_object(&j);
 	put_frame(PWRU_FRAME_HELLO, &j, true);
 	json_free(&j);
+	flush_soon();
 	out_pump();
 }
 
@@ -596,6 +686,7 @@ void out_message(uint16_t type, const char *code, const char *fmt, ...)
 		if (p)
 			memcpy(p, b.p, b.len);
 	}
+	flush_soon();
 	out_pump();
 }
 
@@ -611,6 +702,7 @@ void out_progress(const char *phase, size_t done, size_t total)
 	json_end_object(&j);
 	put_frame(PWRU_FRAME_PROGRESS, &j, false);
 	json_free(&j);
+	flush_soon();
 	out_pump();
 }
 
@@ -662,6 +754,7 @@ void out_ready(const struct ready_info *r)
 	json_end_object(&j);
 	put_frame(PWRU_FRAME_READY, &j, true);
 	json_free(&j);
+	flush_soon();
 	out_pump();
 }
 

@@ -41,8 +41,8 @@ void json_kv_bool(struct json *j, const char *key, bool v);
 
 /* ---- the outputs ---- */
 
-/* stdout carries the record stream. */
-void out_init(void);
+/* stdout carries the record stream; deflate: compressed (--deflate). */
+void out_init(bool deflate);
 #define MAX_LINE_FDS 2
 /* --lines-fd FD [--lines-name NAME]: where the JSON lines go, and how to name it in an error. */
 int out_add_lines(int fd, const char *name);
@@ -67,6 +67,8 @@ void out_pump(void);
 bool out_pending(void);
 /* The descriptors to poll for POLLOUT (at most 1 + MAX_LINE_FDS); returns how many. */
 int out_pollfds(struct pollfd *fds);
+/* With --deflate: ms until what the compressor holds is due to be flushed (by out_pump); -1: nothing due. */
+int out_flush_wait_ms(void);
 /*
  * Waits until everything is written, as long as the readers keep taking it:
  * gives up after stall_ms without progress (and from then on does not wait

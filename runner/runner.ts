@@ -9,7 +9,7 @@
  * is stopped when the client says `stop`, when its stdin ends, when the
  * client has been silent for the grace (clientGraceSec: its acknowledgements
  * are its heartbeat), or on SIGTERM (the pod is deleted). The helper's stdout
- * is forwarded byte for byte (deflated when the client asks), and what the
+ * is forwarded byte for byte (compressed by the helper when the client asks), and what the
  * client has not acknowledged is kept (at most REPLAY_WINDOW; reading the
  * helper pauses beyond it, and the kernel counts what it cannot keep as lost),
  * so that a client that attaches again gets the stream from its last byte on.
@@ -18,7 +18,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createDeflateRaw, constants as zlibConstants } from 'node:zlib';
 
 /** request.json, written by the client (src/kube/bundle.ts). */
 export interface RunnerRequest {
@@ -29,9 +28,10 @@ export interface RunnerRequest {
   /** Stop the helper when the client has been silent this long (and, after the helper ended, exit). */
   clientGraceSec: number;
   /**
-   * Send the helper's stream compressed (raw deflate, flushed after what the helper wrote at once): every
-   * byte costs the container runtime, the kubelet and the API server, and events compress several times.
-   * Offsets (ack, resume) count the compressed bytes.
+   * The helper's stream compressed (raw deflate, flushed at most 10 ms after what it holds was written): every
+   * byte costs the container runtime, the kubelet and the API server, and events compress several times. The
+   * helper compresses it (its --deflate, added here), this process forwards the bytes; offsets (ack, resume)
+   * count the compressed bytes.
    */
   deflate?: boolean;
   /**
@@ -67,24 +67,11 @@ export const CONTROL = { ack: 'ack', resume: 'resume', stop: 'stop' } as const;
 /** Output the client has not acknowledged is kept for a reconnect; reading the helper pauses beyond this. */
 export const REPLAY_WINDOW = 4 * 1024 * 1024;
 
-/**
- * The helper's output waiting for the compressor before reading it pauses: the compressor works on Node's
- * thread pool, and with the stream's default (16 KiB) each 64 KiB read waited for its compression before the
- * next, so any wait for a CPU stopped the helper's pipe (and then its ring buffer: lost events).
- */
-const DEFLATE_QUEUE = 1 << 20;
-/**
- * What the helper wrote is flushed to the client at most this long after it came: one flush per turn of the
- * loop made a flood's stream thousands of small pieces a second, each a write, a frame and a wake-up in the
- * runtime, the kubelet, the API server and the client.
- */
-const FLUSH_MS = 10;
-
 /** Bytes read from the helper between two collections of the young generation (see Collector). */
 const YOUNG_EVERY = 2 * 1024 * 1024;
 
 /**
- * Node gives each read of the helper's pipe, and each piece the compressor makes, a buffer of its own,
+ * Node gives each read of the helper's pipe a buffer of its own,
  * freed only when V8 collects the object that holds it. The runner makes so few objects that V8 seldom
  * collects (it waits for 64 MiB of such buffers), and musl's malloc keeps what it once held: a flood
  * took the runner from 47 to 83 MiB. So it collects every few MiB itself (the pod's node runs with
@@ -294,7 +281,7 @@ export function main(leftover: Buffer): void {
     runChecks(req.checks, leftover);
     return;
   }
-  let args = req.args;
+  let args = req.deflate ? ['--deflate', ...req.args] : req.args;
   if (req.netnsContainerIds && req.netnsContainerIds.length > 0) {
     try {
       args = ['--filter-netns', String(resolveNetns(req.netnsContainerIds)), ...args];
@@ -348,14 +335,12 @@ export function main(leftover: Buffer): void {
     helper.kill('SIGTERM');
   };
 
-  // Reading the helper pauses while stdout is full (a slow client, through the runtime), while the
-  // compressor is behind, or while the client has not acknowledged REPLAY_WINDOW: the helper's pipe and
-  // then the kernel's ring buffer take the excess, which the helper counts as lost, instead of this
+  // Reading the helper pauses while stdout is full (a slow client, through the runtime), or while the
+  // client has not acknowledged REPLAY_WINDOW: the helper's pipe and then the kernel's ring buffer take the excess, which the helper counts as lost, instead of this
   // process's memory. Not after the stop: the helper then writes what is in its buffers and what fired
   // before the stop (at most 0.5 s of its ring buffer), and a reader that takes nothing for 2 s would make
   // it give up its final counts and END; they wait here for the client instead, a few MiB at most.
   let stdoutFull = false;
-  let deflateFull = false;
   let windowFull = false;
   const flow = () => {
     const full = replay.unacked > REPLAY_WINDOW;
@@ -367,7 +352,7 @@ export function main(leftover: Buffer): void {
       helper.stdout?.resume();
     } else helper.stdout?.pause();
   };
-  const reading = () => !(deflateFull || (!stopping && (stdoutFull || windowFull)));
+  const reading = () => stopping || !(stdoutFull || windowFull);
   helper.stdin?.on('error', () => {});
   const collector = new Collector();
   // What the bootstrap unpacked (the bundle, 2.3 MiB) is garbage from here on.
@@ -384,38 +369,11 @@ export function main(leftover: Buffer): void {
     }
     flow();
   };
-  // Pieces of up to 64 KiB out (zlib's default is 16): fewer writes and frames for every carrier of a flood.
-  const deflateOptions = { level: 1, chunkSize: 64 * 1024, writableHighWaterMark: DEFLATE_QUEUE };
-  const deflate = req.deflate ? createDeflateRaw(deflateOptions) : undefined;
-  let flushQueued = false;
-  if (deflate) {
-    deflate.on('data', send);
-    helper.stdout?.on('data', (chunk: Buffer) => {
-      lastOut = Date.now();
-      collector.readBytes(chunk.length);
-      if (!deflate.write(chunk) && !deflateFull) {
-        deflateFull = true;
-        deflate.once('drain', () => {
-          deflateFull = false;
-          flow();
-        });
-        flow();
-      }
-      // One flush for what came in FLUSH_MS: a quiet trace's records still go out at once, a flood's in pieces
-      // big enough that the runtime, the kubelet, the API server and the client each handle few.
-      if (flushQueued) return;
-      flushQueued = true;
-      setTimeout(() => {
-        flushQueued = false;
-        if (!deflate.writableEnded) deflate.flush(zlibConstants.Z_SYNC_FLUSH);
-      }, FLUSH_MS);
-    });
-  } else
-    helper.stdout?.on('data', (chunk: Buffer) => {
-      lastOut = Date.now();
-      collector.readBytes(chunk.length);
-      send(chunk);
-    });
+  helper.stdout?.on('data', (chunk: Buffer) => {
+    lastOut = Date.now();
+    collector.readBytes(chunk.length);
+    send(chunk);
+  });
   helper.on('error', (err) => {
     log(`cannot start the helper: ${err.message}`);
     process.exitCode = 2;
@@ -423,11 +381,6 @@ export function main(leftover: Buffer): void {
     finish();
   });
   helper.on('close', (code, signal) => {
-    if (!deflate) return helperClosed(code, signal);
-    deflate.once('end', () => helperClosed(code, signal));
-    deflate.end();
-  });
-  const helperClosed = (code: number | null, signal: NodeJS.Signals | null) => {
     clearInterval(killTimer);
     if (signal && !stopping) log(`the helper died of ${signal}`);
     process.exitCode = code ?? (stopping ? 0 : 1);
@@ -436,7 +389,7 @@ export function main(leftover: Buffer): void {
     if (replay.unacked > 0 && !noWait)
       log(`the helper ended; waiting for the client to take the last ${replay.unacked} bytes`);
     maybeFinish();
-  };
+  });
   const maybeFinish = () => {
     if (helperDone && (replay.unacked === 0 || noWait)) finish();
   };
