@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { jsonLine } from '../../src/output/json';
-import { ProgRunBook, spanOf } from '../../src/reading/culprits';
+import { describeCulprit, ProgRunBook, spanOf } from '../../src/reading/culprits';
 import { PacketTracker } from '../../src/reading/packet-tracker';
 import { describeVerdict } from '../../src/reading/verdict-words';
 import { verdictOf } from '../../src/reading/verdicts';
@@ -205,6 +205,13 @@ const LATE: CaseSpec = {
     '--',
     FILTER,
   ],
+};
+
+/** The same, with the helper's text lines (--emit text): its culprit lines, with why, held to the client's words. */
+const LATE_TEXT: CaseSpec = {
+  ...LATE,
+  name: 'progs-late-text',
+  args: LATE.args.map((a) => (a === 'json' ? 'text' : a)),
 };
 
 /**
@@ -400,7 +407,7 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
     const extra = mkdtempSync(path.join(tmpdir(), 'pwru-progs-'));
     try {
       buildPrograms(extra);
-      const plan = [...cases(k.backend), LATE];
+      const plan = [...cases(k.backend), LATE, LATE_TEXT];
       const run = await bootGuest({
         kernel: k.label,
         helper,
@@ -516,6 +523,35 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
             ret: -1,
             verdict: 'TC_ACT_UNSPEC',
           });
+        },
+      );
+
+      await t.test(
+        'progs-late, --emit text: the helper writes each culprit line, why and all, as the client words it',
+        () => {
+          const c = run.cases.get(LATE_TEXT.name);
+          assert.ok(
+            c?.lines !== undefined,
+            `case ${LATE_TEXT.name} did not run, or its lines did not come back`,
+          );
+          assert.equal(c.exitCode, 0, describe(c));
+          const lines = c.lines.split('\n').filter((l) => l.startsWith('    ↳ ') && / dropped /.test(l));
+          assert.deepEqual(
+            lines,
+            c.culprits.map((x) => `    ↳ ${x.skb} ${describeCulprit({ type: 'culprit', v: 1, ...x })}`),
+            describe(c),
+          );
+          // The late program's drops before it was traced: named with why, in the helper's words.
+          assert.ok(
+            lines.some((l) =>
+              /\(not known exactly: .*pwru_late \(id \d+\): loaded after the trace began/.test(l),
+            ),
+            c.lines,
+          );
+          assert.ok(
+            lines.some((l) => /dropped by BPF program pwru_late .*; known exactly/.test(l)),
+            c.lines,
+          );
         },
       );
     } finally {

@@ -106,6 +106,8 @@ traffic() { # KIND
     sleep 4
     in_ns ns1 udpkit send 10.200.1.2 9106 2
     in_ns ns1 udpkit send 10.200.1.2 9107 2
+    # Gone again, for the next case that loads it late.
+    in_ns ns2 tc filter del dev veth2 ingress pref 1
     ;;
   rules) # nft-rules.test.ts: two each to the ports its setup's rules drop, one port at a time (IPv6 to
     # the address its setup gave ns2), and two ARP requests for 10.200.1.99
