@@ -502,9 +502,21 @@ static __always_inline bool match_pcap(struct sk_buff *skb, bool direct)
 	__u32 tail = SKB_READ(direct, skb, tail);
 	__u32 len = SKB_READ(direct, skb, len);
 	__u32 data_off = SKB_READ(direct, skb, data) - head;
+	__be16 proto = SKB_READ(direct, skb, protocol);
+	/*
+	 * The raw form reads an IP header: a packet known to be something else
+	 * (ARP...) is matched by the Ethernet form, or "(udp and …) or arp" would
+	 * never see its ARP. 0 is an IP packet the stack has not labelled yet
+	 * (locally sent, before ip_output).
+	 */
+	bool ip_like = proto == 0 || proto == bpf_htons(0x0800) || proto == bpf_htons(0x86dd) ||
+		       proto == bpf_htons(0x8100) || proto == bpf_htons(0x88a8);
 
+	/* The link header of a packet being sent exists before mac_header says so (set at dev_queue_xmit). */
+	if (mh == 0xffff && nh != 0xffff && data_off + 14 == nh)
+		mh = nh - 14;
 	/* Prefer L3: on transmit the Ethernet header is not built until late. */
-	if (cfg_pcap_l3 && nh != 0 && nh != 0xffff && nh < tail) {
+	if (cfg_pcap_l3 && ip_like && nh != 0 && nh != 0xffff && nh < tail) {
 		if (pwru_pcap_filter((__u64)(head + nh), tail - nh, len + data_off - nh, PCAP_MODE_L3))
 			return true;
 	} else if (cfg_pcap_l2 && mh != 0xffff && mh < tail) {
