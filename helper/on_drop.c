@@ -416,18 +416,49 @@ static struct live_packet *live_start(uint32_t number)
 	return lp;
 }
 
-/* The latest packet in flight, other than lp, whose data buffer is head (0: none), as copies.ts's liveHeads keeps it. */
-static uint32_t live_at_head(const struct live_packet *lp, uint64_t head)
+/* A path's latest step (recording or finished); NULL if it has none. */
+static const struct pwru_event *last_step(const struct path *p)
 {
-	uint32_t best = 0;
+	return p->nsteps ? kept_step(p, kept(p) - 1) : NULL;
+}
+
+/*
+ * A clone reads the bytes its original holds: the same header, ID and
+ * sequence (copies.ts's sameBytes). The buffer's address alone is no
+ * evidence: the tracepoint backend misses some frees (TCP's __kfree_skb), so
+ * the packet seen there may be gone and its buffer another packet's.
+ */
+static bool same_bytes(const struct pwru_event *last, const struct pwru_event *ev)
+{
+	if (!last)
+		return false;
+	if (last->l3 == 4 && ev->l3 == 4 && last->ip_id != ev->ip_id)
+		return false;
+	if (last->l4 == IPPROTO_TCP && ev->l4 == IPPROTO_TCP && last->tcp_seq != ev->tcp_seq)
+		return false;
+	if (!(last->flags & PWRU_F_HAS_TUPLE) || !(ev->flags & PWRU_F_HAS_TUPLE))
+		return true;
+	return last->l3 == ev->l3 && last->l4 == ev->l4 && last->sport == ev->sport && last->dport == ev->dport &&
+	       last->tcp_flags == ev->tcp_flags && last->icmp_type == ev->icmp_type &&
+	       !memcmp(last->saddr, ev->saddr, sizeof(ev->saddr)) && !memcmp(last->daddr, ev->daddr, sizeof(ev->daddr));
+}
+
+/*
+ * The latest packet in flight, other than lp, whose data buffer is head (0:
+ * none), as copies.ts's liveHeads keeps it; with ev, only one whose bytes
+ * are ev's (a clone's first step).
+ */
+static uint32_t live_at_head(const struct live_packet *lp, uint64_t head, const struct pwru_event *ev)
+{
+	const struct live_packet *best = NULL;
 
 	for (uint32_t s = 0; s < OD_LIVE; s++) {
 		const struct live_packet *x = &D.live[s];
 
-		if (x->used && x != lp && x->head == head && x->path.number > best)
-			best = x->path.number;
+		if (x->used && x != lp && x->head == head && (!best || x->path.number > best->path.number))
+			best = x;
 	}
-	return best;
+	return best && (!ev || same_bytes(last_step(&best->path), ev)) ? best->path.number : 0;
 }
 
 /*
@@ -443,7 +474,7 @@ static void link_at_start(struct live_packet *lp, const struct pwru_event *ev)
 	for (uint32_t i = 0; D.c.held && i < OD_HELD; i++) {
 		struct held_drop *h = &D.held[i];
 
-		if (h->used && h->orphan_head == ev->head) {
+		if (h->used && h->orphan_head == ev->head && same_bytes(last_step(&h->bad), ev)) {
 			lp->copy_of = h->bad.number;
 			h->orphan_head = 0;
 			h->live_copies++;
@@ -451,13 +482,13 @@ static void link_at_start(struct live_packet *lp, const struct pwru_event *ev)
 		}
 	}
 	if (ev->dataref > 1)
-		lp->copy_of = live_at_head(lp, ev->head);
+		lp->copy_of = live_at_head(lp, ev->head, ev);
 }
 
 /* A copy function made this packet (its COPY record): its original is the packet in flight at that buffer. */
 static void link_made(struct live_packet *lp, const struct pwru_copy *made)
 {
-	if ((lp->copy_of = live_at_head(lp, made->orig_head)))
+	if ((lp->copy_of = live_at_head(lp, made->orig_head, NULL)))
 		lp->made = *made;
 }
 

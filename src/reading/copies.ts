@@ -51,7 +51,7 @@ export class CopyLinker {
     } else if ((e.shared ?? 1) > 1) {
       original = this.liveHeads.get(key);
     }
-    if (!original || original === packet) return;
+    if (!original || original === packet || !sameBytes(original, e)) return;
     this.link(packet, original);
   }
 
@@ -127,6 +127,31 @@ export class CopyLinker {
       this.done(original);
     }
   }
+}
+
+/**
+ * A clone reads the bytes its original holds: the same header, ID and
+ * sequence. A buffer address alone is no evidence: the tracepoint backend
+ * misses some frees (TCP's __kfree_skb), so a packet it saw may be long gone
+ * and its buffer handed to another (a reply in the same connection).
+ */
+function sameBytes(original: Packet, e: TraceEvent): boolean {
+  const last = original.steps[original.steps.length - 1]?.event;
+  if (!last) return false;
+  if (last.ipId !== undefined && e.ipId !== undefined && last.ipId !== e.ipId) return false;
+  if (last.seq !== undefined && e.seq !== undefined && last.seq !== e.seq) return false;
+  const a = last.tuple;
+  const b = e.tuple;
+  if (!a || !b) return true;
+  return (
+    a.proto === b.proto &&
+    a.src === b.src &&
+    a.dst === b.dst &&
+    a.sport === b.sport &&
+    a.dport === b.dport &&
+    a.tcpFlags === b.tcpFlags &&
+    a.icmpType === b.icmpType
+  );
 }
 
 /** Dropped at a step where another skb still held its data. */

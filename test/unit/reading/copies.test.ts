@@ -9,7 +9,7 @@ import { PacketTracker } from '../../../src/reading/packet-tracker';
 import { describeVerdict, verdictLabel } from '../../../src/reading/verdict-words';
 import { isLoss, verdictOf } from '../../../src/reading/verdicts';
 import type { TraceEvent } from '../../../src/record/event';
-import { tracePackets } from '../fixtures';
+import { event, tracePackets } from '../fixtures';
 import { dupTrace } from './dup-trace';
 
 function read(events: TraceEvent[]) {
@@ -99,4 +99,41 @@ test('a real trace (6.12, kprobe-multi): each copy linked at its first step repo
     const v = verdictOf(c);
     assert.equal(v.kind === 'delivered' && v.copyOf, original.id);
   }
+});
+
+test('a buffer handed on after a free no tracepoint saw: the next segment sharing it is not taken for a clone', () => {
+  // As on a real cluster with tracepoints: the server's SYN-ACK is freed by __kfree_skb (no tracepoint), its
+  // buffer goes to the server's next segment, which TCP clones for transmit (shared 2 at its first step).
+  const synAck = {
+    family: 4 as const,
+    proto: 'TCP',
+    src: '10.88.1.81',
+    dst: '10.88.0.1',
+    sport: 8080,
+    dport: 46558,
+  };
+  const head = '0xffff888100aa0000';
+  const first = event({
+    skb: '0xffff1',
+    func: 'net_dev_queue',
+    head,
+    seq: 100,
+    tuple: { ...synAck, tcpFlags: 'S.' },
+  });
+  const next = (flags: string, seq: number) =>
+    event({
+      skb: '0xffff2',
+      ts: '2000',
+      func: 'net_dev_queue',
+      head,
+      shared: 2,
+      seq,
+      tuple: { ...synAck, tcpFlags: flags },
+    });
+  const apart = read([first, next('P.', 101)]).packets;
+  assert.equal(apart.length, 2);
+  assert.equal(apart[1].copyOf, undefined, 'another segment, not a clone of the SYN-ACK');
+  // The control: the same bytes at the same buffer, shared, is a clone.
+  const clone = read([first, next('S.', 100)]).packets;
+  assert.equal(clone[1].copyOf, clone[0].id);
 });
