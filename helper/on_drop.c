@@ -423,27 +423,6 @@ static const struct pwru_event *last_step(const struct path *p)
 }
 
 /*
- * A clone reads the bytes its original holds: the same header, ID and
- * sequence (copies.ts's sameBytes). The buffer's address alone is no
- * evidence: the tracepoint backend misses some frees (TCP's __kfree_skb), so
- * the packet seen there may be gone and its buffer another packet's.
- */
-static bool same_bytes(const struct pwru_event *last, const struct pwru_event *ev)
-{
-	if (!last)
-		return false;
-	if (last->l3 == 4 && ev->l3 == 4 && last->ip_id != ev->ip_id)
-		return false;
-	if (last->l4 == IPPROTO_TCP && ev->l4 == IPPROTO_TCP && last->tcp_seq != ev->tcp_seq)
-		return false;
-	if (!(last->flags & PWRU_F_HAS_TUPLE) || !(ev->flags & PWRU_F_HAS_TUPLE))
-		return true;
-	return last->l3 == ev->l3 && last->l4 == ev->l4 && last->sport == ev->sport && last->dport == ev->dport &&
-	       last->tcp_flags == ev->tcp_flags && last->icmp_type == ev->icmp_type &&
-	       !memcmp(last->saddr, ev->saddr, sizeof(ev->saddr)) && !memcmp(last->daddr, ev->daddr, sizeof(ev->daddr));
-}
-
-/*
  * The latest packet in flight, other than lp, whose data buffer is head (0:
  * none), as copies.ts's liveHeads keeps it; with ev, only one whose bytes
  * are ev's (a clone's first step).
@@ -458,7 +437,7 @@ static uint32_t live_at_head(const struct live_packet *lp, uint64_t head, const 
 		if (x->used && x != lp && x->head == head && (!best || x->path.number > best->path.number))
 			best = x;
 	}
-	return best && (!ev || same_bytes(last_step(&best->path), ev)) ? best->path.number : 0;
+	return best && (!ev || packet_same_bytes(last_step(&best->path), ev)) ? best->path.number : 0;
 }
 
 /*
@@ -474,7 +453,9 @@ static void link_at_start(struct live_packet *lp, const struct pwru_event *ev)
 	for (uint32_t i = 0; D.c.held && i < OD_HELD; i++) {
 		struct held_drop *h = &D.held[i];
 
-		if (h->used && h->orphan_head == ev->head && same_bytes(last_step(&h->bad), ev)) {
+		if (h->used && h->orphan_head == ev->head) {
+			if (!packet_same_bytes(last_step(&h->bad), ev))
+				return;
 			lp->copy_of = h->bad.number;
 			h->orphan_head = 0;
 			h->live_copies++;

@@ -454,6 +454,11 @@ static void tracker_started(struct packet_book *b, struct book_packet *p, const 
 
 static void link_copy(struct book_packet *p, struct book_packet *original);
 
+static const struct pwru_event *last_of(const struct book_packet *p)
+{
+	return p->nsteps ? &p->steps[p->nsteps - 1] : NULL;
+}
+
 /* CopyLinker.started: link a packet to the one whose data it shares. */
 static void copies_started(struct packet_book *b, struct book_packet *p, const struct pwru_event *ev)
 {
@@ -463,12 +468,12 @@ static void copies_started(struct packet_book *b, struct book_packet *p, const s
 	if (!ev->head)
 		return;
 	o = map_get(&b->orphans, ev->head);
+	original = o ? o->p : ev->dataref > 1 ? map_get(&b->heads, ev->head) : NULL;
+	if (!original || original == p || !packet_same_bytes(last_of(original), ev))
+		return;
 	if (o) {
-		original = o->p;
 		orphan_unlink(b, o);
 		pending_set(b, original, original->pending + 1);
-	} else if (ev->dataref > 1) {
-		original = map_get(&b->heads, ev->head);
 	}
 	link_copy(p, original);
 }

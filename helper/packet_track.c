@@ -2,6 +2,7 @@
 #include "packet_track.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,21 @@ void packet_track_free(struct packet_tracker *t)
 uint32_t packet_track_count(const struct packet_tracker *t)
 {
 	return t->count;
+}
+
+bool packet_same_bytes(const struct pwru_event *last, const struct pwru_event *ev)
+{
+	if (!last)
+		return false;
+	if (last->l3 == 4 && ev->l3 == 4 && last->ip_id != ev->ip_id)
+		return false;
+	if (last->l4 == IPPROTO_TCP && ev->l4 == IPPROTO_TCP && last->tcp_seq != ev->tcp_seq)
+		return false;
+	if (!(last->flags & PWRU_F_HAS_TUPLE) || !(ev->flags & PWRU_F_HAS_TUPLE))
+		return true;
+	return last->l3 == ev->l3 && last->l4 == ev->l4 && last->sport == ev->sport && last->dport == ev->dport &&
+	       last->tcp_flags == ev->tcp_flags && last->icmp_type == ev->icmp_type &&
+	       !memcmp(last->saddr, ev->saddr, sizeof(ev->saddr)) && !memcmp(last->daddr, ev->daddr, sizeof(ev->daddr));
 }
 
 void step_state_of(const struct pwru_event *ev, struct step_state *st)

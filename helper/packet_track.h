@@ -95,6 +95,15 @@ void base_func(const char *name, char *out, size_t len);
 /* starts[probe id]: the probe is one of list's (--packet-starts: comma-separated functions). Free it. */
 bool *packet_starts_of(const char *const *probe_names, uint32_t nprobes, const char *list);
 
+/*
+ * A clone reads the bytes its original holds: the same header, IPv4 ID and
+ * TCP sequence (src/reading/copies.ts sameBytes). The data buffer's address
+ * alone is no evidence: the tracepoint backend misses some frees (TCP's
+ * __kfree_skb), so the packet seen at a buffer may be gone and the buffer
+ * another packet's. last: the original's latest step (NULL: none, false).
+ */
+bool packet_same_bytes(const struct pwru_event *last, const struct pwru_event *ev);
+
 /* The state an event describes (for the "to" side of its changes). */
 void step_state_of(const struct pwru_event *ev, struct step_state *st);
 

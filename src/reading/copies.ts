@@ -44,14 +44,13 @@ export class CopyLinker {
   started(packet: Packet, e: TraceEvent): void {
     if (!e.head) return;
     const key = headKey(e.node, e.head);
-    let original = this.orphaned.get(key);
-    if (original) {
-      this.orphaned.delete(key);
-      this.pending.set(original, (this.pending.get(original) ?? 0) + 1);
-    } else if ((e.shared ?? 1) > 1) {
-      original = this.liveHeads.get(key);
-    }
+    const orphan = this.orphaned.get(key);
+    const original = orphan ?? ((e.shared ?? 1) > 1 ? this.liveHeads.get(key) : undefined);
     if (!original || original === packet || !sameBytes(original, e)) return;
+    if (orphan) {
+      this.orphaned.delete(key);
+      this.pending.set(orphan, (this.pending.get(orphan) ?? 0) + 1);
+    }
     this.link(packet, original);
   }
 

@@ -4,11 +4,15 @@
  * program (built here with clang) drops another. `kubectl pwru pod/NAME`
  * must name the rule (text, chain, position: read by the node's own tools,
  * from the debug pod) and the program (id, name, tag, interface, direction).
+ * And the verdicts: ping and a TCP exchange with the pod are delivered
+ * (--fail-on-drop exits 0), a datagram to the dropping port in the same run
+ * is a loss (exit 3).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readdirSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TraceCulprit, TraceEvent } from '../../../src/record/event';
@@ -142,6 +146,84 @@ describe('culprits through Kubernetes mode', { skip }, () => {
       prog.programs?.map((p) => [p.id, p.name, p.tag, p.attach]),
       [[Number(tc[1]), 'pwru_tc_drop', tc[2], 'clsact']],
     );
+  });
+
+  /** The test's own TCP client port: the kubelet's readiness probes reach the same server (and drop its answers). */
+  const CLIENT_PORT = 40000 + (process.pid % 20000);
+
+  /** One TCP exchange with the pod's server (it answers "hi", then the connection closes). */
+  function tcpExchange(localPort: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const c = connect({ port: 8080, host: ip, localPort });
+      c.setTimeout(5000, () => c.destroy(new Error('no answer from the pod in 5 s')));
+      c.on('data', () => c.end());
+      c.on('close', () => resolve());
+      c.on('error', reject);
+    });
+  }
+
+  /**
+   * `kubectl pwru pod/NAME --fail-on-drop` while the host pings the pod and talks TCP to it (and sends one
+   * datagram to the dropping port, when asked): the exit code, and the closing table's rows.
+   */
+  async function verdictRun(
+    drop: boolean,
+  ): Promise<{ code: number | string; rows: Map<string, [string, string]>; out: string }> {
+    const pod = podName(world.pods.deploy[0]);
+    const port = CLIENT_PORT + (drop ? 1 : 0);
+    const run = startCli([
+      `pod/${pod}`,
+      '-n',
+      world.ns,
+      '--backend',
+      'tracepoint',
+      '--fail-on-drop',
+      '--duration',
+      '60s',
+      '-o',
+      'text',
+      `icmp or (tcp and port ${port}) or (udp and port 6301)`,
+    ]);
+    await run.waitForStderr(/tracing with/);
+    execFileSync('ping', ['-c', '2', '-i', '0.3', '-W', '2', ip]);
+    await tcpExchange(port);
+    if (drop) {
+      const sock = createSocket('udp4');
+      await new Promise((r) => sock.send('pwru-e2e', 6301, ip, r));
+      sock.close();
+      await run.waitForStdout(/kfree_skb\(NETFILTER_DROP\)/, 30_000);
+    }
+    await run.waitForStdout(/:8080->[^\n]*\(tcp:F\.\)/, 30_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    run.child.kill('SIGINT');
+    const code = await run.done;
+    // │ #N │ TUPLE │ FIRST │ LAST │ STEPS │ VERDICT │
+    const rows = new Map<string, [string, string]>();
+    for (const m of run.stdout.matchAll(/^│ (#\d+) +│ (\S+) +│[^│]*│[^│]*│[^│]*│ (.*?) +│$/gm))
+      rows.set(m[1], [m[2], m[3]]);
+    return { code, rows, out: `${run.stdout}\n${run.stderr}` };
+  }
+
+  test('ping and a TCP exchange with the pod, --fail-on-drop: delivered, exit 0; no copy of a packet with other bytes', async () => {
+    const { code, rows, out } = await verdictRun(false);
+    assert.equal(code, 0, out);
+    const verdicts = [...rows.values()].map(([, v]) => v);
+    assert.ok(verdicts.includes('delivered (a copy to a raw socket)'), out);
+    assert.ok(verdicts.includes('delivered to socket'), out);
+    // A clone shares its original's bytes: same tuple, same TCP flags.
+    for (const [id, [tuple, verdict]] of rows) {
+      const of = /a copy of (#\d+)/.exec(verdict)?.[1];
+      if (of) assert.equal(tuple, rows.get(of)?.[0], `${id} is called a copy of ${of}:\n${out}`);
+    }
+  });
+
+  test('the same with a datagram to the dropping port: a loss, the rule named, exit 3', async () => {
+    const { code, rows, out } = await verdictRun(true);
+    assert.equal(code, 3, out);
+    const losses = [...rows.values()].filter(([, v]) => /^dropped/.test(v));
+    assert.equal(losses.length, 1, out);
+    assert.match(losses[0][0], new RegExp(`->${ip.replace(/\./g, '\\.')}:6301\\(udp\\)$`));
+    assert.match(out, /dropped by `-A INPUT -p udp -m udp --dport 6301 -j DROP` in filter\/INPUT/);
   });
 
   test('pod/NAME -o text to a pipe (the helper in the pod writes the lines): each culprit once, under its drop', async () => {
