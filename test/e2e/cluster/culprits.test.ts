@@ -18,6 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import type { TraceCulprit, TraceEvent } from '../../../src/record/event';
 import { buildDropPrograms, tcFilterArgs } from '../../integration/drop-programs';
 import {
+  type CliRun,
   deleteNamespace,
   jsonLines,
   KUBECONFIG,
@@ -78,8 +79,8 @@ describe('culprits through Kubernetes mode', { skip }, () => {
     if (world) await deleteNamespace(world.ns);
   });
 
-  /** `kubectl pwru pod/NAME -o FORMAT` on the two ports that drop, once one datagram went to each. */
-  async function traceDrops(format: 'json' | 'text'): Promise<ReturnType<typeof startCli>> {
+  /** `kubectl pwru pod/NAME` with the tracepoint backend for a minute, once it traces. */
+  async function tracePod(format: 'json' | 'text', filter: string, extra: string[] = []): Promise<CliRun> {
     const pod = podName(world.pods.deploy[0]);
     const run = startCli([
       `pod/${pod}`,
@@ -91,9 +92,16 @@ describe('culprits through Kubernetes mode', { skip }, () => {
       '60s',
       '-o',
       format,
-      'udp and (port 6301 or port 6201)',
+      ...extra,
+      filter,
     ]);
     await run.waitForStderr(/tracing with/);
+    return run;
+  }
+
+  /** `kubectl pwru pod/NAME -o FORMAT` on the two ports that drop, once one datagram went to each. */
+  async function traceDrops(format: 'json' | 'text'): Promise<CliRun> {
+    const run = await tracePod(format, 'udp and (port 6301 or port 6201)');
     const sock = createSocket('udp4');
     for (const port of [6301, 6201]) await new Promise((r) => sock.send('pwru-e2e', port, ip, r));
     sock.close();
@@ -169,22 +177,10 @@ describe('culprits through Kubernetes mode', { skip }, () => {
   async function verdictRun(
     drop: boolean,
   ): Promise<{ code: number | string; rows: Map<string, [string, string]>; out: string }> {
-    const pod = podName(world.pods.deploy[0]);
     const port = CLIENT_PORT + (drop ? 1 : 0);
-    const run = startCli([
-      `pod/${pod}`,
-      '-n',
-      world.ns,
-      '--backend',
-      'tracepoint',
+    const run = await tracePod('text', `icmp or (tcp and port ${port}) or (udp and port 6301)`, [
       '--fail-on-drop',
-      '--duration',
-      '60s',
-      '-o',
-      'text',
-      `icmp or (tcp and port ${port}) or (udp and port 6301)`,
     ]);
-    await run.waitForStderr(/tracing with/);
     execFileSync('ping', ['-c', '2', '-i', '0.3', '-W', '2', ip]);
     await tcpExchange(port);
     if (drop) {
