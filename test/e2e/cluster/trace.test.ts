@@ -194,6 +194,34 @@ describe('tracing on a real cluster', { skip }, () => {
     assert.ok(!netns.has(host), 'not the host netns');
   });
 
+  for (const extra of [[], ['--pod-netns-only']]) {
+    test(`no NAT invented (this cluster has none): 4 s of the pods' TCP and UDP${extra.length ? `, ${extra[0]}` : ''}`, async () => {
+      // The issue's report: reused skb addresses read as one packet showed "SNAT … DNAT" on such a cluster.
+      const [web0] = world.pods.deploy;
+      const r = await runCli([
+        `pod/${podName(web0)}`,
+        '-n',
+        world.ns,
+        '--backend',
+        'tracepoint',
+        '--duration',
+        '4s',
+        ...extra,
+        '-o',
+        'json',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const events = jsonLines(r.stdout).filter((l) => l.type === 'event');
+      assert.ok(events.length >= 20, `traffic traced: ${events.length} events`);
+      const rewrites = events.flatMap((e) =>
+        ((e.changes ?? []) as { field: string; from: string; to: string }[])
+          .filter((c) => ['src', 'dst', 'sport', 'dport', 'proto'].includes(c.field))
+          .map((c) => `#${e.packet} ${e.func} ${c.field} ${c.from} → ${c.to}`),
+      );
+      assert.deepEqual(rewrites, []);
+    });
+  }
+
   test('text, wide, --summary, --output-file and show of the saved file', async () => {
     const [web0] = world.pods.deploy;
     const target = [`pod/${podName(web0)}`, '-n', world.ns, ...TRACE];
