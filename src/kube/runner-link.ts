@@ -36,6 +36,12 @@ const INFLATE_QUEUE = 1024 * 1024;
  * in the collector and ~0.5 in zlib's callbacks (node --cpu-prof, 12k pkt/s); at 256 KiB ~0.4 and ~0.25.
  */
 const INFLATE_CHUNK = 256 * 1024;
+/**
+ * Compressed bytes given to the inflater at once: zlib passes on all of a write's output before it takes
+ * the next, whatever the sink says, and JSON lines inflate ~25 times (1 MiB waiting was ~25 MiB of lines
+ * queued for the file at once: the CLI's peak memory under a flood). ~0.8 MiB of lines a write.
+ */
+const INFLATE_BATCH = 32 * 1024;
 
 /**
  * The runner's stream inflated in batches: zlib inflates on the thread pool, one write at a time, and
@@ -48,6 +54,8 @@ export class BatchedInflater {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private busy = false;
+  /** The sink is behind: no new batch until it has caught up. */
+  private held = false;
   private idle: (() => void)[] = [];
 
   constructor(
@@ -78,6 +86,12 @@ export class BatchedInflater {
     if (!this.busy) this.next();
   }
 
+  /** While the sink is behind (true), what waits stays compressed: the batch under way is the last. */
+  hold(held: boolean): void {
+    this.held = held;
+    if (!held && !this.busy) this.next();
+  }
+
   /** Resolves once everything written has been inflated and passed on. */
   drained(): Promise<void> {
     const inflater = this.inflater;
@@ -96,10 +110,22 @@ export class BatchedInflater {
       for (const f of this.idle.splice(0)) f();
       return;
     }
-    const batch =
-      this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
+    if (this.held) {
+      this.busy = false;
+      return;
+    }
+    // The first INFLATE_BATCH bytes waiting (the pieces that fit joined, a large one cut).
+    let n = 0;
+    let size = 0;
+    while (n < this.pending.length && size + this.pending[n].length <= INFLATE_BATCH)
+      size += this.pending[n++].length;
+    let batch: Buffer;
+    if (n === 0) {
+      batch = this.pending[0].subarray(0, INFLATE_BATCH);
+      this.pending[0] = this.pending[0].subarray(INFLATE_BATCH);
+    } else batch = n === 1 ? this.pending[0] : Buffer.concat(this.pending.slice(0, n), size);
+    if (n > 0) this.pending.splice(0, n);
+    this.pendingBytes -= batch.length;
     this.busy = true;
     // Called once the batch is inflated and its output passed on ('data' comes first).
     this.inflater.write(batch, () => this.next());
@@ -225,11 +251,13 @@ export class RunnerLink {
 
   pause(): void {
     this.paused = true;
+    this.inflater?.hold(true);
     this.flow();
   }
 
   resume(): void {
     this.paused = false;
+    this.inflater?.hold(false);
     this.flow();
   }
 

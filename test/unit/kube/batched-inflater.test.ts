@@ -44,3 +44,34 @@ test('a corrupt stream is reported once and what waits is dropped', async () => 
   assert.equal(inflater.waiting, 0);
   await inflater.drained();
 });
+
+test('while the sink is behind (held) what waits stays compressed; released, the rest comes whole and in order', async () => {
+  // JSON-like lines compress many times: one piece of ~100 KiB compressed is several MiB inflated.
+  const lines = Array.from(
+    { length: 40_000 },
+    (_, i) => `{"type":"event","n":${i},"x":"${randomBytes(6).toString('hex')}","pad":"${'a'.repeat(60)}"}\n`,
+  );
+  const input = [Buffer.from(lines.join(''))];
+  const [compressed] = pieces(input);
+  assert.ok(compressed.length > 64 * 1024, 'more than one batch of compressed bytes');
+  let got = 0;
+  const out: Buffer[] = [];
+  const inflater = new BatchedInflater(
+    (d) => {
+      out.push(d);
+      got += d.length;
+    },
+    (err) => assert.fail(err),
+    () => {},
+  );
+  inflater.write(compressed);
+  inflater.hold(true);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(got > 0, 'the batch under way came out');
+  assert.ok(got < input[0].length / 2, `held: ${got} of ${input[0].length} bytes inflated`);
+  assert.ok(inflater.waiting > 0, 'the rest waits, compressed');
+  inflater.hold(false);
+  await inflater.drained();
+  assert.equal(inflater.waiting, 0);
+  assert.deepEqual(Buffer.concat(out), input[0]);
+});
