@@ -19,7 +19,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* prog_last, prog_runs, prog_pending and prog_drops, shared with the probes, are declared in prog_verdict.h. */
+/* prog_last, prog_runs, prog_pending, prog_built and prog_drops, shared with the probes, are declared in prog_verdict.h. */
 
 /* The traced program's id (each copy its own). */
 const volatile __u32 cfg_prog_id = 0;
@@ -59,8 +59,17 @@ static __always_inline int noted(struct prog_run *r, __u64 id, bool dropped, con
 	 */
 	if (!traced && !dropped && frame && seen && r->ts - seen->ts <= PROG_PENDING_NS) {
 		struct prog_pending_run p = {};
+		struct prog_built *b = bpf_map_lookup_elem(&prog_built, &r->head);
 
 		r->cpu = bpf_get_smp_processor_id();
+		/* The skb veth built around this buffer, just before the run, from the skb sent. */
+		if (b && b->cpu == r->cpu && r->ts >= b->ts && r->ts - b->ts <= PROG_PENDING_NS) {
+			r->from_skb = b->from_skb;
+			r->from_head = b->from_head;
+			p.built_skb = b->skb;
+		}
+		if (b)
+			bpf_map_delete_elem(&prog_built, &r->head);
 		p.run = *r;
 		if (bpf_probe_read_kernel(p.frame, sizeof(p.frame), frame) == 0)
 			bpf_map_update_elem(&prog_pending, &r->head, &p, BPF_ANY);
@@ -98,6 +107,32 @@ int BPF_PROG(prog_tc, struct sk_buff *skb, int ret)
 		BPF_CORE_READ_STR_INTO(&r.ifname, dev, name);
 	}
 	return noted(&r, r.skb, ret == TC_ACT_SHOT, NULL);
+}
+
+/*
+ * skb_copy_header(new, old): new is being built from old (veth's copy for
+ * XDP; skb_copy and its kin). Noted under new's data buffer, on a CPU that
+ * reported a packet lately (as a waiting run is), for the XDP run on that
+ * buffer (prog_built). Loaded once, not per program (helper/prog_exact.c).
+ */
+SEC("fentry/skb_copy_header")
+int BPF_PROG(prog_built_note, struct sk_buff *new, const struct sk_buff *old)
+{
+	__u32 zero = 0;
+	struct prog_seen *seen = bpf_map_lookup_elem(&prog_last, &zero);
+	struct prog_built b = {};
+	__u64 head;
+
+	b.ts = bpf_ktime_get_ns();
+	if (!seen || b.ts - seen->ts > PROG_PENDING_NS)
+		return 0;
+	head = (__u64)BPF_CORE_READ(new, head);
+	b.skb = (__u64)new;
+	b.from_skb = (__u64)old;
+	b.from_head = (__u64)BPF_CORE_READ(old, head);
+	b.cpu = bpf_get_smp_processor_id();
+	bpf_map_update_elem(&prog_built, &head, &b, BPF_ANY);
+	return 0;
 }
 
 SEC("fexit")

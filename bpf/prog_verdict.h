@@ -43,6 +43,14 @@ struct prog_run {
 	__u16 data_off; /* XDP: where the frame began after the run (data - data_hard_start) */
 	__u32 cpu;	/* where it ran */
 	char ifname[16];
+	/*
+	 * XDP on a buffer veth made: the skb the kernel built the run's skb
+	 * from (skb_copy_header(new, old), prog_built) and that skb's data
+	 * buffer; 0 when not seen. Set by the probes at the tie, only when the
+	 * skb tied is the one built.
+	 */
+	__u64 from_skb;
+	__u64 from_head;
 };
 
 /*
@@ -70,6 +78,27 @@ struct prog_run {
 struct prog_pending_run {
 	struct prog_run run;
 	__u8 frame[PROG_FRAME_BYTES]; /* from data (the frame's start) after the run */
+	__u64 built_skb; /* the skb prog_built says was made around this buffer, if any */
+};
+
+/*
+ * An skb the kernel built from another by copying it (skb_copy_header(new,
+ * old): veth's private copy of a sent skb before its XDP run, 6.1 in
+ * veth_convert_skb_to_xdp_buff, 6.12 in skb_pp_cow_data; also skb_copy and
+ * its kin), in prog_built under the new skb's data buffer, noted by fentry
+ * (prog_built_note) only on a CPU that reported a packet in the last
+ * PROG_PENDING_NS. An XDP run waiting under that buffer on the same CPU
+ * takes it (built_skb, from_*): when the probes tie the run to that very
+ * skb, the run says which skb the packet was before (from_skb): the kernel
+ * copied that one into the run's buffer and consumed it.
+ */
+struct prog_built {
+	__u64 skb;	/* the new skb */
+	__u64 from_skb; /* the skb it was built from */
+	__u64 from_head;
+	__u64 ts;
+	__u32 cpu;
+	__u32 pad;
 };
 
 /*
@@ -124,6 +153,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct prog_pending_run);
 } prog_pending SEC(".maps");
+
+/* skbs built from another (prog_built_note writes them by the new data buffer, the XDP copies take them). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1); /* resized to 4096 by the helper (helper/loader.c) */
+	__type(key, __u64);
+	__type(value, struct prog_built);
+} prog_built SEC(".maps");
 
 /* The runs that returned a drop (the copies write them; pwru.bpf.c's drop tracepoint takes them). */
 struct {

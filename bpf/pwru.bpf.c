@@ -921,6 +921,9 @@ static __always_inline void prog_pending_take(struct sk_buff *skb, const struct 
 		__builtin_memcpy(out, &p->run, sizeof(*out));
 		out->skb = ev->skb;
 		out->ts = ev->ts;
+		/* What the packet was before: only when this skb is the one the kernel built from it. */
+		if (p->built_skb != ev->skb)
+			out->from_skb = out->from_head = 0;
 		bpf_ringbuf_submit(out, 0);
 	}
 	bpf_map_delete_elem(&prog_pending, &head);

@@ -279,7 +279,7 @@ void words_program_culprit(struct buf *b, uint64_t skb, const char *method, cons
 }
 
 void words_prog_run(struct buf *b, uint64_t skb, const struct hook_words *h, uint32_t id, const char *name,
-		    const char *tag, const char *verdict)
+		    const char *tag, const char *verdict, uint64_t from_skb)
 {
 	put_lead(b, skb);
 	BUF_PUT_LIT(b, "handled by BPF program ");
@@ -289,5 +289,10 @@ void words_prog_run(struct buf *b, uint64_t skb, const struct hook_words *h, uin
 	hook_where(b, h);
 	BUF_PUT_LIT(b, ": ");
 	put(b, or_empty(verdict));
+	if (from_skb) {
+		BUF_PUT_LIT(b, "; continues skb ");
+		put_hex(b, from_skb);
+		BUF_PUT_LIT(b, ", which veth copied into the program's buffer");
+	}
 	BUF_PUT_LIT(b, "\n");
 }

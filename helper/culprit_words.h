@@ -46,8 +46,11 @@ void words_netfilter_culprit(struct buf *b, uint64_t skb, const char *method, co
 void words_program_culprit(struct buf *b, uint64_t skb, const char *method, const struct hook_words *h,
 			   const char *verdict, const struct prog_words *progs, size_t nprogs, const char *why);
 
-/* A program's run on a packet: "handled by BPF program NAME (id N, tag T) at tc ingress of eth0:2: TC_ACT_OK". */
+/*
+ * A program's run on a packet: "handled by BPF program NAME (id N, tag T) at tc ingress of eth0:2: TC_ACT_OK";
+ * from_skb, when not 0: the skb veth copied into the program's buffer, which the packet continues.
+ */
 void words_prog_run(struct buf *b, uint64_t skb, const struct hook_words *h, uint32_t id, const char *name,
-		    const char *tag, const char *verdict);
+		    const char *tag, const char *verdict, uint64_t from_skb);
 
 #endif

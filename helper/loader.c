@@ -293,6 +293,7 @@ static struct pwru_bpf *open_and_load(const struct load_config *cfg, const struc
 		/* The runs on traced packets, and the XDP runs waiting for their skb. */
 		bpf_map__set_max_entries(skel->maps.prog_runs, 256 << 10);
 		bpf_map__set_max_entries(skel->maps.prog_pending, 4096);
+		bpf_map__set_max_entries(skel->maps.prog_built, 4096);
 	}
 	set_wakeup_policy(skel, cfg->ringbuf_bytes);
 	set_rate_cap(skel, cfg->max_rate);
@@ -457,6 +458,7 @@ void loader_prog_map_fds(struct pwru_bpf *skel, struct prog_map_fds *out)
 	out->noted = bpf_map__fd(skel->maps.prog_noted);
 	out->runs = bpf_map__fd(skel->maps.prog_runs);
 	out->pending = bpf_map__fd(skel->maps.prog_pending);
+	out->built = bpf_map__fd(skel->maps.prog_built);
 }
 
 volatile bool *loader_prog_traced(struct pwru_bpf *skel)

@@ -78,6 +78,7 @@ struct prog_map_fds {
 	int noted;   /* those runs under their drop events */
 	int runs;    /* the runs on traced packets (a ring) */
 	int pending; /* XDP runs waiting for the skb built around their buffer */
+	int built;   /* skbs built from another, by their data buffer */
 };
 
 /* The maps the probes note each reported packet in, and the programs' runs and drops. */

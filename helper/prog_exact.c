@@ -66,7 +66,9 @@ static struct {
 	char late[160];	   /* why programs loaded later are not traced, when they cannot be */
 	bool stop;
 	/* Only the loader (start, then the scanner) touches these: the probes' maps (their skeleton owns them). */
-	int last_fd, drops_fd, noted_fd, pending_fd;
+	int last_fd, drops_fd, noted_fd, pending_fd, built_fd;
+	/* fentry on skb_copy_header (prog_built_note), once: which skb an XDP run's buffer was copied from. */
+	struct prog_verdict_bpf *builds;
 	int runs_fd; /* the runs of all copies and of the probes' ties, read by the event loop */
 	volatile bool *traced_flag;
 	int first_err;
@@ -76,7 +78,8 @@ static struct {
 	const char *node; /* --line-node: named in the JSON lines */
 	pthread_t scanner;
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .runs_fd = -1,
-	.drops_fd = -1, .noted_fd = -1, .last_fd = -1, .pending_fd = -1 };
+	.drops_fd = -1, .noted_fd = -1, .last_fd = -1, .pending_fd = -1,
+	.built_fd = -1 };
 
 /* The programs' clock (bpf_ktime_get_ns), which the drops' times are on. */
 static uint64_t mono_ns(void)
@@ -155,7 +158,9 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info)
 	other = t->xdp ? s->progs.prog_tc : s->progs.prog_xdp;
 	s->rodata->cfg_prog_id = t->id;
 	bpf_program__set_autoload(other, false);
+	bpf_program__set_autoload(s->progs.prog_built_note, false);
 	if ((ret = bpf_program__set_attach_target(p, fd, fname)) ||
+	    (ret = bpf_map__reuse_fd(s->maps.prog_built, P.built_fd)) ||
 	    (ret = bpf_map__reuse_fd(s->maps.prog_last, P.last_fd)) ||
 	    (ret = bpf_map__reuse_fd(s->maps.prog_drops, P.drops_fd)) ||
 	    (ret = bpf_map__reuse_fd(s->maps.prog_runs, P.runs_fd)) ||
@@ -166,6 +171,30 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info)
 	}
 	t->skel = s;
 	return 0;
+}
+
+/*
+ * fentry on skb_copy_header, once, sharing the copies' maps: an XDP run on a
+ * buffer veth copied a sent skb into then says which skb that was
+ * (bpf/prog_verdict.h, prog_built). Refused (or no such function): the runs
+ * are still shown, only not linked to the skb sent.
+ */
+static void trace_builds(void)
+{
+	struct prog_verdict_bpf *s;
+
+	if (!(s = prog_verdict_bpf__open()))
+		return;
+	bpf_program__set_autoload(s->progs.prog_tc, false);
+	bpf_program__set_autoload(s->progs.prog_xdp, false);
+	if (bpf_map__reuse_fd(s->maps.prog_built, P.built_fd) || bpf_map__reuse_fd(s->maps.prog_last, P.last_fd) ||
+	    bpf_map__reuse_fd(s->maps.prog_drops, P.drops_fd) || bpf_map__reuse_fd(s->maps.prog_runs, P.runs_fd) ||
+	    bpf_map__reuse_fd(s->maps.prog_pending, P.pending_fd) || prog_verdict_bpf__load(s) ||
+	    prog_verdict_bpf__attach(s)) {
+		prog_verdict_bpf__destroy(s);
+		return;
+	}
+	P.builds = s;
 }
 
 static int on_run(void *ctx, void *data, size_t len);
@@ -323,11 +352,14 @@ int prog_exact_start(const struct prog_map_fds *maps, volatile bool *traced_flag
 	P.drops_fd = maps->drops;
 	P.noted_fd = maps->noted;
 	P.pending_fd = maps->pending;
+	P.built_fd = maps->built;
 	P.runs_fd = maps->runs;
 	P.traced_flag = traced_flag;
 	P.started = true;
 	/* The programs loaded now, before the probes attach. */
 	scan();
+	if (!P.refused[0])
+		trace_builds();
 	libbpf_set_print(old);
 	/* Those loaded later, by a thread of its own: loading a copy takes the kernel's verifier a while. */
 	pthread_condattr_init(&ca);
@@ -447,6 +479,15 @@ static void write_run(const struct prog_run *r)
 	const char *verdict = prog_verdict_name(xdp, r->ret, vbuf, sizeof(vbuf));
 	json_kv_int(&j, "ret", r->ret);
 	json_kv_string(&j, "verdict", verdict);
+	if (r->from_skb) {
+		json_key(&j, "from");
+		json_begin_object(&j);
+		snprintf(num, sizeof(num), "0x%llx", (unsigned long long)r->from_skb);
+		json_kv_string(&j, "skb", num);
+		snprintf(num, sizeof(num), "0x%llx", (unsigned long long)r->from_head);
+		json_kv_string(&j, "head", num);
+		json_end_object(&j);
+	}
 	json_end_object(&j);
 	if (P.emit_json) {
 		BUF_PUT_LIT(&j.b, "\n");
@@ -462,7 +503,7 @@ static void write_run(const struct prog_run *r)
 					   .direction = xdp ? NULL : r->ingress ? "ingress" : "egress" };
 		struct buf line = { 0 };
 
-		words_prog_run(&line, r->skb, &hook, r->prog_id, name, tag, verdict);
+		words_prog_run(&line, r->skb, &hook, r->prog_id, name, tag, verdict, r->from_skb);
 		out_line(line.p, line.len);
 		buf_free(&line);
 	}
@@ -537,6 +578,8 @@ void prog_exact_hand_off(void)
 	for (size_t i = 0; i < P.n; i++)
 		if (P.t[i].skel)
 			handoff_add_skeleton(P.t[i].skel->skeleton);
+	if (P.builds)
+		handoff_add_skeleton(P.builds->skeleton);
 }
 
 void prog_exact_end(void)
@@ -547,8 +590,10 @@ void prog_exact_end(void)
 	ring_buffer__free(P.rb);
 	for (size_t i = 0; i < P.n; i++)
 		prog_verdict_bpf__destroy(P.t[i].skel);
+	prog_verdict_bpf__destroy(P.builds);
+	P.builds = NULL;
 	P.rb = NULL;
 	P.n = P.nu = 0;
-	P.runs_fd = P.drops_fd = P.noted_fd = P.last_fd = P.pending_fd = -1;
+	P.runs_fd = P.drops_fd = P.noted_fd = P.last_fd = P.pending_fd = P.built_fd = -1;
 	P.started = P.scanning = false;
 }

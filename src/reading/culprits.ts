@@ -125,11 +125,12 @@ export function culpritPhrase(c: TraceCulprit | undefined): string | undefined {
 /** A program's run on a packet: "handled by tc ingress program foo (id 42, tag …) of veth0:3: TC_ACT_REDIRECT". */
 export function describeProgRun(p: TraceProgRun): string {
   const prog = `${p.program.name || '(no name)'} (id ${p.program.id}, tag ${p.program.tag || '?'})`;
-  return `handled by BPF program ${prog} at ${hookWhere(p)}: ${p.verdict}`;
+  const from = p.from ? `; continues skb ${p.from.skb}, which veth copied into the program's buffer` : '';
+  return `handled by BPF program ${prog} at ${hookWhere(p)}: ${p.verdict}${from}`;
 }
 
-/** Decimal timestamps compared without BigInt: the longer is later, else the text decides. */
-function tsBefore(a: string, b: string): boolean {
+/** Decimal timestamps compared without BigInt: the longer is later, else the text decides (a tie is before). */
+export function tsBefore(a: string, b: string): boolean {
   return a.length !== b.length ? a.length < b.length : a <= b;
 }
 
@@ -137,6 +138,8 @@ function tsBefore(a: string, b: string): boolean {
 export interface PacketSpan {
   node?: string;
   skbs: Set<string>;
+  /** Its data buffers (a run's `from` names the skb and buffer a packet had). */
+  heads?: Set<string>;
   first: string;
   last: string;
 }
@@ -145,6 +148,7 @@ export interface PacketSpan {
 export function spanOf(p: Packet): PacketSpan {
   const span: PacketSpan = {
     skbs: new Set(p.steps.map((s) => s.event.skb)),
+    heads: new Set(p.steps.flatMap((s) => (s.event.head ? [s.event.head] : []))),
     first: p.steps[0].event.ts,
     last: p.steps[p.steps.length - 1].event.ts,
   };
@@ -165,11 +169,14 @@ export function progRunPhrase(p: TraceProgRun): string {
  */
 export class ProgRunBook {
   private readonly bySkb = new Map<string, TraceProgRun[]>();
+  /** The runs that say which skb their packet was before (`from`), in the order they came. */
+  private readonly linking: TraceProgRun[] = [];
   private count = 0;
 
   constructor(private readonly limit = 65536) {}
 
   add(p: TraceProgRun): void {
+    if (p.from && this.linking.length < this.limit) this.linking.push(p);
     const k = `${p.node ?? ''}\u0000${p.skb}`;
     const runs = this.bySkb.get(k);
     if (runs) runs.push(p);
@@ -179,6 +186,11 @@ export class ProgRunBook {
     if (oldest === undefined) return;
     this.count -= this.bySkb.get(oldest)?.length ?? 0;
     this.bySkb.delete(oldest);
+  }
+
+  /** The runs on a copy veth made of a packet (native XDP), each naming the skb it was made from. */
+  continuations(): readonly TraceProgRun[] {
+    return this.linking;
   }
 
   /** The runs on a packet, in the order they came. */

@@ -19,7 +19,9 @@ import {
   describeProgRun,
   type PacketSpan,
   type ProgRunBook,
+  progRunPhrase,
   spanOf,
+  tsBefore,
 } from './culprits';
 import { explainDropReason } from './drop-reasons';
 import { noFailureByPlace } from './drop-rules';
@@ -52,6 +54,8 @@ export interface PacketRow {
   culprit?: { method: string; text: string; rule?: CulpritRule };
   /** The tc and XDP programs that handled it, where programs could be traced: "handled by BPF program … : TC_ACT_OK". */
   programs?: string[];
+  /** It began as that packet, which veth copied into an XDP program's buffer (that row's verdict: `continued`). */
+  continues?: number;
 }
 
 export interface FlowRow {
@@ -162,6 +166,8 @@ export class SummaryBuilder {
   private readonly drops = new WeakMap<PacketRow, TraceEvent>();
   /** Where each kept row's packet was: its program runs may come after the row is made. */
   private readonly spans = new WeakMap<PacketRow, PacketSpan>();
+  /** The flow tally and verdict group each kept row was counted in (a row that continues is counted again). */
+  private readonly counted = new WeakMap<PacketRow, { flow: string; group: string; count: number }>();
   private readonly funcs = new Map<string, number>();
   private readonly flows = new Map<string, FlowTally>();
   private readonly reasons = new Map<string, ReasonTally>();
@@ -170,6 +176,7 @@ export class SummaryBuilder {
     delivered: 0,
     sent: 0,
     consumed: 0,
+    continued: 0,
     'in-flight': 0,
   };
   private packets = 0;
@@ -235,6 +242,7 @@ export class SummaryBuilder {
     const group =
       row.verdict.kind === 'consumed' && row.verdict.replacedBy ? 'replaced by a copy' : row.label;
     f.verdicts[group] = (f.verdicts[group] ?? 0) + count;
+    if (this.rows.at(-1) === row) this.counted.set(row, { flow: key, group, count });
     f.verdictFirst.set(group, Math.min(f.verdictFirst.get(group) ?? row.id, row.id));
     if (row.verdict.kind === 'dropped') {
       const name = row.verdict.reason;
@@ -248,6 +256,81 @@ export class SummaryBuilder {
       r.count += count;
       r.at[row.verdict.func] = (r.at[row.verdict.func] ?? 0) + count;
     }
+  }
+
+  /**
+   * Native XDP on veth: a program's run on the skb veth built from a sent one
+   * names that skb and its data buffer (`from`; the kernel copied it there
+   * and consumed it). The sent packet's row then continues as the new one's:
+   * not an end, and not a packet of its own in the counts (one datagram is
+   * one packet). Only between kept rows, and only when the row at `from` had
+   * that skb and buffer before the run and the row at the run's skb holds the
+   * run: nothing is linked by guess.
+   */
+  private linkContinuations(rows: PacketRow[], progs: ProgRunBook): void {
+    const bySkb = new Map<string, PacketRow[]>();
+    for (const row of rows) {
+      const span = this.spans.get(row);
+      for (const skb of span?.skbs ?? []) {
+        const k = `${row.node ?? ''}\u0000${skb}`;
+        const list = bySkb.get(k);
+        if (list) list.push(row);
+        else bySkb.set(k, [row]);
+      }
+    }
+    for (const run of progs.continuations()) {
+      if (!run.from) continue;
+      const at = (skb: string) => bySkb.get(`${run.node ?? ''}\u0000${skb}`) ?? [];
+      const head = run.from.head;
+      // Its run is between its first and last steps (at the first, with a tie).
+      const into = at(run.skb).find((r) => {
+        const span = this.spans.get(r);
+        return span && tsBefore(span.first, run.ts) && tsBefore(run.ts, span.last);
+      });
+      // The last packet at that skb and buffer that ended before the run.
+      const from = at(run.from.skb)
+        .filter((r) => {
+          const span = this.spans.get(r);
+          return span?.heads?.has(head) && !tsBefore(run.ts, span.last);
+        })
+        .at(-1);
+      if (!into || !from || from === into || this.counted.get(from)?.count !== 1) continue;
+      if (from.verdict.kind === 'dropped' || from.verdict.kind === 'continued') continue;
+      this.uncount(from);
+      const step = from.steps - 1;
+      from.verdict = {
+        kind: 'continued',
+        func: from.last,
+        step,
+        as: into.id,
+        skb: run.skb,
+        run: progRunPhrase(run),
+      };
+      from.label = verdictLabel(from.verdict);
+      from.text = describeVerdict(from.verdict);
+      into.continues = from.id;
+      into.text = `${into.text}; it began as packet #${from.id} (skb ${from.skb})`;
+    }
+  }
+
+  /** A row that continues as another: counted as that one, not as a packet of its own. */
+  private uncount(row: PacketRow): void {
+    const c = this.counted.get(row);
+    if (!c) return;
+    this.counted.delete(row);
+    this.packets -= c.count;
+    this.verdicts[row.verdict.kind] -= c.count;
+    this.verdicts.continued += c.count;
+    const f = this.flows.get(c.flow);
+    if (!f) return;
+    f.packets -= c.count;
+    const left = (f.verdicts[c.group] ?? 0) - c.count;
+    if (left > 0) f.verdicts[c.group] = left;
+    else {
+      delete f.verdicts[c.group];
+      f.verdictFirst.delete(c.group);
+    }
+    if (f.packets <= 0) this.flows.delete(c.flow);
   }
 
   /** Steps per function, most first (probe names that differ only in a suffix count as one function). */
@@ -264,6 +347,7 @@ export class SummaryBuilder {
   build(open: Packet[], stats: TraceStats[] = [], culprits?: CulpritBook, progs?: ProgRunBook): TraceSummary {
     for (const p of open) this.tally(this.row(p), p);
     const rows = [...this.rows].sort((a, b) => a.id - b.id);
+    if (progs) this.linkContinuations(rows, progs);
     for (const row of rows) {
       const span = this.spans.get(row);
       const runs = span && progs ? progs.of(span) : [];
@@ -391,8 +475,10 @@ export function totalsLine(s: TraceSummary | DigestSummary): string {
           ]
         : [[k, c]],
     )
-    .filter(([, c]) => c > 0)
+    .filter(([k, c]) => c > 0 && k !== 'continued')
     .map(([k, c]) => `${c} ${k === 'consumed' ? 'freed' : k}`);
+  const continued = 'verdicts' in s ? s.verdicts.continued : 0;
+  if (continued) parts.push(`${continued} of them began as another skb (veth's copy for its XDP program)`);
   const lost =
     s.lost > 0
       ? `, ${s.lost} LOST (ring buffer full, or not delivered before the stop: some packets' paths are incomplete)`

@@ -27,6 +27,8 @@ export function describeVerdict(v: Verdict): string {
       if (v.replacedBy)
         return `freed at ${v.func} as the kernel went on with a copy of it (packet #${v.replacedBy})`;
       return `freed without a drop at ${v.func}`;
+    case 'continued':
+      return `continues as packet #${v.as} (skb ${v.skb}): veth copied it into the buffer of XDP program ${v.run}, and freed it at ${v.func}`;
     case 'in-flight':
       if (v.received)
         return `received on ${v.iface || 'a device'} (${v.func}); its end was not traced (still queued, or freed by a path without a tracepoint)`;
@@ -53,6 +55,8 @@ export function verdictLabel(v: Verdict): string {
         : `sent out of ${v.iface || '?'}`;
     case 'consumed':
       return v.replacedBy ? `replaced by a copy: #${v.replacedBy}` : `freed at ${v.func}`;
+    case 'continued':
+      return `continues as #${v.as}`;
     case 'in-flight':
       if (v.received) return `received on ${v.iface || '?'}, end not traced`;
       return v.iface ? `in flight (last: ${v.func} on ${v.iface})` : `in flight (last: ${v.func})`;

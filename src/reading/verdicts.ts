@@ -1,8 +1,10 @@
 /**
  * How a packet's path ended: dropped (where, why), delivered to this host
  * (a socket, or the local stack), sent out of a device, freed without a drop,
- * or still in flight when the trace ended. Decided from its steps alone; the
- * words for each verdict are in verdict-words.ts.
+ * or still in flight when the trace ended. Decided from its steps alone
+ * (except `continued`: the summary links a packet to the one it went on as,
+ * from the program run that says so, summary.ts); the words for each verdict
+ * are in verdict-words.ts.
  */
 import { noFailure } from './drop-rules';
 import { baseFunc, stepRole } from './kernel-functions';
@@ -36,6 +38,16 @@ export type Verdict =
       copyOf?: number;
     }
   | { kind: 'consumed'; func: string; step: number; replacedBy?: number }
+  | {
+      kind: 'continued';
+      func: string;
+      step: number;
+      /** The packet it went on as, and that packet's skb: veth copied it into an XDP program's buffer. */
+      as: number;
+      skb: string;
+      /** The program's run on the copy: "pwru_xdp (id 12) at XDP of veth1:2: XDP_PASS". */
+      run: string;
+    }
   | { kind: 'in-flight'; func: string; step: number; iface?: string; received?: boolean };
 
 /** Where the drop happened: the caller (kfree_skb's location) when known, else the step before. */

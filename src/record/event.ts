@@ -303,6 +303,12 @@ export interface TraceProgRun {
   /** The program's return value, and its name: 'TC_ACT_OK', 'TC_ACT_REDIRECT', 'XDP_PASS', 'XDP_TX', … */
   ret: number;
   verdict: string;
+  /**
+   * XDP on a buffer veth copied the packet into (native XDP on veth): the skb the kernel built the run's
+   * skb from (skb_copy_header) and its data buffer. That skb was consumed there: the packet goes on as
+   * this run's skb. Only when the run's skb is the one built.
+   */
+  from?: { skb: string; head: string };
 }
 
 /**

@@ -15,7 +15,12 @@
  * returned it (method exact, its verdict, how it is attached), and the passes
  * and the redirect must show as that program's runs on their packets (PROG
  * frames); the native XDP passes, which veth runs on a copy of the packet in a
- * buffer of its own, under the packet of the skb built around that buffer.
+ * buffer of its own, under the packet of the skb built around that buffer,
+ * which the summary has the packet sent continue as (the run's `from`). On a
+ * second pair, vx1 (ns1) and vx2 (ns2), a native XDP program on vx1 turns what
+ * ns2 sends to :9110 and :9111 around, by XDP_TX and by XDP_REDIRECT: each run
+ * named with its verdict and linked the same way, and the datagrams received
+ * back in ns2.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -26,6 +31,7 @@ import { test } from 'node:test';
 import { jsonLine } from '../../src/output/json';
 import { describeCulprit, ProgRunBook, spanOf } from '../../src/reading/culprits';
 import { PacketTracker } from '../../src/reading/packet-tracker';
+import { TraceReading } from '../../src/reading/trace-reading';
 import { describeVerdict } from '../../src/reading/verdict-words';
 import { verdictOf } from '../../src/reading/verdicts';
 import type { CulpritInfo, ProgRunInfo } from '../../src/record/decode';
@@ -101,6 +107,39 @@ int pwru_xdp_nat(struct xdp_md *ctx)
 	return udp_dport((void *)(long)ctx->data, (void *)(long)ctx->data_end) == 9108 ? XDP_DROP : XDP_PASS;
 }
 
+/*
+ * Native XDP on vx1 (ns1), for what ns2 sends over vx2: to :9110 back out of vx1 (XDP_TX), to :9111
+ * redirected to vx1 itself (XDP_REDIRECT, through the redirect path), both turned around (MACs and IPv4
+ * addresses swapped: the checksums hold; the ports kept) so that ns2 receives them on vx2.
+ */
+SEC("xdp")
+int pwru_xdp_bounce(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	int port = udp_dport(data, end);
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	unsigned char mac[ETH_ALEN];
+	__be32 a;
+
+	if ((port != 9110 && port != 9111) || (void *)(ip + 1) > end)
+		return XDP_PASS;
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	a = ip->saddr;
+	ip->saddr = ip->daddr;
+	ip->daddr = a;
+	return port == 9110 ? XDP_TX : bpf_redirect(ctx->ingress_ifindex, 0);
+}
+
+/* Native XDP on vx2: veth takes XDP frames (XDP_TX, redirects) only into a peer with NAPI, which XDP gives it. */
+SEC("xdp")
+int pwru_xdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
 char LICENSE[] SEC("license") = "GPL";
 `;
 
@@ -125,11 +164,24 @@ function setup(tcx: boolean): string {
     // What comes back from ns2 to veth1: native XDP; what it passes to :9109 is received in ns1.
     load('ns1', 'pwru_xdp_nat', 'veth1', 'xdp-native'),
     'in_ns ns1 udpkit recv 9109 &',
+    // A second pair for XDP_TX and XDP_REDIRECT: ns1's vx1 (10.200.3.1) turns ns2's datagrams to :9110
+    // and :9111 around, back to ns2's vx2 (10.200.3.2), where receivers take them.
+    '/sbin/ip link add vx1 netns ns1 type veth peer name vx2 netns ns2 || fail "ip link add vx"',
+    '/sbin/ip -n ns1 addr add 10.200.3.1/24 dev vx1',
+    '/sbin/ip -n ns2 addr add 10.200.3.2/24 dev vx2',
+    '/sbin/ip -n ns1 link set vx1 up',
+    '/sbin/ip -n ns2 link set vx2 up',
+    load('ns1', 'pwru_xdp_bounce', 'vx1', 'xdp-native'),
+    load('ns2', 'pwru_xdp_pass', 'vx2', 'xdp-native'),
+    'in_ns ns2 udpkit recv 9110 &',
+    'in_ns ns2 udpkit recv 9111 &',
     'sleep 0.2',
+    // Neighbours resolved before the trace (7777 goes through vx1's XDP program: passed).
+    'in_ns ns2 udpkit send 10.200.3.1 7777 1',
   ].join('\n');
 }
 
-const FILTER = 'udp and dst portrange 9101-9109';
+const FILTER = 'udp and dst portrange 9101-9111';
 /**
  * The steps just before tc egress and before the receive hooks, and few: kprobes are slow under emulation.
  * eth_type_trans: veth's native XDP path calls it on the skb built around the program's buffer right after
@@ -350,12 +402,14 @@ function assertClsactDrops(c: CaseResult): void {
   }
 }
 
+/** A run belongs to the packet whose step with that skb came last before it (an skb's address is reused). */
+function portOf(c: CaseResult, p: ProgRunInfo): number | undefined {
+  return c.events.filter((e) => e.skb === p.skb && BigInt(e.ts) <= BigInt(p.ts)).at(-1)?.tuple?.dport;
+}
+
 /** The runs of program name on the packets to port: one per packet (2 sent), each as want says. */
 function assertRuns(c: CaseResult, port: number, name: string, want: Partial<ProgRunInfo>): void {
-  // A run belongs to the packet whose step with that skb came last before it (an skb's address is reused).
-  const portOf = (p: ProgRunInfo): number | undefined =>
-    c.events.filter((e) => e.skb === p.skb && BigInt(e.ts) <= BigInt(p.ts)).at(-1)?.tuple?.dport;
-  const runs: ProgRunInfo[] = c.progs.filter((p) => portOf(p) === port && p.program.name === name);
+  const runs: ProgRunInfo[] = c.progs.filter((p) => portOf(c, p) === port && p.program.name === name);
   assert.equal(runs.length, 2, `one run of ${name} for each packet to :${port}: ${describe(c)}`);
   for (const r of runs)
     for (const [k, v] of Object.entries(want))
@@ -392,6 +446,70 @@ function assertNativeXdpPasses(c: CaseResult): void {
     );
     const v = verdictOf(p);
     assert.equal(v.kind, 'delivered', `#${p.id}: ${describeVerdict(v)}`);
+  }
+  // The skb sent from ns2 goes on as the one veth built: one packet in the summary.
+  assertContinued(c, 9109, 'pwru_xdp_nat');
+}
+
+/**
+ * vx1's native XDP turning ns2's datagrams to port around (verdict XDP_TX or XDP_REDIRECT): one run per
+ * datagram, named, on the skb veth built around the program's buffer, linked to the skb ns2 sent (`from`,
+ * the skb the kernel built it from); and the datagram's path after: received in ns2 on vx2.
+ */
+function assertBounced(c: CaseResult, port: number, verdict: string): void {
+  const steps = c.events
+    .filter((e) => e.tuple?.dport === port)
+    .map(
+      (e) =>
+        `${e.ts} ${e.cpu} ${e.skb} ${e.head} ${e.func} ${e.iface} ${e.tuple?.dst}${e.drop ? ` ${e.drop.reason}` : ''}`,
+    );
+  assertRuns(c, port, 'pwru_xdp_bounce', { kind: 'xdp', iface: 'vx1', verdict });
+  assertContinued(c, port, 'pwru_xdp_bounce');
+  const tracker = new PacketTracker();
+  for (const e of c.events) tracker.observe(e);
+  tracker.open();
+  const after = tracker
+    .packets()
+    .filter(
+      (p) => p.tuple?.dport === port && p.tuple.dst === '10.200.3.2' && verdictOf(p).kind === 'delivered',
+    );
+  assert.equal(
+    after.length,
+    2,
+    `each datagram to :${port} received back in ns2: ${describe(c)}\nsteps to :${port}:\n${steps.join('\n')}`,
+  );
+}
+
+/**
+ * Each run of program name on a datagram to port names the skb veth copied into its buffer (`from`), an skb
+ * sent from ns2 to port, and the summary (as show and the live trace read it) has that skb's packet
+ * continue as the run's: verdict `continued`, not counted apart.
+ */
+function assertContinued(c: CaseResult, port: number, name: string): void {
+  const reading = new TraceReading();
+  for (const e of c.events) reading.event(e);
+  for (const r of c.progs) reading.prog({ type: 'prog', v: TRACE_SCHEMA_VERSION, ...r });
+  const result = reading.result();
+  assert.equal(result.kind, 'packets');
+  const rows = result.summary.packets;
+  const sentFromNs2 = new Set(
+    c.events.filter((e) => e.tuple?.dport === port && e.func.includes('dev_queue')).map((e) => e.skb),
+  );
+  const runs = c.progs.filter((p) => p.program.name === name && portOf(c, p) === port);
+  assert.equal(runs.length, 2, `two runs of ${name} on datagrams to :${port}: ${describe(c)}`);
+  for (const r of runs) {
+    assert.ok(r.from && sentFromNs2.has(r.from.skb), `the run names the skb sent: ${JSON.stringify(r)}`);
+    const sent = rows.find(
+      (row) => row.skb === r.from?.skb && row.verdict.kind === 'continued' && row.verdict.skb === r.skb,
+    );
+    assert.ok(
+      sent,
+      `the sent packet continues: ${JSON.stringify(rows.filter((row) => row.skb === r.from?.skb))}`,
+    );
+    assert.ok(sent.verdict.kind === 'continued' && sent.verdict.skb === r.skb, JSON.stringify(sent));
+    const into = rows.find((row) => sent.verdict.kind === 'continued' && row.id === sent.verdict.as);
+    assert.equal(into?.skb, r.skb, JSON.stringify(into));
+    assert.equal(into?.continues, sent.id, JSON.stringify(into));
   }
 }
 
@@ -441,6 +559,8 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
           assert.ok(c);
           assertRuns(c, 9102, 'pwru_xdp', { kind: 'xdp', iface: 'veth2', ret: 2, verdict: 'XDP_PASS' });
           assertNativeXdpPasses(c);
+          assertBounced(c, 9110, 'XDP_TX');
+          assertBounced(c, 9111, 'XDP_REDIRECT');
           // The helper's own lines name the same runs of the XDP programs (the tracepoint backend).
           const json = run.cases.get('progs-json');
           assert.ok(json?.lines, 'the JSON lines came back');

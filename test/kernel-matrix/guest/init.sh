@@ -96,6 +96,9 @@ traffic() { # KIND
     # The other way, to veth1's native XDP: dropped (:9108), passed to a receiver (:9109).
     in_ns ns2 udpkit send 10.200.1.1 9108 2
     in_ns ns2 udpkit send 10.200.1.1 9109 2
+    # Over the second pair its setup adds, to vx1's native XDP: sent back (XDP_TX, :9110), redirected (:9111).
+    in_ns ns2 udpkit send 10.200.3.1 9110 2 nocsum
+    in_ns ns2 udpkit send 10.200.3.1 9111 2 nocsum
     ;;
   progs-late) # programs.test.ts: a clsact filter attached after the trace began, ahead of the setup's
     in_ns ns2 progload /extra/progs.o pwru_late veth2 clsact-ingress 1 2>/tmp/pl.err ||

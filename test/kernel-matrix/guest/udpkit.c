@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A tiny static UDP (and TCP) tool for the kernel-matrix guests (busybox's nc has no UDP):
- *   udpkit send DST PORT COUNT   send COUNT small datagrams to DST:PORT (IPv4 or IPv6), 2 ms apart
+ *   udpkit send DST PORT COUNT [nocsum]
+ *                                send COUNT small datagrams to DST:PORT (IPv4 or IPv6), 2 ms apart; nocsum:
+ *                                IPv4 with no UDP checksum (SO_NO_CHECK), for what XDP sends back out of a
+ *                                veth: the frame loses the sent skb's CHECKSUM_PARTIAL and a partial checksum
+ *                                would be found bad
  *   udpkit recv PORT             receive and discard datagrams on PORT until killed
  *   udpkit tcp-serve PORT        accept one TCP connection: read a line, answer one, close first
  *   udpkit tcp-ask DST PORT      connect, send a line, read the answer, close after the server
@@ -18,7 +22,7 @@
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: udpkit send DST PORT COUNT | recv PORT | tcp-serve PORT | tcp-ask DST PORT\n");
+	fprintf(stderr, "usage: udpkit send DST PORT COUNT [nocsum] | recv PORT | tcp-serve PORT | tcp-ask DST PORT\n");
 	return 2;
 }
 
@@ -80,7 +84,7 @@ int main(int argc, char **argv)
 			if (recv(fd, buf, sizeof(buf), 0) < 0)
 				perror("udpkit: recv");
 	}
-	if (strcmp(argv[1], "send") == 0 && argc == 5) {
+	if (strcmp(argv[1], "send") == 0 && (argc == 5 || (argc == 6 && strcmp(argv[5], "nocsum") == 0))) {
 		struct timespec gap = { 0, 2 * 1000 * 1000 };
 		int i, n = atoi(argv[4]), failed = 0;
 		struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6 };
@@ -99,6 +103,8 @@ int main(int argc, char **argv)
 			to = (struct sockaddr *)&sa6;
 			tolen = sizeof(sa6);
 		}
+		if (argc == 6 && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &(int){ 1 }, sizeof(int)) < 0)
+			return perror("udpkit: SO_NO_CHECK"), 1;
 		for (i = 0; i < n; i++) {
 			snprintf(buf, sizeof(buf), "kubectl-pwru kernel matrix %d", i);
 			if (sendto(fd, buf, strlen(buf), 0, to, tolen) < 0) {
