@@ -86,9 +86,8 @@ struct prog_pending_run {
  * old): veth's private copy of a sent skb before its XDP run, 6.1 in
  * veth_convert_skb_to_xdp_buff, 6.12 in skb_pp_cow_data; also skb_copy and
  * its kin), in prog_built under the new skb's data buffer, noted by fentry
- * (prog_built_note) only on a CPU that reported a packet in the last
- * PROG_PENDING_NS. An XDP run waiting under that buffer on the same CPU
- * takes it (built_skb, from_*): when the probes tie the run to that very
+ * (prog_built_note) once the probes report packets. An XDP run waiting under
+ * that buffer on the same CPU within PROG_PENDING_NS takes it (built_skb, from_*): when the probes tie the run to that very
  * skb, the run says which skb the packet was before (from_skb): the kernel
  * copied that one into the run's buffer and consumed it.
  */

@@ -483,9 +483,10 @@ function assertBounced(c: CaseResult, port: number, verdict: string): void {
 /**
  * Each run of program name on a datagram to port names the skb veth copied into its buffer (`from`), an skb
  * sent from ns2 to port, and the summary (as show and the live trace read it) has that skb's packet
- * continue as the run's: verdict `continued`, not counted apart.
+ * continue as the run's: verdict `continued`, not counted apart. every: a run on each of the two datagrams
+ * (else those shown: with tracepoints under emulation a run's skb may be first reported too late for the tie).
  */
-function assertContinued(c: CaseResult, port: number, name: string): void {
+function assertContinued(c: CaseResult, port: number, name: string, every = true): void {
   const reading = new TraceReading();
   for (const e of c.events) reading.event(e);
   for (const r of c.progs) reading.prog({ type: 'prog', v: TRACE_SCHEMA_VERSION, ...r });
@@ -496,7 +497,8 @@ function assertContinued(c: CaseResult, port: number, name: string): void {
     c.events.filter((e) => e.tuple?.dport === port && e.func.includes('dev_queue')).map((e) => e.skb),
   );
   const runs = c.progs.filter((p) => p.program.name === name && portOf(c, p) === port);
-  assert.equal(runs.length, 2, `two runs of ${name} on datagrams to :${port}: ${describe(c)}`);
+  if (every) assert.equal(runs.length, 2, `two runs of ${name} on datagrams to :${port}: ${describe(c)}`);
+  else assert.ok(runs.length > 0, `a run of ${name} on a datagram to :${port}: ${describe(c)}`);
   for (const r of runs) {
     assert.ok(r.from && sentFromNs2.has(r.from.skb), `the run names the skb sent: ${JSON.stringify(r)}`);
     const sent = rows.find(
@@ -561,6 +563,12 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
           assertNativeXdpPasses(c);
           assertBounced(c, 9110, 'XDP_TX');
           assertBounced(c, 9111, 'XDP_REDIRECT');
+          // With tracepoints too: each native XDP run shown linked to the skb sent.
+          const tp = run.cases.get('progs-tracepoint');
+          assert.ok(tp, 'case progs-tracepoint ran');
+          assertContinued(tp, 9109, 'pwru_xdp_nat', false);
+          assertContinued(tp, 9110, 'pwru_xdp_bounce', false);
+          assertContinued(tp, 9111, 'pwru_xdp_bounce', false);
           // The helper's own lines name the same runs of the XDP programs (the tracepoint backend).
           const json = run.cases.get('progs-json');
           assert.ok(json?.lines, 'the JSON lines came back');
