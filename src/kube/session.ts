@@ -159,10 +159,12 @@ export class NodeSession {
         end = await link.closed;
         // What came before the close is read first (the inflater works in turns of its own).
         await link.drained();
-        // Dropped (no status from the container, nobody stopped it): attach again, go on where it was cut.
+        // Dropped (no status from the container, not cut by us): attach again, go on where it was cut. After
+        // a stop too: the runner keeps what we have not acknowledged, the final counts among it.
         const dropped =
           end.status === undefined &&
-          !signal.aborted &&
+          gaveUp === undefined &&
+          !forced?.aborted &&
           !this.stream.readError &&
           this.stream.outcome.endReason === undefined &&
           !this.life.lostReason;
@@ -217,12 +219,16 @@ export class NodeSession {
    * have not acknowledged, so nothing traced meanwhile is lost.
    */
   private async attachAgain(link: RunnerLink, end: ChannelEnd): Promise<void> {
-    const { signal } = this.o;
+    // Once stopped, only a second Ctrl-C ends the attempts (the stop's own limits end the wait otherwise).
+    const stopped = this.o.signal.aborted;
+    const signal = stopped ? (this.o.force ?? new AbortController().signal) : this.o.signal;
     const started = Date.now();
     const until = link.lastWord + CLIENT_GRACE_SEC * 1000;
     this.o.sink.progress(
       `${this.where}the connection to the API server dropped (websocket closed, code ${end.code}); attaching again ` +
-        `(the debug pod keeps tracing, and waits ${CLIENT_GRACE_SEC} s for us)`,
+        (stopped
+          ? `for the trace's last records (the debug pod keeps them, and waits ${CLIENT_GRACE_SEC} s for us)`
+          : `(the debug pod keeps tracing, and waits ${CLIENT_GRACE_SEC} s for us)`),
     );
     for (let wait = 250; ; wait = Math.min(wait * 2, 4000)) {
       try {
@@ -251,6 +257,8 @@ export class NodeSession {
       });
       if (signal.aborted) throw new AbortedError();
     }
+    // The stop may have been lost with the connection: said again (the runner takes it once).
+    if (stopped) link.stop();
     this.o.sink.progress(
       `${this.where}attached again after ${((Date.now() - started) / 1000).toFixed(1)} s: the trace goes on from where it was cut`,
     );

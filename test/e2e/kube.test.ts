@@ -33,6 +33,7 @@ afterEach(async () => {
   world.server.config.unpullable = [];
   world.server.config.withoutNode = [];
   world.server.config.watchTimeoutMs = undefined;
+  world.server.config.dropAfterStdin = undefined;
   world.server.config.podWatchBehind = undefined;
   world.server.config.kubeletDelayMs = undefined;
   world.server.config.channelProtocols = undefined;
@@ -127,6 +128,22 @@ describe('what only a stand-in can do', () => {
       lines.some((l) => l.includes('"final":true')),
       'the final stats came after the drops',
     );
+  });
+
+  test('the API connection drops right after Ctrl-C: attached again for the last records, exit 0 with the final stats', async () => {
+    const run = startCli(world, ['pod/web-0', '-n', 'shop', ...TRACE, '-o', 'json']);
+    await run.waitForStderr(/tracing with/);
+    await eventually(() => (run.stdout.includes('"type":"event"') ? [] : ['no event yet']), 15000);
+    // The runner gets the stop; the connection is cut at once, before the helper's last records come.
+    world.server.config.dropAfterStdin = 'stop';
+    run.child.kill('SIGINT');
+    assert.equal(await run.done, 0, run.stderr);
+    assert.match(run.stderr, /attaching again for the trace's last records/);
+    assert.match(run.stderr, /attached again after/);
+    const lines = run.stdout.split('\n').filter(Boolean);
+    for (const l of lines) JSON.parse(l);
+    assert.ok(lines.at(-1)?.includes('"final":true'), `the final stats last: ${lines.at(-1)}`);
+    assert.deepEqual(debugPods(world), []);
   });
 
   test('an API server that accepts connections and never answers: a timeout, and Ctrl-C ends it at once', async () => {

@@ -45,6 +45,8 @@ export interface StandInConfig {
   podWatchBehind?: boolean;
   /** Attach subprotocols offered, best first (default v5 then v4). */
   channelProtocols?: string[];
+  /** Cut every attach connection right after passing on a stdin line that starts with this (e.g. the client's "stop"). */
+  dropAfterStdin?: string;
 }
 
 interface Watcher {
@@ -828,8 +830,14 @@ export class StandInApiServer {
       const stdinOnce = pod.spec.containers[0].stdinOnce;
       ws.on('message', (data: Buffer) => {
         if (data.length === 0) return;
-        if (data[0] === 0) stdin?.write(data.subarray(1));
-        else if (v5 && data[0] === 255 && data[1] === 0) {
+        if (data[0] === 0) {
+          stdin?.write(data.subarray(1));
+          const word = this.config.dropAfterStdin;
+          if (word && data.subarray(1).toString().startsWith(word)) {
+            this.config.dropAfterStdin = undefined;
+            this.dropConnections();
+          }
+        } else if (v5 && data[0] === 255 && data[1] === 0) {
           if (stdinOnce) stdin?.end();
           else run.attached.delete(ws);
         }
