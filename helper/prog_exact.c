@@ -67,8 +67,12 @@ static struct {
 	bool stop;
 	/* Only the loader (start, then the scanner) touches these: the probes' maps (their skeleton owns them). */
 	int last_fd, drops_fd, noted_fd, pending_fd, built_fd;
-	/* fentry on skb_copy_header (prog_built_note), once: which skb an XDP run's buffer was copied from. */
+	/*
+	 * fentry on skb_copy_header (prog_built_note), once, with the first XDP
+	 * program traced: which skb an XDP run's buffer was copied from.
+	 */
 	struct prog_verdict_bpf *builds;
+	bool builds_tried;
 	int runs_fd; /* the runs of all copies and of the probes' ties, read by the event loop */
 	volatile bool *traced_flag;
 	int first_err;
@@ -176,8 +180,9 @@ static int trace_one(struct traced *t, int fd, const struct bpf_prog_info *info)
 /*
  * fentry on skb_copy_header, once, sharing the copies' maps: an XDP run on a
  * buffer veth copied a sent skb into then says which skb that was
- * (bpf/prog_verdict.h, prog_built). Refused (or no such function): the runs
- * are still shown, only not linked to the skb sent.
+ * (bpf/prog_verdict.h, prog_built). Loaded with the first XDP program's copy
+ * (a trace beside tc programs alone pays nothing for it). Refused (or no such
+ * function): the runs are still shown, only not linked to the skb sent.
  */
 static void trace_builds(void)
 {
@@ -286,6 +291,10 @@ static void consider(uint32_t id)
 		return;
 	}
 	t.since = mono_ns();
+	if (t.xdp && !P.builds_tried) {
+		P.builds_tried = true;
+		trace_builds();
+	}
 	pthread_mutex_lock(&P.mu);
 	P.t[P.n++] = t;
 	pthread_mutex_unlock(&P.mu);
@@ -358,8 +367,6 @@ int prog_exact_start(const struct prog_map_fds *maps, volatile bool *traced_flag
 	P.started = true;
 	/* The programs loaded now, before the probes attach. */
 	scan();
-	if (!P.refused[0])
-		trace_builds();
 	libbpf_set_print(old);
 	/* Those loaded later, by a thread of its own: loading a copy takes the kernel's verifier a while. */
 	pthread_condattr_init(&ca);
@@ -592,6 +599,7 @@ void prog_exact_end(void)
 		prog_verdict_bpf__destroy(P.t[i].skel);
 	prog_verdict_bpf__destroy(P.builds);
 	P.builds = NULL;
+	P.builds_tried = false;
 	P.rb = NULL;
 	P.n = P.nu = 0;
 	P.runs_fd = P.drops_fd = P.noted_fd = P.last_fd = P.pending_fd = P.built_fd = -1;
