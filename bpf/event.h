@@ -236,7 +236,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_STACK = 9,	 /* {id, frames:[name]}: a stack id seen in a later event */
 	PWRU_FRAME_WARNING = 10, /* {code, message} */
 	/* 11 was LINES: --emit json now writes its lines to the --lines-fd descriptors only. */
-	PWRU_FRAME_DIGEST = 12,	 /* --emit json, before END: {packets, events, drops:[{reason, at, count}]} */
+	PWRU_FRAME_DIGEST = 12,	 /* --emit json, before END, when packets went unsent: {packets, events, drops:[{reason, at, count}]} */
 	PWRU_FRAME_PACKET = 14,	 /* struct pwru_packet + cap_len bytes: the bytes of the next EVENT (--snaplen) */
 	PWRU_FRAME_CULPRIT = 15, /* {ts, skb, netns, kind, method, rule?, why?, candidates?}: who dropped a packet */
 	/* --on-drop (helper/on_drop.c): a drop, then bad.steps + good.steps EVENT frames that belong to it. */
@@ -244,7 +244,7 @@ enum pwru_frame_type {
 	PWRU_FRAME_WATCH = 17,	     /* --on-drop, with each STATS: {packets, flows, drops, unreported, forgotten_*, final} */
 	PWRU_FRAME_TUNNEL = 18,	     /* struct pwru_tunnel: the inner packet of the next EVENT's tunnel */
 	PWRU_FRAME_PROG = 19,	     /* {ts, skb, netns, kind, iface, ifindex, direction?, program, ret, verdict}: a tc/XDP program's run */
-	PWRU_FRAME_PACKET_DONE = 20, /* --emit text|wide: {id, count, steps, copy_of?, replaced_by?, copies?, open?} + steps EVENTs */
+	PWRU_FRAME_PACKET_DONE = 20, /* --emit text|wide|json: {id, count, steps, copy_of?, replaced_by?, copies?, open?} + steps EVENTs */
 	PWRU_FRAME_COPY = 21,	     /* struct pwru_copy: the next EVENT's skb is a copy of that one */
 	PWRU_FRAME_LINES = 22,	     /* --lines-stream: complete lines of --emit json|text|wide, as they would go to a --lines-fd */
 };

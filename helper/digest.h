@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * --emit json: what the client's closing summary needs of the events it did
- * not decode, sent as the DIGEST frame: drops by reason and place.
+ * not decode when the finished packets could not all be sent (PACKET_DONE),
+ * sent as the DIGEST frame: drops by reason and place.
  */
 #ifndef PWRU_DIGEST_H
 #define PWRU_DIGEST_H

@@ -506,6 +506,7 @@ static void deliver(const struct pwru_event *in, const struct pwru_tunnel *tun, 
 		L.line.len = 0;
 		event_json(&L.writer, &copy, tun, cp, &step, &L.line);
 		out_line(L.line.p, L.line.len);
+		packet_book_step(&L.book, &copy, cp, &step);
 		return;
 	}
 	emit_event(in);
@@ -516,10 +517,9 @@ static bool room(void)
 {
 	if (L.cfg->on_drop)
 		return out_frame_room(ON_DROP_REPORT_ROOM);
-	if (L.cfg->emit_text)
+	if (L.cfg->emit_text || L.cfg->emit_json)
 		return out_lines_room(EVENT_ROOM) && out_frame_room(UNIT_ROOM);
-	return L.cfg->emit_json ? out_lines_room(EVENT_ROOM)
-				: out_frame_room(EVENT_ROOM + sizeof(struct pwru_packet) + L.cfg->snaplen);
+	return out_frame_room(EVENT_ROOM + sizeof(struct pwru_packet) + L.cfg->snaplen);
 }
 
 /* The kernel's counters, summed over CPUs; *first_loss: the earliest drop (0: none). */
@@ -635,8 +635,10 @@ int events_open(const struct loop_config *cfg)
 	if ((cfg->emit_json || cfg->emit_text) && json_mode_open(cfg))
 		return -ENOMEM;
 	if (cfg->emit_text && (text_notes_parse(&L.notes, cfg->text_notes) ||
-			       text_writer_init(&L.text, &L.names, &L.notes, cfg->emit_text == EMIT_WIDE) ||
-			       packet_book_init(&L.book, send_unit, BOOK_WHOLE_FIRST)))
+			       text_writer_init(&L.text, &L.names, &L.notes, cfg->emit_text == EMIT_WIDE)))
+		return -ENOMEM;
+	/* The finished packets, for the client's closing verdicts (a copy delivered makes a drop no loss). */
+	if ((cfg->emit_text || cfg->emit_json) && packet_book_init(&L.book, send_unit, BOOK_WHOLE_FIRST))
 		return -ENOMEM;
 	if (cfg->on_drop && on_drop_open(cfg->probes, cfg->packet_starts, emit_report_event, culprit_drop_named))
 		return -ENOMEM;
@@ -767,14 +769,15 @@ void events_finish(struct loop_result *res)
 	if (write)
 		culprit_finish(CULPRIT_FINISH_MS);
 	/* The finished packets held back, those in flight, and every shape, for the client's closing table. */
-	if (L.cfg->emit_text && write) {
+	if ((L.cfg->emit_text || L.cfg->emit_json) && write) {
 		packet_book_finish(&L.book);
 		if (L.units_unsent)
 			out_message(PWRU_FRAME_WARNING, "packets_unsent",
 				    "%llu finished packets could not be sent for the closing table: the reader did not keep up",
 				    (unsigned long long)L.units_unsent);
 	}
-	if (L.cfg->emit_json)
+	/* The summary when the finished packets did not all reach the client: drops counted by reason and place. */
+	if (L.cfg->emit_json && L.units_unsent)
 		out_digest(packet_track_count(&L.tracker), L.events, L.digest.drops, L.digest.ndrops);
 	if (L.cfg->on_drop)
 		on_drop_write_watch(true);
@@ -795,8 +798,9 @@ void events_close(void)
 	if (L.cfg && L.cfg->emit_text) {
 		text_writer_free(&L.text);
 		text_notes_free(&L.notes);
-		packet_book_free(&L.book);
 	}
+	if (L.cfg && (L.cfg->emit_text || L.cfg->emit_json))
+		packet_book_free(&L.book);
 	if (L.cfg && (L.cfg->emit_json || L.cfg->emit_text)) {
 		json_writer_free(&L.writer);
 		packet_track_free(&L.tracker);

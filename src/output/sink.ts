@@ -41,9 +41,9 @@ export interface TraceSink {
   /**
    * The view has nothing to add per event, so the helper may write the
    * lines itself (--emit json, text or wide), straight to the outputs: a
-   * firehose of events then reaches them without being decoded here. With
-   * json, digest() brings the counts the closing summary is made of; with
-   * text and wide, packetDone() the finished packets for the verdict table
+   * firehose of events then reaches them without being decoded here.
+   * packetDone() brings the finished packets for the verdict table (with
+   * json, digest() the counts instead when they could not all be sent)
    * (and culprit() and prog() their culprits and program runs, whose lines
    * the helper writes too: it is the lines' one writer).
    */

@@ -177,7 +177,7 @@ describe('faults of the outputs', () => {
     stop();
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.end?.reason, 'duration');
-    assert.equal(lines.end(), r.digest?.events, 'the digest counts the lines written');
+    assert.equal(lines.end(), r.end?.events, 'END counts the lines written');
     await assertGoneFromKernel(held);
     await assertNoHelperLeft();
   });

@@ -113,6 +113,23 @@ describe('verdicts on this kernel', () => {
     assert.equal(code, 0, `--fail-on-drop counted a delivered packet:\n${stderr}`);
   });
 
+  test('the same with -o json alone (the helper writes the lines): the closing summary says delivered, not dropped', async () => {
+    // The helper's finished packets reach the client for the summary, so the copies' rule applies there too
+    // (it said "3 dropped" for ping when it counted drops by reason and place alone).
+    const trace = startTrace([...inLocal(), 'icmp']);
+    await trace.ready();
+    lab.exec(local, 'ping', ['-c', '3', '-i', '0.2', '-W', '1', '127.0.0.1']);
+    const { events, code, stderr } = await trace.stop();
+    assert.equal(code, 0, stderr);
+    assert.ok(
+      events.filter((e) => e.drop?.reason === 'NO_SOCKET').length >= 3,
+      'the echo replies freed at ping_rcv',
+    );
+    const table = verdictLines(stderr).join('\n');
+    assert.match(table, /delivered \(a copy to a raw socket\)/, stderr);
+    assert.match(stderr, /^\d+ packets: \d+ delivered\. \d+ events, 0 lost\.$/m, stderr);
+  });
+
   test('a healthy TCP exchange (connect, reply, close): --fail-on-drop exits 0', async () => {
     const trace = startTrace([...inLocal(), '--fail-on-drop', 'tcp port 7302']);
     await trace.ready();

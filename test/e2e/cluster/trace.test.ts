@@ -112,7 +112,7 @@ describe('tracing on a real cluster', { skip }, () => {
     assert.ok(named, `traffic from the node to the pod: ${run.stdout.slice(0, 2000)}`);
     assert.equal(named.tuple.srcName, `node/${world.node}`);
     assert.equal(named.tuple.dstName, `${world.ns}/${podName(web0)}`);
-    // The closing summary, on stderr, was made of the helper's digest: it counts the events written.
+    // The closing summary, on stderr, was made of the helper's finished packets: it counts the events written.
     assert.match(run.stderr, new RegExp(`\\. ${events.length} events, 0 lost`), run.stderr);
   });
 
