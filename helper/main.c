@@ -20,6 +20,7 @@
 #include "attach.h"
 #include "culprit.h"
 #include "events.h"
+#include "fentry_site.h"
 #include "filter_translate.h"
 #include "kernel_btf.h"
 #include "link_handoff.h"
@@ -58,6 +59,8 @@ struct run {
 	regex_t re;
 	bool has_re;
 	struct symbols symbols;
+	/* kprobe-multi: which functions ftrace can trace, judged from their first bytes instead of ftrace's list. */
+	struct fentry_sites *sites;
 	struct btf *btf;
 	struct probe_set probes;
 	struct drop_reasons drop_reasons;
@@ -263,9 +266,24 @@ static int place_probes(struct run *r)
 
 	if (r->backend == BACKEND_TRACEPOINT)
 		return -1;
-	/* kprobe-multi at ftrace's addresses (traceable.h) needs no kernel symbols before tracing. */
-	bool ftrace_addrs = r->backend == BACKEND_KPROBE_MULTI && traceable_has_addrs(traceable_get());
-	if (!ftrace_addrs) {
+	/*
+	 * kprobe-multi: at the functions' symbols, each judged from its first
+	 * bytes (fentry_site.h), or else at ftrace's addresses (traceable.h),
+	 * which need no kernel symbols before tracing.
+	 */
+	bool by_code = r->sites && r->backend == BACKEND_KPROBE_MULTI;
+	if (by_code) {
+		symbols_urgent(&r->symbols);
+		ks = symbols_get(&r->symbols);
+		if (!ks || ks->addrs_hidden) {
+			/* No symbols to read the functions' bytes at: ftrace's list and its addresses, as without kcore. */
+			by_code = false;
+			ks = NULL;
+			traceable_prefetch(true);
+		}
+	}
+	bool ftrace_addrs = !by_code && r->backend == BACKEND_KPROBE_MULTI && traceable_has_addrs(traceable_get());
+	if (!ftrace_addrs && !by_code) {
 		/* Which functions exist, and where: plain kprobes (or kprobe-multi elsewhere) need kernel symbols now. */
 		if (!r->symbols_started)
 			symbols_start(&r->symbols, false);
@@ -280,7 +298,10 @@ static int place_probes(struct run *r)
 				    "kernel addresses are hidden in /proc/kallsyms (kernel.kptr_restrict=2): use "
 				    "--backend tracepoint or set kernel.kptr_restrict=1");
 	}
-	ret = probes_place(&r->probes, ks, ftrace_addrs, r->opts.filter_func, r->err, sizeof(r->err));
+	ret = probes_place(&r->probes, ks, ftrace_addrs, by_code ? r->sites : NULL, r->opts.filter_func, r->err,
+			   sizeof(r->err));
+	fentry_sites_close(r->sites);
+	r->sites = NULL;
 	if (ret == -ENOENT)
 		return fail(EXIT_BAD_INPUT, "no_match", "%s", r->err);
 	return -1;
@@ -514,6 +535,7 @@ static void cleanup(struct run *r)
 	drop_reasons_free(&r->drop_reasons);
 	pcap_filter_free(&r->filter);
 	symbols_free(&r->symbols);
+	fentry_sites_close(r->sites);
 	addr_names_free(&r->owners);
 	if (r->has_re)
 		regfree(&r->re);
@@ -546,19 +568,34 @@ static int run(struct run *r, enum options_result parsed)
 				    "not permitted: tracing needs root, or CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN "
 				    "before 5.8)");
 		/*
-		 * Function probes need the kernel's symbols and its list of traceable
-		 * functions, each seconds under emulation, and a test attach that waits
+		 * Function probes need the kernel's symbols and which functions ftrace
+		 * can trace, each seconds under emulation, and a test attach that waits
 		 * on the kernel: all in threads, beside the BTF.
 		 */
 		if (o->backend != BACKEND_TRACEPOINT && !o->verify_only && backends_may_have_kprobes()) {
-			/* kprobe-multi attaches at ftrace's addresses where they can be read: kallsyms waits for READY. */
-			bool ftrace_addrs = o->backend != BACKEND_KPROBE && traceable_addrs_possible();
+			bool multi = o->backend != BACKEND_KPROBE && traceable_addrs_possible();
 
-			if (!ftrace_addrs) {
-				symbols_start(&r->symbols, true);
+			/*
+			 * kprobe-multi (6.5+ here): kallsyms, and each function's first
+			 * bytes in /proc/kcore, cost the kernel less than formatting
+			 * ftrace's list, whose every 4 KiB read walks its records from the
+			 * first (BENCHMARKS.md section 8). PWRU_TRACEABLE_FROM=list reads
+			 * the list instead (the kernel matrix compares the two).
+			 */
+			const char *from = getenv("PWRU_TRACEABLE_FROM");
+			if (multi && !(from && strcmp(from, "list") == 0))
+				r->sites = fentry_sites_open();
+			if (r->sites) {
+				symbols_start(&r->symbols, false);
 				r->symbols_started = true;
+			} else {
+				/* Or at ftrace's addresses where they can be read: kallsyms waits for READY. */
+				if (!multi) {
+					symbols_start(&r->symbols, true);
+					r->symbols_started = true;
+				}
+				traceable_prefetch(multi);
 			}
-			traceable_prefetch(ftrace_addrs);
 			backends_detect_start(true, o->backend == BACKEND_KPROBE);
 		}
 		double t = mono_ms();

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "probes.h"
+#include "fentry_site.h"
 #include "traceable.h"
 
 #include <dirent.h>
@@ -173,14 +174,15 @@ static int nothing_to_probe(const char *what, const char *filter_func, char *err
 
 /*
  * Functions the kernel can trace. When tracefs is readable its list is the
- * truth; otherwise kallsyms (inlined functions have no symbol) is the best
- * guess, and attach failures are handled by the backend.
+ * truth, or, given sites, each function's first bytes; otherwise kallsyms
+ * (inlined functions have no symbol) is the best guess. Attach failures are
+ * handled by the backend (kprobe-multi skips what the kernel refuses).
  */
-int probes_place(struct probe_set *set, const struct kallsyms *ks, bool ftrace_addrs, const char *filter_func,
-		 char *err, size_t errlen)
+int probes_place(struct probe_set *set, const struct kallsyms *ks, bool ftrace_addrs,
+		 const struct fentry_sites *sites, const char *filter_func, char *err, size_t errlen)
 {
-	const struct traceable_list *traceable = traceable_get();
-	bool listed = traceable_count(traceable) > 0;
+	const struct traceable_list *traceable = sites ? NULL : traceable_get();
+	bool listed = traceable && traceable_count(traceable) > 0;
 	size_t kept = 0, functions = 0;
 
 	err[0] = 0;
@@ -197,6 +199,8 @@ int probes_place(struct probe_set *set, const struct kallsyms *ks, bool ftrace_a
 
 				keep = sym != NULL; /* none: inlined everywhere, nothing to probe */
 				addr = sym ? sym->addr : 0;
+				if (keep && sites)
+					keep = fentry_site_at(sites, addr);
 			}
 			p->addr = addr;
 			functions += keep;
@@ -208,7 +212,8 @@ int probes_place(struct probe_set *set, const struct kallsyms *ks, bool ftrace_a
 		set->v[kept++] = *p; /* tracepoints come first: their ids stay */
 	}
 	set->cnt = kept;
-	traceable_release();
+	if (traceable)
+		traceable_release();
 	return functions ? 0 : nothing_to_probe("probeable function", filter_func, err, errlen);
 }
 

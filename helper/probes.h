@@ -66,14 +66,16 @@ struct probe_request {
 int probes_choose(struct btf *vmlinux, const struct probe_request *req, struct probe_set *out, char *err,
 		  size_t errlen);
 
+struct fentry_sites;
 /*
- * Keeps the functions the kernel can trace (traceable.h; without tracefs, those
- * kallsyms has), each at ftrace's address when ftrace_addrs, else at its
- * symbol's in ks. Tracepoints keep their ids. -ENOENT with the reason in err
- * when no function is left.
+ * Keeps the functions the kernel can trace (traceable.h, or, given sites, by
+ * their first bytes: fentry_site.h; without either, those kallsyms has), each
+ * at ftrace's address when ftrace_addrs, else at its symbol's in ks.
+ * Tracepoints keep their ids. -ENOENT with the reason in err when no function
+ * is left.
  */
-int probes_place(struct probe_set *set, const struct kallsyms *ks, bool ftrace_addrs, const char *filter_func,
-		 char *err, size_t errlen);
+int probes_place(struct probe_set *set, const struct kallsyms *ks, bool ftrace_addrs,
+		 const struct fentry_sites *sites, const char *filter_func, char *err, size_t errlen);
 
 /* The kernel's enum skb_drop_reason, names without the SKB_DROP_REASON_ prefix (none before 5.17). */
 struct drop_reason {

@@ -85,6 +85,8 @@ export interface CaseSpec {
   stop?: 'attaching';
   /** Descriptor 4 is a file, whose text comes back as CaseResult.lines (--emit json --lines-fd 4). */
   lines?: boolean;
+  /** One NAME=VALUE in the tool's environment for this run only (no spaces). */
+  env?: string;
 }
 
 export interface CaseResult {
@@ -160,6 +162,7 @@ export function planScript(cases: CaseSpec[]): string {
         `CASE_NR_OPEN=${shellQuote(c.nrOpen === undefined ? '' : String(c.nrOpen))}`,
         `CASE_STOP=${shellQuote(c.stop ?? '')}`,
         `CASE_LINES=${c.lines ? '1' : "''"}`,
+        `CASE_ENV=${shellQuote(c.env ?? '')}`,
       ].join('; ');
       const call = ['run_case', c.name, c.traffic, String(c.readyTimeout), ...c.args]
         .map(shellQuote)

@@ -141,6 +141,16 @@ function plan(k: KernelSpec): CaseSpec[] {
       args: ['--backend', b, ...funcs],
     });
   }
+  if (k.backends.includes('kprobe-multi')) {
+    // Every function again, which ftrace can trace read from its own list, not judged from each one's first bytes.
+    cases.push({
+      name: 'attach-kprobe-multi-list',
+      traffic: 'none',
+      readyTimeout: 240,
+      env: 'PWRU_TRACEABLE_FROM=list',
+      args: ['--backend', 'kprobe-multi'],
+    });
+  }
   if (k.backends.includes('kprobe')) {
     // A limit it may not raise (the hard limit and fs.nr_open both low): running out is an error.
     cases.push({
@@ -372,6 +382,38 @@ for (const k of KERNELS.filter((x) => !only || only.includes(x.label))) {
         assert.equal(c.ready?.backend, b, describeCase(c));
         assert.ok((c.ready?.attached ?? 0) > 0, describeCase(c));
       });
+    }
+
+    if (k.backends.includes('kprobe-multi')) {
+      await t.test(
+        "kprobe-multi: the functions judged traceable by their first bytes are those of ftrace's list",
+        () => {
+          const byCode = getCase(run, 'attach-kprobe-multi');
+          const byList = getCase(run, 'attach-kprobe-multi-list');
+          assertClean(byCode);
+          assertClean(byList);
+          const names = (c: CaseResult) =>
+            (c.ready?.probes ?? [])
+              .filter((p) => p.kind === 'kprobe-multi')
+              .map((p) => p.name)
+              .sort();
+          const code = names(byCode);
+          const list = names(byList);
+          assert.ok(list.length > 1000, describeCase(byList));
+          assert.deepEqual(
+            code.filter((n) => !list.includes(n)),
+            [],
+            'judged traceable, not in the list',
+          );
+          assert.deepEqual(
+            list.filter((n) => !code.includes(n)),
+            [],
+            'in the list, not judged traceable',
+          );
+          assert.equal(byCode.ready?.attached, byList.ready?.attached, describeCase(byCode));
+          assert.equal(byCode.ready?.skipped, 0, describeCase(byCode));
+        },
+      );
     }
 
     // The programs stop before the final STATS (they return at once, and the

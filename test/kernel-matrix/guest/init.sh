@@ -164,7 +164,8 @@ mark_once() { # LABEL PATTERN FILE
 # case: CASE_ULIMIT (arguments to `ulimit`, in the tool's shell only),
 # CASE_NR_OPEN (fs.nr_open meanwhile, restored after), CASE_STOP=attaching
 # (the helper is stopped one second into attaching, not once ready) and
-# CASE_LINES=1 (descriptor 4 is a file, sent back as NAME.lines: --emit json --lines-fd 4).
+# CASE_LINES=1 (descriptor 4 is a file, sent back as NAME.lines: --emit json --lines-fd 4) and
+# CASE_ENV=NAME=VALUE (in the tool's environment).
 run_case() {
   name=$1 kind=$2 limit=$3
   shift 3
@@ -185,6 +186,7 @@ run_case() {
     (
       [ -z "$CASE_ULIMIT" ] || ulimit $CASE_ULIMIT
       [ -z "$CASE_LINES" ] || exec 4>/tmp/"$name".lines
+      [ -z "$CASE_ENV" ] || export "$CASE_ENV"
       exec pwru-helper "$@"
     ) </dev/null >/tmp/"$name".out 2>/tmp/"$name".err &
     ready_pattern='"attach_ms"' ready_file=/tmp/"$name".out
