@@ -277,6 +277,8 @@ static void write_stack(int32_t id)
 
 /* ---- the events ---- */
 
+static void send_unit(const struct book_unit *u, const struct pwru_event *steps, uint32_t nsteps);
+
 static int json_mode_open(const struct loop_config *cfg)
 {
 	size_t n = cfg->probes->cnt;
@@ -308,8 +310,10 @@ static int json_mode_open(const struct loop_config *cfg)
 		.owners = cfg->owners,
 		.node = cfg->line_node,
 	};
+	/* The book: the finished packets, for the client's closing verdicts (a copy delivered makes a drop no loss). */
 	if (!L.starts_tx || json_writer_init(&L.writer, &L.names) || digest_init(&L.digest) ||
-	    packet_track_init(&L.tracker, L.starts_tx, (uint32_t)n))
+	    packet_track_init(&L.tracker, L.starts_tx, (uint32_t)n) ||
+	    packet_book_init(&L.book, send_unit, BOOK_WHOLE_FIRST))
 		return -ENOMEM;
 	return 0;
 }
@@ -637,9 +641,6 @@ int events_open(const struct loop_config *cfg)
 	if (cfg->emit_text && (text_notes_parse(&L.notes, cfg->text_notes) ||
 			       text_writer_init(&L.text, &L.names, &L.notes, cfg->emit_text == EMIT_WIDE)))
 		return -ENOMEM;
-	/* The finished packets, for the client's closing verdicts (a copy delivered makes a drop no loss). */
-	if ((cfg->emit_text || cfg->emit_json) && packet_book_init(&L.book, send_unit, BOOK_WHOLE_FIRST))
-		return -ENOMEM;
 	if (cfg->on_drop && on_drop_open(cfg->probes, cfg->packet_starts, emit_report_event, culprit_drop_named))
 		return -ENOMEM;
 	L.rb = ring_buffer__new(bpf_map__fd(cfg->skel->maps.events), on_event, NULL, NULL);
@@ -799,9 +800,8 @@ void events_close(void)
 		text_writer_free(&L.text);
 		text_notes_free(&L.notes);
 	}
-	if (L.cfg && (L.cfg->emit_text || L.cfg->emit_json))
-		packet_book_free(&L.book);
 	if (L.cfg && (L.cfg->emit_json || L.cfg->emit_text)) {
+		packet_book_free(&L.book);
 		json_writer_free(&L.writer);
 		packet_track_free(&L.tracker);
 		digest_free(&L.digest);
