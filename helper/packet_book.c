@@ -148,28 +148,6 @@ static bool same_step(const struct pwru_event *a, const struct pwru_event *b)
 	return !(a->flags & PWRU_F_DROP) || !(a->flags & PWRU_F_HAS_REASON) || a->drop_reason == b->drop_reason;
 }
 
-/* The addresses of a tuple as it prints: IPv4 has four bytes. */
-static size_t addr_len(const struct pwru_event *e)
-{
-	return e->l3 == 6 ? 16 : 4;
-}
-
-static bool has_ports(uint8_t l4)
-{
-	return l4 == 6 || l4 == 17 || l4 == 132;
-}
-
-/* src/reading/tuple-format.ts flowText of two tuples: the same flow (TCP flags aside). */
-static bool same_flow(const struct pwru_event *a, const struct pwru_event *b)
-{
-	if (!a || !b)
-		return a == b;
-	if ((a->l3 == 6) != (b->l3 == 6) || a->l4 != b->l4 || memcmp(a->saddr, b->saddr, addr_len(a)) != 0 ||
-	    memcmp(a->daddr, b->daddr, addr_len(a)) != 0)
-		return false;
-	return !has_ports(a->l4) || (a->sport == b->sport && a->dport == b->dport);
-}
-
 /* The packet's first tuple (Packet.tuple). */
 static const struct pwru_event *first_tuple(const struct book_packet *p)
 {
@@ -181,7 +159,7 @@ static const struct pwru_event *first_tuple(const struct book_packet *p)
 
 static bool same_shape(const struct book_packet *a, const struct book_packet *b)
 {
-	if (a->nsteps != b->nsteps || a->freed != b->freed || !same_flow(first_tuple(a), first_tuple(b)))
+	if (a->nsteps != b->nsteps || a->freed != b->freed || !packet_same_flow(first_tuple(a), first_tuple(b)))
 		return false;
 	for (uint32_t i = 0; i < a->nsteps; i++)
 		if (!same_step(&a->steps[i], &b->steps[i]))
@@ -202,10 +180,10 @@ static uint64_t shape_hash(const struct book_packet *p)
 
 	if (t) {
 		uint64_t a[4] = { 0 };
-		memcpy(a, t->saddr, addr_len(t));
-		memcpy(a + 2, t->daddr, addr_len(t));
-		h = mix(h, (uint64_t)t->l4 << 40 | (uint64_t)(has_ports(t->l4) ? t->sport : 0) << 16 |
-				   (has_ports(t->l4) ? t->dport : 0));
+		memcpy(a, t->saddr, event_addr_len(t));
+		memcpy(a + 2, t->daddr, event_addr_len(t));
+		h = mix(h, (uint64_t)t->l4 << 40 | (uint64_t)(l4_has_ports(t->l4) ? t->sport : 0) << 16 |
+				   (l4_has_ports(t->l4) ? t->dport : 0));
 		for (int i = 0; i < 4; i++)
 			h = mix(h, a[i]);
 	}
@@ -447,7 +425,7 @@ static void tracker_started(struct packet_book *b, struct book_packet *p, const 
 	const struct pwru_event *a = (was->flags & PWRU_F_HAS_TUPLE) ? was : NULL;
 	const struct pwru_event *t = (ev->flags & PWRU_F_HAS_TUPLE) ? ev : NULL;
 
-	if (was->cpu == ev->cpu && gap >= 0 && gap <= REPLACEMENT_WINDOW_NS && a && t && same_flow(a, t))
+	if (was->cpu == ev->cpu && gap >= 0 && gap <= REPLACEMENT_WINDOW_NS && a && t && packet_same_flow(a, t))
 		lone->replaced_by = p->id;
 	flush_lone(b);
 }

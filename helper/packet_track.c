@@ -111,6 +111,16 @@ uint32_t packet_track_count(const struct packet_tracker *t)
 	return t->count;
 }
 
+bool packet_same_flow(const struct pwru_event *a, const struct pwru_event *b)
+{
+	if (!a || !b)
+		return a == b;
+	if ((a->l3 == 6) != (b->l3 == 6) || a->l4 != b->l4 || memcmp(a->saddr, b->saddr, event_addr_len(a)) != 0 ||
+	    memcmp(a->daddr, b->daddr, event_addr_len(a)) != 0)
+		return false;
+	return !l4_has_ports(a->l4) || (a->sport == b->sport && a->dport == b->dport);
+}
+
 bool packet_same_bytes(const struct pwru_event *last, const struct pwru_event *ev)
 {
 	if (!last)
@@ -121,9 +131,7 @@ bool packet_same_bytes(const struct pwru_event *last, const struct pwru_event *e
 		return false;
 	if (!(last->flags & PWRU_F_HAS_TUPLE) || !(ev->flags & PWRU_F_HAS_TUPLE))
 		return true;
-	return last->l3 == ev->l3 && last->l4 == ev->l4 && last->sport == ev->sport && last->dport == ev->dport &&
-	       last->tcp_flags == ev->tcp_flags && last->icmp_type == ev->icmp_type &&
-	       !memcmp(last->saddr, ev->saddr, sizeof(ev->saddr)) && !memcmp(last->daddr, ev->daddr, sizeof(ev->daddr));
+	return packet_same_flow(last, ev) && last->tcp_flags == ev->tcp_flags && last->icmp_type == ev->icmp_type;
 }
 
 void step_state_of(const struct pwru_event *ev, struct step_state *st)

@@ -95,6 +95,20 @@ void base_func(const char *name, char *out, size_t len);
 /* starts[probe id]: the probe is one of list's (--packet-starts: comma-separated functions). Free it. */
 bool *packet_starts_of(const char *const *probe_names, uint32_t nprobes, const char *list);
 
+/* The addresses of a tuple as it prints: IPv4 has four bytes. */
+static inline size_t event_addr_len(const struct pwru_event *e)
+{
+	return e->l3 == 6 ? 16 : 4;
+}
+
+static inline bool l4_has_ports(uint8_t l4)
+{
+	return l4 == 6 || l4 == 17 || l4 == 132;
+}
+
+/* src/reading/tuple-format.ts flowText of two tuples: the same flow (TCP flags aside); NULL only as NULL. */
+bool packet_same_flow(const struct pwru_event *a, const struct pwru_event *b);
+
 /*
  * A clone reads the bytes its original holds: the same header, IPv4 ID and
  * TCP sequence (src/reading/copies.ts sameBytes). The data buffer's address

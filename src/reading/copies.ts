@@ -18,6 +18,7 @@
  */
 import type { TraceEvent } from '../record/event';
 import type { Packet } from './packet-tracker';
+import { flowText } from './tuple-format';
 
 /** A data buffer on a node: the address alone on one node (no concatenation per event). */
 function headKey(node: string | undefined, head: string): string {
@@ -142,15 +143,7 @@ function sameBytes(original: Packet, e: TraceEvent): boolean {
   const a = last.tuple;
   const b = e.tuple;
   if (!a || !b) return true;
-  return (
-    a.proto === b.proto &&
-    a.src === b.src &&
-    a.dst === b.dst &&
-    a.sport === b.sport &&
-    a.dport === b.dport &&
-    a.tcpFlags === b.tcpFlags &&
-    a.icmpType === b.icmpType
-  );
+  return flowText(a) === flowText(b) && a.tcpFlags === b.tcpFlags && a.icmpType === b.icmpType;
 }
 
 /** Dropped at a step where another skb still held its data. */
